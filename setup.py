@@ -1,0 +1,27 @@
+"""rectbert: masked-token transformers that inpaint squares and rectangles (JAX/Flax)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="rectbert",
+    version="0.1.0",
+    description="BERT-style inpainting of squares and rectangles, exact geometry, JAX/Flax",
+    packages=find_packages(include=["rectbert", "rectbert.*", "experiments", "benchmarks"]),
+    package_data={"experiments": ["flags/*.flags"]},
+    python_requires=">=3.11",
+    # lower bounds: this CPU's pip resolution (jax 0.10.2, flax 0.12.8, orbax 0.12.8) and the
+    # GPU machine's set (jax 0.11.2, flax 0.12.10, orbax-checkpoint 0.12.4) must both install
+    install_requires=[
+        "jax>=0.10.0,<0.12",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.4,<0.13",
+        "numpy>=1.26",
+        "matplotlib>=3.8",
+        "absl-py>=2.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "chex>=0.1.90", "scikit-learn>=1.5", "scikit-image>=0.24"],
+        "tensorboard": ["tensorboardX>=2.6"],
+    },
+)
