@@ -6,11 +6,15 @@ Only experiments/ reads flags; the library gets plain arguments (DESIGN.md).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from absl import flags
+from absl import logging as absl_logging
 
-from rectbert import shapes
+from rectbert import masking, shapes, tasks
+from rectbert import model as model_lib
+from rectbert import train as train_lib
 
 FLAGS = flags.FLAGS
 # jax logs its search for TPU/GPU backends at INFO through absl; a CPU user needn't see it
@@ -63,3 +67,167 @@ def check_codebook() -> None:
         fail("codebook_rects", FLAGS.codebook_rects, "an integer >= 1")
     if not 2 <= FLAGS.num_clusters <= num_patches:
         fail("num_clusters", FLAGS.num_clusters, f"an integer in [2, {num_patches}] (patches)")
+
+
+# ----------------------------------------------------------------------------- training flags
+def define_train_flags(
+    experiment: str,
+    *,
+    num_steps=-1,
+    batch_size=64,
+    learning_rate=1e-3,
+    mask_ratio=0.2,
+    mask_count=0,
+    presentations=1,
+    num_epochs=1,
+) -> None:
+    """DESIGN.md's common flags plus the model, masking and schedule flags."""
+    flags.DEFINE_string("workdir", f"runs/{experiment}", "Run directory; re-running resumes.")
+    flags.DEFINE_integer("seed", 0, "Random seed (init, data, masks, dropout).")
+    flags.DEFINE_integer(
+        "num_steps",
+        num_steps,
+        "Training steps; -1 for num_epochs x presentations x examples / batch.",
+    )
+    flags.DEFINE_integer("num_epochs", num_epochs, "Epochs, when --num_steps=-1.")
+    flags.DEFINE_integer(
+        "presentations",
+        presentations,
+        "Times each training example is shown in a row per epoch (write-up: 40).",
+    )
+    flags.DEFINE_integer("batch_size", batch_size, "Global batch size.")
+    flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate.")
+    flags.DEFINE_enum(
+        "lr_schedule",
+        "cosine",
+        ["cosine", "constant"],
+        "Warm-up + cosine decay, or the write-up's constant rate.",
+    )
+    flags.DEFINE_integer("warmup_steps", 100, "Linear warm-up steps (cosine schedule).")
+    flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
+    flags.DEFINE_float("grad_clip", 1.0, "Global gradient-norm clip.")
+    flags.DEFINE_integer("log_every", 50, "Steps between progress lines / train metrics.")
+    flags.DEFINE_integer("eval_every", 500, "Steps between held-out evaluations.")
+    flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
+    flags.DEFINE_integer("eval_examples", 512, "Held-out examples per evaluation.")
+    flags.DEFINE_float("mask_ratio", mask_ratio, "Fraction of tokens masked: round(r * L).")
+    flags.DEFINE_integer("mask_count", mask_count, "Tokens masked per example; 0: use mask_ratio.")
+    flags.DEFINE_enum(
+        "mask_schedule",
+        "fixed",
+        ["fixed", "cosine"],
+        "fixed count, or MaskGIT's cosine schedule (eval uses the fixed count).",
+    )
+    flags.DEFINE_integer("embed_dim", 128, "Transformer width.")
+    flags.DEFINE_integer("mlp_dim", 256, "MLP hidden width.")
+    flags.DEFINE_integer("num_heads", 4, "Attention heads.")
+    flags.DEFINE_integer("num_layers", 2, "Transformer blocks.")
+    flags.DEFINE_float("dropout", 0.0, "Dropout rate.")
+    flags.DEFINE_enum("norm", "pre", ["pre", "post"], "Pre-LN, or post-LN as the write-up's code.")
+    flags.DEFINE_enum("position", "learned", list(model_lib.POSITIONS), "Position embedding.")
+    flags.DEFINE_float("fourier_scale", 10.0, "Std of Fourier-feature frequencies (per canvas).")
+    flags.DEFINE_enum("dtype", "float32", list(model_lib.DTYPES), "Compute dtype.")
+
+
+def _positive(*names: str) -> None:
+    for name in names:
+        if getattr(FLAGS, name) < 1:
+            fail(name, getattr(FLAGS, name), "an integer >= 1")
+
+
+def check_train_flags(seq_len: int) -> None:
+    """Every training flag checked before compute; each failure is one line."""
+    _positive(
+        "batch_size",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+        "eval_examples",
+        "num_epochs",
+        "presentations",
+        "embed_dim",
+        "mlp_dim",
+        "num_heads",
+        "num_layers",
+    )
+    if FLAGS.num_steps == 0 or FLAGS.num_steps < -1:
+        fail("num_steps", FLAGS.num_steps, "an integer >= 1, or -1 to derive it from epochs")
+    if not FLAGS.learning_rate > 0:
+        fail("learning_rate", FLAGS.learning_rate, "a number > 0")
+    if FLAGS.warmup_steps < 0 or FLAGS.weight_decay < 0 or FLAGS.grad_clip <= 0:
+        fail("warmup_steps", FLAGS.warmup_steps, "warmup_steps, weight_decay >= 0, grad_clip > 0")
+    if not 0 < FLAGS.mask_ratio < 1:
+        fail("mask_ratio", FLAGS.mask_ratio, "a fraction in (0, 1)")
+    if not 0 <= FLAGS.mask_count < seq_len:
+        fail("mask_count", FLAGS.mask_count, f"an integer in [0, {seq_len - 1}] (0: use ratio)")
+    if FLAGS.embed_dim % FLAGS.num_heads or FLAGS.embed_dim % 4:
+        fail("embed_dim", FLAGS.embed_dim, f"a multiple of 4 and of num_heads={FLAGS.num_heads}")
+    if not 0 <= FLAGS.dropout < 1:
+        fail("dropout", FLAGS.dropout, "a rate in [0, 1)")
+    if FLAGS.fourier_scale <= 0:
+        fail("fourier_scale", FLAGS.fourier_scale, "a number > 0")
+
+
+def mask_spec(seq_len: int) -> tasks.MaskSpec:
+    count = FLAGS.mask_count or masking.count_for_ratio(FLAGS.mask_ratio, seq_len)
+    return tasks.MaskSpec(count=count, schedule=FLAGS.mask_schedule)
+
+
+def num_steps(num_examples: int) -> int:
+    """--num_steps, or epochs x presentations x examples / batch (at least 1)."""
+    if FLAGS.num_steps > 0:
+        return FLAGS.num_steps
+    total = FLAGS.num_epochs * FLAGS.presentations * max(num_examples, 1)
+    return max(1, -(-total // FLAGS.batch_size))
+
+
+def model_config(task) -> model_lib.ModelConfig:
+    return model_lib.ModelConfig(
+        num_tokens=task.num_tokens,
+        num_positions=task.seq_len,
+        extent=task.extent,
+        unit=task.unit,
+        position=FLAGS.position,
+        fourier_scale=FLAGS.fourier_scale,
+        embed_dim=FLAGS.embed_dim,
+        mlp_dim=FLAGS.mlp_dim,
+        num_heads=FLAGS.num_heads,
+        num_layers=FLAGS.num_layers,
+        dropout=FLAGS.dropout,
+        norm=FLAGS.norm,
+        dtype=FLAGS.dtype,
+    )
+
+
+def train_config(steps: int) -> train_lib.TrainConfig:
+    return train_lib.TrainConfig(
+        num_steps=steps,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        schedule=FLAGS.lr_schedule,
+        warmup_steps=FLAGS.warmup_steps,
+        weight_decay=FLAGS.weight_decay,
+        grad_clip=FLAGS.grad_clip,
+        log_every=FLAGS.log_every,
+        eval_every=FLAGS.eval_every,
+        checkpoint_every=FLAGS.checkpoint_every,
+        eval_batch_size=min(512, FLAGS.eval_examples),
+        seed=FLAGS.seed,
+    )
+
+
+def prepare_workdir() -> str:
+    """Create the workdir (writable?) and write flags.txt, re-runnable with --flagfile.
+
+    Call after validation: a bad flag must leave no workdir behind.
+    """
+    if not FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    workdir = FLAGS.workdir
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "flags.txt"), "w") as f:
+            f.write(FLAGS.flags_into_string())
+    except OSError as e:
+        fail("workdir", workdir, f"a writable directory ({e.strerror})")
+    return workdir

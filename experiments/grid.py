@@ -1,0 +1,103 @@
+"""Inpaint rectangles on the 16x16 grid of 169 overlapping 4x4 patch tokens (k-means codebook).
+
+python -m experiments.grid --flagfile=experiments/flags/grid_quick.flags
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from experiments import common
+from rectbert import codebook, plots, shapes, tasks, train
+
+flags.DEFINE_integer("num_train_rects", 100, "Fixed training rectangles; 0: fresh every step.")
+common.define_rect_flags()
+common.define_train_flags("grid")
+FLAGS = flags.FLAGS
+
+
+def load_or_fit_codebook(workdir: str, key, prior: dict):
+    """The run's codebook: fitted once on --codebook_rects rectangles, then read back."""
+    path = os.path.join(workdir, "codebook.npy")
+    if os.path.exists(path):
+        centroids = np.load(path)
+        if centroids.shape != (FLAGS.num_clusters, shapes.GRID**2):
+            common.fail(
+                "num_clusters",
+                FLAGS.num_clusters,
+                f"the workdir's codebook.npy has {centroids.shape[0]}; use a new workdir",
+            )
+        return centroids
+    rects = shapes.sample_rects(key, FLAGS.codebook_rects, **prior)
+    centroids = np.asarray(codebook.fit_codebook(key, rects, FLAGS.num_clusters)[0], np.float32)
+    np.save(path, centroids)
+    return centroids
+
+
+def main(argv):
+    del argv
+    prior = common.rect_prior()
+    common.check_codebook()
+    common.check_train_flags(169)
+    if FLAGS.num_train_rects < 0:
+        common.fail("num_train_rects", FLAGS.num_train_rects, "an integer >= 0 (0: fresh)")
+    if FLAGS.num_train_rects == 0 and FLAGS.num_steps == -1:
+        common.fail("num_steps", -1, "an explicit step count with fresh rectangles")
+    workdir = common.prepare_workdir()
+    k_codebook, k_train = jax.random.split(jax.random.fold_in(jax.random.key(FLAGS.seed), 7))
+    centroids = load_or_fit_codebook(workdir, k_codebook, prior)
+    n_train = FLAGS.num_train_rects
+    task = tasks.GridTask(
+        mask=common.mask_spec(169),
+        centroids=centroids,
+        prior=prior,
+        train_rects=shapes.sample_rects(k_train, n_train, **prior) if n_train else None,
+        presentations=FLAGS.presentations,
+        eval_examples=FLAGS.eval_examples,
+    )
+    figures = os.path.join(workdir, "figures")
+    regime = f"{n_train} fixed rectangles" if n_train else "fresh rectangles every step"
+    title = f"grid: {regime}, {task.mask.count} of 169 tokens masked"
+
+    def on_eval(state, batch, preds, metrics, final):
+        if final:
+            plots.training_curves(
+                train.read_metrics(workdir),
+                os.path.join(figures, "training_curves.png"),
+                title=title,
+            )
+            images = shapes.downsample(task.eval_rects(train.eval_key(FLAGS.seed)))[:4]
+            plots.grid_panels(
+                images,
+                batch.tokens[:4],
+                batch.mask[:4],
+                preds[:4],
+                centroids,
+                os.path.join(figures, "RectangleGridInpainting.png"),
+            )
+            plots.codebook_tiles(centroids, os.path.join(figures, "RectangleClusterCenters.png"))
+
+    def k_eval_of(_):
+        return jax.random.fold_in(jax.random.key(FLAGS.seed), 3)  # train.train's eval key
+
+    steps = (
+        common.num_steps(n_train)
+        if n_train or FLAGS.num_steps > 0
+        else common.fail("num_steps", FLAGS.num_steps, "an explicit count when --num_train_rects=0")
+    )
+    train.train(
+        task,
+        common.model_config(task),
+        common.train_config(steps),
+        workdir,
+        run_info={"codebook": "codebook.npy"},
+        on_eval=on_eval,
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,131 @@
+"""The transformer encoder every task uses: token + position embedding, N blocks, a token head.
+
+Positions are points (x, y) in canvas pixels; a lattice task is a point task on a lattice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+POSITIONS = ("learned", "sincos", "fourier")
+NORMS = ("pre", "post")
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    num_tokens: int  # K: the vocabulary without [mask]; [mask] is id K
+    num_positions: int = 0  # lattice size L, for the learned position table
+    extent: float = 256.0  # canvas side in pixels (coordinates are normalised by it)
+    unit: float = 16.0  # pixels per lattice step (sincos wavelengths are in these units)
+    position: str = "learned"
+    fourier_scale: float = 10.0  # std of the Gaussian frequencies, cycles per canvas
+    embed_dim: int = 128
+    mlp_dim: int = 256
+    num_heads: int = 4
+    num_layers: int = 2
+    dropout: float = 0.0
+    norm: str = "pre"
+    dtype: str = "float32"  # compute dtype; parameters are always float32
+
+    def __post_init__(self):
+        checks = [
+            (self.num_tokens >= 1, "num_tokens", ">= 1"),
+            (self.position in POSITIONS, "position", f"one of {POSITIONS}"),
+            (self.norm in NORMS, "norm", f"one of {NORMS}"),
+            (self.dtype in DTYPES, "dtype", f"one of {DTYPES}"),
+            (self.embed_dim % self.num_heads == 0, "embed_dim", "a multiple of num_heads"),
+            (self.embed_dim % 4 == 0, "embed_dim", "a multiple of 4"),
+            (min(self.mlp_dim, self.num_heads, self.num_layers) >= 1, "mlp_dim", "sizes >= 1"),
+            (0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),
+            (self.position != "learned" or self.num_positions >= 1, "num_positions", ">= 1"),
+        ]
+        for ok, name, allowed in checks:
+            if not ok:
+                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: must be {allowed}")
+
+
+def sincos_2d(points_BxLx2, dim: int, unit: float):
+    """2-D sinusoidal embedding: x on the first half, y on the second (MAE-style wavelengths)."""
+    omega_F = 1.0 / 10000.0 ** (jnp.arange(dim // 4, dtype=jnp.float32) / (dim // 4))
+    pos_BxLx2 = points_BxLx2 / unit
+    angles_x = pos_BxLx2[..., 0:1] * omega_F
+    angles_y = pos_BxLx2[..., 1:2] * omega_F
+    parts = [jnp.sin(angles_x), jnp.cos(angles_x), jnp.sin(angles_y), jnp.cos(angles_y)]
+    return jnp.concatenate(parts, axis=-1)
+
+
+def fourier_features(points_BxLx2, dim: int, extent: float, scale: float, seed: int = 0):
+    """Random Fourier features (Tancik et al. 2020): sin/cos of 2 pi u B, B ~ N(0, scale^2).
+
+    B is a fixed function of `seed`, not a parameter: no state, no weight decay on it.
+    """
+    freqs_2xF = scale * jax.random.normal(jax.random.key(seed), (2, dim // 2))
+    angles = 2 * jnp.pi * (points_BxLx2 / extent) @ freqs_2xF
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class Block(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxLxD, attn_mask, train: bool):
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.dtype)
+        d, h = cfg.embed_dim, cfg.num_heads
+
+        def attention(y):
+            b, l_, _ = y.shape
+            qkv = nn.Dense(3 * d, dtype=dtype, name="qkv")(y).reshape(b, l_, 3, h, d // h)
+            out = jax.nn.dot_product_attention(
+                qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask=attn_mask
+            )
+            return nn.Dense(d, dtype=dtype, name="out")(out.reshape(b, l_, d))
+
+        def mlp(y):
+            y = nn.gelu(nn.Dense(cfg.mlp_dim, dtype=dtype, name="mlp_in")(y))
+            return nn.Dense(d, dtype=dtype, name="mlp_out")(y)
+
+        drop = nn.Dropout(cfg.dropout, deterministic=not train)
+        norm1 = nn.LayerNorm(dtype=dtype, name="norm1")
+        norm2 = nn.LayerNorm(dtype=dtype, name="norm2")
+        if cfg.norm == "pre":
+            x_BxLxD = x_BxLxD + drop(attention(norm1(x_BxLxD)))
+            return x_BxLxD + drop(mlp(norm2(x_BxLxD)))
+        x_BxLxD = norm1(x_BxLxD + drop(attention(x_BxLxD)))
+        return norm2(x_BxLxD + drop(mlp(x_BxLxD)))
+
+
+class Encoder(nn.Module):
+    """tokens_BxL (id K = [mask]) and points_BxLx2 -> logits_BxLxK over the K real tokens."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BxL, points_BxLx2, attn_mask=None, train: bool = False):
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.dtype)
+        d = cfg.embed_dim
+        x = nn.Embed(cfg.num_tokens + 1, d, name="token_embed")(tokens_BxL)
+        if cfg.position == "learned":
+            index_L = jnp.arange(tokens_BxL.shape[1])
+            x = x + nn.Embed(cfg.num_positions, d, name="pos_embed")(index_L)[None]
+        elif cfg.position == "sincos":
+            x = x + sincos_2d(points_BxLx2, d, cfg.unit)
+        else:
+            feats = fourier_features(points_BxLx2, d, cfg.extent, cfg.fourier_scale)
+            x = x + nn.Dense(d, name="pos_proj")(feats)
+        x = nn.Dropout(cfg.dropout, deterministic=not train)(x).astype(dtype)
+        for i in range(cfg.num_layers):
+            x = Block(cfg, name=f"block{i}")(x, attn_mask, train)
+        if cfg.norm == "pre":
+            x = nn.LayerNorm(dtype=dtype, name="final_norm")(x)
+        return nn.Dense(cfg.num_tokens, dtype=jnp.float32, name="head")(x).astype(jnp.float32)
+
+
+def count_params(params) -> int:
+    return sum(p.size for p in jax.tree.leaves(params))

@@ -1,0 +1,314 @@
+"""The one training loop: init or resume, jitted steps, held-out eval, checkpoints, metrics.
+
+Batches are made inside the jitted step from fold_in(key, step), so a run is a pure function
+of its seed and step: resuming from a checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax.training import train_state
+
+from rectbert import model as model_lib
+from rectbert.tasks import Batch
+
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    num_steps: int
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"  # warm-up then cosine decay to 0, or the write-up's constant rate
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    log_every: int = 50
+    eval_every: int = 500
+    checkpoint_every: int = 1000
+    eval_batch_size: int = 512
+    seed: int = 0
+
+
+def learning_rate_fn(cfg: TrainConfig):
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(cfg.learning_rate)
+    warmup = min(cfg.warmup_steps, max(cfg.num_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, warmup, max(cfg.num_steps, warmup + 1), end_value=0.0
+    )
+
+
+def make_optimizer(cfg: TrainConfig):
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.grad_clip),
+        optax.adamw(learning_rate_fn(cfg), weight_decay=cfg.weight_decay),
+    )
+
+
+def masked_loss(logits_BxLxK, batch: Batch):
+    """Cross-entropy and accuracy over the masked positions only (visible ones carry none)."""
+    ce_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxK, batch.tokens)
+    weight_BxL = batch.mask.astype(jnp.float32)
+    count = jnp.maximum(weight_BxL.sum(), 1.0)
+    correct_BxL = (jnp.argmax(logits_BxLxK, -1) == batch.tokens).astype(jnp.float32)
+    return (ce_BxL * weight_BxL).sum() / count, (correct_BxL * weight_BxL).sum() / count
+
+
+def model_inputs(batch: Batch, num_tokens: int):
+    """The model sees [mask] (id K) wherever the batch hides a token."""
+    return jnp.where(batch.mask, num_tokens, batch.tokens)
+
+
+def init_state(model_cfg, cfg: TrainConfig, task):
+    model = model_lib.Encoder(model_cfg)
+    k_init = jax.random.fold_in(jax.random.key(cfg.seed), 0)
+    dummy = task.train_batch(jax.random.key(0), 0, 2)
+    params = model.init(k_init, dummy.tokens, dummy.points)["params"]
+    return train_state.TrainState.create(
+        apply_fn=model.apply, params=params, tx=make_optimizer(cfg)
+    )
+
+
+def make_train_step(task, model_cfg, cfg: TrainConfig):
+    base = jax.random.key(cfg.seed)
+    k_data, k_drop = jax.random.fold_in(base, 1), jax.random.fold_in(base, 2)
+    k = model_cfg.num_tokens
+
+    def step_fn(state, step):
+        batch = task.train_batch(k_data, step, cfg.batch_size)
+
+        def loss_fn(params):
+            logits = state.apply_fn(
+                {"params": params},
+                model_inputs(batch, k),
+                batch.points,
+                train=True,
+                rngs={"dropout": jax.random.fold_in(k_drop, step)},
+            )
+            return masked_loss(logits, batch)
+
+        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        metrics = {
+            "train/loss": loss,
+            "train/masked_accuracy": acc,
+            "train/grad_norm": optax.tree.norm(grads),
+        }
+        return state.apply_gradients(grads=grads), metrics
+
+    return jax.jit(step_fn, donate_argnums=0)
+
+
+def make_predict(model_cfg):
+    """Jitted (params, batch) -> logits_BxLxK with the batch's masked tokens hidden."""
+    model = model_lib.Encoder(model_cfg)
+
+    @jax.jit
+    def predict(params, batch: Batch):
+        return model.apply(
+            {"params": params}, model_inputs(batch, model_cfg.num_tokens), batch.points
+        )
+
+    return predict
+
+
+def evaluate(predict, params, eval_batch: Batch, batch_size: int):
+    """Masked loss and accuracy over the whole eval set, and the argmax tokens [N, L]."""
+    n = eval_batch.tokens.shape[0]
+    loss_sum = correct_sum = count_sum = 0.0
+    preds = []
+    for i in range(0, n, batch_size):
+        chunk = jax.tree.map(lambda a: a[i : i + batch_size], eval_batch)  # noqa: B023
+        logits = predict(params, chunk)
+        loss, acc = masked_loss(logits, chunk)
+        count = chunk.mask.sum()
+        loss_sum, correct_sum = loss_sum + loss * count, correct_sum + acc * count
+        count_sum += count
+        preds.append(jnp.argmax(logits, -1))
+    return {
+        "eval/loss": loss_sum / count_sum,
+        "eval/masked_accuracy": correct_sum / count_sum,
+    }, jnp.concatenate(preds)
+
+
+class MetricsWriter:
+    """metrics.jsonl (one JSON object per line, each with "step"), TensorBoard if available."""
+
+    def __init__(self, workdir: str, resume_step: int):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        # drop lines past the checkpoint we resume from: they will be written again
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                keep = [
+                    line for line in f if line.strip() and json.loads(line)["step"] <= resume_step
+                ]
+            with open(self.path, "w") as f:
+                f.writelines(keep)
+        try:
+            import tensorboardX
+
+            self.tb = tensorboardX.SummaryWriter(workdir)
+        except ImportError:
+            self.tb = None
+
+    def write(self, step: int, scalars: dict):
+        row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step":
+                    self.tb.add_scalar(k, v, step)
+            self.tb.flush()
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def checkpoint_manager(workdir: str):
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "ckpt"), options=options)
+
+
+def save_checkpoint(mngr, state):
+    mngr.save(
+        int(state.step),
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(state.params),
+            opt_state=ocp.args.StandardSave(state.opt_state),
+        ),
+    )
+
+
+def restore_checkpoint(mngr, state):
+    step = mngr.latest_step()
+    if step is None:
+        return state
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(state.params),
+            opt_state=ocp.args.StandardRestore(state.opt_state),
+        ),
+    )
+    return state.replace(
+        step=jnp.asarray(step, jnp.int32), params=restored.params, opt_state=restored.opt_state
+    )
+
+
+def eval_key(seed: int):
+    """The key of the held-out set: disjoint from the init (0), data (1), dropout (2) keys."""
+    return jax.random.fold_in(jax.random.key(seed), 3)
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def train(
+    task,
+    model_cfg: model_lib.ModelConfig,
+    cfg: TrainConfig,
+    workdir: str,
+    *,
+    run_info: dict | None = None,
+    on_eval: Callable | None = None,
+):
+    """Train (or resume) in `workdir`; returns (state, last eval metrics).
+
+    `run_info` is stored in config.json beside the model config (load_run reads both);
+    `on_eval(state, eval_batch, preds, metrics, final)` is called after each evaluation,
+    e.g. to draw figures.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(
+            {
+                "model": dataclasses.asdict(model_cfg),
+                "train": dataclasses.asdict(cfg),
+                "task": task.name,
+                **(run_info or {}),
+            },
+            f,
+            indent=1,
+        )
+    state = init_state(model_cfg, cfg, task)
+    mngr = checkpoint_manager(workdir)
+    state = restore_checkpoint(mngr, state)
+    start = int(state.step)
+    n_params = model_lib.count_params(state.params)
+    print(
+        f"{task.name}: {n_params:,} parameters, steps {start}..{cfg.num_steps}, "
+        f"batch {cfg.batch_size}, workdir {workdir}",
+        flush=True,
+    )
+    if start:
+        print(f"resumed from checkpoint at step {start}", flush=True)
+    writer = MetricsWriter(workdir, start)
+    step_fn = make_train_step(task, model_cfg, cfg)
+    predict = make_predict(model_cfg)
+    k_eval = eval_key(cfg.seed)
+    eval_batch = task.eval_set(k_eval)
+    lr = learning_rate_fn(cfg)
+
+    def run_eval(step, final, write=True):
+        metrics, preds = evaluate(predict, state.params, eval_batch, cfg.eval_batch_size)
+        metrics.update(task.eval_extra(preds, eval_batch, k_eval))
+        metrics = {k: float(v) for k, v in metrics.items()}
+        if write:
+            writer.write(step, metrics)
+        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
+        if on_eval is not None:  # after the write, so figures see this evaluation
+            on_eval(state, eval_batch, preds, metrics, final)
+        return metrics
+
+    pending, t_window, steps_window, t_start = [], time.time(), 0, time.time()
+    eval_metrics = {}
+    for step in range(start, cfg.num_steps):
+        state, metrics = step_fn(state, jnp.asarray(step, jnp.int32))
+        pending.append(metrics)
+        steps_window += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.num_steps:
+            means = {k: float(np.mean([m[k] for m in pending])) for k in pending[0]}
+            now = time.time()
+            sps = steps_window / max(now - t_window, 1e-9)
+            writer.write(done, {**means, "lr": float(lr(step)), "steps_per_sec": sps})
+            print(
+                f"step {done}/{cfg.num_steps}  loss {means['train/loss']:.4f}  "
+                f"acc {means['train/masked_accuracy']:.3f}  {sps:.1f} steps/s  "
+                f"ETA {_eta((cfg.num_steps - done) / sps)}",
+                flush=True,
+            )
+            pending, t_window, steps_window = [], now, 0
+        if done % cfg.eval_every == 0 or done == cfg.num_steps:
+            eval_metrics = run_eval(done, final=done == cfg.num_steps)
+        if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
+            save_checkpoint(mngr, state)
+    if start >= cfg.num_steps:
+        print(f"already trained to step {start}; re-evaluating and redrawing figures", flush=True)
+        eval_metrics = run_eval(start, final=True, write=False)
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+    if start < cfg.num_steps:
+        print(f"done in {_eta(time.time() - t_start)}", flush=True)
+    return state, eval_metrics

@@ -1,0 +1,27 @@
+"""Masks: exact counts, uniform placement, the cosine schedule's range."""
+
+import jax
+import numpy as np
+import pytest
+
+from rectbert import masking
+
+
+def test_exact_counts_and_uniform_positions():
+    m = np.asarray(masking.sample_mask(jax.random.key(0), 4000, 64, count=13))
+    assert np.all(m.sum(1) == 13)
+    # each position is masked with probability 13/64; 4000 rows give a ~3 % std error
+    freq = m.mean(0)
+    assert np.all(np.abs(freq - 13 / 64) < 0.04)
+    assert masking.count_for_ratio(0.2, 169) == 34 and masking.count_for_ratio(0.2, 24) == 5
+    assert masking.count_for_ratio(0.2, 64) == 13 and masking.count_for_ratio(0.001, 64) == 1
+
+
+def test_cosine_schedule_counts():
+    m = np.asarray(masking.sample_mask(jax.random.key(1), 5000, 64, count=13, schedule="cosine"))
+    counts = m.sum(1)
+    assert counts.min() >= 1 and counts.max() <= 64
+    # ratio = cos(pi/2 r), r ~ U(0,1): its mean is 2/pi
+    assert abs(counts.mean() / 64 - 2 / np.pi) < 0.02
+    with pytest.raises(ValueError, match="schedule"):
+        masking.sample_mask(jax.random.key(1), 2, 4, count=1, schedule="linear")
