@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from absl import flags
+from absl import app, flags
 from absl import logging as absl_logging
 
 from rectbert import masking, shapes, tasks
@@ -29,6 +29,18 @@ def define_rect_flags() -> None:
     flags.DEFINE_bool("contains_center", False, "Rectangles all contain the canvas centre.")
     flags.DEFINE_integer("num_clusters", 20, "Codebook size K (k-means clusters).")
     flags.DEFINE_integer("codebook_rects", 100, "Rectangles whose patches fit the codebook.")
+
+
+def run(main) -> None:
+    """absl's app.run, with flag-parsing errors as one line (no usage dump)."""
+
+    def parse(argv):
+        try:
+            return FLAGS(argv)
+        except flags.Error as e:
+            sys.exit(f"error: {e}")
+
+    app.run(main, flags_parser=parse)
 
 
 def fail(flag: str, value, allowed: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import jax.numpy as jnp
-from absl import app, flags
+from absl import flags
 
 from experiments import common
 from rectbert import plots, shapes, tasks, train
@@ -74,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

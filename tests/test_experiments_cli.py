@@ -1,0 +1,88 @@
+"""The experiments as a user runs them (subprocesses: tests never import experiments)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+    "--embed_dim=16",
+    "--mlp_dim=32",
+    "--num_heads=2",
+    "--num_layers=1",
+    "--batch_size=8",
+    "--log_every=2",
+    "--eval_every=3",
+    "--checkpoint_every=3",
+    "--eval_examples=16",
+]
+
+
+def run(module, *args):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "module,args,flag",
+    [
+        ("experiments.grid", ["--mask_ratio=1.5"], "mask_ratio"),
+        ("experiments.grid", ["--position=rope"], "position"),
+        ("experiments.grid", ["--num_clusters=0"], "num_clusters"),
+        ("experiments.grid", ["--embed_dim=30"], "embed_dim"),
+        ("experiments.grid", ["--num_train_rects=0"], "num_steps"),
+        ("experiments.squares", ["--max_square=9"], "max_square"),
+        ("experiments.squares", ["--batch_size=abc"], "batch_size"),
+    ],
+)
+def test_bad_flags_fail_in_one_line_before_writing_anything(tmp_path, module, args, flag):
+    workdir = tmp_path / "run"
+    out = run(module, *args, f"--workdir={workdir}")
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--{flag}" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and not workdir.exists()
+
+
+def test_grid_run_writes_the_design_workdir_and_resumes(tmp_path):
+    workdir = tmp_path / "grid"
+    args = [
+        f"--workdir={workdir}",
+        "--num_steps=4",
+        "--num_train_rects=20",
+        "--codebook_rects=10",
+        "--num_clusters=8",
+        *TINY,
+    ]
+    first = run("experiments.grid", *args)
+    assert first.returncode == 0, first.stderr
+    assert "step 4/4" in first.stdout and "steps/s" in first.stdout and "ETA" in first.stdout
+    names = set(os.listdir(workdir))
+    assert {"flags.txt", "metrics.jsonl", "codebook.npy", "ckpt", "figures"} <= names
+    assert np.load(workdir / "codebook.npy").shape == (8, 16)
+    figures = set(os.listdir(workdir / "figures"))
+    assert {
+        "training_curves.png",
+        "RectangleGridInpainting.png",
+        "RectangleClusterCenters.png",
+    } <= figures
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    assert all("step" in r for r in rows)
+    assert {"train/loss", "train/masked_accuracy", "lr", "steps_per_sec"} <= set(rows[0])
+    assert {"eval/masked_accuracy", "eval/pixel_mse", "eval/codebook_pixel_mse"} <= set(rows[-1])
+    # flags.txt re-runs the same job: it resumes and trains nothing twice
+    again = run("experiments.grid", f"--flagfile={workdir / 'flags.txt'}")
+    assert again.returncode == 0, again.stderr
+    assert "already trained to step 4" in again.stdout
+    assert [json.loads(line) for line in open(workdir / "metrics.jsonl")] == rows
