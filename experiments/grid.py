@@ -80,6 +80,10 @@ def main(argv):
                 os.path.join(figures, "RectangleGridInpainting.png"),
             )
             plots.codebook_tiles(centroids, os.path.join(figures, "RectangleClusterCenters.png"))
+            plots.downsampled_rectangle(
+                task.eval_rects(train.eval_key(FLAGS.seed))[0],
+                os.path.join(figures, "DownsampledRectangle.png"),
+            )
 
     def k_eval_of(_):
         return jax.random.fold_in(jax.random.key(FLAGS.seed), 3)  # train.train's eval key

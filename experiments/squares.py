@@ -47,7 +47,13 @@ def main(argv):
     def on_eval(state, batch, preds, metrics, final):
         if final:
             rows = train.read_metrics(workdir)
-            plots.training_curves(rows, os.path.join(figures, "training_curves.png"), title=title)
+            # named as the write-up's figures
+            name = (
+                "SinglePixelSquareMaskingTrainingLoss"
+                if task.mask.count == 1
+                else f"{round(100 * task.mask.count / seq_len)}PercentSquareMasking"
+            )
+            plots.training_curves(rows, os.path.join(figures, f"{name}.png"), title=title)
             # one example per square size, spread over the set
             pick = jnp.linspace(0, task.num_examples - 1, 6).astype(int)
             plots.square_panels(
