@@ -9,10 +9,11 @@ import logging
 import os
 import sys
 
+import numpy as np
 from absl import app, flags
 from absl import logging as absl_logging
 
-from rectbert import masking, shapes, tasks
+from rectbert import codebook, losses, masking, shapes, tasks
 from rectbert import model as model_lib
 from rectbert import train as train_lib
 
@@ -73,6 +74,24 @@ def rect_prior() -> dict:
     )
 
 
+def load_or_fit_codebook(workdir: str, key, prior: dict):
+    """The run's codebook: fitted once on --codebook_rects rectangles, then read back."""
+    path = os.path.join(workdir, "codebook.npy")
+    if os.path.exists(path):
+        centroids = np.load(path)
+        if centroids.shape != (FLAGS.num_clusters, shapes.GRID**2):
+            fail(
+                "num_clusters",
+                FLAGS.num_clusters,
+                f"the workdir's codebook.npy has {centroids.shape[0]}; use a new workdir",
+            )
+        return centroids
+    rects = shapes.sample_rects(key, FLAGS.codebook_rects, **prior)
+    centroids = np.asarray(codebook.fit_codebook(key, rects, FLAGS.num_clusters)[0], np.float32)
+    np.save(path, centroids)
+    return centroids
+
+
 def check_codebook() -> None:
     num_patches = FLAGS.codebook_rects * (shapes.CANVAS // shapes.CELL - shapes.GRID + 1) ** 2
     if FLAGS.codebook_rects < 1:
@@ -85,6 +104,11 @@ def check_codebook() -> None:
 def define_train_flags(
     experiment: str,
     *,
+    position="learned",
+    attention="full",
+    embed_dim=128,
+    mlp_dim=256,
+    num_layers=2,
     num_steps=-1,
     batch_size=64,
     learning_rate=1e-3,
@@ -130,13 +154,39 @@ def define_train_flags(
         ["fixed", "cosine"],
         "fixed count, or MaskGIT's cosine schedule (eval uses the fixed count).",
     )
-    flags.DEFINE_integer("embed_dim", 128, "Transformer width.")
-    flags.DEFINE_integer("mlp_dim", 256, "MLP hidden width.")
+    flags.DEFINE_integer("embed_dim", embed_dim, "Transformer width.")
+    flags.DEFINE_integer("mlp_dim", mlp_dim, "MLP hidden width.")
     flags.DEFINE_integer("num_heads", 4, "Attention heads.")
-    flags.DEFINE_integer("num_layers", 2, "Transformer blocks.")
+    flags.DEFINE_integer("num_layers", num_layers, "Transformer blocks.")
     flags.DEFINE_float("dropout", 0.0, "Dropout rate.")
     flags.DEFINE_enum("norm", "pre", ["pre", "post"], "Pre-LN, or post-LN as the write-up's code.")
-    flags.DEFINE_enum("position", "learned", list(model_lib.POSITIONS), "Position embedding.")
+    flags.DEFINE_enum(
+        "position",
+        position,
+        list(model_lib.POSITIONS),
+        "Position embedding: a learned table over lattice indices, or a function "
+        "of the continuous (x, y): sincos, fourier (Gaussian), nerf, mlp.",
+    )
+    flags.DEFINE_enum(
+        "attention",
+        attention,
+        list(model_lib.ATTENTIONS),
+        "full self-attention, or context: hidden tokens attend only to visible "
+        "ones (and themselves), so they cannot exchange information.",
+    )
+    flags.DEFINE_enum(
+        "loss",
+        "ce",
+        list(losses.LOSSES),
+        "ce; smooth (label smoothing); soft (targets from centroid distances).",
+    )
+    flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing for --loss=smooth.")
+    flags.DEFINE_float(
+        "soft_temperature", 0.05, "Temperature (squared 16-vector distance) of --loss=soft targets."
+    )
+    flags.DEFINE_float(
+        "aux_weight", 0.0, "Weight of an auxiliary regression of the 16 patch values (0: off)."
+    )
     flags.DEFINE_float("fourier_scale", 10.0, "Std of Fourier-feature frequencies (per canvas).")
     flags.DEFINE_enum("dtype", "float32", list(model_lib.DTYPES), "Compute dtype.")
 
@@ -178,6 +228,12 @@ def check_train_flags(seq_len: int) -> None:
         fail("dropout", FLAGS.dropout, "a rate in [0, 1)")
     if FLAGS.fourier_scale <= 0:
         fail("fourier_scale", FLAGS.fourier_scale, "a number > 0")
+    if not 0 <= FLAGS.label_smoothing < 1:
+        fail("label_smoothing", FLAGS.label_smoothing, "a fraction in [0, 1)")
+    if FLAGS.soft_temperature <= 0:
+        fail("soft_temperature", FLAGS.soft_temperature, "a number > 0")
+    if FLAGS.aux_weight < 0:
+        fail("aux_weight", FLAGS.aux_weight, "a weight >= 0")
 
 
 def mask_spec(seq_len: int) -> tasks.MaskSpec:
@@ -208,6 +264,8 @@ def model_config(task) -> model_lib.ModelConfig:
         dropout=FLAGS.dropout,
         norm=FLAGS.norm,
         dtype=FLAGS.dtype,
+        attention=FLAGS.attention,
+        aux_dim=shapes.GRID**2 if FLAGS.aux_weight > 0 else 0,
     )
 
 
@@ -225,6 +283,10 @@ def train_config(steps: int) -> train_lib.TrainConfig:
         checkpoint_every=FLAGS.checkpoint_every,
         eval_batch_size=min(512, FLAGS.eval_examples),
         seed=FLAGS.seed,
+        loss=FLAGS.loss,
+        label_smoothing=FLAGS.label_smoothing,
+        soft_temperature=FLAGS.soft_temperature,
+        aux_weight=FLAGS.aux_weight,
     )
 
 

@@ -8,34 +8,15 @@ from __future__ import annotations
 import os
 
 import jax
-import numpy as np
 from absl import flags
 
 from experiments import common
-from rectbert import codebook, plots, shapes, tasks, train
+from rectbert import plots, shapes, tasks, train
 
 flags.DEFINE_integer("num_train_rects", 100, "Fixed training rectangles; 0: fresh every step.")
 common.define_rect_flags()
 common.define_train_flags("grid")
 FLAGS = flags.FLAGS
-
-
-def load_or_fit_codebook(workdir: str, key, prior: dict):
-    """The run's codebook: fitted once on --codebook_rects rectangles, then read back."""
-    path = os.path.join(workdir, "codebook.npy")
-    if os.path.exists(path):
-        centroids = np.load(path)
-        if centroids.shape != (FLAGS.num_clusters, shapes.GRID**2):
-            common.fail(
-                "num_clusters",
-                FLAGS.num_clusters,
-                f"the workdir's codebook.npy has {centroids.shape[0]}; use a new workdir",
-            )
-        return centroids
-    rects = shapes.sample_rects(key, FLAGS.codebook_rects, **prior)
-    centroids = np.asarray(codebook.fit_codebook(key, rects, FLAGS.num_clusters)[0], np.float32)
-    np.save(path, centroids)
-    return centroids
 
 
 def main(argv):
@@ -49,7 +30,7 @@ def main(argv):
         common.fail("num_steps", -1, "an explicit step count with fresh rectangles")
     workdir = common.prepare_workdir()
     k_codebook, k_train = jax.random.split(jax.random.fold_in(jax.random.key(FLAGS.seed), 7))
-    centroids = load_or_fit_codebook(workdir, k_codebook, prior)
+    centroids = common.load_or_fit_codebook(workdir, k_codebook, prior)
     n_train = FLAGS.num_train_rects
     task = tasks.GridTask(
         mask=common.mask_spec(169),

@@ -11,7 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-POSITIONS = ("learned", "sincos", "fourier")
+POSITIONS = ("learned", "sincos", "fourier", "nerf", "mlp")
+CONTINUOUS_POSITIONS = ("sincos", "fourier", "nerf", "mlp")  # no index: equivariant
+ATTENTIONS = ("full", "context")
 NORMS = ("pre", "post")
 DTYPES = ("float32", "bfloat16")
 
@@ -24,6 +26,8 @@ class ModelConfig:
     unit: float = 16.0  # pixels per lattice step (sincos wavelengths are in these units)
     position: str = "learned"
     fourier_scale: float = 10.0  # std of the Gaussian frequencies, cycles per canvas
+    attention: str = "full"  # or "context": a hidden token attends only to visible ones
+    aux_dim: int = 0  # > 0: a second head regresses this many values per token
     embed_dim: int = 128
     mlp_dim: int = 256
     num_heads: int = 4
@@ -36,6 +40,7 @@ class ModelConfig:
         checks = [
             (self.num_tokens >= 1, "num_tokens", ">= 1"),
             (self.position in POSITIONS, "position", f"one of {POSITIONS}"),
+            (self.attention in ATTENTIONS, "attention", f"one of {ATTENTIONS}"),
             (self.norm in NORMS, "norm", f"one of {NORMS}"),
             (self.dtype in DTYPES, "dtype", f"one of {DTYPES}"),
             (self.embed_dim % self.num_heads == 0, "embed_dim", "a multiple of num_heads"),
@@ -67,6 +72,22 @@ def fourier_features(points_BxLx2, dim: int, extent: float, scale: float, seed: 
     freqs_2xF = scale * jax.random.normal(jax.random.key(seed), (2, dim // 2))
     angles = 2 * jnp.pi * (points_BxLx2 / extent) @ freqs_2xF
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def nerf_features(points_BxLx2, dim: int, extent: float):
+    """NeRF positional encoding: sin/cos of 2^k pi u for k = 0 .. dim/4 - 1, u in [0, 1]."""
+    freqs_F = jnp.pi * 2.0 ** jnp.arange(dim // 4, dtype=jnp.float32)
+    angles = (points_BxLx2 / extent)[..., None] * freqs_F  # [B, L, 2, F]
+    feats = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+    return feats.reshape(*points_BxLx2.shape[:-1], -1)
+
+
+def context_mask(tokens_BxL, mask_id: int):
+    """[B, 1, L, L] attention mask: every token sees the visible ones and itself, so hidden
+    (target) tokens never exchange information (Transformer Neural Processes)."""
+    visible_BxL = tokens_BxL != mask_id
+    eye_LxL = jnp.eye(tokens_BxL.shape[1], dtype=bool)
+    return (visible_BxL[:, None, :] | eye_LxL[None])[:, None]
 
 
 class Block(nn.Module):
@@ -101,7 +122,10 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    """tokens_BxL (id K = [mask]) and points_BxLx2 -> logits_BxLxK over the K real tokens."""
+    """tokens_BxL (id K = [mask]) and points_BxLx2 -> logits_BxLxK over the K real tokens.
+
+    With aux_dim > 0 it returns (logits_BxLxK, aux_BxLxA).
+    """
 
     cfg: ModelConfig
 
@@ -116,15 +140,33 @@ class Encoder(nn.Module):
             x = x + nn.Embed(cfg.num_positions, d, name="pos_embed")(index_L)[None]
         elif cfg.position == "sincos":
             x = x + sincos_2d(points_BxLx2, d, cfg.unit)
+        elif cfg.position == "mlp":
+            u = points_BxLx2 / cfg.extent - 0.5
+            x = x + nn.Dense(d, name="pos_out")(nn.gelu(nn.Dense(d, name="pos_in")(u)))
         else:
-            feats = fourier_features(points_BxLx2, d, cfg.extent, cfg.fourier_scale)
+            feats = (
+                fourier_features(points_BxLx2, d, cfg.extent, cfg.fourier_scale)
+                if cfg.position == "fourier"
+                else nerf_features(points_BxLx2, d, cfg.extent)
+            )
             x = x + nn.Dense(d, name="pos_proj")(feats)
+        if attn_mask is None and cfg.attention == "context":
+            attn_mask = context_mask(tokens_BxL, cfg.num_tokens)
         x = nn.Dropout(cfg.dropout, deterministic=not train)(x).astype(dtype)
         for i in range(cfg.num_layers):
             x = Block(cfg, name=f"block{i}")(x, attn_mask, train)
         if cfg.norm == "pre":
             x = nn.LayerNorm(dtype=dtype, name="final_norm")(x)
-        return nn.Dense(cfg.num_tokens, dtype=jnp.float32, name="head")(x).astype(jnp.float32)
+        logits = nn.Dense(cfg.num_tokens, dtype=jnp.float32, name="head")(x).astype(jnp.float32)
+        if cfg.aux_dim:
+            aux = nn.Dense(cfg.aux_dim, dtype=jnp.float32, name="aux_head")(x)
+            return logits, aux.astype(jnp.float32)
+        return logits
+
+
+def logits_of(output):
+    """The token logits of an Encoder output (which also holds the aux values if aux_dim)."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 def count_params(params) -> int:

@@ -161,3 +161,157 @@ def grid_panels(images_NxHxW, tokens_NxL, mask_NxL, pred_NxL, centroids_KxG, pat
             ax.set_xticks([])
             ax.set_yticks([])
     return _save(fig, path)
+
+
+def sparse_results(
+    rects_Nx4,
+    points_NxPx2,
+    tokens_NxP,
+    mask_NxP,
+    pred_NxP,
+    centroids_KxG,
+    path: str,
+    *,
+    size=shapes.CANVAS,
+    tile: float = 22.0,
+) -> str:
+    """The write-up's "RectangleTestResults": every point's token as a small tile at its
+    coordinate — visible (grey frame), predicted right (green), predicted wrong (red, with
+    the true token beside it) — and the true rectangle in red."""
+    rects, points, tokens, mask, pred = (
+        np.asarray(a) for a in (rects_Nx4, points_NxPx2, tokens_NxP, mask_NxP, pred_NxP)
+    )
+    c = np.asarray(centroids_KxG)
+    g = int(round(c.shape[1] ** 0.5))
+    n = len(rects)
+    fig = Figure(figsize=(4.2 * n, 4.6))
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for i, ax in enumerate(axes):
+        ax.set_facecolor("#202020")
+        for p in range(points.shape[1]):
+            x, y = points[i, p]
+            shown = pred[i, p] if mask[i, p] else tokens[i, p]
+            extent = (x - tile / 2, x + tile / 2, y + tile / 2, y - tile / 2)
+            ax.imshow(
+                c[shown].reshape(g, g),
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                extent=extent,
+                interpolation="nearest",
+                zorder=2,
+            )
+            color = "0.6" if not mask[i, p] else ("lime" if pred[i, p] == tokens[i, p] else "red")
+            lw = 0.8 if not mask[i, p] else 2.2
+            ax.add_patch(
+                Rectangle(
+                    (x - tile / 2, y - tile / 2), tile, tile, fill=False, ec=color, lw=lw, zorder=3
+                )
+            )
+            if mask[i, p] and pred[i, p] != tokens[i, p]:
+                # the true token, small, just right of the wrong prediction
+                t_ext = (x + tile / 2 + 2, x + tile, y, y - tile / 2)
+                ax.imshow(
+                    c[tokens[i, p]].reshape(g, g),
+                    cmap="gray",
+                    vmin=0,
+                    vmax=1,
+                    extent=t_ext,
+                    interpolation="nearest",
+                    zorder=2,
+                )
+        x0, y0, x1, y1 = rects[i]
+        ax.add_patch(
+            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.5, ls="--", zorder=4)
+        )
+        ax.set_xlim(0, size)
+        ax.set_ylim(size, 0)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        right = int((mask[i] & (pred[i] == tokens[i])).sum())
+        ax.set_title(f"{right}/{int(mask[i].sum())} hidden tokens right", fontsize=10)
+    fig.suptitle(
+        "held-out rectangles: grey = visible, green = predicted right, red = wrong "
+        "(true token beside it); dashed red = true rectangle",
+        fontsize=9,
+    )
+    return _save(fig, path)
+
+
+def generalisation_curves(rows: list[dict], path: str, *, title: str = "") -> str:
+    """The write-up's "RectangleContinuousTrainingLoss", with what it lacked: held-out accuracy
+    beside training-set accuracy, and the two baselines."""
+    fig = Figure(figsize=(10, 3.8))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    series = [
+        ("train/loss", ax_loss, "-", "train (objective)"),
+        ("eval/train_loss", ax_loss, "o-", "training rectangles"),
+        ("eval/loss", ax_loss, "s-", "held-out rectangles"),
+        ("eval/train_masked_accuracy", ax_acc, "o-", "training rectangles"),
+        ("eval/masked_accuracy", ax_acc, "s-", "held-out rectangles"),
+    ]
+    for key, ax, style, label in series:
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            s, v = zip(*pts, strict=True)
+            ax.plot(s, v, style, ms=3, label=label)
+    last = next((r for r in reversed(rows) if "eval/majority_accuracy" in r), None)
+    if last is not None:
+        ax_acc.axhline(last["eval/nearest_accuracy"], color="0.4", ls="--", label="nearest visible")
+        ax_acc.axhline(last["eval/majority_accuracy"], color="0.6", ls=":", label="majority token")
+    ax_loss.set_yscale("log")
+    ax_loss.set_title("masked cross-entropy")
+    ax_acc.set_title("masked accuracy")
+    ax_acc.set_ylim(0, 1.02)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def confusion(tokens_N, pred_N, num_tokens: int, path: str, *, centroids_KxG=None) -> str:
+    """Row-normalised confusion matrix of hidden tokens (true rows, predicted columns)."""
+    m = np.zeros((num_tokens, num_tokens))
+    np.add.at(m, (np.asarray(tokens_N), np.asarray(pred_N)), 1)
+    support = m.sum(1)
+    rate = m / np.maximum(support[:, None], 1)
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    im = ax.imshow(rate, cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, label="fraction of the true token's cases")
+    ax.set_xlabel("predicted token")
+    ax.set_ylabel("true token (support)")
+    ax.set_yticks(range(num_tokens), [f"{k} ({int(s)})" for k, s in enumerate(support)], fontsize=7)
+    ax.set_xticks(range(num_tokens))
+    ax.tick_params(axis="x", labelsize=7)
+    acc = np.trace(m) / max(m.sum(), 1)
+    ax.set_title(f"held-out hidden tokens: accuracy {acc:.3f}")
+    return _save(fig, path)
+
+
+def dense_rendering(rows: list[tuple], path: str, *, title: str = "") -> str:
+    """Rows of (true image, visible points [V,2], rendered image, label): the model queried on
+    a dense lattice given only the visible points, stitched into an image."""
+    fig = Figure(figsize=(8.4, 4.2 * len(rows)))
+    axes = np.asarray(fig.subplots(len(rows), 2)).reshape(len(rows), 2)
+    for (truth, visible, rendered, label, region), (ax_t, ax_r) in zip(rows, axes, strict=True):
+        ax_t.imshow(truth, cmap="gray", vmin=0, vmax=1)
+        ax_t.scatter(visible[:, 0], visible[:, 1], s=14, c="orange", edgecolors="k", lw=0.5)
+        ax_t.set_title("truth and the visible points", fontsize=9)
+        ax_r.imshow(np.nan_to_num(rendered, nan=0.0), cmap="gray", vmin=0, vmax=1)
+        ax_r.set_title(label, fontsize=9)
+        for ax in (ax_t, ax_r):
+            if region is not None:
+                x0, y0, x1, y1 = region
+                ax.add_patch(
+                    Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="cyan", lw=1.2, ls="--")
+                )
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -20,6 +20,7 @@ class Batch:
     points: jax.Array  # [B, L, 2] float32, canvas pixels (x, y)
     tokens: jax.Array  # [B, L] int32, the true tokens
     mask: jax.Array  # [B, L] bool, hidden (to be predicted)
+    values: jax.Array | None = None  # [B, L, 16] exact patch fractions (rectangle tasks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +42,10 @@ def stream_indices(key, step, batch: int, n: int, presentations: int):
     return jnp.take_along_axis(perm(epoch_B), within_B[:, None], axis=1)[:, 0]
 
 
-def _masked(key, points, tokens, spec: MaskSpec) -> Batch:
+def _masked(key, points, tokens, spec: MaskSpec, values=None) -> Batch:
     b, length = tokens.shape
     mask = masking.sample_mask(key, b, length, count=spec.count, schedule=spec.schedule)
-    return Batch(points=points, tokens=tokens, mask=mask)
+    return Batch(points=points, tokens=tokens, mask=mask, values=values)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -92,8 +93,12 @@ class SquaresTask:
 
 def rect_tokens(rects_Nx4, centroids_KxG):
     """[N, 169] grid tokens of rectangles: quantised 4x4 patches of the 16x16 image."""
-    patches = codebook.extract_patches(shapes.downsample(rects_Nx4))
-    return codebook.quantise(patches, centroids_KxG)
+    return codebook.quantise(rect_patches(rects_Nx4), centroids_KxG)
+
+
+def rect_patches(rects_Nx4):
+    """[N, 169, 16] the exact 4x4 patches of the 16x16 downsampled image."""
+    return codebook.extract_patches(shapes.downsample(rects_Nx4))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -115,7 +120,9 @@ class GridTask:
     def __post_init__(self):
         object.__setattr__(self, "points_Lx2", shapes.lattice_points())
         if self.train_rects is not None:
-            object.__setattr__(self, "train_tokens", rect_tokens(self.train_rects, self.centroids))
+            object.__setattr__(self, "train_values", rect_patches(self.train_rects))
+            tokens = codebook.quantise(self.train_values, self.centroids)
+            object.__setattr__(self, "train_tokens", tokens)
 
     num_tokens = property(lambda self: self.centroids.shape[0])
     seq_len = property(lambda self: 169)
@@ -129,19 +136,24 @@ class GridTask:
         k_data, k_mask = jax.random.split(key)
         if self.train_rects is None:
             rects = shapes.sample_rects(jax.random.fold_in(k_data, step), batch, **self.prior)
-            tokens = rect_tokens(rects, self.centroids)
+            values = rect_patches(rects)
+            tokens = codebook.quantise(values, self.centroids)
         else:
             n = self.train_rects.shape[0]
-            tokens = self.train_tokens[stream_indices(k_data, step, batch, n, self.presentations)]
-        return _masked(jax.random.fold_in(k_mask, step), self._points(batch), tokens, self.mask)
+            idx = stream_indices(k_data, step, batch, n, self.presentations)
+            tokens, values = self.train_tokens[idx], self.train_values[idx]
+        k_mask = jax.random.fold_in(k_mask, step)
+        return _masked(k_mask, self._points(batch), tokens, self.mask, values)
 
     def eval_rects(self, key):
         return shapes.sample_rects(jax.random.fold_in(key, 0), self.eval_examples, **self.prior)
 
     def eval_set(self, key) -> Batch:
-        tokens = rect_tokens(self.eval_rects(key), self.centroids)
+        values = rect_patches(self.eval_rects(key))
+        tokens = codebook.quantise(values, self.centroids)
         spec = dataclasses.replace(self.mask, schedule="fixed")
-        return _masked(jax.random.fold_in(key, 1), self._points(self.eval_examples), tokens, spec)
+        points = self._points(self.eval_examples)
+        return _masked(jax.random.fold_in(key, 1), points, tokens, spec, values)
 
     def eval_extra(self, pred_NxL, batch: Batch, key) -> dict:
         """Pixel MSE of the stitched prediction, and of the codebook alone (the floor)."""
@@ -153,3 +165,121 @@ class GridTask:
             "eval/pixel_mse": jnp.mean((recon - images) ** 2),
             "eval/codebook_pixel_mse": jnp.mean((floor - images) ** 2),
         }
+
+
+def nearest_visible_tokens(batch: Batch):
+    """[B, L] for each position, the token of the nearest visible point (a baseline)."""
+    d_BxLxL = jnp.sum((batch.points[:, :, None] - batch.points[:, None, :]) ** 2, axis=-1)
+    d_BxLxL = jnp.where(batch.mask[:, None, :], jnp.inf, d_BxLxL)
+    nearest_BxL = jnp.argmin(d_BxLxL, axis=-1)
+    return jnp.take_along_axis(batch.tokens, nearest_BxL, axis=1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SparseTask:
+    """P points per rectangle at continuous coordinates; each token exact from the rectangle.
+
+    `train_rects` is a fixed training set (the write-up's 100) whose points are redrawn every
+    step, or None for fresh rectangles every step. Held-out rectangles come from their own key.
+    """
+
+    mask: MaskSpec
+    centroids: jax.Array  # [K, 16]
+    prior: dict  # sample_rects keyword arguments
+    num_points: int = 24
+    sampler: str = "uniform"  # shapes.POINT_SAMPLERS
+    train_rects: jax.Array | None = None
+    fixed_points: bool = False  # fixed set: draw each rectangle's points once, not every step
+    presentations: int = 1
+    eval_examples: int = 512
+    name: str = "sparse"
+
+    def __post_init__(self):
+        if self.sampler not in shapes.POINT_SAMPLERS:
+            raise ValueError(
+                f"sampler must be one of {shapes.POINT_SAMPLERS}; got {self.sampler!r}"
+            )
+        # the majority-token baseline: the most common token of the training distribution
+        rects = (
+            self.train_rects
+            if self.train_rects is not None
+            else shapes.sample_rects(jax.random.key(12345), 2048, **self.prior)
+        )
+        tokens = self.examples(jax.random.key(54321), rects).tokens
+        counts = jnp.bincount(tokens.ravel(), length=self.num_tokens)
+        object.__setattr__(self, "majority_token", int(jnp.argmax(counts)))
+        if self.fixed_points and self.train_rects is not None:
+            fixed = self.examples(jax.random.key(777), self.train_rects)
+            object.__setattr__(self, "train_examples", fixed)
+
+    num_tokens = property(lambda self: self.centroids.shape[0])
+    seq_len = property(lambda self: self.num_points)
+    extent = property(lambda self: float(shapes.CANVAS))
+    unit = property(lambda self: float(shapes.CELL))
+
+    def examples(self, key, rects_Nx4, spec: MaskSpec | None = None) -> Batch:
+        """Points, exact patch values, tokens and a mask for each rectangle."""
+        k_points, k_mask = jax.random.split(key)
+        points = shapes.sample_points(k_points, rects_Nx4, self.num_points, self.sampler)
+        values = shapes.coverage(rects_Nx4, points)
+        tokens = codebook.quantise(values, self.centroids)
+        return _masked(k_mask, points, tokens, spec or self.mask, values)
+
+    def train_rects_at(self, key, step, batch: int):
+        if self.train_rects is None:
+            return shapes.sample_rects(jax.random.fold_in(key, step), batch, **self.prior)
+        n = self.train_rects.shape[0]
+        return self.train_rects[stream_indices(key, step, batch, n, self.presentations)]
+
+    def train_batch(self, key, step, batch: int) -> Batch:
+        k_data, k_points = jax.random.split(key)
+        if self.fixed_points and self.train_rects is not None:
+            n = self.train_rects.shape[0]
+            ex = self.train_examples
+            idx = stream_indices(k_data, step, batch, n, self.presentations)
+            return _masked(
+                jax.random.fold_in(k_points, step),
+                ex.points[idx],
+                ex.tokens[idx],
+                self.mask,
+                ex.values[idx],
+            )
+        rects = self.train_rects_at(k_data, step, batch)
+        return self.examples(jax.random.fold_in(k_points, step), rects)
+
+    def eval_rects(self, key):
+        return shapes.sample_rects(jax.random.fold_in(key, 0), self.eval_examples, **self.prior)
+
+    def eval_set(self, key) -> Batch:
+        spec = dataclasses.replace(self.mask, schedule="fixed")
+        return self.examples(jax.random.fold_in(key, 1), self.eval_rects(key), spec)
+
+    def train_eval_set(self, key, data_key, batch: int) -> Batch:
+        """Rectangles the model trained on (those of the first steps), with new points
+        (with fixed_points: the very examples trained on, with new masks)."""
+        spec = dataclasses.replace(self.mask, schedule="fixed")
+        if self.fixed_points and self.train_rects is not None:
+            idx = jnp.arange(self.eval_examples) % self.train_rects.shape[0]
+            ex = self.train_examples
+            return _masked(
+                jax.random.fold_in(key, 2), ex.points[idx], ex.tokens[idx], spec, ex.values[idx]
+            )
+        k_data, _ = jax.random.split(data_key)
+        steps = -(-self.eval_examples // batch)
+        rects = jnp.concatenate([self.train_rects_at(k_data, s, batch) for s in range(steps)])
+        return self.examples(jax.random.fold_in(key, 2), rects[: self.eval_examples], spec)
+
+    def eval_extra(self, pred_NxL, batch: Batch, key) -> dict:
+        """The two baselines on the same held-out examples, and per-token accuracy."""
+        mask = batch.mask
+        right = pred_NxL == batch.tokens
+        out = {
+            "eval/majority_accuracy": jnp.mean((batch.tokens == self.majority_token)[mask]),
+            "eval/nearest_accuracy": jnp.mean(
+                (nearest_visible_tokens(batch) == batch.tokens)[mask]
+            ),
+        }
+        for k in range(self.num_tokens):
+            sel = mask & (batch.tokens == k)
+            out[f"eval/token_accuracy/{k:02d}"] = jnp.sum(right & sel) / jnp.maximum(sel.sum(), 1)
+        return out

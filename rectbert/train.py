@@ -19,6 +19,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax.training import train_state
 
+from rectbert import losses
 from rectbert import model as model_lib
 from rectbert.tasks import Batch
 
@@ -39,6 +40,10 @@ class TrainConfig:
     checkpoint_every: int = 1000
     eval_batch_size: int = 512
     seed: int = 0
+    loss: str = "ce"  # losses.LOSSES
+    label_smoothing: float = 0.1
+    soft_temperature: float = 0.05
+    aux_weight: float = 0.0  # weight of the 16-vector regression (needs model aux_dim=16)
 
 
 def learning_rate_fn(cfg: TrainConfig):
@@ -82,22 +87,32 @@ def init_state(model_cfg, cfg: TrainConfig, task):
 
 
 def make_train_step(task, model_cfg, cfg: TrainConfig):
-    base = jax.random.key(cfg.seed)
-    k_data, k_drop = jax.random.fold_in(base, 1), jax.random.fold_in(base, 2)
+    k_data, k_drop = data_key(cfg.seed), jax.random.fold_in(jax.random.key(cfg.seed), 2)
     k = model_cfg.num_tokens
 
     def step_fn(state, step):
         batch = task.train_batch(k_data, step, cfg.batch_size)
 
         def loss_fn(params):
-            logits = state.apply_fn(
+            output = state.apply_fn(
                 {"params": params},
                 model_inputs(batch, k),
                 batch.points,
                 train=True,
                 rngs={"dropout": jax.random.fold_in(k_drop, step)},
             )
-            return masked_loss(logits, batch)
+            logits = model_lib.logits_of(output)
+            loss = losses.training_loss(
+                logits,
+                output[1] if isinstance(output, tuple) else None,
+                batch,
+                kind=cfg.loss,
+                label_smoothing=cfg.label_smoothing,
+                soft_temperature=cfg.soft_temperature,
+                aux_weight=cfg.aux_weight,
+                centroids_KxG=getattr(task, "centroids", None),
+            )
+            return loss, masked_loss(logits, batch)[1]
 
         (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         metrics = {
@@ -116,9 +131,8 @@ def make_predict(model_cfg):
 
     @jax.jit
     def predict(params, batch: Batch):
-        return model.apply(
-            {"params": params}, model_inputs(batch, model_cfg.num_tokens), batch.points
-        )
+        inputs = model_inputs(batch, model_cfg.num_tokens)
+        return model_lib.logits_of(model.apply({"params": params}, inputs, batch.points))
 
     return predict
 
@@ -213,6 +227,11 @@ def restore_checkpoint(mngr, state):
     )
 
 
+def data_key(seed: int):
+    """The key every training batch is folded from (with the step)."""
+    return jax.random.fold_in(jax.random.key(seed), 1)
+
+
 def eval_key(seed: int):
     """The key of the held-out set: disjoint from the init (0), data (1), dropout (2) keys."""
     return jax.random.fold_in(jax.random.key(seed), 3)
@@ -267,15 +286,24 @@ def train(
     predict = make_predict(model_cfg)
     k_eval = eval_key(cfg.seed)
     eval_batch = task.eval_set(k_eval)
+    train_eval_batch = None
+    if hasattr(task, "train_eval_set"):
+        train_eval_batch = task.train_eval_set(k_eval, data_key(cfg.seed), cfg.batch_size)
     lr = learning_rate_fn(cfg)
 
     def run_eval(step, final, write=True):
         metrics, preds = evaluate(predict, state.params, eval_batch, cfg.eval_batch_size)
         metrics.update(task.eval_extra(preds, eval_batch, k_eval))
+        if train_eval_batch is not None:  # the same measure on rectangles trained on
+            seen, _ = evaluate(predict, state.params, train_eval_batch, cfg.eval_batch_size)
+            metrics["eval/train_masked_accuracy"] = seen["eval/masked_accuracy"]
+            metrics["eval/train_loss"] = seen["eval/loss"]
+            metrics["eval/gap"] = seen["eval/masked_accuracy"] - metrics["eval/masked_accuracy"]
         metrics = {k: float(v) for k, v in metrics.items()}
         if write:
             writer.write(step, metrics)
-        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
+        shown = {k: v for k, v in metrics.items() if "/token_accuracy/" not in k}
+        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
         if on_eval is not None:  # after the write, so figures see this evaluation
             on_eval(state, eval_batch, preds, metrics, final)
         return metrics
@@ -300,7 +328,9 @@ def train(
             )
             pending, t_window, steps_window = [], now, 0
         if done % cfg.eval_every == 0 or done == cfg.num_steps:
+            t_eval = time.time()
             eval_metrics = run_eval(done, final=done == cfg.num_steps)
+            t_window += time.time() - t_eval  # steps/s counts training only
         if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
             save_checkpoint(mngr, state)
     if start >= cfg.num_steps:

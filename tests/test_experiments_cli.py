@@ -44,6 +44,9 @@ def run(module, *args):
         ("experiments.grid", ["--num_train_rects=0"], "num_steps"),
         ("experiments.squares", ["--max_square=9"], "max_square"),
         ("experiments.squares", ["--batch_size=abc"], "batch_size"),
+        ("experiments.sparse", ["--position=learned"], "position"),
+        ("experiments.sparse", ["--point_sampler=gauss"], "point_sampler"),
+        ("experiments.sparse", ["--mask_count=24"], "mask_count"),
     ],
 )
 def test_bad_flags_fail_in_one_line_before_writing_anything(tmp_path, module, args, flag):
@@ -86,3 +89,33 @@ def test_grid_run_writes_the_design_workdir_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "already trained to step 4" in again.stdout
     assert [json.loads(line) for line in open(workdir / "metrics.jsonl")] == rows
+
+
+def test_sparse_run_draws_its_figures_and_logs_the_gap(tmp_path):
+    workdir = tmp_path / "sparse"
+    out = run(
+        "experiments.sparse",
+        f"--workdir={workdir}",
+        "--num_steps=3",
+        "--codebook_rects=10",
+        "--num_clusters=8",
+        "--num_train_rects=10",
+        "--dense_spacing=48",
+        *TINY,
+    )
+    assert out.returncode == 0, out.stderr
+    figures = set(os.listdir(workdir / "figures"))
+    assert {
+        "RectangleTestResults.png",
+        "RectangleContinuousTrainingLoss.png",
+        "confusion.png",
+        "dense_rendering.png",
+        "occlusion.png",
+    } <= figures
+    last = [json.loads(line) for line in open(workdir / "metrics.jsonl")][-1]
+    assert last["eval/gap"] == pytest.approx(
+        last["eval/train_masked_accuracy"] - last["eval/masked_accuracy"]
+    )
+    assert {"eval/majority_accuracy", "eval/nearest_accuracy", "eval/token_accuracy/00"} <= set(
+        last
+    )

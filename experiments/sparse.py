@@ -1,0 +1,160 @@
+"""Predict hidden tokens at continuous points of rectangles (the write-up's open problem).
+
+python -m experiments.sparse                      # CPU-sized run that generalises
+python -m experiments.sparse --flagfile=experiments/flags/sparse_memorise_quick.flags
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from experiments import common
+from rectbert import codebook, inference, plots, shapes, tasks, train
+
+flags.DEFINE_integer("num_points", 24, "Points per rectangle.")
+flags.DEFINE_enum(
+    "point_sampler",
+    "uniform",
+    list(shapes.POINT_SAMPLERS),
+    "uniform; edges (on the rectangle's edges); nocorners (no corner in window).",
+)
+flags.DEFINE_integer("num_train_rects", 0, "Fixed training rectangles (write-up: 100); 0: fresh.")
+flags.DEFINE_bool("fixed_points", False, "Fixed set: draw each rectangle's points only once.")
+flags.DEFINE_float("dense_spacing", 8.0, "Lattice spacing (px) of the dense-rendering figure.")
+common.define_rect_flags()
+common.define_train_flags(
+    "sparse",
+    position="nerf",
+    attention="context",
+    embed_dim=64,
+    mlp_dim=128,
+    num_layers=3,
+    num_steps=6000,
+)
+FLAGS = flags.FLAGS
+OCCLUDED = (96.0, 96.0, 160.0, 160.0)  # the occlusion demo hides this square
+
+
+def draw_figures(task, run_predict, params, batch, preds, workdir, title):
+    figures = os.path.join(workdir, "figures")
+    k_eval = train.eval_key(FLAGS.seed)
+    rects = task.eval_rects(k_eval)
+    plots.generalisation_curves(
+        train.read_metrics(workdir),
+        os.path.join(figures, "RectangleContinuousTrainingLoss.png"),
+        title=title,
+    )
+    plots.sparse_results(
+        rects[:4],
+        batch.points[:4],
+        batch.tokens[:4],
+        batch.mask[:4],
+        preds[:4],
+        task.centroids,
+        os.path.join(figures, "RectangleTestResults.png"),
+    )
+    plots.confusion(
+        batch.tokens[batch.mask],
+        preds[batch.mask],
+        task.num_tokens,
+        os.path.join(figures, "confusion.png"),
+    )
+    lattice = inference.dense_lattice(FLAGS.dense_spacing)
+    c = np.asarray(task.centroids)
+
+    def rendered(visible_points, visible_tokens, rect):
+        pred = inference.query(
+            run_predict, params, visible_points, visible_tokens, lattice, chunk=task.mask.count
+        )
+        truth = np.asarray(shapes.rasterise(rect[None]))[0]
+        return truth, np.asarray(visible_points), inference.render(lattice, c[np.asarray(pred)])
+
+    dense, occluded = [], []
+    key = jax.random.fold_in(k_eval, 9)
+    for i in range(2):
+        vis = ~batch.mask[i]
+        truth, pts, img = rendered(batch.points[i][vis], batch.tokens[i][vis], rects[i])
+        dense.append((truth, pts, img, f"queried every {FLAGS.dense_spacing:g} px", None))
+        # occlusion: visible points only outside the hidden square
+        cand = shapes.sample_points_uniform(jax.random.fold_in(key, i), 1, 400)[0]
+        x0, y0, x1, y1 = OCCLUDED
+        outside = ~((cand[:, 0] >= x0) & (cand[:, 0] < x1) & (cand[:, 1] >= y0) & (cand[:, 1] < y1))
+        pts = cand[outside][: task.num_points - task.mask.count]
+        toks = codebook.quantise(shapes.coverage(rects[i : i + 1], pts[None])[0], task.centroids)
+        truth, pts, img = rendered(pts, toks, rects[i])
+        occluded.append((truth, pts, img, "no visible point inside the dashed square", OCCLUDED))
+    plots.dense_rendering(
+        dense,
+        os.path.join(figures, "dense_rendering.png"),
+        title="inpainting at any resolution: one query per lattice point",
+    )
+    plots.dense_rendering(
+        occluded,
+        os.path.join(figures, "occlusion.png"),
+        title="occlusion: the model fills a region it has no points in",
+    )
+
+
+def main(argv):
+    del argv
+    prior = common.rect_prior()
+    common.check_codebook()
+    if FLAGS.num_points < 2:
+        common.fail("num_points", FLAGS.num_points, "an integer >= 2")
+    common.check_train_flags(FLAGS.num_points)
+    if FLAGS.position == "learned":
+        common.fail("position", "learned", "a continuous embedding: sincos, fourier, nerf, mlp")
+    if FLAGS.num_train_rects < 0:
+        common.fail("num_train_rects", FLAGS.num_train_rects, "an integer >= 0 (0: fresh)")
+    if FLAGS.num_train_rects == 0 and FLAGS.num_steps == -1:
+        common.fail("num_steps", -1, "an explicit step count with fresh rectangles")
+    if FLAGS.dense_spacing <= 0:
+        common.fail("dense_spacing", FLAGS.dense_spacing, "a spacing > 0 pixels")
+    workdir = common.prepare_workdir()
+    k_codebook, k_train = jax.random.split(jax.random.fold_in(jax.random.key(FLAGS.seed), 7))
+    centroids = common.load_or_fit_codebook(workdir, k_codebook, prior)
+    n = FLAGS.num_train_rects
+    task = tasks.SparseTask(
+        mask=common.mask_spec(FLAGS.num_points),
+        centroids=jnp.asarray(centroids),
+        prior=prior,
+        num_points=FLAGS.num_points,
+        sampler=FLAGS.point_sampler,
+        train_rects=shapes.sample_rects(k_train, n, **prior) if n else None,
+        fixed_points=FLAGS.fixed_points,
+        presentations=FLAGS.presentations,
+        eval_examples=FLAGS.eval_examples,
+    )
+    regime = (
+        f"{n} fixed rectangles" + (", fixed points" if FLAGS.fixed_points else "")
+        if n
+        else "fresh rectangles every step"
+    )
+    title = (
+        f"sparse: {regime}, {FLAGS.point_sampler} points, {FLAGS.position} positions, "
+        f"{FLAGS.attention} attention"
+    )
+    model_cfg = common.model_config(task)
+    run_predict = train.make_predict(model_cfg)
+
+    def on_eval(state, batch, preds, metrics, final):
+        if final:
+            draw_figures(task, run_predict, state.params, batch, preds, workdir, title)
+
+    train.train(
+        task,
+        model_cfg,
+        common.train_config(common.num_steps(n)),
+        workdir,
+        run_info={"codebook": "codebook.npy", "regime": regime},
+        on_eval=on_eval,
+    )
+
+
+if __name__ == "__main__":
+    common.run(main)
