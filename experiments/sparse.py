@@ -29,7 +29,7 @@ flags.DEFINE_float("dense_spacing", 8.0, "Lattice spacing (px) of the dense-rend
 common.define_rect_flags()
 common.define_train_flags(
     "sparse",
-    position="nerf",
+    position="sincos",
     attention="context",
     embed_dim=64,
     mlp_dim=128,

@@ -30,7 +30,7 @@ flags.DEFINE_list("attentions", list(model_lib.ATTENTIONS), "Attention choices."
 common.define_rect_flags()
 common.define_train_flags(
     "sparse_study",
-    position="nerf",
+    position="sincos",
     attention="context",
     embed_dim=64,
     mlp_dim=128,

@@ -245,17 +245,17 @@ def generalisation_curves(rows: list[dict], path: str, *, title: str = "") -> st
     fig = Figure(figsize=(10, 3.8))
     ax_loss, ax_acc = fig.subplots(1, 2)
     series = [
-        ("train/loss", ax_loss, "-", "train (objective)"),
-        ("eval/train_loss", ax_loss, "o-", "training rectangles"),
-        ("eval/loss", ax_loss, "s-", "held-out rectangles"),
-        ("eval/train_masked_accuracy", ax_acc, "o-", "training rectangles"),
-        ("eval/masked_accuracy", ax_acc, "s-", "held-out rectangles"),
+        ("train/loss", ax_loss, "-", "0.6", "training batches (objective)"),
+        ("eval/train_loss", ax_loss, "o-", "C0", "training rectangles"),
+        ("eval/loss", ax_loss, "s-", "C1", "held-out rectangles"),
+        ("eval/train_masked_accuracy", ax_acc, "o-", "C0", "training rectangles"),
+        ("eval/masked_accuracy", ax_acc, "s-", "C1", "held-out rectangles"),
     ]
-    for key, ax, style, label in series:
+    for key, ax, style, color, label in series:
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:
             s, v = zip(*pts, strict=True)
-            ax.plot(s, v, style, ms=3, label=label)
+            ax.plot(s, v, style, ms=3, color=color, label=label)
     last = next((r for r in reversed(rows) if "eval/majority_accuracy" in r), None)
     if last is not None:
         ax_acc.axhline(last["eval/nearest_accuracy"], color="0.4", ls="--", label="nearest visible")
