@@ -14,7 +14,7 @@ import numpy as np
 from absl import flags
 
 from experiments import common
-from rectbert import codebook, inference, plots, shapes, tasks, train
+from rectbert import codebook, inference, oracle, plots, shapes, tasks, train
 
 flags.DEFINE_integer("num_points", 24, "Points per rectangle.")
 flags.DEFINE_enum(
@@ -26,6 +26,12 @@ flags.DEFINE_enum(
 flags.DEFINE_integer("num_train_rects", 0, "Fixed training rectangles (write-up: 100); 0: fresh.")
 flags.DEFINE_bool("fixed_points", False, "Fixed set: draw each rectangle's points only once.")
 flags.DEFINE_float("dense_spacing", 8.0, "Lattice spacing (px) of the dense-rendering figure.")
+flags.DEFINE_bool(
+    "eval_oracle",
+    False,
+    "At the final evaluation (also of a finished workdir) score the Bayes-optimal "
+    "oracle on the same held-out examples.",
+)
 common.define_rect_flags()
 common.define_train_flags(
     "sparse",
@@ -100,6 +106,49 @@ def draw_figures(task, run_predict, params, batch, preds, workdir, title):
     )
 
 
+def score_oracle(task, batch, preds, metrics, step, workdir):
+    """The oracle on the model's held-out examples: its accuracy, the paired difference."""
+    m, oracle_pred, _ = oracle.evaluate(
+        jax.random.fold_in(train.eval_key(FLAGS.seed), 11), batch, task.centroids, task.prior
+    )
+    mask = np.asarray(batch.mask)
+    diff = (
+        (np.asarray(preds) == np.asarray(batch.tokens)).astype(float)
+        - (oracle_pred == np.asarray(batch.tokens))
+    )[mask]
+    m["eval/model_over_oracle"] = metrics["eval/masked_accuracy"] / m["eval/oracle_accuracy"]
+    m["eval/model_minus_oracle"] = float(diff.mean())
+    m["eval/model_minus_oracle_stderr"] = float(diff.std() / np.sqrt(diff.size))
+    train.append_metrics(workdir, step, m)
+    pick = slice(0, 4)
+    samples, live = oracle.posterior_samples(
+        jax.random.key(FLAGS.seed),
+        batch.points[pick],
+        batch.tokens[pick],
+        ~batch.mask[pick],
+        task.centroids,
+        task.prior,
+    )
+    plots.oracle_posterior(
+        task.eval_rects(train.eval_key(FLAGS.seed))[pick],
+        samples,
+        live,
+        batch.points[pick],
+        batch.tokens[pick],
+        batch.mask[pick],
+        preds[pick],
+        oracle_pred[pick],
+        os.path.join(workdir, "figures", "oracle_posterior.png"),
+    )
+    print("  " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()), flush=True)
+    if m["eval/model_minus_oracle"] > 2 * m["eval/model_minus_oracle_stderr"]:
+        print(
+            "WARNING: the model beats the oracle beyond its uncertainty: the oracle is wrong "
+            "for this configuration",
+            flush=True,
+        )
+
+
 def main(argv):
     del argv
     prior = common.rect_prior()
@@ -113,6 +162,10 @@ def main(argv):
         common.fail("num_train_rects", FLAGS.num_train_rects, "an integer >= 0 (0: fresh)")
     if FLAGS.num_train_rects == 0 and FLAGS.num_steps == -1:
         common.fail("num_steps", -1, "an explicit step count with fresh rectangles")
+    if FLAGS.eval_oracle and FLAGS.point_sampler != "uniform":
+        common.fail(
+            "eval_oracle", True, "the oracle models uniform points: --point_sampler=uniform"
+        )
     if FLAGS.dense_spacing <= 0:
         common.fail("dense_spacing", FLAGS.dense_spacing, "a spacing > 0 pixels")
     workdir = common.prepare_workdir()
@@ -145,6 +198,8 @@ def main(argv):
     def on_eval(state, batch, preds, metrics, final):
         if final:
             draw_figures(task, run_predict, state.params, batch, preds, workdir, title)
+            if FLAGS.eval_oracle:
+                score_oracle(task, batch, preds, metrics, int(state.step), workdir)
 
     train.train(
         task,

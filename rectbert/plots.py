@@ -315,3 +315,84 @@ def dense_rendering(rows: list[tuple], path: str, *, title: str = "") -> str:
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def oracle_posterior(
+    rects_Nx4,
+    samples_NxCx4,
+    live_NxC,
+    points_NxPx2,
+    tokens_NxP,
+    mask_NxP,
+    model_pred_NxP,
+    oracle_pred_NxP,
+    path: str,
+    *,
+    size=shapes.CANVAS,
+    max_samples: int = 60,
+) -> str:
+    """Posterior rectangle samples over the visible points, the true rectangle in red, and
+    the model's and the oracle's hidden-token predictions side by side (right / wrong)."""
+    rects, samples, live, points, tokens, mask, mp, op = (
+        np.asarray(a)
+        for a in (
+            rects_Nx4,
+            samples_NxCx4,
+            live_NxC,
+            points_NxPx2,
+            tokens_NxP,
+            mask_NxP,
+            model_pred_NxP,
+            oracle_pred_NxP,
+        )
+    )
+    n = len(rects)
+    fig = Figure(figsize=(4.2 * n, 4.6))
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for i, ax in enumerate(axes):
+        ax.set_facecolor("#151515")
+        for s in samples[i][live[i]][:max_samples]:
+            ax.add_patch(
+                Rectangle(
+                    (s[0], s[1]),
+                    s[2] - s[0],
+                    s[3] - s[1],
+                    fill=False,
+                    ec="deepskyblue",
+                    lw=0.6,
+                    alpha=0.35,
+                )
+            )
+        x0, y0, x1, y1 = rects[i]
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.6))
+        vis = ~mask[i]
+        ax.scatter(
+            points[i, vis, 0], points[i, vis, 1], s=12, c="orange", zorder=3, label="visible"
+        )
+        for p in np.flatnonzero(mask[i]):
+            x, y = points[i, p]
+            for dx, pred, name in ((-5, mp[i, p], "model"), (5, op[i, p], "oracle")):
+                ok = pred == tokens[i, p]
+                ax.scatter(
+                    [x + dx],
+                    [y],
+                    marker="o" if ok else "x",
+                    s=40,
+                    zorder=4,
+                    c="lime" if ok else "red",
+                    edgecolors="w" if name == "oracle" else "k",
+                )
+        model_acc = (mp[i] == tokens[i])[mask[i]].mean()
+        oracle_acc = (op[i] == tokens[i])[mask[i]].mean()
+        ax.set_title(f"model {model_acc:.0%} | oracle {oracle_acc:.0%} of hidden right", fontsize=9)
+        ax.set_xlim(0, size)
+        ax.set_ylim(size, 0)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        "blue: posterior samples; red: truth; at each hidden point model (left, black "
+        "rim) and oracle (right, white rim): o right, x wrong",
+        fontsize=9,
+    )
+    return _save(fig, path)

@@ -177,18 +177,22 @@ class MetricsWriter:
             self.tb = None
 
     def write(self, step: int, scalars: dict):
-        row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_metrics(os.path.dirname(self.path), step, scalars)
         if self.tb is not None:
-            for k, v in row.items():
-                if k != "step":
-                    self.tb.add_scalar(k, v, step)
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, float(v), step)
             self.tb.flush()
 
     def close(self):
         if self.tb is not None:
             self.tb.close()
+
+
+def append_metrics(workdir: str, step: int, scalars: dict) -> None:
+    """One more metrics.jsonl line (e.g. an evaluation made after training)."""
+    row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def read_metrics(workdir: str) -> list[dict]:

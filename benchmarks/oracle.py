@@ -1,0 +1,67 @@
+"""The oracle's speed and stability: held-out sparse examples through oracle.evaluate.
+
+python -m benchmarks.oracle [--examples=1000]
+Prints examples/s, the oracle accuracy with its standard error, the unreliable count, and
+the same accuracy with twice the samples (the convergence check), in one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+from absl import app, flags
+
+from rectbert import codebook, oracle, shapes, tasks, train
+
+flags.DEFINE_integer("examples", 1000, "Held-out examples.")
+flags.DEFINE_bool("double", True, "Also run with twice the samples and chains.")
+FLAGS = flags.FLAGS
+PRIOR = dict(min_side=32.0, max_side=192.0, aspect=None, contains_center=False)
+
+
+def main(argv):
+    del argv
+    rects = shapes.sample_rects(jax.random.key(0), 100, **PRIOR)
+    centroids = codebook.fit_codebook(jax.random.key(1), rects, 20)[0]
+    task = tasks.SparseTask(
+        mask=tasks.MaskSpec(5), centroids=centroids, prior=PRIOR, eval_examples=FLAGS.examples
+    )
+    batch = jax.block_until_ready(task.eval_set(train.eval_key(0)))
+    base = task.eval_extra(batch.tokens, batch, None)
+    cfg = oracle.OracleConfig()
+    small = jax.tree.map(lambda a: a[:8], batch)
+    oracle.evaluate(jax.random.key(2), small, centroids, PRIOR, cfg)  # compile
+    t = time.perf_counter()
+    m, _, _ = oracle.evaluate(jax.random.key(3), batch, centroids, PRIOR, cfg)
+    dt = time.perf_counter() - t
+    print(
+        f"{FLAGS.examples} examples in {dt:.1f} s ({FLAGS.examples / dt:.1f} examples/s), "
+        f"{jax.devices()[0].device_kind}"
+    )
+    print(
+        f"oracle accuracy {m['eval/oracle_accuracy']:.4f} +- "
+        f"{m['eval/oracle_accuracy_stderr']:.4f}, unreliable {m['eval/oracle_unreliable']}, "
+        f"median ESS {m['eval/oracle_median_ess']:.0f}; baselines nearest "
+        f"{float(base['eval/nearest_accuracy']):.4f}, majority "
+        f"{float(base['eval/majority_accuracy']):.4f}"
+    )
+    line = (
+        f"SUMMARY oracle {FLAGS.examples} examples {dt:.1f} s acc {m['eval/oracle_accuracy']:.4f}"
+    )
+    if FLAGS.double:
+        big = dataclasses.replace(cfg, num_samples=2 * cfg.num_samples, chains=2 * cfg.chains)
+        oracle.evaluate(jax.random.key(2), small, centroids, PRIOR, big)
+        m2, _, _ = oracle.evaluate(jax.random.key(4), batch, centroids, PRIOR, big)
+        delta = m2["eval/oracle_accuracy"] - m["eval/oracle_accuracy"]
+        print(
+            f"doubled samples: accuracy {m2['eval/oracle_accuracy']:.4f} ({100 * delta:+.2f} "
+            f"points), unreliable {m2['eval/oracle_unreliable']}"
+        )
+        line += f", doubled {m2['eval/oracle_accuracy']:.4f} ({100 * delta:+.2f} points)"
+    print(line)
+
+
+if __name__ == "__main__":
+    app.run(main)
