@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+import rectbert
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "--embed_dim=16",
@@ -119,3 +121,10 @@ def test_sparse_run_draws_its_figures_and_logs_the_gap(tmp_path):
     assert {"eval/majority_accuracy", "eval/nearest_accuracy", "eval/token_accuracy/00"} <= set(
         last
     )
+    # the run loads back and predicts at any continuous points
+    loaded = rectbert.load_run(str(workdir))
+    assert loaded.step == 3 and loaded.codebook.shape == (8, 16)
+    points = np.random.default_rng(0).uniform(32, 224, (2, 30, 2))
+    probs = np.asarray(loaded.predict(points, np.zeros((2, 30), int), np.arange(30) < 20))
+    assert probs.shape == (2, 30, 8)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
