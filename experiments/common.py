@@ -41,7 +41,13 @@ def run(main) -> None:
         except flags.Error as e:
             sys.exit(f"error: {e}")
 
-    app.run(main, flags_parser=parse)
+    def guarded(argv):
+        try:
+            return main(argv)
+        except train_lib.NonFiniteError as e:
+            sys.exit(f"error: {e}")
+
+    app.run(guarded, flags_parser=parse)
 
 
 def fail(flag: str, value, allowed: str) -> None:
@@ -290,6 +296,59 @@ def train_config(steps: int) -> train_lib.TrainConfig:
     )
 
 
+# flags a resumed run may change: they do not alter what is trained on, or how
+SAFE_TO_CHANGE = (
+    "num_steps",
+    "num_epochs",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+    "eval_examples",
+    "eval_oracle",
+    "dense_spacing",
+    "workdir",
+)
+
+
+def _our_flags() -> dict:
+    """name -> serialized value of every flag the experiments define (not absl's own)."""
+    out = {}
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if "experiments" in module:
+            out.update({f.name: f.serialize() for f in module_flags})
+    return out
+
+
+def refuse_config_drift(workdir: str) -> None:
+    """Resuming with flags that change the model, task or codebook fails with one line."""
+    path = os.path.join(workdir, "flags.txt")
+    ckpt = os.path.join(workdir, "ckpt")
+    if not (
+        os.path.exists(path) and os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt))
+    ):
+        return
+    ours = _our_flags()
+    with open(path) as f:
+        old = {}
+        for line in f:
+            name = line.strip().lstrip("-").split("=", 1)[0]
+            if name.startswith("no") and name[2:] in ours and "=" not in line:
+                name = name[2:]
+            old[name] = line.strip()
+    changed = [
+        n for n, v in sorted(ours.items()) if n not in SAFE_TO_CHANGE and v and old.get(n, v) != v
+    ]
+    if changed:
+        diffs = ", ".join(f"{old[n]} -> {ours[n]}" for n in changed)
+        fail(
+            "workdir",
+            workdir,
+            f"it holds a run trained with other flags ({diffs}); resume "
+            f"with the original flags (only {', '.join(SAFE_TO_CHANGE)} may change) or use a "
+            "new --workdir",
+        )
+
+
 def prepare_workdir() -> str:
     """Create the workdir (writable?) and write flags.txt, re-runnable with --flagfile.
 
@@ -298,6 +357,7 @@ def prepare_workdir() -> str:
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     workdir = FLAGS.workdir
+    refuse_config_drift(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "flags.txt"), "w") as f:

@@ -26,6 +26,20 @@ from rectbert.tasks import Batch
 SCHEDULES = ("cosine", "constant")
 
 
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient norm; the run stopped before saving."""
+
+
+def first_non_finite(pending: list[dict], first_step: int) -> int | None:
+    """The first step (1-based count) among `pending` metrics with a non-finite loss or
+    gradient norm, or None. Reading them syncs with the device: done only at log and
+    checkpoint times, never every step."""
+    for i, m in enumerate(pending):
+        if not (np.isfinite(float(m["train/loss"])) and np.isfinite(float(m["train/grad_norm"]))):
+            return first_step + i
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     num_steps: int
@@ -314,12 +328,29 @@ def train(
 
     pending, t_window, steps_window, t_start = [], time.time(), 0, time.time()
     eval_metrics = {}
+    checked = 0  # how many of `pending` are known finite
+
+    def stop_if_non_finite(done):
+        nonlocal checked
+        bad = first_non_finite(pending[checked:], done - len(pending) + checked + 1)
+        checked = len(pending)
+        if bad is not None:
+            mngr.wait_until_finished()
+            good = mngr.latest_step()
+            mngr.close()
+            writer.close()
+            kept = f"checkpoint at step {good} kept" if good is not None else "no checkpoint yet"
+            raise NonFiniteError(f"non-finite loss or gradient norm at step {bad}; stopped, {kept}")
+
     for step in range(start, cfg.num_steps):
         state, metrics = step_fn(state, jnp.asarray(step, jnp.int32))
         pending.append(metrics)
         steps_window += 1
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.num_steps:
+        log_now = done % cfg.log_every == 0 or done == cfg.num_steps
+        if log_now or done % cfg.checkpoint_every == 0:
+            stop_if_non_finite(done)  # before any write: never log or save a broken state
+        if log_now:
             means = {k: float(np.mean([m[k] for m in pending])) for k in pending[0]}
             now = time.time()
             sps = steps_window / max(now - t_window, 1e-9)
@@ -330,7 +361,7 @@ def train(
                 f"ETA {_eta((cfg.num_steps - done) / sps)}",
                 flush=True,
             )
-            pending, t_window, steps_window = [], now, 0
+            pending, t_window, steps_window, checked = [], now, 0, 0
         if done % cfg.eval_every == 0 or done == cfg.num_steps:
             t_eval = time.time()
             eval_metrics = run_eval(done, final=done == cfg.num_steps)

@@ -91,6 +91,12 @@ def test_grid_run_writes_the_design_workdir_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "already trained to step 4" in again.stdout
     assert [json.loads(line) for line in open(workdir / "metrics.jsonl")] == rows
+    # resuming with a flag that changes the model is refused, in one line, changing nothing
+    flags_before = (workdir / "flags.txt").read_text()
+    drift = run("experiments.grid", f"--flagfile={workdir / 'flags.txt'}", "--embed_dim=32")
+    assert drift.returncode != 0 and len(drift.stderr.strip().splitlines()) == 1
+    assert "--embed_dim=16 -> --embed_dim=32" in drift.stderr
+    assert (workdir / "flags.txt").read_text() == flags_before
 
 
 def test_sparse_run_draws_its_figures_and_logs_the_gap(tmp_path):

@@ -128,3 +128,25 @@ def test_schedules():
     )
     assert float(const(0)) == float(const(8)) == pytest.approx(1e-5)
     assert isinstance(train.make_optimizer(CFG), optax.GradientTransformation)
+
+
+class NaNAfterStep4(tasks.SquaresTask):
+    """Squares whose points turn NaN from step 4 on: the loss goes non-finite there."""
+
+    def train_batch(self, key, step, batch):
+        b = super().train_batch(key, step, batch)
+        return b.replace(points=jnp.where(step >= 4, jnp.nan, b.points))
+
+
+def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
+    task = NaNAfterStep4(mask=tasks.MaskSpec(count=13), presentations=2, eval_examples=64)
+    model = ModelConfig(**{**MODEL.__dict__, "position": "sincos"})
+    cfg = train.TrainConfig(**{**CFG.__dict__, "log_every": 5, "checkpoint_every": 2})
+    workdir = str(tmp_path / "nan")
+    with pytest.raises(train.NonFiniteError, match="step 5; stopped, checkpoint at step 4 kept"):
+        train.train(task, model, cfg, workdir)
+    run = rectbert.load_run(workdir)
+    assert run.step == 4
+    assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(run.params))
+    # nothing from the broken steps reached metrics.jsonl
+    assert all(r["step"] <= 4 for r in read_rows(workdir))
