@@ -46,6 +46,9 @@ def run(main) -> None:
             return main(argv)
         except train_lib.NonFiniteError as e:
             sys.exit(f"error: {e}")
+        except train_lib.Interrupted as e:
+            print(e, file=sys.stderr, flush=True)
+            sys.exit(128 + e.signum)
 
     app.run(guarded, flags_parser=parse)
 

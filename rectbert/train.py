@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -24,6 +26,14 @@ from rectbert import model as model_lib
 from rectbert.tasks import Batch
 
 SCHEDULES = ("cosine", "constant")
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM or SIGINT stopped training; a checkpoint at the current step was saved."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 class NonFiniteError(RuntimeError):
@@ -329,6 +339,23 @@ def train(
     pending, t_window, steps_window, t_start = [], time.time(), 0, time.time()
     eval_metrics = {}
     checked = 0  # how many of `pending` are known finite
+    # the part-logged window of an interrupted run, so its first log averages the same steps
+    pending_path = os.path.join(workdir, "pending_metrics.json")
+    if os.path.exists(pending_path):
+        with open(pending_path) as f:
+            saved = json.load(f)
+        if saved["step"] == start:
+            pending = saved["rows"]
+        os.remove(pending_path)
+    signals, previous = [], {}
+    if threading.current_thread() is threading.main_thread():  # handlers only work there
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for s in previous:
+            signal.signal(s, lambda signum, frame: signals.append(signum))
+
+    def restore_signals():
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
     def stop_if_non_finite(done):
         nonlocal checked
@@ -339,10 +366,26 @@ def train(
             good = mngr.latest_step()
             mngr.close()
             writer.close()
+            restore_signals()
             kept = f"checkpoint at step {good} kept" if good is not None else "no checkpoint yet"
             raise NonFiniteError(f"non-finite loss or gradient norm at step {bad}; stopped, {kept}")
 
     for step in range(start, cfg.num_steps):
+        if signals:  # preempted: save this step, keep the window, stop cleanly
+            stop_if_non_finite(step)
+            save_checkpoint(mngr, state)
+            mngr.wait_until_finished()
+            with open(pending_path, "w") as f:
+                rows = [{k: float(v) for k, v in m.items()} for m in pending]
+                json.dump({"step": step, "rows": rows}, f)
+            mngr.close()
+            writer.close()
+            restore_signals()
+            raise Interrupted(
+                f"stopped by signal {signals[0]} at step {step}; checkpoint saved, "
+                "re-run the same command to resume",
+                signals[0],
+            )
         state, metrics = step_fn(state, jnp.asarray(step, jnp.int32))
         pending.append(metrics)
         steps_window += 1
@@ -351,7 +394,7 @@ def train(
         if log_now or done % cfg.checkpoint_every == 0:
             stop_if_non_finite(done)  # before any write: never log or save a broken state
         if log_now:
-            means = {k: float(np.mean([m[k] for m in pending])) for k in pending[0]}
+            means = {k: float(np.mean([float(m[k]) for m in pending])) for k in pending[0]}
             now = time.time()
             sps = steps_window / max(now - t_window, 1e-9)
             writer.write(done, {**means, "lr": float(lr(step)), "steps_per_sec": sps})
@@ -368,6 +411,7 @@ def train(
             t_window += time.time() - t_eval  # steps/s counts training only
         if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
             save_checkpoint(mngr, state)
+    restore_signals()
     if start >= cfg.num_steps:
         print(f"already trained to step {start}; re-evaluating and redrawing figures", flush=True)
         eval_metrics = run_eval(start, final=True, write=False)

@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -134,3 +136,40 @@ def test_sparse_run_draws_its_figures_and_logs_the_gap(tmp_path):
     probs = np.asarray(loaded.predict(points, np.zeros((2, 30), int), np.arange(30) < 20))
     assert probs.shape == (2, 30, 8)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_sigterm_saves_and_the_resumed_run_is_bit_identical(tmp_path):
+    args = [
+        *TINY,
+        "--num_steps=300",
+        "--log_every=25",
+        "--eval_every=1000",
+        "--checkpoint_every=1000",
+    ]
+    full = run("experiments.squares", f"--workdir={tmp_path / 'full'}", *args)
+    assert full.returncode == 0, full.stderr
+    # interrupted: SIGTERM once training is under way, between periodic checkpoints
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "experiments.squares", f"--workdir={tmp_path / 'cut'}", *args]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stdout:
+        if line.startswith("step 100/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "checkpoint saved" in err
+    resumed = run("experiments.squares", f"--workdir={tmp_path / 'cut'}", *args)
+    assert resumed.returncode == 0 and "resumed from checkpoint" in resumed.stdout
+    a, b = rectbert.load_run(str(tmp_path / "full")), rectbert.load_run(str(tmp_path / "cut"))
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+    def rows(name):
+        with open(tmp_path / name / "metrics.jsonl") as f:
+            return [
+                {k: v for k, v in json.loads(line).items() if k != "steps_per_sec"} for line in f
+            ]
+
+    assert rows("cut") == rows("full")
