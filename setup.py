@@ -21,7 +21,13 @@ setup(
         "absl-py>=2.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "chex>=0.1.90", "scikit-learn>=1.5", "scikit-image>=0.24"],
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "chex>=0.1.90",
+            "scikit-learn>=1.5",
+            "scikit-image>=0.24",
+        ],
         "tensorboard": ["tensorboardX>=2.6"],
     },
 )

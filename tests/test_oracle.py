@@ -40,7 +40,7 @@ def test_prior_density_matches_the_sampler(kw):
 def test_pinned_down_rectangles_are_predicted_as_confidently_as_the_tokens_allow(centroids):
     # every edge well inside the point region, so all 40 edge points lie on the edges
     rng = np.random.default_rng(0)
-    n = 24
+    n = 16
     rects = jnp.asarray(
         np.stack(
             [
@@ -104,10 +104,11 @@ def test_converges_and_beats_both_baselines(centroids):
         mask=tasks.MaskSpec(5), centroids=centroids, prior=PRIOR, eval_examples=96
     )
     batch = task.eval_set(train.eval_key(0))
-    small, _, _ = oracle.evaluate(jax.random.key(1), batch, centroids, PRIOR, FAST)
-    big_cfg = oracle.OracleConfig(num_samples=2048, rounds=4, chains=256, mcmc_steps=6)
-    big, _, _ = oracle.evaluate(jax.random.key(2), batch, centroids, PRIOR, big_cfg)
-    # 96 examples x 5 hidden tokens: 0.5 points is 2.4 tokens; allow 1 point at this size
+    half = oracle.OracleConfig(num_samples=512, chains=96)  # the default, halved
+    small, _, _ = oracle.evaluate(jax.random.key(1), batch, centroids, PRIOR, half)
+    big, _, _ = oracle.evaluate(jax.random.key(2), batch, centroids, PRIOR, FAST)
+    # 48 examples x 5 hidden tokens: 0.5 points is 1.2 tokens; allow 1 point at this size
+    # (benchmarks/oracle.py checks 0.5 points on 1,000 examples)
     assert abs(small["eval/oracle_accuracy"] - big["eval/oracle_accuracy"]) <= 0.01
     base = task.eval_extra(batch.tokens, batch, None)
     assert big["eval/oracle_accuracy"] > float(base["eval/nearest_accuracy"]) + 0.1
