@@ -30,6 +30,10 @@ def main(argv):
         )
     seq_len = FLAGS.image_size**2
     common.check_train_flags(seq_len)
+    if FLAGS.loss == "soft" or FLAGS.aux_weight > 0:
+        common.fail(
+            "loss", FLAGS.loss, "ce or smooth: squares have no codebook (and no --aux_weight)"
+        )
     if FLAGS.position == "learned" and FLAGS.image_size < 1:
         common.fail("image_size", FLAGS.image_size, "an integer >= 1")
     workdir = common.prepare_workdir()

@@ -225,8 +225,22 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def checkpoint_manager(workdir: str):
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "ckpt"), options=options)
+    """Orbax writes each checkpoint to a temporary directory and renames it when complete,
+    so a save killed half-way is never restored; its leftovers are reported and removed."""
+    path = os.path.join(os.path.abspath(workdir), "ckpt")
+    torn = (
+        sorted(d for d in os.listdir(path) if ".orbax-checkpoint-tmp" in d)
+        if (os.path.isdir(path))
+        else []
+    )
+    if torn:
+        print(
+            f"warning: ignoring incomplete checkpoint(s) {', '.join(torn)} in {path} (a save "
+            "was interrupted); resuming from the last complete one",
+            flush=True,
+        )
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, cleanup_tmp_directories=True)
+    return ocp.CheckpointManager(path, options=options)
 
 
 def save_checkpoint(mngr, state):

@@ -51,6 +51,23 @@ def run(module, *args):
         ("experiments.sparse", ["--position=learned"], "position"),
         ("experiments.sparse", ["--point_sampler=gauss"], "point_sampler"),
         ("experiments.sparse", ["--mask_count=24"], "mask_count"),
+        ("experiments.sparse", ["--num_points=1"], "num_points"),
+        ("experiments.sparse", ["--eval_oracle", "--point_sampler=edges"], "eval_oracle"),
+        ("experiments.sparse", ["--dense_spacing=0"], "dense_spacing"),
+        ("experiments.sparse", ["--soft_temperature=0"], "soft_temperature"),
+        ("experiments.sparse", ["--label_smoothing=1.5"], "label_smoothing"),
+        ("experiments.grid", ["--learning_rate=0"], "learning_rate"),
+        ("experiments.grid", ["--num_layers=0"], "num_layers"),
+        ("experiments.grid", ["--dropout=1.0"], "dropout"),
+        ("experiments.grid", ["--batch_size=-4"], "batch_size"),
+        ("experiments.grid", ["--min_side=300"], "min_side"),
+        ("experiments.grid", ["--min_side=64", "--max_side=40"], "max_side"),
+        ("experiments.grid", ["--aspect=3,1"], "aspect"),
+        ("experiments.grid", ["--loss=hinge"], "loss"),
+        ("experiments.grid", ["--eval_examples=0"], "eval_examples"),
+        ("experiments.squares", ["--fourier_scale=0"], "fourier_scale"),
+        ("experiments.squares", ["--mask_schedule=linear"], "mask_schedule"),
+        ("experiments.squares", ["--loss=soft"], "loss"),
     ],
 )
 def test_bad_flags_fail_in_one_line_before_writing_anything(tmp_path, module, args, flag):
@@ -60,6 +77,12 @@ def test_bad_flags_fail_in_one_line_before_writing_anything(tmp_path, module, ar
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--{flag}" in lines[0], out.stderr
     assert "Traceback" not in out.stderr and not workdir.exists()
+
+
+def test_unwritable_workdir_fails_in_one_line():
+    out = run("experiments.grid", "--workdir=/proc/rectbert_cannot_write_here")
+    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
+    assert "--workdir=/proc/rectbert_cannot_write_here" in out.stderr
 
 
 def test_grid_run_writes_the_design_workdir_and_resumes(tmp_path):
@@ -173,3 +196,47 @@ def test_sigterm_saves_and_the_resumed_run_is_bit_identical(tmp_path):
             ]
 
     assert rows("cut") == rows("full")
+
+
+def test_sigkill_during_saves_resumes_from_the_last_complete_checkpoint(tmp_path):
+    args = [
+        "--embed_dim=64",
+        "--mlp_dim=256",
+        "--num_heads=2",
+        "--num_layers=2",
+        "--batch_size=8",
+        "--num_steps=60",
+        "--log_every=10",
+        "--eval_every=1000",
+        "--checkpoint_every=1",
+        "--eval_examples=16",
+    ]
+    full = run("experiments.squares", f"--workdir={tmp_path / 'full'}", *args)
+    assert full.returncode == 0, full.stderr
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.squares", f"--workdir={cut}", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in proc.stdout:
+        if line.startswith("step 20/"):
+            proc.kill()  # SIGKILL: no handler runs; a save is usually in flight (one per step)
+            break
+    proc.wait(timeout=60)
+    steps = sorted(int(d) for d in os.listdir(cut / "ckpt") if d.isdigit())
+    # make sure a torn save is there even if the kill fell between two saves
+    torn = cut / "ckpt" / f"{steps[-1] + 1}.orbax-checkpoint-tmp"
+    torn.mkdir(exist_ok=True)
+    (torn / "partial").write_text("half a checkpoint")
+    resumed = run("experiments.squares", f"--workdir={cut}", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "ignoring incomplete checkpoint" in resumed.stdout
+    assert f"resumed from checkpoint at step {steps[-1]}" in resumed.stdout
+    a, b = rectbert.load_run(str(tmp_path / "full")), rectbert.load_run(str(cut))
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

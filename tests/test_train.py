@@ -150,3 +150,16 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(run.params))
     # nothing from the broken steps reached metrics.jsonl
     assert all(r["step"] <= 4 for r in read_rows(workdir))
+
+
+def test_same_flags_same_metrics(tmp_path):
+    for name in ("a", "b"):
+        train.train(TASK, MODEL, CFG, str(tmp_path / name))
+
+    def strip(name):
+        return [
+            {k: v for k, v in r.items() if k != "steps_per_sec"}
+            for r in read_rows(str(tmp_path / name))
+        ]
+
+    assert strip("a") == strip("b") and len(strip("a")) > 9
