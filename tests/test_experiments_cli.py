@@ -171,18 +171,19 @@ def test_sigterm_saves_and_the_resumed_run_is_bit_identical(tmp_path):
     ]
     full = run("experiments.squares", f"--workdir={tmp_path / 'full'}", *args)
     assert full.returncode == 0, full.stderr
-    # interrupted: SIGTERM once training is under way, between periodic checkpoints
+    # interrupted three times, at different points between periodic checkpoints, and resumed
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "experiments.squares", f"--workdir={tmp_path / 'cut'}", *args]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    for line in proc.stdout:
-        if line.startswith("step 40/"):
-            proc.send_signal(signal.SIGTERM)
-            break
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM and "checkpoint saved" in err
+    for stop_at in (40, 120, 220):
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for line in proc.stdout:
+            if line.startswith(f"step {stop_at}/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signal.SIGTERM and "checkpoint saved" in err, err
     resumed = run("experiments.squares", f"--workdir={tmp_path / 'cut'}", *args)
     assert resumed.returncode == 0 and "resumed from checkpoint" in resumed.stdout
     a, b = rectbert.load_run(str(tmp_path / "full")), rectbert.load_run(str(tmp_path / "cut"))
