@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from absl import logging as absl_logging
@@ -81,6 +83,15 @@ def rect_prior() -> dict:
         aspect=aspect,
         contains_center=FLAGS.contains_center,
     )
+
+
+def codebook_and_train_rects(workdir: str, prior: dict, num_train_rects: int):
+    """The run's codebook and its fixed training rectangles (None when 0: fresh), both from
+    keys of --seed, so a resumed or repeated run gets the same ones."""
+    k_codebook, k_train = jax.random.split(jax.random.fold_in(jax.random.key(FLAGS.seed), 7))
+    centroids = jnp.asarray(load_or_fit_codebook(workdir, k_codebook, prior))
+    rects = shapes.sample_rects(k_train, num_train_rects, **prior) if num_train_rects else None
+    return centroids, rects
 
 
 def load_or_fit_codebook(workdir: str, key, prior: dict):

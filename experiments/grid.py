@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 
-import jax
 from absl import flags
 
 from experiments import common
@@ -29,14 +28,13 @@ def main(argv):
     if FLAGS.num_train_rects == 0 and FLAGS.num_steps == -1:
         common.fail("num_steps", -1, "an explicit step count with fresh rectangles")
     workdir = common.prepare_workdir()
-    k_codebook, k_train = jax.random.split(jax.random.fold_in(jax.random.key(FLAGS.seed), 7))
-    centroids = common.load_or_fit_codebook(workdir, k_codebook, prior)
     n_train = FLAGS.num_train_rects
+    centroids, train_rects = common.codebook_and_train_rects(workdir, prior, n_train)
     task = tasks.GridTask(
         mask=common.mask_spec(169),
         centroids=centroids,
         prior=prior,
-        train_rects=shapes.sample_rects(k_train, n_train, **prior) if n_train else None,
+        train_rects=train_rects,
         presentations=FLAGS.presentations,
         eval_examples=FLAGS.eval_examples,
     )
@@ -66,14 +64,7 @@ def main(argv):
                 os.path.join(figures, "DownsampledRectangle.png"),
             )
 
-    def k_eval_of(_):
-        return jax.random.fold_in(jax.random.key(FLAGS.seed), 3)  # train.train's eval key
-
-    steps = (
-        common.num_steps(n_train)
-        if n_train or FLAGS.num_steps > 0
-        else common.fail("num_steps", FLAGS.num_steps, "an explicit count when --num_train_rects=0")
-    )
+    steps = common.num_steps(n_train)
     train.train(
         task,
         common.model_config(task),

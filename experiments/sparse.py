@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
@@ -169,16 +168,15 @@ def main(argv):
     if FLAGS.dense_spacing <= 0:
         common.fail("dense_spacing", FLAGS.dense_spacing, "a spacing > 0 pixels")
     workdir = common.prepare_workdir()
-    k_codebook, k_train = jax.random.split(jax.random.fold_in(jax.random.key(FLAGS.seed), 7))
-    centroids = common.load_or_fit_codebook(workdir, k_codebook, prior)
+    centroids, train_rects = common.codebook_and_train_rects(workdir, prior, FLAGS.num_train_rects)
     n = FLAGS.num_train_rects
     task = tasks.SparseTask(
         mask=common.mask_spec(FLAGS.num_points),
-        centroids=jnp.asarray(centroids),
+        centroids=centroids,
         prior=prior,
         num_points=FLAGS.num_points,
         sampler=FLAGS.point_sampler,
-        train_rects=shapes.sample_rects(k_train, n, **prior) if n else None,
+        train_rects=train_rects,
         fixed_points=FLAGS.fixed_points,
         presentations=FLAGS.presentations,
         eval_examples=FLAGS.eval_examples,

@@ -11,13 +11,11 @@ import dataclasses
 import json
 import os
 
-import jax
-import jax.numpy as jnp
 from absl import flags
 
 from experiments import common
 from rectbert import model as model_lib
-from rectbert import shapes, tasks, train
+from rectbert import tasks, train
 
 REGIMES = {
     "fixed100_fixedpoints": (100, True),  # the write-up's failure
@@ -56,9 +54,7 @@ def main(argv):
     if FLAGS.num_steps < 1:
         common.fail("num_steps", FLAGS.num_steps, "an explicit count >= 1")
     workdir = common.prepare_workdir()
-    k_codebook, k_train = jax.random.split(jax.random.fold_in(jax.random.key(FLAGS.seed), 7))
-    centroids = jnp.asarray(common.load_or_fit_codebook(workdir, k_codebook, prior))
-    train_rects = shapes.sample_rects(k_train, 100, **prior)
+    centroids, train_rects = common.codebook_and_train_rects(workdir, prior, 100)
     rows = []
     for regime in FLAGS.regimes:
         n, fixed_points = REGIMES[regime]

@@ -373,6 +373,7 @@ def train(
 
     def stop_if_non_finite(done):
         nonlocal checked
+        pending[checked:] = jax.device_get(pending[checked:])  # one transfer for the window
         bad = first_non_finite(pending[checked:], done - len(pending) + checked + 1)
         checked = len(pending)
         if bad is not None:

@@ -91,9 +91,9 @@ def test_checkpoint_resume_is_exact_and_never_trains_a_step_twice(tmp_path):
     strip = [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in read_rows(resumed)]
     assert strip == [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in rows_full]
     # a finished run re-run trains nothing and appends nothing
+    before = read_rows(resumed)
     state_again, _ = train.train(TASK, MODEL, CFG, resumed)
-    assert int(state_again.step) == 9 and read_rows(resumed) == read_rows(resumed)[: len(strip)]
-    assert len(read_rows(resumed)) == len(strip)
+    assert int(state_again.step) == 9 and read_rows(resumed) == before
     train_steps = [r["step"] for r in read_rows(resumed) if "train/loss" in r]
     assert train_steps == list(range(1, 10))
 
