@@ -208,7 +208,19 @@ def define_train_flags(
         "aux_weight", 0.0, "Weight of an auxiliary regression of the 16 patch values (0: off)."
     )
     flags.DEFINE_float("fourier_scale", 10.0, "Std of Fourier-feature frequencies (per canvas).")
-    flags.DEFINE_enum("dtype", "float32", list(model_lib.DTYPES), "Compute dtype.")
+    flags.DEFINE_enum(
+        "dtype",
+        "auto",
+        ["auto", *model_lib.DTYPES],
+        "Compute dtype (parameters stay float32); auto: bfloat16 on GPU/TPU, float32 on CPU.",
+    )
+    flags.DEFINE_enum(
+        "attention_impl",
+        "auto",
+        list(model_lib.ATTENTION_IMPLS),
+        "auto: cuDNN flash attention on a GPU for bf16 full attention (sequence padded to a "
+        "multiple of 8), else XLA.",
+    )
 
 
 def _positive(*names: str) -> None:
@@ -254,6 +266,12 @@ def check_train_flags(seq_len: int) -> None:
         fail("soft_temperature", FLAGS.soft_temperature, "a number > 0")
     if FLAGS.aux_weight < 0:
         fail("aux_weight", FLAGS.aux_weight, "a weight >= 0")
+    if FLAGS.attention_impl == "cudnn" and FLAGS.attention != "full":
+        fail("attention_impl", "cudnn", "xla or auto with --attention=context (a custom mask)")
+    if FLAGS.attention_impl == "cudnn" and compute_dtype() == "float32":
+        fail("attention_impl", "cudnn", "xla or auto with float32 compute (cuDNN: bf16 only)")
+    if FLAGS.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+        fail("attention_impl", "cudnn", f"xla or auto on {jax.default_backend()} (GPU only)")
 
 
 def mask_spec(seq_len: int) -> tasks.MaskSpec:
@@ -267,6 +285,12 @@ def num_steps(num_examples: int) -> int:
         return FLAGS.num_steps
     total = FLAGS.num_epochs * FLAGS.presentations * max(num_examples, 1)
     return max(1, -(-total // FLAGS.batch_size))
+
+
+def compute_dtype() -> str:
+    if FLAGS.dtype != "auto":
+        return FLAGS.dtype
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
 def model_config(task) -> model_lib.ModelConfig:
@@ -283,8 +307,9 @@ def model_config(task) -> model_lib.ModelConfig:
         num_layers=FLAGS.num_layers,
         dropout=FLAGS.dropout,
         norm=FLAGS.norm,
-        dtype=FLAGS.dtype,
+        dtype=compute_dtype(),
         attention=FLAGS.attention,
+        attention_impl=FLAGS.attention_impl,
         aux_dim=shapes.GRID**2 if FLAGS.aux_weight > 0 else 0,
     )
 

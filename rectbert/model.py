@@ -16,6 +16,7 @@ CONTINUOUS_POSITIONS = ("sincos", "fourier", "nerf", "mlp")  # no index: equivar
 ATTENTIONS = ("full", "context")
 NORMS = ("pre", "post")
 DTYPES = ("float32", "bfloat16")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")  # auto: cuDNN flash attention where it applies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ModelConfig:
     dropout: float = 0.0
     norm: str = "pre"
     dtype: str = "float32"  # compute dtype; parameters are always float32
+    attention_impl: str = "auto"
+    pad_to: int = 0  # pad the sequence to a multiple of this inside the blocks; 0: auto
 
     def __post_init__(self):
         checks = [
@@ -43,6 +46,18 @@ class ModelConfig:
             (self.attention in ATTENTIONS, "attention", f"one of {ATTENTIONS}"),
             (self.norm in NORMS, "norm", f"one of {NORMS}"),
             (self.dtype in DTYPES, "dtype", f"one of {DTYPES}"),
+            (self.attention_impl in ATTENTION_IMPLS, "attention_impl", f"one of {ATTENTION_IMPLS}"),
+            (
+                self.attention_impl != "cudnn" or self.attention == "full",
+                "attention_impl",
+                "xla or auto with attention='context' (cuDNN takes no arbitrary mask)",
+            ),
+            (
+                self.attention_impl != "cudnn" or self.dtype != "float32",
+                "attention_impl",
+                "xla or auto with dtype='float32' (cuDNN attention is bf16/fp16 only)",
+            ),
+            (self.pad_to >= 0, "pad_to", ">= 0 (0: auto)"),
             (self.embed_dim % self.num_heads == 0, "embed_dim", "a multiple of num_heads"),
             (self.embed_dim % 4 == 0, "embed_dim", "a multiple of 4"),
             (min(self.mlp_dim, self.num_heads, self.num_layers) >= 1, "mlp_dim", "sizes >= 1"),
@@ -82,6 +97,22 @@ def nerf_features(points_BxLx2, dim: int, extent: float):
     return feats.reshape(*points_BxLx2.shape[:-1], -1)
 
 
+def resolve_attention(cfg: ModelConfig) -> tuple[str, int]:
+    """(implementation, pad multiple) for this config on the default backend.
+
+    auto picks cuDNN flash attention on a GPU for bf16 full attention (f32 and arbitrary masks
+    stay on XLA), and then pads the sequence to a multiple of 8 (169 -> 176) so its tiles and
+    the tensor-core matmuls see friendly shapes; the padding is masked with
+    key_value_seq_lengths, which cuDNN accepts where it rejects a broadcast padding bias.
+    """
+    impl = cfg.attention_impl
+    if impl == "auto":
+        gpu = jax.default_backend() == "gpu"
+        impl = "cudnn" if gpu and cfg.dtype != "float32" and cfg.attention == "full" else "xla"
+    pad_to = cfg.pad_to or (8 if impl == "cudnn" else 1)
+    return impl, pad_to
+
+
 def context_mask(tokens_BxL, mask_id: int):
     """[B, 1, L, L] attention mask: every token sees the visible ones and itself, so hidden
     (target) tokens never exchange information (Transformer Neural Processes)."""
@@ -90,12 +121,26 @@ def context_mask(tokens_BxL, mask_id: int):
     return (visible_BxL[:, None, :] | eye_LxL[None])[:, None]
 
 
+class OneHotEmbed(nn.Embed):
+    """nn.Embed (same parameter, same init) looked up by a one-hot matmul.
+
+    The gradient of a gather is a scatter-add of B*L rows into a 21-row table: serialised
+    atomics on a GPU and slow on a TPU; as a matmul it runs on the tensor cores / MXU.
+    HIGHEST precision keeps the lookup exact (a TF32 or bf16 pass would round the table).
+    """
+
+    def __call__(self, inputs):
+        onehot = jax.nn.one_hot(inputs, self.num_embeddings, dtype=self.embedding.dtype)
+        return jnp.dot(onehot, self.embedding, precision=jax.lax.Precision.HIGHEST)
+
+
 class Block(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxD, attn_mask, train: bool):
+    def __call__(self, x_BxLxD, attn_mask, kv_len_B, train: bool):
         cfg = self.cfg
+        impl, _ = resolve_attention(cfg)
         dtype = jnp.dtype(cfg.dtype)
         d, h = cfg.embed_dim, cfg.num_heads
 
@@ -103,7 +148,12 @@ class Block(nn.Module):
             b, l_, _ = y.shape
             qkv = nn.Dense(3 * d, dtype=dtype, name="qkv")(y).reshape(b, l_, 3, h, d // h)
             out = jax.nn.dot_product_attention(
-                qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask=attn_mask
+                qkv[:, :, 0],
+                qkv[:, :, 1],
+                qkv[:, :, 2],
+                mask=attn_mask,
+                key_value_seq_lengths=kv_len_B,
+                implementation=impl,
             )
             return nn.Dense(d, dtype=dtype, name="out")(out.reshape(b, l_, d))
 
@@ -134,7 +184,7 @@ class Encoder(nn.Module):
         cfg = self.cfg
         dtype = jnp.dtype(cfg.dtype)
         d = cfg.embed_dim
-        x = nn.Embed(cfg.num_tokens + 1, d, name="token_embed")(tokens_BxL)
+        x = OneHotEmbed(cfg.num_tokens + 1, d, name="token_embed")(tokens_BxL)
         if cfg.position == "learned":
             index_L = jnp.arange(tokens_BxL.shape[1])
             x = x + nn.Embed(cfg.num_positions, d, name="pos_embed")(index_L)[None]
@@ -153,8 +203,20 @@ class Encoder(nn.Module):
         if attn_mask is None and cfg.attention == "context":
             attn_mask = context_mask(tokens_BxL, cfg.num_tokens)
         x = nn.Dropout(cfg.dropout, deterministic=not train)(x).astype(dtype)
+        b, seq_len = tokens_BxL.shape
+        _, pad_to = resolve_attention(cfg)
+        pad = -seq_len % pad_to
+        kv_len_B = None
+        if pad:  # padded keys are masked out; padded queries are computed, then dropped
+            x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
+            kv_len_B = jnp.full((b,), seq_len, jnp.int32)
+            if attn_mask is not None:
+                attn_mask = jnp.pad(
+                    attn_mask, ((0, 0), (0, 0), (0, pad), (0, pad)), constant_values=True
+                )
         for i in range(cfg.num_layers):
-            x = Block(cfg, name=f"block{i}")(x, attn_mask, train)
+            x = Block(cfg, name=f"block{i}")(x, attn_mask, kv_len_B, train)
+        x = x[:, :seq_len]
         if cfg.norm == "pre":
             x = nn.LayerNorm(dtype=dtype, name="final_norm")(x)
         logits = nn.Dense(cfg.num_tokens, dtype=jnp.float32, name="head")(x).astype(jnp.float32)

@@ -68,6 +68,7 @@ def run(module, *args):
         ("experiments.squares", ["--fourier_scale=0"], "fourier_scale"),
         ("experiments.squares", ["--mask_schedule=linear"], "mask_schedule"),
         ("experiments.squares", ["--loss=soft"], "loss"),
+        ("experiments.grid", ["--attention_impl=cudnn"], "attention_impl"),  # CPU: no cuDNN
     ],
 )
 def test_bad_flags_fail_in_one_line_before_writing_anything(tmp_path, module, args, flag):

@@ -79,3 +79,80 @@ def test_bad_config_names_the_field():
         model_lib.ModelConfig(num_tokens=3, position="rope")
     with pytest.raises(ValueError, match="embed_dim"):
         model_lib.ModelConfig(num_tokens=3, num_positions=4, embed_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="attention_impl"):  # cuDNN takes no arbitrary mask
+        model_lib.ModelConfig(num_tokens=3, attention="context", attention_impl="cudnn")
+    with pytest.raises(ValueError, match="attention_impl"):  # cuDNN attention is bf16/fp16
+        model_lib.ModelConfig(num_tokens=3, attention_impl="cudnn", dtype="float32")
+
+
+def write_up_sized(**overrides):
+    """The grid task's shapes (169 tokens, K = 20) with a small width."""
+    base = dict(num_tokens=20, num_positions=169, embed_dim=64, mlp_dim=160, num_heads=4)
+    return model_lib.ModelConfig(**{**base, "num_layers": 2, "norm": "post", **overrides})
+
+
+def grid_like_batch(batch=8):
+    tokens = jax.random.randint(jax.random.key(4), (batch, 169), 0, 20)
+    hidden = jax.random.uniform(jax.random.key(5), (batch, 169)) < 0.2
+    points = jnp.broadcast_to(
+        jax.random.uniform(jax.random.key(6), (169, 2)) * 256, (batch, 169, 2)
+    )
+    return tokens, hidden, points
+
+
+@pytest.mark.parametrize("attention", model_lib.ATTENTIONS)
+def test_sequence_padding_is_invisible_to_real_tokens(attention):
+    # 169 -> 176: the 7 padded keys must get exactly zero attention, in every layer
+    tokens, hidden, points = grid_like_batch()
+    inputs = jnp.where(hidden, 20, tokens)
+    plain = write_up_sized(attention=attention, attention_impl="xla", pad_to=1)
+    params = init(plain, 169)
+    want = model_lib.Encoder(plain).apply({"params": params}, inputs, points)
+    padded = model_lib.Encoder(write_up_sized(attention=attention, attention_impl="xla", pad_to=8))
+    got = padded.apply({"params": params}, inputs, points)
+    assert got.shape == want.shape == (8, 169, 20)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_path_loss_and_gradients_match_float32():
+    # the fast path experiments take by default on an accelerator: bf16 compute, the sequence
+    # padded, and (on a GPU) cuDNN flash attention; against plain float32 XLA attention
+    tokens, hidden, points = grid_like_batch(16)
+    inputs = jnp.where(hidden, 20, tokens)
+    plain = write_up_sized(attention_impl="xla", pad_to=1)
+    fast = write_up_sized(dtype="bfloat16", attention_impl="auto", pad_to=8)
+    params = init(plain, 169)
+
+    def loss(cfg):
+        def f(p):
+            logits = model_lib.Encoder(cfg).apply({"params": p}, inputs, points)
+            ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], -1)[..., 0]
+            return (ce * hidden).sum() / hidden.sum()
+
+        return jax.value_and_grad(f)(params)
+
+    (l32, g32), (l16, g16) = loss(plain), loss(fast)
+    assert abs(float(l16) - float(l32)) < 0.01 * float(l32)  # bf16 has 8 mantissa bits
+    v32, v16 = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in (g32, g16))
+    cosine = v32 @ v16 / np.linalg.norm(v32) / np.linalg.norm(v16)
+    assert cosine > 0.99, cosine
+
+
+def test_auto_attention_follows_the_backend():
+    impl, pad_to = model_lib.resolve_attention(write_up_sized(dtype="bfloat16"))
+    if jax.default_backend() == "gpu":
+        assert (impl, pad_to) == ("cudnn", 8)
+    else:
+        assert (impl, pad_to) == ("xla", 1)
+    # float32 and context attention always stay on XLA, unpadded unless asked
+    assert model_lib.resolve_attention(write_up_sized()) == ("xla", 1)
+    assert model_lib.resolve_attention(write_up_sized(attention="context", pad_to=8)) == ("xla", 8)
+
+
+def test_one_hot_embedding_is_an_exact_table_lookup():
+    cfg = write_up_sized()
+    tokens, _, points = grid_like_batch(4)
+    params = init(cfg, 169)
+    table = np.asarray(params["token_embed"]["embedding"])
+    got = model_lib.OneHotEmbed(21, 64).apply({"params": params["token_embed"]}, tokens)
+    np.testing.assert_array_equal(np.asarray(got), table[np.asarray(tokens)])

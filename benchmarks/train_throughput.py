@@ -1,0 +1,272 @@
+"""Train-step throughput: rectbert's real grid train step vs Hugging Face BertForMaskedLM.
+
+python -m benchmarks.train_throughput [--size=seed|small --batch_size=N --steps=30 --nopeer]
+Model FLOPs per step = 6 * params * tokens + 12 * layers * batch * L^2 * d (L = 169 real
+tokens, padding not counted); MFU is against a matmul peak measured in this process. Both
+sides are timed the same way: median of per-step times, each step synchronised with the device,
+compilation excluded. The last line is one summary: ours, peer, ratio, MFU.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+from rectbert import codebook, shapes, tasks, train
+from rectbert import model as model_lib
+
+SIZES = {  # the write-up's model, and one this CPU times in seconds
+    "seed": dict(embed_dim=640, mlp_dim=1600, num_heads=8, num_layers=6, batch_size=1024),
+    "small": dict(embed_dim=128, mlp_dim=320, num_heads=4, num_layers=2, batch_size=64),
+}
+# variant -> (dtype, attention_impl, pad_to); "fast" is what the experiments run by default
+VARIANTS = {
+    "plain": ("float32", "xla", 1),
+    "bf16": ("bfloat16", "xla", 1),
+    "bf16_pad": ("bfloat16", "xla", 8),
+    "fast": (None, "auto", 0),
+}
+
+flags.DEFINE_enum("size", "small", list(SIZES), "seed: the write-up's 22.3 M model; small: CPU.")
+flags.DEFINE_integer("batch_size", 0, "Global batch; 0: the size's default (seed 1024).")
+flags.DEFINE_integer("steps", 30, "Timed steps per measurement (median reported), >= 20.")
+flags.DEFINE_bool("peer", True, "Also time BertForMaskedLM (torch) when importable.")
+flags.DEFINE_bool("peer_compile", True, "Also time the peer under torch.compile.")
+flags.DEFINE_list("variants", ["fast"], f"rectbert variants to time: {', '.join(VARIANTS)}.")
+flags.DEFINE_enum(
+    "dtype", "auto", ["auto", "float32", "bfloat16"], "auto: bfloat16 on GPU/TPU, float32 on CPU."
+)
+flags.DEFINE_enum("data", "fixed", ["fixed", "fresh"], "100 fixed rectangles, or fresh ones.")
+flags.DEFINE_string("json", "", "Also write the measurements to this JSON file.")
+FLAGS = flags.FLAGS
+SEQ_LEN, NUM_TOKENS, MASK_COUNT = 169, 20, 34
+
+
+def median_step_seconds(step, steps: int, warmup: int = 3) -> float:
+    """Median wall time of one `step()` (which must block until the device is done)."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def model_flops(params: int, layers: int, batch: int, d: int) -> float:
+    return 6.0 * params * batch * SEQ_LEN + 12.0 * layers * batch * SEQ_LEN**2 * d
+
+
+def matmul_peak_tflops(dtype: str) -> float:
+    """Best-case dense matmul rate of this device in `dtype` (TFLOP/s), measured here."""
+    n = 8192 if jax.default_backend() != "cpu" else 1024
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    f = jax.jit(lambda a, b: a @ b)
+    jax.block_until_ready(f(a, b))
+    t = median_step_seconds(lambda: jax.block_until_ready(f(a, b)), 10)
+    return 2.0 * n**3 / t / 1e12
+
+
+def grid_task(data: str):
+    key = jax.random.key(0)
+    prior = dict(min_side=32.0, max_side=192.0)
+    centroids, _ = codebook.fit_codebook(key, shapes.sample_rects(key, 100, **prior), NUM_TOKENS)
+    rects = shapes.sample_rects(jax.random.key(1), 100, **prior) if data == "fixed" else None
+    mask = tasks.MaskSpec(count=MASK_COUNT)
+    return tasks.GridTask(mask=mask, centroids=centroids, prior=prior, train_rects=rects)
+
+
+def time_ours(task, size: dict, batch: int, variant: str, dtype: str, steps: int) -> dict:
+    """The train step experiments.grid runs (train.make_train_step), at this size."""
+    v_dtype, impl, pad_to = VARIANTS[variant]
+    model_cfg = model_lib.ModelConfig(
+        num_tokens=task.num_tokens,
+        num_positions=SEQ_LEN,
+        embed_dim=size["embed_dim"],
+        mlp_dim=size["mlp_dim"],
+        num_heads=size["num_heads"],
+        num_layers=size["num_layers"],
+        norm="post",
+        dtype=v_dtype or dtype,
+        attention_impl=impl,
+        pad_to=pad_to,
+    )
+    cfg = train.TrainConfig(num_steps=10**6, batch_size=batch, learning_rate=1e-5)
+    state = train.init_state(model_cfg, cfg, task)
+    step_fn = train.make_train_step(task, model_cfg, cfg)
+    box = [state, 0]
+
+    def one():
+        box[0], metrics = step_fn(box[0], jnp.asarray(box[1], jnp.int32))
+        box[1] += 1
+        jax.block_until_ready(metrics)
+
+    t = time.perf_counter()
+    one()
+    compile_s = time.perf_counter() - t
+    seconds = median_step_seconds(one, steps)
+    make = jax.jit(lambda s: task.train_batch(jax.random.key(0), s, batch))
+    jax.block_until_ready(make(0))
+    data_s = median_step_seconds(lambda: jax.block_until_ready(make(jnp.int32(1))), steps)
+    params = model_lib.count_params(box[0].params)
+    impl_used, pad_used = model_lib.resolve_attention(model_cfg)
+    return dict(
+        name=f"rectbert {variant} ({model_cfg.dtype}, {impl_used} attention, "
+        f"L {SEQ_LEN}->{-(-SEQ_LEN // pad_used) * pad_used})",
+        params=params,
+        step_s=seconds,
+        compile_s=compile_s,
+        data_s=data_s,
+    )
+
+
+def time_peer(size: dict, batch: int, dtype: str, steps: int, compiled: bool) -> dict:
+    """BertForMaskedLM at identical shapes: bf16 autocast (when bf16), fused AdamW, SDPA;
+    tokens and masks drawn on the device inside the step, like ours."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=NUM_TOKENS + 1,
+        hidden_size=size["embed_dim"],
+        intermediate_size=size["mlp_dim"],
+        num_attention_heads=size["num_heads"],
+        num_hidden_layers=size["num_layers"],
+        max_position_embeddings=SEQ_LEN,
+        type_vocab_size=1,
+        hidden_act="gelu_new",  # tanh approximation, as flax's nn.gelu
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="sdpa",
+    )
+    model = BertForMaskedLM(config).to(dev).train()
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01, fused=dev == "cuda")
+    forward = torch.compile(model) if compiled else model
+    autocast = dtype == "bfloat16"
+
+    def one():
+        tokens = torch.randint(0, NUM_TOKENS, (batch, SEQ_LEN), device=dev)
+        hide = torch.rand(batch, SEQ_LEN, device=dev).argsort(-1)[:, :MASK_COUNT]
+        labels = torch.full_like(tokens, -100).scatter(1, hide, tokens.gather(1, hide))
+        inputs = tokens.scatter(1, hide, NUM_TOKENS)
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=autocast):
+            loss = forward(input_ids=inputs, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    t = time.perf_counter()
+    one()
+    compile_s = time.perf_counter() - t
+    seconds = median_step_seconds(one, steps)
+    mode = "torch.compile" if compiled else "eager"
+    return dict(
+        name=f"peer BertForMaskedLM {mode} ({dtype}, sdpa, torch {torch.__version__})",
+        params=params,
+        step_s=seconds,
+        compile_s=compile_s,
+        data_s=None,
+    )
+
+
+def main(argv):
+    del argv
+    if FLAGS.steps < 20:
+        raise app.UsageError(f"--steps={FLAGS.steps} is not allowed: an integer >= 20")
+    unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+    if unknown or not FLAGS.variants:
+        raise app.UsageError(f"--variants={unknown} is not allowed: names from {list(VARIANTS)}")
+    size = SIZES[FLAGS.size]
+    batch = FLAGS.batch_size or size["batch_size"]
+    if batch < 1:
+        raise app.UsageError(f"--batch_size={batch} is not allowed: an integer >= 1")
+    dtype = FLAGS.dtype
+    if dtype == "auto":
+        dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    device = jax.devices()[0].device_kind
+    peaks = {d: matmul_peak_tflops(d) for d in ("bfloat16", "float32")}
+    peak = max(peaks.values())
+    print(
+        f"{device} ({jax.default_backend()}), jax {jax.__version__}; matmul peak "
+        + ", ".join(f"{d} {p:.1f}" for d, p in peaks.items())
+        + f" TFLOP/s; size {FLAGS.size}, batch {batch}, L {SEQ_LEN}, {FLAGS.data} data",
+        flush=True,
+    )
+    task = grid_task(FLAGS.data)
+    rows = []
+    for variant in FLAGS.variants:
+        rows.append(time_ours(task, size, batch, variant, dtype, FLAGS.steps))
+        report(rows[-1], size, batch, peak)
+    ours = min(rows, key=lambda r: r["step_s"])
+    peers = []
+    if FLAGS.peer:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError as e:
+            print(f"peer skipped: {e}", flush=True)
+        else:
+            for compiled in (False, True) if FLAGS.peer_compile else (False,):
+                try:
+                    peers.append(time_peer(size, batch, dtype, FLAGS.steps, compiled))
+                except Exception as e:  # noqa: BLE001  (torch.compile may lack a compiler)
+                    print(f"peer (compile={compiled}) failed: {type(e).__name__}: {e}")
+                    continue
+                report(peers[-1], size, batch, peak, ours_params=ours["params"])
+    flops = model_flops(ours["params"], size["num_layers"], batch, size["embed_dim"])
+    tflops = flops / ours["step_s"] / 1e12
+    summary = f"summary: {device}, size {FLAGS.size}, batch {batch}: ours {tflops:.3g} TFLOP/s"
+    if peers:
+        peer = min(peers, key=lambda r: r["step_s"])
+        summary += (
+            f", peer {flops / peer['step_s'] / 1e12:.3g} TFLOP/s ({peer['name'].split()[2]}), "
+            f"ratio {peer['step_s'] / ours['step_s']:.2f}x"
+        )
+    summary += f", MFU {tflops / peak:.1%} of {peak:.3g}"
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(
+                dict(
+                    device=device,
+                    size=FLAGS.size,
+                    batch=batch,
+                    peaks=peaks,
+                    ours=rows,
+                    peers=peers,
+                    summary=summary,
+                ),
+                f,
+                indent=1,
+            )
+    print(summary, flush=True)
+
+
+def report(row: dict, size: dict, batch: int, peak: float, ours_params: int | None = None):
+    """One line per measurement; the peer is credited with our model's FLOPs (same work)."""
+    params = ours_params or row["params"]
+    flops = model_flops(params, size["num_layers"], batch, size["embed_dim"])
+    tflops = flops / row["step_s"] / 1e12
+    data = f", batch generation {row['data_s'] * 1e3:.2f} ms" if row["data_s"] else ""
+    print(
+        f"{row['name']}: {row['params']:,} params, step {row['step_s'] * 1e3:.2f} ms "
+        f"(compile {row['compile_s']:.1f} s){data}, {batch * SEQ_LEN / row['step_s']:,.0f} "
+        f"tokens/s, {tflops:.3g} TFLOP/s, MFU {tflops / peak:.1%}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
