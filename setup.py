@@ -29,5 +29,9 @@ setup(
             "scikit-image>=0.24",
         ],
         "tensorboard": ["tensorboardX>=2.6"],
+        # TPU VMs (launch.sh): libtpu matching jax; pip needs jax's libtpu find-links page
+        "tpu": ["jax[tpu]>=0.10.0,<0.12"],
+        # the PyTorch peer of benchmarks/train_throughput.py
+        "peer": ["torch>=2.4", "transformers>=4.45"],
     },
 )

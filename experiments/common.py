@@ -44,6 +44,8 @@ def run(main) -> None:
             sys.exit(f"error: {e}")
 
     def guarded(argv):
+        if "distributed" in FLAGS and FLAGS.distributed:
+            start_distributed()
         try:
             return main(argv)
         except train_lib.NonFiniteError as e:
@@ -53,6 +55,55 @@ def run(main) -> None:
             sys.exit(128 + e.signum)
 
     app.run(guarded, flags_parser=parse)
+
+
+def define_distributed_flags() -> None:
+    """DESIGN.md's multi-host flags; on a TPU VM jax discovers all three itself."""
+    flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+    flags.DEFINE_string(
+        "coordinator_address", None, "host:port of process 0 (discovered on TPU VMs)."
+    )
+    flags.DEFINE_integer("num_processes", None, "Processes in the job (discovered on TPU VMs).")
+    flags.DEFINE_integer("process_id", None, "This process's index (discovered on TPU VMs).")
+    flags.DEFINE_enum(
+        "param_sharding",
+        "replicated",
+        list(train_lib.PARAM_SHARDINGS),
+        "Parameters and optimiser state: a copy per device, or split over the data axis.",
+    )
+
+
+def start_distributed() -> None:
+    """Validate the multi-host flags, then join the job: before any other jax call."""
+    given = [FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id]
+    if any(v is not None for v in given) and any(v is None for v in given):
+        fail(
+            "coordinator_address",
+            FLAGS.coordinator_address,
+            "give --coordinator_address, --num_processes and --process_id together, or none "
+            "(TPU VMs discover them)",
+        )
+    if FLAGS.coordinator_address is not None:
+        host, _, port = FLAGS.coordinator_address.rpartition(":")
+        if not host or not port.isdigit():
+            fail("coordinator_address", FLAGS.coordinator_address, "host:port")
+        if FLAGS.num_processes < 1:
+            fail("num_processes", FLAGS.num_processes, "an integer >= 1")
+        if not 0 <= FLAGS.process_id < FLAGS.num_processes:
+            fail("process_id", FLAGS.process_id, f"in [0, {FLAGS.num_processes - 1}]")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes only
+    try:
+        jax.distributed.initialize(
+            coordinator_address=FLAGS.coordinator_address,
+            num_processes=FLAGS.num_processes,
+            process_id=FLAGS.process_id,
+        )
+    except (RuntimeError, ValueError) as e:
+        fail("distributed", True, f"a reachable job ({str(e).splitlines()[0]})")
+
+
+def is_main_process() -> bool:
+    return jax.process_index() == 0
 
 
 def fail(flag: str, value, allowed: str) -> None:
@@ -108,7 +159,10 @@ def load_or_fit_codebook(workdir: str, key, prior: dict):
         return centroids
     rects = shapes.sample_rects(key, FLAGS.codebook_rects, **prior)
     centroids = np.asarray(codebook.fit_codebook(key, rects, FLAGS.num_clusters)[0], np.float32)
-    np.save(path, centroids)
+    if is_main_process():  # the others fit the same one (same key); write whole or not at all
+        with open(path + ".tmp", "wb") as f:
+            np.save(f, centroids)
+        os.replace(path + ".tmp", path)
     return centroids
 
 
@@ -139,6 +193,7 @@ def define_train_flags(
 ) -> None:
     """DESIGN.md's common flags plus the model, masking and schedule flags."""
     flags.DEFINE_string("workdir", f"runs/{experiment}", "Run directory; re-running resumes.")
+    define_distributed_flags()
     flags.DEFINE_integer("seed", 0, "Random seed (init, data, masks, dropout).")
     flags.DEFINE_integer(
         "num_steps",
@@ -244,6 +299,12 @@ def check_train_flags(seq_len: int) -> None:
         "num_heads",
         "num_layers",
     )
+    if FLAGS.batch_size % jax.device_count():
+        fail(
+            "batch_size",
+            FLAGS.batch_size,
+            f"a multiple of the {jax.device_count()} devices (the global batch is split evenly)",
+        )
     if FLAGS.num_steps == 0 or FLAGS.num_steps < -1:
         fail("num_steps", FLAGS.num_steps, "an integer >= 1, or -1 to derive it from epochs")
     if not FLAGS.learning_rate > 0:
@@ -332,6 +393,7 @@ def train_config(steps: int) -> train_lib.TrainConfig:
         label_smoothing=FLAGS.label_smoothing,
         soft_temperature=FLAGS.soft_temperature,
         aux_weight=FLAGS.aux_weight,
+        param_sharding=FLAGS.param_sharding,
     )
 
 
@@ -346,6 +408,12 @@ SAFE_TO_CHANGE = (
     "eval_oracle",
     "dense_spacing",
     "workdir",
+    # where it runs: the global batch, and so the run, is the same on any device/host count
+    "distributed",
+    "coordinator_address",
+    "num_processes",
+    "process_id",
+    "param_sharding",
 )
 
 
@@ -399,8 +467,9 @@ def prepare_workdir() -> str:
     refuse_config_drift(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "flags.txt"), "w") as f:
-            f.write(FLAGS.flags_into_string())
+        if is_main_process():
+            with open(os.path.join(workdir, "flags.txt"), "w") as f:
+                f.write(FLAGS.flags_into_string())
     except OSError as e:
         fail("workdir", workdir, f"a writable directory ({e.strerror})")
     return workdir

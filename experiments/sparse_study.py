@@ -88,6 +88,8 @@ def main(argv):
                         **{k: m[k] for k in m if "/token_accuracy/" not in k},
                     }
                 )
+    if not common.is_main_process():
+        return
     with open(os.path.join(workdir, "study.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     lines = [

@@ -7,6 +7,7 @@ of its seed and step: resuming from a checkpoint continues exactly where it stop
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -20,12 +21,15 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from rectbert import losses
 from rectbert import model as model_lib
 from rectbert.tasks import Batch
 
 SCHEDULES = ("cosine", "constant")
+PARAM_SHARDINGS = ("replicated", "fsdp")
 
 
 class Interrupted(RuntimeError):
@@ -68,6 +72,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     soft_temperature: float = 0.05
     aux_weight: float = 0.0  # weight of the 16-vector regression (needs model aux_dim=16)
+    param_sharding: str = "replicated"  # or "fsdp": params and optimiser state split on "data"
 
 
 def learning_rate_fn(cfg: TrainConfig):
@@ -100,22 +105,71 @@ def model_inputs(batch: Batch, num_tokens: int):
     return jnp.where(batch.mask, num_tokens, batch.tokens)
 
 
-def init_state(model_cfg, cfg: TrainConfig, task):
-    model = model_lib.Encoder(model_cfg)
-    k_init = jax.random.fold_in(jax.random.key(cfg.seed), 0)
-    dummy = task.train_batch(jax.random.key(0), 0, 2)
-    params = model.init(k_init, dummy.tokens, dummy.points)["params"]
-    return train_state.TrainState.create(
-        apply_fn=model.apply, params=params, tx=make_optimizer(cfg)
-    )
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D mesh with a "data" axis over `devices` (default: every device of every process)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
 
 
-def make_train_step(task, model_cfg, cfg: TrainConfig):
+@functools.cache
+def _model_and_optimizer(model_cfg, cfg: TrainConfig):
+    # one instance per config: a TrainState's static fields must compare equal for jit's
+    # shardings to match it, and two optax chains built apart never do
+    return model_lib.Encoder(model_cfg), make_optimizer(cfg)
+
+
+def _state_fn(model_cfg, cfg: TrainConfig, task):
+    def make():
+        model, tx = _model_and_optimizer(model_cfg, cfg)
+        k_init = jax.random.fold_in(jax.random.key(cfg.seed), 0)
+        dummy = task.train_batch(jax.random.key(0), 0, 2)
+        params = model.init(k_init, dummy.tokens, dummy.points)["params"]
+        return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    return make
+
+
+def state_shardings(model_cfg, cfg: TrainConfig, task, mesh: Mesh):
+    """Replicated on every device, or (fsdp) each array split along its largest dimension
+    that the device count divides; XLA inserts the all-gathers and reduce-scatters."""
+    n = mesh.size
+
+    def rule(x):
+        dims = [i for i, size in enumerate(x.shape) if size % n == 0]
+        if cfg.param_sharding == "fsdp" and dims and n > 1:
+            spec = [None] * x.ndim
+            spec[max(dims, key=lambda i: x.shape[i])] = "data"
+            return NamedSharding(mesh, P(*spec))
+        return NamedSharding(mesh, P())
+
+    return jax.tree.map(rule, jax.eval_shape(_state_fn(model_cfg, cfg, task)))
+
+
+def init_state(model_cfg, cfg: TrainConfig, task, mesh: Mesh | None = None):
+    """Parameters and optimiser state, created in place on the mesh's devices."""
+    mesh = make_mesh() if mesh is None else mesh
+    shardings = state_shardings(model_cfg, cfg, task, mesh)
+    return jax.jit(_state_fn(model_cfg, cfg, task), out_shardings=shardings)()
+
+
+def local_copy(tree, mesh: Mesh):
+    """`tree` gathered onto this process's first device, for evaluation and figures."""
+    whole = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))(tree)
+    return jax.tree.map(lambda a: a.addressable_data(0), whole)
+
+
+def make_train_step(task, model_cfg, cfg: TrainConfig, mesh: Mesh | None = None):
+    """Jitted (state, step) -> (state, metrics) on the mesh: the global batch is generated
+    inside the step and split over the "data" axis, so each device makes only its own slice
+    and the batch is the same for any device or host count (partitionable threefry)."""
+    mesh = make_mesh() if mesh is None else mesh
     k_data, k_drop = data_key(cfg.seed), jax.random.fold_in(jax.random.key(cfg.seed), 2)
     k = model_cfg.num_tokens
+    replicated = NamedSharding(mesh, P())
+    shardings = state_shardings(model_cfg, cfg, task, mesh)
 
     def step_fn(state, step):
         batch = task.train_batch(k_data, step, cfg.batch_size)
+        batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P("data")))
 
         def loss_fn(params):
             output = state.apply_fn(
@@ -146,7 +200,12 @@ def make_train_step(task, model_cfg, cfg: TrainConfig):
         }
         return state.apply_gradients(grads=grads), metrics
 
-    return jax.jit(step_fn, donate_argnums=0)
+    return jax.jit(
+        step_fn,
+        in_shardings=(shardings, replicated),
+        out_shardings=(shardings, replicated),
+        donate_argnums=0,
+    )
 
 
 def make_predict(model_cfg):
@@ -212,6 +271,16 @@ class MetricsWriter:
             self.tb.close()
 
 
+class NullWriter:
+    """What processes other than 0 write: nothing."""
+
+    def write(self, step: int, scalars: dict):
+        pass
+
+    def close(self):
+        pass
+
+
 def append_metrics(workdir: str, step: int, scalars: dict) -> None:
     """One more metrics.jsonl line (e.g. an evaluation made after training)."""
     row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
@@ -264,9 +333,8 @@ def restore_checkpoint(mngr, state):
             opt_state=ocp.args.StandardRestore(state.opt_state),
         ),
     )
-    return state.replace(
-        step=jnp.asarray(step, jnp.int32), params=restored.params, opt_state=restored.opt_state
-    )
+    step_array = jax.make_array_from_callback((), state.step.sharding, lambda _: np.int32(step))
+    return state.replace(step=step_array, params=restored.params, opt_state=restored.opt_state)
 
 
 def data_key(seed: int):
@@ -292,15 +360,23 @@ def train(
     *,
     run_info: dict | None = None,
     on_eval: Callable | None = None,
+    mesh: Mesh | None = None,
 ):
-    """Train (or resume) in `workdir`; returns (state, last eval metrics).
+    """Train (or resume) in `workdir` on `mesh` (default: every device of every process);
+    returns (state, last eval metrics).
 
     `run_info` is stored in config.json beside the model config (load_run reads both);
     `on_eval(state, eval_batch, preds, metrics, final)` is called after each evaluation,
-    e.g. to draw figures.
+    e.g. to draw figures. With several processes all of them train, evaluate and write the
+    checkpoints together; only process 0 writes metrics, config.json, figures and prints.
     """
+    mesh = make_mesh() if mesh is None else mesh
+    main = jax.process_index() == 0
+    if cfg.batch_size % mesh.size:
+        raise ValueError(f"batch_size={cfg.batch_size} is not a multiple of {mesh.size} devices")
+    say = print if main else (lambda *a, **k: None)
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    with open(os.path.join(workdir, "config.json") if main else os.devnull, "w") as f:
         json.dump(
             {
                 "model": dataclasses.asdict(model_cfg),
@@ -311,20 +387,23 @@ def train(
             f,
             indent=1,
         )
-    state = init_state(model_cfg, cfg, task)
+    state = init_state(model_cfg, cfg, task, mesh)
     mngr = checkpoint_manager(workdir)
     state = restore_checkpoint(mngr, state)
     start = int(state.step)
     n_params = model_lib.count_params(state.params)
-    print(
+    devices = f"{mesh.size} {mesh.devices.flat[0].platform} device(s)"
+    if jax.process_count() > 1:
+        devices += f" on {jax.process_count()} processes"
+    say(
         f"{task.name}: {n_params:,} parameters, steps {start}..{cfg.num_steps}, "
-        f"batch {cfg.batch_size}, workdir {workdir}",
+        f"batch {cfg.batch_size} on {devices}, workdir {workdir}",
         flush=True,
     )
     if start:
-        print(f"resumed from checkpoint at step {start}", flush=True)
-    writer = MetricsWriter(workdir, start)
-    step_fn = make_train_step(task, model_cfg, cfg)
+        say(f"resumed from checkpoint at step {start}", flush=True)
+    writer = MetricsWriter(workdir, start) if main else NullWriter()
+    step_fn = make_train_step(task, model_cfg, cfg, mesh)
     predict = make_predict(model_cfg)
     k_eval = eval_key(cfg.seed)
     eval_batch = task.eval_set(k_eval)
@@ -334,10 +413,13 @@ def train(
     lr = learning_rate_fn(cfg)
 
     def run_eval(step, final, write=True):
-        metrics, preds = evaluate(predict, state.params, eval_batch, cfg.eval_batch_size)
+        # every process evaluates the whole held-out set on its first device: small, and no
+        # collective; only process 0 writes what it finds
+        local = state.replace(params=local_copy(state.params, mesh))
+        metrics, preds = evaluate(predict, local.params, eval_batch, cfg.eval_batch_size)
         metrics.update(task.eval_extra(preds, eval_batch, k_eval))
         if train_eval_batch is not None:  # the same measure on rectangles trained on
-            seen, _ = evaluate(predict, state.params, train_eval_batch, cfg.eval_batch_size)
+            seen, _ = evaluate(predict, local.params, train_eval_batch, cfg.eval_batch_size)
             metrics["eval/train_masked_accuracy"] = seen["eval/masked_accuracy"]
             metrics["eval/train_loss"] = seen["eval/loss"]
             metrics["eval/gap"] = seen["eval/masked_accuracy"] - metrics["eval/masked_accuracy"]
@@ -345,9 +427,9 @@ def train(
         if write:
             writer.write(step, metrics)
         shown = {k: v for k, v in metrics.items() if "/token_accuracy/" not in k}
-        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
-        if on_eval is not None:  # after the write, so figures see this evaluation
-            on_eval(state, eval_batch, preds, metrics, final)
+        say("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
+        if on_eval is not None and main:  # after the write, so figures see this evaluation
+            on_eval(local, eval_batch, preds, metrics, final)
         return metrics
 
     pending, t_window, steps_window, t_start = [], time.time(), 0, time.time()
@@ -355,7 +437,7 @@ def train(
     checked = 0  # how many of `pending` are known finite
     # the part-logged window of an interrupted run, so its first log averages the same steps
     pending_path = os.path.join(workdir, "pending_metrics.json")
-    if os.path.exists(pending_path):
+    if main and os.path.exists(pending_path):
         with open(pending_path) as f:
             saved = json.load(f)
         if saved["step"] == start:
@@ -390,7 +472,7 @@ def train(
             stop_if_non_finite(step)
             save_checkpoint(mngr, state)
             mngr.wait_until_finished()
-            with open(pending_path, "w") as f:
+            with open(pending_path if main else os.devnull, "w") as f:
                 rows = [{k: float(v) for k, v in m.items()} for m in pending]
                 json.dump({"step": step, "rows": rows}, f)
             mngr.close()
@@ -401,7 +483,7 @@ def train(
                 "re-run the same command to resume",
                 signals[0],
             )
-        state, metrics = step_fn(state, jnp.asarray(step, jnp.int32))
+        state, metrics = step_fn(state, np.int32(step))
         pending.append(metrics)
         steps_window += 1
         done = step + 1
@@ -413,7 +495,7 @@ def train(
             now = time.time()
             sps = steps_window / max(now - t_window, 1e-9)
             writer.write(done, {**means, "lr": float(lr(step)), "steps_per_sec": sps})
-            print(
+            say(
                 f"step {done}/{cfg.num_steps}  loss {means['train/loss']:.4f}  "
                 f"acc {means['train/masked_accuracy']:.3f}  {sps:.1f} steps/s  "
                 f"ETA {_eta((cfg.num_steps - done) / sps)}",
@@ -428,11 +510,18 @@ def train(
             save_checkpoint(mngr, state)
     restore_signals()
     if start >= cfg.num_steps:
-        print(f"already trained to step {start}; re-evaluating and redrawing figures", flush=True)
+        say(f"already trained to step {start}; re-evaluating and redrawing figures", flush=True)
         eval_metrics = run_eval(start, final=True, write=False)
     mngr.wait_until_finished()
     mngr.close()
     writer.close()
     if start < cfg.num_steps:
-        print(f"done in {_eta(time.time() - t_start)}", flush=True)
+        say(f"done in {_eta(time.time() - t_start)}", flush=True)
+    if jax.process_count() > 1:  # every process says where it ended: they must agree
+        loss = eval_metrics.get("eval/loss", float("nan"))
+        print(
+            f"process {jax.process_index()}/{jax.process_count()}: step {cfg.num_steps}, "
+            f"eval/loss {loss:.6f}",
+            flush=True,
+        )
     return state, eval_metrics
