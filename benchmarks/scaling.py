@@ -1,0 +1,89 @@
+"""Data-parallel scaling on paper for the write-up's model: memory, bytes all-reduced, compute.
+
+python -m benchmarks.scaling [--global_batch=1024 --chips=1,8,64 --peak_tflops=197 --mfu=0.5
+                              --allreduce_gbps=100]
+Parameter and optimiser bytes are counted exactly; activation memory per device is XLA's own
+buffer assignment for the compiled train step at the per-device batch (compiled here, on this
+machine's backend: an estimate for another chip); times assume the stated chip peak, MFU and
+all-reduce bandwidth (defaults: TPU v5e, 197 bf16 TFLOP/s, 400 GB/s bidirectional ICI per chip).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from benchmarks.train_throughput import SEQ_LEN, SIZES, grid_task, model_flops
+from rectbert import model as model_lib
+from rectbert import train
+
+flags.DEFINE_integer("global_batch", 1024, "Global batch (fixed: strong scaling).")
+flags.DEFINE_list("chips", ["1", "8", "64"], "Device counts to tabulate.")
+flags.DEFINE_float("peak_tflops", 197.0, "Per-chip bf16 peak (TPU v5e: 197; H200: ~800 measured).")
+flags.DEFINE_float("mfu", 0.5, "Assumed fraction of the peak the step reaches.")
+flags.DEFINE_float("allreduce_gbps", 100.0, "Assumed all-reduce bandwidth per chip, GB/s.")
+FLAGS = flags.FLAGS
+
+
+def activation_bytes(task, model_cfg, batch: int) -> int:
+    """XLA's temporary buffers for one train step at `batch` on one device."""
+    cfg = train.TrainConfig(num_steps=1, batch_size=batch, schedule="constant")
+    mesh = train.make_mesh(jax.devices()[:1])
+    state = jax.eval_shape(lambda: train.init_state(model_cfg, cfg, task, mesh))
+    step = train.make_train_step(task, model_cfg, cfg, mesh)
+    compiled = step.lower(state, np.int32(0)).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+def main(argv):
+    del argv
+    chips = [int(c) for c in FLAGS.chips]
+    if any(c < 1 or FLAGS.global_batch % c for c in chips):
+        raise app.UsageError(f"--chips={FLAGS.chips}: each must divide --global_batch")
+    size = SIZES["seed"]
+    task = grid_task("fixed")
+    model_cfg = model_lib.ModelConfig(
+        num_tokens=task.num_tokens,
+        num_positions=SEQ_LEN,
+        norm="post",
+        dtype="bfloat16",
+        **{k: v for k, v in size.items() if k != "batch_size"},
+    )
+    params = model_lib.count_params(
+        jax.eval_shape(
+            lambda: train.init_state(model_cfg, train.TrainConfig(1, schedule="constant"), task)
+        ).params
+    )
+    state_bytes = 4 * params * 4  # float32 params, gradients, Adam mu and nu
+    grad_bytes = 4 * params
+    print(
+        f"seed model: {params:,} parameters; params + grads + Adam state {state_bytes / 1e6:.0f} "
+        f"MB per replica; gradients all-reduced per step {grad_bytes / 1e6:.0f} MB (float32); "
+        f"global batch {FLAGS.global_batch}; assumed {FLAGS.peak_tflops:g} TFLOP/s x MFU "
+        f"{FLAGS.mfu:g}, all-reduce {FLAGS.allreduce_gbps:g} GB/s per chip "
+        f"(activations: XLA buffer assignment on {jax.default_backend()})"
+    )
+    print(
+        "| chips | batch / chip | memory / chip | all-reduce bytes / chip / step | "
+        "compute / chip / step | compute time | all-reduce time | efficiency |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for n in chips:
+        per = FLAGS.global_batch // n
+        flops = model_flops(params, size["num_layers"], per, size["embed_dim"])
+        compute_s = flops / (FLAGS.peak_tflops * 1e12 * FLAGS.mfu)
+        sent = 2 * (n - 1) / n * grad_bytes  # ring all-reduce: each chip sends and receives
+        comm_s = sent / (FLAGS.allreduce_gbps * 1e9)
+        efficiency = compute_s / (compute_s + comm_s)  # no overlap of backward and all-reduce
+        memory = state_bytes + activation_bytes(task, model_cfg, per)
+        print(
+            f"| {n} | {per} | {memory / 1e9:.2f} GB | {sent / 1e6:.0f} MB | "
+            f"{flops / 1e12:.2f} TFLOP | {compute_s * 1e3:.1f} ms | {comm_s * 1e3:.2f} ms | "
+            f"{efficiency:.0%} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)
