@@ -11,7 +11,8 @@ import subprocess
 import sys
 import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.test_experiments_cli import ROOT, TINY
+
 EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
 
 # a few steps of the real grid train step on a mesh of 1 device and of 8 devices, replicated
@@ -109,15 +110,10 @@ def test_two_processes_train_together_and_agree(tmp_path):
         "--num_train_rects=20",
         "--codebook_rects=10",
         "--num_clusters=8",
-        "--embed_dim=16",
-        "--mlp_dim=32",
-        "--num_heads=2",
-        "--num_layers=1",
-        "--batch_size=8",
-        "--log_every=2",
+        *TINY,
+        "--log_every=2",  # after TINY: these win
         "--eval_every=4",
         "--checkpoint_every=4",
-        "--eval_examples=16",
         "--distributed",
         f"--coordinator_address=127.0.0.1:{free_port()}",
         "--num_processes=2",

@@ -207,8 +207,8 @@ def test_sigkill_during_saves_resumes_from_the_last_complete_checkpoint(tmp_path
         "--num_heads=2",
         "--num_layers=2",
         "--batch_size=8",
-        "--num_steps=60",
-        "--log_every=10",
+        "--num_steps=30",
+        "--log_every=5",
         "--eval_every=1000",
         "--checkpoint_every=1",
         "--eval_examples=16",
@@ -226,7 +226,7 @@ def test_sigkill_during_saves_resumes_from_the_last_complete_checkpoint(tmp_path
         text=True,
     )
     for line in proc.stdout:
-        if line.startswith("step 20/"):
+        if line.startswith("step 10/"):
             proc.kill()  # SIGKILL: no handler runs; a save is usually in flight (one per step)
             break
     proc.wait(timeout=60)
