@@ -15,6 +15,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import app, flags
 
 from rectbert import codebook, shapes, tasks, train
@@ -43,6 +44,9 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_enum("data", "fixed", ["fixed", "fresh"], "100 fixed rectangles, or fresh ones.")
 flags.DEFINE_string("json", "", "Also write the measurements to this JSON file.")
+flags.DEFINE_bool(
+    "check_fast_path", False, "First compare the fast variant's loss and gradients with float32."
+)
 FLAGS = flags.FLAGS
 SEQ_LEN, NUM_TOKENS, MASK_COUNT = 169, 20, 34
 
@@ -88,10 +92,9 @@ def grid_task(data: str):
     return tasks.GridTask(mask=mask, centroids=centroids, prior=prior, train_rects=rects)
 
 
-def time_ours(task, size: dict, batch: int, variant: str, dtype: str, steps: int) -> dict:
-    """The train step experiments.grid runs (train.make_train_step), at this size."""
+def variant_config(task, size: dict, variant: str, dtype: str) -> model_lib.ModelConfig:
     v_dtype, impl, pad_to = VARIANTS[variant]
-    model_cfg = model_lib.ModelConfig(
+    return model_lib.ModelConfig(
         num_tokens=task.num_tokens,
         num_positions=SEQ_LEN,
         embed_dim=size["embed_dim"],
@@ -103,13 +106,46 @@ def time_ours(task, size: dict, batch: int, variant: str, dtype: str, steps: int
         attention_impl=impl,
         pad_to=pad_to,
     )
+
+
+def check_fast_path(task, size: dict, dtype: str, batch: int) -> str:
+    """The fast variant's masked loss and gradients against plain float32, one real batch."""
+    cfg = train.TrainConfig(num_steps=1, batch_size=batch, schedule="constant")
+    params = train.init_state(variant_config(task, size, "plain", dtype), cfg, task).params
+    data = task.train_batch(train.data_key(0), 0, batch)
+
+    def loss_and_grads(variant):
+        model = model_lib.Encoder(variant_config(task, size, variant, dtype))
+
+        def loss(p):
+            logits = model.apply(
+                {"params": p}, train.model_inputs(data, task.num_tokens), data.points
+            )
+            return train.masked_loss(logits, data)[0]
+
+        value, grads = jax.jit(jax.value_and_grad(loss))(params)
+        return float(value), jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
+
+    (l32, g32), (lf, gf) = loss_and_grads("plain"), loss_and_grads("fast")
+    cosine = float(g32 @ gf / jnp.linalg.norm(g32) / jnp.linalg.norm(gf))
+    return (
+        f"fast path check ({variant_config(task, size, 'fast', dtype).dtype}, "
+        f"{model_lib.resolve_attention(variant_config(task, size, 'fast', dtype))[0]} attention)"
+        f": loss {lf:.5f} vs float32 {l32:.5f} (relative {abs(lf - l32) / l32:.2e}), "
+        f"gradient cosine {cosine:.5f}"
+    )
+
+
+def time_ours(task, size: dict, batch: int, variant: str, dtype: str, steps: int) -> dict:
+    """The train step experiments.grid runs (train.make_train_step), at this size."""
+    model_cfg = variant_config(task, size, variant, dtype)
     cfg = train.TrainConfig(num_steps=10**6, batch_size=batch, learning_rate=1e-5)
     state = train.init_state(model_cfg, cfg, task)
     step_fn = train.make_train_step(task, model_cfg, cfg)
     box = [state, 0]
 
     def one():
-        box[0], metrics = step_fn(box[0], jnp.asarray(box[1], jnp.int32))
+        box[0], metrics = step_fn(box[0], np.int32(box[1]))
         box[1] += 1
         jax.block_until_ready(metrics)
 
@@ -212,9 +248,17 @@ def main(argv):
     )
     task = grid_task(FLAGS.data)
     rows = []
+    if FLAGS.check_fast_path:
+        print(check_fast_path(task, size, dtype, min(batch, 64)), flush=True)
     for variant in FLAGS.variants:
-        rows.append(time_ours(task, size, batch, variant, dtype, FLAGS.steps))
+        try:  # e.g. out of memory for float32 at a large batch: report it and go on
+            rows.append(time_ours(task, size, batch, variant, dtype, FLAGS.steps))
+        except Exception as e:  # noqa: BLE001
+            print(f"rectbert {variant} failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
+            continue
         report(rows[-1], size, batch, peak)
+    if not rows:
+        raise SystemExit("error: every rectbert variant failed")
     ours = min(rows, key=lambda r: r["step_s"])
     peers = []
     if FLAGS.peer:
