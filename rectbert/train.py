@@ -21,6 +21,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -444,8 +445,13 @@ def train(
             pending = saved["rows"]
         os.remove(pending_path)
     signals, previous = [], {}
+    # One process: SIGTERM/SIGINT are caught here. Several: SIGTERM is left to jax's
+    # preemption service, which agrees on one step at which every process stops (a process
+    # stopping alone would leave the others waiting in a collective save).
+    multi = jax.process_count() > 1
+    caught = (signal.SIGINT,) if multi else (signal.SIGTERM, signal.SIGINT)
     if threading.current_thread() is threading.main_thread():  # handlers only work there
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.getsignal(s) for s in caught}
         for s in previous:
             signal.signal(s, lambda signum, frame: signals.append(signum))
 
@@ -468,6 +474,8 @@ def train(
             raise NonFiniteError(f"non-finite loss or gradient norm at step {bad}; stopped, {kept}")
 
     for step in range(start, cfg.num_steps):
+        if multi and multihost_utils.reached_preemption_sync_point(step):
+            signals.append(signal.SIGTERM)
         if signals:  # preempted: save this step, keep the window, stop cleanly
             stop_if_non_finite(step)
             save_checkpoint(mngr, state)
