@@ -69,6 +69,17 @@ def run(module, *args):
         ("experiments.squares", ["--mask_schedule=linear"], "mask_schedule"),
         ("experiments.squares", ["--loss=soft"], "loss"),
         ("experiments.grid", ["--attention_impl=cudnn"], "attention_impl"),  # CPU: no cuDNN
+        ("experiments.grid", ["--distributed", "--num_processes=2"], "coordinator_address"),
+        (
+            "experiments.sparse",
+            [
+                "--distributed",
+                "--coordinator_address=127.0.0.1:9",
+                "--num_processes=2",
+                "--process_id=2",
+            ],
+            "process_id",
+        ),
     ],
 )
 def test_bad_flags_fail_in_one_line_before_writing_anything(tmp_path, module, args, flag):
