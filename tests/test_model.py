@@ -88,7 +88,7 @@ def test_bad_config_names_the_field():
 def write_up_sized(**overrides):
     """The grid task's shapes (169 tokens, K = 20) with a small width."""
     base = dict(num_tokens=20, num_positions=169, embed_dim=64, mlp_dim=160, num_heads=4)
-    return model_lib.ModelConfig(**{**base, "num_layers": 2, "norm": "post", **overrides})
+    return model_lib.ModelConfig(**{**base, "num_layers": 1, "norm": "post", **overrides})
 
 
 def grid_like_batch(batch=2):
