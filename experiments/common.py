@@ -267,7 +267,7 @@ def define_train_flags(
         "dtype",
         "auto",
         ["auto", *model_lib.DTYPES],
-        "Compute dtype (parameters stay float32); auto: bfloat16 on GPU/TPU, float32 on CPU.",
+        "Compute dtype (params stay float32); auto: bfloat16 on TPU and Ampere+ GPUs, else f32.",
     )
     flags.DEFINE_enum(
         "attention_impl",
@@ -351,7 +351,8 @@ def num_steps(num_examples: int) -> int:
 def compute_dtype() -> str:
     if FLAGS.dtype != "auto":
         return FLAGS.dtype
-    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    modern = jax.default_backend() == "tpu" or model_lib.modern_cuda_gpu()
+    return "bfloat16" if modern else "float32"  # CPU, pre-Ampere GPU: no fast bf16
 
 
 def model_config(task) -> model_lib.ModelConfig:

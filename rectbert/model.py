@@ -97,18 +97,30 @@ def nerf_features(points_BxLx2, dim: int, extent: float):
     return feats.reshape(*points_BxLx2.shape[:-1], -1)
 
 
+def modern_cuda_gpu() -> bool:
+    """An NVIDIA GPU of compute capability 8.0+ (Ampere, Hopper, ...): native bf16 tensor
+    cores and cuDNN flash attention. Older or non-CUDA GPUs answer False."""
+    if jax.default_backend() != "gpu":
+        return False
+    try:
+        major = int(str(jax.devices()[0].compute_capability).split(".")[0])
+    except (AttributeError, ValueError):  # e.g. ROCm: no CUDA compute capability
+        return False
+    return major >= 8
+
+
 def resolve_attention(cfg: ModelConfig) -> tuple[str, int]:
     """(implementation, pad multiple) for this config on the default backend.
 
-    auto picks cuDNN flash attention on a GPU for bf16 full attention (f32 and arbitrary masks
-    stay on XLA), and then pads the sequence to a multiple of 8 (169 -> 176) so its tiles and
-    the tensor-core matmuls see friendly shapes; the padding is masked with
-    key_value_seq_lengths, which cuDNN accepts where it rejects a broadcast padding bias.
+    auto picks cuDNN flash attention on an Ampere-or-later NVIDIA GPU for bf16 full attention
+    (f32 and arbitrary masks stay on XLA), and then pads the sequence to a multiple of 8
+    (169 -> 176) so its tiles and the tensor-core matmuls see friendly shapes; the padding is
+    masked with key_value_seq_lengths, which cuDNN accepts where it rejects a broadcast bias.
     """
     impl = cfg.attention_impl
     if impl == "auto":
-        gpu = jax.default_backend() == "gpu"
-        impl = "cudnn" if gpu and cfg.dtype != "float32" and cfg.attention == "full" else "xla"
+        fits = cfg.dtype != "float32" and cfg.attention == "full"
+        impl = "cudnn" if fits and modern_cuda_gpu() else "xla"
     pad_to = cfg.pad_to or (8 if impl == "cudnn" else 1)
     return impl, pad_to
 
@@ -119,6 +131,15 @@ def context_mask(tokens_BxL, mask_id: int):
     visible_BxL = tokens_BxL != mask_id
     eye_LxL = jnp.eye(tokens_BxL.shape[1], dtype=bool)
     return (visible_BxL[:, None, :] | eye_LxL[None])[:, None]
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"warning: {message}", flush=True)
 
 
 class OneHotEmbed(nn.Embed):
@@ -144,17 +165,22 @@ class Block(nn.Module):
         dtype = jnp.dtype(cfg.dtype)
         d, h = cfg.embed_dim, cfg.num_heads
 
+        def attend(q, k, v):
+            kwargs = dict(mask=attn_mask, key_value_seq_lengths=kv_len_B)
+            if impl == "cudnn" and cfg.attention_impl == "auto":
+                # cuDNN checks its limits (head dim, cuDNN version, GPU) when traced; under
+                # auto a refusal falls back to XLA, an explicit "cudnn" lets it raise
+                try:
+                    return jax.nn.dot_product_attention(q, k, v, implementation="cudnn", **kwargs)
+                except (NotImplementedError, RuntimeError, ValueError) as e:
+                    _warn_once(f"cuDNN attention unavailable ({e}); using XLA attention")
+                return jax.nn.dot_product_attention(q, k, v, implementation="xla", **kwargs)
+            return jax.nn.dot_product_attention(q, k, v, implementation=impl, **kwargs)
+
         def attention(y):
             b, l_, _ = y.shape
             qkv = nn.Dense(3 * d, dtype=dtype, name="qkv")(y).reshape(b, l_, 3, h, d // h)
-            out = jax.nn.dot_product_attention(
-                qkv[:, :, 0],
-                qkv[:, :, 1],
-                qkv[:, :, 2],
-                mask=attn_mask,
-                key_value_seq_lengths=kv_len_B,
-                implementation=impl,
-            )
+            out = attend(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
             return nn.Dense(d, dtype=dtype, name="out")(out.reshape(b, l_, d))
 
         def mlp(y):

@@ -140,7 +140,7 @@ def test_fast_path_loss_and_gradients_match_float32():
 
 def test_auto_attention_follows_the_backend():
     impl, pad_to = model_lib.resolve_attention(write_up_sized(dtype="bfloat16"))
-    if jax.default_backend() == "gpu":
+    if model_lib.modern_cuda_gpu():  # Ampere or later
         assert (impl, pad_to) == ("cudnn", 8)
     else:
         assert (impl, pad_to) == ("xla", 1)
@@ -156,3 +156,22 @@ def test_one_hot_embedding_is_an_exact_table_lookup():
     table = np.asarray(params["token_embed"]["embedding"])
     got = model_lib.OneHotEmbed(21, 64).apply({"params": params["token_embed"]}, tokens)
     np.testing.assert_array_equal(np.asarray(got), table[np.asarray(tokens)])
+
+
+def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys):
+    # pretend this is an Ampere GPU: auto picks cuDNN, which refuses here ("cuDNN is not
+    # detected") when traced; the model must then run XLA attention on the same padded input
+    monkeypatch.setattr(model_lib, "modern_cuda_gpu", lambda: True)
+    monkeypatch.setattr(model_lib, "_WARNED", set())
+    auto = write_up_sized(dtype="bfloat16", num_layers=2)
+    assert model_lib.resolve_attention(auto) == ("cudnn", 8)
+    tokens, hidden, points = grid_like_batch()
+    params = init(write_up_sized(num_layers=2), 169)
+    got = model_lib.Encoder(auto).apply({"params": params}, tokens, points)
+    xla = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="xla", pad_to=8)
+    want = model_lib.Encoder(xla).apply({"params": params}, tokens, points)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert capsys.readouterr().out.count("using XLA attention") == 1  # once, not per layer
+    with pytest.raises(RuntimeError):  # asked for by name, cuDNN's refusal is not hidden
+        cudnn = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="cudnn")
+        model_lib.Encoder(cudnn).apply({"params": params}, tokens, points)
