@@ -59,11 +59,14 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     # the parameter structure, to restore into (shapes only; nothing is computed)
     model = model_lib.Encoder(model_cfg)
     length = max(model_cfg.num_positions, 1)
-    abstract = jax.eval_shape(
+    shapes = jax.eval_shape(
         lambda: model.init(
             jax.random.key(0), jnp.zeros((1, length), jnp.int32), jnp.zeros((1, length, 2))
         )["params"]
     )
+    # onto this process's first device, whatever mesh wrote the checkpoint (8 devices, fsdp)
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), shapes)
     with ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), "ckpt"),
         options=ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0),

@@ -13,6 +13,11 @@ import subprocess
 import sys
 import textwrap
 
+import jax
+import numpy as np
+
+import rectbert
+from rectbert import shapes
 from tests.test_experiments_cli import ROOT, TINY
 
 EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
@@ -21,7 +26,7 @@ EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS
 # and fsdp-sharded; prints losses, shardings and the final parameters' checksums as JSON
 MESH_SCRIPT = textwrap.dedent(
     """
-    import json, jax, jax.numpy as jnp, numpy as np
+    import dataclasses, json, jax, jax.numpy as jnp, numpy as np
     from rectbert import model, shapes, tasks, train
     assert jax.device_count() == 8
     centroids = jax.random.uniform(jax.random.key(0), (8, 16))
@@ -50,6 +55,9 @@ MESH_SCRIPT = textwrap.dedent(
             kernel_replicated=kernel.sharding.is_fully_replicated,
             kernel_sum=float(jnp.abs(kernel).sum()),
         )
+    import sys  # an fsdp checkpoint on 8 devices, for a 1-device process to load
+    fsdp = train.TrainConfig(num_steps=2, batch_size=16, param_sharding="fsdp", eval_batch_size=8)
+    train.train(dataclasses.replace(task, eval_examples=8), cfg_m, fsdp, sys.argv[1])
     try:
         train.train(task, cfg_m, train.TrainConfig(num_steps=1, batch_size=12), "/nonexistent")
     except ValueError as e:
@@ -59,10 +67,10 @@ MESH_SCRIPT = textwrap.dedent(
 )
 
 
-def test_eight_devices_train_as_one_for_the_same_global_batch():
+def test_eight_devices_train_as_one_for_the_same_global_batch(tmp_path):
     env = {**os.environ, **EIGHT}
     done = subprocess.run(
-        [sys.executable, "-c", MESH_SCRIPT],
+        [sys.executable, "-c", MESH_SCRIPT, str(tmp_path / "fsdp")],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -80,6 +88,12 @@ def test_eight_devices_train_as_one_for_the_same_global_batch():
         for a, b in zip(one["losses"], other["losses"], strict=True):
             assert abs(a - b) < 1e-5 * abs(a), (one["losses"], other["losses"])
     assert "batch_size=12" in out["indivisible"] and "8 devices" in out["indivisible"]
+    # this process has one device: load_run restores the 8-device fsdp checkpoint onto it
+    run = rectbert.load_run(str(tmp_path / "fsdp"))
+    assert run.step == 2 and jax.device_count() == 1
+    points = np.broadcast_to(np.asarray(shapes.lattice_points()), (1, 169, 2))
+    probs = np.asarray(run.predict(points, np.zeros((1, 169), int), np.arange(169)[None] < 100))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
 
 
 def test_indivisible_global_batch_is_a_one_line_flag_error(tmp_path):
