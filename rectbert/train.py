@@ -473,6 +473,19 @@ def train(
             kept = f"checkpoint at step {good} kept" if good is not None else "no checkpoint yet"
             raise NonFiniteError(f"non-finite loss or gradient norm at step {bad}; stopped, {kept}")
 
+    last = None  # the latest step's metrics, still on the device
+
+    def report_end(step, metrics):
+        """With several processes each says where it ended and its last training loss
+        (replicated, so they must agree)."""
+        if multi:
+            loss = float(metrics["train/loss"]) if metrics is not None else float("nan")
+            print(
+                f"process {jax.process_index()}/{jax.process_count()}: step {step}, "
+                f"train/loss {loss:.6f}",
+                flush=True,
+            )
+
     for step in range(start, cfg.num_steps):
         if multi and multihost_utils.reached_preemption_sync_point(step):
             signals.append(signal.SIGTERM)
@@ -486,12 +499,14 @@ def train(
             mngr.close()
             writer.close()
             restore_signals()
+            report_end(step, last)
             raise Interrupted(
                 f"stopped by signal {signals[0]} at step {step}; checkpoint saved, "
                 "re-run the same command to resume",
                 signals[0],
             )
         state, metrics = step_fn(state, np.int32(step))
+        last = metrics
         pending.append(metrics)
         steps_window += 1
         done = step + 1
@@ -525,11 +540,5 @@ def train(
     writer.close()
     if start < cfg.num_steps:
         say(f"done in {_eta(time.time() - t_start)}", flush=True)
-    if jax.process_count() > 1:  # every process says where it ended: they must agree
-        loss = eval_metrics.get("eval/loss", float("nan"))
-        print(
-            f"process {jax.process_index()}/{jax.process_count()}: step {cfg.num_steps}, "
-            f"eval/loss {loss:.6f}",
-            flush=True,
-        )
+    report_end(cfg.num_steps, last)
     return state, eval_metrics

@@ -119,44 +119,35 @@ def free_port() -> int:
 
 
 def test_two_processes_train_together_stop_together_and_agree(tmp_path):
-    # a SIGTERM to one process only: jax's preemption service makes both stop at one step
+    # a SIGTERM to one process only: jax's preemption service makes both stop at one step,
+    # with one checkpoint and one metrics.jsonl, both reporting the same training loss
     workdir = tmp_path / "grid"
     args = [
         f"--workdir={workdir}",
-        "--num_steps=200",
+        "--num_steps=300",
         "--num_train_rects=20",
         "--codebook_rects=10",
         "--num_clusters=8",
         *TINY,
         "--log_every=10",  # after TINY: these win
-        "--eval_every=200",
-        "--checkpoint_every=100",
+        "--eval_every=1000",
+        "--checkpoint_every=1000",
         "--distributed",
+        f"--coordinator_address=127.0.0.1:{free_port()}",
         "--num_processes=2",
     ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
-
-    def start(port):
-        return [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "experiments.grid",
-                    *args,
-                    f"--process_id={i}",
-                    f"--coordinator_address=127.0.0.1:{port}",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for i in (0, 1)
-        ]
-
-    procs = start(free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.grid", *args, f"--process_id={i}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
     seen = []
     for line in procs[0].stdout:
         seen.append(line)
@@ -165,24 +156,16 @@ def test_two_processes_train_together_stop_together_and_agree(tmp_path):
             break
     outs = ["".join(seen) + procs[0].communicate(timeout=240)[0], procs[1].communicate()[0]]
     assert [p.returncode for p in procs] == [143, 143], outs[0][-2000:] + outs[1][-2000:]
-    stops = [re.findall(r"stopped by signal 15 at step (\d+)", o) for o in outs]
-    assert len(stops[0]) == 1 and stops[0] == stops[1], stops  # the same step on both
-    assert int(stops[0][0]) < 200
-
-    procs = start(free_port())  # the same command resumes on both
-    outs = [p.communicate(timeout=240)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
-    assert f"resumed from checkpoint at step {stops[0][0]}" in outs[0]
-    finals = [
-        [ln for ln in o.splitlines() if ln.startswith(f"process {i}/2")] for i, o in enumerate(outs)
+    ends = [
+        re.findall(rf"process {i}/2: step (\d+), train/loss (\S+)", o) for i, o in enumerate(outs)
     ]
-    assert len(finals[0]) == len(finals[1]) == 1
-    assert finals[0][0].split("eval/loss")[1] == finals[1][0].split("eval/loss")[1]
-    assert "step 200/200" in outs[0] and "step 200/200" not in outs[1]  # only process 0 reports
+    assert len(ends[0]) == len(ends[1]) == 1 and ends[0] == ends[1], ends  # same step, loss
+    step = int(ends[0][0][0])
+    assert 20 < step < 300 and f"stopped by signal 15 at step {step}" in outs[1]
+    assert "step 20/300" in outs[0] and "step 20/300" not in outs[1]  # only process 0 reports
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    train_steps = [r["step"] for r in rows if "train/loss" in r]
-    assert train_steps == list(range(10, 201, 10))  # written once, by one process
-    assert (workdir / "ckpt" / "200").is_dir() and (workdir / "figures").is_dir()
+    assert [r["step"] for r in rows] == list(range(10, step + 1, 10))  # written once
+    assert sorted(os.listdir(workdir / "ckpt")) == [str(step)]  # both saved one checkpoint
 
 
 def test_launch_dry_run_prints_the_worker_all_commands():
