@@ -129,7 +129,7 @@ def test_fast_path_loss_and_gradients_match_float32():
             ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], -1)[..., 0]
             return (ce * hidden).sum() / hidden.sum()
 
-        return jax.value_and_grad(f)(params)
+        return jax.jit(jax.value_and_grad(f))(params)
 
     (l32, g32), (l16, g16) = loss(plain), loss(fast)
     assert abs(float(l16) - float(l32)) < 0.01 * float(l32)  # bf16 has 8 mantissa bits
