@@ -216,6 +216,7 @@ def time_peer(size: dict, batch: int, dtype: str, steps: int, compiled: bool) ->
     mode = "torch.compile" if compiled else "eager"
     return dict(
         name=f"peer BertForMaskedLM {mode} ({dtype}, sdpa, torch {torch.__version__})",
+        mode=mode,
         params=params,
         step_s=seconds,
         compile_s=compile_s,
@@ -281,7 +282,7 @@ def main(argv):
     if peers:
         peer = min(peers, key=lambda r: r["step_s"])
         summary += (
-            f", peer {flops / peer['step_s'] / 1e12:.3g} TFLOP/s ({peer['name'].split()[2]}), "
+            f", peer {flops / peer['step_s'] / 1e12:.3g} TFLOP/s ({peer['mode']}), "
             f"ratio {peer['step_s'] / ours['step_s']:.2f}x"
         )
     summary += f", MFU {tflops / peak:.1%} of {peak:.3g}"

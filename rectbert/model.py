@@ -167,15 +167,15 @@ class Block(nn.Module):
 
         def attend(q, k, v):
             kwargs = dict(mask=attn_mask, key_value_seq_lengths=kv_len_B)
-            if impl == "cudnn" and cfg.attention_impl == "auto":
-                # cuDNN checks its limits (head dim, cuDNN version, GPU) when traced; under
-                # auto a refusal falls back to XLA, an explicit "cudnn" lets it raise
-                try:
-                    return jax.nn.dot_product_attention(q, k, v, implementation="cudnn", **kwargs)
-                except (NotImplementedError, RuntimeError, ValueError) as e:
-                    _warn_once(f"cuDNN attention unavailable ({e}); using XLA attention")
+            try:
+                return jax.nn.dot_product_attention(q, k, v, implementation=impl, **kwargs)
+            except (NotImplementedError, RuntimeError, ValueError) as e:
+                # cuDNN checks its limits (head dim, cuDNN version, GPU) when traced: under
+                # auto a refusal falls back to XLA; asked for by name, it is raised
+                if impl != "cudnn" or cfg.attention_impl != "auto":
+                    raise
+                _warn_once(f"cuDNN attention unavailable ({e}); using XLA attention")
                 return jax.nn.dot_product_attention(q, k, v, implementation="xla", **kwargs)
-            return jax.nn.dot_product_attention(q, k, v, implementation=impl, **kwargs)
 
         def attention(y):
             b, l_, _ = y.shape
