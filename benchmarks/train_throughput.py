@@ -10,7 +10,11 @@ compilation excluded. The last line is one summary: ours, peer, ratio, MFU.
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -44,6 +48,12 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_enum("data", "fixed", ["fixed", "fresh"], "100 fixed rectangles, or fresh ones.")
 flags.DEFINE_string("json", "", "Also write the measurements to this JSON file.")
+flags.DEFINE_bool(
+    "peer_only",
+    False,
+    "Internal: time only the peer and write its rows to --json (the child process that "
+    "main starts before JAX claims the accelerator's memory).",
+)
 flags.DEFINE_bool(
     "check_fast_path", False, "First compare the fast variant's loss and gradients with float32."
 )
@@ -224,6 +234,44 @@ def time_peer(size: dict, batch: int, dtype: str, steps: int, compiled: bool) ->
     )
 
 
+def time_peers(size: dict, batch: int, dtype: str) -> list[dict]:
+    """The peer eager and (with --peer_compile) compiled; a failing mode is reported, skipped."""
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as e:
+        print(f"peer skipped: {e}", flush=True)
+        return []
+    if dtype == "auto":
+        dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    rows = []
+    for compiled in (False, True) if FLAGS.peer_compile else (False,):
+        try:
+            rows.append(time_peer(size, batch, dtype, FLAGS.steps, compiled))
+        except Exception as e:  # noqa: BLE001  (torch.compile may lack a compiler)
+            print(f"peer (compile={compiled}) failed: {type(e).__name__}: {str(e)[:300]}")
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    return rows
+
+
+def run_peer_child(batch: int) -> list[dict]:
+    """Time the peer in a child process (same flags) and return its rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "peer.json")
+        cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--peer_only",
+               f"--size={FLAGS.size}", f"--batch_size={batch}", f"--steps={FLAGS.steps}",
+               f"--dtype={FLAGS.dtype}", f"--peer_compile={FLAGS.peer_compile}", f"--json={out}"]
+        env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+        rc = subprocess.run(cmd, env=env).returncode
+        if rc != 0 or not os.path.exists(out):
+            print(f"peer child process failed (exit {rc})", flush=True)
+            return []
+        with open(out) as f:
+            return json.load(f)
+
+
 def main(argv):
     del argv
     if FLAGS.steps < 20:
@@ -235,6 +283,12 @@ def main(argv):
     batch = FLAGS.batch_size or size["batch_size"]
     if batch < 1:
         raise app.UsageError(f"--batch_size={batch} is not allowed: an integer >= 1")
+    if FLAGS.peer_only:  # the child: never touches JAX's backend
+        json.dump(time_peers(SIZES[FLAGS.size], batch, FLAGS.dtype), open(FLAGS.json, "w"))
+        return
+    # The peer runs first, in a child process that exits before this process's JAX backend
+    # preallocates most of the accelerator's memory (in one process torch ran out of memory).
+    peers = run_peer_child(batch) if FLAGS.peer else []
     dtype = FLAGS.dtype
     if dtype == "auto":
         dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
@@ -261,21 +315,8 @@ def main(argv):
     if not rows:
         raise SystemExit("error: every rectbert variant failed")
     ours = min(rows, key=lambda r: r["step_s"])
-    peers = []
-    if FLAGS.peer:
-        try:
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-        except ImportError as e:
-            print(f"peer skipped: {e}", flush=True)
-        else:
-            for compiled in (False, True) if FLAGS.peer_compile else (False,):
-                try:
-                    peers.append(time_peer(size, batch, dtype, FLAGS.steps, compiled))
-                except Exception as e:  # noqa: BLE001  (torch.compile may lack a compiler)
-                    print(f"peer (compile={compiled}) failed: {type(e).__name__}: {e}")
-                    continue
-                report(peers[-1], size, batch, peak, ours_params=ours["params"])
+    for row in peers:
+        report(row, size, batch, peak, ours_params=ours["params"])
     flops = model_flops(ours["params"], size["num_layers"], batch, size["embed_dim"])
     tflops = flops / ours["step_s"] / 1e12
     summary = f"summary: {device}, size {FLAGS.size}, batch {batch}: ours {tflops:.3g} TFLOP/s"

@@ -107,9 +107,10 @@ def test_sequence_padding_is_invisible_to_real_tokens(attention):
     inputs = jnp.where(hidden, 20, tokens)
     plain = write_up_sized(attention=attention, attention_impl="xla", pad_to=1)
     params = init(plain, 169)
-    want = model_lib.Encoder(plain).apply({"params": params}, inputs, points)
     padded = model_lib.Encoder(write_up_sized(attention=attention, attention_impl="xla", pad_to=8))
-    got = padded.apply({"params": params}, inputs, points)
+    with jax.default_matmul_precision("highest"):  # a GPU's default TF32 is not within 1e-5
+        want = model_lib.Encoder(plain).apply({"params": params}, inputs, points)
+        got = padded.apply({"params": params}, inputs, points)
     assert got.shape == want.shape == (2, 169, 20)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
@@ -159,8 +160,17 @@ def test_one_hot_embedding_is_an_exact_table_lookup():
 
 
 def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys):
-    # pretend this is an Ampere GPU: auto picks cuDNN, which refuses here ("cuDNN is not
-    # detected") when traced; the model must then run XLA attention on the same padded input
+    # pretend this is an Ampere GPU whose cuDNN refuses when traced (on a CPU the real one
+    # does: "cuDNN is not detected"; on a GPU it would not): auto picks cuDNN, and the model
+    # must then run XLA attention on the same padded input
+    real = jax.nn.dot_product_attention
+
+    def refusing(*args, implementation=None, **kwargs):
+        if implementation == "cudnn":
+            raise RuntimeError("cuDNN refuses (simulated)")
+        return real(*args, implementation=implementation, **kwargs)
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", refusing)
     monkeypatch.setattr(model_lib, "modern_cuda_gpu", lambda: True)
     monkeypatch.setattr(model_lib, "_WARNED", set())
     auto = write_up_sized(dtype="bfloat16", num_layers=2)
