@@ -14,13 +14,14 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from rectbert import codebook, shapes
+from rectbert import codebook, points, scenes, shapes
 
 flags.DEFINE_integer("points", 1_000_000, "Patch vectors to cluster.")
 flags.DEFINE_integer("k", 20, "Clusters.")
 flags.DEFINE_integer("repeats", 3, "Seeds per method; medians are reported.")
 flags.DEFINE_integer("n_init", 3, "Initialisations per fit, both methods (tames local minima).")
 FLAGS = flags.FLAGS
+RECT = scenes.scene("rect")
 
 
 def timed(fn):
@@ -35,7 +36,7 @@ def main(argv):
     from threadpoolctl import threadpool_info
 
     n_rects = -(-FLAGS.points // 169)
-    rects = shapes.sample_rects(jax.random.key(0), n_rects)
+    rects = RECT.sample(jax.random.key(0), n_rects)
     x = codebook.extract_patches(shapes.downsample(rects)).reshape(-1, 16)[: FLAGS.points]
     x = jax.block_until_ready(x)
     x_np = np.asarray(x)
@@ -70,8 +71,8 @@ def main(argv):
     print(f"{'':>20}  first call with compilation: {compile_s:.2f} s")
 
     # coverage throughput: 1M points (1000 rectangles x 1000 points), compiled once
-    pts = shapes.sample_points_uniform(jax.random.key(1), 1000, 1000)
-    r = shapes.sample_rects(jax.random.key(2), 1000)
+    r = RECT.sample(jax.random.key(2), 1000)
+    pts = points.uniform(jax.random.key(1), RECT, r, 1000)
     cov = jax.jit(shapes.coverage)
     timed(lambda: cov(r, pts))
     cov_s = np.median([timed(lambda: cov(r, pts))[0] for _ in range(5)])

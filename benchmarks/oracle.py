@@ -13,28 +13,27 @@ import time
 import jax
 from absl import app, flags
 
-from rectbert import codebook, oracle, shapes, tasks, train
+from rectbert import oracle, scenes, tasks
+from rectbert.scene_tasks import SparseTask
 
 flags.DEFINE_integer("examples", 1000, "Held-out examples.")
 flags.DEFINE_bool("double", True, "Also run with twice the samples and chains.")
 FLAGS = flags.FLAGS
-PRIOR = dict(min_side=32.0, max_side=192.0, aspect=None, contains_center=False)
 
 
 def main(argv):
     del argv
-    rects = shapes.sample_rects(jax.random.key(0), 100, **PRIOR)
-    centroids = codebook.fit_codebook(jax.random.key(1), rects, 20)[0]
-    task = tasks.SparseTask(
-        mask=tasks.MaskSpec(5), centroids=centroids, prior=PRIOR, eval_examples=FLAGS.examples
-    )
-    batch = jax.block_until_ready(task.eval_set(train.eval_key(0)))
-    base = task.eval_extra(batch.tokens, batch, None)
+    scene = scenes.scene("rect")
+    task = SparseTask(scene, tasks.MaskSpec(5), eval_examples=FLAGS.examples)
+    task = task.with_codebook(task.fit_codebook()[0])
+    centroids = task.codebook
+    batch = jax.block_until_ready(task.eval_set())
+    base = task.eval_extra(batch.tokens, batch)
     cfg = oracle.OracleConfig()
     small = jax.tree.map(lambda a: a[:8], batch)
-    oracle.evaluate(jax.random.key(2), small, centroids, PRIOR, cfg)  # compile
+    oracle.evaluate(jax.random.key(2), small, centroids, scene, cfg)  # compile
     t = time.perf_counter()
-    m, _, _ = oracle.evaluate(jax.random.key(3), batch, centroids, PRIOR, cfg)
+    m, _, _ = oracle.evaluate(jax.random.key(3), batch, centroids, scene, cfg)
     dt = time.perf_counter() - t
     print(
         f"{FLAGS.examples} examples in {dt:.1f} s ({FLAGS.examples / dt:.1f} examples/s), "
@@ -52,8 +51,8 @@ def main(argv):
     )
     if FLAGS.double:
         big = dataclasses.replace(cfg, num_samples=2 * cfg.num_samples, chains=2 * cfg.chains)
-        oracle.evaluate(jax.random.key(2), small, centroids, PRIOR, big)
-        m2, _, _ = oracle.evaluate(jax.random.key(4), batch, centroids, PRIOR, big)
+        oracle.evaluate(jax.random.key(2), small, centroids, scene, big)
+        m2, _, _ = oracle.evaluate(jax.random.key(4), batch, centroids, scene, big)
         delta = m2["eval/oracle_accuracy"] - m["eval/oracle_accuracy"]
         print(
             f"doubled samples: accuracy {m2['eval/oracle_accuracy']:.4f} ({100 * delta:+.2f} "

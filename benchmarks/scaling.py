@@ -30,8 +30,7 @@ def activation_bytes(task, model_cfg, batch: int) -> int:
     """XLA's temporary buffers for one train step at `batch` on one device."""
     cfg = train.TrainConfig(num_steps=1, batch_size=batch, schedule="constant")
     mesh = train.make_mesh(jax.devices()[:1])
-    state = jax.eval_shape(lambda: train.init_state(model_cfg, cfg, task, mesh))
-    step = train.make_train_step(task, model_cfg, cfg, mesh)
+    state, step = train.build(task, model_cfg, cfg, mesh)
     compiled = step.lower(state, np.int32(0)).compile()
     return compiled.memory_analysis().temp_size_in_bytes
 
@@ -50,11 +49,8 @@ def main(argv):
         dtype="bfloat16",
         **{k: v for k, v in size.items() if k != "batch_size"},
     )
-    params = model_lib.count_params(
-        jax.eval_shape(
-            lambda: train.init_state(model_cfg, train.TrainConfig(1, schedule="constant"), task)
-        ).params
-    )
+    cfg = train.TrainConfig(1, schedule="constant")
+    params = model_lib.count_params(train.build(task, model_cfg, cfg)[0].params)
     state_bytes = 4 * params * 4  # float32 params, gradients, Adam mu and nu
     grad_bytes = 4 * params
     print(

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from rectbert import codebook, shapes, tasks, train
+from rectbert import losses, scenes, tasks, train
 from rectbert import model as model_lib
+from rectbert.scene_tasks import GridTask
 
 SIZES = {  # the write-up's model, and one this CPU times in seconds
     "seed": dict(embed_dim=640, mlp_dim=1600, num_heads=8, num_layers=6, batch_size=1024),
@@ -94,12 +95,14 @@ def matmul_peak_tflops(dtype: str) -> float:
 
 
 def grid_task(data: str):
-    key = jax.random.key(0)
-    prior = dict(min_side=32.0, max_side=192.0)
-    centroids, _ = codebook.fit_codebook(key, shapes.sample_rects(key, 100, **prior), NUM_TOKENS)
-    rects = shapes.sample_rects(jax.random.key(1), 100, **prior) if data == "fixed" else None
-    mask = tasks.MaskSpec(count=MASK_COUNT)
-    return tasks.GridTask(mask=mask, centroids=centroids, prior=prior, train_rects=rects)
+    """experiments.grid's task: the default rectangle scene, 100 fixed shapes or fresh ones."""
+    task = GridTask(
+        scenes.scene("rect"),
+        tasks.MaskSpec(count=MASK_COUNT),
+        num_train=100 if data == "fixed" else 0,
+        num_clusters=NUM_TOKENS,
+    )
+    return task.with_codebook(task.fit_codebook()[0])
 
 
 def variant_config(task, size: dict, variant: str, dtype: str) -> model_lib.ModelConfig:
@@ -121,17 +124,15 @@ def variant_config(task, size: dict, variant: str, dtype: str) -> model_lib.Mode
 def check_fast_path(task, size: dict, dtype: str, batch: int) -> str:
     """The fast variant's masked loss and gradients against plain float32, one real batch."""
     cfg = train.TrainConfig(num_steps=1, batch_size=batch, schedule="constant")
-    params = train.init_state(variant_config(task, size, "plain", dtype), cfg, task).params
-    data = task.train_batch(train.data_key(0), 0, batch)
+    params = train.build(task, variant_config(task, size, "plain", dtype), cfg)[0].params
+    data = task.train_batch(0, batch)
 
     def loss_and_grads(variant):
         model = model_lib.Encoder(variant_config(task, size, variant, dtype))
 
         def loss(p):
-            logits = model.apply(
-                {"params": p}, train.model_inputs(data, task.num_tokens), data.points
-            )
-            return train.masked_loss(logits, data)[0]
+            out = model.apply({"params": p}, data.model_inputs(task.num_tokens), data.points)
+            return losses.masked_cross_entropy(out.logits, data)
 
         value, grads = jax.jit(jax.value_and_grad(loss))(params)
         return float(value), jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
@@ -150,8 +151,7 @@ def time_ours(task, size: dict, batch: int, variant: str, dtype: str, steps: int
     """The train step experiments.grid runs (train.make_train_step), at this size."""
     model_cfg = variant_config(task, size, variant, dtype)
     cfg = train.TrainConfig(num_steps=10**6, batch_size=batch, learning_rate=1e-5)
-    state = train.init_state(model_cfg, cfg, task)
-    step_fn = train.make_train_step(task, model_cfg, cfg)
+    state, step_fn = train.build(task, model_cfg, cfg)
     box = [state, 0]
 
     def one():
@@ -163,7 +163,7 @@ def time_ours(task, size: dict, batch: int, variant: str, dtype: str, steps: int
     one()
     compile_s = time.perf_counter() - t
     seconds = median_step_seconds(one, steps)
-    make = jax.jit(lambda s: task.train_batch(jax.random.key(0), s, batch))
+    make = jax.jit(lambda s: task.train_batch(s, batch))
     jax.block_until_ready(make(0))
     data_s = median_step_seconds(lambda: jax.block_until_ready(make(jnp.int32(1))), steps)
     params = model_lib.count_params(box[0].params)
@@ -260,9 +260,18 @@ def run_peer_child(batch: int) -> list[dict]:
     """Time the peer in a child process (same flags) and return its rows."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "peer.json")
-        cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--peer_only",
-               f"--size={FLAGS.size}", f"--batch_size={batch}", f"--steps={FLAGS.steps}",
-               f"--dtype={FLAGS.dtype}", f"--peer_compile={FLAGS.peer_compile}", f"--json={out}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.train_throughput",
+            "--peer_only",
+            f"--size={FLAGS.size}",
+            f"--batch_size={batch}",
+            f"--steps={FLAGS.steps}",
+            f"--dtype={FLAGS.dtype}",
+            f"--peer_compile={FLAGS.peer_compile}",
+            f"--json={out}",
+        ]
         env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
         rc = subprocess.run(cmd, env=env).returncode
         if rc != 0 or not os.path.exists(out):

@@ -1,10 +1,12 @@
 """Fit the patch codebook and draw the write-up's first two figures.
 
 python -m experiments.codebook [--num_clusters=20 --codebook_rects=100 --workdir=runs/codebook]
+The codebook is the one a grid or sparse run with the same scene, flags and seed fits.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -14,31 +16,40 @@ import numpy as np
 from absl import flags
 
 from experiments import common
-from rectbert import codebook, plots, shapes
-
-flags.DEFINE_string("workdir", "runs/codebook", "Where codebook.npy and figures/ are written.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_integer("eval_rects", 1000, "Held-out rectangles for the reconstruction error.")
-common.define_rect_flags()
-FLAGS = flags.FLAGS
+from rectbert import codebook, plots, report, tasks, workdir
+from rectbert.scene_tasks import GridTask, patches
 
 
-def main(argv):
-    del argv
-    prior = common.rect_prior()
-    common.check_codebook()
-    if FLAGS.eval_rects < 1:
-        common.fail("eval_rects", FLAGS.eval_rects, "an integer >= 1")
-    key_fit, key_km, key_eval = jax.random.split(jax.random.key(FLAGS.seed), 3)
+def define_flags(fv) -> None:
+    flags.DEFINE_string(
+        "workdir", "runs/codebook", "Where codebook.npy, figures/ go.", flag_values=fv
+    )
+    flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=fv)
+    flags.DEFINE_integer(
+        "eval_rects", 1000, "Held-out shapes for the reconstruction error.", flag_values=fv
+    )
+    common.define_scene_flags(fv)
+    common.define_codebook_flags(fv)
+
+
+def build(fv) -> GridTask:
+    renames = {**common.TASK_FLAGS, "eval_examples": "eval_rects"}
+    return common.from_flags(
+        GridTask, fv, renames, scene=common.scene(fv), mask=tasks.MaskSpec(1), num_train=0
+    )
+
+
+def main(fv) -> None:
+    task = build(fv)
     t0 = time.time()
-    rects = shapes.sample_rects(key_fit, FLAGS.codebook_rects, **prior)
-    centroids, inertia = codebook.fit_codebook(key_km, rects, FLAGS.num_clusters)
+    centroids, inertia = task.fit_codebook()
+    task = task.with_codebook(centroids)
     fit_s = time.time() - t0
-    # held-out rectangles: how well does the codebook alone reconstruct an image?
-    held = shapes.downsample(shapes.sample_rects(key_eval, FLAGS.eval_rects, **prior))
-    tokens = codebook.quantise(codebook.extract_patches(held), centroids)
-    recon = codebook.stitch(codebook.decode(tokens, centroids))
-    counts = np.bincount(np.asarray(tokens).ravel(), minlength=FLAGS.num_clusters)
+    # held-out shapes: how well does the codebook alone reconstruct an image?
+    held = task.scene.downsample(task.eval_params)
+    tokens = task.tokens_of(patches(task.scene, task.eval_params))
+    recon = codebook.stitch(codebook.decode(tokens, task.codebook))
+    counts = np.bincount(np.asarray(tokens).ravel(), minlength=task.num_clusters)
     summary = {
         "step": 0,
         "codebook/inertia": float(inertia),
@@ -46,18 +57,20 @@ def main(argv):
         "eval/codebook_pixel_mse": float(np.mean((np.asarray(recon) - np.asarray(held)) ** 2)),
         "eval/unused_tokens": int(np.sum(counts == 0)),
     }
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    np.save(os.path.join(FLAGS.workdir, "codebook.npy"), np.asarray(centroids, np.float32))
-    with open(os.path.join(FLAGS.workdir, "metrics.jsonl"), "w") as f:
-        f.write(json.dumps(summary) + "\n")
-    figures = os.path.join(FLAGS.workdir, "figures")
-    plots.downsampled_rectangle(rects[0], os.path.join(figures, "DownsampledRectangle.png"))
-    plots.codebook_tiles(
-        centroids, os.path.join(figures, "RectangleClusterCenters.png"), counts_K=counts
-    )
+    if jax.process_index() == 0:
+        os.makedirs(fv.workdir, exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(task.codebook, np.float32))
+        workdir.write_atomic(os.path.join(fv.workdir, "codebook.npy"), buffer.getvalue())
+        workdir.write_atomic(os.path.join(fv.workdir, "metrics.jsonl"), json.dumps(summary) + "\n")
+    figures = os.path.join(fv.workdir, "figures")
+    shape = task.eval_params[0]
+    report.shape_figure(task.scene, shape, os.path.join(figures, "DownsampledRectangle.png"))
+    path = os.path.join(figures, "RectangleClusterCenters.png")
+    plots.codebook_tiles(task.codebook, path, counts_K=counts)
     print(json.dumps(summary))
-    print(f"wrote {FLAGS.workdir}/codebook.npy and {figures}/")
+    print(f"wrote {fv.workdir}/codebook.npy and {figures}/")
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(define_flags, main)

@@ -2,7 +2,7 @@
 
 python -m experiments.sparse_study [--num_steps=2000]   -> <workdir>/study.md, study.jsonl
 Each row is a full run in <workdir>/<row>/ (resumable); the table compares final held-out
-accuracy, training-rectangle accuracy and their gap, beside the two baselines.
+accuracy, training-shape accuracy and their gap, beside the two baselines.
 """
 
 from __future__ import annotations
@@ -11,91 +11,76 @@ import dataclasses
 import json
 import os
 
+import jax
 from absl import flags
 
-from experiments import common
+from experiments import common, sparse
 from rectbert import model as model_lib
-from rectbert import tasks, train
+from rectbert import positions, train, workdir
+from rectbert.scene_tasks import SparseTask
 
-REGIMES = {
+REGIMES = {  # name -> (num_train, fixed_points)
     "fixed100_fixedpoints": (100, True),  # the write-up's failure
     "fixed100_freshpoints": (100, False),
     "fresh": (0, False),
 }
-flags.DEFINE_list("regimes", list(REGIMES), f"Regimes, of {list(REGIMES)}.")
-flags.DEFINE_list("positions", list(model_lib.CONTINUOUS_POSITIONS), "Position embeddings.")
-flags.DEFINE_list("attentions", list(model_lib.ATTENTIONS), "Attention choices.")
-common.define_rect_flags()
-common.define_train_flags(
-    "sparse_study",
-    position="sincos",
-    attention="context",
-    embed_dim=64,
-    mlp_dim=128,
-    num_layers=3,
-    num_steps=2000,
-)
-FLAGS = flags.FLAGS
 
 
-def main(argv):
-    del argv
-    prior = common.rect_prior()
-    common.check_codebook()
-    common.check_train_flags(24)
+def define_flags(fv) -> None:
+    flags.DEFINE_list("regimes", list(REGIMES), f"Regimes, of {list(REGIMES)}.", flag_values=fv)
+    flags.DEFINE_list("positions", positions.continuous(), "Position embeddings.", flag_values=fv)
+    flags.DEFINE_list("attentions", list(model_lib.ATTENTIONS), "Attentions.", flag_values=fv)
+    common.define_scene_flags(fv)
+    common.define_codebook_flags(fv)
+    common.define_point_flags(fv)
+    common.define_train_flags(fv, "sparse_study", **{**sparse.DEFAULTS, "num_steps": 2000})
+
+
+def build(fv):
+    """(the fresh-shapes task every row varies, model config, training config)."""
     for name, allowed in (
         ("regimes", list(REGIMES)),
-        ("positions", list(model_lib.CONTINUOUS_POSITIONS)),
+        ("positions", positions.continuous()),
         ("attentions", list(model_lib.ATTENTIONS)),
     ):
-        bad = [v for v in FLAGS[name].value if v not in allowed]
-        if bad or not FLAGS[name].value:
-            common.fail(name, ",".join(FLAGS[name].value), f"a non-empty subset of {allowed}")
-    if FLAGS.num_steps < 1:
-        common.fail("num_steps", FLAGS.num_steps, "an explicit count >= 1")
-    workdir = common.prepare_workdir()
-    centroids, train_rects = common.codebook_and_train_rects(workdir, prior, 100)
-    rows = []
-    for regime in FLAGS.regimes:
+        bad = [v for v in fv[name].value if v not in allowed]
+        if bad or not fv[name].value:
+            raise common.error(fv, name, f"a non-empty subset of {allowed}")
+    if fv.num_steps < 1:
+        raise common.error(fv, "num_steps", "an explicit count >= 1")
+    base = common.task(SparseTask, fv, scene=common.scene(fv), num_train=0, fixed_points=False)
+    return (base, *common.configs(fv, base, num_examples=0))
+
+
+def main(fv) -> None:
+    base, model_cfg, train_cfg = build(fv)
+    base = common.start(fv, base, model_cfg, train_cfg, codebook=True)  # one shared codebook
+    results = []
+    for regime in fv.regimes:
         n, fixed_points = REGIMES[regime]
-        task = tasks.SparseTask(
-            mask=common.mask_spec(24),
-            centroids=centroids,
-            prior=prior,
-            train_rects=train_rects if n else None,
-            fixed_points=fixed_points,
-            eval_examples=FLAGS.eval_examples,
-        )
-        for position in FLAGS.positions:
-            for attention in FLAGS.attentions:
+        task = dataclasses.replace(base, num_train=n, fixed_points=fixed_points)
+        for position in fv.positions:
+            for attention in fv.attentions:
                 name = f"{regime}-{position}-{attention}"
                 print(f"== {name}", flush=True)
-                model_cfg = dataclasses.replace(
-                    common.model_config(task), position=position, attention=attention
+                cfg = dataclasses.replace(model_cfg, position=position, attention=attention)
+                run_dir = os.path.join(fv.workdir, name)
+                _, m = train.train(task, cfg, train_cfg, run_dir, run_info={"regime": regime})
+                shown = {k: v for k, v in m.items() if "/token_accuracy/" not in k}
+                results.append(
+                    {"regime": regime, "position": position, "attention": attention, **shown}
                 )
-                _, m = train.train(
-                    task,
-                    model_cfg,
-                    common.train_config(FLAGS.num_steps),
-                    os.path.join(workdir, name),
-                    run_info={"regime": regime},
-                )
-                rows.append(
-                    {
-                        "regime": regime,
-                        "position": position,
-                        "attention": attention,
-                        **{k: m[k] for k in m if "/token_accuracy/" not in k},
-                    }
-                )
-    if not common.is_main_process():
-        return
-    with open(os.path.join(workdir, "study.jsonl"), "w") as f:
+    if jax.process_index() == 0:
+        write_table(fv, results)
+
+
+def write_table(fv, rows) -> None:
+    with open(os.path.join(fv.workdir, "study.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     lines = [
-        f"Sparse study: {FLAGS.num_steps} steps x batch {FLAGS.batch_size}, model "
-        f"{FLAGS.embed_dim}/{FLAGS.mlp_dim}/{FLAGS.num_layers} layers, "
-        f"{FLAGS.eval_examples} held-out rectangles (same for every row).",
+        f"Sparse study: {fv.num_steps} steps x batch {fv.batch_size}, model "
+        f"{fv.embed_dim}/{fv.mlp_dim}/{fv.num_layers} layers, "
+        f"{fv.eval_examples} held-out shapes (same for every row).",
         "",
         "| regime | position | attention | held-out acc | train-rect acc | gap | nearest "
         "| majority |",
@@ -108,10 +93,9 @@ def main(argv):
             f"{r['eval/gap']:+.3f} | {r['eval/nearest_accuracy']:.3f} | "
             f"{r['eval/majority_accuracy']:.3f} |"
         )
-    with open(os.path.join(workdir, "study.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    workdir.write_atomic(os.path.join(fv.workdir, "study.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(define_flags, main)

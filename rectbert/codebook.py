@@ -219,20 +219,10 @@ def stitch(patches_xLxG, *, size: int = 16, grid: int = shapes.GRID):
     return jnp.reshape(flat / counts, (*batch, size, size))
 
 
-def fit_codebook(
-    key,
-    rects_Nx4,
-    k: int = 20,
-    *,
-    size=shapes.CANVAS,
-    cell=shapes.CELL,
-    grid=shapes.GRID,
-    **kmeans_kwargs,
-):
-    """k-means on every overlapping patch of the rectangles' downsampled images.
+def fit_codebook(key, images_NxHxW, k: int = 20, *, grid=shapes.GRID, **kmeans_kwargs):
+    """k-means on every overlapping grid x grid patch of the (downsampled) images.
 
     Returns (centroids [k, grid*grid], inertia); the write-up uses 100 rectangles, k = 20.
     """
-    images = shapes.downsample(rects_Nx4, size=size, cell=cell)
-    patches = extract_patches(images, grid=grid).reshape(-1, grid * grid)
+    patches = extract_patches(images_NxHxW, grid=grid).reshape(-1, grid * grid)
     return kmeans(key, patches, k, **kmeans_kwargs)

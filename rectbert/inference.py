@@ -12,10 +12,9 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
+from rectbert import checkpoint, evaluation, scenes
 from rectbert import model as model_lib
-from rectbert import train as train_lib
 from rectbert.tasks import Batch
 
 
@@ -27,6 +26,12 @@ class Run:
     params: dict
     step: int
     codebook: np.ndarray | None  # [K, 16] centroids for rectangle tasks
+
+    @property
+    def scene(self) -> scenes.Scene | None:
+        """The scene family the run trained on (grid and sparse runs), with its options."""
+        rec = self.config["task"].get("scene")
+        return None if rec is None else scenes.from_record(rec)
 
     def predict(self, points_BxPx2, tokens_BxP, visible_BxP):
         """Token probabilities [B, P, K] at every position, given the visible tokens.
@@ -44,7 +49,7 @@ _PREDICT_CACHE: dict = {}
 
 def _predict_fn(model_cfg):
     if model_cfg not in _PREDICT_CACHE:
-        _PREDICT_CACHE[model_cfg] = train_lib.make_predict(model_cfg)
+        _PREDICT_CACHE[model_cfg] = evaluation.make_predict(model_cfg)
     return _PREDICT_CACHE[model_cfg]
 
 
@@ -59,27 +64,15 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     # the parameter structure, to restore into (shapes only; nothing is computed)
     model = model_lib.Encoder(model_cfg)
     length = max(model_cfg.num_positions, 1)
-    shapes = jax.eval_shape(
+    abstract = jax.eval_shape(
         lambda: model.init(
             jax.random.key(0), jnp.zeros((1, length), jnp.int32), jnp.zeros((1, length, 2))
         )["params"]
     )
-    # onto this process's first device, whatever mesh wrote the checkpoint (8 devices, fsdp)
-    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), shapes)
-    with ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "ckpt"),
-        options=ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0),
-    ) as mngr:
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise ValueError(f"workdir={workdir!r} has no checkpoint yet")
-        restored = mngr.restore(
-            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract))
-        )
+    params, step = checkpoint.restore_params(workdir, abstract, step)
     codebook_path = os.path.join(workdir, "codebook.npy")
     codebook = np.load(codebook_path) if os.path.exists(codebook_path) else None
-    return Run(workdir, config, model_cfg, restored.params, int(step), codebook)
+    return Run(workdir, config, model_cfg, params, int(step), codebook)
 
 
 def query(predict, params, visible_points_Vx2, visible_tokens_V, query_points_Qx2, *, chunk: int):
@@ -87,7 +80,7 @@ def query(predict, params, visible_points_Vx2, visible_tokens_V, query_points_Qx
 
     Queries go in chunks of `chunk` hidden positions beside all visible ones, as in training
     (so a full-attention model sees the number of hidden tokens it was trained with).
-    `predict(params, batch) -> logits` is train.make_predict's function.
+    `predict(params, batch) -> logits` is evaluation.make_predict's function.
     """
     vis_p = jnp.asarray(visible_points_Vx2, jnp.float32)
     vis_t = jnp.asarray(visible_tokens_V, jnp.int32)

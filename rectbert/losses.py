@@ -1,4 +1,5 @@
-"""Training losses over the hidden tokens: cross-entropy, label smoothing, soft targets.
+"""Every loss and metric over the hidden tokens: cross-entropy, label smoothing, soft targets,
+masked accuracy, and the paired model-vs-reference difference.
 
 Soft targets spread the probability over centroids near the true 16-vector — the write-up's
 "a loss different from cross entropy": a near miss costs less than a far one.
@@ -8,9 +9,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-LOSSES = ("ce", "smooth", "soft")
+LOSSES = {
+    "ce": "cross-entropy with the true token",
+    "smooth": "cross-entropy with label smoothing (--label_smoothing)",
+    "soft": "targets from the centroids' distances to the true 16-vector (--soft_temperature)",
+}
 
 
 def target_distribution(
@@ -33,7 +39,7 @@ def target_distribution(
             raise ValueError("loss 'soft' needs a codebook task (centroids and patch values)")
         d_BxLxK = jnp.sum((batch.values[..., None, :] - centroids_KxG) ** 2, axis=-1)
         return jax.nn.softmax(-d_BxLxK / soft_temperature, axis=-1)
-    raise ValueError(f"loss must be one of {LOSSES}; got {kind!r}")
+    raise ValueError(f"loss must be one of {list(LOSSES)}; got {kind!r}")
 
 
 def masked_mean(x_BxL, mask_BxL):
@@ -41,9 +47,19 @@ def masked_mean(x_BxL, mask_BxL):
     return (x_BxL * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
+def masked_cross_entropy(logits_BxLxK, batch):
+    """Mean cross-entropy of the true token over the hidden positions only."""
+    ce_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxK, batch.tokens)
+    return masked_mean(ce_BxL, batch.mask)
+
+
+def masked_accuracy(logits_BxLxK, batch):
+    """Fraction of hidden positions whose argmax is the true token."""
+    return masked_mean(jnp.argmax(logits_BxLxK, -1) == batch.tokens, batch.mask)
+
+
 def training_loss(
-    logits_BxLxK,
-    aux_BxLxA,
+    output,
     batch,
     *,
     kind="ce",
@@ -52,17 +68,24 @@ def training_loss(
     aux_weight=0.0,
     centroids_KxG=None,
 ):
-    """The loss to minimise over hidden positions; visible positions contribute nothing."""
+    """The loss to minimise over hidden positions (a model.Output); visible ones add nothing."""
     targets = target_distribution(
         batch,
-        logits_BxLxK.shape[-1],
+        output.logits.shape[-1],
         kind,
         label_smoothing=label_smoothing,
         soft_temperature=soft_temperature,
         centroids_KxG=centroids_KxG,
     )
-    loss = masked_mean(optax.softmax_cross_entropy(logits_BxLxK, targets), batch.mask)
+    loss = masked_mean(optax.softmax_cross_entropy(output.logits, targets), batch.mask)
     if aux_weight:
-        mse_BxL = jnp.mean((aux_BxLxA - batch.values) ** 2, axis=-1)
+        mse_BxL = jnp.mean((output.aux - batch.values) ** 2, axis=-1)
         loss = loss + aux_weight * masked_mean(mse_BxL, batch.mask)
     return loss
+
+
+def paired_difference(right_a_N, right_b_N) -> tuple[float, float]:
+    """Mean and standard error of a - b over the same N items (1 right, 0 wrong): the paired
+    comparison of two predictors on the same hidden tokens."""
+    diff = np.asarray(right_a_N, np.float64) - np.asarray(right_b_N, np.float64)
+    return float(diff.mean()), float(diff.std() / np.sqrt(max(diff.size, 1)))

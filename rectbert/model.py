@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 
-POSITIONS = ("learned", "sincos", "fourier", "nerf", "mlp")
-CONTINUOUS_POSITIONS = ("sincos", "fourier", "nerf", "mlp")  # no index: equivariant
+from rectbert import config, positions
+
 ATTENTIONS = ("full", "context")
 NORMS = ("pre", "post")
 DTYPES = ("float32", "bfloat16")
@@ -25,8 +26,9 @@ class ModelConfig:
     num_positions: int = 0  # lattice size L, for the learned position table
     extent: float = 256.0  # canvas side in pixels (coordinates are normalised by it)
     unit: float = 16.0  # pixels per lattice step (sincos wavelengths are in these units)
-    position: str = "learned"
+    position: str = "learned"  # a name in positions.POSITIONS
     fourier_scale: float = 10.0  # std of the Gaussian frequencies, cycles per canvas
+    fourier_seed: int = 0  # the frequencies are drawn from this run seed's "fourier" key
     attention: str = "full"  # or "context": a hidden token attends only to visible ones
     aux_dim: int = 0  # > 0: a second head regresses this many values per token
     embed_dim: int = 128
@@ -40,61 +42,65 @@ class ModelConfig:
     pad_to: int = 0  # pad the sequence to a multiple of this inside the blocks; 0: auto
 
     def __post_init__(self):
-        checks = [
-            (self.num_tokens >= 1, "num_tokens", ">= 1"),
-            (self.position in POSITIONS, "position", f"one of {POSITIONS}"),
-            (self.attention in ATTENTIONS, "attention", f"one of {ATTENTIONS}"),
-            (self.norm in NORMS, "norm", f"one of {NORMS}"),
-            (self.dtype in DTYPES, "dtype", f"one of {DTYPES}"),
-            (self.attention_impl in ATTENTION_IMPLS, "attention_impl", f"one of {ATTENTION_IMPLS}"),
-            (
-                self.attention_impl != "cudnn" or self.attention == "full",
-                "attention_impl",
-                "xla or auto with attention='context' (cuDNN takes no arbitrary mask)",
-            ),
-            (
-                self.attention_impl != "cudnn" or self.dtype != "float32",
-                "attention_impl",
-                "xla or auto with dtype='float32' (cuDNN attention is bf16/fp16 only)",
-            ),
-            (self.pad_to >= 0, "pad_to", ">= 0 (0: auto)"),
-            (self.embed_dim % self.num_heads == 0, "embed_dim", "a multiple of num_heads"),
-            (self.embed_dim % 4 == 0, "embed_dim", "a multiple of 4"),
-            (min(self.mlp_dim, self.num_heads, self.num_layers) >= 1, "mlp_dim", "sizes >= 1"),
-            (0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),
-            (self.position != "learned" or self.num_positions >= 1, "num_positions", ">= 1"),
-        ]
-        for ok, name, allowed in checks:
-            if not ok:
-                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: must be {allowed}")
+        impl_ok = self.attention_impl != "cudnn"
+        config.validate(
+            self,
+            [
+                (self.num_tokens >= 1, "num_tokens", ">= 1"),
+                (
+                    self.position in positions.POSITIONS,
+                    "position",
+                    f"one of {list(positions.POSITIONS)}",
+                ),
+                (self.fourier_scale > 0, "fourier_scale", "a number > 0"),
+                (self.attention in ATTENTIONS, "attention", f"one of {ATTENTIONS}"),
+                (self.norm in NORMS, "norm", f"one of {NORMS}"),
+                (self.dtype in DTYPES, "dtype", f"one of {DTYPES}"),
+                (
+                    self.attention_impl in ATTENTION_IMPLS,
+                    "attention_impl",
+                    f"one of {ATTENTION_IMPLS}",
+                ),
+                (
+                    impl_ok or self.attention == "full",
+                    "attention_impl",
+                    "xla or auto with attention='context' (cuDNN takes no arbitrary mask)",
+                ),
+                (
+                    impl_ok or self.dtype != "float32",
+                    "attention_impl",
+                    "xla or auto with float32 compute (cuDNN attention is bf16/fp16 only)",
+                ),
+                (self.pad_to >= 0, "pad_to", ">= 0 (0: auto)"),
+                (self.num_heads >= 1, "num_heads", "an integer >= 1"),
+                (self.embed_dim >= 1, "embed_dim", "an integer >= 1"),
+                (
+                    lambda: self.embed_dim % self.num_heads == 0 and self.embed_dim % 4 == 0,
+                    "embed_dim",
+                    f"a multiple of 4 and of num_heads={self.num_heads}",
+                ),
+                (self.mlp_dim >= 1, "mlp_dim", "an integer >= 1"),
+                (self.num_layers >= 1, "num_layers", "an integer >= 1"),
+                (0.0 <= self.dropout < 1.0, "dropout", "a rate in [0, 1)"),
+                (self.aux_dim >= 0, "aux_dim", ">= 0"),
+                (self.position != "learned" or self.num_positions >= 1, "num_positions", ">= 1"),
+            ],
+        )
 
 
-def sincos_2d(points_BxLx2, dim: int, unit: float):
-    """2-D sinusoidal embedding: x on the first half, y on the second (MAE-style wavelengths)."""
-    omega_F = 1.0 / 10000.0 ** (jnp.arange(dim // 4, dtype=jnp.float32) / (dim // 4))
-    pos_BxLx2 = points_BxLx2 / unit
-    angles_x = pos_BxLx2[..., 0:1] * omega_F
-    angles_y = pos_BxLx2[..., 1:2] * omega_F
-    parts = [jnp.sin(angles_x), jnp.cos(angles_x), jnp.sin(angles_y), jnp.cos(angles_y)]
-    return jnp.concatenate(parts, axis=-1)
+@flax.struct.dataclass
+class Output:
+    """What the Encoder returns, always: token logits and, with aux_dim > 0, the aux values."""
+
+    logits: jax.Array  # [B, L, K] float32
+    aux: jax.Array | None = None  # [B, L, aux_dim] float32
 
 
-def fourier_features(points_BxLx2, dim: int, extent: float, scale: float, seed: int = 0):
-    """Random Fourier features (Tancik et al. 2020): sin/cos of 2 pi u B, B ~ N(0, scale^2).
-
-    B is a fixed function of `seed`, not a parameter: no state, no weight decay on it.
-    """
-    freqs_2xF = scale * jax.random.normal(jax.random.key(seed), (2, dim // 2))
-    angles = 2 * jnp.pi * (points_BxLx2 / extent) @ freqs_2xF
-    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
-
-
-def nerf_features(points_BxLx2, dim: int, extent: float):
-    """NeRF positional encoding: sin/cos of 2^k pi u for k = 0 .. dim/4 - 1, u in [0, 1]."""
-    freqs_F = jnp.pi * 2.0 ** jnp.arange(dim // 4, dtype=jnp.float32)
-    angles = (points_BxLx2 / extent)[..., None] * freqs_F  # [B, L, 2, F]
-    feats = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
-    return feats.reshape(*points_BxLx2.shape[:-1], -1)
+def resolve_dtype(name: str) -> str:
+    """auto: bfloat16 on TPU and Ampere-or-later NVIDIA GPUs (fast bf16), else float32."""
+    if name != "auto":
+        return name
+    return "bfloat16" if jax.default_backend() == "tpu" or modern_cuda_gpu() else "float32"
 
 
 def modern_cuda_gpu() -> bool:
@@ -198,34 +204,19 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    """tokens_BxL (id K = [mask]) and points_BxLx2 -> logits_BxLxK over the K real tokens.
-
-    With aux_dim > 0 it returns (logits_BxLxK, aux_BxLxA).
-    """
+    """tokens_BxL (id K = [mask]) and points_BxLx2 -> Output(logits_BxLxK over the K real
+    tokens, aux values or None)."""
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens_BxL, points_BxLx2, attn_mask=None, train: bool = False):
+    def __call__(self, tokens_BxL, points_BxLx2, attn_mask=None, train: bool = False) -> Output:
         cfg = self.cfg
         dtype = jnp.dtype(cfg.dtype)
-        d = cfg.embed_dim
-        x = OneHotEmbed(cfg.num_tokens + 1, d, name="token_embed")(tokens_BxL)
-        if cfg.position == "learned":
-            index_L = jnp.arange(tokens_BxL.shape[1])
-            x = x + nn.Embed(cfg.num_positions, d, name="pos_embed")(index_L)[None]
-        elif cfg.position == "sincos":
-            x = x + sincos_2d(points_BxLx2, d, cfg.unit)
-        elif cfg.position == "mlp":
-            u = points_BxLx2 / cfg.extent - 0.5
-            x = x + nn.Dense(d, name="pos_out")(nn.gelu(nn.Dense(d, name="pos_in")(u)))
-        else:
-            feats = (
-                fourier_features(points_BxLx2, d, cfg.extent, cfg.fourier_scale)
-                if cfg.position == "fourier"
-                else nerf_features(points_BxLx2, d, cfg.extent)
-            )
-            x = x + nn.Dense(d, name="pos_proj")(feats)
+        x = OneHotEmbed(cfg.num_tokens + 1, cfg.embed_dim, name="token_embed")(tokens_BxL)
+        position = positions.embed(cfg, points_BxLx2)
+        self.sow("intermediates", "position", position)  # kept only when asked (tests)
+        x = x + position
         if attn_mask is None and cfg.attention == "context":
             attn_mask = context_mask(tokens_BxL, cfg.num_tokens)
         x = nn.Dropout(cfg.dropout, deterministic=not train)(x).astype(dtype)
@@ -246,15 +237,10 @@ class Encoder(nn.Module):
         if cfg.norm == "pre":
             x = nn.LayerNorm(dtype=dtype, name="final_norm")(x)
         logits = nn.Dense(cfg.num_tokens, dtype=jnp.float32, name="head")(x).astype(jnp.float32)
-        if cfg.aux_dim:
-            aux = nn.Dense(cfg.aux_dim, dtype=jnp.float32, name="aux_head")(x)
-            return logits, aux.astype(jnp.float32)
-        return logits
-
-
-def logits_of(output):
-    """The token logits of an Encoder output (which also holds the aux values if aux_dim)."""
-    return output[0] if isinstance(output, tuple) else output
+        if not cfg.aux_dim:
+            return Output(logits)
+        aux = nn.Dense(cfg.aux_dim, dtype=jnp.float32, name="aux_head")(x)
+        return Output(logits, aux.astype(jnp.float32))
 
 
 def count_params(params) -> int:

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Polygon, Rectangle
 
 from rectbert import shapes
 
@@ -20,28 +20,24 @@ def _save(fig: Figure, path: str) -> str:
     return path
 
 
-def downsampled_rectangle(rect_4, path: str, *, size=shapes.CANVAS, cell=shapes.CELL) -> str:
+def outline(ax, polygons, **style) -> None:
+    """Draw a shape's outline polygons ([V, 2] (x, y) each) unfilled."""
+    for poly in polygons:
+        ax.add_patch(Polygon(np.asarray(poly), closed=True, fill=False, **style))
+
+
+def downsampled_shape(full_HxW, small_hxw, polygons, path: str) -> str:
     """The write-up's "DownsampledRectangle": full resolution beside the area-downsampled image."""
-    rect = np.asarray(rect_4, np.float32).reshape(1, 4)
-    full = np.asarray(shapes.rasterise(rect, size=size))[0]
-    small = np.asarray(shapes.downsample(rect, size=size, cell=cell))[0]
+    full, small = np.asarray(full_HxW), np.asarray(small_hxw)
     fig = Figure(figsize=(8, 4))
     ax_full, ax_small = fig.subplots(1, 2)
     ax_full.imshow(full, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax_full.set_title(f"{size}x{size} rectangle")
-    ax_full.add_patch(
-        Rectangle(
-            (rect[0, 0] - 0.5, rect[0, 1] - 0.5),
-            rect[0, 2] - rect[0, 0],
-            rect[0, 3] - rect[0, 1],
-            fill=False,
-            edgecolor="red",
-            lw=1,
-        )
-    )
-    n = size // cell
+    ax_full.set_title(f"{full.shape[0]}x{full.shape[1]} shape")
+    # pixel (r, c) covers [c, c + 1): imshow centres it on c, so outlines shift by half a pixel
+    outline(ax_full, [np.asarray(p) - 0.5 for p in polygons], edgecolor="red", lw=1)
     ax_small.imshow(small, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax_small.set_title(f"area-downsampled x{cell} to {n}x{n}")
+    cell = full.shape[0] // small.shape[0]
+    ax_small.set_title(f"area-downsampled x{cell} to {small.shape[0]}x{small.shape[1]}")
     for ax in (ax_full, ax_small):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -164,7 +160,7 @@ def grid_panels(images_NxHxW, tokens_NxL, mask_NxL, pred_NxL, centroids_KxG, pat
 
 
 def sparse_results(
-    rects_Nx4,
+    outlines_N,
     points_NxPx2,
     tokens_NxP,
     mask_NxP,
@@ -177,13 +173,13 @@ def sparse_results(
 ) -> str:
     """The write-up's "RectangleTestResults": every point's token as a small tile at its
     coordinate — visible (grey frame), predicted right (green), predicted wrong (red, with
-    the true token beside it) — and the true rectangle in red."""
-    rects, points, tokens, mask, pred = (
-        np.asarray(a) for a in (rects_Nx4, points_NxPx2, tokens_NxP, mask_NxP, pred_NxP)
+    the true token beside it) — and the true shape's outline (polygons per example) in red."""
+    points, tokens, mask, pred = (
+        np.asarray(a) for a in (points_NxPx2, tokens_NxP, mask_NxP, pred_NxP)
     )
     c = np.asarray(centroids_KxG)
     g = int(round(c.shape[1] ** 0.5))
-    n = len(rects)
+    n = len(outlines_N)
     fig = Figure(figsize=(4.2 * n, 4.6))
     axes = np.atleast_1d(fig.subplots(1, n))
     for i, ax in enumerate(axes):
@@ -220,10 +216,7 @@ def sparse_results(
                     interpolation="nearest",
                     zorder=2,
                 )
-        x0, y0, x1, y1 = rects[i]
-        ax.add_patch(
-            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.5, ls="--", zorder=4)
-        )
+        outline(ax, outlines_N[i], edgecolor="red", lw=1.5, ls="--", zorder=4)
         ax.set_xlim(0, size)
         ax.set_ylim(size, 0)
         ax.set_aspect("equal")
@@ -233,7 +226,7 @@ def sparse_results(
         ax.set_title(f"{right}/{int(mask[i].sum())} hidden tokens right", fontsize=10)
     fig.suptitle(
         "held-out rectangles: grey = visible, green = predicted right, red = wrong "
-        "(true token beside it); dashed red = true rectangle",
+        "(true token beside it); dashed red = true shape",
         fontsize=9,
     )
     return _save(fig, path)
@@ -318,9 +311,8 @@ def dense_rendering(rows: list[tuple], path: str, *, title: str = "") -> str:
 
 
 def oracle_posterior(
-    rects_Nx4,
-    samples_NxCx4,
-    live_NxC,
+    outlines_N,
+    sample_outlines_N,
     points_NxPx2,
     tokens_NxP,
     mask_NxP,
@@ -329,59 +321,31 @@ def oracle_posterior(
     path: str,
     *,
     size=shapes.CANVAS,
-    max_samples: int = 60,
 ) -> str:
-    """Posterior rectangle samples over the visible points, the true rectangle in red, and
-    the model's and the oracle's hidden-token predictions side by side (right / wrong)."""
-    rects, samples, live, points, tokens, mask, mp, op = (
-        np.asarray(a)
-        for a in (
-            rects_Nx4,
-            samples_NxCx4,
-            live_NxC,
-            points_NxPx2,
-            tokens_NxP,
-            mask_NxP,
-            model_pred_NxP,
-            oracle_pred_NxP,
-        )
+    """Posterior samples (each a list of outline polygons) over the visible points, the true
+    shape in red, and the model's and the oracle's hidden-token predictions side by side."""
+    points, tokens, mask, mp, op = (
+        np.asarray(a) for a in (points_NxPx2, tokens_NxP, mask_NxP, model_pred_NxP, oracle_pred_NxP)
     )
-    n = len(rects)
+    n = len(outlines_N)
     fig = Figure(figsize=(4.2 * n, 4.6))
     axes = np.atleast_1d(fig.subplots(1, n))
     for i, ax in enumerate(axes):
         ax.set_facecolor("#151515")
-        for s in samples[i][live[i]][:max_samples]:
-            ax.add_patch(
-                Rectangle(
-                    (s[0], s[1]),
-                    s[2] - s[0],
-                    s[3] - s[1],
-                    fill=False,
-                    ec="deepskyblue",
-                    lw=0.6,
-                    alpha=0.35,
-                )
-            )
-        x0, y0, x1, y1 = rects[i]
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.6))
+        for sample in sample_outlines_N[i]:
+            outline(ax, sample, edgecolor="deepskyblue", lw=0.6, alpha=0.35)
+        outline(ax, outlines_N[i], edgecolor="red", lw=1.6)
         vis = ~mask[i]
         ax.scatter(
             points[i, vis, 0], points[i, vis, 1], s=12, c="orange", zorder=3, label="visible"
         )
         for p in np.flatnonzero(mask[i]):
             x, y = points[i, p]
-            for dx, pred, name in ((-5, mp[i, p], "model"), (5, op[i, p], "oracle")):
-                ok = pred == tokens[i, p]
-                ax.scatter(
-                    [x + dx],
-                    [y],
-                    marker="o" if ok else "x",
-                    s=40,
-                    zorder=4,
-                    c="lime" if ok else "red",
-                    edgecolors="w" if name == "oracle" else "k",
-                )
+            for dx, pred, rim in ((-5, mp[i, p], "k"), (5, op[i, p], "w")):
+                if pred == tokens[i, p]:
+                    ax.scatter([x + dx], [y], marker="o", s=40, zorder=4, c="lime", edgecolors=rim)
+                else:  # an unfilled marker: no rim
+                    ax.scatter([x + dx], [y], marker="x", s=40, zorder=4, c="red")
         model_acc = (mp[i] == tokens[i])[mask[i]].mean()
         oracle_acc = (op[i] == tokens[i])[mask[i]].mean()
         ax.set_title(f"model {model_acc:.0%} | oracle {oracle_acc:.0%} of hidden right", fontsize=9)

@@ -1,4 +1,4 @@
-"""Rectangle geometry on the canvas: samplers, exact coverage, downsampling, squares.
+"""Rectangle geometry on the canvas: exact coverage, downsampling, lattice, squares.
 
 Pure jnp with explicit keys, jit/vmap friendly; conventions are those of DESIGN.md.
 """
@@ -41,7 +41,7 @@ def check_rects(rects_Nx4, name: str = "rects_Nx4") -> None:
         )
 
 
-def _check_cell(size: int, cell: int, grid: int | None = None) -> None:
+def check_cell(size: int, cell: int, grid: int | None = None) -> None:
     if cell <= 0 or size <= 0 or size % cell:
         raise ValueError(f"cell must divide size with both > 0; got size={size}, cell={cell}")
     if grid is not None and not 0 < grid <= size // cell:
@@ -67,7 +67,7 @@ def _downsample(rects_Nx4, size, cell):
 def downsample(rects_Nx4, *, size: int = CANVAS, cell: int = CELL):
     """[N, size // cell, size // cell]: the exact fraction of each cell x cell block covered."""
     check_rects(rects_Nx4)
-    _check_cell(size, cell)
+    check_cell(size, cell)
     return _downsample(rects_Nx4, size, cell)
 
 
@@ -108,81 +108,14 @@ def coverage(rects_Nx4, points_NxPx2, *, cell: int = CELL, grid: int = GRID):
 
 def lattice_points(*, size: int = CANVAS, cell: int = CELL, grid: int = GRID):
     """[L, 2] the grid task's token points (x, y), row-major: patch (i, j) at L index i*n + j."""
-    _check_cell(size, cell, grid)
+    check_cell(size, cell, grid)
     n = size // cell - grid + 1
     centres = cell * grid / 2 + cell * np.arange(n, dtype=np.float32)
     ys, xs = np.meshgrid(centres, centres, indexing="ij")
     return jnp.asarray(np.stack([xs.ravel(), ys.ravel()], axis=-1))
 
 
-# ----------------------------------------------------------------------------- rectangles
-def side_range(min_side: float, max_side: float, aspect: tuple[float, float] | None):
-    """The width interval from which sample_rects draws; every width in it admits a height."""
-    if aspect is None:
-        return min_side, max_side
-    lo, hi = aspect
-    return max(min_side, min_side / hi), min(max_side, max_side / lo)
-
-
-def check_rect_sampler(size, min_side, max_side, aspect, contains_center) -> None:
-    if not 0 < min_side <= max_side <= size:
-        raise ValueError(
-            f"need 0 < min_side <= max_side <= size; got min_side={min_side}, "
-            f"max_side={max_side}, size={size}"
-        )
-    if aspect is not None:
-        if len(aspect) != 2 or not 0 < aspect[0] <= aspect[1]:
-            raise ValueError(f"aspect must be (lo, hi) with 0 < lo <= hi; got {aspect}")
-        w_lo, w_hi = side_range(min_side, max_side, aspect)
-        if w_lo > w_hi:
-            raise ValueError(
-                f"aspect={tuple(aspect)} admits no rectangle with sides in [{min_side}, {max_side}]"
-            )
-    if contains_center and min_side <= 0:
-        raise ValueError("contains_center needs min_side > 0")
-
-
-def sample_rects(
-    key,
-    n: int,
-    *,
-    size: int = CANVAS,
-    min_side: float = 32.0,
-    max_side: float = 192.0,
-    aspect: tuple[float, float] | None = None,
-    contains_center: bool = False,
-):
-    """[n, 4] rectangles wholly inside the size x size canvas, with a closed-form density.
-
-    The width is uniform on side_range(...); given the width, the height is uniform on the
-    sides allowed by [min_side, max_side] and the aspect (height / width) range; the position
-    is uniform over placements inside the canvas (that contain its centre, if asked).
-    """
-    check_rect_sampler(size, min_side, max_side, aspect, contains_center)
-    kw, kh, kx, ky = jax.random.split(key, 4)
-    w_lo, w_hi = side_range(min_side, max_side, aspect)
-    w = jax.random.uniform(kw, (n,), minval=w_lo, maxval=w_hi)
-    if aspect is None:
-        h_lo, h_hi = jnp.full((n,), min_side), jnp.full((n,), max_side)
-    else:
-        h_lo = jnp.maximum(min_side, w * aspect[0])
-        h_hi = jnp.minimum(max_side, w * aspect[1])
-    h = h_lo + (h_hi - h_lo) * jax.random.uniform(kh, (n,))
-
-    def place(k, side):
-        lo, hi = jnp.zeros_like(side), size - side
-        if contains_center:
-            lo, hi = jnp.maximum(lo, size / 2 - side), jnp.minimum(hi, size / 2)
-        return lo + (hi - lo) * jax.random.uniform(k, side.shape)
-
-    x0, y0 = place(kx, w), place(ky, h)
-    return jnp.stack([x0, y0, x0 + w, y0 + h], axis=-1)
-
-
 # ----------------------------------------------------------------------------- points
-POINT_SAMPLERS = ("uniform", "edges", "nocorners")
-
-
 def point_bounds(*, size: int = CANVAS, cell: int = CELL, grid: int = GRID):
     """(lo, hi): the region where a point's grid x grid window lies inside the canvas.
 
@@ -192,79 +125,12 @@ def point_bounds(*, size: int = CANVAS, cell: int = CELL, grid: int = GRID):
     return margin, size - margin
 
 
-def sample_points_uniform(key, n: int, p: int, *, size=CANVAS, cell=CELL, grid=GRID):
-    """[n, p, 2] points uniform over point_bounds."""
-    lo, hi = point_bounds(size=size, cell=cell, grid=grid)
-    return jax.random.uniform(key, (n, p, 2), minval=lo, maxval=hi)
-
-
-def sample_points_edges(key, rects_Nx4, p: int, *, jitter=0.0, size=CANVAS, cell=CELL, grid=GRID):
-    """[N, p, 2] points uniform along each rectangle's perimeter ("junction" sampling).
-
-    `jitter` adds Gaussian noise of that std (pixels); points are clipped to point_bounds,
-    so edges outside the bounds contribute points on the bounds' border.
-    """
-    rects_Nx4 = jnp.asarray(rects_Nx4, jnp.float32)
-    kt, kj = jax.random.split(key)
-    x0, y0, x1, y1 = (rects_Nx4[:, i, None] for i in range(4))
-    w, h = x1 - x0, y1 - y0
-    t = jax.random.uniform(kt, (rects_Nx4.shape[0], p)) * 2 * (w + h)
-    # walk the perimeter: top edge, right edge, bottom edge (backwards), left edge (backwards)
-    x = jnp.select([t < w, t < w + h, t < 2 * w + h], [x0 + t, x1, x1 - (t - w - h)], x0)
-    y = jnp.select([t < w, t < w + h, t < 2 * w + h], [y0, y0 + (t - w), y1], y1 - (t - 2 * w - h))
-    points = jnp.stack([x, y], axis=-1) + jitter * jax.random.normal(kj, (*t.shape, 2))
-    lo, hi = point_bounds(size=size, cell=cell, grid=grid)
-    return jnp.clip(points, lo, hi)
-
-
-def window_has_corner(rects_Nx4, points_NxPx2, *, cell=CELL, grid=GRID):
-    """[N, P] bool: the point's grid x grid window (half-open) contains a rectangle corner."""
+def window_has_corner(corners_NxCx2, points_NxPx2, *, cell=CELL, grid=GRID):
+    """[N, P] bool: the point's grid x grid window (half-open) contains one of the corners."""
     half = cell * grid / 2
-    corners_Nx4x2 = jnp.asarray(rects_Nx4)[:, jnp.array([[0, 1], [2, 1], [0, 3], [2, 3]])]
-    d_NxPx4x2 = corners_Nx4x2[:, None] - points_NxPx2[:, :, None]
-    inside = (d_NxPx4x2 >= -half) & (d_NxPx4x2 < half)
+    d_NxPxCx2 = jnp.asarray(corners_NxCx2)[:, None] - points_NxPx2[:, :, None]
+    inside = (d_NxPxCx2 >= -half) & (d_NxPxCx2 < half)
     return jnp.any(jnp.all(inside, axis=-1), axis=-1)
-
-
-def sample_points_nocorners(key, rects_Nx4, p: int, *, size=CANVAS, cell=CELL, grid=GRID):
-    """[N, p, 2] points uniform over point_bounds minus the windows that hold a corner.
-
-    Exact rejection sampling: rejected points are redrawn until none is left. The 4 corner
-    windows cover at most 4 * (cell*grid)^2 of the (size - cell*grid)^2 region (45 % by
-    default), so few rounds are needed.
-    """
-    rects_Nx4 = jnp.asarray(rects_Nx4, jnp.float32)
-    lo, hi = point_bounds(size=size, cell=cell, grid=grid)
-    if 4 * (cell * grid) ** 2 >= (hi - lo) ** 2:
-        raise ValueError(
-            f"nocorners sampling needs the corner windows to leave room: size={size}, "
-            f"cell={cell}, grid={grid} leave none"
-        )
-    shape = (rects_Nx4.shape[0], p, 2)
-
-    def cond(state):
-        return jnp.any(state[2])
-
-    def body(state):
-        key, points, bad = state
-        key, sub = jax.random.split(key)
-        fresh = jax.random.uniform(sub, shape, minval=lo, maxval=hi)
-        points = jnp.where(bad[..., None], fresh, points)
-        return key, points, window_has_corner(rects_Nx4, points, cell=cell, grid=grid)
-
-    init = (key, jnp.zeros(shape), jnp.ones(shape[:2], bool))
-    return jax.lax.while_loop(cond, body, init)[1]
-
-
-def sample_points(key, rects_Nx4, p: int, sampler: str = "uniform", **kwargs):
-    """Dispatch to a point sampler by name (one of POINT_SAMPLERS)."""
-    if sampler == "uniform":
-        return sample_points_uniform(key, jnp.shape(rects_Nx4)[0], p, **kwargs)
-    if sampler == "edges":
-        return sample_points_edges(key, rects_Nx4, p, **kwargs)
-    if sampler == "nocorners":
-        return sample_points_nocorners(key, rects_Nx4, p, **kwargs)
-    raise ValueError(f"sampler must be one of {POINT_SAMPLERS}; got {sampler!r}")
 
 
 # ----------------------------------------------------------------------------- squares

@@ -1,4 +1,4 @@
-"""Per-task batch makers: pure functions of (key, step) that run inside jit.
+"""The tasks: what a batch is. Pure functions of (seed, step) that run inside jit.
 
 A Batch holds every token of every example; `mask` says which the model must predict.
 """
@@ -6,13 +6,15 @@ A Batch holds every token of every example; `mask` says which the model must pre
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import ClassVar, Protocol
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import codebook, masking, shapes
+from rectbert import config, keys, masking, positions, shapes
 
 
 @flax.struct.dataclass
@@ -20,13 +22,86 @@ class Batch:
     points: jax.Array  # [B, L, 2] float32, canvas pixels (x, y)
     tokens: jax.Array  # [B, L] int32, the true tokens
     mask: jax.Array  # [B, L] bool, hidden (to be predicted)
-    values: jax.Array | None = None  # [B, L, 16] exact patch fractions (rectangle tasks)
+    values: jax.Array | None = None  # [B, L, 16] exact patch fractions (scene tasks)
+    scenes: jax.Array | None = None  # [B, D] the scene parameters of each example
+
+    def model_inputs(self, mask_id: int):
+        """What the model sees: [mask] (id K) wherever a token is hidden."""
+        return jnp.where(self.mask, mask_id, self.tokens)
 
 
 @dataclasses.dataclass(frozen=True)
 class MaskSpec:
     count: int  # tokens hidden per example (the fixed schedule; eval always uses it)
-    schedule: str = "fixed"
+    schedule: str = "fixed"  # masking.SCHEDULES
+
+    def __post_init__(self):
+        config.validate(
+            self,
+            [
+                (self.count >= 1, "count", "an integer >= 1"),
+                (self.schedule in masking.SCHEDULES, "schedule", f"one of {masking.SCHEDULES}"),
+            ],
+        )
+
+
+class Task(Protocol):
+    """What train() uses of a task; every task below is one."""
+
+    name: ClassVar[str]
+    lattice: ClassVar[bool]  # points on a fixed lattice (a learned position table works)
+    has_values: ClassVar[bool]  # batches carry exact patch values (soft loss, aux head)
+    seed: int  # every random draw of the data derives from it (keys.py)
+    mask: MaskSpec
+    centroids: jax.Array | None  # [K, 16] codebook of a scene task (the soft loss uses it)
+
+    @property
+    def num_tokens(self) -> int: ...
+    @property
+    def seq_len(self) -> int: ...
+    @property
+    def extent(self) -> float: ...  # canvas side, pixels
+    @property
+    def unit(self) -> float: ...  # pixels per lattice step
+
+    def train_batch(self, step, batch: int) -> Batch: ...
+    def eval_set(self) -> Batch: ...
+    def train_eval_set(self, batch: int) -> Batch | None: ...  # examples trained on, or None
+    def eval_extra(self, pred_NxL, batch: Batch) -> dict: ...
+    def record(self) -> dict: ...
+
+
+def check_compatible(task: Task, model_cfg, train_cfg=None) -> None:
+    """Refuse a model or training config this task cannot train (one ConfigError)."""
+    name = type(model_cfg).__name__
+    if model_cfg.num_tokens != task.num_tokens:
+        raise config.ConfigError(name, "num_tokens", model_cfg.num_tokens, f"{task.num_tokens}")
+    if not task.lattice and not positions.POSITIONS[model_cfg.position].continuous:
+        allowed = f"a continuous embedding for {task.name} points: {positions.continuous()}"
+        raise config.ConfigError(name, "position", model_cfg.position, allowed)
+    if task.lattice and model_cfg.position == "learned" and model_cfg.num_positions < task.seq_len:
+        raise config.ConfigError(name, "num_positions", model_cfg.num_positions, task.seq_len)
+    if train_cfg is None:
+        return
+    t_name = type(train_cfg).__name__
+    if not task.has_values and (train_cfg.loss == "soft" or train_cfg.aux_weight > 0):
+        allowed = f"ce or smooth: {task.name} has no codebook (and no aux values)"
+        raise config.ConfigError(t_name, "loss", train_cfg.loss, allowed)
+    if train_cfg.aux_weight > 0 and model_cfg.aux_dim != shapes.GRID**2:
+        raise config.ConfigError(name, "aux_dim", model_cfg.aux_dim, f"{shapes.GRID**2}")
+
+
+def constant(fn):
+    """A cached property for a task's fixed arrays, computed as one compiled program (not op
+    by op) and eagerly even when first read inside a jit trace, so the cache never holds a
+    tracer."""
+
+    @functools.wraps(fn)
+    def eager(self):
+        with jax.ensure_compile_time_eval():
+            return jax.jit(lambda: fn(self))()
+
+    return functools.cached_property(eager)
 
 
 def stream_indices(key, step, batch: int, n: int, presentations: int):
@@ -42,10 +117,27 @@ def stream_indices(key, step, batch: int, n: int, presentations: int):
     return jnp.take_along_axis(perm(epoch_B), within_B[:, None], axis=1)[:, 0]
 
 
-def _masked(key, points, tokens, spec: MaskSpec, values=None) -> Batch:
-    b, length = tokens.shape
+def masked(key, points_BxLx2, tokens_BxL, spec: MaskSpec, values=None, scenes_=None) -> Batch:
+    b, length = tokens_BxL.shape
     mask = masking.sample_mask(key, b, length, count=spec.count, schedule=spec.schedule)
-    return Batch(points=points, tokens=tokens, mask=mask, values=values)
+    return Batch(points_BxLx2, tokens_BxL, mask, values, scenes_)
+
+
+def fixed(spec: MaskSpec) -> MaskSpec:
+    return dataclasses.replace(spec, schedule="fixed")
+
+
+def common_checks(task, seq_len: int) -> list:
+    return [
+        (keys.valid_seed(task.seed), "seed", f"an integer in [0, {keys.MAX_SEED}]"),
+        (task.presentations >= 1, "presentations", "an integer >= 1"),
+        (task.eval_examples >= 1, "eval_examples", "an integer >= 1"),
+        (
+            task.mask.count < seq_len,
+            "mask",
+            f"a count in [1, {seq_len - 1}]: at least one of {seq_len} tokens stays visible",
+        ),
+    ]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,228 +150,58 @@ class SquaresTask:
     max_side: int = 5
     presentations: int = 40
     eval_examples: int = 1024
-    name: str = "squares"
+    seed: int = 0
+    name: ClassVar[str] = "squares"
+    lattice: ClassVar[bool] = True
+    has_values: ClassVar[bool] = False
+    centroids: ClassVar[None] = None
 
     def __post_init__(self):
-        images, squares = shapes.enumerate_squares(self.n, self.min_side, self.max_side)
-        object.__setattr__(self, "tokens_MxL", images.reshape(images.shape[0], -1))
-        object.__setattr__(self, "squares_Mx4", squares)
-        ys, xs = np.meshgrid(np.arange(self.n), np.arange(self.n), indexing="ij")
-        centres = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32) + 0.5
-        object.__setattr__(self, "points_Lx2", jnp.asarray(centres))
+        size_ok = 1 <= self.min_side <= self.max_side <= self.n
+        config.validate(
+            self,
+            [
+                (size_ok, "max_side", f"1 <= min_side ({self.min_side}) <= max_side <= n"),
+                *common_checks(self, self.n * self.n),
+            ],
+        )
 
     num_tokens = property(lambda self: 2)
     seq_len = property(lambda self: self.n * self.n)
     extent = property(lambda self: float(self.n))
     unit = property(lambda self: 1.0)
-    num_examples = property(lambda self: self.tokens_MxL.shape[0])
 
-    def train_batch(self, key, step, batch: int) -> Batch:
-        k_order, k_mask = jax.random.split(key)
+    @constant
+    def _images(self):
+        images, _ = shapes.enumerate_squares(self.n, self.min_side, self.max_side)
+        ys, xs = np.meshgrid(np.arange(self.n), np.arange(self.n), indexing="ij")
+        centres = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32) + 0.5
+        return images.reshape(images.shape[0], -1), jnp.asarray(centres)
+
+    @property
+    def num_examples(self) -> int:
+        return shapes.num_squares(self.n, self.min_side, self.max_side)
+
+    def _batch(self, key, idx_B, spec):
+        tokens_MxL, points_Lx2 = self._images
+        points = jnp.broadcast_to(points_Lx2, (idx_B.shape[0], *points_Lx2.shape))
+        return masked(key, points, tokens_MxL[idx_B], spec)
+
+    def train_batch(self, step, batch: int) -> Batch:
+        k_order, k_mask = jax.random.split(keys.key(self.seed, "data"))
         idx = stream_indices(k_order, step, batch, self.num_examples, self.presentations)
-        points = jnp.broadcast_to(self.points_Lx2, (batch, *self.points_Lx2.shape))
-        return _masked(jax.random.fold_in(k_mask, step), points, self.tokens_MxL[idx], self.mask)
+        return self._batch(jax.random.fold_in(k_mask, step), idx, self.mask)
 
-    def eval_set(self, key) -> Batch:
+    def eval_set(self) -> Batch:
         """Every image in turn with fixed random masks (there are no unseen squares)."""
         idx = jnp.arange(self.eval_examples) % self.num_examples
-        points = jnp.broadcast_to(self.points_Lx2, (self.eval_examples, *self.points_Lx2.shape))
-        spec = dataclasses.replace(self.mask, schedule="fixed")
-        return _masked(key, points, self.tokens_MxL[idx], spec)
+        return self._batch(keys.key(self.seed, "held_out"), idx, fixed(self.mask))
 
-    def eval_extra(self, pred_NxL, batch: Batch, key) -> dict:
+    def train_eval_set(self, batch: int) -> None:
+        return None  # every square is trained on: the held-out set is the training set
+
+    def eval_extra(self, pred_NxL, batch: Batch) -> dict:
         return {}
 
-
-def rect_tokens(rects_Nx4, centroids_KxG):
-    """[N, 169] grid tokens of rectangles: quantised 4x4 patches of the 16x16 image."""
-    return codebook.quantise(rect_patches(rects_Nx4), centroids_KxG)
-
-
-def rect_patches(rects_Nx4):
-    """[N, 169, 16] the exact 4x4 patches of the 16x16 downsampled image."""
-    return codebook.extract_patches(shapes.downsample(rects_Nx4))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class GridTask:
-    """Rectangles on the 16x16 downsampled grid: 169 patch tokens from the codebook.
-
-    `train_rects` is a fixed training set, or None for fresh rectangles every step;
-    evaluation rectangles come from their own key, so they are never trained on.
-    """
-
-    mask: MaskSpec
-    centroids: jax.Array  # [K, 16]
-    prior: dict  # sample_rects keyword arguments
-    train_rects: jax.Array | None = None
-    presentations: int = 1
-    eval_examples: int = 512
-    name: str = "grid"
-
-    def __post_init__(self):
-        object.__setattr__(self, "points_Lx2", shapes.lattice_points())
-        if self.train_rects is not None:
-            object.__setattr__(self, "train_values", rect_patches(self.train_rects))
-            tokens = codebook.quantise(self.train_values, self.centroids)
-            object.__setattr__(self, "train_tokens", tokens)
-
-    num_tokens = property(lambda self: self.centroids.shape[0])
-    seq_len = property(lambda self: 169)
-    extent = property(lambda self: float(shapes.CANVAS))
-    unit = property(lambda self: float(shapes.CELL))
-
-    def _points(self, batch):
-        return jnp.broadcast_to(self.points_Lx2, (batch, *self.points_Lx2.shape))
-
-    def train_batch(self, key, step, batch: int) -> Batch:
-        k_data, k_mask = jax.random.split(key)
-        if self.train_rects is None:
-            rects = shapes.sample_rects(jax.random.fold_in(k_data, step), batch, **self.prior)
-            values = rect_patches(rects)
-            tokens = codebook.quantise(values, self.centroids)
-        else:
-            n = self.train_rects.shape[0]
-            idx = stream_indices(k_data, step, batch, n, self.presentations)
-            tokens, values = self.train_tokens[idx], self.train_values[idx]
-        k_mask = jax.random.fold_in(k_mask, step)
-        return _masked(k_mask, self._points(batch), tokens, self.mask, values)
-
-    def eval_rects(self, key):
-        return shapes.sample_rects(jax.random.fold_in(key, 0), self.eval_examples, **self.prior)
-
-    def eval_set(self, key) -> Batch:
-        values = rect_patches(self.eval_rects(key))
-        tokens = codebook.quantise(values, self.centroids)
-        spec = dataclasses.replace(self.mask, schedule="fixed")
-        points = self._points(self.eval_examples)
-        return _masked(jax.random.fold_in(key, 1), points, tokens, spec, values)
-
-    def eval_extra(self, pred_NxL, batch: Batch, key) -> dict:
-        """Pixel MSE of the stitched prediction, and of the codebook alone (the floor)."""
-        images = shapes.downsample(self.eval_rects(key))
-        filled = jnp.where(batch.mask, pred_NxL, batch.tokens)
-        recon = codebook.stitch(codebook.decode(filled, self.centroids))
-        floor = codebook.stitch(codebook.decode(batch.tokens, self.centroids))
-        return {
-            "eval/pixel_mse": jnp.mean((recon - images) ** 2),
-            "eval/codebook_pixel_mse": jnp.mean((floor - images) ** 2),
-        }
-
-
-def nearest_visible_tokens(batch: Batch):
-    """[B, L] for each position, the token of the nearest visible point (a baseline)."""
-    d_BxLxL = jnp.sum((batch.points[:, :, None] - batch.points[:, None, :]) ** 2, axis=-1)
-    d_BxLxL = jnp.where(batch.mask[:, None, :], jnp.inf, d_BxLxL)
-    nearest_BxL = jnp.argmin(d_BxLxL, axis=-1)
-    return jnp.take_along_axis(batch.tokens, nearest_BxL, axis=1)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SparseTask:
-    """P points per rectangle at continuous coordinates; each token exact from the rectangle.
-
-    `train_rects` is a fixed training set (the write-up's 100) whose points are redrawn every
-    step, or None for fresh rectangles every step. Held-out rectangles come from their own key.
-    """
-
-    mask: MaskSpec
-    centroids: jax.Array  # [K, 16]
-    prior: dict  # sample_rects keyword arguments
-    num_points: int = 24
-    sampler: str = "uniform"  # shapes.POINT_SAMPLERS
-    train_rects: jax.Array | None = None
-    fixed_points: bool = False  # fixed set: draw each rectangle's points once, not every step
-    presentations: int = 1
-    eval_examples: int = 512
-    name: str = "sparse"
-
-    def __post_init__(self):
-        if self.sampler not in shapes.POINT_SAMPLERS:
-            raise ValueError(
-                f"sampler must be one of {shapes.POINT_SAMPLERS}; got {self.sampler!r}"
-            )
-        # the majority-token baseline: the most common token of the training distribution
-        rects = (
-            self.train_rects
-            if self.train_rects is not None
-            else shapes.sample_rects(jax.random.key(12345), 2048, **self.prior)
-        )
-        tokens = self.examples(jax.random.key(54321), rects).tokens
-        counts = jnp.bincount(tokens.ravel(), length=self.num_tokens)
-        object.__setattr__(self, "majority_token", int(jnp.argmax(counts)))
-        if self.fixed_points and self.train_rects is not None:
-            fixed = self.examples(jax.random.key(777), self.train_rects)
-            object.__setattr__(self, "train_examples", fixed)
-
-    num_tokens = property(lambda self: self.centroids.shape[0])
-    seq_len = property(lambda self: self.num_points)
-    extent = property(lambda self: float(shapes.CANVAS))
-    unit = property(lambda self: float(shapes.CELL))
-
-    def examples(self, key, rects_Nx4, spec: MaskSpec | None = None) -> Batch:
-        """Points, exact patch values, tokens and a mask for each rectangle."""
-        k_points, k_mask = jax.random.split(key)
-        points = shapes.sample_points(k_points, rects_Nx4, self.num_points, self.sampler)
-        values = shapes.coverage(rects_Nx4, points)
-        tokens = codebook.quantise(values, self.centroids)
-        return _masked(k_mask, points, tokens, spec or self.mask, values)
-
-    def train_rects_at(self, key, step, batch: int):
-        if self.train_rects is None:
-            return shapes.sample_rects(jax.random.fold_in(key, step), batch, **self.prior)
-        n = self.train_rects.shape[0]
-        return self.train_rects[stream_indices(key, step, batch, n, self.presentations)]
-
-    def train_batch(self, key, step, batch: int) -> Batch:
-        k_data, k_points = jax.random.split(key)
-        if self.fixed_points and self.train_rects is not None:
-            n = self.train_rects.shape[0]
-            ex = self.train_examples
-            idx = stream_indices(k_data, step, batch, n, self.presentations)
-            return _masked(
-                jax.random.fold_in(k_points, step),
-                ex.points[idx],
-                ex.tokens[idx],
-                self.mask,
-                ex.values[idx],
-            )
-        rects = self.train_rects_at(k_data, step, batch)
-        return self.examples(jax.random.fold_in(k_points, step), rects)
-
-    def eval_rects(self, key):
-        return shapes.sample_rects(jax.random.fold_in(key, 0), self.eval_examples, **self.prior)
-
-    def eval_set(self, key) -> Batch:
-        spec = dataclasses.replace(self.mask, schedule="fixed")
-        return self.examples(jax.random.fold_in(key, 1), self.eval_rects(key), spec)
-
-    def train_eval_set(self, key, data_key, batch: int) -> Batch:
-        """Rectangles the model trained on (those of the first steps), with new points
-        (with fixed_points: the very examples trained on, with new masks)."""
-        spec = dataclasses.replace(self.mask, schedule="fixed")
-        if self.fixed_points and self.train_rects is not None:
-            idx = jnp.arange(self.eval_examples) % self.train_rects.shape[0]
-            ex = self.train_examples
-            return _masked(
-                jax.random.fold_in(key, 2), ex.points[idx], ex.tokens[idx], spec, ex.values[idx]
-            )
-        k_data, _ = jax.random.split(data_key)
-        steps = -(-self.eval_examples // batch)
-        rects = jnp.concatenate([self.train_rects_at(k_data, s, batch) for s in range(steps)])
-        return self.examples(jax.random.fold_in(key, 2), rects[: self.eval_examples], spec)
-
-    def eval_extra(self, pred_NxL, batch: Batch, key) -> dict:
-        """The two baselines on the same held-out examples, and per-token accuracy."""
-        mask = batch.mask
-        right = pred_NxL == batch.tokens
-        out = {
-            "eval/majority_accuracy": jnp.mean((batch.tokens == self.majority_token)[mask]),
-            "eval/nearest_accuracy": jnp.mean(
-                (nearest_visible_tokens(batch) == batch.tokens)[mask]
-            ),
-        }
-        for k in range(self.num_tokens):
-            sel = mask & (batch.tokens == k)
-            out[f"eval/token_accuracy/{k:02d}"] = jnp.sum(right & sel) / jnp.maximum(sel.sum(), 1)
-        return out
+    def record(self) -> dict:
+        return {"name": self.name, **config.fields_record(self)}

@@ -9,6 +9,7 @@ from sklearn.datasets import make_blobs
 
 import rectbert
 from rectbert import codebook, shapes
+from tests.conftest import RECT
 
 
 def inertia_np(x, centroids):
@@ -19,7 +20,7 @@ def inertia_np(x, centroids):
 
 @pytest.fixture(scope="module")
 def rect_patches():
-    rects = shapes.sample_rects(jax.random.key(1), 120)
+    rects = RECT.sample(jax.random.key(1), 120)
     return np.asarray(codebook.extract_patches(shapes.downsample(rects)).reshape(-1, 16))
 
 
@@ -125,7 +126,7 @@ def test_extract_and_stitch():
 
 def test_stitched_reconstruction_within_quantisation_error(rect_patches):
     c, _ = rectbert.kmeans(jax.random.key(0), rect_patches, 20)
-    rects = shapes.sample_rects(jax.random.key(9), 5)
+    rects = RECT.sample(jax.random.key(9), 5)
     img = np.asarray(shapes.downsample(rects))
     patches = np.asarray(codebook.extract_patches(img))
     recon = np.asarray(codebook.stitch(codebook.decode(codebook.quantise(patches, c), c)))
@@ -143,8 +144,8 @@ def test_stitched_reconstruction_within_quantisation_error(rect_patches):
 
 
 def test_fit_codebook_is_kmeans_of_downsampled_patches():
-    rects = shapes.sample_rects(jax.random.key(3), 30)
-    c, inertia = codebook.fit_codebook(jax.random.key(4), rects, 8)
+    rects = RECT.sample(jax.random.key(3), 30)
+    c, inertia = codebook.fit_codebook(jax.random.key(4), shapes.downsample(rects), 8)
     patches = np.stack(
         [
             img[i : i + 4, j : j + 4].ravel()

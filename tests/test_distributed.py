@@ -17,50 +17,60 @@ import jax
 import numpy as np
 
 import rectbert
-from rectbert import shapes
-from tests.test_experiments_cli import ROOT, TINY
+from rectbert import metrics, scenes, tasks
+from rectbert.scene_tasks import GridTask
+from tests.conftest import ROOT, TINY, TINY_CODEBOOK
 
 EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
 
 # a few steps of the real grid train step on a mesh of 1 device and of 8 devices, replicated
-# and fsdp-sharded; prints losses, shardings and the final parameters' checksums as JSON
+# and fsdp-sharded; prints losses, shardings and the final parameters' checksums as JSON. Then
+# a short fsdp run on 8 devices, whose predictions on a fixed batch (from the sharded params
+# in memory) are saved for a 1-device process to compare with load_run's; and the grid
+# experiment's one-line error for a batch the 8 devices do not divide.
 MESH_SCRIPT = textwrap.dedent(
     """
-    import dataclasses, json, jax, jax.numpy as jnp, numpy as np
-    from rectbert import model, shapes, tasks, train
+    import dataclasses, json, sys, jax, jax.numpy as jnp, numpy as np
+    from absl import flags
+    from experiments import common, grid
+    from rectbert import evaluation, metrics, model, scenes, tasks, train
+    from rectbert.scene_tasks import GridTask
     assert jax.device_count() == 8
     centroids = jax.random.uniform(jax.random.key(0), (8, 16))
-    rects = shapes.sample_rects(jax.random.key(1), 20)
-    task = tasks.GridTask(mask=tasks.MaskSpec(count=34), centroids=centroids, prior={},
-                          train_rects=rects, presentations=2)
+    task = GridTask(scenes.scene("rect"), tasks.MaskSpec(count=34), num_train=20, num_clusters=8,
+                    presentations=2, eval_examples=8).with_codebook(centroids)
     cfg_m = model.ModelConfig(num_tokens=8, num_positions=169, embed_dim=32, mlp_dim=64,
                               num_heads=4, num_layers=1)
     out = {}
-    for name, devices, sharding in [("one", jax.devices()[:1], "replicated"),
-                                    ("eight", jax.devices(), "replicated"),
-                                    ("eight_fsdp", jax.devices(), "fsdp")]:
-        cfg = train.TrainConfig(num_steps=4, batch_size=16, learning_rate=3e-3,
-                                param_sharding=sharding)
-        mesh = train.make_mesh(devices)
-        state = train.init_state(cfg_m, cfg, task, mesh)
-        step = train.make_train_step(task, cfg_m, cfg, mesh)
+    for name, devices in [("one", jax.devices()[:1]), ("eight", jax.devices())]:
+        cfg = train.TrainConfig(num_steps=4, batch_size=16, learning_rate=3e-3)
+        state, step = train.build(task, cfg_m, cfg, train.make_mesh(devices))
         losses = []
         for i in range(4):
             state, m = step(state, np.int32(i))
             losses.append(float(m["train/loss"]))
-        kernel = state.params["block0"]["mlp_in"]["kernel"]
-        out[name] = dict(
-            losses=losses,
-            kernel_devices=len(kernel.sharding.device_set),
-            kernel_replicated=kernel.sharding.is_fully_replicated,
-            kernel_sum=float(jnp.abs(kernel).sum()),
-        )
-    import sys  # an fsdp checkpoint on 8 devices, for a 1-device process to load
-    fsdp = train.TrainConfig(num_steps=2, batch_size=16, param_sharding="fsdp", eval_batch_size=8)
-    train.train(dataclasses.replace(task, eval_examples=8), cfg_m, fsdp, sys.argv[1])
+        out[name] = dict(losses=losses, kernel=state.params["block0"]["mlp_in"]["kernel"])
+    # the same 4 steps with fsdp through train() itself, which writes a checkpoint for a
+    # 1-device process to load; and the predictions of its sharded parameters on a fixed batch
+    fsdp = train.TrainConfig(num_steps=4, batch_size=16, learning_rate=3e-3, log_every=1,
+                             eval_every=4, param_sharding="fsdp", eval_batch_size=8)
+    state, _ = train.train(task, cfg_m, fsdp, sys.argv[1])
+    losses = [r["train/loss"] for r in metrics.read(sys.argv[1]) if "train/loss" in r]
+    out["eight_fsdp"] = dict(losses=losses, kernel=state.params["block0"]["mlp_in"]["kernel"])
+    for v in out.values():
+        kernel = v.pop("kernel")
+        v.update(kernel_devices=len(kernel.sharding.device_set),
+                 kernel_replicated=kernel.sharding.is_fully_replicated,
+                 kernel_sum=float(jnp.abs(kernel).sum()))
+    batch = task.eval_set()
+    logits = evaluation.make_predict(cfg_m)(state.params, batch)
+    np.save(sys.argv[1] + "/probs.npy", np.asarray(jax.nn.softmax(logits, -1)))
+    fv = flags.FlagValues()
+    grid.define_flags(fv)
+    common.parse(fv, ["prog", "--batch_size=12"])
     try:
-        train.train(task, cfg_m, train.TrainConfig(num_steps=1, batch_size=12), "/nonexistent")
-    except ValueError as e:
+        grid.build(fv)
+    except common.FlagError as e:
         out["indivisible"] = str(e)
     print(json.dumps(out))
     """
@@ -87,29 +97,26 @@ def test_eight_devices_train_as_one_for_the_same_global_batch(tmp_path):
         assert abs(other["kernel_sum"] - one["kernel_sum"]) < 1e-4 * one["kernel_sum"]
         for a, b in zip(one["losses"], other["losses"], strict=True):
             assert abs(a - b) < 1e-5 * abs(a), (one["losses"], other["losses"])
-    assert "batch_size=12" in out["indivisible"] and "8 devices" in out["indivisible"]
-    # this process has one device: load_run restores the 8-device fsdp checkpoint onto it
+    line = out["indivisible"]
+    assert line.startswith("--batch_size=12") and "8 devices" in line and "\n" not in line
+    # this process has one device: load_run restores the 8-device fsdp checkpoint onto it and
+    # predicts what the 8-device process predicted from its sharded parameters
     run = rectbert.load_run(str(tmp_path / "fsdp"))
-    assert run.step == 2 and jax.device_count() == 1
-    points = np.broadcast_to(np.asarray(shapes.lattice_points()), (1, 169, 2))
-    probs = np.asarray(run.predict(points, np.zeros((1, 169), int), np.arange(169)[None] < 100))
-    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
-
-
-def test_indivisible_global_batch_is_a_one_line_flag_error(tmp_path):
-    env = {**os.environ, **EIGHT}
-    done = subprocess.run(
-        [sys.executable, "-m", "experiments.grid", "--batch_size=12", f"--workdir={tmp_path}/r"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode != 0 and len(lines) == 1, done.stderr
-    assert "--batch_size=12" in lines[0] and "8 devices" in lines[0]
-    assert not (tmp_path / "r").exists()
+    assert run.step == 4
+    want = np.load(tmp_path / "fsdp" / "probs.npy")
+    config = json.loads((tmp_path / "fsdp" / "config.json").read_text())
+    assert config["task"]["name"] == "grid"
+    task = GridTask(
+        scenes.scene("rect"),
+        tasks.MaskSpec(count=34),
+        num_train=20,
+        num_clusters=8,
+        presentations=2,
+        eval_examples=8,
+    ).with_codebook(jax.random.uniform(jax.random.key(0), (8, 16)))
+    batch = task.eval_set()  # the same held-out batch: a function of the seed alone
+    got = np.asarray(run.predict(batch.points, batch.tokens, ~batch.mask))
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def free_port() -> int:
@@ -126,8 +133,7 @@ def test_two_processes_train_together_stop_together_and_agree(tmp_path):
         f"--workdir={workdir}",
         "--num_steps=300",
         "--num_train_rects=20",
-        "--codebook_rects=10",
-        "--num_clusters=8",
+        *TINY_CODEBOOK,
         *TINY,
         "--log_every=10",  # after TINY: these win
         "--eval_every=1000",
@@ -163,7 +169,7 @@ def test_two_processes_train_together_stop_together_and_agree(tmp_path):
     step = int(ends[0][0][0])
     assert 20 < step < 300 and f"stopped by signal 15 at step {step}" in outs[1]
     assert "step 20/300" in outs[0] and "step 20/300" not in outs[1]  # only process 0 reports
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics.read(workdir)
     assert [r["step"] for r in rows] == list(range(10, step + 1, 10))  # written once
     assert sorted(os.listdir(workdir / "ckpt")) == [str(step)]  # both saved one checkpoint
 

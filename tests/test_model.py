@@ -1,17 +1,20 @@
 """The encoder: parameter count by hand, position embeddings by formula, dtype paths."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rectbert import model as model_lib
+from rectbert import positions
 
 
 def init(cfg, length):
     tokens = jnp.zeros((2, length), jnp.int32)
     points = jax.random.uniform(jax.random.key(0), (2, length, 2)) * cfg.extent
-    return model_lib.Encoder(cfg).init(jax.random.key(1), tokens, points)["params"]
+    return jax.jit(model_lib.Encoder(cfg).init)(jax.random.key(1), tokens, points)["params"]
 
 
 def test_write_up_configuration_has_the_hand_counted_parameters():
@@ -27,28 +30,7 @@ def test_write_up_configuration_has_the_hand_counted_parameters():
     assert model_lib.count_params(params) == 13_440 + 108_160 + 22_162_560 + 1_280 + 12_820
 
 
-def test_sincos_puts_x_and_y_on_separate_halves():
-    points = np.array([[[3.0, 5.0], [0.5, 7.5]]], np.float32)
-    got = np.asarray(model_lib.sincos_2d(points, 8, unit=1.0))
-    omega = 1.0 / 10000.0 ** (np.arange(2) / 2)  # dim // 4 = 2 frequencies
-    for p in range(2):
-        x, y = points[0, p]
-        want = np.concatenate(
-            [np.sin(x * omega), np.cos(x * omega), np.sin(y * omega), np.cos(y * omega)]
-        )
-        np.testing.assert_allclose(got[0, p], want, rtol=1e-6, atol=1e-6)
-
-
-def test_fourier_features_have_the_requested_scale():
-    points = jax.random.uniform(jax.random.key(0), (1, 4, 2)) * 256
-    f = np.asarray(model_lib.fourier_features(points, 512, 256.0, scale=3.0))
-    assert f.shape == (1, 4, 512)
-    np.testing.assert_allclose((f[..., :256] ** 2 + f[..., 256:] ** 2), 1.0, rtol=1e-5)
-    freqs = 3.0 * np.asarray(jax.random.normal(jax.random.key(0), (2, 256)))
-    assert abs(freqs.std() - 3.0) < 0.3
-
-
-@pytest.mark.parametrize("position", model_lib.POSITIONS)
+@pytest.mark.parametrize("position", list(positions.POSITIONS))
 @pytest.mark.parametrize("norm", model_lib.NORMS)
 def test_encoder_shapes_and_bf16_close_to_f32(position, norm):
     cfg = model_lib.ModelConfig(
@@ -66,12 +48,22 @@ def test_encoder_shapes_and_bf16_close_to_f32(position, norm):
     params = init(cfg, 9)
     tokens = jax.random.randint(jax.random.key(2), (3, 9), 0, 6)
     points = jax.random.uniform(jax.random.key(3), (3, 9, 2)) * 8
-    logits = model_lib.Encoder(cfg).apply({"params": params}, tokens, points)
-    assert logits.shape == (3, 9, 5) and logits.dtype == jnp.float32
-    bf16 = model_lib.Encoder(cfg.__class__(**{**cfg.__dict__, "dtype": "bfloat16"}))
-    logits16 = bf16.apply({"params": params}, tokens, points)
+    out = jax.jit(model_lib.Encoder(cfg).apply)({"params": params}, tokens, points)
+    logits = out.logits
+    assert logits.shape == (3, 9, 5) and logits.dtype == jnp.float32 and out.aux is None
+    bf16 = model_lib.Encoder(dataclasses.replace(cfg, dtype="bfloat16"))
+    logits16 = jax.jit(bf16.apply)({"params": params}, tokens, points).logits
     assert jax.tree.leaves(params)[0].dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(logits16), np.asarray(logits), atol=0.1)
+
+
+def test_aux_head_output_has_its_own_field():
+    cfg = model_lib.ModelConfig(num_tokens=5, num_positions=9, aux_dim=16, embed_dim=32)
+    params = init(cfg, 9)
+    out = jax.jit(model_lib.Encoder(cfg).apply)(
+        {"params": params}, jnp.zeros((3, 9), int), jnp.zeros((3, 9, 2))
+    )
+    assert out.logits.shape == (3, 9, 5) and out.aux.shape == (3, 9, 16)
 
 
 def test_bad_config_names_the_field():
@@ -109,8 +101,8 @@ def test_sequence_padding_is_invisible_to_real_tokens(attention):
     params = init(plain, 169)
     padded = model_lib.Encoder(write_up_sized(attention=attention, attention_impl="xla", pad_to=8))
     with jax.default_matmul_precision("highest"):  # a GPU's default TF32 is not within 1e-5
-        want = model_lib.Encoder(plain).apply({"params": params}, inputs, points)
-        got = padded.apply({"params": params}, inputs, points)
+        want = jax.jit(model_lib.Encoder(plain).apply)({"params": params}, inputs, points).logits
+        got = jax.jit(padded.apply)({"params": params}, inputs, points).logits
     assert got.shape == want.shape == (2, 169, 20)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
@@ -126,7 +118,7 @@ def test_fast_path_loss_and_gradients_match_float32():
 
     def loss(cfg):
         def f(p):
-            logits = model_lib.Encoder(cfg).apply({"params": p}, inputs, points)
+            logits = jax.jit(model_lib.Encoder(cfg).apply)({"params": p}, inputs, points).logits
             ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], -1)[..., 0]
             return (ce * hidden).sum() / hidden.sum()
 
@@ -177,11 +169,11 @@ def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys):
     assert model_lib.resolve_attention(auto) == ("cudnn", 8)
     tokens, hidden, points = grid_like_batch()
     params = init(write_up_sized(num_layers=2), 169)
-    got = model_lib.Encoder(auto).apply({"params": params}, tokens, points)
+    got = jax.jit(model_lib.Encoder(auto).apply)({"params": params}, tokens, points).logits
     xla = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="xla", pad_to=8)
-    want = model_lib.Encoder(xla).apply({"params": params}, tokens, points)
+    want = jax.jit(model_lib.Encoder(xla).apply)({"params": params}, tokens, points).logits
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert capsys.readouterr().out.count("using XLA attention") == 1  # once, not per layer
     with pytest.raises(RuntimeError):  # asked for by name, cuDNN's refusal is not hidden
         cudnn = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="cudnn")
-        model_lib.Encoder(cudnn).apply({"params": params}, tokens, points)
+        jax.jit(model_lib.Encoder(cudnn).apply)({"params": params}, tokens, points)

@@ -1,40 +1,27 @@
 """The Bayes-optimal oracle: pinned-down cases, the prior with nothing visible, convergence,
-never below the baselines; and the prior density it weights with."""
+never below the baselines."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert import codebook, oracle, prior, shapes, tasks, train
+from rectbert import codebook, oracle, points, shapes, tasks
+from rectbert.scene_tasks import SparseTask
+from tests.conftest import RECT
 
-PRIOR = dict(min_side=32.0, max_side=192.0, aspect=None, contains_center=False)
 FAST = oracle.OracleConfig()
 
 
 @pytest.fixture(scope="module")
-def centroids():
-    rects = shapes.sample_rects(jax.random.key(5), 100, **PRIOR)
-    return codebook.fit_codebook(jax.random.key(6), rects, 20)[0]
+def task():
+    t = SparseTask(RECT, tasks.MaskSpec(5), eval_examples=32, seed=3)
+    return t.with_codebook(t.fit_codebook()[0])
 
 
-@pytest.mark.parametrize(
-    "kw", [PRIOR, dict(min_side=20.0, max_side=120.0, aspect=(0.5, 2.0), contains_center=True)]
-)
-def test_prior_density_matches_the_sampler(kw):
-    # P(rect in a region) two ways: the sampler's frequency, and the density integrated by
-    # uniform Monte Carlo over a box holding the support
-    rects = np.asarray(shapes.sample_rects(jax.random.key(0), 200_000, **kw))
-    region = (rects[:, 0] < 60) & (rects[:, 2] - rects[:, 0] > 80)
-    u = jax.random.uniform(jax.random.key(1), (400_000, 4)) * 256
-    dens = np.exp(np.asarray(prior.log_density(u, **kw)))
-    u = np.asarray(u)
-    vol = 256.0**4
-    total = dens.mean() * vol
-    inside = (dens * ((u[:, 0] < 60) & (u[:, 2] - u[:, 0] > 80))).mean() * vol
-    assert total == pytest.approx(1.0, abs=0.05)
-    assert inside == pytest.approx(region.mean(), abs=0.03)
-    assert np.all(np.isfinite(np.asarray(prior.log_density(rects[:1000], **kw))))
+@pytest.fixture(scope="module")
+def centroids(task):
+    return task.codebook
 
 
 def test_pinned_down_rectangles_are_predicted_as_confidently_as_the_tokens_allow(centroids):
@@ -53,13 +40,13 @@ def test_pinned_down_rectangles_are_predicted_as_confidently_as_the_tokens_allow
         ),
         jnp.float32,
     )
-    edge = shapes.sample_points_edges(jax.random.key(3), rects, 40)
-    query = shapes.sample_points_uniform(jax.random.key(4), n, 10)
-    points = jnp.concatenate([edge, query], axis=1)
-    tokens = codebook.quantise(shapes.coverage(rects, points), centroids)
+    edge = points.sample("edges", jax.random.key(3), RECT, rects, 40)
+    query = points.sample("uniform", jax.random.key(4), RECT, rects, 10)
+    pts = jnp.concatenate([edge, query], axis=1)
+    tokens = codebook.quantise(RECT.coverage(rects, pts), centroids)
     visible = jnp.broadcast_to(jnp.arange(50) < 40, (n, 50))
     probs, ess = oracle.posterior_predictive(
-        jax.random.key(5), points, tokens, visible, centroids, PRIOR
+        jax.random.key(5), pts, tokens, visible, centroids, RECT
     )
     probs, tokens = np.asarray(probs), np.asarray(tokens)
     # every posterior sample agrees with all 40 visible tokens
@@ -75,22 +62,22 @@ def test_pinned_down_rectangles_are_predicted_as_confidently_as_the_tokens_allow
 
 
 def test_with_nothing_visible_it_predicts_the_priors_most_likely_token(centroids):
-    points = jnp.array([[[128.0, 128.0], [40.0, 40.0], [200.0, 60.0]]])
+    pts = jnp.array([[[128.0, 128.0], [40.0, 40.0], [200.0, 60.0]]])
     tokens = jnp.zeros((1, 3), jnp.int32)
     probs, _ = oracle.posterior_predictive(
         jax.random.key(0),
-        points,
+        pts,
         tokens,
         jnp.zeros((1, 3), bool),
         centroids,
-        PRIOR,
+        RECT,
         oracle.OracleConfig(num_samples=4096, rounds=2),
     )
     # the prior predictive by brute force: tokens of 40,000 rectangles from the sampler
-    rects = shapes.sample_rects(jax.random.key(9), 40_000, **PRIOR)
+    rects = RECT.sample(jax.random.key(9), 40_000)
     ref = np.asarray(
         codebook.quantise(
-            shapes.coverage(rects, jnp.broadcast_to(points[0], (40_000, 3, 2))), centroids
+            shapes.coverage(rects, jnp.broadcast_to(pts[0], (40_000, 3, 2))), centroids
         )
     )
     for p in range(3):
@@ -99,17 +86,23 @@ def test_with_nothing_visible_it_predicts_the_priors_most_likely_token(centroids
         np.testing.assert_allclose(np.asarray(probs)[0, p], freq, atol=0.05)
 
 
-def test_converges_and_beats_both_baselines(centroids):
-    task = tasks.SparseTask(
-        mask=tasks.MaskSpec(5), centroids=centroids, prior=PRIOR, eval_examples=96
-    )
-    batch = task.eval_set(train.eval_key(0))
+def test_converges_and_beats_both_baselines(task, centroids):
+    batch = task.eval_set()
+    args = (batch.points, batch.tokens, ~batch.mask, centroids, RECT)
     half = oracle.OracleConfig(num_samples=512, chains=96)  # the default, halved
-    small, _, _ = oracle.evaluate(jax.random.key(1), batch, centroids, PRIOR, half)
-    big, _, _ = oracle.evaluate(jax.random.key(2), batch, centroids, PRIOR, FAST)
-    # 48 examples x 5 hidden tokens: 0.5 points is 1.2 tokens; allow 1 point at this size
-    # (benchmarks/oracle.py checks 0.5 points on 1,000 examples)
-    assert abs(small["eval/oracle_accuracy"] - big["eval/oracle_accuracy"]) <= 0.01
-    base = task.eval_extra(batch.tokens, batch, None)
-    assert big["eval/oracle_accuracy"] > float(base["eval/nearest_accuracy"]) + 0.1
-    assert big["eval/oracle_accuracy"] > float(base["eval/majority_accuracy"]) + 0.1
+    small, _ = oracle.posterior_predictive(jax.random.key(1), *args, half)
+    big, _ = oracle.posterior_predictive(jax.random.key(2), *args, FAST)
+    hidden, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
+    # converged: half the samples give nearly the same posterior-predictive distributions
+    tv = 0.5 * np.abs(np.asarray(small) - np.asarray(big)).sum(-1)[hidden]
+    print("mean total variation, half vs default samples:", tv.mean())
+    assert tv.mean() < 0.05  # Monte Carlo error at ESS ~ 10^2 on the near-ties
+
+    def accuracy(probs):
+        return (np.asarray(probs).argmax(-1) == tokens)[hidden].mean()
+
+    # the argmax of near-ties may flip: 2.5 points is 4 of these 160 hidden tokens
+    assert abs(accuracy(small) - accuracy(big)) <= 0.025
+    base = task.eval_extra(batch.tokens, batch)
+    assert accuracy(big) > float(base["eval/nearest_accuracy"]) + 0.1
+    assert accuracy(big) > float(base["eval/majority_accuracy"]) + 0.1

@@ -8,7 +8,8 @@ import pytest
 from skimage.measure import block_reduce
 
 import rectbert
-from rectbert import shapes
+from rectbert import points, shapes
+from tests.conftest import RECT
 
 
 def raster_np(rect, size):
@@ -63,7 +64,7 @@ def test_rasterise_is_pixel_exact_for_integer_rects():
 
 
 def test_coverage_at_lattice_points_equals_downsampled_patches():
-    rects = shapes.sample_rects(jax.random.key(2), 8)
+    rects = RECT.sample(jax.random.key(2), 8)
     points = jnp.broadcast_to(shapes.lattice_points(), (8, 169, 2))
     cov = np.asarray(rectbert.coverage(rects, points))
     img = np.asarray(rectbert.downsample(rects))
@@ -78,7 +79,7 @@ def test_coverage_at_lattice_points_equals_downsampled_patches():
 
 def test_coverage_at_continuous_points_matches_numerical_integration():
     rng = np.random.default_rng(3)
-    rects = np.asarray(shapes.sample_rects(jax.random.key(3), 3))
+    rects = np.asarray(RECT.sample(jax.random.key(3), 3))
     points = rng.uniform(32, 224, size=(3, 2, 2)).astype(np.float32)
     # put one point where its window straddles a corner, so all cases occur
     points[0, 0] = rects[0, :2] + np.float32(5.3)
@@ -97,11 +98,12 @@ def test_coverage_compiles_once_per_shape_and_vmaps():
     traced = jax.jit(chex.assert_max_traces(rectbert.coverage, n=1))
     for i in range(3):
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
-        rects = shapes.sample_rects(k1, 5)
-        traced(rects, shapes.sample_points_uniform(k2, 5, 7))
+        rects = RECT.sample(k1, 5)
+        traced(rects, points.uniform(k2, RECT, rects, 7))
     # vmap over an extra leading axis equals the flattened call
-    rects_BxNx4 = shapes.sample_rects(key, 12).reshape(3, 4, 4)
-    points_BxNxPx2 = shapes.sample_points_uniform(key, 12, 6).reshape(3, 4, 6, 2)
+    rects_Nx4 = RECT.sample(key, 12)
+    rects_BxNx4 = rects_Nx4.reshape(3, 4, 4)
+    points_BxNxPx2 = points.uniform(key, RECT, rects_Nx4, 6).reshape(3, 4, 6, 2)
     batched = jax.vmap(rectbert.coverage)(rects_BxNx4, points_BxNxPx2)
     flat = rectbert.coverage(rects_BxNx4.reshape(12, 4), points_BxNxPx2.reshape(12, 6, 2))
     np.testing.assert_array_equal(np.asarray(batched).reshape(12, 6, 16), np.asarray(flat))
@@ -126,57 +128,6 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         jax.jit(rectbert.coverage)(good, np.zeros((1, 3)))
     out = jax.jit(rectbert.coverage)(good, np.full((1, 1, 2), 30.0))
     assert out.shape == (1, 1, 16)
-
-
-def test_sample_rects_respects_bounds_aspect_and_centre():
-    key = jax.random.key(5)
-    r = np.asarray(shapes.sample_rects(key, 4000, min_side=20, max_side=100, aspect=(0.5, 2.0)))
-    w, h = r[:, 2] - r[:, 0], r[:, 3] - r[:, 1]
-    assert r.min() >= 0 and r.max() <= 256
-    assert w.min() >= 20 - 1e-4 and w.max() <= 100 + 1e-4
-    assert h.min() >= 20 - 1e-4 and h.max() <= 100 + 1e-4
-    assert (h / w).min() >= 0.5 - 1e-5 and (h / w).max() <= 2.0 + 1e-5
-    # the width is uniform on [20, 100]: mean 60, and it fills the range
-    assert abs(w.mean() - 60) < 2 and w.min() < 22 and w.max() > 98
-    c = np.asarray(shapes.sample_rects(key, 2000, min_side=8, max_side=64, contains_center=True))
-    assert np.all((c[:, 0] <= 128) & (c[:, 2] >= 128) & (c[:, 1] <= 128) & (c[:, 3] >= 128))
-    with pytest.raises(ValueError, match="min_side"):
-        shapes.sample_rects(key, 3, min_side=50, max_side=40)
-    with pytest.raises(ValueError, match="aspect"):
-        shapes.sample_rects(key, 3, min_side=100, max_side=110, aspect=(3.0, 4.0))
-
-
-def test_point_samplers():
-    key = jax.random.key(6)
-    rects = np.array([[40.0, 50.0, 120.0, 200.0], [100.0, 60.0, 180.0, 90.0]], np.float32)
-    u = np.asarray(shapes.sample_points(key, rects, 500, "uniform"))
-    assert u.shape == (2, 500, 2) and u.min() >= 32 and u.max() <= 224
-    # edges: every point on the boundary (both rectangles lie inside the point bounds)
-    e = np.asarray(shapes.sample_points(key, rects, 500, "edges"))
-    for rect, pts in zip(rects, e, strict=True):
-        on_x = np.isclose(pts[:, 0], rect[0]) | np.isclose(pts[:, 0], rect[2])
-        on_y = np.isclose(pts[:, 1], rect[1]) | np.isclose(pts[:, 1], rect[3])
-        within = (pts >= rect[:2] - 1e-3).all(1) & (pts <= rect[2:] + 1e-3).all(1)
-        assert np.all((on_x | on_y) & within)
-        # perimeter-uniform: the share on the two vertical edges is h / (w + h)
-        w, h = rect[2] - rect[0], rect[3] - rect[1]
-        assert abs(np.mean(on_x & ~on_y) - h / (w + h)) < 0.07
-    # nocorners: no 64x64 window holds a corner (brute force), and the rest is uniform
-    nc = np.asarray(shapes.sample_points(key, rects, 4000, "nocorners"))
-    for rect, pts in zip(rects, nc, strict=True):
-        for cx in rect[[0, 2]]:
-            for cy in rect[[1, 3]]:
-                hit = (pts[:, 0] - 32 <= cx) & (cx < pts[:, 0] + 32)
-                hit &= (pts[:, 1] - 32 <= cy) & (cy < pts[:, 1] + 32)
-                assert not hit.any()
-        ref = np.random.default_rng(0).uniform(32, 224, (200_000, 2))
-        keep = np.ones(len(ref), bool)
-        for cx in rect[[0, 2]]:
-            for cy in rect[[1, 3]]:
-                keep &= ~((np.abs(ref[:, 0] - cx) <= 32) & (np.abs(ref[:, 1] - cy) <= 32))
-        np.testing.assert_allclose(pts.mean(0), ref[keep].mean(0), atol=4.0)
-    with pytest.raises(ValueError, match="sampler"):
-        shapes.sample_points(key, rects, 3, "gaussian")
 
 
 def test_enumerate_squares_counts_and_shapes():

@@ -3,10 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from rectbert import codebook, shapes, tasks, train
-
-PRIOR = dict(min_side=32.0, max_side=192.0, aspect=None, contains_center=False)
+from rectbert import keys, shapes, tasks
+from rectbert.scene_tasks import GridTask
+from tests.conftest import RECT
 
 
 def test_stream_shows_each_example_presentations_times_in_a_row_per_epoch():
@@ -27,7 +28,7 @@ def test_stream_shows_each_example_presentations_times_in_a_row_per_epoch():
 
 def test_squares_batches_are_squares_with_exact_masks():
     task = tasks.SquaresTask(mask=tasks.MaskSpec(count=13), presentations=2)
-    b = jax.jit(task.train_batch, static_argnums=2)(jax.random.key(0), 5, 32)
+    b = jax.jit(task.train_batch, static_argnums=1)(5, 32)
     assert b.tokens.shape == (32, 64) and np.all(np.asarray(b.mask).sum(1) == 13)
     images = np.asarray(b.tokens).reshape(32, 8, 8)
     for img in images:
@@ -37,19 +38,16 @@ def test_squares_batches_are_squares_with_exact_masks():
     np.testing.assert_array_equal(np.asarray(b.points[0, 9]), [1.5, 1.5])  # pixel (1, 1)
 
 
+def grid_task(**kw):
+    task = GridTask(RECT, tasks.MaskSpec(count=34), num_clusters=12, eval_examples=16, **kw)
+    return task.with_codebook(task.fit_codebook()[0])
+
+
 def test_grid_tokens_equal_quantised_numpy_patches_and_eval_is_held_out():
-    rects = shapes.sample_rects(jax.random.key(1), 40)
-    centroids, _ = codebook.fit_codebook(jax.random.key(2), rects, 12)
-    task = tasks.GridTask(
-        mask=tasks.MaskSpec(count=34),
-        centroids=centroids,
-        prior=PRIOR,
-        train_rects=rects[:30],
-        eval_examples=16,
-    )
-    b = task.train_batch(jax.random.key(3), 0, 8)
-    img = np.asarray(shapes.downsample(rects[:30]))
-    c = np.asarray(centroids)
+    task = grid_task(num_train=30)
+    b = task.train_batch(0, 8)
+    img = np.asarray(shapes.downsample(task.train_params))
+    c = np.asarray(task.codebook)
     tokens = np.asarray(b.tokens)
     for row in tokens:  # each batch row is the token map of one of the 30 training rects
         matches = []
@@ -61,25 +59,21 @@ def test_grid_tokens_equal_quantised_numpy_patches_and_eval_is_held_out():
             ]
             matches.append(np.array_equal(row, want))
         assert any(matches)
-    held = np.asarray(task.eval_rects(train.eval_key(0)))
-    assert not np.any(np.all(np.isclose(held[:, None], np.asarray(rects[:30])[None]), -1))
+    held = np.asarray(task.eval_params)
+    train_rects = np.asarray(task.train_params)
+    assert not np.any(np.all(np.isclose(held[:, None], train_rects[None]), -1))
 
 
 def test_grid_metrics_floor_when_every_token_is_right():
-    rects = shapes.sample_rects(jax.random.key(1), 40)
-    centroids, _ = codebook.fit_codebook(jax.random.key(2), rects, 12)
-    task = tasks.GridTask(
-        mask=tasks.MaskSpec(count=34), centroids=centroids, prior=PRIOR, eval_examples=16
-    )
-    key = train.eval_key(0)
-    batch = task.eval_set(key)
-    m = task.eval_extra(batch.tokens, batch, key)
+    task = grid_task()
+    batch = task.eval_set()
+    m = task.eval_extra(batch.tokens, batch)
     assert float(m["eval/pixel_mse"]) == float(m["eval/codebook_pixel_mse"]) > 0
     # brute force: decode each true token, average overlapping patches, compare to the image
-    images = np.asarray(shapes.downsample(task.eval_rects(key)))
+    images = np.asarray(shapes.downsample(task.eval_params))
     recon = np.zeros_like(images)
     count = np.zeros((16, 16))
-    dec = np.asarray(centroids)[np.asarray(batch.tokens)]
+    dec = np.asarray(task.codebook)[np.asarray(batch.tokens)]
     for i in range(13):
         for j in range(13):
             recon[:, i : i + 4, j : j + 4] += dec[:, i * 13 + j].reshape(-1, 4, 4)
@@ -87,4 +81,24 @@ def test_grid_metrics_floor_when_every_token_is_right():
     want = np.mean((recon / count - images) ** 2)
     np.testing.assert_allclose(float(m["eval/codebook_pixel_mse"]), want, rtol=1e-5)
     wrong = jnp.where(batch.mask, (batch.tokens + 1) % 12, batch.tokens)
-    assert float(task.eval_extra(wrong, batch, key)["eval/pixel_mse"]) > want
+    assert float(task.eval_extra(wrong, batch)["eval/pixel_mse"]) > want
+
+
+def test_task_arrays_are_concrete_when_first_read_inside_jit():
+    # a task's fixed arrays are cached on first use: first used inside a traced step they
+    # must still be arrays, not tracers that leak into the next trace
+    task = grid_task(num_train=10)
+    first = jax.jit(lambda s: task.train_batch(s, 4).tokens)(0)
+    again = jax.jit(lambda s: task.train_batch(s, 4).tokens)(0)
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
+    assert isinstance(task.train_params, jax.Array)
+
+
+def test_seeds_and_keys():
+    # each purpose its own key; seeds beyond 32 bits would repeat others, so they are refused
+    assert keys.valid_seed(0) and keys.valid_seed(2**32 - 1)
+    assert not keys.valid_seed(2**32) and not keys.valid_seed(-1)
+    drawn = {p: tuple(np.asarray(jax.random.key_data(keys.key(7, p)))) for p in keys._PURPOSES}
+    assert len(set(drawn.values())) == len(drawn)
+    with pytest.raises(ValueError, match="purpose"):
+        keys.key(0, "nonsense")

@@ -1,6 +1,6 @@
 """The training loop: masked loss, a pinned first step, checkpoints, resume, load_run."""
 
-import json
+import dataclasses
 import os
 import shutil
 
@@ -11,30 +11,10 @@ import optax
 import pytest
 
 import rectbert
-from rectbert import tasks, train
-from rectbert.model import ModelConfig
-
-TASK = tasks.SquaresTask(mask=tasks.MaskSpec(count=13), presentations=2, eval_examples=64)
-MODEL = ModelConfig(
-    num_tokens=2,
-    num_positions=64,
-    extent=8.0,
-    unit=1.0,
-    embed_dim=16,
-    mlp_dim=32,
-    num_heads=2,
-    num_layers=1,
-)
-CFG = train.TrainConfig(
-    num_steps=9,
-    batch_size=16,
-    learning_rate=3e-3,
-    warmup_steps=2,
-    log_every=1,
-    eval_every=3,
-    checkpoint_every=3,
-    eval_batch_size=32,
-)
+from rectbert import losses, metrics, tasks, train
+from tests.conftest import SQUARES as TASK
+from tests.conftest import SQUARES_MODEL as MODEL
+from tests.conftest import SQUARES_TRAIN as CFG
 
 
 def test_masked_loss_by_hand_and_no_gradient_at_visible_positions():
@@ -42,7 +22,8 @@ def test_masked_loss_by_hand_and_no_gradient_at_visible_positions():
     tokens = jnp.array([[0, 1, 2, 0, 1], [2, 2, 1, 0, 0]])
     mask = jnp.array([[1, 0, 1, 0, 0], [0, 0, 0, 1, 0]], bool)
     batch = tasks.Batch(points=jnp.zeros((2, 5, 2)), tokens=tokens, mask=mask)
-    loss, acc = train.masked_loss(logits, batch)
+    loss = losses.masked_cross_entropy(logits, batch)
+    acc = losses.masked_accuracy(logits, batch)
     logp = np.asarray(jax.nn.log_softmax(logits))
     picks = [(0, 0), (0, 2), (1, 3)]
     np.testing.assert_allclose(
@@ -51,29 +32,27 @@ def test_masked_loss_by_hand_and_no_gradient_at_visible_positions():
     assert float(acc) == pytest.approx(
         np.mean([np.argmax(logp[b, i]) == tokens[b, i] for b, i in picks])
     )
-    grad = np.asarray(jax.grad(lambda z: train.masked_loss(z, batch)[0])(logits))
+    grad = np.asarray(jax.grad(lambda z: losses.masked_cross_entropy(z, batch))(logits))
     assert np.all(grad[~np.asarray(mask)] == 0) and np.all(
         np.abs(grad[np.asarray(mask)]).sum(-1) > 0
     )
     # the model never sees a masked token
-    np.testing.assert_array_equal(np.asarray(train.model_inputs(batch, 3))[mask], 3)
+    np.testing.assert_array_equal(np.asarray(batch.model_inputs(3))[mask], 3)
 
 
 def test_first_step_regression():
     # Pinned numbers of one training step of the tiny squares model (seed 0) on this CPU's jax.
     # Update them when the model, the initialisation, the data or the masking change on purpose.
-    state = train.init_state(MODEL, CFG, TASK)
-    step = train.make_train_step(TASK, MODEL, CFG)
-    state, metrics = step(state, jnp.asarray(0, jnp.int32))
-    state, metrics2 = step(state, jnp.asarray(1, jnp.int32))
-    assert float(metrics["train/loss"]) == pytest.approx(0.86391, abs=2e-4)
-    assert float(metrics2["train/loss"]) == pytest.approx(0.83534, abs=2e-4)
+    state, step = train.build(TASK, MODEL, CFG)
+    state, first = step(state, jnp.asarray(0, jnp.int32))
+    state, second = step(state, jnp.asarray(1, jnp.int32))
+    assert float(first["train/loss"]) == pytest.approx(0.86391, abs=2e-4)
+    assert float(second["train/loss"]) == pytest.approx(0.83534, abs=2e-4)
     assert int(state.step) == 2
 
 
 def read_rows(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+    return metrics.read(workdir)
 
 
 def test_checkpoint_resume_is_exact_and_never_trains_a_step_twice(tmp_path):
@@ -103,7 +82,7 @@ def test_load_run_predict_agrees_with_training_eval(tmp_path):
     _, final = train.train(TASK, MODEL, CFG, workdir)
     run = rectbert.load_run(workdir)
     assert run.step == 9 and run.codebook is None and run.model_config == MODEL
-    batch = TASK.eval_set(train.eval_key(CFG.seed))
+    batch = TASK.eval_set()
     probs = np.asarray(run.predict(batch.points, batch.tokens, ~batch.mask))
     assert probs.shape == (64, 64, 2)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
@@ -133,15 +112,15 @@ def test_schedules():
 class NaNAfterStep4(tasks.SquaresTask):
     """Squares whose points turn NaN from step 4 on: the loss goes non-finite there."""
 
-    def train_batch(self, key, step, batch):
-        b = super().train_batch(key, step, batch)
+    def train_batch(self, step, batch):
+        b = super().train_batch(step, batch)
         return b.replace(points=jnp.where(step >= 4, jnp.nan, b.points))
 
 
 def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
     task = NaNAfterStep4(mask=tasks.MaskSpec(count=13), presentations=2, eval_examples=64)
-    model = ModelConfig(**{**MODEL.__dict__, "position": "sincos"})
-    cfg = train.TrainConfig(**{**CFG.__dict__, "log_every": 5, "checkpoint_every": 2})
+    model = dataclasses.replace(MODEL, position="sincos")
+    cfg = dataclasses.replace(CFG, log_every=5, checkpoint_every=2)
     workdir = str(tmp_path / "nan")
     with pytest.raises(train.NonFiniteError, match="step 5; stopped, checkpoint at step 4 kept"):
         train.train(task, model, cfg, workdir)

@@ -1,0 +1,160 @@
+"""What a finished evaluation draws and measures: each experiment's figures, the sparse
+model's dense rendering and occlusion, and its comparison with the Bayes-optimal oracle.
+
+Every function writes under workdir/figures (and metrics.jsonl) and draws nothing at random
+except from keys of the task's seed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rectbert import inference, keys, losses, metrics, oracle, plots, points
+
+OCCLUDED = (96.0, 96.0, 160.0, 160.0)  # the occlusion figure hides this square
+
+
+def _figure(workdir: str, name: str) -> str:
+    return os.path.join(workdir, "figures", name)
+
+
+def squares_figures(workdir: str, task, batch, preds, title: str) -> None:
+    """Training curves (named as the write-up's) and one example per square size."""
+    seq_len = task.seq_len
+    name = (
+        "SinglePixelSquareMaskingTrainingLoss"
+        if task.mask.count == 1
+        else f"{round(100 * task.mask.count / seq_len)}PercentSquareMasking"
+    )
+    plots.training_curves(metrics.read(workdir), _figure(workdir, f"{name}.png"), title=title)
+    pick = jnp.linspace(0, min(task.num_examples, len(batch.tokens)) - 1, 6).astype(int)
+    plots.square_panels(
+        batch.tokens[pick],
+        batch.mask[pick],
+        preds[pick],
+        _figure(workdir, "square_panels.png"),
+        n=task.n,
+    )
+
+
+def shape_figure(scene, params_D, path: str) -> str:
+    """One shape at full resolution beside its area-downsampled image."""
+    full = np.asarray(scene.rasterise(params_D[None]))[0]
+    small = np.asarray(scene.downsample(params_D[None]))[0]
+    return plots.downsampled_shape(full, small, scene.outlines(params_D), path)
+
+
+def grid_figures(workdir: str, task, batch, preds, title: str) -> None:
+    """Training curves, stitched inpaintings, the codebook and a downsampled shape."""
+    plots.training_curves(
+        metrics.read(workdir), _figure(workdir, "training_curves.png"), title=title
+    )
+    plots.grid_panels(
+        task.scene.downsample(batch.scenes[:4]),
+        batch.tokens[:4],
+        batch.mask[:4],
+        preds[:4],
+        task.codebook,
+        _figure(workdir, "RectangleGridInpainting.png"),
+    )
+    plots.codebook_tiles(task.codebook, _figure(workdir, "RectangleClusterCenters.png"))
+    shape_figure(task.scene, batch.scenes[0], _figure(workdir, "DownsampledRectangle.png"))
+
+
+def _rendered(task, predict, params, vis_points, vis_tokens, lattice):
+    """The image the model paints from the visible points alone, queried at every lattice
+    point in chunks of the training mask count (what a full-attention model was trained on)."""
+    pred = inference.query(predict, params, vis_points, vis_tokens, lattice, chunk=task.mask.count)
+    return inference.render(lattice, np.asarray(task.codebook)[np.asarray(pred)])
+
+
+def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_spacing) -> None:
+    """Curves with the gap and baselines, held-out tokens, confusion matrix, and the model
+    queried on a dense lattice: from an example's visible points, and with every visible point
+    outside a hidden square (occlusion)."""
+    outlines = [task.scene.outlines(p) for p in np.asarray(batch.scenes[:4])]
+    plots.generalisation_curves(
+        metrics.read(workdir), _figure(workdir, "RectangleContinuousTrainingLoss.png"), title=title
+    )
+    plots.sparse_results(
+        outlines,
+        batch.points[:4],
+        batch.tokens[:4],
+        batch.mask[:4],
+        preds[:4],
+        task.codebook,
+        _figure(workdir, "RectangleTestResults.png"),
+    )
+    plots.confusion(
+        batch.tokens[batch.mask],
+        preds[batch.mask],
+        task.num_tokens,
+        _figure(workdir, "confusion.png"),
+    )
+    lattice = inference.dense_lattice(dense_spacing)
+    dense, occluded = [], []
+    x0, y0, x1, y1 = OCCLUDED
+    for i in range(2):
+        shape = batch.scenes[i : i + 1]
+        truth = np.asarray(task.scene.rasterise(shape))[0]
+        vis = ~batch.mask[i]
+        img = _rendered(task, predict, params, batch.points[i][vis], batch.tokens[i][vis], lattice)
+        label = f"queried every {dense_spacing:g} px"
+        dense.append((truth, np.asarray(batch.points[i][vis]), img, label, None))
+        key = jax.random.fold_in(keys.key(task.seed, "figures"), i)
+        cand = points.uniform(key, task.scene, shape, 400)[0]
+        outside = ~((cand[:, 0] >= x0) & (cand[:, 0] < x1) & (cand[:, 1] >= y0) & (cand[:, 1] < y1))
+        pts = cand[outside][: task.num_points - task.mask.count]
+        toks = task.tokens_of(task.scene.coverage(shape, pts[None])[0])
+        img = _rendered(task, predict, params, pts, toks, lattice)
+        label = "no visible point inside the dashed square"
+        occluded.append((truth, np.asarray(pts), img, label, OCCLUDED))
+    plots.dense_rendering(
+        dense,
+        _figure(workdir, "dense_rendering.png"),
+        title="inpainting at any resolution: one query per lattice point",
+    )
+    plots.dense_rendering(
+        occluded,
+        _figure(workdir, "occlusion.png"),
+        title="occlusion: the model fills a region it has no points in",
+    )
+
+
+def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, step: int) -> dict:
+    """The oracle on the model's held-out examples: its accuracy, the paired model - oracle
+    difference on the same hidden tokens, and the posterior figure; appended to the metrics."""
+    k_eval, k_samples = jax.random.split(keys.key(task.seed, "oracle"))
+    m, oracle_pred, _ = oracle.evaluate(k_eval, batch, task.codebook, task.scene)
+    mask, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
+    diff, stderr = losses.paired_difference(
+        (np.asarray(preds) == tokens)[mask], (oracle_pred == tokens)[mask]
+    )
+    m["eval/model_over_oracle"] = model_accuracy / m["eval/oracle_accuracy"]
+    m["eval/model_minus_oracle"], m["eval/model_minus_oracle_stderr"] = diff, stderr
+    metrics.append(workdir, step, m)
+    pick = slice(0, 4)
+    samples, live = oracle.posterior_samples(
+        k_samples,
+        batch.points[pick],
+        batch.tokens[pick],
+        ~batch.mask[pick],
+        task.codebook,
+        task.scene,
+    )
+    samples, live = np.asarray(samples), np.asarray(live)
+    plots.oracle_posterior(
+        [task.scene.outlines(p) for p in np.asarray(batch.scenes[pick])],
+        [[task.scene.outlines(s) for s in samples[i][live[i]][:60]] for i in range(len(samples))],
+        batch.points[pick],
+        batch.tokens[pick],
+        batch.mask[pick],
+        preds[pick],
+        oracle_pred[pick],
+        _figure(workdir, "oracle_posterior.png"),
+    )
+    return m

@@ -1,0 +1,261 @@
+"""The grid and sparse tasks: shapes of a scene family, tokenised by a k-means codebook.
+
+Grid: the 169 overlapping 4x4 patches of the 16x16 image; sparse: patches at continuous points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from rectbert import codebook, config, keys, losses, points, scenes, shapes
+from rectbert.tasks import Batch, MaskSpec, common_checks, constant, fixed, masked, stream_indices
+
+
+def patches(scene, params_NxD):
+    """[N, 169, 16] the exact 4x4 patches of each shape's 16x16 downsampled image."""
+    return codebook.extract_patches(scene.downsample(params_NxD))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SceneTask:
+    """What the grid and sparse tasks share: a scene, its codebook, a fixed training set of
+    `num_train` shapes (0: fresh shapes every step) and held-out shapes from their own key."""
+
+    scene: scenes.Scene
+    mask: MaskSpec
+    num_train: int = 0
+    presentations: int = 1
+    eval_examples: int = 512
+    num_clusters: int = 20  # codebook size K
+    codebook_examples: int = 100  # shapes whose patches fit the codebook
+    seed: int = 0
+    centroids: jax.Array | None = None  # [K, 16]: fit_codebook() or a workdir's codebook.npy
+    has_values: ClassVar[bool] = True
+
+    def __post_init__(self):
+        n_patches = self.codebook_examples * (shapes.CANVAS // shapes.CELL - shapes.GRID + 1) ** 2
+        c_shape = None if self.centroids is None else tuple(jnp.shape(self.centroids))
+        config.validate(
+            self,
+            [
+                (self.num_train >= 0, "num_train", "an integer >= 0 (0: fresh shapes)"),
+                (self.codebook_examples >= 1, "codebook_examples", "an integer >= 1"),
+                (
+                    2 <= self.num_clusters <= n_patches,
+                    "num_clusters",
+                    f"an integer in [2, {n_patches}] (the codebook's patches)",
+                ),
+                (
+                    c_shape in (None, (self.num_clusters, shapes.GRID**2)),
+                    "centroids",
+                    f"None or shape ({self.num_clusters}, {shapes.GRID**2})",
+                ),
+                *common_checks(self, self.seq_len),
+            ],
+        )
+
+    num_tokens = property(lambda self: self.num_clusters)
+    extent = property(lambda self: float(self.scene.size))
+    unit = property(lambda self: float(shapes.CELL))
+
+    def fit_codebook(self):
+        """([K, 16] k-means centroids, inertia) of every patch of `codebook_examples` shapes."""
+        key = keys.codebook(self.seed)
+        images = jax.jit(
+            lambda: self.scene.downsample(self.scene.sample(key, self.codebook_examples))
+        )()
+        return codebook.fit_codebook(key, images, self.num_clusters)
+
+    def with_codebook(self, centroids):
+        return dataclasses.replace(self, centroids=jnp.asarray(centroids, jnp.float32))
+
+    @property
+    def codebook(self):
+        if self.centroids is None:
+            raise ValueError(f"the {self.name} task has no codebook yet: use with_codebook()")
+        return self.centroids
+
+    @constant
+    def train_params(self):
+        """[num_train, D] the fixed training shapes, or None (fresh shapes every step)."""
+        if not self.num_train:
+            return None
+        return self.scene.sample(keys.train_set(self.seed), self.num_train)
+
+    @constant
+    def eval_params(self):
+        """[eval_examples, D] the held-out shapes."""
+        k = jax.random.fold_in(keys.key(self.seed, "held_out"), 0)
+        return self.scene.sample(k, self.eval_examples)
+
+    def shapes_at(self, key, step, batch: int):
+        """[batch, D] the training shapes of a step: fresh, or from the fixed set's stream."""
+        if self.train_params is None:
+            return self.scene.sample(jax.random.fold_in(key, step), batch)
+        idx = stream_indices(key, step, batch, self.num_train, self.presentations)
+        return self.train_params[idx]
+
+    def tokens_of(self, values_xG):
+        return codebook.quantise(values_xG, self.codebook)
+
+    def record(self) -> dict:
+        return {"name": self.name, **config.fields_record(self, skip=("centroids",))}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GridTask(SceneTask):
+    """Shapes on the 16x16 downsampled grid: 169 overlapping 4x4 patch tokens."""
+
+    name: ClassVar[str] = "grid"
+    lattice: ClassVar[bool] = True
+    seq_len = property(lambda self: len(shapes.lattice_points()))
+
+    def _batch(self, key, params, values, spec) -> Batch:
+        points = jnp.broadcast_to(shapes.lattice_points(), (params.shape[0], self.seq_len, 2))
+        return masked(key, points, self.tokens_of(values), spec, values, params)
+
+    @constant
+    def _train_values(self):
+        return None if self.train_params is None else patches(self.scene, self.train_params)
+
+    def train_batch(self, step, batch: int) -> Batch:
+        k_data, k_mask = jax.random.split(keys.key(self.seed, "data"))
+        k_mask = jax.random.fold_in(k_mask, step)
+        if self.train_params is None:
+            params = self.shapes_at(k_data, step, batch)
+            return self._batch(k_mask, params, patches(self.scene, params), self.mask)
+        idx = stream_indices(k_data, step, batch, self.num_train, self.presentations)
+        return self._batch(k_mask, self.train_params[idx], self._train_values[idx], self.mask)
+
+    def eval_set(self) -> Batch:
+        k = jax.random.fold_in(keys.key(self.seed, "held_out"), 1)
+        return self._batch(
+            k, self.eval_params, patches(self.scene, self.eval_params), fixed(self.mask)
+        )
+
+    def train_eval_set(self, batch: int) -> None:
+        return None
+
+    def eval_extra(self, pred_NxL, batch: Batch) -> dict:
+        """Pixel MSE of the stitched prediction, and of the codebook alone (the floor)."""
+        images = self.scene.downsample(batch.scenes)
+        filled = jnp.where(batch.mask, pred_NxL, batch.tokens)
+        recon = codebook.stitch(codebook.decode(filled, self.codebook))
+        floor = codebook.stitch(codebook.decode(batch.tokens, self.codebook))
+        return {
+            "eval/pixel_mse": jnp.mean((recon - images) ** 2),
+            "eval/codebook_pixel_mse": jnp.mean((floor - images) ** 2),
+        }
+
+
+def nearest_visible_tokens(batch: Batch):
+    """[B, L] for each position, the token of the nearest visible point (a baseline)."""
+    d_BxLxL = jnp.sum((batch.points[:, :, None] - batch.points[:, None, :]) ** 2, axis=-1)
+    d_BxLxL = jnp.where(batch.mask[:, None, :], jnp.inf, d_BxLxL)
+    nearest_BxL = jnp.argmin(d_BxLxL, axis=-1)
+    return jnp.take_along_axis(batch.tokens, nearest_BxL, axis=1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SparseTask(SceneTask):
+    """`num_points` points per shape at continuous coordinates; each token exact from the shape.
+
+    With a fixed training set the points are redrawn every step, or with `fixed_points`
+    drawn once per shape (the write-up's regime, where the model memorises).
+    """
+
+    num_points: int = 24
+    sampler: str = "uniform"  # a name in points.SAMPLERS
+    fixed_points: bool = False
+    name: ClassVar[str] = "sparse"
+    lattice: ClassVar[bool] = False
+    seq_len = property(lambda self: self.num_points)
+
+    def __post_init__(self):
+        config.validate(
+            self,
+            [
+                (self.num_points >= 2, "num_points", "an integer >= 2"),
+                (self.sampler in points.SAMPLERS, "sampler", f"one of {list(points.SAMPLERS)}"),
+                (
+                    not self.fixed_points or self.num_train > 0,
+                    "fixed_points",
+                    "false with fresh shapes (num_train=0): there is no set to fix points of",
+                ),
+            ],
+        )
+        super().__post_init__()
+
+    def examples(self, key, params_NxD, spec: MaskSpec | None = None) -> Batch:
+        """Points, exact patch values, tokens and a mask for each shape."""
+        k_points, k_mask = jax.random.split(key)
+        pts = points.sample(self.sampler, k_points, self.scene, params_NxD, self.num_points)
+        values = self.scene.coverage(params_NxD, pts)
+        return masked(k_mask, pts, self.tokens_of(values), spec or self.mask, values, params_NxD)
+
+    @constant
+    def _fixed_examples(self):
+        if not self.fixed_points:
+            return None
+        return self.examples(keys.key(self.seed, "fixed_points"), self.train_params)
+
+    @constant
+    def majority_token(self):
+        """The most common token of the training distribution (a baseline), an int32 scalar."""
+        k_shapes, k_examples = jax.random.split(keys.key(self.seed, "baseline"))
+        params = self.train_params
+        if params is None:
+            params = self.scene.sample(k_shapes, 2048)
+        counts = jnp.bincount(
+            self.examples(k_examples, params).tokens.ravel(), length=self.num_tokens
+        )
+        return jnp.argmax(counts)
+
+    def _fixed_batch(self, key, idx_B, spec) -> Batch:
+        ex = self._fixed_examples
+        return masked(
+            key, ex.points[idx_B], ex.tokens[idx_B], spec, ex.values[idx_B], ex.scenes[idx_B]
+        )
+
+    def train_batch(self, step, batch: int) -> Batch:
+        k_data, k_points = jax.random.split(keys.key(self.seed, "data"))
+        k_step = jax.random.fold_in(k_points, step)
+        if self.fixed_points:
+            idx = stream_indices(k_data, step, batch, self.num_train, self.presentations)
+            return self._fixed_batch(k_step, idx, self.mask)
+        return self.examples(k_step, self.shapes_at(k_data, step, batch))
+
+    def eval_set(self) -> Batch:
+        k = jax.random.fold_in(keys.key(self.seed, "held_out"), 1)
+        return self.examples(k, self.eval_params, fixed(self.mask))
+
+    def train_eval_set(self, batch: int) -> Batch:
+        """Shapes the model trained on (those of the first steps), with new points (with
+        fixed_points: the very examples trained on, with new masks)."""
+        k = jax.random.fold_in(keys.key(self.seed, "held_out"), 2)
+        if self.fixed_points:
+            idx = jnp.arange(self.eval_examples) % self.num_train
+            return self._fixed_batch(k, idx, fixed(self.mask))
+        k_data, _ = jax.random.split(keys.key(self.seed, "data"))
+        steps = -(-self.eval_examples // batch)
+        params = jnp.concatenate([self.shapes_at(k_data, s, batch) for s in range(steps)])
+        return self.examples(k, params[: self.eval_examples], fixed(self.mask))
+
+    def eval_extra(self, pred_NxL, batch: Batch) -> dict:
+        """The two baselines on the same held-out examples, and per-token accuracy."""
+        mask = batch.mask
+        right = pred_NxL == batch.tokens
+        out = {
+            "eval/majority_accuracy": losses.masked_mean(batch.tokens == self.majority_token, mask),
+            "eval/nearest_accuracy": losses.masked_mean(
+                nearest_visible_tokens(batch) == batch.tokens, mask
+            ),
+        }
+        for k in range(self.num_tokens):
+            sel = mask & (batch.tokens == k)
+            out[f"eval/token_accuracy/{k:02d}"] = jnp.sum(right & sel) / jnp.maximum(sel.sum(), 1)
+        return out

@@ -1,0 +1,116 @@
+"""A run's working directory: the recorded configuration a resume must match, atomic writes,
+and the codebook, bound to that record.
+
+config.json is written before anything else, so every later file belongs to the run it
+records; a run that does not match it is refused before it computes or writes anything.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+
+# what a resumed run may change: when it stops, how often it logs and saves, and where it runs
+SAFE_TO_CHANGE = (
+    "train.num_steps",
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.eval_batch_size",
+    "train.param_sharding",
+    "task.eval_examples",
+)
+
+
+class WorkdirError(ValueError):
+    """The workdir cannot take this run (unwritable, or it holds another run)."""
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+    """Replace `path` with `data` whole or not at all (a temporary file, fsync, rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """'path: old -> new' for every setting that differs, beside the safe ones; names (the
+    task's, the scene's) first: they say the most."""
+    a, b = _flatten(old), _flatten(new)
+    missing = "(absent)"
+    keys = sorted(set(a) | set(b), key=lambda k: (not k.endswith(".name"), k))
+    return [
+        f"{k}: {a.get(k, missing)} -> {b.get(k, missing)}"
+        for k in keys
+        if k not in SAFE_TO_CHANGE and a.get(k, missing) != b.get(k, missing)
+    ]
+
+
+def read_record(workdir: str) -> dict | None:
+    """The workdir's config.json, or None when it has none."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise WorkdirError(f"its config.json is unreadable ({e}); use a new workdir") from e
+
+
+def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None = None) -> None:
+    """Claim `workdir` for the run `record` describes: refuse one recorded with other settings
+    (WorkdirError, one line), then (process 0) write config.json and `files` {name: text}."""
+    old = read_record(workdir)
+    if old is not None:
+        changed = differences(old, json.loads(json.dumps(record)))
+        if changed:
+            more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
+            raise WorkdirError(
+                f"it holds a run with other settings ({'; '.join(changed[:4])}{more}); resume "
+                "with the original ones or use a new workdir"
+            )
+    if not main:
+        return
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        if old != json.loads(json.dumps(record)):
+            write_atomic(os.path.join(workdir, "config.json"), json.dumps(record, indent=1))
+        for name, text in (files or {}).items():
+            write_atomic(os.path.join(workdir, name), text)
+    except OSError as e:
+        raise WorkdirError(f"not a writable directory ({e.strerror})") from e
+
+
+def codebook(workdir: str, task, *, main: bool = True) -> np.ndarray:
+    """The run's codebook: codebook.npy when the workdir has one (begin() has checked it was
+    made for this run's settings), else fitted by the task and written (process 0)."""
+    path = os.path.join(workdir, "codebook.npy")
+    want = (task.num_clusters, 16)
+    if os.path.exists(path):
+        centroids = np.load(path)
+        if centroids.shape != want:
+            raise WorkdirError(f"its codebook.npy has shape {centroids.shape}, not {want}")
+        return centroids
+    centroids = np.asarray(task.fit_codebook()[0], np.float32)
+    if main:  # the other processes fit the same one (same key)
+        buffer = io.BytesIO()
+        np.save(buffer, centroids)
+        write_atomic(path, buffer.getvalue())
+    return centroids

@@ -1,0 +1,119 @@
+"""Shared tiny configurations and helpers: small enough that a test trains in seconds."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import jax
+import pytest
+from absl import flags
+
+from experiments import common
+from rectbert import scenes, tasks, train
+from rectbert.model import ModelConfig
+from rectbert.scene_tasks import SparseTask
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Tests build many identical small programs (a tiny model's step, its evaluation): XLA's
+# persistent compilation cache compiles each once per test session. The first process to
+# import this (pytest, or xdist's controller) makes the directory; its workers and the
+# subprocesses they start inherit it; the controller removes it at the end. A cache only
+# skips compilation: it changes no result.
+if "RECTBERT_TEST_XLA_CACHE" not in os.environ:
+    os.environ["RECTBERT_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="rectbert-xla-cache-")
+    OWN_CACHE = True
+else:
+    OWN_CACHE = False
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["RECTBERT_TEST_XLA_CACHE"]
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_sessionfinish(session):
+    if OWN_CACHE:
+        shutil.rmtree(os.environ["RECTBERT_TEST_XLA_CACHE"], ignore_errors=True)
+
+
+# flags of a model and run that train in seconds (appended after a test's own flags win
+# only where they come later on the command line)
+TINY = [
+    "--embed_dim=16",
+    "--mlp_dim=32",
+    "--num_heads=2",
+    "--num_layers=1",
+    "--batch_size=8",
+    "--log_every=2",
+    "--eval_every=3",
+    "--checkpoint_every=3",
+    "--eval_examples=16",
+]
+# a scene task's codebook, small and quick to fit
+TINY_CODEBOOK = ["--codebook_rects=10", "--num_clusters=8"]
+
+SQUARES = tasks.SquaresTask(mask=tasks.MaskSpec(count=13), presentations=2, eval_examples=64)
+SQUARES_MODEL = ModelConfig(
+    num_tokens=2,
+    num_positions=64,
+    extent=8.0,
+    unit=1.0,
+    embed_dim=16,
+    mlp_dim=32,
+    num_heads=2,
+    num_layers=1,
+)
+SQUARES_TRAIN = train.TrainConfig(
+    num_steps=9,
+    batch_size=16,
+    learning_rate=3e-3,
+    warmup_steps=2,
+    log_every=1,
+    eval_every=3,
+    checkpoint_every=3,
+    eval_batch_size=32,
+)
+RECT = scenes.scene("rect")
+
+
+@pytest.fixture(scope="session")
+def sparse_task():
+    """The default scene's sparse task with a 12-token codebook (fitted once per session)."""
+    task = SparseTask(RECT, tasks.MaskSpec(5), num_clusters=12, codebook_examples=60)
+    return task.with_codebook(task.fit_codebook()[0])
+
+
+@pytest.fixture(scope="session")
+def centroids(sparse_task):
+    return sparse_task.codebook
+
+
+def parse(module, *args):
+    """The experiment's flags, parsed from `args` in this process (as `python -m` would)."""
+    fv = flags.FlagValues()
+    module.define_flags(fv)
+    common.parse(fv, ["prog", *args])
+    return fv
+
+
+def run_module(module: str, *args, timeout=300):
+    """`python -m module args` as a user runs it (only where the process is the point)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def same_params(a, b) -> bool:
+    return all(
+        bool((x == y).all()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )

@@ -1,0 +1,322 @@
+"""The experiments as a user runs them: every bad flag in one line before anything is written
+(in-process), runs, resume and drift (in-process), and the few things that need a process of
+their own: the command line itself, signals, and re-running a finished run from flags.txt."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import rectbert
+from experiments import codebook as codebook_experiment
+from experiments import common, grid, sparse, sparse_study, squares
+from rectbert import metrics
+from tests.conftest import ROOT, TINY, TINY_CODEBOOK, parse, run_module, same_params
+
+DISTRIBUTED = ["--distributed", "--coordinator_address=127.0.0.1:9", "--num_processes=2"]
+BAD_FLAGS = [
+    (grid, ["--mask_ratio=1.5"], "mask_ratio"),
+    (grid, ["--mask_ratio=0.999"], "mask_ratio"),  # every token hidden
+    (grid, ["--position=rope"], "position"),
+    (grid, ["--num_clusters=0"], "num_clusters"),
+    (grid, ["--num_clusters=20000"], "num_clusters"),  # more than 100 shapes have patches
+    (grid, ["--embed_dim=30"], "embed_dim"),
+    (grid, ["--num_train_rects=0"], "num_steps"),
+    (grid, ["--num_train_rects=-3"], "num_train_rects"),
+    (grid, ["--num_epochs=0"], "num_epochs"),
+    (grid, ["--learning_rate=0"], "learning_rate"),
+    (grid, ["--num_layers=0"], "num_layers"),
+    (grid, ["--num_heads=0"], "num_heads"),
+    (grid, ["--dropout=1.0"], "dropout"),
+    (grid, ["--batch_size=-4"], "batch_size"),
+    (grid, ["--min_side=300"], "min_side"),
+    (grid, ["--min_side=64", "--max_side=40"], "max_side"),
+    (grid, ["--aspect=3,1"], "aspect"),
+    (grid, ["--aspect=a,b"], "aspect"),
+    (grid, ["--aspect=1,2,3"], "aspect"),
+    (grid, ["--min_side=100", "--max_side=110", "--aspect=3,4"], "aspect"),
+    (grid, ["--loss=hinge"], "loss"),
+    (grid, ["--eval_examples=0"], "eval_examples"),
+    (grid, ["--seed=99999999999999999999"], "seed"),
+    (grid, ["--seed=-1"], "seed"),
+    (grid, ["--warmup_steps=-1"], "warmup_steps"),
+    (grid, ["--grad_clip=0"], "grad_clip"),
+    (grid, ["--log_every=0"], "log_every"),
+    (grid, ["--attention_impl=cudnn"], "attention_impl"),  # CPU: no cuDNN
+    (grid, ["--distributed", "--num_processes=2"], "coordinator_address"),
+    (grid, [*DISTRIBUTED[:2], "--num_processes=0", "--process_id=0"], "num_processes"),
+    (squares, ["--max_square=9"], "max_square"),
+    (squares, ["--batch_size=abc"], "batch_size"),
+    (squares, ["--fourier_scale=0"], "fourier_scale"),
+    (squares, ["--mask_schedule=linear"], "mask_schedule"),
+    (squares, ["--loss=soft"], "loss"),
+    (squares, ["--aux_weight=1"], "loss"),
+    (squares, ["--mask_count=64"], "mask_count"),
+    (sparse, ["--position=learned"], "position"),
+    (sparse, ["--point_sampler=gauss"], "point_sampler"),
+    (sparse, ["--mask_count=24"], "mask_count"),
+    (sparse, ["--mask_count=-1"], "mask_count"),
+    (sparse, ["--num_points=1"], "num_points"),
+    (sparse, ["--eval_oracle", "--point_sampler=edges"], "eval_oracle"),
+    (sparse, ["--dense_spacing=0"], "dense_spacing"),
+    (sparse, ["--soft_temperature=0"], "soft_temperature"),
+    (sparse, ["--label_smoothing=1.5"], "label_smoothing"),
+    (sparse, ["--aux_weight=-1"], "aux_weight"),
+    (sparse, ["--fixed_points"], "fixed_points"),  # fresh shapes: no set to fix points of
+    (sparse, ["--scene=ellipse"], "scene"),
+    (sparse, ["--num_steps=0"], "num_steps"),
+    (sparse, [*DISTRIBUTED, "--process_id=2"], "process_id"),
+    (
+        sparse,
+        ["--distributed", "--coordinator_address=nohost", "--num_processes=1", "--process_id=0"],
+        "coordinator_address",
+    ),
+    (sparse_study, ["--regimes=fresh,other"], "regimes"),
+    (sparse_study, ["--positions=learned"], "positions"),
+    (codebook_experiment, ["--eval_rects=0"], "eval_rects"),
+    (codebook_experiment, ["--num_clusters=1"], "num_clusters"),
+]
+
+
+def first_error(module, args) -> str:
+    """What the experiment says of these flags before it does anything (in this process)."""
+    try:
+        fv = parse(module, *args)
+        if "distributed" in fv and fv.distributed:
+            common.check_distributed(fv)
+        module.build(fv)
+    except common.FlagError as e:
+        return str(e)
+    return ""
+
+
+@pytest.mark.parametrize(
+    "module,args,flag", BAD_FLAGS, ids=[f"{m.__name__[12:]}{a}" for m, a, _ in BAD_FLAGS]
+)
+def test_bad_flags_fail_in_one_line_before_writing_anything(tmp_path, module, args, flag):
+    workdir = tmp_path / "run"
+    message = first_error(module, [*args, f"--workdir={workdir}"])
+    assert message and "\n" not in message, message
+    assert (
+        message.startswith(f"flag --{flag}")
+        or message.startswith(f"--{flag}")
+        or (f"--no{flag}" in message)
+    ), message
+    assert not workdir.exists()
+
+
+def test_every_good_flagfile_validates():
+    for name in sorted(os.listdir(os.path.join(ROOT, "experiments", "flags"))):
+        module = {"grid": grid, "squares": squares, "sparse": sparse}[name.split("_")[0]]
+        fv = parse(module, f"--flagfile={os.path.join(ROOT, 'experiments', 'flags', name)}")
+        assert module.build(fv), name
+
+
+@pytest.mark.parametrize(
+    "args,flag", [(["--mask_ratio=1.5"], "mask_ratio"), (["--batch_size=abc"], "batch_size")]
+)
+def test_the_command_line_says_one_line_and_writes_nothing(tmp_path, args, flag):
+    # both ways a flag fails: absl's parser (batch_size=abc) and the library's checks
+    out = run_module("experiments.grid", *args, f"--workdir={tmp_path / 'run'}")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1 and f"--{flag}" in lines[0], out.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_unwritable_workdir_fails_in_one_line():
+    fv = parse(squares, "--workdir=/proc/rectbert_cannot_write_here", "--num_steps=2")
+    with pytest.raises(common.FlagError, match="--workdir=/proc/rectbert_cannot_write_here"):
+        squares.main(fv)
+
+
+def grid_flags(workdir):
+    return [f"--workdir={workdir}", "--num_steps=4", "--num_train_rects=20", *TINY_CODEBOOK, *TINY]
+
+
+def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, capsys):
+    workdir = tmp_path / "grid"
+    grid.main(parse(grid, *grid_flags(workdir)))
+    out = capsys.readouterr().out
+    assert "step 4/4" in out and "steps/s" in out and "ETA" in out
+    names = set(os.listdir(workdir))
+    assert {"flags.txt", "config.json", "metrics.jsonl", "codebook.npy", "ckpt", "figures"} <= names
+    assert np.load(workdir / "codebook.npy").shape == (8, 16)
+    figures = set(os.listdir(workdir / "figures"))
+    assert {
+        "training_curves.png",
+        "RectangleGridInpainting.png",
+        "RectangleClusterCenters.png",
+        "DownsampledRectangle.png",
+    } <= figures
+    rows = metrics.read(workdir)
+    assert all("step" in r for r in rows)
+    assert {"train/loss", "train/masked_accuracy", "lr", "steps_per_sec"} <= set(rows[0])
+    assert {"eval/masked_accuracy", "eval/pixel_mse", "eval/codebook_pixel_mse"} <= set(rows[-1])
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["task"]["scene"]["name"] == "rect" and config["model"]["embed_dim"] == 16
+    # flags.txt holds only the experiment's flags (re-running it: the next test)
+    flags_before = (workdir / "flags.txt").read_text()
+    assert "--embed_dim=16" in flags_before and "--verbosity" not in flags_before
+    # a resume that changes the model, the scene or the experiment is refused in one line
+    for module, extra, change in [
+        (grid, ["--embed_dim=32"], "model.embed_dim: 16 -> 32"),
+        (grid, ["--min_side=40"], "task.scene.min_side: 32.0 -> 40.0"),
+        (grid, ["--seed=1"], "task.seed: 0 -> 1"),
+        (sparse, ["--num_train_rects=20"], "task.name: grid -> sparse"),
+    ]:
+        fv = parse(module, *grid_flags(workdir)[:3], *TINY_CODEBOOK, *TINY, *extra)
+        with pytest.raises(common.FlagError) as e:
+            module.main(fv)
+        assert "\n" not in str(e.value) and change in str(e.value), str(e.value)
+        assert str(e.value).startswith(f"--workdir={workdir}")
+    assert (workdir / "flags.txt").read_text() == flags_before
+    assert metrics.read(workdir) == rows
+    # the safe ones may change: more steps resume from the checkpoint
+    grid.main(parse(grid, *grid_flags(workdir), "--num_steps=6", "--log_every=3"))
+    assert "resumed from checkpoint at step 4" in capsys.readouterr().out
+    assert rectbert.load_run(str(workdir)).step == 6
+
+
+def test_a_finished_run_rerun_from_its_flags_file_is_a_no_op(tmp_path):
+    workdir = tmp_path / "grid"
+    grid.main(parse(grid, *grid_flags(workdir)))
+    rows = metrics.read(workdir)
+    again = run_module("experiments.grid", f"--flagfile={workdir / 'flags.txt'}")
+    assert again.returncode == 0, again.stderr
+    assert "already trained to step 4" in again.stdout
+    assert metrics.read(workdir) == rows
+    assert again.stderr.strip() == ""  # nothing but rectbert's own lines, on stdout
+
+
+def test_sparse_run_measures_the_gap_on_shapes_it_trained_on(tmp_path, capsys):
+    workdir = tmp_path / "sparse"
+    fv = parse(
+        sparse,
+        f"--workdir={workdir}",
+        "--num_steps=3",
+        "--num_train_rects=6",
+        "--fixed_points",
+        "--dense_spacing=48",
+        *TINY_CODEBOOK,
+        *TINY,
+    )
+    sparse.main(fv)
+    figures = set(os.listdir(workdir / "figures"))
+    assert {
+        "RectangleTestResults.png",
+        "RectangleContinuousTrainingLoss.png",
+        "confusion.png",
+        "dense_rendering.png",
+        "occlusion.png",
+    } <= figures
+    last = metrics.read(workdir)[-1]
+    assert {"eval/majority_accuracy", "eval/nearest_accuracy", "eval/token_accuracy/00"} <= set(
+        last
+    )
+    run = rectbert.load_run(str(workdir))
+    assert run.step == 3 and run.codebook.shape == (8, 16) and run.scene == rectbert.scene("rect")
+    task = sparse.build(fv)[0].with_codebook(run.codebook)
+    # what the model really trained on: the batches of its 3 steps (6 shapes, each with the
+    # points drawn once); the training-shape evaluation must use those shapes and points,
+    # and the held-out set none of them
+    seen = {}
+    make = jax.jit(task.train_batch, static_argnums=1)
+    for step in range(3):
+        b = make(step, 8)
+        for shape, pts in zip(np.asarray(b.scenes), np.asarray(b.points), strict=True):
+            seen[tuple(shape)] = pts
+    trained_on = jax.jit(task.train_eval_set, static_argnums=0)(8)
+    held_out = jax.jit(task.eval_set)()
+    for shape, pts in zip(
+        np.asarray(trained_on.scenes), np.asarray(trained_on.points), strict=True
+    ):
+        np.testing.assert_array_equal(seen[tuple(shape)], pts)
+    assert not {tuple(s) for s in np.asarray(held_out.scenes)} & set(seen)
+
+    def accuracy(batch):  # through load_run: not the path training evaluates with
+        probs = np.asarray(run.predict(batch.points, batch.tokens, ~batch.mask))
+        mask = np.asarray(batch.mask)
+        return (probs.argmax(-1) == np.asarray(batch.tokens))[mask].mean()
+
+    acc_train, acc_held = accuracy(trained_on), accuracy(held_out)
+    assert last["eval/masked_accuracy"] == pytest.approx(acc_held, abs=1e-6)
+    assert last["eval/train_masked_accuracy"] == pytest.approx(acc_train, abs=1e-6)
+    assert last["eval/gap"] == pytest.approx(acc_train - acc_held, abs=1e-6)
+    # load_run predicts at any continuous points and prints nothing (no orbax warning)
+    capsys.readouterr()
+    points = np.random.default_rng(0).uniform(32, 224, (2, 30, 2))
+    probs = np.asarray(
+        rectbert.load_run(str(workdir)).predict(points, np.zeros((2, 30), int), np.arange(30) < 20)
+    )
+    assert probs.shape == (2, 30, 8)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == ""
+
+
+def squares_flags(workdir, *extra):
+    return [
+        f"--workdir={workdir}",
+        *TINY,
+        "--num_steps=200",
+        "--log_every=20",
+        "--eval_every=1000",
+        "--checkpoint_every=1000",
+        *extra,
+    ]
+
+
+def _start(args):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "experiments.squares", *args]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _signal_at(proc, step: int, signum) -> str:
+    for line in proc.stdout:
+        if line.startswith(f"step {step}/"):
+            proc.send_signal(signum)
+            break
+    return proc.communicate(timeout=120)[1]
+
+
+def test_sigterm_and_sigkill_resume_bit_identical(tmp_path, capsys):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    squares.main(parse(squares, *squares_flags(full)))
+    # SIGTERM between log lines: a checkpoint and the part-logged window are kept
+    err = _signal_at(_start(squares_flags(cut)), 40, signal.SIGTERM)
+    assert "stopped by signal 15" in err and "checkpoint saved" in err, err
+    # SIGKILL with a save every step (a cadence a resume may change): nothing runs on exit
+    proc = _start(squares_flags(cut, "--checkpoint_every=20"))
+    _signal_at(proc, 120, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    ckpt = cut / "ckpt"
+    last = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
+    kept = [r for r in metrics.read(cut) if r["step"] <= last]
+    torn = ckpt / f"{last + 20}.orbax-checkpoint-tmp-1"  # a save the kill tore, if it missed one
+    if not any(".orbax-checkpoint-tmp" in d for d in os.listdir(ckpt)):
+        torn.mkdir()
+        (torn / "partial").write_text("half a checkpoint")
+    capsys.readouterr()
+    squares.main(parse(squares, *squares_flags(cut)))
+    out = capsys.readouterr().out
+    assert (
+        "removing incomplete checkpoint" in out and f"resumed from checkpoint at step {last}" in out
+    )
+    assert not any(".orbax-checkpoint-tmp" in d for d in os.listdir(ckpt))  # torn save removed
+    a, b = rectbert.load_run(str(full)), rectbert.load_run(str(cut))
+    assert same_params(a.params, b.params)
+
+    def rows(workdir):
+        return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in metrics.read(workdir)]
+
+    assert rows(cut) == rows(full)
+    assert [r for r in metrics.read(cut) if r["step"] <= last] == kept  # they survived
