@@ -30,7 +30,8 @@ class Run:
     @property
     def scene(self) -> scenes.Scene | None:
         """The scene family the run trained on (grid and sparse runs), with its options."""
-        rec = self.config["task"].get("scene")
+        task = self.config.get("task")
+        rec = task.get("scene") if isinstance(task, dict) else None  # squares: no scene
         return None if rec is None else scenes.from_record(rec)
 
     def predict(self, points_BxPx2, tokens_BxP, visible_BxP):

@@ -21,7 +21,10 @@ from rectbert import metrics, scenes, tasks
 from rectbert.scene_tasks import GridTask
 from tests.conftest import ROOT, TINY, TINY_CODEBOOK
 
-EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+EIGHT = {  # beside the suite's own XLA flags (conftest.py)
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8",
+    "JAX_PLATFORMS": "cpu",
+}
 
 # a few steps of the real grid train step on a mesh of 1 device and of 8 devices, replicated
 # and fsdp-sharded; prints losses, shardings and the final parameters' checksums as JSON. Then

@@ -183,17 +183,6 @@ def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, 
     assert rectbert.load_run(str(workdir)).step == 6
 
 
-def test_a_finished_run_rerun_from_its_flags_file_is_a_no_op(tmp_path):
-    workdir = tmp_path / "grid"
-    grid.main(parse(grid, *grid_flags(workdir)))
-    rows = metrics.read(workdir)
-    again = run_module("experiments.grid", f"--flagfile={workdir / 'flags.txt'}")
-    assert again.returncode == 0, again.stderr
-    assert "already trained to step 4" in again.stdout
-    assert metrics.read(workdir) == rows
-    assert again.stderr.strip() == ""  # nothing but rectbert's own lines, on stdout
-
-
 def test_sparse_run_measures_the_gap_on_shapes_it_trained_on(tmp_path, capsys):
     workdir = tmp_path / "sparse"
     fv = parse(
@@ -320,3 +309,10 @@ def test_sigterm_and_sigkill_resume_bit_identical(tmp_path, capsys):
 
     assert rows(cut) == rows(full)
     assert [r for r in metrics.read(cut) if r["step"] <= last] == kept  # they survived
+    # the finished run re-run from its flags.txt, as a user would: trains and appends nothing
+    before = metrics.read(cut)
+    again = run_module("experiments.squares", f"--flagfile={cut / 'flags.txt'}")
+    assert again.returncode == 0, again.stderr
+    assert "already trained to step 200" in again.stdout
+    assert metrics.read(cut) == before
+    assert again.stderr.strip() == ""  # nothing but rectbert's own lines, on stdout
