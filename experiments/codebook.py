@@ -41,6 +41,12 @@ def build(fv) -> GridTask:
 
 def main(fv) -> None:
     task = build(fv)
+    main = jax.process_index() == 0
+    record = {"experiment": "codebook", "task": task.record()}
+    try:  # a workdir holding a training run, or another codebook, is refused
+        workdir.begin(fv.workdir, record, main=main, files={"flags.txt": fv.flags_into_string()})
+    except workdir.WorkdirError as e:
+        raise common.error(fv, "workdir", str(e)) from None
     t0 = time.time()
     centroids, inertia = task.fit_codebook()
     task = task.with_codebook(centroids)
@@ -57,8 +63,7 @@ def main(fv) -> None:
         "eval/codebook_pixel_mse": float(np.mean((np.asarray(recon) - np.asarray(held)) ** 2)),
         "eval/unused_tokens": int(np.sum(counts == 0)),
     }
-    if jax.process_index() == 0:
-        os.makedirs(fv.workdir, exist_ok=True)
+    if main:
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(task.codebook, np.float32))
         workdir.write_atomic(os.path.join(fv.workdir, "codebook.npy"), buffer.getvalue())

@@ -253,6 +253,13 @@ def define_distributed_flags(fv) -> None:
 
 def check_distributed(fv) -> None:
     given = [fv.coordinator_address, fv.num_processes, fv.process_id]
+    if not fv.distributed:
+        for flag, value in zip(
+            ("coordinator_address", "num_processes", "process_id"), given, strict=True
+        ):
+            if value is not None:
+                raise error(fv, flag, "unset without --distributed (it would be ignored)")
+        return
     if any(v is not None for v in given) and any(v is None for v in given):
         allowed = "given with --num_processes and --process_id, or none of them (TPU VMs)"
         raise error(fv, "coordinator_address", allowed)
@@ -295,8 +302,9 @@ def mask_spec(fv, seq_len: int) -> tasks_lib.MaskSpec:
             raise error(fv, "mask_count", f"an integer in [0, {seq_len - 1}] (0: use the ratio)")
         count = fv.mask_count
     else:
-        count = masking.count_for_ratio(fv.mask_ratio, seq_len)
-        if not 0 < fv.mask_ratio < 1 or count >= seq_len:
+        in_range = 0 < fv.mask_ratio < 1  # False for nan
+        count = masking.count_for_ratio(fv.mask_ratio, seq_len) if in_range else 0
+        if not in_range or count >= seq_len:
             allowed = f"a fraction in (0, 1) that leaves one of {seq_len} tokens visible"
             raise error(fv, "mask_ratio", allowed)
     return from_flags(tasks_lib.MaskSpec, fv, {"schedule": "mask_schedule"}, count=count)
@@ -357,6 +365,7 @@ def train_config(fv, steps: int) -> train.TrainConfig:
 def configs(fv, task, num_examples: int):
     """(model config, training config) for the task, checked against it; num_examples: the
     training set's size for epochs (0: fresh examples every step)."""
+    check_distributed(fv)
     model_cfg = model_config(fv, task)
     train_cfg = train_config(fv, num_steps(fv, num_examples))
     try:

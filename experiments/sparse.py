@@ -50,8 +50,8 @@ def build(fv):
     task = common.task(SparseTask, fv, scene=common.scene(fv))
     if fv.eval_oracle and not points.get(task.sampler).uniform:
         raise common.error(fv, "eval_oracle", "with uniform points: the oracle's likelihood")
-    if not fv.dense_spacing > 0:
-        raise common.error(fv, "dense_spacing", "a spacing > 0 pixels")
+    if not 1 <= fv.dense_spacing <= 192:  # finer than a pixel renders nothing new
+        raise common.error(fv, "dense_spacing", "a spacing in [1, 192] canvas pixels")
     return (task, *common.configs(fv, task, num_examples=task.num_train))
 
 

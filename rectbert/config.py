@@ -7,6 +7,7 @@ experiment can report it against the flag of that name in one line.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 
 class ConfigError(ValueError):
@@ -20,7 +21,14 @@ class ConfigError(ValueError):
 def validate(obj, checks) -> None:
     """Raise a ConfigError for the first (ok, field, allowed) in `checks` that is not ok.
 
-    `ok` may be a callable, evaluated only when the checks before it passed."""
+    `ok` may be a callable, evaluated only when the checks before it passed. Every float field
+    (or float in a tuple field) must first be finite: nan passes no comparison and inf passes
+    too many."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name, None)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(type(obj).__name__, f.name, value, "a finite number")
     for ok, field, allowed in checks:
         if not (ok() if callable(ok) else ok):
             raise ConfigError(type(obj).__name__, field, getattr(obj, field, None), allowed)

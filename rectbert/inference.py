@@ -6,7 +6,6 @@ Reads what train.train wrote: config.json, codebook.npy (rectangle tasks), ckpt/
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import jax
@@ -15,6 +14,7 @@ import numpy as np
 
 from rectbert import checkpoint, evaluation, scenes
 from rectbert import model as model_lib
+from rectbert import workdir as workdir_lib
 from rectbert.tasks import Batch
 
 
@@ -56,11 +56,16 @@ def _predict_fn(model_cfg):
 
 def load_run(workdir: str, step: int | None = None) -> Run:
     """The run in `workdir` at its latest checkpoint (or at `step`)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise ValueError(f"workdir={workdir!r} holds no config.json: not a rectbert run")
-    with open(path) as f:
-        config = json.load(f)
+    try:
+        config = workdir_lib.read_record(workdir)
+    except workdir_lib.WorkdirError as e:
+        raise ValueError(f"workdir={workdir!r}: {e}") from None
+    if config is None or "model" not in config:
+        raise ValueError(f"workdir={workdir!r} holds no trained run's config.json")
+    fields = {f.name for f in dataclasses.fields(model_lib.ModelConfig)}
+    if set(config["model"]) != fields:
+        odd = sorted(set(config["model"]) ^ fields)
+        raise ValueError(f"workdir={workdir!r}: config.json's model has other fields ({odd})")
     model_cfg = model_lib.ModelConfig(**config["model"])
     # the parameter structure, to restore into (shapes only; nothing is computed)
     model = model_lib.Encoder(model_cfg)

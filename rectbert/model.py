@@ -83,7 +83,13 @@ class ModelConfig:
                 (self.num_layers >= 1, "num_layers", "an integer >= 1"),
                 (0.0 <= self.dropout < 1.0, "dropout", "a rate in [0, 1)"),
                 (self.aux_dim >= 0, "aux_dim", ">= 0"),
-                (self.position != "learned" or self.num_positions >= 1, "num_positions", ">= 1"),
+                (
+                    lambda: (
+                        positions.POSITIONS[self.position].continuous or self.num_positions >= 1
+                    ),
+                    "num_positions",
+                    ">= 1 (an embedding indexed by sequence position)",
+                ),
             ],
         )
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from rectbert import shapes
+from rectbert import scenes, shapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,14 +20,18 @@ class Sampler:
     fn: Callable
     help: str
     uniform: bool  # independent of the shape: what the oracle's likelihood assumes
+    needs: tuple[str, ...] = ()  # the Scene methods it calls (a scene must implement them)
+
+    def supports(self, scene) -> bool:
+        return all(scenes.implements(scene, method) for method in self.needs)
 
 
 SAMPLERS: dict[str, Sampler] = {}
 
 
-def register(name: str, help: str, *, uniform: bool = False):
+def register(name: str, help: str, *, uniform: bool = False, needs: tuple[str, ...] = ()):
     def add(fn):
-        SAMPLERS[name] = Sampler(fn, help, uniform)
+        SAMPLERS[name] = Sampler(fn, help, uniform, needs)
         return fn
 
     return add
@@ -51,13 +55,17 @@ def uniform(key, scene, params_NxD, p: int):
     return jax.random.uniform(key, (jnp.shape(params_NxD)[0], p, 2), minval=lo, maxval=hi)
 
 
-@register("edges", "uniform along the shape's boundary (clipped to the region)")
+@register(
+    "edges",
+    "uniform along the shape's boundary (clipped to the region)",
+    needs=("boundary_points",),
+)
 def edges(key, scene, params_NxD, p: int):
     lo, hi = shapes.point_bounds()
     return jnp.clip(scene.boundary_points(jax.random.split(key)[0], params_NxD, p), lo, hi)
 
 
-@register("nocorners", "uniform, but no shape corner in any point's window")
+@register("nocorners", "uniform, but no shape corner in any point's window", needs=("corners",))
 def nocorners(key, scene, params_NxD, p: int):
     """Exact rejection sampling: rejected points are redrawn until none is left. Four corner
     windows cover at most 45 % of the region by default, so few rounds are needed."""

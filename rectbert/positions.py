@@ -20,7 +20,9 @@ from rectbert import keys
 class Position:
     fn: Callable
     help: str
-    continuous: bool  # a function of (x, y), not of the sequence index: any points work
+    # a function of (x, y): any points work; else of the sequence index (a table of
+    # ModelConfig.num_positions rows, at least the task's sequence length)
+    continuous: bool
 
 
 POSITIONS: dict[str, Position] = {}

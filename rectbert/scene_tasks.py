@@ -182,6 +182,12 @@ class SparseTask(SceneTask):
                 (self.num_points >= 2, "num_points", "an integer >= 2"),
                 (self.sampler in points.SAMPLERS, "sampler", f"one of {list(points.SAMPLERS)}"),
                 (
+                    lambda: points.SAMPLERS[self.sampler].supports(self.scene),
+                    "sampler",
+                    f"one the {self.scene.name} scene supports: "
+                    f"{[n for n, s in points.SAMPLERS.items() if s.supports(self.scene)]}",
+                ),
+                (
                     not self.fixed_points or self.num_train > 0,
                     "fixed_points",
                     "false with fresh shapes (num_train=0): there is no set to fix points of",

@@ -40,11 +40,46 @@ def scene(name: str, **opts) -> Scene:
     if name not in SCENES:
         raise config.ConfigError("scene", "scene", name, f"one of {sorted(SCENES)}")
     cls = SCENES[name]
-    known = [f.name for f in options(cls)]
+    known = {f.name: f for f in options(cls)}
     for key in opts:
         if key not in known:
-            raise config.ConfigError(cls.__name__, key, opts[key], f"unset: {name} has {known}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()})
+            raise config.ConfigError(
+                cls.__name__, key, opts[key], f"unset: {name} has {list(known)}"
+            )
+    return cls(**{k: _typed(cls, known[k], v) for k, v in opts.items()})
+
+
+def _typed(cls, f: dataclasses.Field, value):
+    """An option's value as its default's type (ints for floats allowed), else ConfigError."""
+
+    def number(v):
+        return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+    d = f.default
+    if f.metadata.get("kind") == "range":
+        if value is None or (isinstance(value, tuple | list) and len(value) == 0):
+            return None
+        if isinstance(value, tuple | list) and all(number(v) for v in value):
+            return tuple(float(v) for v in value)
+        want = "two numbers (lo, hi), or None"
+    elif isinstance(d, bool):
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        want = "True or False"
+    elif isinstance(d, int):
+        if number(value) and float(value).is_integer():
+            return int(value)
+        want = "an integer"
+    else:
+        if number(value):
+            return float(value)
+        want = "a number"
+    raise config.ConfigError(cls.__name__, f.name, value, want)
+
+
+def implements(scene, method: str) -> bool:
+    """Whether the scene's family has its own `method` (Scene's default raises)."""
+    return getattr(type(scene), method) is not getattr(Scene, method)
 
 
 def from_record(rec: dict) -> Scene:

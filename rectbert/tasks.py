@@ -79,14 +79,18 @@ def check_compatible(task: Task, model_cfg, train_cfg=None) -> None:
     if not task.lattice and not positions.POSITIONS[model_cfg.position].continuous:
         allowed = f"a continuous embedding for {task.name} points: {positions.continuous()}"
         raise config.ConfigError(name, "position", model_cfg.position, allowed)
-    if task.lattice and model_cfg.position == "learned" and model_cfg.num_positions < task.seq_len:
+    indexed = not positions.POSITIONS[model_cfg.position].continuous
+    if task.lattice and indexed and model_cfg.num_positions < task.seq_len:
         raise config.ConfigError(name, "num_positions", model_cfg.num_positions, task.seq_len)
     if train_cfg is None:
         return
     t_name = type(train_cfg).__name__
-    if not task.has_values and (train_cfg.loss == "soft" or train_cfg.aux_weight > 0):
-        allowed = f"ce or smooth: {task.name} has no codebook (and no aux values)"
+    if not task.has_values and train_cfg.loss == "soft":
+        allowed = f"ce or smooth: {task.name} has no codebook to soften targets with"
         raise config.ConfigError(t_name, "loss", train_cfg.loss, allowed)
+    if not task.has_values and train_cfg.aux_weight > 0:
+        allowed = f"0: {task.name} has no patch values to regress"
+        raise config.ConfigError(t_name, "aux_weight", train_cfg.aux_weight, allowed)
     if train_cfg.aux_weight > 0 and model_cfg.aux_dim != shapes.GRID**2:
         raise config.ConfigError(name, "aux_dim", model_cfg.aux_dim, f"{shapes.GRID**2}")
 
@@ -157,11 +161,16 @@ class SquaresTask:
     centroids: ClassVar[None] = None
 
     def __post_init__(self):
-        size_ok = 1 <= self.min_side <= self.max_side <= self.n
         config.validate(
             self,
             [
-                (size_ok, "max_side", f"1 <= min_side ({self.min_side}) <= max_side <= n"),
+                (self.n >= 1, "n", "an integer >= 1"),
+                (1 <= self.min_side <= self.n, "min_side", f"an integer in [1, n={self.n}]"),
+                (
+                    self.min_side <= self.max_side <= self.n,
+                    "max_side",
+                    f"an integer in [min_side={self.min_side}, n={self.n}]",
+                ),
                 *common_checks(self, self.n * self.n),
             ],
         )

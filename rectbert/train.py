@@ -287,7 +287,10 @@ def train(
             state, step_fn, cfg, store, writer, stop, progress, run_eval
         )
         if start >= cfg.num_steps:
-            progress.say(f"already trained to step {start}; re-evaluating and redrawing figures")
+            past = f" (past num_steps={cfg.num_steps})" if start > cfg.num_steps else ""
+            progress.say(
+                f"already trained to step {start}{past}; re-evaluating and redrawing figures"
+            )
             last_eval = run_eval(state, start, final=True, write=False)
     if start < cfg.num_steps:
         progress.say(f"done in {_eta(time.time() - progress.t_start)}")

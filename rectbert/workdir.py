@@ -13,6 +13,10 @@ import os
 
 import numpy as np
 
+# config.json's layout; a workdir written with another (an earlier rectbert's) is refused, not
+# guessed at: a run it records may need settings this version no longer has or draws differently
+FORMAT = 2
+
 # what a resumed run may change: when it stops, how often it logs and saves, and where it runs
 SAFE_TO_CHANGE = (
     "train.num_steps",
@@ -63,20 +67,29 @@ def differences(old: dict, new: dict) -> list[str]:
 
 
 def read_record(workdir: str) -> dict | None:
-    """The workdir's config.json, or None when it has none."""
+    """The workdir's config.json, or None when it has none; WorkdirError (one line) when it is
+    unreadable or was written by a rectbert with another FORMAT."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            record = json.load(f)
     except (OSError, ValueError) as e:
         raise WorkdirError(f"its config.json is unreadable ({e}); use a new workdir") from e
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        found = record.get("format", "none") if isinstance(record, dict) else "none"
+        raise WorkdirError(
+            f"its config.json has format {found}, this rectbert reads and writes {FORMAT} (an "
+            "earlier version's run: use that version, or a new workdir)"
+        )
+    return record
 
 
 def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None = None) -> None:
     """Claim `workdir` for the run `record` describes: refuse one recorded with other settings
     (WorkdirError, one line), then (process 0) write config.json and `files` {name: text}."""
+    record = {"format": FORMAT, **record}
     old = read_record(workdir)
     if old is not None:
         changed = differences(old, json.loads(json.dumps(record)))
@@ -104,7 +117,10 @@ def codebook(workdir: str, task, *, main: bool = True) -> np.ndarray:
     path = os.path.join(workdir, "codebook.npy")
     want = (task.num_clusters, 16)
     if os.path.exists(path):
-        centroids = np.load(path)
+        try:
+            centroids = np.load(path)
+        except (OSError, ValueError) as e:
+            raise WorkdirError(f"its codebook.npy is unreadable ({e}); delete it to refit") from e
         if centroids.shape != want:
             raise WorkdirError(f"its codebook.npy has shape {centroids.shape}, not {want}")
         return centroids

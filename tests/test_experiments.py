@@ -22,6 +22,11 @@ DISTRIBUTED = ["--distributed", "--coordinator_address=127.0.0.1:9", "--num_proc
 BAD_FLAGS = [
     (grid, ["--mask_ratio=1.5"], "mask_ratio"),
     (grid, ["--mask_ratio=0.999"], "mask_ratio"),  # every token hidden
+    (grid, ["--mask_ratio=nan"], "mask_ratio"),
+    (grid, ["--learning_rate=inf"], "learning_rate"),
+    (grid, ["--max_side=inf"], "max_side"),
+    (sparse, ["--fourier_scale=inf", "--position=fourier"], "fourier_scale"),
+    (sparse, ["--weight_decay=nan"], "weight_decay"),
     (grid, ["--position=rope"], "position"),
     (grid, ["--num_clusters=0"], "num_clusters"),
     (grid, ["--num_clusters=20000"], "num_clusters"),  # more than 100 shapes have patches
@@ -49,13 +54,17 @@ BAD_FLAGS = [
     (grid, ["--log_every=0"], "log_every"),
     (grid, ["--attention_impl=cudnn"], "attention_impl"),  # CPU: no cuDNN
     (grid, ["--distributed", "--num_processes=2"], "coordinator_address"),
+    (grid, ["--num_processes=2"], "num_processes"),  # without --distributed: ignored
     (grid, [*DISTRIBUTED[:2], "--num_processes=0", "--process_id=0"], "num_processes"),
     (squares, ["--max_square=9"], "max_square"),
     (squares, ["--batch_size=abc"], "batch_size"),
     (squares, ["--fourier_scale=0"], "fourier_scale"),
     (squares, ["--mask_schedule=linear"], "mask_schedule"),
     (squares, ["--loss=soft"], "loss"),
-    (squares, ["--aux_weight=1"], "loss"),
+    (squares, ["--aux_weight=1"], "aux_weight"),
+    (squares, ["--min_square=0"], "min_square"),
+    (squares, ["--image_size=0"], "image_size"),
+    (squares, ["--min_square=4", "--max_square=3"], "max_square"),
     (squares, ["--mask_count=64"], "mask_count"),
     (sparse, ["--position=learned"], "position"),
     (sparse, ["--point_sampler=gauss"], "point_sampler"),
@@ -64,6 +73,7 @@ BAD_FLAGS = [
     (sparse, ["--num_points=1"], "num_points"),
     (sparse, ["--eval_oracle", "--point_sampler=edges"], "eval_oracle"),
     (sparse, ["--dense_spacing=0"], "dense_spacing"),
+    (sparse, ["--dense_spacing=0.001"], "dense_spacing"),  # 37 billion queries
     (sparse, ["--soft_temperature=0"], "soft_temperature"),
     (sparse, ["--label_smoothing=1.5"], "label_smoothing"),
     (sparse, ["--aux_weight=-1"], "aux_weight"),
@@ -86,10 +96,7 @@ BAD_FLAGS = [
 def first_error(module, args) -> str:
     """What the experiment says of these flags before it does anything (in this process)."""
     try:
-        fv = parse(module, *args)
-        if "distributed" in fv and fv.distributed:
-            common.check_distributed(fv)
-        module.build(fv)
+        module.build(parse(module, *args))
     except common.FlagError as e:
         return str(e)
     return ""
@@ -181,6 +188,34 @@ def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, 
     grid.main(parse(grid, *grid_flags(workdir), "--num_steps=6", "--log_every=3"))
     assert "resumed from checkpoint at step 4" in capsys.readouterr().out
     assert rectbert.load_run(str(workdir)).step == 6
+
+
+def test_codebook_experiment_claims_its_workdir(tmp_path, capsys):
+    workdir = tmp_path / "codebook"
+    args = [f"--workdir={workdir}", "--eval_rects=20", *TINY_CODEBOOK]
+    codebook_experiment.main(parse(codebook_experiment, *args))
+    assert np.load(workdir / "codebook.npy").shape == (8, 16)
+    assert {"DownsampledRectangle.png", "RectangleClusterCenters.png"} <= set(
+        os.listdir(workdir / "figures")
+    )
+    fitted = (workdir / "codebook.npy").read_bytes()
+    codebook_experiment.main(parse(codebook_experiment, *args))  # the same again: allowed
+    assert (workdir / "codebook.npy").read_bytes() == fitted
+    # another seed, or a training run, in its workdir is refused before anything is written
+    with pytest.raises(common.FlagError, match=r"task.seed: 0 -> 1"):
+        codebook_experiment.main(parse(codebook_experiment, *args, "--seed=1"))
+    with pytest.raises(common.FlagError, match=r"--workdir=.*experiment: codebook -> \(absent\)"):
+        grid.main(parse(grid, *grid_flags(workdir)))
+    assert (workdir / "codebook.npy").read_bytes() == fitted
+    assert not (workdir / "ckpt").exists()
+    # and it does not overwrite a training run's codebook
+    grid_dir = tmp_path / "grid"
+    fv = parse(grid, *grid_flags(grid_dir))
+    common.start(fv, *grid.build(fv), codebook=True)  # claimed and its codebook fitted
+    trained = (grid_dir / "codebook.npy").read_bytes()
+    with pytest.raises(common.FlagError, match="--workdir="):
+        codebook_experiment.main(parse(codebook_experiment, f"--workdir={grid_dir}", *args[1:]))
+    assert (grid_dir / "codebook.npy").read_bytes() == trained
 
 
 def test_sparse_run_measures_the_gap_on_shapes_it_trained_on(tmp_path, capsys):

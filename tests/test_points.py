@@ -1,10 +1,15 @@
 """Point samplers by brute force: uniform bounds, points on the edges, no corner in any window."""
 
+import dataclasses
+from typing import ClassVar
+
 import jax
 import numpy as np
 import pytest
 
-from rectbert import points
+from rectbert import config, points, scenes
+from rectbert.scene_tasks import SparseTask
+from rectbert.tasks import MaskSpec
 from tests.conftest import RECT
 
 
@@ -43,3 +48,18 @@ def test_unknown_sampler_is_an_error_not_a_fallback():
     with pytest.raises(ValueError, match="gaussian"):
         points.sample("gaussian", jax.random.key(0), RECT, np.zeros((1, 4)), 3)
     assert points.get("uniform").uniform and not points.get("edges").uniform
+
+
+def test_a_sampler_the_scene_cannot_serve_is_refused_naming_the_ones_it_can():
+    @dataclasses.dataclass(frozen=True)
+    class Dot(scenes.Scene):  # a family with neither corners nor a boundary sampler
+        name: ClassVar[str] = "dot"
+        param_dim: ClassVar[int] = 2
+        size: int = 256
+
+    for name in ("nocorners", "edges"):
+        with pytest.raises(config.ConfigError) as e:
+            SparseTask(scene=Dot(), mask=MaskSpec(4), sampler=name)
+        assert e.value.field == "sampler" and "['uniform']" in e.value.allowed, e.value
+    assert SparseTask(scene=Dot(), mask=MaskSpec(4)).sampler == "uniform"
+    assert all(s.supports(RECT) for s in points.SAMPLERS.values())

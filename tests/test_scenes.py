@@ -37,12 +37,22 @@ def test_options_are_validated_naming_the_option():
         (dict(aspect=(2.0, 1.0)), "aspect"),
         (dict(aspect=(1.0,)), "aspect"),
         (dict(sides=3), "sides"),
+        (dict(contains_center="yes"), "contains_center"),
+        (dict(contains_center=1), "contains_center"),
+        (dict(min_side="40"), "min_side"),
+        (dict(max_side=float("nan")), "max_side"),
+        (dict(aspect="1,2"), "aspect"),
+        (dict(aspect=(1, "2")), "aspect"),
     ]:
         with pytest.raises(config.ConfigError) as e:
             rectbert.scene("rect", **opts)
         assert e.value.field == field, (opts, e.value)
     with pytest.raises(config.ConfigError, match="rect"):
         rectbert.scene("hexagon")
+    # what is allowed is taken as the option's type: ints for sides, lists for the range
+    typed = rectbert.scene("rect", min_side=40, aspect=[1, 2], contains_center=np.True_)
+    assert typed == rectbert.scene("rect", min_side=40.0, aspect=(1.0, 2.0), contains_center=True)
+    assert type(typed.min_side) is float and typed.contains_center is True
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The training loop: masked loss, a pinned first step, checkpoints, resume, load_run."""
 
 import dataclasses
+import json
 import os
 import shutil
 
@@ -12,6 +13,7 @@ import pytest
 
 import rectbert
 from rectbert import losses, metrics, tasks, train
+from rectbert import workdir as workdir_lib
 from tests.conftest import SQUARES as TASK
 from tests.conftest import SQUARES_MODEL as MODEL
 from tests.conftest import SQUARES_TRAIN as CFG
@@ -96,6 +98,26 @@ def test_load_run_predict_agrees_with_training_eval(tmp_path):
     )
     with pytest.raises(ValueError, match="config.json"):
         rectbert.load_run(str(tmp_path))
+    # a run recorded by an earlier rectbert (no format; a model field since added) is refused
+    # by load_run and by a resume, in one line, instead of loaded with today's defaults
+    path = os.path.join(workdir, "config.json")
+    good = json.loads(open(path).read())
+    old = {k: v for k, v in good.items() if k != "format"}
+    old["model"] = {k: v for k, v in good["model"].items() if k != "fourier_seed"}
+    for record, match in [(old, "format none"), ({**good, "model": old["model"]}, "fourier_seed")]:
+        with open(path, "w") as f:
+            json.dump(record, f)
+        with pytest.raises(ValueError, match=match) as e:
+            rectbert.load_run(workdir)
+        assert "\n" not in str(e.value)
+    with open(path, "w") as f:
+        json.dump(old, f)
+    with pytest.raises(workdir_lib.WorkdirError, match="format none"):
+        train.train(TASK, MODEL, CFG, workdir)
+    with open(path, "w") as f:
+        f.write('{"format": 2, "mod')  # torn by hand
+    with pytest.raises(ValueError, match="unreadable"):
+        rectbert.load_run(workdir)
 
 
 def test_schedules():
