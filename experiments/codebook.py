@@ -43,10 +43,11 @@ def main(fv) -> None:
     task = build(fv)
     main = jax.process_index() == 0
     record = {"experiment": "codebook", "task": task.record()}
-    try:  # a workdir holding a training run, or another codebook, is refused
-        workdir.begin(fv.workdir, record, main=main, files={"flags.txt": fv.flags_into_string()})
-    except workdir.WorkdirError as e:
-        raise common.error(fv, "workdir", str(e)) from None
+    with common.claim(fv, record):  # a workdir in use, or holding another run, is refused
+        _fit(fv, task, main)
+
+
+def _fit(fv, task: GridTask, main: bool) -> None:
     t0 = time.time()
     centroids, inertia = task.fit_codebook()
     task = task.with_codebook(centroids)

@@ -8,6 +8,7 @@ nothing written), then calls the library (main).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -16,7 +17,7 @@ import jax
 from absl import app, flags
 from absl import logging as absl_logging
 
-from rectbert import config, losses, masking, points, positions, scenes, train, workdir
+from rectbert import checkpoint, config, losses, masking, points, positions, scenes, train, workdir
 from rectbert import model as model_lib
 from rectbert import tasks as tasks_lib
 
@@ -59,7 +60,7 @@ def run(define_flags, main) -> None:
             if "distributed" in fv and fv.distributed:
                 start_distributed(fv)
             main(fv)
-        except (FlagError, train.NonFiniteError) as e:
+        except (FlagError, train.NonFiniteError, checkpoint.CheckpointError) as e:
             sys.exit(f"error: {e}")
         except train.Interrupted as e:
             print(e, file=sys.stderr, flush=True)
@@ -375,15 +376,29 @@ def configs(fv, task, num_examples: int):
     return model_cfg, train_cfg
 
 
-def start(fv, task, model_cfg, train_cfg, *, run_info=None, codebook: bool = False):
-    """Claim the workdir (drift refused in one line, config.json and flags.txt written), then
-    load or fit the codebook. Returns the task, with its codebook when asked."""
+@contextlib.contextmanager
+def claim(fv, record: dict):
+    """For the block: hold --workdir (a second run is refused in one line) and claim it for
+    `record` (drift refused in one line; config.json and flags.txt written)."""
     main = jax.process_index() == 0
-    record = train.run_record(task, model_cfg, train_cfg, run_info)
-    try:
-        workdir.begin(fv.workdir, record, main=main, files={"flags.txt": fv.flags_into_string()})
+    with contextlib.ExitStack() as stack:
+        try:
+            files = {"flags.txt": fv.flags_into_string()}
+            stack.enter_context(workdir.claim(fv.workdir, record, main=main, files=files))
+        except workdir.WorkdirError as e:
+            raise error(fv, "workdir", str(e)) from None
+        yield
+
+
+@contextlib.contextmanager
+def start(fv, task, model_cfg, train_cfg, *, run_info=None, codebook: bool = False):
+    """For the block: claim() the workdir for this run, then load or fit the codebook. Yields
+    the task, with its codebook when asked."""
+    with claim(fv, train.run_record(task, model_cfg, train_cfg, run_info)):
         if codebook:
-            task = task.with_codebook(workdir.codebook(fv.workdir, task, main=main))
-    except workdir.WorkdirError as e:
-        raise error(fv, "workdir", str(e)) from None
-    return task
+            try:
+                main = jax.process_index() == 0
+                task = task.with_codebook(workdir.codebook(fv.workdir, task, main=main))
+            except workdir.WorkdirError as e:
+                raise error(fv, "workdir", str(e)) from None
+        yield task

@@ -31,16 +31,16 @@ def build(fv):
 
 def main(fv) -> None:
     task, model_cfg, train_cfg = build(fv)
-    task = common.start(fv, task, model_cfg, train_cfg, codebook=True)
-    n = task.num_train
-    regime = f"{n} fixed shapes" if n else "fresh shapes every step"
-    title = f"grid: {task.scene.name}, {regime}, {task.mask.count} of 169 tokens masked"
+    with common.start(fv, task, model_cfg, train_cfg, codebook=True) as task:
+        n = task.num_train
+        regime = f"{n} fixed shapes" if n else "fresh shapes every step"
+        title = f"grid: {task.scene.name}, {regime}, {task.mask.count} of 169 tokens masked"
 
-    def on_eval(state, batch, preds, metrics, final):
-        if final:
-            report.grid_figures(fv.workdir, task, batch, preds, title)
+        def on_eval(state, batch, preds, metrics, final):
+            if final:
+                report.grid_figures(fv.workdir, task, batch, preds, title)
 
-    train.train(task, model_cfg, train_cfg, fv.workdir, on_eval=on_eval)
+        train.train(task, model_cfg, train_cfg, fv.workdir, on_eval=on_eval)
 
 
 if __name__ == "__main__":

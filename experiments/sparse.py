@@ -63,33 +63,34 @@ def main(fv) -> None:
         if n
         else "fresh shapes every step"
     )
-    task = common.start(fv, task, model_cfg, train_cfg, run_info={"regime": regime}, codebook=True)
-    title = (
-        f"sparse: {task.scene.name}, {regime}, {task.sampler} points, {model_cfg.position} "
-        f"positions, {model_cfg.attention} attention"
-    )
-    predict = evaluation.make_predict(model_cfg)
-
-    def on_eval(state, batch, preds, metrics, final):
-        if not final:
-            return
-        report.sparse_figures(
-            fv.workdir, task, predict, state.params, batch, preds, title, fv.dense_spacing
+    run_info = {"regime": regime}
+    with common.start(fv, task, model_cfg, train_cfg, run_info=run_info, codebook=True) as task:
+        title = (
+            f"sparse: {task.scene.name}, {regime}, {task.sampler} points, {model_cfg.position} "
+            f"positions, {model_cfg.attention} attention"
         )
-        if fv.eval_oracle:
-            accuracy = metrics["eval/masked_accuracy"]
-            m = report.oracle_comparison(fv.workdir, task, batch, preds, accuracy, int(state.step))
-            print("  " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()), flush=True)
-            if m["eval/model_minus_oracle"] > 2 * m["eval/model_minus_oracle_stderr"]:
-                print(
-                    "WARNING: the model beats the oracle beyond its uncertainty: the oracle "
-                    "is wrong for this configuration",
-                    flush=True,
-                )
+        predict = evaluation.make_predict(model_cfg)
 
-    train.train(
-        task, model_cfg, train_cfg, fv.workdir, run_info={"regime": regime}, on_eval=on_eval
-    )
+        def on_eval(state, batch, preds, metrics, final):
+            if not final:
+                return
+            report.sparse_figures(
+                fv.workdir, task, predict, state.params, batch, preds, title, fv.dense_spacing
+            )
+            if fv.eval_oracle:
+                accuracy = metrics["eval/masked_accuracy"]
+                m = report.oracle_comparison(
+                    fv.workdir, task, batch, preds, accuracy, int(state.step)
+                )
+                print("  " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()), flush=True)
+                if m["eval/model_minus_oracle"] > 2 * m["eval/model_minus_oracle_stderr"]:
+                    print(
+                        "WARNING: the model beats the oracle beyond its uncertainty: the oracle "
+                        "is wrong for this configuration",
+                        flush=True,
+                    )
+
+        train.train(task, model_cfg, train_cfg, fv.workdir, run_info=run_info, on_eval=on_eval)
 
 
 if __name__ == "__main__":

@@ -54,29 +54,29 @@ def build(fv):
 
 def main(fv) -> None:
     base, model_cfg, train_cfg = build(fv)
-    base = common.start(fv, base, model_cfg, train_cfg, codebook=True)  # one shared codebook
-    results = []
-    for regime in fv.regimes:
-        n, fixed_points = REGIMES[regime]
-        task = dataclasses.replace(base, num_train=n, fixed_points=fixed_points)
-        for position in fv.positions:
-            for attention in fv.attentions:
-                name = f"{regime}-{position}-{attention}"
-                print(f"== {name}", flush=True)
-                cfg = dataclasses.replace(model_cfg, position=position, attention=attention)
-                run_dir = os.path.join(fv.workdir, name)
-                _, m = train.train(task, cfg, train_cfg, run_dir, run_info={"regime": regime})
-                shown = {k: v for k, v in m.items() if "/token_accuracy/" not in k}
-                results.append(
-                    {"regime": regime, "position": position, "attention": attention, **shown}
-                )
-    if jax.process_index() == 0:
-        write_table(fv, results)
+    with common.start(fv, base, model_cfg, train_cfg, codebook=True) as base:  # one codebook
+        results = []
+        for regime in fv.regimes:
+            n, fixed_points = REGIMES[regime]
+            task = dataclasses.replace(base, num_train=n, fixed_points=fixed_points)
+            for position in fv.positions:
+                for attention in fv.attentions:
+                    name = f"{regime}-{position}-{attention}"
+                    print(f"== {name}", flush=True)
+                    cfg = dataclasses.replace(model_cfg, position=position, attention=attention)
+                    run_dir = os.path.join(fv.workdir, name)
+                    _, m = train.train(task, cfg, train_cfg, run_dir, run_info={"regime": regime})
+                    shown = {k: v for k, v in m.items() if "/token_accuracy/" not in k}
+                    results.append(
+                        {"regime": regime, "position": position, "attention": attention, **shown}
+                    )
+        if jax.process_index() == 0:
+            write_table(fv, results)
 
 
 def write_table(fv, rows) -> None:
-    with open(os.path.join(fv.workdir, "study.jsonl"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    table = "".join(json.dumps(r) + "\n" for r in rows)
+    workdir.write_atomic(os.path.join(fv.workdir, "study.jsonl"), table)
     lines = [
         f"Sparse study: {fv.num_steps} steps x batch {fv.batch_size}, model "
         f"{fv.embed_dim}/{fv.mlp_dim}/{fv.num_layers} layers, "

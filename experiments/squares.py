@@ -32,17 +32,16 @@ def build(fv):
 
 def main(fv) -> None:
     task, model_cfg, train_cfg = build(fv)
-    task = common.start(fv, task, model_cfg, train_cfg)
-    title = f"squares: {task.num_examples} images, {task.mask.count} of {task.seq_len} masked"
-    print(
-        f"{task.num_examples} squares (sides {task.min_side}-{task.max_side} on {task.n}x{task.n})"
-    )
+    with common.start(fv, task, model_cfg, train_cfg) as task:
+        title = f"squares: {task.num_examples} images, {task.mask.count} of {task.seq_len} masked"
+        sides = f"sides {task.min_side}-{task.max_side} on {task.n}x{task.n}"
+        print(f"{task.num_examples} squares ({sides})")
 
-    def on_eval(state, batch, preds, metrics, final):
-        if final:
-            report.squares_figures(fv.workdir, task, batch, preds, title)
+        def on_eval(state, batch, preds, metrics, final):
+            if final:
+                report.squares_figures(fv.workdir, task, batch, preds, title)
 
-    train.train(task, model_cfg, train_cfg, fv.workdir, on_eval=on_eval)
+        train.train(task, model_cfg, train_cfg, fv.workdir, on_eval=on_eval)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ complete, so a save killed half-way is never restored.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
+import time
 
 import jax
 import numpy as np
@@ -44,6 +47,7 @@ class Store:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
         )
+        self.path = path
         self.manager = ocp.CheckpointManager(path, options=options)
 
     def __enter__(self):
@@ -53,12 +57,15 @@ class Store:
         self.manager.wait_until_finished()
         self.manager.close()
 
-    def save(self, state) -> None:
+    def save(self, state, window_rows: list[dict] = ()) -> None:
+        """Save `state` with the training scalars logged since the last log line, so a resume
+        from here logs exactly what an uninterrupted run logs."""
         self.manager.save(
             int(state.step),
             args=ocp.args.Composite(
                 params=ocp.args.StandardSave(state.params),
                 opt_state=ocp.args.StandardSave(state.opt_state),
+                window=ocp.args.JsonSave({"rows": list(window_rows)}),
             ),
         )
 
@@ -69,37 +76,117 @@ class Store:
         return self.manager.latest_step()
 
     def restore(self, state):
-        """`state` at the latest checkpoint (laid out as `state` is), or `state` itself."""
-        step = self.manager.latest_step()
-        if step is None:
-            return state
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardRestore(state.params),
-                opt_state=ocp.args.StandardRestore(state.opt_state),
-            ),
+        """(`state` at the latest readable checkpoint, laid out as `state` is; its window rows),
+        or (`state`, []) when there is none. A checkpoint that cannot be read is reported and
+        moved to damaged/ once an older one has been read (so its step can be saved again);
+        CheckpointError (one line) when checkpoints exist and none can be read."""
+        args = ocp.args.Composite(
+            params=ocp.args.StandardRestore(state.params),
+            opt_state=ocp.args.StandardRestore(state.opt_state),
+            window=ocp.args.JsonRestore(),
         )
+        restored, step, damaged = _first_readable(
+            self.manager.all_steps(), lambda s: self.manager.restore(s, args=args)
+        )
+        if step is None:
+            return state, []
+        if damaged and jax.process_index() == 0:
+            _move_aside(self.path, damaged)
+        self.manager.reload()
         step_array = jax.make_array_from_callback((), state.step.sharding, lambda _: np.int32(step))
-        return state.replace(step=step_array, params=restored.params, opt_state=restored.opt_state)
+        state = state.replace(step=step_array, params=restored.params, opt_state=restored.opt_state)
+        return state, restored.window["rows"]
+
+
+class CheckpointError(ValueError):
+    """Checkpoints exist and none of them can be read."""
+
+
+def _first_readable(steps_, read):
+    """(what `read(step)` returns, step, damaged steps) for the newest step that reads; a
+    failed read is reported (process 0) and the next older one tried."""
+    damaged, first_error = [], None
+    for step in sorted(steps_, reverse=True):
+        try:
+            return read(step), step, damaged
+        except Exception as e:  # orbax and TensorStore raise many kinds for a damaged file
+            _quiet_abandoned_reads()
+            lines = str(e).strip().splitlines() or [""]
+            reason = f"{type(e).__name__}: {lines[0][:160]}"
+        gc.collect()  # the abandoned reads, now that the traceback holding them is gone
+        first_error = first_error or reason
+        damaged.append(step)
+        if jax.process_index() == 0:
+            print(f"warning: the checkpoint at step {step} is unreadable ({reason})", flush=True)
+    if damaged:
+        raise CheckpointError(
+            f"no checkpoint can be read (steps {sorted(damaged)}; {first_error}): delete ckpt/ "
+            "to start over, or use a new workdir"
+        )
+    return None, None, damaged
+
+
+def _quiet_abandoned_reads() -> None:
+    """A failed orbax read abandons its other array reads; as they are collected, and as
+    TensorStore finishes them on a closed event loop, each would print a traceback (through
+    sys.unraisablehook), some long after the read failed. From the first failed read on, this
+    process drops those two kinds (and passes every other one on): the failure itself is
+    reported in one line."""
+    previous = sys.unraisablehook
+    if getattr(previous, "rectbert_filter", False):
+        return
+
+    def hook(unraisable):
+        code = getattr(unraisable.object, "cr_code", None)
+        abandoned = code is not None and "orbax" in code.co_filename
+        closed = isinstance(unraisable.exc_value, RuntimeError) and "loop is closed" in str(
+            unraisable.exc_value
+        )
+        if not (abandoned or closed):
+            previous(unraisable)
+
+    previous_except = sys.excepthook  # TensorStore's callbacks report through this one
+
+    def excepthook(kind, value, traceback):
+        if not (isinstance(value, RuntimeError) and "loop is closed" in str(value)):
+            previous_except(kind, value, traceback)
+
+    hook.rectbert_filter = True
+    sys.unraisablehook, sys.excepthook = hook, excepthook
+
+
+def _move_aside(path: str, damaged: list[int]) -> None:
+    aside = os.path.join(os.path.dirname(path), "damaged")
+    os.makedirs(aside, exist_ok=True)
+    for step in damaged:
+        target = os.path.join(aside, f"ckpt-{step}-{int(time.time())}")
+        os.rename(os.path.join(path, str(step)), target)
+        print(f"warning: moved the unreadable checkpoint at step {step} to {target}", flush=True)
 
 
 def restore_params(workdir: str, abstract_params, step: int | None = None):
-    """(params, step) from the checkpoint at `step` (default: the latest), restored onto this
-    process's first device whatever mesh wrote it; read-only."""
+    """(params, step) from the checkpoint at `step` (default: the latest readable one, older
+    ones tried with a warning), restored onto this process's first device whatever mesh
+    wrote it; read-only."""
     available = steps(workdir)
     if not available:
         raise ValueError(f"workdir={workdir!r} has no checkpoint yet")
-    step = available[-1] if step is None else step
-    if step not in available:
+    if step is not None and step not in available:
         raise ValueError(f"workdir={workdir!r} has no checkpoint at step {step}: {available}")
     here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), abstract_params
     )
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        restored = checkpointer.restore(
-            os.path.join(directory(workdir), str(step)),
-            args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)),
-        )
-    return restored.params, step
+
+    def read(s):
+        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+            return checkpointer.restore(
+                os.path.join(directory(workdir), str(s)),
+                args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)),
+            ).params
+
+    try:
+        params, step, _ = _first_readable([step] if step is not None else available, read)
+    except CheckpointError as e:
+        raise ValueError(f"workdir={workdir!r}: {e}") from None
+    return params, step

@@ -1,30 +1,102 @@
-"""metrics.jsonl: one JSON object per line, each with "step"; TensorBoard too when installed.
+"""metrics.jsonl: one strict-JSON object per line, each with "step"; TensorBoard too when
+installed.
 
-Only process 0 writes; the others hold a disabled writer.
+Only process 0 writes; the others hold a disabled writer (that still refuses non-finite
+values, so every process stops at the same point). A line is appended in one write; one a
+killed process left torn (no newline) is dropped with a warning the next time the file is
+read or written.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from rectbert import workdir as workdir_lib
+
+
+class NonFiniteError(RuntimeError):
+    """A non-finite loss, gradient norm or metric: the run stops before it is logged or saved."""
 
 
 def _path(workdir: str) -> str:
     return os.path.join(workdir, "metrics.jsonl")
 
 
+def _no_nan(constant: str):
+    raise ValueError(f"{constant} is not strict JSON")
+
+
 def read(workdir: str) -> list[dict]:
-    with open(_path(workdir)) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The rows, oldest first. A torn last line is dropped with a warning; any other line
+    that is not a JSON object is a ValueError naming it."""
+    path = _path(workdir)
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, parse_constant=_no_nan)
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError("not an object with a step")
+        except ValueError as e:
+            if i == len(lines) - 1 and not line.endswith("\n"):
+                print(f"warning: dropping the torn last line of {path} ({line[:40]!r}...)")
+                break
+            raise ValueError(f"{path} line {i + 1} is unreadable ({e}): fix or delete it") from None
+        rows.append(row)
+    return rows
+
+
+def rewrite(workdir: str, rows: list[dict]) -> None:
+    """Replace the file with `rows`, whole or not at all."""
+    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows)
+    workdir_lib.write_atomic(_path(workdir), text)
+
+
+def _row(step: int, scalars: dict) -> dict:
+    row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+    bad = [k for k, v in row.items() if not math.isfinite(v)]
+    if bad:
+        raise NonFiniteError(f"non-finite {bad[0]}={row[bad[0]]} at step {step}; not written")
+    return row
+
+
+def _heal(workdir: str) -> None:
+    """Drop a torn last line, so the next append starts on a line of its own."""
+    path = _path(workdir)
+    if os.path.exists(path) and os.path.getsize(path):
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        if torn:
+            rewrite(workdir, read(workdir))
 
 
 def append(workdir: str, step: int, scalars: dict) -> None:
-    """One more line (e.g. an evaluation made after training)."""
-    row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+    """One more line."""
+    line = json.dumps(_row(step, scalars), allow_nan=False) + "\n"
+    _heal(workdir)
     with open(_path(workdir), "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(line)
+
+
+def put(workdir: str, step: int, scalars: dict) -> None:
+    """The scalars at `step`, replacing what earlier lines held under these names at that
+    step (a re-evaluation replaces its rows, never duplicates them)."""
+    row = _row(step, scalars)
+    rows = read(workdir) if os.path.exists(_path(workdir)) else []
+    kept = []
+    for r in rows:
+        if r["step"] == row["step"]:
+            r = {k: v for k, v in r.items() if k not in scalars}
+            if len(r) == 1:  # only its step was left
+                continue
+        kept.append(r)
+    rewrite(workdir, [*kept, row])
 
 
 class Writer:
@@ -36,8 +108,7 @@ class Writer:
         if not enabled:
             return
         if os.path.exists(_path(workdir)):
-            keep = [r for r in read(workdir) if r["step"] <= resume_step]
-            workdir_lib.write_atomic(_path(workdir), "".join(json.dumps(r) + "\n" for r in keep))
+            rewrite(workdir, [r for r in read(workdir) if r["step"] <= resume_step])
         try:
             import tensorboardX
 
@@ -52,11 +123,15 @@ class Writer:
         if self.tb is not None:
             self.tb.close()
 
-    def write(self, step: int, scalars: dict) -> None:
+    def write(self, step: int, scalars: dict, *, replace: bool = False) -> None:
+        """Append a row (NonFiniteError on every process if a value is not finite); with
+        `replace`, put() it instead."""
+        row = _row(step, scalars)
         if not self.enabled:
             return
-        append(self.workdir, step, scalars)
+        (put if replace else append)(self.workdir, step, scalars)
         if self.tb is not None:
-            for k, v in scalars.items():
-                self.tb.add_scalar(k, float(v), step)
+            for k, v in row.items():
+                if k != "step":
+                    self.tb.add_scalar(k, v, step)
             self.tb.flush()

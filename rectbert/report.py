@@ -136,7 +136,7 @@ def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, s
     )
     m["eval/model_over_oracle"] = model_accuracy / m["eval/oracle_accuracy"]
     m["eval/model_minus_oracle"], m["eval/model_minus_oracle_stderr"] = diff, stderr
-    metrics.append(workdir, step, m)
+    metrics.put(workdir, step, m)  # a re-run replaces the row
     pick = slice(0, 4)
     samples, live = oracle.posterior_samples(
         k_samples,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Callable
 
@@ -30,8 +28,7 @@ SCHEDULES = ("cosine", "constant")
 PARAM_SHARDINGS = ("replicated", "fsdp")
 
 
-class NonFiniteError(RuntimeError):
-    """Training produced a non-finite loss or gradient norm; the run stopped before saving."""
+NonFiniteError = metrics.NonFiniteError  # a non-finite loss, gradient norm or metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,13 +250,14 @@ def train(
         raise config.ConfigError("TrainConfig", "batch_size", cfg.batch_size, allowed)
     tasks.check_compatible(task, model_cfg, cfg)
     main = jax.process_index() == 0
-    workdir_lib.begin(workdir, run_record(task, model_cfg, cfg, run_info), main=main)
-    state, step_fn = build(task, model_cfg, cfg, mesh)
+    record = run_record(task, model_cfg, cfg, run_info)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(workdir_lib.claim(workdir, record, main=main))  # one writer
+        state, step_fn = build(task, model_cfg, cfg, mesh)
         store = stack.enter_context(checkpoint.Store(workdir))
-        state = store.restore(state)
+        state, pending = store.restore(state)
         start = int(state.step)
-        progress = Progress(workdir, cfg, start, main)
+        progress = Progress(cfg, start, main)
         progress.say(
             f"{task.name}: {model_lib.count_params(state.params):,} parameters, steps "
             f"{start}..{cfg.num_steps}, batch {cfg.batch_size} on {_devices(mesh)}, "
@@ -271,12 +269,11 @@ def train(
             task, model_cfg, batch_size=cfg.eval_batch_size, train_batch_size=cfg.batch_size
         )
 
-        def run_eval(state, step, final, write=True):
+        def run_eval(state, step, final, replace=False):
             # every process evaluates the whole set on its first device (small, no collective)
             local = state.replace(params=local_copy(state.params, mesh))
             scalars, preds = evaluator(local.params)
-            if write:
-                writer.write(step, scalars)
+            writer.write(step, scalars, replace=replace)  # non-finite: stops every process
             shown = {k: v for k, v in scalars.items() if "/token_accuracy/" not in k}
             progress.say("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
             if on_eval is not None and main:  # after the write: figures see this evaluation
@@ -284,14 +281,14 @@ def train(
             return scalars
 
         state, last_eval, last_step = _loop(
-            state, step_fn, cfg, store, writer, stop, progress, run_eval
+            state, Window(pending), step_fn, cfg, store, writer, stop, progress, run_eval
         )
         if start >= cfg.num_steps:
             past = f" (past num_steps={cfg.num_steps})" if start > cfg.num_steps else ""
             progress.say(
                 f"already trained to step {start}{past}; re-evaluating and redrawing figures"
             )
-            last_eval = run_eval(state, start, final=True, write=False)
+            last_eval = run_eval(state, start, final=True, replace=True)
     if start < cfg.num_steps:
         progress.say(f"done in {_eta(time.time() - progress.t_start)}")
     progress.end_of_process(cfg.num_steps, last_step)
@@ -305,20 +302,19 @@ def _devices(mesh: Mesh) -> str:
     return devices
 
 
-def _loop(state, step_fn, cfg: TrainConfig, store, writer, stop, progress, run_eval):
-    """Steps from the state's step to cfg.num_steps.
+def _loop(state, window, step_fn, cfg: TrainConfig, store, writer, stop, progress, run_eval):
+    """Steps from the state's step to cfg.num_steps; `window`: the training scalars since the
+    last log line (a resumed run's come from its checkpoint).
 
     Returns (state, the last evaluation's metrics, the last step's training scalars)."""
-    window = Window(progress.pending())
     lr = learning_rate_fn(cfg)
     last_eval, scalars = {}, None
     for step in range(int(state.step), cfg.num_steps):
         signum = stop.requested(step)
-        if signum is not None:  # save this step, keep the part-logged window, stop cleanly
+        if signum is not None:  # save this step with the part-logged window, stop cleanly
             _check(window, step, store)
-            store.save(state)
+            store.save(state, window.host_rows())
             store.wait()
-            progress.keep_pending(step, window)
             progress.end_of_process(step, scalars)
             raise Interrupted(
                 f"stopped by signal {signum} at step {step}; checkpoint saved, re-run the same "
@@ -337,10 +333,11 @@ def _loop(state, step_fn, cfg: TrainConfig, store, writer, stop, progress, run_e
             progress.line(done, means, sps)
             window = Window()
         if done % cfg.eval_every == 0 or done == cfg.num_steps:
+            _check(window, done, store)  # never evaluate (and log) a broken state
             with progress.paused():  # steps/s counts training only
                 last_eval = run_eval(state, done, final=done == cfg.num_steps)
         if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
-            store.save(state)
+            store.save(state, window.host_rows())  # checked above
     return state, last_eval, scalars
 
 
@@ -354,13 +351,10 @@ def _check(window: Window, done: int, store) -> None:
 
 
 class Progress:
-    """What the loop prints (process 0) with steps/s and ETA, and the part-logged window an
-    interrupted run keeps in pending_metrics.json, so its first log averages the same steps
-    as an uninterrupted run's."""
+    """What the loop prints (process 0), with steps/s and ETA."""
 
-    def __init__(self, workdir: str, cfg: TrainConfig, start: int, main: bool):
+    def __init__(self, cfg: TrainConfig, start: int, main: bool):
         self.cfg, self.start, self.main = cfg, start, main
-        self.pending_path = os.path.join(workdir, "pending_metrics.json")
         self.t_start = self.t_window = time.time()
         self.steps_from = start
 
@@ -386,19 +380,6 @@ class Progress:
         t = time.time()
         yield
         self.t_window += time.time() - t
-
-    def pending(self) -> list[dict]:
-        """The rows an interrupted run kept for the window it had not logged yet."""
-        if not (self.main and os.path.exists(self.pending_path)):
-            return []
-        with open(self.pending_path) as f:
-            saved = json.load(f)
-        return saved["rows"] if saved["step"] == self.start else []
-
-    def keep_pending(self, step: int, window: Window) -> None:
-        if self.main:
-            rows = json.dumps({"step": step, "rows": window.host_rows()})
-            workdir_lib.write_atomic(self.pending_path, rows)
 
     def end_of_process(self, step: int, scalars) -> None:
         """With several processes each says where it ended and its last training loss

@@ -1,25 +1,33 @@
-"""A run's working directory: the recorded configuration a resume must match, atomic writes,
-and the codebook, bound to that record.
+"""A run's working directory: one writer at a time, the recorded configuration a resume must
+match, atomic writes, and the codebook, bound to that record.
 
-config.json is written before anything else, so every later file belongs to the run it
-records; a run that does not match it is refused before it computes or writes anything.
+claim() takes the workdir's lock (held until the run ends; the kernel drops it when the
+process dies, so a killed run leaves no stale lock), then writes config.json before anything
+else, so every later file belongs to the run it records; a run that does not match it is
+refused before it computes or writes anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
+import socket
+import time
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 # config.json's layout; a workdir written with another (an earlier rectbert's) is refused, not
 # guessed at: a run it records may need settings this version no longer has or draws differently
 FORMAT = 2
 
-# what a resumed run may change: when it stops, how often it logs and saves, and where it runs
+# what a resumed run may change: how often it logs and saves, and where it runs; also where it
+# stops, but only with a constant learning rate (see _safe)
 SAFE_TO_CHANGE = (
-    "train.num_steps",
     "train.log_every",
     "train.eval_every",
     "train.checkpoint_every",
@@ -53,6 +61,15 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def _safe(key: str, old_flat: dict) -> bool:
+    """Whether a resume may change `key`. The step count is the cosine schedule's horizon: a
+    cosine run resumed with more steps would not be the run started with them (the learning
+    rate would jump), so only a constant-schedule run may move its end."""
+    if key == "train.num_steps":
+        return old_flat.get("train.schedule") == "constant"
+    return key in SAFE_TO_CHANGE
+
+
 def differences(old: dict, new: dict) -> list[str]:
     """'path: old -> new' for every setting that differs, beside the safe ones; names (the
     task's, the scene's) first: they say the most."""
@@ -62,7 +79,7 @@ def differences(old: dict, new: dict) -> list[str]:
     return [
         f"{k}: {a.get(k, missing)} -> {b.get(k, missing)}"
         for k in keys
-        if k not in SAFE_TO_CHANGE and a.get(k, missing) != b.get(k, missing)
+        if not _safe(k, a) and a.get(k, missing) != b.get(k, missing)
     ]
 
 
@@ -95,9 +112,15 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
         changed = differences(old, json.loads(json.dumps(record)))
         if changed:
             more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
+            why = ""
+            if any(c.startswith("train.num_steps:") for c in changed):
+                why = (
+                    " (num_steps is the cosine schedule's horizon: a longer run is a new run; "
+                    "a --lr_schedule=constant run may be extended)"
+                )
             raise WorkdirError(
-                f"it holds a run with other settings ({'; '.join(changed[:4])}{more}); resume "
-                "with the original ones or use a new workdir"
+                f"it holds a run with other settings ({'; '.join(changed[:4])}{more}){why}; "
+                "resume with the original ones or use a new workdir"
             )
     if not main:
         return
@@ -109,6 +132,65 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
             write_atomic(os.path.join(workdir, name), text)
     except OSError as e:
         raise WorkdirError(f"not a writable directory ({e.strerror})") from e
+
+
+_HELD: dict[str, list] = {}  # this process's locks: real path -> [open lock file, depth]
+
+
+@contextlib.contextmanager
+def lock(workdir: str, *, main: bool = True):
+    """Hold `workdir` for one run: a second run, in this or any process, is refused
+    (WorkdirError naming the holder) until this one ends. Re-entrant within a process (an
+    experiment holds it around train(), which takes it too). With several processes the run
+    holds it through process 0, and every process learns whether it got it."""
+    path = os.path.realpath(workdir)
+    got, holder = True, "process 0 of another job"
+    if main and path in _HELD:
+        _HELD[path][1] += 1
+    elif main:
+        try:
+            os.makedirs(workdir, exist_ok=True)
+            f = open(os.path.join(workdir, "lock"), "a+")  # held past this block
+        except OSError as e:
+            raise WorkdirError(f"not a writable directory ({e.strerror})") from e
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "a run that has not said who it is yet"
+            f.close()
+            got = False
+        else:
+            f.truncate(0)
+            when = time.strftime("%Y-%m-%d %H:%M:%S")
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {when}\n")
+            f.flush()
+            _HELD[path] = [f, 1]
+    if jax.process_count() > 1:
+        got = bool(multihost_utils.broadcast_one_to_all(np.int32(got)))
+    if not got:
+        raise WorkdirError(
+            f"another run is writing to it ({holder}); one run per workdir: wait for it to end "
+            "or use another workdir"
+        )
+    try:
+        yield
+    finally:
+        if main:
+            held = _HELD[path]
+            held[1] -= 1
+            if not held[1]:
+                del _HELD[path]
+                fcntl.flock(held[0], fcntl.LOCK_UN)
+                held[0].close()
+
+
+@contextlib.contextmanager
+def claim(workdir: str, record: dict, *, main: bool = True, files: dict | None = None):
+    """lock() the workdir, then begin() the run `record` describes in it, for the block."""
+    with lock(workdir, main=main):
+        begin(workdir, record, main=main, files=files)
+        yield
 
 
 def codebook(workdir: str, task, *, main: bool = True) -> np.ndarray:

@@ -11,6 +11,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from absl import flags
 
 import rectbert
 from experiments import codebook as codebook_experiment
@@ -117,6 +118,61 @@ def test_bad_flags_fail_in_one_line_before_writing_anything(tmp_path, module, ar
     assert not workdir.exists()
 
 
+SKIP = {"workdir", "flagfile", "undefok"}  # where it writes, and absl's own
+
+
+def flag_value(flag):
+    """A strategy for a value of this flag: in its range, at its edges, far out, or junk."""
+    from hypothesis import strategies as st
+
+    junk = st.sampled_from(["", "abc", "nan", "-inf", "1e400", "0x10", " 3"])
+    if isinstance(flag, flags.EnumFlag) or hasattr(flag.parser, "enum_values"):
+        return st.sampled_from([*flag.parser.enum_values, "other"]) | junk
+    if isinstance(flag.default, bool):
+        return st.sampled_from(["true", "false", "1", "maybe"])
+    if isinstance(flag.parser, flags.IntegerParser):
+        small = st.integers(-3, 300)
+        return (small | st.integers(-(2**70), 2**70)).map(str) | junk
+    if isinstance(flag.parser, flags.FloatParser):
+        edges = st.sampled_from(["nan", "inf", "-inf", "0", "1", "0.5", "-1", "1e-9", "1e30"])
+        return edges | st.floats(-1e3, 1e3).map(repr) | junk
+    if isinstance(flag.parser, flags.ListParser):
+        return st.lists(
+            st.sampled_from(["1", "2.5", "0", "-1", "x", "fresh", "sincos"]), max_size=3
+        ).map(",".join)
+    return st.text(max_size=12) | st.sampled_from(["127.0.0.1:1234", "host", ":9"])
+
+
+@pytest.mark.parametrize(
+    "module", [grid, squares, sparse, sparse_study, codebook_experiment], ids=lambda m: m.__name__
+)
+def test_any_flags_validate_or_fail_in_one_line_writing_nothing(tmp_path, module):
+    # property: whatever the values, build() accepts them or raises one FlagError line naming
+    # a flag; never another exception, never a workdir
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    fv = flags.FlagValues()
+    module.define_flags(fv)
+    names = sorted(n for n in fv if n not in SKIP and len(n) > 1)
+    workdir = tmp_path / "run"
+
+    @settings(
+        max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+    @given(st.data())
+    def check(data):
+        chosen = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=4, unique=True))
+        args = [f"--{n}={data.draw(flag_value(fv[n]), label=n)}" for n in chosen]
+        message = first_error(module, [*args, f"--workdir={workdir}"])
+        if message:
+            assert "\n" not in message, message
+            assert any(f"-{n}" in message or f"--no{n}" in message for n in names), message
+        assert not workdir.exists()
+
+    check()
+
+
 def test_every_good_flagfile_validates():
     for name in sorted(os.listdir(os.path.join(ROOT, "experiments", "flags"))):
         module = {"grid": grid, "squares": squares, "sparse": sparse}[name.split("_")[0]]
@@ -175,6 +231,7 @@ def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, 
         (grid, ["--embed_dim=32"], "model.embed_dim: 16 -> 32"),
         (grid, ["--min_side=40"], "task.scene.min_side: 32.0 -> 40.0"),
         (grid, ["--seed=1"], "task.seed: 0 -> 1"),
+        (grid, ["--num_steps=6"], "train.num_steps: 4 -> 6"),  # the cosine schedule's end
         (sparse, ["--num_train_rects=20"], "task.name: grid -> sparse"),
     ]:
         fv = parse(module, *grid_flags(workdir)[:3], *TINY_CODEBOOK, *TINY, *extra)
@@ -184,10 +241,14 @@ def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, 
         assert str(e.value).startswith(f"--workdir={workdir}")
     assert (workdir / "flags.txt").read_text() == flags_before
     assert metrics.read(workdir) == rows
-    # the safe ones may change: more steps resume from the checkpoint
-    grid.main(parse(grid, *grid_flags(workdir), "--num_steps=6", "--log_every=3"))
-    assert "resumed from checkpoint at step 4" in capsys.readouterr().out
-    assert rectbert.load_run(str(workdir)).step == 6
+    # the safe ones may change: a finished run re-evaluated on more examples replaces its
+    # final evaluation, without duplicating it
+    capsys.readouterr()
+    grid.main(parse(grid, *grid_flags(workdir), "--log_every=3", "--eval_examples=64"))
+    assert "already trained to step 4" in capsys.readouterr().out
+    again = metrics.read(workdir)
+    assert len(again) == len(rows) and again[:-1] == rows[:-1]
+    assert again[-1]["eval/masked_accuracy"] != rows[-1]["eval/masked_accuracy"]
 
 
 def test_codebook_experiment_claims_its_workdir(tmp_path, capsys):
@@ -211,8 +272,20 @@ def test_codebook_experiment_claims_its_workdir(tmp_path, capsys):
     # and it does not overwrite a training run's codebook
     grid_dir = tmp_path / "grid"
     fv = parse(grid, *grid_flags(grid_dir))
-    common.start(fv, *grid.build(fv), codebook=True)  # claimed and its codebook fitted
+    with common.start(fv, *grid.build(fv), codebook=True):  # claimed, its codebook fitted
+        pass
     trained = (grid_dir / "codebook.npy").read_bytes()
+    flags_txt = (grid_dir / "flags.txt").read_text()
+    # as if killed before its first checkpoint: another prior is refused, the codebook kept
+    other_prior = parse(grid, *grid_flags(grid_dir), "--min_side=150", "--max_side=200")
+    with pytest.raises(common.FlagError, match="task.scene.max_side: 192.0 -> 200.0"):
+        grid.main(other_prior)
+    assert (grid_dir / "flags.txt").read_text() == flags_txt
+    # a damaged codebook.npy is one line, not a traceback
+    (grid_dir / "codebook.npy").write_bytes(trained[:40])
+    with pytest.raises(common.FlagError, match="codebook.npy is unreadable"):
+        grid.main(parse(grid, *grid_flags(grid_dir)))
+    (grid_dir / "codebook.npy").write_bytes(trained)
     with pytest.raises(common.FlagError, match="--workdir="):
         codebook_experiment.main(parse(codebook_experiment, f"--workdir={grid_dir}", *args[1:]))
     assert (grid_dir / "codebook.npy").read_bytes() == trained
@@ -304,8 +377,13 @@ def _start(args):
     )
 
 
-def _signal_at(proc, step: int, signum) -> str:
+def _signal_at(proc, step: int, signum, meanwhile=lambda: None) -> str:
+    """Send `signum` at the log line of `step`, after calling `meanwhile` at the first one."""
+    first = True
     for line in proc.stdout:
+        if line.startswith("step ") and first:
+            meanwhile()
+            first = False
         if line.startswith(f"step {step}/"):
             proc.send_signal(signum)
             break
@@ -316,7 +394,15 @@ def test_sigterm_and_sigkill_resume_bit_identical(tmp_path, capsys):
     full, cut = tmp_path / "full", tmp_path / "cut"
     squares.main(parse(squares, *squares_flags(full)))
     # SIGTERM between log lines: a checkpoint and the part-logged window are kept
-    err = _signal_at(_start(squares_flags(cut)), 40, signal.SIGTERM)
+    proc = _start(squares_flags(cut))
+
+    def second_run():  # one writer per workdir: refused, naming the running one
+        with pytest.raises(
+            common.FlagError, match=rf"another run is writing to it \(pid {proc.pid} "
+        ):
+            squares.main(parse(squares, *squares_flags(cut)))
+
+    err = _signal_at(proc, 40, signal.SIGTERM, meanwhile=second_run)
     assert "stopped by signal 15" in err and "checkpoint saved" in err, err
     # SIGKILL with a save every step (a cadence a resume may change): nothing runs on exit
     proc = _start(squares_flags(cut, "--checkpoint_every=20"))

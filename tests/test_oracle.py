@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert import codebook, oracle, points, shapes, tasks
+from rectbert import codebook, metrics, oracle, points, report, shapes, tasks
 from rectbert.scene_tasks import SparseTask
 from tests.conftest import RECT
 
@@ -106,3 +106,16 @@ def test_converges_and_beats_both_baselines(task, centroids):
     base = task.eval_extra(batch.tokens, batch)
     assert accuracy(big) > float(base["eval/nearest_accuracy"]) + 0.1
     assert accuracy(big) > float(base["eval/majority_accuracy"]) + 0.1
+
+
+def test_a_repeated_comparison_replaces_its_row(task, tmp_path):
+    # re-running a finished workdir with --eval_oracle: one oracle row at the step, not two,
+    # and the model's own evaluation row at that step untouched
+    batch = jax.tree.map(lambda a: a[:4], task.eval_set())
+    preds = np.asarray(batch.tokens)
+    metrics.append(str(tmp_path), 9, {"eval/masked_accuracy": 0.5})
+    for _ in range(2):
+        report.oracle_comparison(str(tmp_path), task, batch, preds, 0.5, 9)
+    rows = metrics.read(str(tmp_path))
+    assert rows[0] == {"step": 9, "eval/masked_accuracy": 0.5}
+    assert len(rows) == 2 and "eval/oracle_accuracy" in rows[1]

@@ -12,11 +12,12 @@ import optax
 import pytest
 
 import rectbert
-from rectbert import losses, metrics, tasks, train
+from rectbert import checkpoint, losses, metrics, tasks, train
 from rectbert import workdir as workdir_lib
 from tests.conftest import SQUARES as TASK
 from tests.conftest import SQUARES_MODEL as MODEL
 from tests.conftest import SQUARES_TRAIN as CFG
+from tests.conftest import same_params
 
 
 def test_masked_loss_by_hand_and_no_gradient_at_visible_positions():
@@ -58,25 +59,104 @@ def read_rows(workdir):
 
 
 def test_checkpoint_resume_is_exact_and_never_trains_a_step_twice(tmp_path):
+    # logs at 4, 8, 9 and checkpoints at 3, 6, 9: a resume from 6 must log at 8 the mean of
+    # steps 5..8, as the uninterrupted run did (steps 5 and 6 come from the checkpoint)
+    cfg = dataclasses.replace(CFG, log_every=4)
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
-    state_full, _ = train.train(TASK, MODEL, CFG, full)
+    state_full, _ = train.train(TASK, MODEL, cfg, full)
     rows_full = read_rows(full)
     # interrupt: a copy of the run that lost its last checkpoint (step 9) resumes from step 6
     shutil.copytree(full, resumed)
     shutil.rmtree(os.path.join(resumed, "ckpt", "9"))
-    state_res, _ = train.train(TASK, MODEL, CFG, resumed)
-    for a, b in zip(
-        jax.tree.leaves(state_full.params), jax.tree.leaves(state_res.params), strict=True
-    ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    strip = [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in read_rows(resumed)]
-    assert strip == [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in rows_full]
+    state_res, _ = train.train(TASK, MODEL, cfg, resumed)
+    assert same_params(state_full.params, state_res.params)
+    assert strip(read_rows(resumed)) == strip(rows_full)
     # a finished run re-run trains nothing and appends nothing
     before = read_rows(resumed)
-    state_again, _ = train.train(TASK, MODEL, CFG, resumed)
+    state_again, _ = train.train(TASK, MODEL, cfg, resumed)
     assert int(state_again.step) == 9 and read_rows(resumed) == before
     train_steps = [r["step"] for r in read_rows(resumed) if "train/loss" in r]
-    assert train_steps == list(range(1, 10))
+    assert train_steps == [4, 8, 9]
+
+
+def strip(rows):
+    return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in rows]
+
+
+def damage(checkpoint_dir):
+    """Truncate every data file of the checkpoint's parameters to half its length."""
+    for root, _, files in os.walk(os.path.join(checkpoint_dir, "params")):
+        for name in files:
+            if os.sep + "d" == root[-2:]:
+                path = os.path.join(root, name)
+                os.truncate(path, os.path.getsize(path) // 2)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no tracebacks
+def test_damaged_files_are_survived(tmp_path, capsys):
+    full, hurt = str(tmp_path / "full"), str(tmp_path / "hurt")
+    state_full, _ = train.train(TASK, MODEL, CFG, full)
+    shutil.copytree(full, hurt)
+    # the latest checkpoint unreadable, and a last metrics line torn by a kill
+    damage(os.path.join(hurt, "ckpt", "9"))
+    with open(os.path.join(hurt, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 9, "eval/lo')
+    capsys.readouterr()
+    # load_run reads the older checkpoint, with a warning
+    assert rectbert.load_run(hurt).step == 6
+    assert "checkpoint at step 9 is unreadable" in capsys.readouterr().out
+    # a resume reports it, moves it aside, drops the torn line and ends as the full run did
+    state, _ = train.train(TASK, MODEL, CFG, hurt)
+    out, err = capsys.readouterr()
+    assert (
+        "checkpoint at step 9 is unreadable" in out and "resumed from checkpoint at step 6" in out
+    )
+    assert "dropping the torn last line" in out and err == ""
+    assert len(os.listdir(os.path.join(hurt, "damaged"))) == 1
+    assert same_params(state.params, state_full.params)
+    assert strip(read_rows(hurt)) == strip(read_rows(full))
+    # nothing readable left: one line from load_run and from a resume, not a traceback
+    for step in checkpoint.steps(hurt):
+        damage(os.path.join(hurt, "ckpt", str(step)))
+    with pytest.raises(ValueError, match="no checkpoint can be read") as e:
+        rectbert.load_run(hurt)
+    assert "\n" not in str(e.value)
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint can be read"):
+        train.train(TASK, MODEL, CFG, hurt)
+    # a line torn in the middle is not guessed at
+    with open(os.path.join(hurt, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 10, "x": NaN}\n')
+    with pytest.raises(ValueError, match="line 13 is unreadable"):
+        metrics.read(hurt)
+
+
+def test_resuming_with_more_steps_is_refused_or_equals_the_longer_run(tmp_path):
+    short = str(tmp_path / "short")
+    train.train(TASK, MODEL, CFG, short)
+    longer = dataclasses.replace(CFG, num_steps=18)
+    with pytest.raises(workdir_lib.WorkdirError, match="train.num_steps: 9 -> 18.*horizon"):
+        train.train(TASK, MODEL, longer, short)  # cosine: the schedule's end is the run's
+    constant = dataclasses.replace(CFG, schedule="constant")
+    extended, direct = str(tmp_path / "extended"), str(tmp_path / "direct")
+    train.train(TASK, MODEL, constant, extended)
+    a, _ = train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=18), extended)
+    b, _ = train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=18), direct)
+    assert same_params(a.params, b.params)
+    assert strip(read_rows(extended)) == strip(read_rows(direct))
+
+
+def test_re_evaluation_replaces_the_final_rows(tmp_path):
+    workdir = str(tmp_path / "run")
+    train.train(TASK, MODEL, CFG, workdir)
+    before = read_rows(workdir)
+    more = dataclasses.replace(TASK, eval_examples=128)  # safe to change
+    _, final = train.train(more, MODEL, CFG, workdir)
+    rows = read_rows(workdir)
+    assert len(rows) == len(before) and rows[:-1] == before[:-1]
+    assert [r for r in rows if "eval/loss" in r and r["step"] == 9] == [
+        {"step": 9, **{k: pytest.approx(v) for k, v in final.items()}}
+    ]
+    assert rows[-1]["eval/loss"] != before[-1]["eval/loss"]  # 128 examples, not 64
 
 
 def test_load_run_predict_agrees_with_training_eval(tmp_path):
@@ -151,6 +231,17 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(run.params))
     # nothing from the broken steps reached metrics.jsonl
     assert all(r["step"] <= 4 for r in read_rows(workdir))
+
+    # an evaluation off the log and checkpoint cadence is not made of a broken state: the
+    # training scalars are checked first, and metrics.jsonl stays strict JSON
+    cfg = dataclasses.replace(CFG, num_steps=12, log_every=10, checkpoint_every=10, eval_every=6)
+    workdir = str(tmp_path / "nan_eval")
+    with pytest.raises(train.NonFiniteError, match="step 5; stopped, no checkpoint yet"):
+        train.train(task, model, cfg, workdir)
+    assert not os.path.exists(os.path.join(workdir, "metrics.jsonl")) or read_rows(workdir) == []
+    # and a non-finite value is never written, on any path
+    with pytest.raises(train.NonFiniteError, match="eval/x"):
+        metrics.put(workdir, 3, {"eval/x": float("nan")})
 
 
 def test_same_flags_same_metrics(tmp_path):
