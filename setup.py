@@ -27,6 +27,8 @@ setup(
             "chex>=0.1.90",
             "scikit-learn>=1.5",
             "scikit-image>=0.24",
+            "hypothesis>=6.100",  # property tests (the flag space)
+            "shapely>=2.0",  # polygon areas, the reference for exact coverage
         ],
         "tensorboard": ["tensorboardX>=2.6"],
         # TPU VMs (launch.sh): libtpu matching jax; pip needs jax's libtpu find-links page
