@@ -44,6 +44,8 @@ def run(define_flags, main) -> None:
     fv = flags.FlagValues()
     define_flags(fv)
     flags.FLAGS.append_flag_values(fv)
+    for name in fv:  # listed by --help under the experiment (appended flags belong to no module)
+        flags.FLAGS.register_flag_by_module(sys.argv[0], fv[name])
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # backend search
 
     def parse_all(argv):
@@ -86,8 +88,8 @@ def from_flags(cls, fv, renames: dict | None = None, **given):
 
 # ----------------------------------------------------------------------------- scenes
 def define_scene_flags(fv) -> None:
-    """--scene and every option of every registered family (a shared option name must share
-    its default)."""
+    """--scene and every option of every registered family. An option several families share
+    with different defaults has no flag default: each family's own applies (named in the help)."""
     helps = {n: (c.__doc__ or "").strip().splitlines()[0] for n, c in scenes.SCENES.items()}
     flags.DEFINE_enum(
         "scene",
@@ -96,23 +98,24 @@ def define_scene_flags(fv) -> None:
         "Scene family: " + "; ".join(f"{n}: {h}" for n, h in helps.items()),
         flag_values=fv,
     )
-    defined = {}
-    for cls in scenes.SCENES.values():
+    fields, defaults = {}, {}
+    for name, cls in scenes.SCENES.items():
         for f in scenes.options(cls):
-            if f.name in defined:
-                if defined[f.name] != f.default:
-                    raise ValueError(f"scene option {f.name} has two defaults: rename one")
-                continue
-            defined[f.name] = f.default
-            help, d = f.metadata["help"], f.default
-            if f.metadata.get("kind") == "range":
-                flags.DEFINE_list(f.name, list(d or []), help, flag_values=fv)
-            elif isinstance(d, bool):
-                flags.DEFINE_bool(f.name, d, help, flag_values=fv)
-            elif isinstance(d, int):
-                flags.DEFINE_integer(f.name, d, help, flag_values=fv)
-            else:
-                flags.DEFINE_float(f.name, d, help, flag_values=fv)
+            fields.setdefault(f.name, f)
+            defaults.setdefault(f.name, {})[name] = f.default
+    for name, f in fields.items():
+        help, ds = f.metadata["help"], defaults[name]
+        d = f.default if len(set(map(repr, ds.values()))) == 1 else None
+        if d is None and f.default is not None:
+            help += " Default: " + ", ".join(f"{v} ({n})" for n, v in ds.items()) + "."
+        if f.metadata.get("kind") == "range":
+            flags.DEFINE_list(name, list(d or []), help, flag_values=fv)
+        elif isinstance(f.default, bool):
+            flags.DEFINE_bool(name, d, help, flag_values=fv)
+        elif isinstance(f.default, int):
+            flags.DEFINE_integer(name, d, help, flag_values=fv)
+        else:
+            flags.DEFINE_float(name, d, help, flag_values=fv)
 
 
 def scene(fv) -> scenes.Scene:
@@ -128,6 +131,8 @@ def scene(fv) -> scenes.Scene:
     opts = {}
     for name, f in own.items():
         value = fv[name].value
+        if value is None and f.default is not None:  # a shared option: the family's default
+            continue
         if f.metadata.get("kind") == "range":
             try:
                 value = tuple(float(v) for v in value) or None

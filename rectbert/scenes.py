@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import config, shapes
+from rectbert import config, polygons, shapes
 
 SCENES: dict[str, type[Scene]] = {}
 
@@ -282,3 +282,204 @@ class Rect(Scene):
             [t < w, t < w + h, t < 2 * w + h], [y0, y0 + (t - w), y1], y1 - (t - 2 * w - h)
         )
         return jnp.stack([x, y], axis=-1)
+
+
+def _window_cells(points_NxPx2, cell, grid):
+    """([N, P, grid*grid] x0, y0) of the cells of each point's window, row-major."""
+    offsets = (jnp.arange(grid, dtype=jnp.float32) - grid / 2) * cell
+    pts = jnp.asarray(points_NxPx2, jnp.float32)
+    x0 = pts[..., 0, None, None] + offsets[None, :]  # [N, P, 1, G]
+    y0 = pts[..., 1, None, None] + offsets[:, None]  # [N, P, G, 1]
+    x0, y0 = jnp.broadcast_arrays(x0, y0)
+    n, p = pts.shape[:2]
+    return x0.reshape(n, p, grid * grid), y0.reshape(n, p, grid * grid)
+
+
+def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid):
+    """[N, P, grid*grid]: sum over s of signs_S[s] x the area of polygon s inside each cell of
+    each point's window, as a fraction of the cell (one polygon, or inclusion-exclusion)."""
+    x0, y0 = _window_cells(points_NxPx2, cell, grid)
+    polys = jnp.asarray(polys_NxSxVx2, jnp.float32)[:, None, None]  # [N, 1, 1, S, V, 2]
+    area = polygons.box_area(
+        polys, *(v[..., None] for v in (x0, y0, x0 + cell, y0 + cell))
+    )  # [N, P, G*G, S]
+    return jnp.clip(jnp.sum(area * jnp.asarray(signs_S, jnp.float32), -1) / cell**2, 0.0, 1.0)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Rotated(Scene):
+    """One rectangle rotated by theta, parameters (cx, cy, w, h, theta).
+
+    Sides uniform on [min_side, max_side], theta uniform on [0, pi/2), the centre uniform over
+    the places where the whole rectangle lies inside the canvas (max_side <= size / sqrt 2, so
+    every side pair and angle fits). Corners: c + R(theta)(+-w/2, +-h/2) on (x, y).
+    """
+
+    name: ClassVar[str] = "rotated"
+    param_dim: ClassVar[int] = 5
+    min_side: float = option(32.0, "Smallest rectangle side, canvas pixels.")
+    max_side: float = option(160.0, "Largest rectangle side, canvas pixels.")
+    size: int = shapes.CANVAS
+
+    def __post_init__(self):
+        fit = self.size / math.sqrt(2)
+        config.validate(
+            self,
+            [
+                (0 < self.min_side <= fit, "min_side", f"in (0, {fit:.1f}]"),
+                (
+                    self.min_side <= self.max_side <= fit,
+                    "max_side",
+                    f"in [min_side, {fit:.1f}] (size / sqrt 2: every angle fits the canvas)",
+                ),
+            ],
+        )
+
+    def _extent(self, w, h, theta):
+        c, s = jnp.abs(jnp.cos(theta)), jnp.abs(jnp.sin(theta))
+        return (w * c + h * s) / 2, (w * s + h * c) / 2
+
+    def sample(self, key, n: int):
+        kw, kh, kt, kx, ky = jax.random.split(key, 5)
+        w = jax.random.uniform(kw, (n,), minval=self.min_side, maxval=self.max_side)
+        h = jax.random.uniform(kh, (n,), minval=self.min_side, maxval=self.max_side)
+        theta = jax.random.uniform(kt, (n,), maxval=jnp.pi / 2)
+        ex, ey = self._extent(w, h, theta)
+        cx = ex + (self.size - 2 * ex) * jax.random.uniform(kx, (n,))
+        cy = ey + (self.size - 2 * ey) * jax.random.uniform(ky, (n,))
+        return jnp.stack([cx, cy, w, h, theta], -1)
+
+    def polygons(self, params_NxD):
+        """[N, 4, 2] the corners, counter-clockwise for y up."""
+        p = jnp.asarray(params_NxD, jnp.float32)
+        c, s = jnp.cos(p[:, 4, None]), jnp.sin(p[:, 4, None])
+        u = jnp.array([-0.5, 0.5, 0.5, -0.5]) * p[:, 2, None]
+        v = jnp.array([-0.5, -0.5, 0.5, 0.5]) * p[:, 3, None]
+        return jnp.stack([p[:, 0, None] + c * u - s * v, p[:, 1, None] + s * u + c * v], -1)
+
+    def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        polys = self.polygons(params_NxD)[:, None]
+        return polygon_coverage(polys, jnp.ones(1), points_NxPx2, cell, grid)
+
+    def log_density(self, params_NxD):
+        p = jnp.asarray(params_NxD, jnp.float32)
+        cx, cy, w, h, theta = (p[:, i] for i in range(5))
+        ex, ey = self._extent(w, h, theta)
+        ok = (w >= self.min_side) & (w <= self.max_side) & (h >= self.min_side)
+        ok &= (h <= self.max_side) & (theta >= 0) & (theta < jnp.pi / 2)
+        ok &= (cx >= ex) & (cx <= self.size - ex) & (cy >= ey) & (cy <= self.size - ey)
+        log_p = -2 * math.log(max(self.max_side - self.min_side, 1e-12)) - math.log(math.pi / 2)
+        log_p -= jnp.log(jnp.maximum(self.size - 2 * ex, 1e-12))
+        log_p -= jnp.log(jnp.maximum(self.size - 2 * ey, 1e-12))
+        return jnp.where(ok, log_p, -jnp.inf)
+
+    def support(self) -> np.ndarray:
+        s, lo, hi = float(self.size), self.min_side, self.max_side
+        return np.array(
+            [[lo / 2, s - lo / 2], [lo / 2, s - lo / 2], [lo, hi], [lo, hi], [0.0, math.pi / 2]],
+            np.float32,
+        )
+
+    def outlines(self, params_D) -> list[np.ndarray]:
+        return [np.asarray(self.polygons(jnp.asarray(params_D)[None])[0], np.float64)]
+
+    def corners(self, params_NxD):
+        return self.polygons(params_NxD)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Rects(Scene):
+    """The union of up to num_rects axis-aligned rectangles, each from the rect prior.
+
+    The count is uniform on [min_rects, num_rects] (min_rects 0: num_rects always); parameters
+    num_rects x (x0, y0, x1, y1), the unused slots last and empty (all four 0). Coverage of
+    the union is exact: inclusion-exclusion over the slots' overlaps (rectangles again).
+    """
+
+    name: ClassVar[str] = "rects"
+    num_rects: int = option(2, "Rectangles per image (at most; 1-4).")
+    min_rects: int = option(0, "Fewest rectangles per image (0: always num_rects).")
+    min_side: float = option(32.0, "Smallest rectangle side, canvas pixels.")
+    max_side: float = option(192.0, "Largest rectangle side, canvas pixels.")
+    aspect: tuple[float, float] | None = option(
+        None, "Height/width range 'lo,hi'; empty for any.", kind="range"
+    )
+    contains_center: bool = option(False, "Rectangles all contain the canvas centre.")
+    size: int = shapes.CANVAS
+
+    def __post_init__(self):
+        config.validate(
+            self,
+            [
+                (1 <= self.num_rects <= 4, "num_rects", "an integer in [1, 4]"),
+                (
+                    0 <= self.min_rects <= self.num_rects,
+                    "min_rects",
+                    f"an integer in [0, num_rects={self.num_rects}] (0: always num_rects)",
+                ),
+            ],
+        )
+        self._one()  # the single-rectangle prior's own checks, naming the same options
+
+    param_dim = property(lambda self: 4 * self.num_rects)
+
+    def _one(self) -> Rect:
+        return Rect(self.min_side, self.max_side, self.aspect, self.contains_center, self.size)
+
+    def _lo(self) -> int:
+        return self.min_rects or self.num_rects
+
+    def sample(self, key, n: int):
+        k_count, k_rects = jax.random.split(key)
+        m = self.num_rects
+        rects = self._one().sample(k_rects, n * m).reshape(n, m, 4)
+        count = jax.random.randint(k_count, (n, 1), self._lo(), m + 1)
+        used = jnp.arange(m)[None, :] < count
+        return jnp.where(used[..., None], rects, 0.0).reshape(n, 4 * m)
+
+    def _subsets(self):
+        """(member [S, m] bool, sign [S]) for every non-empty subset of the slots."""
+        m = self.num_rects
+        member = np.array([[(s >> i) & 1 for i in range(m)] for s in range(1, 2**m)], bool)
+        return member, np.where(member.sum(1) % 2 == 1, 1.0, -1.0).astype(np.float32)
+
+    def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        r = jnp.asarray(params_NxD, jnp.float32).reshape(-1, self.num_rects, 4)
+        member, sign = self._subsets()
+        big = jnp.float32(1e9)
+        lo = jnp.where(member[None, :, :, None], r[:, None, :, :2], -big).max(2)  # [N, S, 2]
+        hi = jnp.where(member[None, :, :, None], r[:, None, :, 2:], big).min(2)
+        overlap = jnp.concatenate([lo, hi], -1)  # an empty overlap has hi <= lo: covers 0
+        n, s = overlap.shape[:2]
+        pts = jnp.repeat(jnp.asarray(points_NxPx2, jnp.float32), s, axis=0)
+        parts = shapes._coverage(overlap.reshape(n * s, 4), pts, cell, grid)
+        parts = parts.reshape(n, s, *parts.shape[1:])
+        return jnp.clip(jnp.einsum("nspg,s->npg", parts, sign), 0.0, 1.0)
+
+    def log_density(self, params_NxD):
+        r = jnp.asarray(params_NxD, jnp.float32).reshape(-1, self.num_rects, 4)
+        empty = jnp.all(r == 0, -1)  # [N, m]
+        count = jnp.sum(~empty, -1)
+        m = self.num_rects
+        ordered = jnp.all(~empty[:, :-1] | empty[:, 1:], -1)  # no used slot after an empty one
+        ok = ordered & (count >= self._lo())
+        each = self._one().log_density(r.reshape(-1, 4)).reshape(-1, m)
+        log_p = jnp.sum(jnp.where(empty, 0.0, each), -1) - math.log(m - self._lo() + 1)
+        return jnp.where(ok, log_p, -jnp.inf)
+
+    def support(self) -> np.ndarray:
+        one = self._one().support().copy()
+        one[2:, 0] = 0.0  # an empty slot is all zeros
+        return np.tile(one, (self.num_rects, 1))
+
+    def outlines(self, params_D) -> list[np.ndarray]:
+        r = np.asarray(params_D, np.float64).reshape(self.num_rects, 4)
+        return [self._one().outlines(x)[0] for x in r if np.any(x != 0)]
+
+    def corners(self, params_NxD):
+        """[N, 4 num_rects, 2]: an empty slot's corners lie far off the canvas."""
+        r = jnp.asarray(params_NxD, jnp.float32).reshape(-1, 4)
+        far = jnp.where(jnp.all(r == 0, -1, keepdims=True), -1e6, r)
+        return self._one().corners(far).reshape(jnp.shape(params_NxD)[0], -1, 2)

@@ -1,0 +1,92 @@
+"""Exact areas of polygons inside axis-aligned cells, for scenes that are not axis-aligned
+rectangles: fixed-size arrays, no Python loops over data, so they jit and vmap.
+
+A polygon is [..., V, 2] vertices (x, y) in order, either orientation; repeated vertices are
+allowed (zero-length edges add nothing), which is how polygons of different vertex counts
+share one array shape and how an empty polygon is written (all vertices equal).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def _mean_relu(ya, yb, c):
+    """E[max(Y - c, 0)] for Y uniform between ya and yb (exact, and stable when ya == yb)."""
+    hi, lo = jnp.maximum(ya, yb), jnp.minimum(ya, yb)
+    p, q = hi - c, c - lo
+    crossing = jnp.where(p * q > 0, p * p / (2 * jnp.maximum(hi - lo, 1e-30)), 0.0)
+    return jnp.where(lo >= c, (ya + yb) / 2 - c, jnp.where(hi <= c, 0.0, crossing))
+
+
+def signed_area(poly_Vx2):
+    """[...] the shoelace area: positive when the vertices turn counter-clockwise (y up)."""
+    centred = poly_Vx2 - jnp.mean(poly_Vx2, -2, keepdims=True)  # fewer digits lost
+    x, y = centred[..., 0], centred[..., 1]
+    return 0.5 * jnp.sum(x * jnp.roll(y, -1, -1) - jnp.roll(x, -1, -1) * y, axis=-1)
+
+
+def box_area(poly_Vx2, x0, y0, x1, y1):
+    """[...] the area of a simple polygon inside the box [x0, x1] x [y0, y1] (broadcast).
+
+    Along each edge, the vertical extent of the box below the edge, clamp(y, y0, y1) - y0, is
+    integrated over the part of the edge above [x0, x1]; summed round the polygon this is the
+    area of every vertical slice of polygon and box (Green's theorem), exactly, for any
+    simple polygon. The integral of a clamped linear function has a closed form."""
+    a = poly_Vx2
+    b = jnp.roll(poly_Vx2, -1, -2)
+    x0, y0, x1, y1 = (jnp.asarray(v, a.dtype)[..., None] for v in (x0, y0, x1, y1))
+    # coordinates relative to the box's corner: float32 keeps its digits for the cell
+    xa, ya = a[..., 0] - x0, a[..., 1] - y0
+    xb, yb = b[..., 0] - x0, b[..., 1] - y0
+    w, h = x1 - x0, y1 - y0
+    dx = xb - xa
+    slope = (yb - ya) / jnp.where(dx == 0, 1.0, dx)
+    ca, cb = jnp.clip(xa, 0, w), jnp.clip(xb, 0, w)  # the edge's part above the box
+    ya_c, yb_c = ya + (ca - xa) * slope, ya + (cb - xa) * slope
+    below = _mean_relu(ya_c, yb_c, 0.0) - _mean_relu(ya_c, yb_c, h)
+    total = -jnp.sum((cb - ca) * below, axis=-1)
+    return total * jnp.sign(signed_area(poly_Vx2))
+
+
+def clip(poly_Vx2, normal_2, offset):
+    """[..., V + 1, 2] the convex polygon cut to the half-plane normal . p <= offset
+    (Sutherland-Hodgman with fixed sizes: kept vertices first, the last repeated after)."""
+    v = poly_Vx2.shape[-2]
+    nxt = jnp.roll(poly_Vx2, -1, -2)
+    s_a = jnp.sum(poly_Vx2 * normal_2[..., None, :], -1) - offset[..., None]
+    s_b = jnp.sum(nxt * normal_2[..., None, :], -1) - offset[..., None]
+    inside = s_a <= 0
+    crosses = (s_a < 0) & (s_b > 0) | (s_a > 0) & (s_b < 0)
+    t = s_a / jnp.where(crosses, s_a - s_b, 1.0)
+    cut = poly_Vx2 + t[..., None] * (nxt - poly_Vx2)
+    # candidates in order: vertex i (if inside), then the crossing on edge i (if any)
+    cand = jnp.stack([poly_Vx2, cut], -2).reshape(*poly_Vx2.shape[:-2], 2 * v, 2)
+    keep = jnp.stack([inside, crosses], -1).reshape(*poly_Vx2.shape[:-2], 2 * v)
+    order = jnp.argsort(~keep, axis=-1, stable=True)[..., : v + 1]
+    kept = jnp.take_along_axis(cand, order[..., None], -2)
+    n = jnp.sum(keep, -1, keepdims=True)
+    last = jnp.take_along_axis(kept, jnp.maximum(n - 1, 0)[..., None], -2)
+    slot = jnp.arange(v + 1)
+    kept = jnp.where((slot < n)[..., None], kept, last)
+    return jnp.where((n > 0)[..., None], kept, 0.0)  # nothing inside: an empty polygon
+
+
+def intersect(poly_Vx2, convex_Cx2):
+    """[..., V + C, 2] a convex polygon cut by every edge of a convex polygon (either
+    orientation, may be empty or repeat vertices) = their intersection."""
+    # float32 keeps its digits near the origin: work relative to the clipping polygon's mean
+    origin = jnp.mean(convex_Cx2, -2, keepdims=True)
+    convex, out = convex_Cx2 - origin, poly_Vx2 - origin
+    edge = jnp.roll(convex, -1, -2) - convex
+    # unit outward normals for a counter-clockwise polygon; flipped for a clockwise one
+    turn = jnp.sign(signed_area(convex))[..., None, None]
+    length = jnp.linalg.norm(edge, axis=-1, keepdims=True)
+    normal = jnp.stack([edge[..., 1], -edge[..., 0]], -1) * turn / jnp.maximum(length, 1e-30)
+    offset = jnp.sum(normal * convex, -1)
+    empty = jnp.all(edge == 0, axis=(-1, -2))  # an empty polygon: the result is empty too
+    for i in range(convex.shape[-2]):  # C is static and small (4 for a quadrilateral)
+        degenerate = length[..., i, 0] == 0  # a repeated vertex: no constraint
+        o = jnp.where(degenerate, 1.0, offset[..., i])
+        out = clip(out, normal[..., i, :], o)
+    return jnp.where(empty[..., None, None], 0.0, out + origin)
