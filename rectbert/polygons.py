@@ -84,7 +84,7 @@ def intersect(poly_Vx2, convex_Cx2):
     length = jnp.linalg.norm(edge, axis=-1, keepdims=True)
     normal = jnp.stack([edge[..., 1], -edge[..., 0]], -1) * turn / jnp.maximum(length, 1e-30)
     offset = jnp.sum(normal * convex, -1)
-    empty = jnp.all(edge == 0, axis=(-1, -2))  # an empty polygon: the result is empty too
+    empty = turn[..., 0, 0] == 0  # no area (an empty polygon, a segment): nothing is left
     for i in range(convex.shape[-2]):  # C is static and small (4 for a quadrilateral)
         degenerate = length[..., i, 0] == 0  # a repeated vertex: no constraint
         o = jnp.where(degenerate, 1.0, offset[..., i])

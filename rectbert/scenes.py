@@ -295,6 +295,12 @@ def _window_cells(points_NxPx2, cell, grid):
     return x0.reshape(n, p, grid * grid), y0.reshape(n, p, grid * grid)
 
 
+def compiled(method):
+    """A scene method as one compiled program (the scene and keyword sizes static): polygon
+    clipping is many small operations, slow one by one outside a jit."""
+    return jax.jit(method, static_argnums=0, static_argnames=("cell", "grid"))
+
+
 def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid):
     """[N, P, grid*grid]: sum over s of signs_S[s] x the area of polygon s inside each cell of
     each point's window, as a fraction of the cell (one polygon, or inclusion-exclusion)."""
@@ -358,6 +364,7 @@ class Rotated(Scene):
         v = jnp.array([-0.5, -0.5, 0.5, 0.5]) * p[:, 3, None]
         return jnp.stack([p[:, 0, None] + c * u - s * v, p[:, 1, None] + s * u + c * v], -1)
 
+    @compiled
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
         polys = self.polygons(params_NxD)[:, None]
         return polygon_coverage(polys, jnp.ones(1), points_NxPx2, cell, grid)
@@ -445,6 +452,7 @@ class Rects(Scene):
         member = np.array([[(s >> i) & 1 for i in range(m)] for s in range(1, 2**m)], bool)
         return member, np.where(member.sum(1) % 2 == 1, 1.0, -1.0).astype(np.float32)
 
+    @compiled
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
         r = jnp.asarray(params_NxD, jnp.float32).reshape(-1, self.num_rects, 4)
         member, sign = self._subsets()
@@ -483,3 +491,143 @@ class Rects(Scene):
         r = jnp.asarray(params_NxD, jnp.float32).reshape(-1, 4)
         far = jnp.where(jnp.all(r == 0, -1, keepdims=True), -1e6, r)
         return self._one().corners(far).reshape(jnp.shape(params_NxD)[0], -1, 2)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Junction(Scene):
+    """2-4 straight strokes of one width leaving one junction point: L, T, Y and X junctions.
+
+    Parameters (jx, jy, width, then per stroke slot: length, angle), 4 slots, the unused ones
+    last with length 0 and angle 0. Stroke i is the rectangle with one short side centred on
+    the junction: corners j +- (width/2) n and j + length u +- (width/2) n, u = (cos a, sin a),
+    n = (-sin a, cos a). The count is uniform on [min_strokes, max_strokes], the width on
+    stroke_width, each length on [min_length, max_length] and each angle on [0, 2 pi); the
+    junction is uniform on the middle [size/8, 7 size/8]^2. Strokes may leave the canvas:
+    what lies outside is cut off (coverage, images and figures show the part inside).
+    Coverage of the union is exact: inclusion-exclusion over the strokes' convex overlaps.
+    """
+
+    name: ClassVar[str] = "junction"
+    param_dim: ClassVar[int] = 11
+    min_strokes: int = option(2, "Fewest strokes at a junction (2-4).")
+    max_strokes: int = option(4, "Most strokes at a junction (2-4).")
+    stroke_width: tuple[float, float] | None = option(
+        (8.0, 24.0), "Stroke width range 'lo,hi', canvas pixels.", kind="range"
+    )
+    min_length: float = option(40.0, "Shortest stroke, canvas pixels.")
+    max_length: float = option(120.0, "Longest stroke, canvas pixels.")
+    size: int = shapes.CANVAS
+    slots: ClassVar[int] = 4
+
+    def __post_init__(self):
+        w = self.stroke_width
+        config.validate(
+            self,
+            [
+                (2 <= self.min_strokes <= 4, "min_strokes", "an integer in [2, 4]"),
+                (
+                    self.min_strokes <= self.max_strokes <= 4,
+                    "max_strokes",
+                    f"an integer in [min_strokes={self.min_strokes}, 4]",
+                ),
+                (
+                    w is not None and len(w) == 2 and 0 < w[0] <= w[1] <= self.size / 4,
+                    "stroke_width",
+                    f"two numbers 'lo,hi' with 0 < lo <= hi <= {self.size / 4:g}",
+                ),
+                (0 < self.min_length <= self.size, "min_length", f"in (0, {self.size}]"),
+                (
+                    self.min_length <= self.max_length <= self.size,
+                    "max_length",
+                    f"in [min_length, {self.size}]",
+                ),
+            ],
+        )
+
+    def _box(self):
+        return self.size / 8, 7 * self.size / 8
+
+    def sample(self, key, n: int):
+        kj, kw, kc, kl, ka = jax.random.split(key, 5)
+        lo, hi = self._box()
+        j = jax.random.uniform(kj, (n, 2), minval=lo, maxval=hi)
+        width = jax.random.uniform(
+            kw, (n, 1), minval=self.stroke_width[0], maxval=self.stroke_width[1]
+        )
+        count = jax.random.randint(kc, (n, 1), self.min_strokes, self.max_strokes + 1)
+        used = jnp.arange(self.slots)[None] < count
+        length = jax.random.uniform(
+            kl, (n, self.slots), minval=self.min_length, maxval=self.max_length
+        )
+        angle = jax.random.uniform(ka, (n, self.slots), maxval=2 * jnp.pi)
+        strokes = jnp.stack([jnp.where(used, length, 0.0), jnp.where(used, angle, 0.0)], -1)
+        return jnp.concatenate([j, width, strokes.reshape(n, 2 * self.slots)], -1)
+
+    def polygons(self, params_NxD):
+        """[N, 4, 4, 2] each stroke slot's quadrilateral (an unused one has no area)."""
+        p = jnp.asarray(params_NxD, jnp.float32)
+        j, half = p[:, None, None, :2], p[:, 2, None, None, None] / 2
+        length, angle = p[:, 3::2, None, None], p[:, 4::2, None, None]
+        u = jnp.concatenate([jnp.cos(angle), jnp.sin(angle)], -1)  # [N, 4, 1, 2]
+        nrm = jnp.concatenate([-jnp.sin(angle), jnp.cos(angle)], -1)
+        along = jnp.array([0.0, 1.0, 1.0, 0.0])[None, None, :, None] * length
+        side = jnp.array([-1.0, -1.0, 1.0, 1.0])[None, None, :, None] * half
+        return j + along * u + side * nrm
+
+    def _pieces(self, params_NxD):
+        """([N, 15, 16, 2] the overlap of every non-empty subset of the strokes, [15] signs)."""
+        quads = self.polygons(params_NxD)
+        pieces, signs = [], []
+        for s in range(1, 2**self.slots):
+            members = [i for i in range(self.slots) if (s >> i) & 1]
+            poly = quads[:, members[0]]
+            for m in members[1:]:
+                poly = polygons.intersect(poly, quads[:, m])
+            pad = jnp.repeat(poly[:, -1:], 16 - poly.shape[1], axis=1)
+            pieces.append(jnp.concatenate([poly, pad], 1))
+            signs.append(1.0 if len(members) % 2 else -1.0)
+        return jnp.stack(pieces, 1), jnp.asarray(signs)
+
+    @compiled
+    def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        pieces, signs = self._pieces(params_NxD)
+        return polygon_coverage(pieces, signs, points_NxPx2, cell, grid)
+
+    def log_density(self, params_NxD):
+        p = jnp.asarray(params_NxD, jnp.float32)
+        length, angle = p[:, 3::2], p[:, 4::2]
+        used = length > 0
+        count = jnp.sum(used, -1)
+        lo, hi = self._box()
+        w_lo, w_hi = self.stroke_width
+        ok = jnp.all((p[:, :2] >= lo) & (p[:, :2] <= hi), -1)
+        ok &= (p[:, 2] >= w_lo) & (p[:, 2] <= w_hi)
+        ok &= (count >= self.min_strokes) & (count <= self.max_strokes)
+        ok &= jnp.all(used[:, :-1] | ~used[:, 1:], -1)  # no used slot after an unused one
+        ok &= jnp.all(
+            jnp.where(used, (length >= self.min_length) & (length <= self.max_length), angle == 0),
+            -1,
+        )
+        ok &= jnp.all((angle >= 0) & (angle < 2 * jnp.pi), -1)
+        per_stroke = -math.log(max(self.max_length - self.min_length, 1e-12)) - math.log(
+            2 * math.pi
+        )
+        log_p = (
+            -2 * math.log(hi - lo)
+            - math.log(max(w_hi - w_lo, 1e-12))
+            - math.log(self.max_strokes - self.min_strokes + 1)
+            + count * per_stroke
+        )
+        return jnp.where(ok, log_p, -jnp.inf)
+
+    def support(self) -> np.ndarray:
+        lo, hi = self._box()
+        rows = [[lo, hi], [lo, hi], list(self.stroke_width)]
+        rows += [[0.0, self.max_length], [0.0, 2 * math.pi]] * self.slots
+        return np.array(rows, np.float32)
+
+    def outlines(self, params_D) -> list[np.ndarray]:
+        quads = np.asarray(self.polygons(jnp.asarray(params_D)[None])[0], np.float64)
+        lengths = np.asarray(params_D)[3::2]
+        return [q for q, length in zip(quads, lengths, strict=True) if length > 0]

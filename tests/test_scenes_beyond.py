@@ -18,7 +18,9 @@ SCENES = [
     ("rotated", dict(min_side=8.0, max_side=60.0)),
     ("rects", dict(num_rects=3, min_rects=1)),
     ("rects", dict(num_rects=4, min_side=10.0, max_side=120.0)),
+    ("junction", dict(min_strokes=2, max_strokes=4, stroke_width=(12.0, 40.0))),
 ]
+CUT = {"junction"}  # families whose shapes may leave the canvas (cut off there)
 
 
 def reference(scene, params_D, points_Px2, cell=shapes.CELL, grid=shapes.GRID):
@@ -48,9 +50,13 @@ def test_coverage_equals_shapely_at_random_and_lattice_points(name, opts):
             [reference(scene, p, q) for p, q in zip(np.asarray(shapes_), pts, strict=True)]
         )
         np.testing.assert_allclose(got, want, atol=2e-5)
-    # the downsampled image holds the whole shape: its sum is the shape's area in cells
+    # the downsampled image holds the whole shape (on the canvas): its sum is that area
     image = np.asarray(scene.downsample(params))
-    areas = [unary_union([Polygon(p) for p in scene.outlines(q)]).area for q in np.asarray(params)]
+    canvas = box(0, 0, scene.size, scene.size)
+    areas = [
+        unary_union([Polygon(p) for p in scene.outlines(q)]).intersection(canvas).area
+        for q in np.asarray(params)
+    ]
     np.testing.assert_allclose(image.sum((1, 2)) * shapes.CELL**2, areas, rtol=1e-5)
 
 
@@ -58,9 +64,14 @@ def test_coverage_equals_shapely_at_random_and_lattice_points(name, opts):
 def test_samples_lie_inside_the_canvas_and_the_support(name, opts):
     scene = rectbert.scene(name, **opts)
     params = np.asarray(scene.sample(jax.random.key(2), 3000))
-    for p in params[:300]:
-        for outline in scene.outlines(p):
-            assert np.all((outline >= -1e-3) & (outline <= scene.size + 1e-3))
+    inside = [
+        np.all([np.all((o >= -1e-3) & (o <= scene.size + 1e-3)) for o in scene.outlines(p)])
+        for p in params[:300]
+    ]
+    if name in CUT:  # some leave it, and are cut off (the coverage test checks the cut)
+        assert 0 < np.mean(inside) < 1
+    else:
+        assert all(inside)
     support = scene.support()
     assert np.all((params >= support[:, 0] - 1e-3) & (params <= support[:, 1] + 1e-3))
     assert np.all(np.isfinite(np.asarray(scene.log_density(params))))
