@@ -16,7 +16,7 @@ import numpy as np
 from absl import flags
 
 from experiments import common
-from rectbert import codebook, plots, report, tasks, workdir
+from rectbert import codebook, metrics, plots, report, tasks, workdir
 from rectbert.scene_tasks import GridTask, patches
 
 
@@ -68,7 +68,7 @@ def _fit(fv, task: GridTask, main: bool) -> None:
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(task.codebook, np.float32))
         workdir.write_atomic(os.path.join(fv.workdir, "codebook.npy"), buffer.getvalue())
-        workdir.write_atomic(os.path.join(fv.workdir, "metrics.jsonl"), json.dumps(summary) + "\n")
+        metrics.rewrite(fv.workdir, [summary])  # strict JSON, whole or not at all
     figures = os.path.join(fv.workdir, "figures")
     shape = task.eval_params[0]
     report.shape_figure(task.scene, shape, os.path.join(figures, "DownsampledRectangle.png"))

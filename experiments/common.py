@@ -11,13 +11,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import signal
 import sys
 
 import jax
 from absl import app, flags
 from absl import logging as absl_logging
 
-from rectbert import checkpoint, config, losses, masking, points, positions, scenes, train, workdir
+from rectbert import (
+    checkpoint,
+    config,
+    losses,
+    masking,
+    metrics,
+    points,
+    positions,
+    scenes,
+    train,
+    workdir,
+)
 from rectbert import model as model_lib
 from rectbert import tasks as tasks_lib
 
@@ -64,6 +76,11 @@ def run(define_flags, main) -> None:
             main(fv)
         except (FlagError, train.NonFiniteError, checkpoint.CheckpointError) as e:
             sys.exit(f"error: {e}")
+        except (metrics.MetricsError, workdir.WorkdirError) as e:  # found after the start
+            sys.exit(f"error: --workdir={fv.workdir}: {e}")
+        except KeyboardInterrupt:  # before training began (its own handler takes it there)
+            print("interrupted before training began", file=sys.stderr, flush=True)
+            sys.exit(128 + signal.SIGINT)
         except train.Interrupted as e:
             print(e, file=sys.stderr, flush=True)
             sys.exit(128 + e.signum)

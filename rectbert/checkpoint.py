@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 
 def directory(workdir: str) -> str:
@@ -37,6 +38,8 @@ class Store:
 
     def __init__(self, workdir: str, max_to_keep: int = 2):
         path = directory(workdir)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise CheckpointError(f"{path} is not a directory: move it aside or use a new workdir")
         torn = _torn(path) if os.path.isdir(path) else []
         if torn and jax.process_index() == 0:
             print(
@@ -85,13 +88,29 @@ class Store:
             opt_state=ocp.args.StandardRestore(state.opt_state),
             window=ocp.args.JsonRestore(),
         )
-        restored, step, damaged = _first_readable(
-            self.manager.all_steps(), lambda s: self.manager.restore(s, args=args)
-        )
+
+        def read(s):
+            restored = self.manager.restore(s, args=args)
+            _check_finite(restored.params)
+            return restored
+
+        # every step directory there is, listed as load_run lists them (orbax lists only the
+        # ones it can parse, and would silently start a run with damaged ones from step 0)
+        restored, step, damaged = _first_readable(steps(os.path.dirname(self.path)), read)
+        if jax.process_count() > 1:  # every process must resume from the same step
+            first = int(
+                multihost_utils.broadcast_one_to_all(np.int32(-1 if step is None else step))
+            )
+            if first != (-1 if step is None else step):
+                raise CheckpointError(
+                    f"process {jax.process_index()} read step {step}, process 0 step {first}"
+                )
         if step is None:
             return state, []
         if damaged and jax.process_index() == 0:
             _move_aside(self.path, damaged)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("rectbert: damaged checkpoints moved")
         self.manager.reload()
         step_array = jax.make_array_from_callback((), state.step.sharding, lambda _: np.int32(step))
         state = state.replace(step=step_array, params=restored.params, opt_state=restored.opt_state)
@@ -109,7 +128,11 @@ def _first_readable(steps_, read):
     for step in sorted(steps_, reverse=True):
         try:
             return read(step), step, damaged
+        except MemoryError:
+            raise
         except Exception as e:  # orbax and TensorStore raise many kinds for a damaged file
+            if "RESOURCE_EXHAUSTED" in str(e):  # out of device memory: not the checkpoint's fault
+                raise
             _quiet_abandoned_reads()
             lines = str(e).strip().splitlines() or [""]
             reason = f"{type(e).__name__}: {lines[0][:160]}"
@@ -155,6 +178,15 @@ def _quiet_abandoned_reads() -> None:
     sys.unraisablehook, sys.excepthook = hook, excepthook
 
 
+def _check_finite(params) -> None:
+    """A damaged file can also read as garbage: non-finite parameters are refused like one."""
+    finite = jax.tree.reduce(
+        lambda a, b: a & b, jax.tree.map(lambda x: jax.numpy.all(jax.numpy.isfinite(x)), params)
+    )
+    if not bool(finite):
+        raise ValueError("it holds non-finite parameters")
+
+
 def _move_aside(path: str, damaged: list[int]) -> None:
     aside = os.path.join(os.path.dirname(path), "damaged")
     os.makedirs(aside, exist_ok=True)
@@ -180,10 +212,12 @@ def restore_params(workdir: str, abstract_params, step: int | None = None):
 
     def read(s):
         with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-            return checkpointer.restore(
+            params = checkpointer.restore(
                 os.path.join(directory(workdir), str(s)),
                 args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)),
             ).params
+        _check_finite(params)
+        return params
 
     try:
         params, step, _ = _first_readable([step] if step is not None else available, read)

@@ -77,7 +77,12 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     )
     params, step = checkpoint.restore_params(workdir, abstract, step)
     codebook_path = os.path.join(workdir, "codebook.npy")
-    codebook = np.load(codebook_path) if os.path.exists(codebook_path) else None
+    codebook = None
+    if os.path.lexists(codebook_path):
+        try:
+            codebook = workdir_lib.read_codebook(codebook_path, (model_cfg.num_tokens, 16))
+        except workdir_lib.WorkdirError as e:
+            raise ValueError(f"workdir={workdir!r}: {e}") from None
     return Run(workdir, config, model_cfg, params, int(step), codebook)
 
 

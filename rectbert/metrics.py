@@ -16,6 +16,10 @@ import os
 from rectbert import workdir as workdir_lib
 
 
+class MetricsError(ValueError):
+    """metrics.jsonl cannot be read (a damaged line that is not a torn last one)."""
+
+
 class NonFiniteError(RuntimeError):
     """A non-finite loss, gradient norm or metric: the run stops before it is logged or saved."""
 
@@ -29,24 +33,30 @@ def _no_nan(constant: str):
 
 
 def read(workdir: str) -> list[dict]:
-    """The rows, oldest first. A torn last line is dropped with a warning; any other line
-    that is not a JSON object is a ValueError naming it."""
+    """The rows, oldest first. A torn last line (no newline: a write a kill cut short) is
+    dropped with a warning; any other line that is not a strict-JSON object with a step is a
+    MetricsError naming it."""
     path = _path(workdir)
-    with open(path) as f:
-        lines = f.read().splitlines(keepends=True)
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+    except OSError as e:
+        raise MetricsError(f"{path} is unreadable ({e.strerror})") from None
     rows = []
-    for i, line in enumerate(lines):
-        if not line.strip():
+    for i, raw in enumerate(lines):
+        if not raw.strip():
             continue
         try:
-            row = json.loads(line, parse_constant=_no_nan)
-            if not isinstance(row, dict) or "step" not in row:
-                raise ValueError("not an object with a step")
-        except ValueError as e:
-            if i == len(lines) - 1 and not line.endswith("\n"):
-                print(f"warning: dropping the torn last line of {path} ({line[:40]!r}...)")
+            row = json.loads(raw.decode("utf-8"), parse_constant=_no_nan)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not an object with an integer step")
+        except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            if i == len(lines) - 1 and not raw.endswith(b"\n"):
+                print(f"warning: dropping the torn last line of {path} ({raw[:40]!r}...)")
                 break
-            raise ValueError(f"{path} line {i + 1} is unreadable ({e}): fix or delete it") from None
+            raise MetricsError(
+                f"{path} line {i + 1} is unreadable ({str(e).splitlines()[0]}): fix or delete it"
+            ) from None
         rows.append(row)
     return rows
 

@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 
 # config.json's layout; a workdir written with another (an earlier rectbert's) is refused, not
 # guessed at: a run it records may need settings this version no longer has or draws differently
-FORMAT = 2
+FORMAT = 3  # 3: checkpoints carry the part-logged window
 
 # what a resumed run may change: how often it logs and saves, and where it runs; also where it
 # stops, but only with a constant learning rate (see _safe)
@@ -66,7 +66,11 @@ def _safe(key: str, old_flat: dict) -> bool:
     cosine run resumed with more steps would not be the run started with them (the learning
     rate would jump), so only a constant-schedule run may move its end."""
     if key == "train.num_steps":
-        return old_flat.get("train.schedule") == "constant"
+        steps = old_flat.get("train.num_steps", 0)
+        on_cadence = all(
+            steps % max(old_flat.get(f"train.{k}", 1), 1) == 0 for k in ("log_every", "eval_every")
+        )
+        return old_flat.get("train.schedule") == "constant" and on_cadence
     return key in SAFE_TO_CHANGE
 
 
@@ -108,6 +112,13 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
     (WorkdirError, one line), then (process 0) write config.json and `files` {name: text}."""
     record = {"format": FORMAT, **record}
     old = read_record(workdir)
+    if old is None:
+        left = [n for n in ("ckpt", "metrics.jsonl", "codebook.npy") if _exists(workdir, n)]
+        if left:
+            raise WorkdirError(
+                f"it holds a run's {', '.join(left)} but no config.json to say what made them; "
+                "restore config.json or use a new workdir"
+            )
     if old is not None:
         changed = differences(old, json.loads(json.dumps(record)))
         if changed:
@@ -115,8 +126,9 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
             why = ""
             if any(c.startswith("train.num_steps:") for c in changed):
                 why = (
-                    " (num_steps is the cosine schedule's horizon: a longer run is a new run; "
-                    "a --lr_schedule=constant run may be extended)"
+                    " (num_steps is the cosine schedule's horizon, and a run's end logs and "
+                    "evaluates off the cadence: only a --lr_schedule=constant run that ended on "
+                    "its log_every and eval_every cadence may change it)"
                 )
             raise WorkdirError(
                 f"it holds a run with other settings ({'; '.join(changed[:4])}{more}){why}; "
@@ -139,10 +151,12 @@ _HELD: dict[str, list] = {}  # this process's locks: real path -> [open lock fil
 
 @contextlib.contextmanager
 def lock(workdir: str, *, main: bool = True):
-    """Hold `workdir` for one run: a second run, in this or any process, is refused
-    (WorkdirError naming the holder) until this one ends. Re-entrant within a process (an
-    experiment holds it around train(), which takes it too). With several processes the run
-    holds it through process 0, and every process learns whether it got it."""
+    """Hold `workdir` for one run: a second run in another process is refused (WorkdirError
+    naming the holder) until this one ends. The lock is the kernel's, on the directory itself
+    (so deleting any file cannot release it); `lock` only says who holds it. Re-entrant within
+    a process (an experiment holds it around train(), which takes it too; threads of one
+    process are not told apart). With several processes the run holds it through process 0,
+    and every process learns whether it got it."""
     path = os.path.realpath(workdir)
     got, holder = True, "process 0 of another job"
     if main and path in _HELD:
@@ -150,22 +164,26 @@ def lock(workdir: str, *, main: bool = True):
     elif main:
         try:
             os.makedirs(workdir, exist_ok=True)
-            f = open(os.path.join(workdir, "lock"), "a+")  # held past this block
+            fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             raise WorkdirError(f"not a writable directory ({e.strerror})") from e
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            f.seek(0)
-            holder = f.read().strip() or "a run that has not said who it is yet"
-            f.close()
+            os.close(fd)
+            holder = _holder(workdir)
             got = False
         else:
-            f.truncate(0)
             when = time.strftime("%Y-%m-%d %H:%M:%S")
-            f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {when}\n")
-            f.flush()
-            _HELD[path] = [f, 1]
+            try:
+                write_atomic(
+                    os.path.join(workdir, "lock"),
+                    f"pid {os.getpid()} on {socket.gethostname()}, since {when}\n",
+                )
+            except OSError as e:
+                os.close(fd)
+                raise WorkdirError(f"not a writable directory ({e.strerror})") from e
+            _HELD[path] = [fd, 1]
     if jax.process_count() > 1:
         got = bool(multihost_utils.broadcast_one_to_all(np.int32(got)))
     if not got:
@@ -182,7 +200,17 @@ def lock(workdir: str, *, main: bool = True):
             if not held[1]:
                 del _HELD[path]
                 fcntl.flock(held[0], fcntl.LOCK_UN)
-                held[0].close()
+                os.close(held[0])
+
+
+def _holder(workdir: str) -> str:
+    """What the holder wrote in `lock` (its first line), or that it has not said."""
+    try:
+        with open(os.path.join(workdir, "lock"), "rb") as f:
+            line = f.read(200).decode("utf-8", "replace").splitlines()
+    except OSError:
+        line = []
+    return line[0].strip() if line and line[0].strip() else "a run that has not said who it is"
 
 
 @contextlib.contextmanager
@@ -193,19 +221,30 @@ def claim(workdir: str, record: dict, *, main: bool = True, files: dict | None =
         yield
 
 
+def _exists(workdir: str, name: str) -> bool:
+    return os.path.lexists(os.path.join(workdir, name))
+
+
+def read_codebook(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """codebook.npy, checked: readable, of `shape`, finite (WorkdirError, one line)."""
+    try:
+        centroids = np.load(path)
+    except (OSError, ValueError) as e:
+        raise WorkdirError(f"its codebook.npy is unreadable ({e}); delete it to refit") from e
+    if centroids.shape != shape:
+        raise WorkdirError(f"its codebook.npy has shape {centroids.shape}, not {shape}")
+    if not np.all(np.isfinite(centroids)):
+        raise WorkdirError("its codebook.npy holds non-finite values; delete it to refit")
+    return centroids
+
+
 def codebook(workdir: str, task, *, main: bool = True) -> np.ndarray:
     """The run's codebook: codebook.npy when the workdir has one (begin() has checked it was
     made for this run's settings), else fitted by the task and written (process 0)."""
     path = os.path.join(workdir, "codebook.npy")
     want = (task.num_clusters, 16)
-    if os.path.exists(path):
-        try:
-            centroids = np.load(path)
-        except (OSError, ValueError) as e:
-            raise WorkdirError(f"its codebook.npy is unreadable ({e}); delete it to refit") from e
-        if centroids.shape != want:
-            raise WorkdirError(f"its codebook.npy has shape {centroids.shape}, not {want}")
-        return centroids
+    if os.path.lexists(path):
+        return read_codebook(path, want)
     centroids = np.asarray(task.fit_codebook()[0], np.float32)
     if main:  # the other processes fit the same one (same key)
         buffer = io.BytesIO()

@@ -355,6 +355,11 @@ def test_sparse_run_measures_the_gap_on_shapes_it_trained_on(tmp_path, capsys):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""
+    # a damaged codebook is one line from load_run too
+    (workdir / "codebook.npy").write_bytes((workdir / "codebook.npy").read_bytes()[:60])
+    with pytest.raises(ValueError, match="codebook.npy is unreadable") as e:
+        rectbert.load_run(str(workdir))
+    assert "\n" not in str(e.value)
 
 
 def squares_flags(workdir, *extra):
@@ -396,10 +401,14 @@ def test_sigterm_and_sigkill_resume_bit_identical(tmp_path, capsys):
     # SIGTERM between log lines: a checkpoint and the part-logged window are kept
     proc = _start(squares_flags(cut))
 
-    def second_run():  # one writer per workdir: refused, naming the running one
+    def second_run():  # one writer per workdir: refused, naming the running one; deleting
+        # the lock file changes nothing (the lock is the directory's)
         with pytest.raises(
             common.FlagError, match=rf"another run is writing to it \(pid {proc.pid} "
         ):
+            squares.main(parse(squares, *squares_flags(cut)))
+        os.remove(cut / "lock")
+        with pytest.raises(common.FlagError, match="another run is writing to it"):
             squares.main(parse(squares, *squares_flags(cut)))
 
     err = _signal_at(proc, 40, signal.SIGTERM, meanwhile=second_run)

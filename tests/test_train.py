@@ -123,11 +123,30 @@ def test_damaged_files_are_survived(tmp_path, capsys):
     assert "\n" not in str(e.value)
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint can be read"):
         train.train(TASK, MODEL, CFG, hurt)
-    # a line torn in the middle is not guessed at
-    with open(os.path.join(hurt, "metrics.jsonl"), "a") as f:
-        f.write('{"step": 10, "x": NaN}\n')
-    with pytest.raises(ValueError, match="line 13 is unreadable"):
+    # a line damaged in the middle is not guessed at (a torn tail, even of raw bytes, is)
+    with open(os.path.join(hurt, "metrics.jsonl"), "ab") as f:
+        f.write(b'{"step": 10, "x": NaN}\n\xff\xfe')
+    with pytest.raises(metrics.MetricsError, match="line 13 is unreadable"):
         metrics.read(hurt)
+    # a checkpoint that is not even a directory is damaged too, and a ckpt/ that is a file
+    # is refused before anything is rewritten
+    odd = str(tmp_path / "odd")
+    shutil.copytree(full, odd)
+    shutil.rmtree(os.path.join(odd, "ckpt", "9"))
+    open(os.path.join(odd, "ckpt", "9"), "w").close()
+    assert rectbert.load_run(odd).step == 6
+    state, _ = train.train(TASK, MODEL, CFG, odd)
+    assert same_params(state.params, state_full.params)
+    rows = read_rows(odd)
+    shutil.rmtree(os.path.join(odd, "ckpt"))
+    open(os.path.join(odd, "ckpt"), "w").close()
+    with pytest.raises(checkpoint.CheckpointError, match="not a directory"):
+        train.train(TASK, MODEL, CFG, odd)
+    assert read_rows(odd) == rows
+    # and a workdir that lost its config.json is adopted by no run
+    os.remove(os.path.join(odd, "config.json"))
+    with pytest.raises(workdir_lib.WorkdirError, match="no config.json"):
+        train.train(TASK, MODEL, CFG, odd)
 
 
 def test_resuming_with_more_steps_is_refused_or_equals_the_longer_run(tmp_path):
@@ -137,6 +156,12 @@ def test_resuming_with_more_steps_is_refused_or_equals_the_longer_run(tmp_path):
     with pytest.raises(workdir_lib.WorkdirError, match="train.num_steps: 9 -> 18.*horizon"):
         train.train(TASK, MODEL, longer, short)  # cosine: the schedule's end is the run's
     constant = dataclasses.replace(CFG, schedule="constant")
+    # a run that ended off its log or eval cadence logged and evaluated its last step: an
+    # extension would hold rows the longer run has not
+    off = str(tmp_path / "off")
+    train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=10), off)
+    with pytest.raises(workdir_lib.WorkdirError, match="train.num_steps: 10 -> 18.*cadence"):
+        train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=18), off)
     extended, direct = str(tmp_path / "extended"), str(tmp_path / "direct")
     train.train(TASK, MODEL, constant, extended)
     a, _ = train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=18), extended)
