@@ -301,15 +301,17 @@ def compiled(method):
     return jax.jit(method, static_argnums=0, static_argnames=("cell", "grid"))
 
 
-def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid):
+def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid, clip=True):
     """[N, P, grid*grid]: sum over s of signs_S[s] x the area of polygon s inside each cell of
-    each point's window, as a fraction of the cell (one polygon, or inclusion-exclusion)."""
+    each point's window, as a fraction of the cell (one polygon, or inclusion-exclusion;
+    clip=False for a partial sum)."""
     x0, y0 = _window_cells(points_NxPx2, cell, grid)
     polys = jnp.asarray(polys_NxSxVx2, jnp.float32)[:, None, None]  # [N, 1, 1, S, V, 2]
     area = polygons.box_area(
         polys, *(v[..., None] for v in (x0, y0, x0 + cell, y0 + cell))
     )  # [N, P, G*G, S]
-    return jnp.clip(jnp.sum(area * jnp.asarray(signs_S, jnp.float32), -1) / cell**2, 0.0, 1.0)
+    total = jnp.sum(area * jnp.asarray(signs_S, jnp.float32), -1) / cell**2
+    return jnp.clip(total, 0.0, 1.0) if clip else total
 
 
 @register
@@ -576,23 +578,25 @@ class Junction(Scene):
         return j + along * u + side * nrm
 
     def _pieces(self, params_NxD):
-        """([N, 15, 16, 2] the overlap of every non-empty subset of the strokes, [15] signs)."""
+        """{k: ([N, S_k, 4k, 2] the overlaps of the S_k subsets of k strokes, their sign)}: an
+        overlap of k quadrilaterals has at most 4k vertices, so each size keeps its own."""
         quads = self.polygons(params_NxD)
-        pieces, signs = [], []
+        groups = {}
         for s in range(1, 2**self.slots):
             members = [i for i in range(self.slots) if (s >> i) & 1]
             poly = quads[:, members[0]]
-            for m in members[1:]:
-                poly = polygons.intersect(poly, quads[:, m])
-            pad = jnp.repeat(poly[:, -1:], 16 - poly.shape[1], axis=1)
-            pieces.append(jnp.concatenate([poly, pad], 1))
-            signs.append(1.0 if len(members) % 2 else -1.0)
-        return jnp.stack(pieces, 1), jnp.asarray(signs)
+            for k, m in enumerate(members[1:], start=2):  # k quadrilaterals: <= 4k vertices
+                poly = polygons.intersect(poly, quads[:, m])[:, : 4 * k]
+            groups.setdefault(len(members), []).append(poly)
+        return {k: (jnp.stack(p, 1), 1.0 if k % 2 else -1.0) for k, p in sorted(groups.items())}
 
     @compiled
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
-        pieces, signs = self._pieces(params_NxD)
-        return polygon_coverage(pieces, signs, points_NxPx2, cell, grid)
+        total = 0.0
+        for pieces, sign in self._pieces(params_NxD).values():
+            ones = jnp.full(pieces.shape[1], sign)
+            total = total + polygon_coverage(pieces, ones, points_NxPx2, cell, grid, clip=False)
+        return jnp.clip(total, 0.0, 1.0)
 
     def log_density(self, params_NxD):
         p = jnp.asarray(params_NxD, jnp.float32)
