@@ -92,7 +92,11 @@ def damage(checkpoint_dir):
                 os.truncate(path, os.path.getsize(path) // 2)
 
 
-@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no tracebacks
+# no TensorStore tracebacks from the abandoned reads of a damaged checkpoint (other tests'
+# unrelated unraisables, which can surface here, are not this test's business)
+@pytest.mark.filterwarnings(
+    r"error:(?s).*(_read_array|Event loop is closed):pytest.PytestUnraisableExceptionWarning"
+)
 def test_damaged_files_are_survived(tmp_path, capsys):
     full, hurt = str(tmp_path / "full"), str(tmp_path / "hurt")
     state_full, _ = train.train(TASK, MODEL, CFG, full)
