@@ -146,7 +146,7 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
         raise WorkdirError(f"not a writable directory ({e.strerror})") from e
 
 
-_HELD: dict[str, list] = {}  # this process's locks: real path -> [open lock file, depth]
+_HELD: dict[str, list] = {}  # this process's locks: real path -> [directory fd, depth]
 
 
 @contextlib.contextmanager
