@@ -8,6 +8,7 @@ share one array shape and how an empty polygon is written (all vertices equal).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -56,19 +57,24 @@ def clip(poly_Vx2, normal_2, offset):
     nxt = jnp.roll(poly_Vx2, -1, -2)
     s_a = jnp.sum(poly_Vx2 * normal_2[..., None, :], -1) - offset[..., None]
     s_b = jnp.sum(nxt * normal_2[..., None, :], -1) - offset[..., None]
-    inside = s_a <= 0
+    # of a run of equal vertices only the last is kept (padding repeats vertices; a cut can
+    # then never need more than one slot more than the polygon has distinct vertices)
+    repeat = jnp.all(poly_Vx2 == nxt, -1) & (jnp.arange(v) < v - 1)
+    inside = (s_a <= 0) & ~repeat
     crosses = (s_a < 0) & (s_b > 0) | (s_a > 0) & (s_b < 0)
     t = s_a / jnp.where(crosses, s_a - s_b, 1.0)
     cut = poly_Vx2 + t[..., None] * (nxt - poly_Vx2)
     # candidates in order: vertex i (if inside), then the crossing on edge i (if any)
     cand = jnp.stack([poly_Vx2, cut], -2).reshape(*poly_Vx2.shape[:-2], 2 * v, 2)
     keep = jnp.stack([inside, crosses], -1).reshape(*poly_Vx2.shape[:-2], 2 * v)
-    order = jnp.argsort(~keep, axis=-1, stable=True)[..., : v + 1]
-    kept = jnp.take_along_axis(cand, order[..., None], -2)
-    n = jnp.sum(keep, -1, keepdims=True)
-    last = jnp.take_along_axis(kept, jnp.maximum(n - 1, 0)[..., None], -2)
+    # compact the kept candidates to the front: candidate i goes to slot cumsum(keep)[i] - 1,
+    # and every slot past the last kept one repeats it (a one-hot product: no sort to compile)
     slot = jnp.arange(v + 1)
-    kept = jnp.where((slot < n)[..., None], kept, last)
+    n = jnp.sum(keep, -1, keepdims=True)
+    dest = jnp.minimum(jnp.cumsum(keep, -1), n) - 1  # [..., 2v]
+    fill = jnp.where(slot < n, slot, n - 1)  # [..., v + 1]: the slot each output copies
+    pick = keep[..., None, :] & (dest[..., None, :] == fill[..., :, None])  # [..., v + 1, 2v]
+    kept = jnp.sum(jnp.where(pick[..., None], cand[..., None, :, :], 0.0), -2)  # exact
     return jnp.where((n > 0)[..., None], kept, 0.0)  # nothing inside: an empty polygon
 
 
@@ -85,8 +91,16 @@ def intersect(poly_Vx2, convex_Cx2):
     normal = jnp.stack([edge[..., 1], -edge[..., 0]], -1) * turn / jnp.maximum(length, 1e-30)
     offset = jnp.sum(normal * convex, -1)
     empty = turn[..., 0, 0] == 0  # no area (an empty polygon, a segment): nothing is left
-    for i in range(convex.shape[-2]):  # C is static and small (4 for a quadrilateral)
-        degenerate = length[..., i, 0] == 0  # a repeated vertex: no constraint
-        o = jnp.where(degenerate, 1.0, offset[..., i])
-        out = clip(out, normal[..., i, :], o)
+    degenerate = length[..., 0] == 0  # a repeated vertex: no constraint
+    offset = jnp.where(degenerate, 1.0, offset)
+    # each cut adds at most one vertex: V + C slots hold every step (the input padded by
+    # repeating its last vertex); one compiled cut, looped over the C edges
+    size = out.shape[-2] + convex.shape[-2]
+    out = jnp.concatenate([out, jnp.repeat(out[..., -1:, :], convex.shape[-2], -2)], -2)
+
+    def cut(poly, edge):
+        return clip(poly, *edge)[..., :size, :], None
+
+    edges = (jnp.moveaxis(normal, -2, 0), jnp.moveaxis(offset, -1, 0))
+    out, _ = jax.lax.scan(cut, out, edges)
     return jnp.where(empty[..., None, None], 0.0, out + origin)

@@ -579,16 +579,31 @@ class Junction(Scene):
 
     def _pieces(self, params_NxD):
         """{k: ([N, S_k, 4k, 2] the overlaps of the S_k subsets of k strokes, their sign)}: an
-        overlap of k quadrilaterals has at most 4k vertices, so each size keeps its own."""
-        quads = self.polygons(params_NxD)
-        groups = {}
-        for s in range(1, 2**self.slots):
-            members = [i for i in range(self.slots) if (s >> i) & 1]
-            poly = quads[:, members[0]]
-            for k, m in enumerate(members[1:], start=2):  # k quadrilaterals: <= 4k vertices
-                poly = polygons.intersect(poly, quads[:, m])[:, : 4 * k]
-            groups.setdefault(len(members), []).append(poly)
-        return {k: (jnp.stack(p, 1), 1.0 if k % 2 else -1.0) for k, p in sorted(groups.items())}
+        overlap of k quadrilaterals has at most 4k vertices, so each size keeps its own.
+
+        Each k-subset is a (k-1)-subset cut by one more stroke. All sizes share one padded
+        shape (6 subsets of 16 vertices) so that one compiled cut, looped over k, makes them
+        all: the clipping is compiled once, not once per subset (7 s -> 1 s here)."""
+        quads = self.polygons(params_NxD)  # [N, 4, 4, 2]
+        m, v = math.comb(self.slots, self.slots // 2), 4 * self.slots  # padded sizes
+        subsets, steps = [(i,) for i in range(self.slots)], []
+        for _ in range(2, self.slots + 1):
+            grown = [(a, j) for a, s in enumerate(subsets) for j in range(s[-1] + 1, self.slots)]
+            steps.append(np.array(grown + [(0, 0)] * (m - len(grown))).T)  # [2, m]
+            subsets = [subsets[a] + (j,) for a, j in grown]
+        padded = jnp.concatenate([quads, jnp.repeat(quads[:, :, -1:], v - 4, 2)], 2)
+        first = jnp.concatenate([padded, padded[:, : m - self.slots]], 1)  # [N, m, v, 2]
+
+        def grow(prev, step):
+            cut = polygons.intersect(jnp.take(prev, step[0], 1), jnp.take(quads, step[1], 1))
+            return (cut[..., :v, :],) * 2  # k quadrilaterals: <= 4k <= 16 vertices
+
+        _, grown = jax.lax.scan(grow, first, jnp.asarray(np.stack(steps)))
+        pieces = {1: (quads, 1.0)}
+        for k in range(2, self.slots + 1):
+            count = math.comb(self.slots, k)
+            pieces[k] = (grown[k - 2][:, :count, : 4 * k], 1.0 if k % 2 else -1.0)
+        return pieces
 
     @compiled
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
