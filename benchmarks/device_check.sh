@@ -4,6 +4,8 @@
 #   here (CPU):   OUT=/tmp/dc bash benchmarks/device_check.sh   (small size, grid_quick: tests the script)
 # Steps run in order of importance, each capped so the whole call stays within BUDGET seconds
 # (default 540, under the device tool's 600 s per call): throughput against the peer first.
+# ONLY=throughput,grid,tests,scenes,triton picks steps (default throughput,tests,scenes: grid
+# and triton are measured on the H100 and the H200 already), e.g. ONLY=grid for grid_seed.
 set -uo pipefail
 OUT=${OUT:-/tmp/rectbert_device_check}
 BUDGET=${BUDGET:-540}
@@ -19,20 +21,28 @@ left() {  # seconds for the next step: its cap, or what the budget has left minu
   echo "$cap"
 }
 
+ONLY=${ONLY:-throughput,tests,scenes}
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if python -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
   SIZE=seed GRID=experiments/flags/grid_seed.flags
-else
+  SCENE_ARGS=(--num_steps=1500 --log_every=500 --eval_every=1500 --checkpoint_every=1500)
+else  # tests the script: tiny sizes
   SIZE=small GRID=experiments/flags/grid_quick.flags
+  SCENE_ARGS=(--num_steps=2 --log_every=1 --eval_every=2 --checkpoint_every=2 --batch_size=8
+    --eval_examples=32 --embed_dim=32 --mlp_dim=64 --num_layers=1 --num_heads=2 --dtype=float32)
 fi
 step "machine"
 date -u | keep
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | keep
 python -c "import jax, flax, optax, orbax.checkpoint as o, sys; print('python', sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, jax.devices())" 2>&1 | keep
 
+if want throughput; then
 step "throughput, size $SIZE: fast-path check, rectbert variants, the peer (eager, torch.compile)"
 timeout "$(left 300)" python -m benchmarks.train_throughput --size=$SIZE --check_fast_path \
-  --variants=fast,bf16,plain --json="$OUT/throughput.json" 2>&1 | keep
+  --variants=fast,bf16 --json="$OUT/throughput.json" 2>&1 | keep
+fi
 
+if want grid; then
 step "grid end to end: $GRID (codebook, training, evaluation, figures)"
 start=$SECONDS
 limit=$(left 200)
@@ -41,7 +51,9 @@ timeout "$limit" python -m experiments.grid --flagfile=$GRID --workdir="$OUT/gri
 rc=${PIPESTATUS[0]}
 echo "grid wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
 rm -rf "$OUT/grid_run/ckpt"  # figures, metrics and flags come back; checkpoints are too big
+fi
 
+if want tests; then
 step "fast-path tests on this device (cuDNN on a GPU)"
 if python -c "import pytest" 2>/dev/null; then
   timeout "$(left 90)" python -m pytest -q -p no:cacheprovider -o addopts="" tests/test_model.py \
@@ -49,9 +61,28 @@ if python -c "import pytest" 2>/dev/null; then
 else
   echo "no pytest here: the throughput step's fast path check stands in" | keep
 fi
+fi
 
+if want scenes; then
+# the full-size flagfile of every scene beyond rect, shortened to ${SCENE_ARGS[0]}: steps/s
+# at full size (x 50,000 steps = the full run's time) and a finished evaluation with figures
+for run in sparse_rotated sparse_rects sparse_junction grid_rotated; do
+  step "scene at full size: $run ${SCENE_ARGS[*]}"
+  start=$SECONDS
+  limit=$(left 60)
+  timeout "$limit" python -m experiments.${run%%_*} --flagfile=experiments/flags/$run.flags \
+    --workdir="$OUT/$run" "${SCENE_ARGS[@]}" 2>&1 | grep -e "^step" -e "eval/" -e "^done" \
+    -e "rror" | tail -4 | keep
+  rc=${PIPESTATUS[0]}
+  echo "$run wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
+  rm -rf "$OUT/$run/ckpt"
+done
+fi
+
+if want triton; then
 step "one XLA flag: cuBLAS instead of Triton GEMMs (fast variant, no peer)"
 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false timeout "$(left 90)" \
   python -m benchmarks.train_throughput --size=$SIZE --nopeer \
   --json="$OUT/throughput_no_triton.json" 2>&1 | tail -1 | keep
+fi
 step "done"

@@ -135,29 +135,31 @@ def define_scene_flags(fv) -> None:
             flags.DEFINE_float(name, d, help, flag_values=fv)
 
 
-def scene(fv) -> scenes.Scene:
-    """The scene the flags ask for; an option of another family given is refused."""
-    cls = scenes.SCENES[fv.scene]
+def scene(fv, name: str | None = None, *, among: tuple[str, ...] = ()) -> scenes.Scene:
+    """The scene family `name` (default --scene) with the options the flags give it; an option
+    no family of `among` (default: `name` alone) has is refused."""
+    name = name or fv.scene
+    cls = scenes.SCENES[name]
     own = {f.name: f for f in scenes.options(cls)}
+    allowed = set(own) | {f.name for a in among for f in scenes.options(scenes.SCENES[a])}
     for other in scenes.SCENES.values():
         for f in scenes.options(other):
-            if f.name not in own and fv[f.name].present:
-                raise error(
-                    fv, f.name, f"unset with --scene={fv.scene} (an option of {other.name})"
-                )
+            if f.name not in allowed and fv[f.name].present:
+                said = f"--scenes={','.join(among)}" if among else f"--scene={name}"
+                raise error(fv, f.name, f"unset with {said} (an option of {other.name})")
     opts = {}
-    for name, f in own.items():
-        value = fv[name].value
+    for key, f in own.items():
+        value = fv[key].value
         if value is None and f.default is not None:  # a shared option: the family's default
             continue
         if f.metadata.get("kind") == "range":
             try:
                 value = tuple(float(v) for v in value) or None
             except ValueError:
-                raise error(fv, name, "two numbers 'lo,hi'") from None
-        opts[name] = value
+                raise error(fv, key, "two numbers 'lo,hi'") from None
+        opts[key] = value
     try:
-        return scenes.scene(fv.scene, **opts)
+        return scenes.scene(name, **opts)
     except config.ConfigError as e:
         raise error(fv, e.field, e.allowed) from None
 

@@ -1,13 +1,16 @@
-"""Which choices make the sparse model generalise? Regimes x position embeddings x attention.
+"""Which choices make the sparse model generalise? Regimes x position embeddings x attention,
+and with --scenes, x scene families.
 
 python -m experiments.sparse_study [--num_steps=2000]   -> <workdir>/study.md, study.jsonl
 Each row is a full run in <workdir>/<row>/ (resumable); the table compares final held-out
-accuracy, training-shape accuracy and their gap, beside the two baselines.
+accuracy, training-shape accuracy and their gap, beside the two baselines. With --scenes,
+each scene has its own codebook and rows: <workdir>/<scene>/codebook.npy, <workdir>/<scene>/<row>/.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 
@@ -16,7 +19,7 @@ from absl import flags
 
 from experiments import common, sparse
 from rectbert import model as model_lib
-from rectbert import positions, train, workdir
+from rectbert import positions, scenes, train, workdir
 from rectbert.scene_tasks import SparseTask
 
 REGIMES = {  # name -> (num_train, fixed_points)
@@ -30,6 +33,13 @@ def define_flags(fv) -> None:
     flags.DEFINE_list("regimes", list(REGIMES), f"Regimes, of {list(REGIMES)}.", flag_values=fv)
     flags.DEFINE_list("positions", positions.continuous(), "Position embeddings.", flag_values=fv)
     flags.DEFINE_list("attentions", list(model_lib.ATTENTIONS), "Attentions.", flag_values=fv)
+    flags.DEFINE_list(
+        "scenes",
+        [],
+        f"Scene families to compare, of {sorted(scenes.SCENES)} (each with its family's "
+        "options from the flags); empty: --scene alone.",
+        flag_values=fv,
+    )
     common.define_scene_flags(fv)
     common.define_codebook_flags(fv)
     common.define_point_flags(fv)
@@ -37,7 +47,7 @@ def define_flags(fv) -> None:
 
 
 def build(fv):
-    """(the fresh-shapes task every row varies, model config, training config)."""
+    """(the fresh-shapes task of each scene, model config, training config)."""
     for name, allowed in (
         ("regimes", list(REGIMES)),
         ("positions", positions.continuous()),
@@ -46,32 +56,55 @@ def build(fv):
         bad = [v for v in fv[name].value if v not in allowed]
         if bad or not fv[name].value:
             raise common.error(fv, name, f"a non-empty subset of {allowed}")
+    names = fv.scenes
+    if any(n not in scenes.SCENES for n in names) or len(set(names)) != len(names):
+        raise common.error(fv, "scenes", f"distinct names of {sorted(scenes.SCENES)}, or empty")
+    if names and fv["scene"].present:
+        raise common.error(fv, "scene", "unset with --scenes (it names the scenes)")
     if fv.num_steps < 1:
         raise common.error(fv, "num_steps", "an explicit count >= 1")
-    base = common.task(SparseTask, fv, scene=common.scene(fv), num_train=0, fixed_points=False)
-    return (base, *common.configs(fv, base, num_examples=0))
+    among = tuple(names)
+    each = [common.scene(fv, n, among=among) for n in names] or [common.scene(fv)]
+    tasks = [
+        common.task(SparseTask, fv, scene=scene, num_train=0, fixed_points=False) for scene in each
+    ]
+    return (tasks, *common.configs(fv, tasks[0], num_examples=0))
 
 
 def main(fv) -> None:
-    base, model_cfg, train_cfg = build(fv)
-    with common.start(fv, base, model_cfg, train_cfg, codebook=True) as base:  # one codebook
+    bases, model_cfg, train_cfg = build(fv)
+    several = bool(fv.scenes)  # rows and codebooks go to <workdir>/<scene>/
+    info = {"scenes": [t.scene.record() for t in bases]} if several else None
+    with common.start(fv, bases[0], model_cfg, train_cfg, run_info=info, codebook=not several) as t:
         results = []
-        for regime in fv.regimes:
-            n, fixed_points = REGIMES[regime]
-            task = dataclasses.replace(base, num_train=n, fixed_points=fixed_points)
-            for position in fv.positions:
-                for attention in fv.attentions:
-                    name = f"{regime}-{position}-{attention}"
-                    print(f"== {name}", flush=True)
-                    cfg = dataclasses.replace(model_cfg, position=position, attention=attention)
-                    run_dir = os.path.join(fv.workdir, name)
-                    _, m = train.train(task, cfg, train_cfg, run_dir, run_info={"regime": regime})
-                    shown = {k: v for k, v in m.items() if "/token_accuracy/" not in k}
-                    results.append(
-                        {"regime": regime, "position": position, "attention": attention, **shown}
-                    )
+        for base in bases if several else [t]:
+            root = os.path.join(fv.workdir, base.scene.name) if several else fv.workdir
+            if several:
+                base = base.with_codebook(codebook(fv, root, base))
+            for regime, position, attention in itertools.product(
+                fv.regimes, fv.positions, fv.attentions
+            ):
+                n, fixed_points = REGIMES[regime]
+                task = dataclasses.replace(base, num_train=n, fixed_points=fixed_points)
+                run_dir = os.path.join(root, f"{regime}-{position}-{attention}")
+                print(f"== {os.path.relpath(run_dir, fv.workdir)}", flush=True)
+                cfg = dataclasses.replace(model_cfg, position=position, attention=attention)
+                _, m = train.train(task, cfg, train_cfg, run_dir, run_info={"regime": regime})
+                shown = {k: v for k, v in m.items() if "/token_accuracy/" not in k}
+                row = dict(scene=base.scene.name, regime=regime, position=position)
+                results.append({**row, "attention": attention, **shown})
         if jax.process_index() == 0:
             write_table(fv, results)
+
+
+def codebook(fv, root: str, task):
+    """The scene's codebook in root/codebook.npy (fitted and written the first time)."""
+    try:
+        if jax.process_index() == 0:
+            os.makedirs(root, exist_ok=True)
+        return workdir.codebook(root, task, main=jax.process_index() == 0)
+    except (OSError, workdir.WorkdirError) as e:
+        raise common.error(fv, "workdir", f"{root}: {e}") from None
 
 
 def write_table(fv, rows) -> None:
@@ -80,15 +113,16 @@ def write_table(fv, rows) -> None:
     lines = [
         f"Sparse study: {fv.num_steps} steps x batch {fv.batch_size}, model "
         f"{fv.embed_dim}/{fv.mlp_dim}/{fv.num_layers} layers, "
-        f"{fv.eval_examples} held-out shapes (same for every row).",
+        f"{fv.eval_examples} held-out shapes (same for every row of a scene).",
         "",
-        "| regime | position | attention | held-out acc | train-rect acc | gap | nearest "
+        "| scene | regime | position | attention | held-out acc | train-shape acc | gap | nearest "
         "| majority |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: -r["eval/masked_accuracy"]):
+    order = {r["scene"]: i for i, r in reversed(list(enumerate(rows)))}
+    for r in sorted(rows, key=lambda r: (order[r["scene"]], -r["eval/masked_accuracy"])):
         lines.append(
-            f"| {r['regime']} | {r['position']} | {r['attention']} | "
+            f"| {r['scene']} | {r['regime']} | {r['position']} | {r['attention']} | "
             f"{r['eval/masked_accuracy']:.3f} | {r['eval/train_masked_accuracy']:.3f} | "
             f"{r['eval/gap']:+.3f} | {r['eval/nearest_accuracy']:.3f} | "
             f"{r['eval/majority_accuracy']:.3f} |"
