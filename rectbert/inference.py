@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import checkpoint, evaluation, scenes
+from rectbert import codebook as codebook_lib
 from rectbert import model as model_lib
 from rectbert import workdir as workdir_lib
 from rectbert.tasks import Batch
@@ -33,6 +34,14 @@ class Run:
         task = self.config.get("task")
         rec = task.get("scene") if isinstance(task, dict) else None  # squares: no scene
         return None if rec is None else scenes.from_record(rec)
+
+    def tokens(self, shapes_BxD, points_BxPx2):
+        """[B, P] the true tokens of these shapes (rows of run.scene's parameters) at these
+        points: the exact coverage of each point's window, quantised with the run's codebook."""
+        if self.codebook is None or self.scene is None:
+            raise ValueError(f"workdir={self.workdir!r}: a run without a scene or codebook")
+        values = self.scene.coverage(jnp.asarray(shapes_BxD), jnp.asarray(points_BxPx2))
+        return codebook_lib.quantise(values, jnp.asarray(self.codebook))
 
     def predict(self, points_BxPx2, tokens_BxP, visible_BxP):
         """Token probabilities [B, P, K] at every position, given the visible tokens.

@@ -3,6 +3,8 @@ reference): exact coverage at random continuous points and at the 169 lattice po
 polygon clipping itself, invariants, samples inside the canvas, and densities against the
 samplers' own frequencies."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,3 +177,41 @@ def test_registry_and_records():
         rectbert.scene("rotated", max_side=200.0)  # would not fit the canvas at 45 degrees
     with pytest.raises(config.ConfigError, match="num_rects"):
         rectbert.scene("rects", num_rects=5)
+
+
+@pytest.mark.parametrize(
+    "experiment,name",
+    [("sparse", "junction"), ("sparse", "rects"), ("sparse", "rotated"), ("grid", "junction")],
+)
+def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name):
+    """An experiment end to end on the scene (tiny): its figures, and load_run measuring
+    held-out accuracy on shapes sampled here, with tokens checked against shapely."""
+    from experiments import grid, sparse
+    from tests.conftest import TINY, TINY_CODEBOOK, parse
+
+    module = {"grid": grid, "sparse": sparse}[experiment]
+    workdir = tmp_path / name
+    args = [f"--workdir={workdir}", f"--scene={name}", "--num_steps=3", "--num_train_rects=0"]
+    extra = ["--dense_spacing=48"] if experiment == "sparse" else []
+    module.main(parse(module, *args, *TINY, *TINY_CODEBOOK, *extra))
+    figures = set(os.listdir(workdir / "figures"))
+    if experiment == "sparse":
+        want = {"RectangleTestResults.png", "dense_rendering.png", "occlusion.png", "confusion.png"}
+    else:
+        want = {"RectangleGridInpainting.png", "DownsampledRectangle.png", "training_curves.png"}
+    assert want <= figures, figures
+    run = rectbert.load_run(str(workdir))
+    assert run.scene == rectbert.scene(name) and run.step == 3
+    shapes_ = run.scene.sample(jax.random.key(7), 6)
+    pts = np.asarray(jax.random.uniform(jax.random.key(8), (6, 5, 2), minval=32, maxval=224))
+    tokens = np.asarray(run.tokens(shapes_, pts))
+    # the tokens are the nearest centroids of the exact coverage (shapely's, here)
+    values = np.stack(
+        [reference(run.scene, p, q) for p, q in zip(np.asarray(shapes_), pts, strict=True)]
+    )
+    dist = ((values[..., None, :] - run.codebook[None, None]) ** 2).sum(-1)
+    gap = np.take_along_axis(dist, tokens[..., None], -1)[..., 0] - dist.min(-1)
+    assert np.all(gap < 1e-4)  # the chosen centroid is the nearest (ties within rounding)
+    hidden = np.arange(5) < 2
+    probs = np.asarray(run.predict(pts, tokens, np.broadcast_to(~hidden, (6, 5))))
+    assert probs.shape == (6, 5, 8) and np.allclose(probs.sum(-1), 1, atol=1e-5)
