@@ -64,7 +64,7 @@ def codebook_tiles(centroids_KxG, path: str, *, counts_K=None) -> str:
         ax.set_title(label, fontsize=8)
     title = f"{k} k-means centroids of {g}x{g} patches"
     if counts_K is not None:
-        title += " (n: uses on held-out rectangles)"
+        title += " (n: uses on held-out shapes)"
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -225,7 +225,7 @@ def sparse_results(
         right = int((mask[i] & (pred[i] == tokens[i])).sum())
         ax.set_title(f"{right}/{int(mask[i].sum())} hidden tokens right", fontsize=10)
     fig.suptitle(
-        "held-out rectangles: grey = visible, green = predicted right, red = wrong "
+        "held-out shapes: grey = visible, green = predicted right, red = wrong "
         "(true token beside it); dashed red = true shape",
         fontsize=9,
     )
@@ -240,9 +240,9 @@ def generalisation_curves(rows: list[dict], path: str, *, title: str = "") -> st
     series = [
         ("train/loss", ax_loss, "-", "0.6", "training batches (objective)"),
         ("eval/train_loss", ax_loss, "o-", "C0", "training rectangles"),
-        ("eval/loss", ax_loss, "s-", "C1", "held-out rectangles"),
+        ("eval/loss", ax_loss, "s-", "C1", "held-out shapes"),
         ("eval/train_masked_accuracy", ax_acc, "o-", "C0", "training rectangles"),
-        ("eval/masked_accuracy", ax_acc, "s-", "C1", "held-out rectangles"),
+        ("eval/masked_accuracy", ax_acc, "s-", "C1", "held-out shapes"),
     ]
     for key, ax, style, color, label in series:
         pts = [(r["step"], r[key]) for r in rows if key in r]
