@@ -7,6 +7,7 @@ on a family's name (the experiments' flags are made from the registered classes'
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar
 
@@ -23,6 +24,12 @@ def register(cls):
     """Class decorator: make the family available as rectbert.scene(cls.name)."""
     SCENES[cls.name] = cls
     return cls
+
+
+def sampler(sample):
+    """A family's sample(key, n) as one compiled program per n (op by op, each new n would
+    compile every small operation on its own)."""
+    return jax.jit(sample, static_argnums=(0, 2), static_argnames=("n",))
 
 
 def option(default, help: str, **metadata):
@@ -151,6 +158,27 @@ class Scene:
     def record(self) -> dict:
         return {"name": self.name, **config.fields_record(self)}
 
+    def check(self, params_NxD, points_NxPx2=None) -> None:
+        """ValueError unless params_NxD is [N, param_dim] and points_NxPx2 [N, P, 2]; and,
+        when they hold values (not inside a jit), finite."""
+        shape, d = jnp.shape(params_NxD), self.param_dim
+        if len(shape) != 2 or shape[1] != d:
+            raise ValueError(
+                f"params_NxD of scene {self.name!r} must have shape [N, {d}]; got {shape}"
+            )
+        arrays = [("params_NxD", params_NxD)]
+        if points_NxPx2 is not None:
+            p = jnp.shape(points_NxPx2)
+            if len(p) != 3 or p[2] != 2 or p[0] != shape[0]:
+                raise ValueError(
+                    f"points_NxPx2 must have shape [N, P, 2] with N = {shape[0]} (the number "
+                    f"of shapes); got {p}"
+                )
+            arrays.append(("points_NxPx2", points_NxPx2))
+        for name, a in arrays:
+            if not isinstance(a, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(a))):
+                raise ValueError(f"{name} must be finite; got non-finite values")
+
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +205,11 @@ class Rect(Scene):
             self,
             [
                 (0 < self.min_side <= self.size, "min_side", f"in (0, {self.size}]"),
-                (self.min_side <= self.max_side <= self.size, "max_side", "in [min_side, size]"),
+                (
+                    self.min_side <= self.max_side <= self.size,
+                    "max_side",
+                    f"in [min_side={self.min_side:g}, {self.size}]",
+                ),
                 (
                     lambda: (
                         self.aspect is None
@@ -214,6 +246,7 @@ class Rect(Scene):
             lo, hi = jnp.maximum(lo, self.size / 2 - side), jnp.minimum(hi, self.size / 2)
         return lo, hi
 
+    @sampler
     def sample(self, key, n: int):
         kw, kh, kx, ky = jax.random.split(key, 4)
         w_lo, w_hi = self.side_range()
@@ -295,10 +328,19 @@ def _window_cells(points_NxPx2, cell, grid):
     return x0.reshape(n, p, grid * grid), y0.reshape(n, p, grid * grid)
 
 
-def compiled(method):
-    """A scene method as one compiled program (the scene and keyword sizes static): polygon
-    clipping is many small operations, slow one by one outside a jit."""
-    return jax.jit(method, static_argnums=0, static_argnames=("cell", "grid"))
+def compiled(coverage):
+    """A family's coverage checked (Scene.check), then run as one compiled program (the scene
+    and the sizes static): polygon clipping is many small operations, slow one by one."""
+    fn = jax.jit(coverage, static_argnums=0, static_argnames=("cell", "grid"))
+
+    @functools.wraps(coverage)
+    def checked(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        self.check(params_NxD, points_NxPx2)
+        if cell <= 0 or grid <= 0:
+            raise ValueError(f"cell and grid must be > 0; got cell={cell}, grid={grid}")
+        return fn(self, params_NxD, points_NxPx2, cell=cell, grid=grid)
+
+    return checked
 
 
 def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid, clip=True):
@@ -348,6 +390,7 @@ class Rotated(Scene):
         c, s = jnp.abs(jnp.cos(theta)), jnp.abs(jnp.sin(theta))
         return (w * c + h * s) / 2, (w * s + h * c) / 2
 
+    @sampler
     def sample(self, key, n: int):
         kw, kh, kt, kx, ky = jax.random.split(key, 5)
         w = jax.random.uniform(kw, (n,), minval=self.min_side, maxval=self.max_side)
@@ -430,7 +473,10 @@ class Rects(Scene):
                 ),
             ],
         )
-        self._one()  # the single-rectangle prior's own checks, naming the same options
+        try:  # the single-rectangle prior's own checks, naming the same options
+            self._one()
+        except config.ConfigError as e:
+            raise config.ConfigError(type(self).__name__, e.field, e.value, e.allowed) from None
 
     param_dim = property(lambda self: 4 * self.num_rects)
 
@@ -440,6 +486,7 @@ class Rects(Scene):
     def _lo(self) -> int:
         return self.min_rects or self.num_rects
 
+    @sampler
     def sample(self, key, n: int):
         k_count, k_rects = jax.random.split(key)
         m = self.num_rects
@@ -550,6 +597,7 @@ class Junction(Scene):
     def _box(self):
         return self.size / 8, 7 * self.size / 8
 
+    @sampler
     def sample(self, key, n: int):
         kj, kw, kc, kl, ka = jax.random.split(key, 5)
         lo, hi = self._box()

@@ -102,8 +102,9 @@ def constant(fn):
 
     @functools.wraps(fn)
     def eager(self):
-        with jax.ensure_compile_time_eval():
-            return jax.jit(lambda: fn(self))()
+        # compiled ahead of time and called: concrete arrays, even inside another trace
+        # (ensure_compile_time_eval would run it op by op: 10 s for a junction baseline)
+        return jax.jit(lambda: fn(self)).lower().compile()()
 
     return functools.cached_property(eager)
 

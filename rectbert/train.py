@@ -253,6 +253,8 @@ def train(
     record = run_record(task, model_cfg, cfg, run_info)
     with contextlib.ExitStack() as stack:
         stack.enter_context(workdir_lib.claim(workdir, record, main=main))  # one writer
+        if getattr(task, "centroids", None) is not None:  # load_run reads the run's own
+            workdir_lib.keep_codebook(workdir, task.centroids, main=main)
         state, step_fn = build(task, model_cfg, cfg, mesh)
         store = stack.enter_context(checkpoint.Store(workdir))
         state, pending = store.restore(state)

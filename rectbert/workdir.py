@@ -247,7 +247,24 @@ def codebook(workdir: str, task, *, main: bool = True) -> np.ndarray:
         return read_codebook(path, want)
     centroids = np.asarray(task.fit_codebook()[0], np.float32)
     if main:  # the other processes fit the same one (same key)
-        buffer = io.BytesIO()
-        np.save(buffer, centroids)
-        write_atomic(path, buffer.getvalue())
+        _save_codebook(path, centroids)
     return centroids
+
+
+def _save_codebook(path: str, centroids) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, centroids)
+    write_atomic(path, buffer.getvalue())
+
+
+def keep_codebook(workdir: str, centroids, *, main: bool = True) -> None:
+    """Write the task's centroids to codebook.npy if the run has none (a run trained on a
+    codebook made elsewhere, e.g. a study's row, stays loadable on its own); one there must
+    be these centroids."""
+    path = os.path.join(workdir, "codebook.npy")
+    centroids = np.asarray(centroids, np.float32)
+    if os.path.lexists(path):
+        if not np.array_equal(read_codebook(path, centroids.shape), centroids):
+            raise WorkdirError("its codebook.npy is not the codebook this run is given")
+    elif main:
+        _save_codebook(path, centroids)

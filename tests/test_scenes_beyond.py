@@ -25,9 +25,32 @@ SCENES = [
 CUT = {"junction"}  # families whose shapes may leave the canvas (cut off there)
 
 
+def true_polygons(name: str, params_D) -> list[Polygon]:
+    """The shape, built here from the issue's definition of each family's parameters (not
+    from the library's own polygons): rects (x0, y0, x1, y1) per slot, empty when x0 = x1;
+    rotated (cx, cy, w, h, theta), corners c + R(theta)(+-w/2, +-h/2); junction (jx, jy,
+    width, then length, angle per stroke), corners j +- (w/2) n and j + length u +- (w/2) n."""
+    p = np.asarray(params_D, np.float64)
+    if name == "rects":
+        return [box(*r) for r in p.reshape(-1, 4) if r[0] != r[2]]
+    if name == "rotated":
+        cx, cy, w, h, t = p
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        half = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
+        return [Polygon(np.array([cx, cy]) + half @ rot.T)]
+    assert name == "junction"
+    j, half, out = p[:2], p[2] / 2, []
+    for length, a in p[3:].reshape(-1, 2):
+        if length > 0:
+            u, n = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
+            far = j + length * u
+            out.append(Polygon([j - half * n, far - half * n, far + half * n, j + half * n]))
+    return out
+
+
 def reference(scene, params_D, points_Px2, cell=shapes.CELL, grid=shapes.GRID):
-    """[P, grid*grid] by shapely: the shape's outlines as polygons, unioned, clipped to cells."""
-    shape = unary_union([Polygon(p) for p in scene.outlines(params_D)])
+    """[P, grid*grid] by shapely: the true shape's polygons, unioned, clipped to cells."""
+    shape = unary_union(true_polygons(scene.name, params_D))
     out = np.zeros((len(points_Px2), grid * grid))
     for i, (px, py) in enumerate(points_Px2):
         for r in range(grid):
@@ -56,20 +79,21 @@ def test_coverage_equals_shapely_at_random_and_lattice_points(name, opts):
     image = np.asarray(scene.downsample(params))
     canvas = box(0, 0, scene.size, scene.size)
     areas = [
-        unary_union([Polygon(p) for p in scene.outlines(q)]).intersection(canvas).area
-        for q in np.asarray(params)
+        unary_union(true_polygons(name, q)).intersection(canvas).area for q in np.asarray(params)
     ]
     np.testing.assert_allclose(image.sum((1, 2)) * shapes.CELL**2, areas, rtol=1e-5)
+    # the figures' outlines are the same shape
+    for q in np.asarray(params):
+        drawn = unary_union([Polygon(o) for o in scene.outlines(q)])
+        assert drawn.symmetric_difference(unary_union(true_polygons(name, q))).area < 1e-2
 
 
 @pytest.mark.parametrize("name,opts", SCENES, ids=[f"{n}-{len(o)}" for n, o in SCENES])
 def test_samples_lie_inside_the_canvas_and_the_support(name, opts):
     scene = rectbert.scene(name, **opts)
     params = np.asarray(scene.sample(jax.random.key(2), 3000))
-    inside = [
-        np.all([np.all((o >= -1e-3) & (o <= scene.size + 1e-3)) for o in scene.outlines(p)])
-        for p in params[:300]
-    ]
+    canvas = box(-1e-3, -1e-3, scene.size + 1e-3, scene.size + 1e-3)
+    inside = [all(canvas.contains(q) for q in true_polygons(name, p)) for p in params[:300]]
     if name in CUT:  # some leave it, and are cut off (the coverage test checks the cut)
         assert 0 < np.mean(inside) < 1
     else:
@@ -181,25 +205,32 @@ def test_registry_and_records():
 
 @pytest.mark.parametrize(
     "experiment,name",
-    [("sparse", "junction"), ("sparse", "rects"), ("sparse", "rotated"), ("grid", "junction")],
+    # each scene in one experiment (the suite's time): grid, sparse, the study's scene axis
+    [("sparse", "junction"), ("grid", "rotated"), ("sparse_study", "rects")],
 )
 def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name):
     """An experiment end to end on the scene (tiny): its figures, and load_run measuring
     held-out accuracy on shapes sampled here, with tokens checked against shapely."""
-    from experiments import grid, sparse
+    from experiments import grid, sparse, sparse_study
     from tests.conftest import TINY, TINY_CODEBOOK, parse
 
-    module = {"grid": grid, "sparse": sparse}[experiment]
+    module = {"grid": grid, "sparse": sparse, "sparse_study": sparse_study}[experiment]
     workdir = tmp_path / name
-    args = [f"--workdir={workdir}", f"--scene={name}", "--num_steps=3", "--num_train_rects=0"]
-    extra = ["--dense_spacing=48"] if experiment == "sparse" else []
-    module.main(parse(module, *args, *TINY, *TINY_CODEBOOK, *extra))
-    figures = set(os.listdir(workdir / "figures"))
-    if experiment == "sparse":
-        want = {"RectangleTestResults.png", "dense_rendering.png", "occlusion.png", "confusion.png"}
+    args = [f"--workdir={workdir}", "--num_steps=3", *TINY, *TINY_CODEBOOK]
+    if experiment == "sparse_study":  # one row of one scene; its own codebook
+        rows = ["--regimes=fresh", "--positions=sincos", "--attentions=context"]
+        module.main(parse(module, *args, f"--scenes={name}", *rows))
+        assert f"| {name} | fresh | sincos | context |" in (workdir / "study.md").read_text()
+        workdir = workdir / name / "fresh-sincos-context"  # a row loads on its own
     else:
-        want = {"RectangleGridInpainting.png", "DownsampledRectangle.png", "training_curves.png"}
-    assert want <= figures, figures
+        extra = ["--dense_spacing=48"] if experiment == "sparse" else []
+        module.main(parse(module, *args, f"--scene={name}", "--num_train_rects=0", *extra))
+        figures = set(os.listdir(workdir / "figures"))
+        if experiment == "sparse":
+            want = {"RectangleTestResults.png", "dense_rendering.png", "occlusion.png"}
+        else:
+            want = {"RectangleGridInpainting.png", "DownsampledRectangle.png"}
+        assert want <= figures, figures
     run = rectbert.load_run(str(workdir))
     assert run.scene == rectbert.scene(name) and run.step == 3
     shapes_ = run.scene.sample(jax.random.key(7), 6)
@@ -215,3 +246,23 @@ def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name
     hidden = np.arange(5) < 2
     probs = np.asarray(run.predict(pts, tokens, np.broadcast_to(~hidden, (6, 5))))
     assert probs.shape == (6, 5, 8) and np.allclose(probs.sum(-1), 1, atol=1e-5)
+
+
+def test_bad_parameters_and_points_are_refused_in_one_line():
+    pts = jnp.full((1, 3, 2), 128.0)
+    for name, _ in SCENES[::2]:
+        scene = rectbert.scene(name)
+        good = scene.sample(jax.random.key(0), 1)
+        d = good.shape[1]
+        for params, points, match in [
+            (good[:, :-1], pts, f"shape \\[N, {d}\\]"),  # a row too short
+            (jnp.concatenate([good, good[:, :1]], 1), pts, f"shape \\[N, {d}\\]"),
+            (good, pts[..., :1], "points_NxPx2"),
+            (good, jnp.concatenate([pts, pts]), "N = 1"),  # one shape, two rows of points
+            (good.at[0, 0].set(jnp.nan), pts, "finite"),
+            (good, pts.at[0, 0, 0].set(jnp.inf), "finite"),
+        ]:
+            with pytest.raises(ValueError, match=match):
+                scene.coverage(params, points)
+        with pytest.raises(ValueError, match="finite"):
+            scene.rasterise(good.at[0, 0].set(jnp.nan), 16)
