@@ -29,7 +29,15 @@ def register(cls):
 def sampler(sample):
     """A family's sample(key, n) as one compiled program per n (op by op, each new n would
     compile every small operation on its own)."""
-    return jax.jit(sample, static_argnums=(0, 2), static_argnames=("n",))
+    fn = jax.jit(sample, static_argnums=(0, 2), static_argnames=("n",))
+
+    @functools.wraps(sample)
+    def checked(self, key, n: int):
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"n must be a count >= 0; got {n!r}")
+        return fn(self, key, int(n))
+
+    return checked
 
 
 def option(default, help: str, **metadata):

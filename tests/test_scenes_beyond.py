@@ -266,3 +266,6 @@ def test_bad_parameters_and_points_are_refused_in_one_line():
                 scene.coverage(params, points)
         with pytest.raises(ValueError, match="finite"):
             scene.rasterise(good.at[0, 0].set(jnp.nan), 16)
+        for n in (-1, 2.5):
+            with pytest.raises(ValueError, match="count"):
+                scene.sample(jax.random.key(0), n)
