@@ -41,6 +41,12 @@ def check_rects(rects_Nx4, name: str = "rects_Nx4") -> None:
         )
 
 
+def check_window(cell: int, grid: int) -> None:
+    """A point's window: grid x grid cells of cell pixels, both > 0."""
+    if cell <= 0 or grid <= 0:
+        raise ValueError(f"cell and grid must be > 0; got cell={cell}, grid={grid}")
+
+
 def check_cell(size: int, cell: int, grid: int | None = None) -> None:
     if cell <= 0 or size <= 0 or size % cell:
         raise ValueError(f"cell must divide size with both > 0; got size={size}, cell={cell}")
@@ -101,8 +107,7 @@ def coverage(rects_Nx4, points_NxPx2, *, cell: int = CELL, grid: int = GRID):
             f"points_NxPx2 must have shape [N, P, 2] with N = {jnp.shape(rects_Nx4)[0]} "
             f"(the number of rects); got {shape}"
         )
-    if cell <= 0 or grid <= 0:
-        raise ValueError(f"cell and grid must be > 0; got cell={cell}, grid={grid}")
+    check_window(cell, grid)
     return _coverage(rects_Nx4, points_NxPx2, cell, grid)
 
 
