@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiments import common
+from experiments import common, oracle_curve
 from rectbert import evaluation, points, report, train
 from rectbert.scene_tasks import SparseTask
 
@@ -42,6 +42,14 @@ def define_flags(fv) -> None:
         "on the same held-out examples.",
         flag_values=fv,
     )
+    flags.DEFINE_bool(
+        "oracle_curve",
+        False,
+        "At the final evaluation (also of a finished workdir) score model and oracle at every "
+        "visible count of --curve_visible: oracle_curve.json, figures/oracle_curve.png.",
+        flag_values=fv,
+    )
+    oracle_curve.define_curve_flags(fv)
     common.define_train_flags(fv, "sparse", **DEFAULTS)
 
 
@@ -50,6 +58,14 @@ def build(fv):
     task = common.task(SparseTask, fv, scene=common.scene(fv))
     if fv.eval_oracle and not points.get(task.sampler).uniform:
         raise common.error(fv, "eval_oracle", "with uniform points: the oracle's likelihood")
+    if fv.oracle_curve and not points.get(task.sampler).uniform:
+        raise common.error(fv, "oracle_curve", "with uniform points: the oracle's likelihood")
+    for flag in ("eval_oracle", "oracle_curve"):
+        why = task.scene.oracle_unsupported() if fv[flag].value else None
+        if why:
+            raise common.error(fv, flag, f"false: the oracle does not support {why}")
+    if fv.oracle_curve:
+        oracle_curve.visible_counts(fv, task)
     if not 1 <= fv.dense_spacing <= 192:  # finer than a pixel renders nothing new
         raise common.error(fv, "dense_spacing", "a spacing in [1, 192] canvas pixels")
     return (task, *common.configs(fv, task, num_examples=task.num_train))
@@ -89,6 +105,11 @@ def main(fv) -> None:
                         "is wrong for this configuration",
                         flush=True,
                     )
+            if fv.oracle_curve:
+                counts = oracle_curve.visible_counts(fv, task)
+                oracle_curve.run_curve(
+                    fv, task, predict, state.params, int(state.step), fv.workdir, counts
+                )
 
         train.train(task, model_cfg, train_cfg, fv.workdir, run_info=run_info, on_eval=on_eval)
 

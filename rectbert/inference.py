@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import checkpoint, evaluation, scenes
+from rectbert import checkpoint, evaluation, scene_tasks, scenes, tasks
 from rectbert import codebook as codebook_lib
 from rectbert import model as model_lib
 from rectbert import workdir as workdir_lib
@@ -34,6 +34,26 @@ class Run:
         task = self.config.get("task")
         rec = task.get("scene") if isinstance(task, dict) else None  # squares: no scene
         return None if rec is None else scenes.from_record(rec)
+
+    def task(self):
+        """The run's task rebuilt from config.json (the same held-out set, points and masks),
+        with the run's codebook for grid and sparse runs."""
+        rec = dict(self.config.get("task") or {})
+        classes = {
+            c.name: c for c in (tasks.SquaresTask, scene_tasks.GridTask, scene_tasks.SparseTask)
+        }
+        name = rec.pop("name", None)
+        if name not in classes:
+            raise ValueError(
+                f"workdir={self.workdir!r}: config.json names no known task ({name!r})"
+            )
+        rec["mask"] = tasks.MaskSpec(**rec["mask"])
+        if "scene" in rec:
+            rec["scene"] = scenes.from_record(rec["scene"])
+        task = classes[name](**rec)
+        if self.codebook is not None and name != "squares":
+            task = task.with_codebook(self.codebook)
+        return task
 
     def tokens(self, shapes_BxD, points_BxPx2):
         """[B, P] the true tokens of these shapes (rows of run.scene's parameters) at these

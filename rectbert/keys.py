@@ -19,6 +19,7 @@ _PURPOSES = {
     "fourier": 10,  # the Fourier position embedding's frequencies
     "figures": 11,  # examples drawn only for figures
     "oracle": 12,
+    "curve": 13,  # which points the oracle curve shows at each visible count
 }
 
 

@@ -1,4 +1,5 @@
-"""Which tokens are hidden: an exact count, an exact ratio, or MaskGIT's cosine schedule.
+"""Which tokens are hidden: an exact count, an exact ratio, or MaskGIT's cosine schedule
+(over every count, or over 1 ... L-1 so that one model answers at any number of visible tokens).
 
 Every mask has an exact number of positions per example, chosen uniformly without replacement.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-SCHEDULES = ("fixed", "cosine")
+SCHEDULES = ("fixed", "cosine", "anycount")
 
 
 def count_for_ratio(ratio: float, length: int) -> int:
@@ -28,14 +29,19 @@ def sample_mask(key, batch: int, length: int, *, count: int, schedule: str = "fi
 
     fixed: exactly `count` tokens per example. cosine (MaskGIT): r ~ U(0, 1) per example and
     ceil(cos(pi/2 * r) * length) tokens, at least 1 — so the ratio runs over all of (0, 1].
+    anycount: the same cosine over 1 ... length - 1 hidden (at least one token stays visible):
+    ceil(cos(pi/2 * r) * (length - 1)), at least 1. Every count has probability > 0.
     """
     if schedule == "fixed":
         counts_B = jnp.full((batch,), count, jnp.int32)
-    elif schedule == "cosine":
+    elif schedule in ("cosine", "anycount"):
+        top = length if schedule == "cosine" else length - 1
+        if top < 1:
+            raise ValueError(f"schedule {schedule!r} needs at least 2 tokens; got {length}")
         k_r, key = jax.random.split(key)
         r_B = jax.random.uniform(k_r, (batch,))
-        counts_B = jnp.ceil(jnp.cos(jnp.pi / 2 * r_B) * length).astype(jnp.int32)
-        counts_B = jnp.clip(counts_B, 1, length)
+        counts_B = jnp.ceil(jnp.cos(jnp.pi / 2 * r_B) * top).astype(jnp.int32)
+        counts_B = jnp.clip(counts_B, 1, top)
     else:
         raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
     return mask_exact(key, counts_B, length)

@@ -21,11 +21,13 @@ class OracleConfig:
     num_samples: int = 1024  # proposals per round, per example
     rounds: int = 4  # round 0 proposes from the hard bounds; later rounds adapt a box
     keep: float = 0.05  # a round's box is fitted to its best (fewest mismatches) 5 %
-    defensive: float = 0.1  # share of each round drawn from the hard bounds (full support)
+    defensive: float = 0.25  # share of each round drawn from the prior (full support)
     margin: float = 0.25  # fitted box = kept range +- margin x range (+ 2 px)
     min_ess: float = 30.0  # below this (IS ESS + consistent chains) an example is unreliable
-    chains: int = 192  # resample-move: MCMC chains started from the weighted samples
-    mcmc_steps: int = 6  # slice sweeps per chain: the first half annealed, the rest exact
+    chains: int = 192  # sequential Monte Carlo: chains drawn from the weighted samples
+    anneal_steps: int = 16  # at most this many tempered sweeps (beta raised adaptively, chains
+    # resampled, then moved); fewer when beta reaches BETA_MAX (IS found the posterior)
+    mcmc_steps: int = 4  # exact-posterior sweeps whose tokens are counted
     shrinks: int = 3  # tries per coordinate and sweep
 
 
@@ -48,18 +50,19 @@ def _tokens(scene, params_NxD, points_Px2, centroids_KxG):
     return codebook.quantise(scene.coverage(params_NxD, points), centroids_KxG)
 
 
-def _log_q(params_NxD, hard_Dx2, box_Dx2, share):
-    """log density of one round's proposal: share x U(hard) + (1 - share) x U(box)."""
+def _log_q(params_NxD, log_prior_N, box_Dx2, share):
+    """log density of one round's proposal: share x prior + (1 - share) x U(box)."""
     inside = _inside(params_NxD, box_Dx2)
     return jnp.logaddexp(
-        jnp.log(share) - _log_volume(hard_Dx2),
+        jnp.log(share) + log_prior_N,
         jnp.where(inside, jnp.log1p(-share) - _log_volume(box_Dx2), -jnp.inf),
     )
 
 
-def _importance(key, hard, tokens_of, log_density, tokens_P, visible_P, cfg):
-    """Adaptive importance sampling: each round proposes uniformly in a box (plus a
-    defensive share over the hard bounds, which contain the whole posterior); the box is
+def _importance(key, hard, tokens_of, scene, tokens_P, visible_P, cfg):
+    """Adaptive importance sampling: each round proposes uniformly in a box (the hard bounds
+    first) plus a defensive share from the prior itself (which holds the whole posterior, and
+    finds it as often as rejection sampling would); the box is
     refitted to the round's best samples (exact matches once there are enough, else the
     fewest mismatches: tempering). Returns every round's (params, tokens, mismatches), stacked
     round after round, and the boxes they were drawn from. Rounds are a scan: compiled once."""
@@ -68,12 +71,10 @@ def _importance(key, hard, tokens_of, log_density, tokens_P, visible_P, cfg):
     def one_round(carry, _):
         key, box = carry
         key, k_def, k_box = jax.random.split(key, 3)
-        params = jnp.concatenate(
-            [_uniform_in(k_def, hard, n_def), _uniform_in(k_box, box, n - n_def)]
-        )
+        params = jnp.concatenate([scene.sample(k_def, n_def), _uniform_in(k_box, box, n - n_def)])
         toks_NxP = tokens_of(params)
         mism = jnp.sum((toks_NxP != tokens_P) & visible_P, axis=-1)
-        mism = jnp.where(jnp.isfinite(log_density(params)), mism, 10**6)
+        mism = jnp.where(jnp.isfinite(scene.log_density(params)), mism, 10**6)
         # refit the box: exact matches when there are enough, else the best `keep` share
         cut = jnp.where(jnp.sum(mism == 0) >= 32, 0, jnp.sort(mism)[int(cfg.keep * n)])
         kept = (mism <= cut)[:, None]
@@ -90,15 +91,36 @@ def _importance(key, hard, tokens_of, log_density, tokens_P, visible_P, cfg):
     return key, *flat, boxes, n_def / n
 
 
-def _resample_move(key, x, width, target, num_tokens, cfg, anneal_from):
-    """Slice sampling, coordinate by coordinate with a shrinking bracket, of chains started at
-    x: the first half of the sweeps annealed (beta from `anneal_from`, doubling; inf: none),
-    the rest on the exact posterior, whose token counts they return. Loops, not unrolled."""
+def _ess(log_w):
+    w = jnp.exp(log_w - jnp.max(log_w))
+    return jnp.sum(w) ** 2 / jnp.maximum(jnp.sum(w**2), 1e-30)
+
+
+def _next_beta(beta, mism, target_ess, base_log_w=0.0):
+    """The largest beta' in [beta, BETA_MAX] whose reweighting base x exp(-(beta' - beta) x
+    mismatches) keeps an ESS of target_ess (bisection; mismatches are small integers)."""
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        ok = _ess(base_log_w - (mid - beta) * mism) >= target_ess
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    hi = jnp.float32(BETA_MAX)
+    lo, _ = jax.lax.fori_loop(0, 30, body, (beta, hi))
+    return jnp.where(_ess(base_log_w - (hi - beta) * mism) >= target_ess, hi, lo)
+
+
+BETA_MAX = 40.0  # a mismatch weighs exp(-40): past this the tempering jumps to the posterior
+
+
+def _slice_sweep(key, x, logp, t, beta, width, target, cfg):
+    """One slice-sampling sweep of every chain, coordinate by coordinate with a shrinking
+    bracket, at temperature beta (inf: the exact posterior). Loops, not unrolled."""
     chains, dim = x.shape
-    anneal = cfg.mcmc_steps // 2
 
     def coordinate(j, carry):
-        key, x, logp, t, beta = carry
+        key, x, logp, t = carry
         key, k_level, k_pos = jax.random.split(key, 3)
         level = logp + jnp.log(jax.random.uniform(k_level, (chains,)))
         lo = x[:, j] - width[j] * jax.random.uniform(k_pos, (chains,))
@@ -119,23 +141,62 @@ def _resample_move(key, x, width, target, num_tokens, cfg, anneal_from):
         key, x, logp, t, _, _ = jax.lax.fori_loop(
             0, cfg.shrinks, shrink, (key, x, logp, t, lo, lo + width[j])
         )
-        return key, x, logp, t, beta
+        return key, x, logp, t
 
-    def sweep(i, carry):
+    _, x, logp, t = jax.lax.fori_loop(0, dim, coordinate, (key, x, logp, t))
+    return x, logp, t
+
+
+def _tempered_move(key, pool, pool_log_w, pool_mism, width, target, mismatches, k, cfg):
+    """Sequential Monte Carlo from the importance pool to the posterior: chains drawn from the
+    pool tempered at the largest beta that keeps an ESS of `chains` (weights prior / proposal
+    x exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
+    chains), chains reweighted and resampled, one slice sweep at beta, until beta reaches
+    BETA_MAX or anneal_steps. Last, the exact
+    posterior: chains off it dropped by resampling, then `mcmc_steps` exact sweeps whose
+    token counts are the estimate. Returns (states, log posterior, counts [P, K], how many
+    distinct chains were on the posterior before that last resampling)."""
+    c = cfg.chains
+    key, k_start = jax.random.split(key)
+    base = jnp.where(jnp.isfinite(pool_log_w), pool_log_w, -1e30)
+    beta = _next_beta(jnp.float32(0.0), pool_mism, float(c), base)
+    start = jnp.where(jnp.isfinite(pool_log_w), pool_log_w - beta * pool_mism, -jnp.inf)
+    x = pool[jax.random.categorical(k_start, start, shape=(c,))]
+
+    def anneal(carry):
+        key, x, mism, beta, i = carry
+        key, k_pick, k_move = jax.random.split(key, 3)
+        nxt = _next_beta(beta, mism, c / 2)
+        x = x[jax.random.categorical(k_pick, -(nxt - beta) * mism, shape=(c,))]
+        logp, t = target(x, nxt)
+        x, _, _ = _slice_sweep(k_move, x, logp, t, nxt, width, target, cfg)
+        return key, x, mismatches(x), nxt, i + 1
+
+    def cold(carry):
+        # go on until a mismatch weighs exp(-BETA_MAX) and half the chains are on the
+        # posterior (chains all tied at one mismatch leave the ESS alone: beta jumps to the
+        # cap without any chain on the posterior), or anneal_steps
+        _, _, mism, beta, i = carry
+        done = (beta >= BETA_MAX) & (jnp.mean(mism == 0) >= 0.5)
+        return (i < cfg.anneal_steps) & ~done
+
+    key, x, _, _, _ = jax.lax.while_loop(cold, anneal, (key, x, mismatches(x), beta, 0))
+    key, k_pick = jax.random.split(key)
+    on = mismatches(x) == 0
+    distinct = jnp.sum(on)
+    x = x[jax.random.categorical(k_pick, jnp.where(on, 0.0, -jnp.inf), shape=(c,))]
+
+    def exact(_, carry):
         key, x, logp, t, counts = carry
-        beta = jnp.where(i < anneal, anneal_from * 2.0**i, jnp.inf)
-        logp, t = target(x, beta)
-        key, x, logp, t, _ = jax.lax.fori_loop(0, dim, coordinate, (key, x, logp, t, beta))
-        live = jnp.isfinite(logp) & (i >= anneal)
-        counts = counts + jnp.einsum(
-            "c,cpk->pk", live.astype(jnp.float32), jax.nn.one_hot(t, num_tokens)
-        )
-        return key, x, logp, t, counts
+        key, k_move = jax.random.split(key)
+        x, logp, t = _slice_sweep(k_move, x, logp, t, jnp.inf, width, target, cfg)
+        live = jnp.isfinite(logp).astype(jnp.float32)
+        return key, x, logp, t, counts + jnp.einsum("c,cpk->pk", live, jax.nn.one_hot(t, k))
 
     logp, t = target(x, jnp.inf)
-    counts = jnp.zeros((t.shape[1], num_tokens))
-    _, x, logp, _, counts = jax.lax.fori_loop(0, cfg.mcmc_steps, sweep, (key, x, logp, t, counts))
-    return x, logp, counts
+    counts = jnp.zeros((t.shape[1], k))
+    _, x, logp, _, counts = jax.lax.fori_loop(0, cfg.mcmc_steps, exact, (key, x, logp, t, counts))
+    return x, logp, counts, jnp.where(jnp.any(on), distinct, 0)
 
 
 def _posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg):
@@ -152,9 +213,10 @@ def _posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, c
         return _tokens(scene, params, points_Px2, centroids_KxG)
 
     key, params, toks, mism, boxes, share = _importance(
-        key, hard, tokens_of, scene.log_density, tokens_P, visible_P, cfg
+        key, hard, tokens_of, scene, tokens_P, visible_P, cfg
     )
-    log_q_mix = jax.nn.logsumexp(jax.vmap(lambda b: _log_q(params, hard, b, share))(boxes), 0)
+    log_prior = scene.log_density(params)
+    log_q_mix = jax.nn.logsumexp(jax.vmap(lambda b: _log_q(params, log_prior, b, share))(boxes), 0)
     log_w = jnp.where(mism == 0, scene.log_density(params) - log_q_mix, -jnp.inf)
     top = jnp.max(log_w)
     w = jnp.exp(log_w - jnp.where(jnp.isfinite(top), top, 0.0))  # all 0 when nothing matched
@@ -162,17 +224,14 @@ def _posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, c
     ess_is = jnp.where(w_sum > 0, w_sum**2 / jnp.maximum(jnp.sum(w**2), 1e-30), 0.0)
     probs_is = jnp.einsum("n,npk->pk", w, jax.nn.one_hot(toks, k))
     probs_is = probs_is / jnp.maximum(w_sum, 1e-30)
-    # resample-move: chains start from the weighted samples (with no match at all, from the
-    # fewest mismatches), then slice-sample: first annealed (prior x exp(-beta x mismatches),
-    # beta doubling; only when importance sampling found no consistent shape), then the exact
-    # posterior (prior x consistency)
-    key, k_start, k_walk = jax.random.split(key, 3)
-    start_logits = jnp.where(w_sum > 0, jnp.log(jnp.maximum(w, 1e-38)), -mism * 1.0)
-    x = params[jax.random.categorical(k_start, start_logits, shape=(cfg.chains,))]
+    # tempered sequential Monte Carlo from the whole pool (prior / mixture proposal weights)
     mean = (w @ params) / jnp.maximum(w_sum, 1e-30)
     spread = jnp.sqrt((w @ (params - mean) ** 2) / jnp.maximum(w_sum, 1e-30))
     scale = jnp.where(w_sum > 0, jnp.clip(spread, 0.5, 32.0), 8.0)
     width = jnp.minimum(hard[:, 1] - hard[:, 0], 8.0 * scale)
+
+    def mismatches(r):
+        return jnp.sum((tokens_of(r) != tokens_P) & visible_P, axis=-1)
 
     def target(r, beta):
         t = tokens_of(r)
@@ -180,11 +239,14 @@ def _posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, c
         log_p = scene.log_density(r)
         return jnp.where(mism == 0, log_p, log_p - beta * mism), t
 
-    anneal_from = jnp.where(w_sum > 0, jnp.inf, 4.0)
-    x, logp, counts = _resample_move(k_walk, x, width, target, k, cfg, anneal_from)
-    live_chains = jnp.sum(jnp.isfinite(logp))
+    pool_log_w = scene.log_density(params) - log_q_mix
+    key, k_walk = jax.random.split(key)
+    x, logp, counts, live_chains = _tempered_move(
+        k_walk, params, pool_log_w, mism, width, target, mismatches, k, cfg
+    )
     probs_mc = counts / jnp.maximum(counts.sum(-1, keepdims=True), 1e-30)
-    # pool the two estimates, each by its effective size (a chain counts as one sample)
+    # pool the two estimates, each by its effective size: the importance ESS, and the SMC's
+    # distinct chains on the posterior before its last resampling (not the 192 moved copies)
     ess = ess_is + live_chains
     probs = (ess_is * probs_is + live_chains * probs_mc) / jnp.maximum(ess, 1e-30)
     uniform = jnp.full((points_Px2.shape[0], k), 1.0 / k)
@@ -197,8 +259,16 @@ def _posterior(keys, points, tokens, visible, centroids, scene, cfg):
     return jax.lax.map(lambda a: fn(*a), (keys, points, tokens, visible))
 
 
+def check(scene) -> None:
+    """ValueError, in one line, for a scene whose posterior this oracle cannot sample."""
+    why = scene.oracle_unsupported()
+    if why:
+        raise ValueError(f"the oracle does not support {why}")
+
+
 def _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg):
     """(probs [B, P, K], ess [B], chain states [B, C, D], on-posterior [B, C])."""
+    check(scene)
     return _posterior(
         jax.random.split(key, jnp.shape(tokens_BxP)[0]),
         jnp.asarray(points_BxPx2, jnp.float32),

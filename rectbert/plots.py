@@ -360,3 +360,66 @@ def oracle_posterior(
         fontsize=9,
     )
     return _save(fig, path)
+
+
+def oracle_curve(rows: list[dict], path: str, *, title: str = "") -> str:
+    """Model and oracle against the number of visible points: accuracy (with the model /
+    oracle ratio), NLL of the true token and KL(oracle || model); error bars 1 stderr."""
+    v = np.array([r["visible"] for r in rows])
+    fig = Figure(figsize=(13, 3.8))
+    ax_acc, ax_nll, ax_kl = fig.subplots(1, 3)
+
+    def series(ax, name, label, **style):
+        y = np.array([r[name] for r in rows])
+        e = np.array([r[name + "_stderr"] for r in rows])
+        ax.errorbar(v, y, yerr=e, marker="o", ms=4, capsize=2, label=label, **style)
+
+    series(ax_acc, "oracle_accuracy", "oracle (Bayes-optimal)", color="k")
+    series(ax_acc, "model_accuracy", "model", color="tab:blue")
+    ax_acc.set_ylabel("accuracy on the hidden tokens")
+    for r in rows:
+        ax_acc.annotate(
+            f"{r['model_over_oracle']:.3f}",
+            (r["visible"], r["model_accuracy"]),
+            textcoords="offset points",
+            xytext=(0, -12),
+            ha="center",
+            fontsize=7,
+            color="tab:blue",
+        )
+    series(ax_nll, "oracle_nll", "oracle", color="k")
+    series(ax_nll, "model_nll", "model", color="tab:blue")
+    ax_nll.set_ylabel("NLL of the true token (nats)")
+    series(ax_kl, "kl", "KL(oracle || model)", color="tab:red")
+    ax_kl.axhline(0.05, color="0.5", ls=":", lw=1, label="0.05 nats")
+    ax_kl.set_ylabel("nats per hidden token")
+    ax_kl.set_yscale("symlog", linthresh=0.01)
+    for ax in (ax_acc, ax_nll, ax_kl):
+        ax.set_xlabel("visible points")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or "the model against the oracle, by visible points", fontsize=10)
+    return _save(fig, path)
+
+
+def reliability(calib: dict, path: str, *, title: str = "") -> str:
+    """Reliability diagrams of model and oracle on the same tokens: accuracy against mean
+    confidence per bin (the diagonal is calibrated), marker area ~ tokens in the bin."""
+    fig = Figure(figsize=(5, 4.6))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
+    colors = {"model": "tab:blue", "oracle": "k"}
+    for who, c in calib.items():
+        n = np.array(c["count"], float)
+        keep = n > 0
+        conf, acc = np.array(c["confidence"])[keep], np.array(c["accuracy"])[keep]
+        ax.plot(conf, acc, color=colors.get(who), lw=1, label=f"{who}: ECE {c['ece']:.4f}")
+        ax.scatter(conf, acc, s=8 + 400 * n[keep] / n.sum(), color=colors.get(who), alpha=0.6)
+    ax.set_xlabel("confidence (probability of the argmax token)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title or "reliability, every hidden token of the curve", fontsize=9)
+    return _save(fig, path)

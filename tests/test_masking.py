@@ -25,3 +25,18 @@ def test_cosine_schedule_counts():
     assert abs(counts.mean() / 64 - 2 / np.pi) < 0.02
     with pytest.raises(ValueError, match="schedule"):
         masking.sample_mask(jax.random.key(1), 2, 4, count=1, schedule="linear")
+
+
+def test_anycount_schedule_hides_every_count_from_1_to_L_minus_1_with_the_cosine_law():
+    length, n = 24, 20_000
+    m = np.asarray(masking.sample_mask(jax.random.key(2), n, length, count=5, schedule="anycount"))
+    counts = m.sum(1)
+    assert counts.min() == 1 and counts.max() == length - 1  # never none, never all
+    # P(count <= c) = P(cos(pi/2 r) (L-1) <= c) = 1 - (2/pi) arccos(c / (L-1)), by hand
+    c = np.arange(1, length)
+    cdf = 1 - 2 / np.pi * np.arccos(c / (length - 1))
+    pmf = np.diff(np.concatenate([[0.0], cdf]))
+    freq = np.bincount(counts, minlength=length)[1:] / n
+    assert np.all(np.abs(freq - pmf) <= 4 * np.sqrt(pmf / n) + 1e-3), (freq, pmf)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        masking.sample_mask(jax.random.key(1), 2, 1, count=1, schedule="anycount")

@@ -1,0 +1,221 @@
+"""The model against the Bayes-optimal oracle at every number of visible points: accuracy,
+negative log-likelihood of the true token, KL(oracle || model) and calibration.
+
+On the same held-out shapes and points at every count: each example's points are put in one
+random order and the first `visible` of them are shown, so the visible sets are nested (the
+curve's points are paired). Standard errors are over examples (the hidden tokens of one
+example are not independent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rectbert import keys, oracle, plots, points, workdir
+from rectbert.tasks import Batch
+
+VISIBLE = (1, 2, 4, 8, 12, 16, 20, 23)  # of 24 points (the issue's counts)
+FLOOR = 1e-3  # the oracle's probabilities, for its NLL only, mixed with this share of uniform
+BINS = 10  # reliability diagram / ECE: equal-width confidence bins
+
+
+def check(task, visible, examples: int) -> tuple[int, ...]:
+    """The visible counts, sorted, or a ValueError in one line (before any compute)."""
+    p = task.num_points
+    try:
+        counts = tuple(sorted({int(v) for v in visible}))
+        whole = all(float(v) == int(v) for v in visible)
+    except (TypeError, ValueError, OverflowError):
+        counts, whole = (), False
+    if not counts or not whole or counts[0] < 1 or counts[-1] > p - 1:
+        raise ValueError(
+            f"visible counts must be integers in [1, {p - 1}] (of {p} points, one stays "
+            f"hidden); got {list(visible)}"
+        )
+    oracle.check(task.scene)
+    if not points.get(task.sampler).uniform:
+        raise ValueError(
+            f"the oracle curve needs uniformly sampled points (its likelihood); the task's "
+            f"sampler is {task.sampler!r}"
+        )
+    if not 1 <= examples <= task.eval_examples:
+        raise ValueError(
+            f"examples must be an integer in [1, {task.eval_examples}] (the task's held-out "
+            f"set); got {examples}"
+        )
+    return counts
+
+
+def order(task, examples: int):
+    """[E, P] each example's random rank of its points: the first v are visible at count v."""
+    noise = jax.random.uniform(keys.key(task.seed, "curve"), (examples, task.num_points))
+    return np.argsort(np.argsort(np.asarray(noise), axis=1), axis=1)
+
+
+def held_out(task, visible: int, examples: int) -> Batch:
+    """The first `examples` held-out examples with `visible` points shown (nested in v)."""
+    batch = jax.tree.map(lambda a: a[:examples], task.eval_set())
+    return dataclasses.replace(batch, mask=jnp.asarray(order(task, examples) >= visible))
+
+
+def model_probs(predict, params, batch: Batch, chunk: int = 512):
+    """[B, P, K] float32 softmax of the model at every position."""
+    out = []
+    for i in range(0, batch.tokens.shape[0], chunk):
+        part = jax.tree.map(lambda a, s=slice(i, i + chunk): a[s], batch)
+        out.append(np.asarray(jax.nn.softmax(predict(params, part).astype(jnp.float32), -1)))
+    return np.concatenate(out)
+
+
+def oracle_probs(key, task, batch: Batch, cfg: oracle.OracleConfig, chunk: int = 256):
+    """([B, P, K] posterior-predictive probabilities, [B] ESS)."""
+    probs, ess = [], []
+    for i in range(0, batch.tokens.shape[0], chunk):
+        p, e = oracle.posterior_predictive(
+            jax.random.fold_in(key, i),
+            batch.points[i : i + chunk],
+            batch.tokens[i : i + chunk],
+            ~batch.mask[i : i + chunk],
+            task.codebook,
+            task.scene,
+            cfg,
+        )
+        probs.append(np.asarray(p))
+        ess.append(np.asarray(e))
+    return np.concatenate(probs), np.concatenate(ess)
+
+
+def _mean_stderr(per_example_E) -> tuple[float, float]:
+    x = np.asarray(per_example_E, np.float64)
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else 0.0
+
+
+def calibration(confidence_N, correct_N, bins: int = BINS) -> dict:
+    """Reliability diagram of an argmax predictor: per equal-width confidence bin the count,
+    mean confidence and accuracy; ECE = sum over bins of count/N x |accuracy - confidence|."""
+    conf = np.asarray(confidence_N, np.float64)
+    right = np.asarray(correct_N, np.float64)
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    mean_conf = np.bincount(which, conf, bins) / np.maximum(count, 1)
+    accuracy = np.bincount(which, right, bins) / np.maximum(count, 1)
+    ece = float(np.sum(count * np.abs(accuracy - mean_conf)) / max(conf.size, 1))
+    return {
+        "ece": ece,
+        "count": count.tolist(),
+        "confidence": mean_conf.tolist(),
+        "accuracy": accuracy.tolist(),
+    }
+
+
+def scores(tokens_BxP, hidden_BxP, model_BxPxK, oracle_BxPxK) -> dict:
+    """Per hidden token (flattened, example order): whether each argmax is right, each NLL of
+    the true token, KL(oracle || model), the confidences; and each token's example index."""
+    k = model_BxPxK.shape[-1]
+    t = np.asarray(tokens_BxP)[hidden_BxP]
+    m = np.asarray(model_BxPxK, np.float64)[hidden_BxP]
+    o = np.asarray(oracle_BxPxK, np.float64)[hidden_BxP]
+    rows = np.arange(t.size)
+    log_m = np.log(np.maximum(m, 1e-30))
+    o_floor = (1 - FLOOR) * o + FLOOR / k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(o > 0, o * (np.log(np.where(o > 0, o, 1.0)) - log_m), 0.0).sum(-1)
+    return {
+        "example": np.nonzero(hidden_BxP)[0],
+        "model_correct": m.argmax(-1) == t,
+        "oracle_correct": o.argmax(-1) == t,
+        "model_nll": -log_m[rows, t],
+        "oracle_nll": -np.log(o_floor[rows, t]),
+        "kl": np.maximum(kl, 0.0),
+        "model_confidence": m.max(-1),
+        "oracle_confidence": o.max(-1),
+    }
+
+
+def row(visible: int, s: dict, ess_E, min_ess: float) -> dict:
+    """One curve point: each metric's mean over hidden tokens and its standard error over
+    examples; the paired model - oracle accuracy; ECEs; unreliable oracle examples."""
+    n = int(np.asarray(ess_E).size)
+
+    def per_example(x):
+        return np.bincount(s["example"], np.asarray(x, np.float64), n) / np.bincount(
+            s["example"], minlength=n
+        )
+
+    out = {"visible": visible, "examples": n, "hidden_tokens": int(s["example"].size)}
+    for name in ("model_accuracy", "oracle_accuracy", "model_nll", "oracle_nll", "kl"):
+        key = {"model_accuracy": "model_correct", "oracle_accuracy": "oracle_correct"}.get(
+            name, name
+        )
+        out[name], out[name + "_stderr"] = _mean_stderr(per_example(s[key]))
+    diff = s["model_correct"].astype(float) - s["oracle_correct"].astype(float)
+    out["model_minus_oracle"], out["model_minus_oracle_stderr"] = _mean_stderr(per_example(diff))
+    out["model_over_oracle"] = out["model_accuracy"] / max(out["oracle_accuracy"], 1e-12)
+    out["model_ece"] = calibration(s["model_confidence"], s["model_correct"])["ece"]
+    out["oracle_ece"] = calibration(s["oracle_confidence"], s["oracle_correct"])["ece"]
+    out["oracle_unreliable"] = int(np.sum(np.asarray(ess_E) < min_ess))
+    out["oracle_median_ess"] = float(np.median(ess_E))
+    return out
+
+
+def curve(
+    task,
+    predict,
+    params,
+    visible=VISIBLE,
+    examples: int = 256,
+    cfg: oracle.OracleConfig | None = None,
+    log=print,
+):
+    """(rows, calibration): the curve at each visible count on the task's first `examples`
+    held-out examples, and the reliability diagrams of model and oracle over every hidden
+    token of every count. `predict(params, batch)` gives logits (evaluation.make_predict)."""
+    counts = check(task, visible, examples)
+    cfg = cfg or oracle.OracleConfig()
+    rows, pooled = [], []
+    start = time.time()
+    for i, v in enumerate(counts):
+        batch = held_out(task, v, examples)
+        probs_m = model_probs(predict, params, batch)
+        probs_o, ess = oracle_probs(
+            jax.random.fold_in(keys.key(task.seed, "oracle"), 1000 + v), task, batch, cfg
+        )
+        s = scores(batch.tokens, np.asarray(batch.mask), probs_m, probs_o)
+        rows.append(row(v, s, ess, cfg.min_ess))
+        pooled.append(s)
+        r, elapsed = rows[-1], time.time() - start
+        log(
+            f"  visible {v:2d}: model {r['model_accuracy']:.4f} oracle {r['oracle_accuracy']:.4f}"
+            f" (x{r['model_over_oracle']:.4f})  NLL {r['model_nll']:.3f} / {r['oracle_nll']:.3f}"
+            f"  KL {r['kl']:.4f}  unreliable {r['oracle_unreliable']}/{examples}"
+            f"  [{elapsed:.0f} s, ETA {elapsed / (i + 1) * (len(counts) - i - 1):.0f} s]"
+        )
+    cat = {k: np.concatenate([s[k] for s in pooled]) for k in pooled[0]}
+    calib = {
+        who: calibration(cat[f"{who}_confidence"], cat[f"{who}_correct"])
+        for who in ("model", "oracle")
+    }
+    return rows, calib
+
+
+def write(workdir_path: str, rows: list[dict], calib: dict, *, title: str = "") -> list[str]:
+    """oracle_curve.json (the rows), calibration.json, figures/oracle_curve.png and
+    figures/reliability.png; written atomically (a reader never sees half a file)."""
+    path = os.path.join(workdir_path, "oracle_curve.json")
+    workdir.write_atomic(path, json.dumps(rows, indent=1) + "\n")
+    c_path = os.path.join(workdir_path, "calibration.json")
+    workdir.write_atomic(c_path, json.dumps(calib, indent=1) + "\n")
+    figs = os.path.join(workdir_path, "figures")
+    return [
+        path,
+        c_path,
+        plots.oracle_curve(rows, os.path.join(figs, "oracle_curve.png"), title=title),
+        plots.reliability(calib, os.path.join(figs, "reliability.png"), title=title),
+    ]

@@ -1,0 +1,146 @@
+"""The oracle curve: its scores against hand-computed values and scikit-learn's calibration
+curve, and end to end on a run through both entry points and load_run."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn.calibration import calibration_curve
+
+import rectbert
+from experiments import common, sparse
+from experiments import oracle_curve as curve_experiment
+from rectbert import ceiling, oracle
+from tests.conftest import TINY, TINY_CODEBOOK, parse
+
+
+def test_scores_are_the_hand_computed_accuracy_nll_and_kl():
+    model = np.array([[[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.2, 0.6]]])
+    oracle_ = np.array([[[0.9, 0.1, 0.0], [0.0, 0.6, 0.4], [0.0, 0.0, 1.0]]])
+    tokens = np.array([[0, 1, 2]])
+    hidden = np.array([[True, True, False]])  # the third is visible: not scored
+    s = ceiling.scores(tokens, hidden, model, oracle_)
+    np.testing.assert_array_equal(s["model_correct"], [True, False])
+    np.testing.assert_array_equal(s["oracle_correct"], [True, True])
+    np.testing.assert_allclose(s["model_nll"], [-np.log(0.7), -np.log(0.3)], rtol=1e-6)
+    eps = ceiling.FLOOR
+    floor = [-np.log((1 - eps) * 0.9 + eps / 3), -np.log((1 - eps) * 0.6 + eps / 3)]
+    np.testing.assert_allclose(s["oracle_nll"], floor, rtol=1e-6)
+    kl = [
+        0.9 * np.log(0.9 / 0.7) + 0.1 * np.log(0.1 / 0.2),  # the oracle's 0 adds nothing
+        0.6 * np.log(0.6 / 0.3) + 0.4 * np.log(0.4 / 0.6),
+    ]
+    np.testing.assert_allclose(s["kl"], kl, rtol=1e-6)
+    # a row: means over tokens, standard errors over examples (two examples, by hand)
+    s2 = {k: np.concatenate([v, v[:1]]) for k, v in s.items()}
+    s2["example"] = np.array([0, 0, 1])
+    r = ceiling.row(5, s2, np.array([100.0, 10.0]), 30.0)
+    per_example = np.array([0.5, 1.0])  # model right on 1 of 2, then 1 of 1
+    assert r["model_accuracy"] == pytest.approx(per_example.mean())
+    assert r["model_accuracy_stderr"] == pytest.approx(per_example.std(ddof=1) / np.sqrt(2))
+    assert r["model_minus_oracle"] == pytest.approx(np.mean([-0.5, 0.0]))
+    assert r["oracle_unreliable"] == 1 and r["hidden_tokens"] == 3 and r["visible"] == 5
+
+
+def test_reliability_bins_and_ece_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.05, 1.0, 5000)
+    right = rng.uniform(size=5000) < conf**1.5  # over-confident
+    c = ceiling.calibration(conf, right, bins=10)
+    acc_sk, conf_sk = calibration_curve(right, conf, n_bins=10, strategy="uniform")
+    used = np.array(c["count"]) > 0
+    np.testing.assert_allclose(np.array(c["accuracy"])[used], acc_sk, rtol=1e-9)
+    np.testing.assert_allclose(np.array(c["confidence"])[used], conf_sk, rtol=1e-9)
+    counts = np.histogram(conf, bins=np.linspace(0, 1, 11))[0]
+    ece = np.sum(counts[counts > 0] * np.abs(acc_sk - conf_sk)) / conf.size
+    assert c["ece"] == pytest.approx(ece)
+    # calibrated by construction: ECE near 0; the over-confident one is not
+    calibrated = ceiling.calibration(conf, rng.uniform(size=5000) < conf)
+    assert calibrated["ece"] < 0.03 < c["ece"]
+
+
+def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(tmp_path, capsys):
+    workdir = tmp_path / "any"
+    common_args = [f"--workdir={workdir}", "--num_steps=3", *TINY_CODEBOOK, *TINY]
+    sparse.main(parse(sparse, *common_args, "--mask_schedule=anycount"))
+    out = tmp_path / "any" / "oracle_curve.json"
+    assert not out.exists()
+    # the curve of the finished run, by its own command
+    fv = parse(
+        curve_experiment, f"--workdir={workdir}", "--curve_visible=23,1", "--curve_examples=4"
+    )
+    curve_experiment.main(fv)
+    rows = json.loads(out.read_text())
+    assert [r["visible"] for r in rows] == [1, 23]
+    for r in rows:
+        assert r["examples"] == 4 and r["hidden_tokens"] == 4 * (24 - r["visible"])
+        for name in ("model_accuracy", "oracle_accuracy", "model_nll", "oracle_nll", "kl"):
+            assert np.isfinite(r[name]) and r[name + "_stderr"] >= 0
+        assert 0 <= r["oracle_unreliable"] <= 4 and r["kl"] >= 0
+    for name in ("oracle_curve.png", "reliability.png"):
+        assert os.path.getsize(workdir / "figures" / name) > 0
+    calib = json.loads((workdir / "calibration.json").read_text())
+    assert sum(calib["model"]["count"]) == sum(r["hidden_tokens"] for r in rows)
+    # the same points through load_run: its task, its predict, the curve's masks
+    run = rectbert.load_run(str(workdir))
+    task = run.task()
+    for r in rows:
+        batch = ceiling.held_out(task, r["visible"], 4)
+        visible = ~np.asarray(batch.mask)
+        assert np.all(visible.sum(1) == r["visible"])
+        probs = np.asarray(run.predict(batch.points, batch.tokens, visible))
+        right = (probs.argmax(-1) == np.asarray(batch.tokens))[~visible]
+        assert r["model_accuracy"] == pytest.approx(right.mean(), abs=1e-6)
+    # nested: the 1 visible point is among the 23
+    one, many = (~np.asarray(ceiling.held_out(task, v, 4).mask) for v in (1, 23))
+    assert np.all(many[one])
+    # the sparse experiment's flag on the finished workdir replaces the file
+    sparse.main(
+        parse(
+            sparse,
+            *common_args,
+            "--mask_schedule=anycount",
+            "--oracle_curve",
+            "--curve_visible=2",
+            "--curve_examples=3",
+        )
+    )
+    assert [r["visible"] for r in json.loads(out.read_text())] == [2]
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["--curve_visible=0"], "curve_visible"),
+        (["--curve_visible=24"], "curve_visible"),
+        (["--curve_visible=2.5"], "curve_visible"),
+        (["--curve_visible=x"], "curve_visible"),
+        (["--curve_examples=0"], "curve_examples"),
+        (["--curve_examples=100000"], "curve_examples"),
+    ],
+)
+def test_bad_curve_flags_fail_in_one_line_before_any_compute(tmp_path, args, flag):
+    # the sparse experiment refuses them before training; the curve command before loading
+    fv = parse(sparse, f"--workdir={tmp_path / 'run'}", "--oracle_curve", *args)
+    with pytest.raises(common.FlagError, match=f"--{flag}") as e:
+        sparse.build(fv)
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
+
+
+def test_the_curve_command_refuses_what_it_cannot_score(tmp_path):
+    missing = parse(curve_experiment, f"--workdir={tmp_path / 'none'}")
+    with pytest.raises(common.FlagError, match="--workdir"):
+        curve_experiment.main(missing)
+    assert not (tmp_path / "none").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(common.FlagError, match="--workdir.*sparse run"):
+        curve_experiment.main(parse(curve_experiment, f"--workdir={tmp_path / 'empty'}"))
+    assert os.listdir(tmp_path / "empty") == []
+    # a scene the oracle cannot sample is refused by name, before any compute
+    with pytest.raises(ValueError, match="junction: the stroke count varies"):
+        oracle.check(rectbert.scene("junction"))
+    with pytest.raises(ValueError, match="use min_rects=0"):
+        oracle.check(rectbert.scene("rects", num_rects=3, min_rects=1))
+    oracle.check(rectbert.scene("rects", num_rects=3))  # a fixed count: supported

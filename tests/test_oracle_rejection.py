@@ -1,0 +1,97 @@
+"""The oracle against plain rejection sampling from each scene's prior: the obviously-correct
+(slow) posterior, on the task's own held-out examples at the visible counts of the curve
+where rejection accepts at least 200 shapes.
+
+Rejection: draw shapes from the scene's sampler, keep those whose tokens at the visible
+points equal the example's; the kept shapes are exact posterior samples, and their tokens at
+the hidden points give the posterior-predictive distribution. Nothing of the oracle (bounds,
+proposals, weights, tempering, slice moves) is used.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rectbert import ceiling, codebook, oracle, scenes, tasks
+from rectbert.scene_tasks import SparseTask
+
+DRAWS = 100_000  # prior shapes per example
+KEEP = 2_000  # accepted shapes used for the predictive (the first ones: still exact)
+MIN_ACCEPT = 200
+COUNTS = (1, 2, 4)  # of 24 visible; at 8+ too few examples reach 200 accepts in 10^5 draws
+
+
+def tokens(scene, centroids, shapes_MxD, points_Qx2, chunk=20_000):
+    """[M, Q] the task's tokens of M shapes at Q points, in chunks (memory)."""
+    fn = jax.jit(
+        lambda s: codebook.quantise(
+            scene.coverage(s, jnp.broadcast_to(points_Qx2, (s.shape[0], *points_Qx2.shape))),
+            centroids,
+        )
+    )
+    return np.concatenate(
+        [np.asarray(fn(shapes_MxD[i : i + chunk])) for i in range(0, len(shapes_MxD), chunk)]
+    )
+
+
+def rejection(scene, centroids, shapes_MxD, points_Px2, tokens_P, visible_P, k):
+    """(accepted count, [P, K] posterior-predictive frequencies of the first KEEP accepted)."""
+    vis = np.flatnonzero(visible_P)
+    at_visible = tokens(scene, centroids, shapes_MxD, points_Px2[vis])
+    accepted = np.flatnonzero(np.all(at_visible == np.asarray(tokens_P)[vis], axis=1))
+    kept = shapes_MxD[accepted[:KEEP]]
+    freq = np.zeros((len(tokens_P), k))
+    if len(kept):
+        t = tokens(scene, centroids, kept, points_Px2)
+        for p in range(len(tokens_P)):
+            freq[p] = np.bincount(t[:, p], minlength=k) / len(t)
+    return len(accepted), freq
+
+
+SCENES = {  # scene, held-out examples
+    "rect": (scenes.scene("rect"), 12),
+    "rotated": (scenes.scene("rotated"), 6),
+    "rects": (scenes.scene("rects", num_rects=2), 8),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENES))
+def test_the_oracle_matches_rejection_sampling_from_the_prior(name):
+    scene, n = SCENES[name]
+    task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), eval_examples=n, seed=1)
+    task = task.with_codebook(task.fit_codebook()[0])
+    centroids, k = task.codebook, task.num_tokens
+    shapes_MxD = np.asarray(scene.sample(jax.random.key(7), DRAWS))
+    agree, tv, qualified = [], [], 0
+    for v in COUNTS:
+        batch = ceiling.held_out(task, v, n)
+        probs, ess = oracle.posterior_predictive(
+            jax.random.key(v), batch.points, batch.tokens, ~batch.mask, centroids, scene
+        )
+        probs = np.asarray(probs)
+        for e in range(n):
+            hidden = np.asarray(batch.mask[e])
+            accepted, freq = rejection(
+                scene, centroids, shapes_MxD, batch.points[e], batch.tokens[e], ~hidden, k
+            )
+            if accepted < MIN_ACCEPT:
+                continue
+            qualified += 1
+            assert ess[e] >= oracle.OracleConfig().min_ess  # reliable where rejection is easy
+            agree.append(probs[e, hidden].argmax(-1) == freq[hidden].argmax(-1))
+            tv.append(0.5 * np.abs(probs[e, hidden] - freq[hidden]).sum(-1))
+    agree, tv = np.concatenate(agree), np.concatenate(tv)
+    print(
+        f"{name}: {qualified} examples at counts {COUNTS} with >= {MIN_ACCEPT} accepted; "
+        f"argmax agreement {agree.mean():.3f}, mean TV {tv.mean():.3f} over {tv.size} tokens"
+    )
+    assert qualified >= len(COUNTS) * n // 2
+    # near-ties flip; the mean TV is mostly Monte Carlo noise: the oracle's ESS ~ 200 alone
+    # gives ~0.03-0.06 on these broad posteriors (two oracle runs differ by that much), the
+    # reference's 2,000 samples ~0.02. Measured: rect 0.985 / 0.035, rotated 0.992 / 0.039,
+    # rects 0.058-0.062. Planted in the oracle, a likelihood that lets one visible token
+    # mismatch fails here; importance weights that forget the proposal's density do not (the
+    # tempered SMC that follows corrects them: TV 0.043 instead of 0.035).
+    assert agree.mean() >= 0.9
+    assert tv.mean() <= 0.07
