@@ -4,7 +4,8 @@
 #   here (CPU):   OUT=/tmp/dc bash benchmarks/device_check.sh   (small size, grid_quick: tests the script)
 # Steps run in order of importance, each capped so the whole call stays within BUDGET seconds
 # (default 540, under the device tool's 600 s per call): throughput against the peer first.
-# ONLY=throughput,grid,tests,scenes,triton picks steps (default throughput,tests,scenes: grid
+# ONLY=throughput,grid,tests,scenes,ceiling,triton picks steps (default tests,scenes,ceiling:
+# what no card has measured yet; throughput, grid
 # and triton are measured on the H100 and the H200 already), e.g. ONLY=grid for grid_seed.
 set -uo pipefail
 OUT=${OUT:-/tmp/rectbert_device_check}
@@ -21,15 +22,17 @@ left() {  # seconds for the next step: its cap, or what the budget has left minu
   echo "$cap"
 }
 
-ONLY=${ONLY:-throughput,tests,scenes}
+ONLY=${ONLY:-tests,scenes,ceiling}
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if python -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
   SIZE=seed GRID=experiments/flags/grid_seed.flags
   SCENE_ARGS=(--num_steps=1500 --log_every=500 --eval_every=1500 --checkpoint_every=1500)
+  CURVE=64
 else  # tests the script: tiny sizes
   SIZE=small GRID=experiments/flags/grid_quick.flags
   SCENE_ARGS=(--num_steps=2 --log_every=1 --eval_every=2 --checkpoint_every=2 --batch_size=8
     --eval_examples=32 --embed_dim=32 --mlp_dim=64 --num_layers=1 --num_heads=2 --dtype=float32)
+  CURVE=2
 fi
 step "machine"
 date -u | keep
@@ -73,6 +76,22 @@ for run in sparse_rotated sparse_rects sparse_junction grid_rotated; do
   timeout "$limit" python -m experiments.${run%%_*} --flagfile=experiments/flags/$run.flags \
     --workdir="$OUT/$run" "${SCENE_ARGS[@]}" 2>&1 | grep -e "^step" -e "eval/" -e "^done" \
     -e "rror" | tail -4 | keep
+  rc=${PIPESTATUS[0]}
+  echo "$run wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
+  rm -rf "$OUT/$run/ckpt"
+done
+fi
+
+if want ceiling; then
+# the any-count model at full size, shortened, then its oracle curve on 64 examples at two
+# counts: the oracle's speed on this card decides the full flagfile's --curve_examples
+for run in sparse_anycount sparse_anycount_rotated; do
+  step "ceiling at full size: $run ${SCENE_ARGS[*]}, curve $CURVE examples at 4 and 23 visible"
+  start=$SECONDS
+  limit=$(left 100)
+  timeout "$limit" python -m experiments.sparse --flagfile=experiments/flags/$run.flags \
+    --workdir="$OUT/$run" "${SCENE_ARGS[@]}" --curve_examples=$CURVE --curve_visible=4,23 2>&1 \
+    | grep -e "^step" -e "visible" -e "^done" -e "rror" | tail -5 | keep
   rc=${PIPESTATUS[0]}
   echo "$run wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
   rm -rf "$OUT/$run/ckpt"

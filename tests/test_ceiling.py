@@ -92,6 +92,8 @@ def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(tmp_pa
         probs = np.asarray(run.predict(batch.points, batch.tokens, visible))
         right = (probs.argmax(-1) == np.asarray(batch.tokens))[~visible]
         assert r["model_accuracy"] == pytest.approx(right.mean(), abs=1e-6)
+    again, _ = run.oracle_curve(visible=(23,), examples=4)  # the same point, from Python
+    assert again[0]["model_accuracy"] == pytest.approx(rows[1]["model_accuracy"], abs=1e-6)
     # nested: the 1 visible point is among the 23
     one, many = (~np.asarray(ceiling.held_out(task, v, 4).mask) for v in (1, 23))
     assert np.all(many[one])
