@@ -40,8 +40,7 @@ def define_curve_flags(fv) -> None:
 
 def visible_counts(fv, task) -> tuple[int, ...]:
     """The curve's counts from the flags, checked in one line before any compute."""
-    p = task.num_points
-    given = fv.curve_visible or [v for v in ceiling.VISIBLE if v < p - 1] + [p - 1]
+    given = fv.curve_visible or ceiling.default_visible(task.num_points)
     try:
         values = [float(v) for v in given]
         return ceiling.check(task, values, fv.curve_examples)
@@ -60,6 +59,8 @@ def run_curve(fv, task, predict, params, step: int, workdir: str, counts) -> lis
     rows, calib = ceiling.curve(
         task, predict, params, counts, fv.curve_examples, oracle.OracleConfig()
     )
+    for r in rows:  # which checkpoint and training regime the file describes
+        r["step"], r["mask_schedule"] = step, task.mask.schedule
     title = f"{task.scene.name}, step {step}, {fv.curve_examples} held-out examples"
     for path in ceiling.write(workdir, rows, calib, title=title):
         print(f"wrote {path}", flush=True)
@@ -71,6 +72,9 @@ def main(fv) -> None:
         raise common.error(fv, "workdir", "a sparse run's directory")
     if not os.path.isdir(fv.workdir):
         raise common.error(fv, "workdir", "an existing run directory")
+    figures = os.path.join(fv.workdir, "figures")
+    if not all(os.access(d, os.W_OK) for d in (fv.workdir, figures) if os.path.isdir(d)):
+        raise common.error(fv, "workdir", "a directory this user can write (the curve goes in it)")
     try:
         run = inference.load_run(fv.workdir, fv.step)
         task = run.task()
@@ -78,6 +82,14 @@ def main(fv) -> None:
         raise common.error(fv, "workdir", f"a loadable sparse run ({e})") from None
     if task.name != "sparse":
         raise common.error(fv, "workdir", f"a sparse run (this one is {task.name})")
+    if run.codebook is None:
+        raise common.error(fv, "workdir", "a sparse run with its codebook.npy (missing)")
+    if task.mask.schedule != "anycount":
+        print(
+            f"note: this run trained with --mask_schedule={task.mask.schedule} (count "
+            f"{task.mask.count}); counts it never saw measure how it transfers",
+            flush=True,
+        )
     why = task.scene.oracle_unsupported()
     if why:
         raise common.error(fv, "workdir", f"a run whose scene the oracle supports, not {why}")

@@ -26,9 +26,23 @@ FLOOR = 1e-3  # the oracle's probabilities, for its NLL only, mixed with this sh
 BINS = 10  # reliability diagram / ECE: equal-width confidence bins
 
 
+def default_visible(num_points: int) -> tuple[int, ...]:
+    """VISIBLE's counts below num_points - 1, and num_points - 1 (one point hidden)."""
+    return tuple(v for v in VISIBLE if v < num_points - 1) + (num_points - 1,)
+
+
 def check(task, visible, examples: int) -> tuple[int, ...]:
     """The visible counts, sorted, or a ValueError in one line (before any compute)."""
     p = task.num_points
+    if (
+        isinstance(visible, str | bytes)
+        or isinstance(examples, bool)
+        or not isinstance(examples, int | np.integer)
+    ):
+        raise ValueError(
+            f"visible must be a sequence of counts and examples an integer; got {visible!r}, "
+            f"{examples!r}"
+        )
     try:
         counts = tuple(sorted({int(v) for v in visible}))
         whole = all(float(v) == int(v) for v in visible)
@@ -45,10 +59,10 @@ def check(task, visible, examples: int) -> tuple[int, ...]:
             f"the oracle curve needs uniformly sampled points (its likelihood); the task's "
             f"sampler is {task.sampler!r}"
         )
-    if not 1 <= examples <= task.eval_examples:
+    if not 2 <= examples <= task.eval_examples:
         raise ValueError(
-            f"examples must be an integer in [1, {task.eval_examples}] (the task's held-out "
-            f"set); got {examples}"
+            f"examples must be an integer in [2, {task.eval_examples}] (the task's held-out "
+            f"set; two at least for a standard error); got {examples}"
         )
     return counts
 
@@ -133,7 +147,7 @@ def scores(tokens_BxP, hidden_BxP, model_BxPxK, oracle_BxPxK) -> dict:
         "oracle_correct": o.argmax(-1) == t,
         "model_nll": -log_m[rows, t],
         "oracle_nll": -np.log(o_floor[rows, t]),
-        "kl": np.maximum(kl, 0.0),
+        "kl": kl,
         "model_confidence": m.max(-1),
         "oracle_confidence": o.max(-1),
     }
@@ -158,6 +172,10 @@ def row(visible: int, s: dict, ess_E, min_ess: float) -> dict:
     diff = s["model_correct"].astype(float) - s["oracle_correct"].astype(float)
     out["model_minus_oracle"], out["model_minus_oracle_stderr"] = _mean_stderr(per_example(diff))
     out["model_over_oracle"] = out["model_accuracy"] / max(out["oracle_accuracy"], 1e-12)
+    # the paired NLL gap: KL(posterior || model) in expectation when the oracle is exact; the
+    # oracle's Monte Carlo error lowers it as it raises the plug-in `kl` (true KL between)
+    gap = np.asarray(s["model_nll"]) - np.asarray(s["oracle_nll"])
+    out["nll_gap"], out["nll_gap_stderr"] = _mean_stderr(per_example(gap))
     out["model_ece"] = calibration(s["model_confidence"], s["model_correct"])["ece"]
     out["oracle_ece"] = calibration(s["oracle_confidence"], s["oracle_correct"])["ece"]
     out["oracle_unreliable"] = int(np.sum(np.asarray(ess_E) < min_ess))
@@ -169,14 +187,17 @@ def curve(
     task,
     predict,
     params,
-    visible=VISIBLE,
+    visible=None,
     examples: int = 256,
     cfg: oracle.OracleConfig | None = None,
     log=print,
 ):
-    """(rows, calibration): the curve at each visible count on the task's first `examples`
-    held-out examples, and the reliability diagrams of model and oracle over every hidden
-    token of every count. `predict(params, batch)` gives logits (evaluation.make_predict)."""
+    """(rows, calibration): the curve at each visible count (default: default_visible) on
+    the task's first `examples` held-out examples, and the reliability diagrams of model and
+    oracle over every hidden token of every count. `predict(params, batch)` gives logits
+    (evaluation.make_predict)."""
+    if visible is None:
+        visible = default_visible(task.num_points)
     counts = check(task, visible, examples)
     cfg = cfg or oracle.OracleConfig()
     rows, pooled = [], []

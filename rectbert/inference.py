@@ -47,25 +47,29 @@ class Run:
             raise ValueError(
                 f"workdir={self.workdir!r}: config.json names no known task ({name!r})"
             )
-        rec["mask"] = tasks.MaskSpec(**rec["mask"])
-        if "scene" in rec:
-            rec["scene"] = scenes.from_record(rec["scene"])
-        task = classes[name](**rec)
+        try:
+            rec["mask"] = tasks.MaskSpec(**rec["mask"])
+            if "scene" in rec:
+                rec["scene"] = scenes.from_record(rec["scene"])
+            task = classes[name](**rec)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"workdir={self.workdir!r}: config.json's task is damaged ({e!r})"
+            ) from None
         if self.codebook is not None and name != "squares":
             task = task.with_codebook(self.codebook)
         return task
 
     def oracle_curve(self, visible=None, examples: int = 256, cfg=None):
         """(rows, calibration) of ceiling.curve for this sparse run at these visible counts
-        (default: ceiling.VISIBLE), on its task's first `examples` held-out examples."""
+        (default: ceiling.default_visible), on its task's first `examples` held-out examples."""
         from rectbert import ceiling  # figures and the oracle: only when asked
 
         task = self.task()
         if task.name != "sparse":
             raise ValueError(f"workdir={self.workdir!r}: the oracle curve needs a sparse run")
         predict = _predict_fn(self.model_config)
-        counts = ceiling.VISIBLE if visible is None else visible
-        return ceiling.curve(task, predict, self.params, counts, examples, cfg)
+        return ceiling.curve(task, predict, self.params, visible, examples, cfg)
 
     def tokens(self, shapes_BxD, points_BxPx2):
         """[B, P] the true tokens of these shapes (rows of run.scene's parameters) at these

@@ -1,5 +1,6 @@
 """The Bayes-optimal predictor of the sparse task: the posterior over a scene's parameters
-given the visible (point, token) pairs, by adaptive importance sampling and slice sampling.
+given the visible (point, token) pairs, by adaptive importance sampling, then tempered
+sequential Monte Carlo with slice-sampling moves.
 
 The ceiling every sparse model is measured against (uniformly sampled points, any scene).
 """
@@ -13,22 +14,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import codebook
+from rectbert import codebook, config
 
 
 @dataclasses.dataclass(frozen=True)
 class OracleConfig:
-    num_samples: int = 1024  # proposals per round, per example
+    num_samples: int = 1024  # proposals per round, per example (half to each replica)
     rounds: int = 4  # round 0 proposes from the hard bounds; later rounds adapt a box
     keep: float = 0.05  # a round's box is fitted to its best (fewest mismatches) 5 %
     defensive: float = 0.25  # share of each round drawn from the prior (full support)
     margin: float = 0.25  # fitted box = kept range +- margin x range (+ 2 px)
-    min_ess: float = 30.0  # below this (IS ESS + consistent chains) an example is unreliable
-    chains: int = 192  # sequential Monte Carlo: chains drawn from the weighted samples
+    min_ess: float = 30.0  # below this (measured from two replicas) an example is unreliable
+    chains: int = 192  # sequential Monte Carlo chains (half to each replica)
     anneal_steps: int = 16  # at most this many tempered sweeps (beta raised adaptively, chains
     # resampled, then moved); fewer when beta reaches BETA_MAX (IS found the posterior)
     mcmc_steps: int = 4  # exact-posterior sweeps whose tokens are counted
     shrinks: int = 3  # tries per coordinate and sweep
+
+    def __post_init__(self):
+        config.validate(
+            self,
+            [
+                (self.num_samples >= 64, "num_samples", "an integer >= 64 (two replicas)"),
+                (self.rounds >= 1, "rounds", "an integer >= 1"),
+                (0 < self.keep < 1, "keep", "a fraction in (0, 1)"),
+                (0 < self.defensive < 1, "defensive", "a fraction in (0, 1)"),
+                (self.margin >= 0, "margin", "a number >= 0"),
+                (self.min_ess >= 0, "min_ess", "a number >= 0"),
+                (self.chains >= 4, "chains", "an integer >= 4 (two replicas)"),
+                (self.anneal_steps >= 0, "anneal_steps", "an integer >= 0"),
+                (self.mcmc_steps >= 1, "mcmc_steps", "an integer >= 1 (its tokens are counted)"),
+                (self.shrinks >= 1, "shrinks", "an integer >= 1"),
+            ],
+        )
 
 
 def _uniform_in(key, box_Dx2, n):
@@ -155,7 +173,7 @@ def _tempered_move(key, pool, pool_log_w, pool_mism, width, target, mismatches, 
     BETA_MAX or anneal_steps. Last, the exact
     posterior: chains off it dropped by resampling, then `mcmc_steps` exact sweeps whose
     token counts are the estimate. Returns (states, log posterior, counts [P, K], how many
-    distinct chains were on the posterior before that last resampling)."""
+    chains were on the posterior before that last resampling)."""
     c = cfg.chains
     key, k_start = jax.random.split(key)
     base = jnp.where(jnp.isfinite(pool_log_w), pool_log_w, -1e30)
@@ -199,10 +217,11 @@ def _tempered_move(key, pool, pool_log_w, pool_mism, width, target, mismatches, 
     return x, logp, counts, jnp.where(jnp.any(on), distinct, 0)
 
 
-def _posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg):
-    """Posterior-predictive token probabilities [P, K] and the ESS for one example: importance
-    sampling, all rounds weighted by the balance heuristic (prior / mean of the rounds'
-    proposal densities: multiple importance sampling), then resample-move."""
+def _replica(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg):
+    """One estimate of the posterior-predictive token probabilities [P, K] for one example
+    (and whether it found the posterior at all, the chains' states, which are on it):
+    importance sampling, all rounds weighted by the balance heuristic (prior / mean of the
+    rounds' proposal densities: multiple importance sampling), then tempered SMC."""
     k = centroids_KxG.shape[0]
     # a visible token other than the empty patch's means coverage > 0: the shape meets that
     # point's window, which bounds its parameters (exactly: the box holds the posterior)
@@ -245,12 +264,36 @@ def _posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, c
         k_walk, params, pool_log_w, mism, width, target, mismatches, k, cfg
     )
     probs_mc = counts / jnp.maximum(counts.sum(-1, keepdims=True), 1e-30)
-    # pool the two estimates, each by its effective size: the importance ESS, and the SMC's
-    # distinct chains on the posterior before its last resampling (not the 192 moved copies)
-    ess = ess_is + live_chains
-    probs = (ess_is * probs_is + live_chains * probs_mc) / jnp.maximum(ess, 1e-30)
+    weight = ess_is + live_chains  # the two estimates pooled by importance ESS and chains
+    probs = (ess_is * probs_is + live_chains * probs_mc) / jnp.maximum(weight, 1e-30)
+    return probs, weight > 0, x, jnp.isfinite(logp)
+
+
+def _posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg):
+    """Posterior-predictive token probabilities [P, K] and the ESS for one example, from two
+    independent replicas of half the samples and chains each (`_replica`), averaged.
+
+    The ESS is measured, not counted: resampled chains are copies, decorrelated only as far
+    as their moves go, so counting chains overstates it and counting their ancestors
+    understates it. Two independent estimates of n/2 samples each differ by
+    E (p1 - p2)^2 = 4 p (1 - p) / n per token and class, so n = 4 sum p(1 - p) / sum
+    (p1 - p2)^2 over the hidden tokens (at most `chains`; 0 when a replica found nothing)."""
+    half = dataclasses.replace(cfg, num_samples=cfg.num_samples // 2, chains=cfg.chains // 2)
+    probs2, found2, x2, live2 = jax.vmap(
+        lambda k: _replica(k, points_Px2, tokens_P, visible_P, centroids_KxG, scene, half)
+    )(jax.random.split(key))
+    k = centroids_KxG.shape[0]
+    hidden = (~visible_P)[:, None]
+    both = jnp.all(found2)
+    mean = jnp.where(both, probs2.mean(0), jnp.where(found2[0], probs2[0], probs2[1]))
+    spread = jnp.sum(jnp.where(hidden, mean * (1 - mean), 0.0))
+    diff2 = jnp.sum(jnp.where(hidden, (probs2[0] - probs2[1]) ** 2, 0.0))
+    # replicas that agree exactly (certain tokens) differ by nothing: the ESS is the cap
+    ess = jnp.minimum(4 * spread / jnp.maximum(diff2, 1e-12), float(cfg.chains))
+    ess = jnp.where(both, jnp.where(diff2 > 0, ess, float(cfg.chains)), 0.0)
     uniform = jnp.full((points_Px2.shape[0], k), 1.0 / k)
-    return jnp.where(ess > 0, probs, uniform), ess, x, jnp.isfinite(logp)
+    probs = jnp.where(jnp.any(found2), mean, uniform)
+    return probs, ess, x2.reshape(-1, x2.shape[-1]), live2.reshape(-1)
 
 
 @functools.partial(jax.jit, static_argnames=("scene", "cfg"))

@@ -15,8 +15,16 @@ from rectbert import shapes
 
 
 def _save(fig: Figure, path: str) -> str:
+    """Write the PNG whole or not at all: to a temporary name beside it, then renamed (a
+    reader, or a second run writing the same figure, never sees half a file)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
@@ -390,10 +398,11 @@ def oracle_curve(rows: list[dict], path: str, *, title: str = "") -> str:
     series(ax_nll, "oracle_nll", "oracle", color="k")
     series(ax_nll, "model_nll", "model", color="tab:blue")
     ax_nll.set_ylabel("NLL of the true token (nats)")
-    series(ax_kl, "kl", "KL(oracle || model)", color="tab:red")
+    series(ax_kl, "kl", "KL(oracle || model), plug-in", color="tab:red")
+    series(ax_kl, "nll_gap", "NLL gap, model - oracle", color="tab:orange")
     ax_kl.axhline(0.05, color="0.5", ls=":", lw=1, label="0.05 nats")
     ax_kl.set_ylabel("nats per hidden token")
-    ax_kl.set_yscale("log")
+    ax_kl.axhline(0.0, color="0.7", lw=0.8)
     for ax in (ax_acc, ax_nll, ax_kl):
         ax.set_xlabel("visible points")
         ax.grid(alpha=0.3)

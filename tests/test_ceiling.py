@@ -40,6 +40,8 @@ def test_scores_are_the_hand_computed_accuracy_nll_and_kl():
     assert r["model_accuracy"] == pytest.approx(per_example.mean())
     assert r["model_accuracy_stderr"] == pytest.approx(per_example.std(ddof=1) / np.sqrt(2))
     assert r["model_minus_oracle"] == pytest.approx(np.mean([-0.5, 0.0]))
+    gap = s2["model_nll"] - s2["oracle_nll"]
+    assert r["nll_gap"] == pytest.approx(np.mean([gap[:2].mean(), gap[2]]))
     assert r["oracle_unreliable"] == 1 and r["hidden_tokens"] == 3 and r["visible"] == 5
 
 
@@ -77,7 +79,8 @@ def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(tmp_pa
         assert r["examples"] == 4 and r["hidden_tokens"] == 4 * (24 - r["visible"])
         for name in ("model_accuracy", "oracle_accuracy", "model_nll", "oracle_nll", "kl"):
             assert np.isfinite(r[name]) and r[name + "_stderr"] >= 0
-        assert 0 <= r["oracle_unreliable"] <= 4 and r["kl"] >= 0
+        assert 0 <= r["oracle_unreliable"] <= 4 and r["kl"] > -1e-9  # KL is not clamped
+        assert r["step"] == 3 and r["mask_schedule"] == "anycount"
     for name in ("oracle_curve.png", "reliability.png"):
         assert os.path.getsize(workdir / "figures" / name) > 0
     calib = json.loads((workdir / "calibration.json").read_text())

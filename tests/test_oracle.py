@@ -56,7 +56,11 @@ def test_pinned_down_rectangles_are_predicted_as_confidently_as_the_tokens_allow
     # so the ceiling is not 1: it is the oracle's own confidence, which must be calibrated
     right = probs[:, 40:].argmax(-1) == tokens[:, 40:]
     confidence = probs[:, 40:].max(-1)
-    assert right.mean() >= 0.9 and confidence.mean() >= 0.9
+    print("pinned: accuracy", right.mean(), "confidence", confidence.mean())
+    # the expected accuracy is the confidence (~0.90: 0.903 and 0.904 for two versions of the
+    # sampler, whose accuracies were 0.913 and 0.894 on these 160 tokens, stderr 0.024): a
+    # floor at 0.9 would fail half the time for a right oracle; calibration is the test
+    assert confidence.mean() >= 0.88 and right.mean() >= 0.85
     assert abs(right.mean() - confidence.mean()) <= 3 * right.std() / np.sqrt(right.size) + 0.01
     assert np.all(np.asarray(ess) > 0)
 
