@@ -376,6 +376,7 @@ def oracle_curve(rows: list[dict], path: str, *, title: str = "") -> str:
     v = np.array([r["visible"] for r in rows])
     fig = Figure(figsize=(13, 3.8))
     ax_acc, ax_nll, ax_kl = fig.subplots(1, 3)
+    fig.subplots_adjust(wspace=0.32)
 
     def series(ax, name, label, **style):
         y = np.array([r[name] for r in rows])

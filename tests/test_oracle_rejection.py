@@ -47,19 +47,19 @@ def rejection(scene, centroids, shapes_MxD, points_Px2, tokens_P, visible_P, k):
     return len(accepted), freq
 
 
-CASES = {  # scene, held-out examples, visible counts (of 24), prior draws per example
-    "rect": ("rect", 12, (1, 2, 4), 100_000),
+CASES = {  # scene, held-out examples, visible counts (of 24), prior draws, mean TV allowed
+    "rect": ("rect", 12, (1, 2, 4), 100_000, 0.05),
     # where the curve and --eval_oracle live: 10^6 draws give >= 200 accepts on ~3/4 of the
     # examples at 8 visible and ~1/2 at 12 (measured on 12); rect's coverage is cheap enough
-    "rect-8-12": ("rect", 8, (8, 12), 1_000_000),
-    "rotated": ("rotated", 6, (1, 2, 4), 100_000),
-    "rects": ("rects", 8, (1, 2, 4), 100_000),
+    "rect-8-12": ("rect", 8, (8, 12), 1_000_000, 0.05),
+    "rotated": ("rotated", 6, (1, 2, 4), 100_000, 0.05),
+    "rects": ("rects", 8, (1, 2, 4), 100_000, 0.08),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_oracle_matches_rejection_sampling_from_the_prior(case):
-    name, n, counts, draws = CASES[case]
+    name, n, counts, draws, max_tv = CASES[case]
     scene = scenes.scene(name, **({"num_rects": 2} if name == "rects" else {}))
     task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), eval_examples=n, seed=1)
     task = task.with_codebook(task.fit_codebook()[0])
@@ -92,9 +92,10 @@ def test_the_oracle_matches_rejection_sampling_from_the_prior(case):
     assert qualified >= n // 2
     # near-ties flip; the mean TV is mostly Monte Carlo noise: the oracle's ESS ~ 200 alone
     # gives ~0.03-0.06 on these broad posteriors (two oracle runs differ by that much), the
-    # reference's 2,000 samples ~0.02. Measured: rect 0.985 / 0.035, rotated 0.992 / 0.039,
-    # rects 0.058-0.062. Planted in the oracle, a likelihood that lets one visible token
-    # mismatch fails here; importance weights that forget the proposal's density do not (the
-    # tempered SMC that follows corrects them: TV 0.043 instead of 0.035).
+    # reference's 2,000 samples ~0.02. Measured (agreement / TV): rect 0.986 / 0.037, rect at
+    # 8-12 visible 0.965 / 0.021, rotated 0.989 / 0.038, rects 0.941 / 0.065 (the two
+    # rectangles' posterior is the hardest: its allowance is looser). Planted in the oracle,
+    # a likelihood that lets one visible token mismatch fails here; importance weights that
+    # forget the proposal's density do not (the SMC that follows corrects them).
     assert agree.mean() >= 0.9
-    assert tv.mean() <= 0.07
+    assert tv.mean() <= max_tv
