@@ -56,12 +56,12 @@ def define_flags(fv) -> None:
 def build(fv):
     """(task, model config, training config) from the flags: validation only."""
     task = common.task(SparseTask, fv, scene=common.scene(fv))
-    if fv.eval_oracle and not points.get(task.sampler).uniform:
-        raise common.error(fv, "eval_oracle", "with uniform points: the oracle's likelihood")
-    if fv.oracle_curve and not points.get(task.sampler).uniform:
-        raise common.error(fv, "oracle_curve", "with uniform points: the oracle's likelihood")
-    for flag in ("eval_oracle", "oracle_curve"):
-        why = task.scene.oracle_unsupported() if fv[flag].value else None
+    for flag in ("eval_oracle", "oracle_curve"):  # what the oracle needs
+        if not fv[flag].value:
+            continue
+        if not points.get(task.sampler).uniform:
+            raise common.error(fv, flag, "with uniform points: the oracle's likelihood")
+        why = task.scene.oracle_unsupported()
         if why:
             raise common.error(fv, flag, f"false: the oracle does not support {why}")
     if fv.oracle_curve:

@@ -73,10 +73,12 @@ def order(task, examples: int):
     return np.argsort(np.argsort(np.asarray(noise), axis=1), axis=1)
 
 
-def held_out(task, visible: int, examples: int) -> Batch:
-    """The first `examples` held-out examples with `visible` points shown (nested in v)."""
-    batch = jax.tree.map(lambda a: a[:examples], task.eval_set())
-    return dataclasses.replace(batch, mask=jnp.asarray(order(task, examples) >= visible))
+def held_out(task, visible: int, examples: int, base: Batch | None = None) -> Batch:
+    """The first `examples` held-out examples with `visible` points shown (nested in v);
+    `base`: those examples, when already made (task.eval_set() is not free)."""
+    if base is None:
+        base = jax.tree.map(lambda a: a[:examples], task.eval_set())
+    return dataclasses.replace(base, mask=jnp.asarray(order(task, examples) >= visible))
 
 
 def model_probs(predict, params, batch: Batch, chunk: int = 512):
@@ -86,24 +88,6 @@ def model_probs(predict, params, batch: Batch, chunk: int = 512):
         part = jax.tree.map(lambda a, s=slice(i, i + chunk): a[s], batch)
         out.append(np.asarray(jax.nn.softmax(predict(params, part).astype(jnp.float32), -1)))
     return np.concatenate(out)
-
-
-def oracle_probs(key, task, batch: Batch, cfg: oracle.OracleConfig, chunk: int = 256):
-    """([B, P, K] posterior-predictive probabilities, [B] ESS)."""
-    probs, ess = [], []
-    for i in range(0, batch.tokens.shape[0], chunk):
-        p, e = oracle.posterior_predictive(
-            jax.random.fold_in(key, i),
-            batch.points[i : i + chunk],
-            batch.tokens[i : i + chunk],
-            ~batch.mask[i : i + chunk],
-            task.codebook,
-            task.scene,
-            cfg,
-        )
-        probs.append(np.asarray(p))
-        ess.append(np.asarray(e))
-    return np.concatenate(probs), np.concatenate(ess)
 
 
 def _mean_stderr(per_example_E) -> tuple[float, float]:
@@ -202,11 +186,16 @@ def curve(
     cfg = cfg or oracle.OracleConfig()
     rows, pooled = [], []
     start = time.time()
+    base = jax.tree.map(lambda a: a[:examples], task.eval_set())
     for i, v in enumerate(counts):
-        batch = held_out(task, v, examples)
+        batch = held_out(task, v, examples, base)
         probs_m = model_probs(predict, params, batch)
-        probs_o, ess = oracle_probs(
-            jax.random.fold_in(keys.key(task.seed, "oracle"), 1000 + v), task, batch, cfg
+        probs_o, ess = oracle.predict_batch(
+            jax.random.fold_in(keys.key(task.seed, "oracle"), 1000 + v),
+            batch,
+            task.codebook,
+            task.scene,
+            cfg,
         )
         s = scores(batch.tokens, np.asarray(batch.mask), probs_m, probs_o)
         rows.append(row(v, s, ess, cfg.min_ess))

@@ -353,12 +353,11 @@ def posterior_predictive(
     return _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)[:2]
 
 
-def evaluate(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
-    """Oracle metrics on a sparse eval batch: accuracy on the hidden tokens, its argmax
-    tokens [B, P], the ESS per example and how many examples fall under cfg.min_ess."""
+def predict_batch(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
+    """posterior_predictive on a Batch (its hidden tokens are `mask`), in chunks of examples
+    (memory): ([B, P, K], [B] ESS) as numpy arrays."""
     probs, ess = [], []
-    n = batch.tokens.shape[0]
-    for i in range(0, n, chunk):
+    for i in range(0, batch.tokens.shape[0], chunk):
         p, e = posterior_predictive(
             jax.random.fold_in(key, i),
             batch.points[i : i + chunk],
@@ -368,10 +367,16 @@ def evaluate(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(
             scene,
             cfg,
         )
-        probs.append(p)
-        ess.append(e)
-    probs, ess = jnp.concatenate(probs), np.asarray(jnp.concatenate(ess))
-    pred = np.asarray(jnp.argmax(probs, -1))
+        probs.append(np.asarray(p))
+        ess.append(np.asarray(e))
+    return np.concatenate(probs), np.concatenate(ess)
+
+
+def evaluate(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
+    """Oracle metrics on a sparse eval batch: accuracy on the hidden tokens, its argmax
+    tokens [B, P], the ESS per example and how many examples fall under cfg.min_ess."""
+    probs, ess = predict_batch(key, batch, centroids_KxG, scene, cfg, chunk)
+    pred = probs.argmax(-1)
     mask, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
     correct = (pred == tokens)[mask]
     return (
