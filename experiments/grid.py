@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiments import common
-from rectbert import report, train
+from experiments import common, sample
+from rectbert import evaluation, report, train
 from rectbert.scene_tasks import GridTask
 
 DEFAULTS = dict()  # the engine's defaults (common.define_train_flags) hold for the grid
@@ -20,12 +20,23 @@ def define_flags(fv) -> None:
     flags.DEFINE_integer(
         "num_train_rects", 100, "Fixed training shapes; 0: fresh every step.", flag_values=fv
     )
+    flags.DEFINE_bool(
+        "samples",
+        False,
+        "At the final evaluation (also of a finished workdir) draw completions (argmax, "
+        "independent, joint) and score them against the prior: samples.json, "
+        "figures/samples.png.",
+        flag_values=fv,
+    )
+    sample.define_sample_flags(fv)
     common.define_train_flags(fv, "grid", **DEFAULTS)
 
 
 def build(fv):
     """(task, model config, training config) from the flags: validation only."""
     task = common.task(GridTask, fv, scene=common.scene(fv))
+    if fv.samples:
+        sample.sample_counts(fv, task)
     return (task, *common.configs(fv, task, num_examples=task.num_train))
 
 
@@ -37,8 +48,15 @@ def main(fv) -> None:
         title = f"grid: {task.scene.name}, {regime}, {task.mask.count} of 169 tokens masked"
 
         def on_eval(state, batch, preds, metrics, final):
-            if final:
-                report.grid_figures(fv.workdir, task, batch, preds, title)
+            if not final:
+                return
+            report.grid_figures(fv.workdir, task, batch, preds, title)
+            if fv.samples:
+                counts = sample.sample_counts(fv, task)
+                predict = evaluation.make_predict(model_cfg)
+                sample.run_samples(
+                    fv, task, predict, state.params, int(state.step), fv.workdir, counts
+                )
 
         train.train(task, model_cfg, train_cfg, fv.workdir, on_eval=on_eval)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiments import common, oracle_curve
+from experiments import common, oracle_curve, sample
 from rectbert import evaluation, points, report, train
 from rectbert.scene_tasks import SparseTask
 
@@ -50,6 +50,15 @@ def define_flags(fv) -> None:
         flag_values=fv,
     )
     oracle_curve.define_curve_flags(fv)
+    flags.DEFINE_bool(
+        "samples",
+        False,
+        "At the final evaluation (also of a finished workdir) draw completions (argmax, "
+        "independent, joint) and score them against the prior: samples.json, "
+        "figures/samples.png.",
+        flag_values=fv,
+    )
+    sample.define_sample_flags(fv)
     common.define_train_flags(fv, "sparse", **DEFAULTS)
 
 
@@ -66,6 +75,8 @@ def build(fv):
             raise common.error(fv, flag, f"false: the oracle does not support {why}")
     if fv.oracle_curve:
         oracle_curve.visible_counts(fv, task)
+    if fv.samples:
+        sample.sample_counts(fv, task)
     if not 1 <= fv.dense_spacing <= 192:  # finer than a pixel renders nothing new
         raise common.error(fv, "dense_spacing", "a spacing in [1, 192] canvas pixels")
     return (task, *common.configs(fv, task, num_examples=task.num_train))
@@ -108,6 +119,11 @@ def main(fv) -> None:
             if fv.oracle_curve:
                 counts = oracle_curve.visible_counts(fv, task)
                 oracle_curve.run_curve(
+                    fv, task, predict, state.params, int(state.step), fv.workdir, counts
+                )
+            if fv.samples:
+                counts = sample.sample_counts(fv, task)
+                sample.run_samples(
                     fv, task, predict, state.params, int(state.step), fv.workdir, counts
                 )
 

@@ -69,7 +69,7 @@ def check(task, visible, examples: int) -> tuple[int, ...]:
 
 def order(task, examples: int):
     """[E, P] each example's random rank of its points: the first v are visible at count v."""
-    noise = jax.random.uniform(keys.key(task.seed, "curve"), (examples, task.num_points))
+    noise = jax.random.uniform(keys.key(task.seed, "curve"), (examples, task.seq_len))
     return np.argsort(np.argsort(np.asarray(noise), axis=1), axis=1)
 
 

@@ -89,6 +89,17 @@ class Run:
         batch = Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
         return jax.nn.softmax(_predict_fn(self.model_config)(self.params, batch), axis=-1)
 
+    def sample(self, points_BxPx2, tokens_BxP, visible_BxP, key, cfg=None):
+        """[B, P] completions: the visible tokens kept, the others drawn from the model
+        (sampling.SampleConfig: joint in random order by default; argmax; independent)."""
+        from rectbert import sampling
+
+        visible = jnp.asarray(visible_BxP, bool)
+        tokens = jnp.where(visible, jnp.asarray(tokens_BxP, jnp.int32), 0)
+        batch = Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
+        predict = _predict_fn(self.model_config)
+        return sampling.sample(predict, self.params, batch, key, cfg or sampling.SampleConfig())
+
 
 _PREDICT_CACHE: dict = {}
 

@@ -20,6 +20,7 @@ _PURPOSES = {
     "figures": 11,  # examples drawn only for figures
     "oracle": 12,
     "curve": 13,  # which points the oracle curve shows at each visible count
+    "samples": 14,  # completions drawn from model and oracle (rectbert.completions)
 }
 
 

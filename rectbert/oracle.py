@@ -353,6 +353,50 @@ def posterior_predictive(
     return _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)[:2]
 
 
+CHECK = OracleConfig(num_samples=512, chains=64, anneal_steps=24, mcmc_steps=1)
+
+
+@functools.partial(jax.jit, static_argnames=("scene", "cfg"))
+def _consistent(keys, points, tokens, centroids, scene, cfg):
+    def one(a):
+        k, p, t = a
+        _, _, x, live = _replica(k, p, t, jnp.ones(t.shape, bool), centroids, scene, cfg)
+        return jnp.any(live), jnp.where(jnp.any(live), x[jnp.argmax(live)], jnp.nan)
+
+    return jax.lax.map(one, (keys, points, tokens))
+
+
+def consistent(
+    key, points_BxPx2, tokens_BxP, centroids_KxG, scene, cfg: OracleConfig = CHECK, chunk=256
+):
+    """Whether each example's full token set is the token set of some shape of the scene:
+    ([B] bool, [B, D] a witness shape, NaN where none was found). The oracle's sampler with
+    every token visible searches for one; True is certain (the witness has exactly these
+    tokens), False means the search found none (its miss rate on true completions is
+    measured by the caller: the `oracle` rows of sampling scores)."""
+    check(scene)
+    points, tokens = np.asarray(points_BxPx2, np.float32), np.asarray(tokens_BxP, np.int32)
+    b = tokens.shape[0]
+    found, witness = [], []
+    for i in range(0, b, chunk):  # padded to a power of two: few shapes, few compilations
+        n = min(chunk, b - i)
+        size = min(chunk, 1 << max(n - 1, 0).bit_length())
+        idx = np.minimum(np.arange(i, i + size), b - 1)
+        f, w = _consistent(
+            jax.random.split(jax.random.fold_in(key, i), size),
+            jnp.asarray(points[idx]),
+            jnp.asarray(tokens[idx]),
+            jnp.asarray(centroids_KxG, jnp.float32),
+            scene,
+            cfg,
+        )
+        found.append(np.asarray(f)[:n])
+        witness.append(np.asarray(w)[:n])
+    if not found:
+        return np.zeros(0, bool), np.zeros((0, scene.param_dim), np.float32)
+    return np.concatenate(found), np.concatenate(witness)
+
+
 def predict_batch(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
     """posterior_predictive on a Batch (its hidden tokens are `mask`), in chunks of examples
     (memory): ([B, P, K], [B] ESS) as numpy arrays."""

@@ -433,3 +433,42 @@ def reliability(calib: dict, path: str, *, title: str = "") -> str:
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title or "reliability, every hidden token of the curve", fontsize=9)
     return _save(fig, path)
+
+
+def samples(truth, visible_Vx2, rows: list[tuple], path: str, *, title: str = "", extent=256.0):
+    """A grid of dense renderings: the truth with the visible points, then one row per method
+    (label, images); every image spans the canvas [0, extent]^2."""
+    cols = max(len(images) for _, images in rows)
+    fig = Figure(figsize=(1.5 * (cols + 1), 1.6 * len(rows) + 0.4))
+    axes = np.asarray(fig.subplots(len(rows), cols + 1, squeeze=False))
+    box = (0, extent, extent, 0)
+    for r, (label, images) in enumerate(rows):
+        first = axes[r, 0]
+        if r == 0:
+            first.imshow(truth, cmap="gray", vmin=0, vmax=1, extent=box)
+            first.set_title("truth", fontsize=8)
+        else:
+            first.set_visible(False)
+        for c in range(cols):
+            ax = axes[r, c + 1]
+            if c < len(images):
+                img = np.nan_to_num(np.asarray(images[c], np.float64), nan=0.0)
+                ax.imshow(img, cmap="gray", vmin=0, vmax=1, extent=box)
+                ax.scatter(
+                    visible_Vx2[:, 0], visible_Vx2[:, 1], s=9, c="orange", edgecolors="k", lw=0.4
+                )
+            else:
+                ax.set_visible(False)
+            if c == 0:
+                ax.set_title(label, fontsize=8, loc="left")
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlim(0, extent)
+            ax.set_ylim(extent, 0)
+    axes[0, 0].scatter(
+        visible_Vx2[:, 0], visible_Vx2[:, 1], s=9, c="orange", edgecolors="k", lw=0.4
+    )
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)

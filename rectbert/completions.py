@@ -1,0 +1,382 @@
+"""Completions scored against the scene's prior: are they shapes, and are they as varied as
+the posterior?
+
+For each held-out example at each visible count (nested visible sets, as the oracle curve's),
+every method completes the hidden tokens `per_example` times: independent argmax (one
+completion), independent sampling, joint sampling in random order and most-confident-first
+(rectbert.sampling), and the oracle's posterior samples (the reference). Per row:
+
+- consistent_fraction: the share of completions whose full token set is the token set of
+  some shape of the scene (oracle.consistent: a search, certain when it says yes). On the
+  oracle's own posterior samples, all consistent by construction, it measures the search's
+  hit rate: a model's fraction is at most about that.
+- mmd: the squared maximum mean discrepancy (unbiased) between the completions and an
+  independent set of posterior samples, under the kernel exp(-d / TAU) with d the number of
+  differing tokens; it sees the joint structure (a kernel additive over positions would see
+  only each token's marginal, which independent sampling gets right). The oracle's row is
+  the estimator's floor (two independent posterior sets: 0 in expectation).
+- diversity: the mean fraction of hidden tokens on which two completions of one example
+  differ (argmax: 0); beside the oracle's, how spread the completions are.
+- accuracy: the share of hidden tokens equal to the truth.
+
+Standard errors are over examples. Scenes the oracle does not support get accuracy and
+diversity only (consistent_fraction and mmd null).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rectbert import ceiling, codebook, inference, keys, oracle, plots, sampling, workdir
+from rectbert.tasks import Batch
+
+VISIBLE = (2, 4, 8, 16)
+TAU = 2.0  # kernel length, in differing tokens
+# the posterior samples: more exact sweeps than the predictive needs, so that a replica's
+# chains (resampled copies) move apart
+POSTERIOR = oracle.OracleConfig(mcmc_steps=16)
+# (row name, sampling config or None for the oracle)
+METHODS = (
+    ("argmax", sampling.SampleConfig(method="argmax")),
+    ("independent", sampling.SampleConfig(method="independent")),
+    ("joint", sampling.SampleConfig(method="joint", order="random")),
+    ("joint", sampling.SampleConfig(method="joint", order="confident")),
+    ("oracle", None),
+)
+
+
+def default_visible(task) -> tuple[int, ...]:
+    """VISIBLE's counts below the sequence length (grid: the task's own visible count)."""
+    if task.name != "sparse":
+        return (task.seq_len - task.mask.count,)
+    return tuple(v for v in VISIBLE if v < task.seq_len) or (task.seq_len - 1,)
+
+
+def check(task, visible, examples: int, per_example: int) -> tuple[int, ...]:
+    """The sorted visible counts, or a ValueError in one line (before any compute)."""
+    length = task.seq_len
+    if task.name not in ("sparse", "grid"):
+        raise ValueError(f"samples are scored for sparse and grid runs; this is {task.name}")
+    try:
+        counts = tuple(sorted({int(v) for v in visible}))
+        whole = all(float(v) == int(v) for v in visible) and not isinstance(visible, str)
+    except (TypeError, ValueError, OverflowError):
+        counts, whole = (), False
+    if not counts or not whole or counts[0] < 1 or counts[-1] > length - 1:
+        raise ValueError(
+            f"visible counts must be integers in [1, {length - 1}] (of {length} tokens, one "
+            f"stays hidden); got {visible!r}"
+        )
+    for name, value, lo, hi in (
+        ("examples", examples, 2, task.eval_examples),
+        ("samples per example", per_example, 2, 4096),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or not (lo <= value <= hi)
+        ):
+            raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {value!r}")
+    if task.name == "sparse" and not task.scene.oracle_unsupported():
+        from rectbert import points  # noqa: PLC0415 (only the sparse task has samplers)
+
+        if not points.get(task.sampler).uniform:
+            raise ValueError(
+                f"the posterior needs uniformly sampled points; the task's sampler is "
+                f"{task.sampler!r}"
+            )
+    return counts
+
+
+def scored(task) -> bool:
+    """Whether the oracle scores this task's completions (consistency and MMD)."""
+    return task.scene.oracle_unsupported() is None
+
+
+def _repeat(batch: Batch, s: int) -> Batch:
+    """Each example s times in a row: [B * s, ...]."""
+    return jax.tree.map(lambda a: jnp.repeat(a, s, axis=0), batch)
+
+
+def draw(predict, params, batch: Batch, key, cfg: sampling.SampleConfig, s: int):
+    """[B, s, L] completions by one method (argmax: s identical copies)."""
+    b, length = batch.tokens.shape
+    if cfg.method == "argmax":
+        one = sampling.sample(predict, params, batch, key, cfg)
+        return np.repeat(np.asarray(one)[:, None], s, axis=1)
+    out = sampling.sample(predict, params, _repeat(batch, s), key, cfg)
+    return np.asarray(out).reshape(b, s, length)
+
+
+def posterior(task, batch: Batch, key, s: int, cfg: oracle.OracleConfig):
+    """Two independent sets of s posterior samples per example, from the oracle's two
+    replicas: (params [B, 2, s, D], tokens [B, 2, s, L], found [B])."""
+    x, live = oracle.posterior_samples(
+        key, batch.points, batch.tokens, ~batch.mask, task.codebook, task.scene, cfg
+    )
+    b, c, d = x.shape
+    x, live = np.asarray(x).reshape(b, 2, c // 2, d), np.asarray(live).reshape(b, 2, c // 2)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1:])
+    chosen = np.zeros((b, 2, s, d), np.float32)
+    for i in range(b):
+        for r in range(2):
+            on = np.flatnonzero(live[i, r])
+            if on.size == 0:  # this replica found nothing: the other's chains
+                on = np.flatnonzero(live[i].ravel())
+                pool = x[i].reshape(-1, d)
+            else:
+                pool = x[i, r]
+            if on.size == 0:  # nothing anywhere: the example is unscored (found False)
+                continue
+            chosen[i, r] = pool[rng.choice(on, s, replace=on.size < s)]
+    found = live.any(axis=(1, 2))
+    pts = np.broadcast_to(
+        np.asarray(batch.points)[:, None, None], (b, 2, s, *batch.points.shape[1:])
+    )
+    flat = chosen.reshape(-1, d)
+    values = task.scene.coverage(jnp.asarray(flat), jnp.asarray(pts.reshape(b * 2 * s, -1, 2)))
+    toks = np.asarray(codebook.quantise(values, task.codebook)).reshape(b, 2, s, -1)
+    return chosen, toks, found
+
+
+def consistency(task, points_BxLx2, completions_BxSxL, key, cfg=oracle.CHECK):
+    """[B, S] whether each completion is some shape's token set (each distinct completion of
+    an example searched once)."""
+    b, s, length = completions_BxSxL.shape
+    flat = np.asarray(completions_BxSxL).reshape(b * s, length)
+    example = np.repeat(np.arange(b), s)
+    rows = np.concatenate([example[:, None], flat], 1)
+    unique, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    found, _ = oracle.consistent(
+        key,
+        np.asarray(points_BxLx2)[unique[:, 0]],
+        unique[:, 1:],
+        task.codebook,
+        task.scene,
+        cfg,
+    )
+    del first
+    return found[inverse.ravel()].reshape(b, s)
+
+
+def _hamming(a_SxL, b_TxL):
+    return (a_SxL[:, None, :] != b_TxL[None, :, :]).sum(-1)
+
+
+def mmd2(x_SxL, y_TxL, tau: float = TAU) -> float:
+    """Unbiased squared MMD between two sets of token vectors, kernel exp(-hamming / tau)."""
+    kxx, kyy = np.exp(-_hamming(x_SxL, x_SxL) / tau), np.exp(-_hamming(y_TxL, y_TxL) / tau)
+    kxy = np.exp(-_hamming(x_SxL, y_TxL) / tau)
+    s, t = len(x_SxL), len(y_TxL)
+    within_x = (kxx.sum() - np.trace(kxx)) / (s * (s - 1))
+    within_y = (kyy.sum() - np.trace(kyy)) / (t * (t - 1))
+    return float(within_x + within_y - 2 * kxy.mean())
+
+
+def diversity(x_SxL, hidden_L) -> float:
+    """Mean over pairs of completions of the fraction of hidden tokens where they differ."""
+    s, h = len(x_SxL), max(int(np.sum(hidden_L)), 1)
+    d = _hamming(x_SxL[:, hidden_L], x_SxL[:, hidden_L])
+    return float((d.sum() - np.trace(d)) / (s * (s - 1)) / h)
+
+
+def _mean_stderr(x) -> tuple[float | None, float | None]:
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None, None
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else 0.0
+
+
+def row_name(name: str, cfg) -> str:
+    return name if cfg is None or cfg.method != "joint" else f"joint ({cfg.order})"
+
+
+def score(
+    task,
+    predict,
+    params,
+    visible=None,
+    examples: int = 32,
+    per_example: int = 8,
+    check_cfg: oracle.OracleConfig = oracle.CHECK,
+    posterior_cfg: oracle.OracleConfig | None = None,
+    log=print,
+):
+    """(rows, figure data): every method at every visible count on the task's first `examples`
+    held-out examples (see the module doc). Figure data: per count, the completions of every
+    method and the posterior samples' parameters, for `figure`."""
+    visible = default_visible(task) if visible is None else visible
+    counts = check(task, visible, examples, per_example)
+    has_oracle = scored(task)
+    posterior_cfg = posterior_cfg or POSTERIOR
+    base = jax.tree.map(lambda a: a[:examples], task.eval_set())
+    rows, kept = [], {}
+    start = time.time()
+    root = keys.key(task.seed, "samples")
+    for i, v in enumerate(counts):
+        batch = ceiling.held_out(task, v, examples, base)
+        hidden = np.asarray(batch.mask)
+        k_v = jax.random.fold_in(root, v)
+        made = {}
+        for j, (name, cfg) in enumerate(METHODS):
+            if cfg is not None:
+                made[row_name(name, cfg)] = draw(
+                    predict, params, batch, jax.random.fold_in(k_v, j), cfg, per_example
+                )
+        post = None
+        if has_oracle:
+            post = posterior(task, batch, jax.random.fold_in(k_v, 99), per_example, posterior_cfg)
+            made["oracle"] = post[1][:, 0]  # set A; set B is the MMD's reference
+        for j, (label, comp) in enumerate(made.items()):
+            truth = np.asarray(batch.tokens)[:, None]
+            acc = ((comp == truth) & hidden[:, None]).sum((1, 2)) / (hidden.sum(1) * per_example)
+            div = [diversity(comp[e], hidden[e]) for e in range(examples)]
+            r = {"method": label.split(" ")[0], "order": None, "visible": v}
+            if label.startswith("joint"):
+                r["order"] = label.split("(")[1].rstrip(")")
+            r.update(examples=examples, samples_per_example=per_example)
+            r["accuracy"], r["accuracy_stderr"] = _mean_stderr(acc)
+            r["diversity"], r["diversity_stderr"] = _mean_stderr(div)
+            r["consistent_fraction"] = r["consistent_fraction_stderr"] = None
+            r["mmd"] = r["mmd_stderr"] = None
+            if has_oracle:
+                ok = consistency(task, batch.points, comp, jax.random.fold_in(k_v, 200 + j))
+                found = post[2]
+                frac = np.where(found, ok.mean(1), np.nan)
+                r["consistent_fraction"], r["consistent_fraction_stderr"] = _mean_stderr(frac)
+                ref = post[1][:, 1]
+                mm = [mmd2(comp[e], ref[e]) if found[e] else np.nan for e in range(examples)]
+                r["mmd"], r["mmd_stderr"] = _mean_stderr(mm)
+                r["posterior_found"] = int(found.sum())
+            rows.append(r)
+            elapsed = time.time() - start
+            log(
+                f"  visible {v:2d} {label:18s} accuracy {r['accuracy']:.3f}  diversity "
+                f"{r['diversity']:.3f}"
+                + (
+                    f"  consistent {r['consistent_fraction']:.3f}  MMD {r['mmd']:.4f}"
+                    if r["mmd"] is not None
+                    else ""
+                )
+                + f"  [{elapsed:.0f} s]"
+            )
+        kept[v] = {"batch": batch, "made": made, "posterior": None if post is None else post[0]}
+        done = (i + 1) / len(counts)
+        log(
+            f"  visible {v}: done [{time.time() - start:.0f} s, ETA "
+            f"{(time.time() - start) * (1 - done) / done:.0f} s]"
+        )
+    return rows, kept
+
+
+def write(workdir_path: str, rows: list[dict]) -> str:
+    """samples.json (the rows), written atomically."""
+    path = os.path.join(workdir_path, "samples.json")
+    workdir.write_atomic(path, json.dumps(rows, indent=1) + "\n")
+    return path
+
+
+def dense(task, predict, params, points_Px2, tokens_P, known_P, lattice_Mx2, key, cfg):
+    """[M] tokens drawn at every lattice point given an example's known tokens, in sequences
+    of the task's length (what the model was trained on): each holds the n = min(known, L - 1)
+    known points nearest its first query and L - n queries, drawn independently by `cfg`
+    (argmax or independent). With every token known (a completion), each query is drawn
+    beside the L - 1 completed points nearest it."""
+    length = task.seq_len
+    pts = np.asarray(points_Px2, np.float32)[np.asarray(known_P, bool)]
+    toks = np.asarray(tokens_P, np.int32)[np.asarray(known_P, bool)]
+    n = min(len(pts), length - 1)
+    c = length - n
+    lattice = np.asarray(lattice_Mx2, np.float32)
+    m = len(lattice)
+    chunks = -(-m // c)
+    q = np.concatenate([lattice, np.repeat(lattice[:1], chunks * c - m, 0)]).reshape(chunks, c, 2)
+    dist = np.linalg.norm(q[:, :1] - pts[None], axis=-1)  # [chunks, known]
+    near = np.argsort(dist, axis=1, kind="stable")[:, :n]
+    batch = Batch(
+        points=jnp.asarray(np.concatenate([pts[near], q], 1)),
+        tokens=jnp.asarray(np.concatenate([toks[near], np.zeros((chunks, c), np.int32)], 1)),
+        mask=jnp.asarray(
+            np.concatenate([np.zeros((chunks, n), bool), np.ones((chunks, c), bool)], 1)
+        ),
+    )
+    return np.asarray(sampling.sample(predict, params, batch, key, cfg))[:, n:].reshape(-1)[:m]
+
+
+def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spacing: float = 8.0):
+    """figures/samples.png: from one example's few visible points (the smallest count >= 2),
+    `shown` posterior samples, joint samples (both orders), independent samples and the
+    independent argmax, each rendered densely (sparse: the model queried on a lattice given
+    the completion; grid: the completion's patches stitched)."""
+    counts = sorted(kept)
+    v = next((c for c in counts if c >= 2), counts[0])
+    batch, made, post = kept[v]["batch"], kept[v]["made"], kept[v]["posterior"]
+    zero = int(codebook.quantise(jnp.zeros(16), task.codebook))
+    vis = ~np.asarray(batch.mask)
+    informative = [
+        e for e in range(vis.shape[0]) if np.any(np.asarray(batch.tokens)[e][vis[e]] != zero)
+    ]
+    e = informative[0] if informative else 0
+    centroids = np.asarray(task.codebook)
+    scene = task.scene
+    truth = np.asarray(scene.rasterise(batch.scenes[e : e + 1], size=64))[0]
+    points, tokens = np.asarray(batch.points[e]), np.asarray(batch.tokens[e])
+    key = jax.random.fold_in(keys.key(task.seed, "figures"), 1000 + v)
+    if task.name == "grid":
+
+        def render_completion(t_L, _):
+            return np.asarray(codebook.stitch(jnp.asarray(centroids[t_L])))
+
+        def render_visible(cfg, k):
+            return render_completion(np.asarray(draw(predict, params, batch, k, cfg, 1))[e, 0], k)
+
+    else:
+        lattice = inference.dense_lattice(spacing)
+
+        def render_completion(t_L, k):
+            cfg = sampling.SampleConfig(method="argmax")
+            drawn = dense(
+                task, predict, params, points, t_L, np.ones(len(t_L), bool), lattice, k, cfg
+            )
+            return inference.render(lattice, centroids[drawn])
+
+        def render_visible(cfg, k):
+            drawn = dense(task, predict, params, points, tokens, vis[e], lattice, k, cfg)
+            return inference.render(lattice, centroids[drawn])
+
+    rows = []
+    if post is not None:
+        size = 16 if task.name == "grid" else 64
+        rows.append(
+            (
+                "oracle: posterior samples",
+                list(np.asarray(scene.rasterise(jnp.asarray(post[e, 0, :shown]), size=size))),
+            )
+        )
+    for label in ("joint (random)", "joint (confident)"):
+        comp = made[label][e, :shown]
+        rows.append(
+            (
+                f"model: {label} samples",
+                [render_completion(c, jax.random.fold_in(key, i)) for i, c in enumerate(comp)],
+            )
+        )
+    indep = sampling.SampleConfig(method="independent")
+    rows.append(
+        (
+            "model: independent samples",
+            [render_visible(indep, jax.random.fold_in(key, 100 + i)) for i in range(shown)],
+        )
+    )
+    rows.append(
+        ("model: independent argmax", [render_visible(sampling.SampleConfig(method="argmax"), key)])
+    )
+    title = f"{task.name}: {scene.name}, {v} visible points (orange); the truth at left"
+    return plots.samples(truth, points[vis[e]], rows, path, title=title, extent=float(scene.size))

@@ -1,0 +1,286 @@
+"""Joint sampling against an enumerated joint distribution, the consistency search against
+hand-derived impossibilities and shapely's areas, the MMD's joint sensitivity, and the
+samples command end to end."""
+
+import itertools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import shapely
+
+import rectbert
+from experiments import common, sparse
+from experiments import sample as sample_experiment
+from rectbert import completions, config, oracle, sampling
+from rectbert.tasks import Batch
+from tests.conftest import TINY, TINY_CODEBOOK, parse
+
+# a joint distribution over 3 binary tokens, far from the product of its marginals
+JOINT = np.array([0.31, 0.02, 0.03, 0.15, 0.05, 0.10, 0.25, 0.09])  # index = x0 x1 x2 (bits)
+CONFIGS = np.array(list(itertools.product([0, 1], repeat=3)))  # [8, 3], row i = bits of i
+
+
+def exact_conditionals(params, batch: Batch):
+    """A 'model' whose every answer is the enumerated joint's exact conditional: logits
+    [B, 3, 2] of each token given the visible ones (the other hidden ones summed out)."""
+    del params
+    table, configs = jnp.asarray(JOINT), jnp.asarray(CONFIGS)
+    agree = jnp.all(
+        (configs[None] == batch.tokens[:, None]) | batch.mask[:, None], axis=-1
+    )  # [B, 8] configs consistent with what is visible
+    w = table[None] * agree
+    per = jnp.stack([(w[:, :, None] * (configs[None] == k)).sum(1) for k in (0, 1)], -1)
+    return jnp.log(per / per.sum(-1, keepdims=True))
+
+
+PREDICT = jax.jit(exact_conditionals)
+
+
+def empirical(tokens_Nx3):
+    index = tokens_Nx3 @ np.array([4, 2, 1])
+    return np.bincount(index, minlength=8) / len(index)
+
+
+def hidden_batch(n, visible=None):
+    """n examples, every token hidden (or token 0 shown as `visible`)."""
+    mask = np.ones((n, 3), bool)
+    tokens = np.zeros((n, 3), np.int32)
+    if visible is not None:
+        mask[:, 0], tokens[:, 0] = False, visible
+    return Batch(jnp.zeros((n, 3, 2)), jnp.asarray(tokens), jnp.asarray(mask))
+
+
+def test_joint_sampling_in_random_order_draws_the_joint_and_independent_its_marginals():
+    n = 20000
+    key = jax.random.key(0)
+    joint = sampling.sample(PREDICT, None, hidden_batch(n), key)
+    got = empirical(np.asarray(joint))
+    assert 0.5 * np.abs(got - JOINT).sum() < 0.015
+    marg = np.array([JOINT[CONFIGS[:, i] == 1].sum() for i in range(3)])
+    product = np.prod(np.where(CONFIGS == 1, marg, 1 - marg), axis=1)
+    assert 0.5 * np.abs(product - JOINT).sum() > 0.2  # the two laws are far apart
+    indep = sampling.sample(
+        PREDICT, None, hidden_batch(n), key, sampling.SampleConfig(method="independent")
+    )
+    assert 0.5 * np.abs(empirical(np.asarray(indep)) - product).sum() < 0.015
+    # revealing every hidden token at once is independent sampling too
+    at_once = sampling.sample(
+        PREDICT, None, hidden_batch(n), key, sampling.SampleConfig(per_step=3)
+    )
+    assert 0.5 * np.abs(empirical(np.asarray(at_once)) - product).sum() < 0.015
+    # given x0 = 1, the joint's conditional law of (x1, x2), and x0 kept
+    given = np.asarray(sampling.sample(PREDICT, None, hidden_batch(n, visible=1), key))
+    assert np.all(given[:, 0] == 1)
+    cond = JOINT * (CONFIGS[:, 0] == 1)
+    assert 0.5 * np.abs(empirical(given) - cond / cond.sum()).sum() < 0.015
+
+
+def test_greedy_decoding_hand_computed_in_both_orders():
+    greedy = np.asarray(
+        sampling.sample(
+            PREDICT,
+            None,
+            hidden_batch(1),
+            jax.random.key(1),
+            sampling.SampleConfig(order="confident", temperature=0),
+        )
+    )[0]
+    # by hand: marginals P(x = 1) are x0 0.49, x1 0.52, x2 0.36; greedy reveals x2 = 0 first
+    # (0.64); given it, x1 = 0 (0.36 / 0.64 = 0.5625) beats x0 = 0 (0.34 / 0.64 = 0.531);
+    # then x0 | x1 = x2 = 0 is 0 (0.31 vs 0.05)
+    np.testing.assert_array_equal(greedy, [0, 0, 0])
+    # the argmax of each marginal alone: (0, 1, 0), a token set the joint decoding avoids
+    arg = np.asarray(
+        sampling.sample(
+            PREDICT, None, hidden_batch(1), jax.random.key(1), sampling.SampleConfig("argmax")
+        )
+    )[0]
+    np.testing.assert_array_equal(arg, [0, 1, 0])
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(method="gibbs"), "method"),
+        (dict(order="left"), "order"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(per_step=0), "per_step"),
+    ],
+)
+def test_bad_sample_configs_are_refused_by_field(kwargs, field):
+    with pytest.raises(config.ConfigError, match=field):
+        sampling.SampleConfig(**kwargs)
+
+
+def shapely_tokens(rect_xyxy, points_Px2, centroids_KxG):
+    """Each point's 4x4 window of 16 px cells, covered fraction per cell from shapely's
+    intersection areas, quantised to the nearest centroid: the task's token, independently."""
+    shape = shapely.box(*rect_xyxy)
+    out = []
+    for px, py in points_Px2:
+        cells = [
+            shapely.box(px - 32 + 16 * c, py - 32 + 16 * r, px - 16 + 16 * c, py - 16 + 16 * r)
+            for r in range(4)
+            for c in range(4)
+        ]
+        v = np.array([shape.intersection(cell).area / 256.0 for cell in cells])
+        out.append(int(np.argmin(((centroids_KxG - v) ** 2).sum(-1))))
+    return np.array(out)
+
+
+def test_consistency_finds_true_token_sets_and_refuses_convexity_violations(sparse_task):
+    task, centroids = sparse_task, np.asarray(sparse_task.codebook)
+    full = int(np.argmin(((centroids - 1.0) ** 2).sum(-1)))
+    empty = int(np.argmin((centroids**2).sum(-1)))
+    line = np.array([[[96.0, 128.0], [128.0, 128.0], [160.0, 128.0]]])
+    # two fully covered windows and an empty one between them: no convex shape does that;
+    # nor an empty window overlapping a full one
+    bad = np.array([[full, empty, full], [empty, empty, full]])
+    found, witness = oracle.consistent(
+        jax.random.key(0), np.repeat(line, 2, 0), bad, centroids, task.scene
+    )
+    assert not found.any() and np.isnan(witness).all()
+    # every token set of a real rectangle is found, and the witness has exactly those tokens
+    batch = task.eval_set()
+    n = 12
+    found, witness = oracle.consistent(
+        jax.random.key(1), batch.points[:n], batch.tokens[:n], centroids, task.scene
+    )
+    assert found.mean() >= 11 / 12
+    for i in np.flatnonzero(found):
+        toks = shapely_tokens(witness[i], np.asarray(batch.points[i]), centroids)
+        np.testing.assert_array_equal(toks, np.asarray(batch.tokens[i]))
+
+
+def test_mmd_sees_the_joint_law_not_only_the_marginals():
+    rng = np.random.default_rng(0)
+
+    def joint(n):  # 6 tokens all equal: marginals uniform
+        return np.repeat(rng.integers(0, 2, (n, 1)), 6, axis=1)
+
+    def independent(n):  # the same marginals, independent
+        return rng.integers(0, 2, (n, 6))
+
+    same = [completions.mmd2(joint(16), joint(16)) for _ in range(200)]
+    other = [completions.mmd2(independent(16), joint(16)) for _ in range(200)]
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(200)  # unbiased: 0 in expectation
+    assert np.mean(other) > 0.2
+    # diversity by hand: 3 completions of 4 tokens, tokens 1 and 3 hidden
+    x = np.array([[0, 1, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]])
+    hidden = np.array([False, True, False, True])
+    # pairs: (0,1) 1 of 2 differ, (0,2) 2 of 2, (1,2) 1 of 2 -> mean (0.5 + 1 + 0.5) / 3
+    assert completions.diversity(x, hidden) == pytest.approx(2 / 3)
+
+
+def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys):
+    workdir = tmp_path / "any"
+    args = [f"--workdir={workdir}", "--num_steps=3", *TINY_CODEBOOK, *TINY]
+    sparse.main(parse(sparse, *args, "--mask_schedule=anycount"))
+    out = workdir / "samples.json"
+    fv = parse(
+        sample_experiment,
+        f"--workdir={workdir}",
+        "--sample_visible=16,3",
+        "--sample_examples=3",
+        "--samples_per_example=2",
+    )
+    sample_experiment.main(fv)
+    rows = json.loads(out.read_text())
+    labels = [(r["method"], r["order"]) for r in rows if r["visible"] == 3]
+    assert labels == [
+        ("argmax", None),
+        ("independent", None),
+        ("joint", "random"),
+        ("joint", "confident"),
+        ("oracle", None),
+    ]
+    for r in rows:
+        assert r["examples"] == 3 and r["samples_per_example"] == 2 and r["step"] == 3
+        for name in ("accuracy", "diversity", "consistent_fraction", "mmd"):
+            assert np.isfinite(r[name]) and r[name + "_stderr"] >= 0
+        assert 0 <= r["consistent_fraction"] <= 1
+    assert all(r["diversity"] == 0 for r in rows if r["method"] == "argmax")
+    # the oracle's own posterior samples are shapes: the search finds (nearly) all of them
+    assert min(r["consistent_fraction"] for r in rows if r["method"] == "oracle") >= 0.8
+    assert os.path.getsize(workdir / "figures" / "samples.png") > 0
+    # the experiment's flag on the finished workdir rewrites the file
+    sparse.main(
+        parse(
+            sparse,
+            *args,
+            "--mask_schedule=anycount",
+            "--samples",
+            "--sample_visible=2",
+            "--sample_examples=2",
+            "--samples_per_example=2",
+        )
+    )
+    assert {r["visible"] for r in json.loads(out.read_text())} == {2}
+    # from Python: the run's joint sampler keeps what is visible and fills the rest
+    run = rectbert.load_run(str(workdir))
+    batch = run.task().eval_set()
+    visible = np.zeros((4, 24), bool)
+    visible[:, :3] = True
+    drawn = np.asarray(run.sample(batch.points[:4], batch.tokens[:4], visible, jax.random.key(0)))
+    np.testing.assert_array_equal(drawn[:, :3], np.asarray(batch.tokens[:4, :3]))
+    assert drawn.shape == (4, 24) and drawn.min() >= 0 and drawn.max() < run.model_config.num_tokens
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["--sample_visible=0"], "sample_visible"),
+        (["--sample_visible=24"], "sample_visible"),
+        (["--sample_visible=2.5"], "sample_visible"),
+        (["--sample_examples=1"], "sample_examples"),
+        (["--samples_per_example=1"], "samples_per_example"),
+        (["--point_sampler=edges"], "sample_visible"),
+    ],
+)
+def test_bad_sample_flags_fail_in_one_line_before_any_compute(tmp_path, args, flag):
+    fv = parse(sparse, f"--workdir={tmp_path / 'run'}", "--samples", *args)
+    with pytest.raises(common.FlagError, match=f"--{flag}") as e:
+        sparse.build(fv)
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
+
+
+def test_the_samples_command_refuses_what_it_cannot_load(tmp_path):
+    with pytest.raises(common.FlagError, match="--workdir"):
+        sample_experiment.main(parse(sample_experiment, f"--workdir={tmp_path / 'none'}"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(common.FlagError, match="--workdir.*loadable"):
+        sample_experiment.main(parse(sample_experiment, f"--workdir={tmp_path / 'empty'}"))
+    assert os.listdir(tmp_path / "empty") == []
+
+
+def test_grid_completions_keep_the_visible_and_grid_truths_are_shapes(sparse_task):
+    from rectbert import evaluation
+    from rectbert import model as model_lib
+    from rectbert.scene_tasks import GridTask
+
+    task = GridTask(sparse_task.scene, sparse_task.mask, num_clusters=12, eval_examples=4)
+    task = task.with_codebook(sparse_task.codebook)
+    cfg = model_lib.ModelConfig(
+        num_tokens=12, num_positions=169, embed_dim=16, mlp_dim=32, num_heads=2, num_layers=1
+    )
+    batch = task.eval_set()
+    params = model_lib.Encoder(cfg).init(jax.random.key(0), batch.tokens, batch.points)["params"]
+    predict = evaluation.make_predict(cfg)
+    drawn = np.asarray(
+        sampling.sample(
+            predict, params, batch, jax.random.key(1), sampling.SampleConfig(per_step=8)
+        )
+    )
+    visible = ~np.asarray(batch.mask)
+    np.testing.assert_array_equal(drawn[visible], np.asarray(batch.tokens)[visible])
+    assert drawn.shape == (4, 169) and 0 <= drawn.min() and drawn.max() < 12
+    # the grid's tokens are the scene's coverage at the lattice points: the search finds them
+    ok = completions.consistency(
+        task, batch.points, np.asarray(batch.tokens)[:, None], jax.random.key(2)
+    )
+    assert ok.all()
