@@ -27,12 +27,12 @@ want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if python -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
   SIZE=seed GRID=experiments/flags/grid_seed.flags
   SCENE_ARGS=(--num_steps=1500 --log_every=500 --eval_every=1500 --checkpoint_every=1500)
-  CURVE=64
+  CURVE=64 SAMPLES=32
 else  # tests the script: tiny sizes
   SIZE=small GRID=experiments/flags/grid_quick.flags
   SCENE_ARGS=(--num_steps=2 --log_every=1 --eval_every=2 --checkpoint_every=2 --batch_size=8
     --eval_examples=32 --embed_dim=32 --mlp_dim=64 --num_layers=1 --num_heads=2 --dtype=float32)
-  CURVE=2
+  CURVE=2 SAMPLES=2
 fi
 step "machine"
 date -u | keep
@@ -94,6 +94,16 @@ for run in sparse_anycount sparse_anycount_rotated; do
     | grep -e "^step" -e "visible" -e "^done" -e "rror" | tail -5 | keep
   rc=${PIPESTATUS[0]}
   echo "$run wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
+  if [[ $run == sparse_anycount ]]; then  # completions of the full-size model, scored
+    step "samples: $run, $SAMPLES examples x 4 completions at 2 and 8 visible"
+    start=$SECONDS
+    limit=$(left 60)
+    timeout "$limit" python -m experiments.sample --workdir="$OUT/$run" --sample_visible=2,8 \
+      --sample_examples=$SAMPLES --samples_per_example=4 2>&1 \
+      | grep -e "visible" -e "rror" | tail -10 | keep
+    rc=${PIPESTATUS[0]}
+    echo "samples wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
+  fi
   rm -rf "$OUT/$run/ckpt"
 done
 fi

@@ -41,11 +41,20 @@ def define_sample_flags(fv) -> None:
     flags.DEFINE_integer(
         "samples_per_example", 8, "Completions per example and method.", flag_values=fv
     )
+    flags.DEFINE_float(
+        "sample_temperature",
+        1.0,
+        "The model's logits are divided by it for independent and joint sampling (1: its own "
+        "distribution; below 1: sharper).",
+        flag_values=fv,
+    )
 
 
 def sample_counts(fv, task) -> tuple[int, ...]:
     """The counts from the flags, checked in one line before any compute."""
     given = fv.sample_visible or completions.default_visible(task)
+    if not fv.sample_temperature > 0 or fv.sample_temperature == float("inf"):
+        raise common.error(fv, "sample_temperature", "a finite number > 0 (argmax is its own row)")
     try:
         values = [float(v) for v in given]
         return completions.check(task, values, fv.sample_examples, fv.samples_per_example)
@@ -75,7 +84,13 @@ def run_samples(fv, task, predict, params, step: int, workdir: str, counts) -> l
             flush=True,
         )
     rows, kept = completions.score(
-        task, predict, params, counts, fv.sample_examples, fv.samples_per_example
+        task,
+        predict,
+        params,
+        counts,
+        fv.sample_examples,
+        fv.samples_per_example,
+        temperature=fv.sample_temperature,
     )
     for r in rows:
         r["step"], r["mask_schedule"] = step, task.mask.schedule

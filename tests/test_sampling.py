@@ -185,8 +185,9 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys):
         sample_experiment,
         f"--workdir={workdir}",
         "--sample_visible=16,3",
-        "--sample_examples=3",
+        "--sample_examples=2",
         "--samples_per_example=2",
+        "--sample_temperature=0.8",
     )
     sample_experiment.main(fv)
     rows = json.loads(out.read_text())
@@ -199,7 +200,8 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys):
         ("oracle", None),
     ]
     for r in rows:
-        assert r["examples"] == 3 and r["samples_per_example"] == 2 and r["step"] == 3
+        assert r["examples"] == 2 and r["samples_per_example"] == 2 and r["step"] == 3
+        assert r["temperature"] == (None if r["method"] in ("argmax", "oracle") else 0.8)
         for name in ("accuracy", "diversity", "consistent_fraction", "mmd"):
             assert np.isfinite(r[name]) and r[name + "_stderr"] >= 0
         assert 0 <= r["consistent_fraction"] <= 1
@@ -240,6 +242,8 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys):
         (["--sample_examples=1"], "sample_examples"),
         (["--samples_per_example=1"], "samples_per_example"),
         (["--point_sampler=edges"], "sample_visible"),
+        (["--sample_temperature=0"], "sample_temperature"),
+        (["--sample_temperature=nan"], "sample_temperature"),
     ],
 )
 def test_bad_sample_flags_fail_in_one_line_before_any_compute(tmp_path, args, flag):

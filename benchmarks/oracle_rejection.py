@@ -1,0 +1,42 @@
+"""The oracle against rejection sampling from the prior, for the cases too slow for the test
+suite (tests/test_oracle_rejection.py holds the reference and every case; the suite runs the
+cheap ones).
+
+python -m benchmarks.oracle_rejection [--cases=rect-8-12,rect,rotated,rects]
+Prints, per case, the examples with >= 200 accepted shapes, argmax agreement and mean TV,
+and whether the test's thresholds hold; exits 1 if any case fails them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from absl import app, flags
+
+from tests import test_oracle_rejection as reference
+
+flags.DEFINE_list("cases", ["rect-8-12"], f"Cases of {list(reference.CASES)}.")
+FLAGS = flags.FLAGS
+
+
+def main(argv) -> None:
+    del argv
+    unknown = [c for c in FLAGS.cases if c not in reference.CASES]
+    if unknown or not FLAGS.cases:
+        sys.exit(f"--cases must be names in {list(reference.CASES)}; got {FLAGS.cases}")
+    failed = []
+    for case in FLAGS.cases:
+        start = time.time()
+        try:
+            reference.test_the_oracle_matches_rejection_sampling_from_the_prior(case)
+            verdict = "thresholds hold"
+        except AssertionError as e:
+            failed.append(case)
+            verdict = f"FAILS the test's thresholds ({e})"
+        print(f"{case}: {verdict} [{time.time() - start:.0f} s]", flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    app.run(main)
