@@ -288,3 +288,26 @@ def test_grid_completions_keep_the_visible_and_grid_truths_are_shapes(sparse_tas
         task, batch.points, np.asarray(batch.tokens)[:, None], jax.random.key(2)
     )
     assert ok.all()
+
+
+def test_scenes_the_oracle_cannot_sample_get_accuracy_and_diversity_only(sparse_task, tmp_path):
+    from rectbert import evaluation, scenes, tasks
+    from rectbert import model as model_lib
+    from rectbert.scene_tasks import SparseTask
+
+    scene = scenes.scene("rects", num_rects=2, min_rects=1)  # a varying count: unsupported
+    task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), num_clusters=12, eval_examples=4)
+    task = task.with_codebook(sparse_task.codebook)
+    cfg = model_lib.ModelConfig(
+        num_tokens=12, position="sincos", embed_dim=16, mlp_dim=32, num_heads=2, num_layers=1
+    )
+    batch = task.eval_set()
+    params = model_lib.Encoder(cfg).init(jax.random.key(0), batch.tokens, batch.points)["params"]
+    predict = evaluation.make_predict(cfg)
+    rows, kept = completions.score(task, predict, params, (3,), 3, 2, log=lambda _: None)
+    assert [r["method"] for r in rows] == ["argmax", "independent", "joint", "joint"]
+    for r in rows:
+        assert r["consistent_fraction"] is None and r["mmd"] is None
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["diversity"] <= 1
+    path = completions.figure(task, predict, params, kept, str(tmp_path / "samples.png"))
+    assert os.path.getsize(path) > 0
