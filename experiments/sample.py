@@ -65,6 +65,8 @@ def sample_counts(fv, task) -> tuple[int, ...]:
             if msg.startswith("examples")
             else "samples_per_example"
             if msg.startswith("samples")
+            else ("point_sampler" if "point_sampler" in fv else "workdir")
+            if "sampler" in msg
             else "sample_visible"
         )
         raise common.error(fv, flag, msg) from None
@@ -114,7 +116,8 @@ def main(fv) -> None:
         run = inference.load_run(fv.workdir, fv.step)
         task = run.task()
     except (ValueError, TypeError) as e:
-        raise common.error(fv, "workdir", f"a loadable sparse or grid run ({e})") from None
+        flag = "step" if fv.step is not None and "step" in str(e) else "workdir"
+        raise common.error(fv, flag, f"a loadable sparse or grid run ({e})") from None
     if task.name not in ("sparse", "grid"):
         raise common.error(fv, "workdir", f"a sparse or grid run (this one is {task.name})")
     if run.codebook is None:

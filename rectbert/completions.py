@@ -40,8 +40,9 @@ from rectbert.tasks import Batch
 VISIBLE = (2, 4, 8, 16)
 TAU = 2.0  # kernel length, in differing tokens
 # the posterior samples: more exact sweeps than the predictive needs, so that a replica's
-# chains (resampled copies) move apart
-POSTERIOR = oracle.OracleConfig(mcmc_steps=16)
+# chains (resampled copies of few ancestors) move apart: 64 sweeps took the MMD between the
+# two replicas' sets from 0.049 +- 0.024 (16 sweeps) to 0.017 +- 0.016 at 8 visible (rect)
+POSTERIOR = oracle.OracleConfig(mcmc_steps=64)
 
 
 def methods(temperature: float = 1.0) -> list[tuple[str, sampling.SampleConfig | None]]:
@@ -80,7 +81,8 @@ def check(task, visible, examples: int, per_example: int) -> tuple[int, ...]:
         )
     for name, value, lo, hi in (
         ("examples", examples, 2, task.eval_examples),
-        ("samples per example", per_example, 2, 4096),
+        # each set of posterior samples comes from one replica's chains: no more than those
+        ("samples per example", per_example, 2, oracle.OracleConfig().chains // 2),
     ):
         if (
             isinstance(value, bool)
@@ -120,34 +122,34 @@ def draw(predict, params, batch: Batch, key, cfg: sampling.SampleConfig, s: int)
 
 
 def posterior(task, batch: Batch, key, s: int, cfg: oracle.OracleConfig):
-    """Two independent sets of s posterior samples per example, from the oracle's two
-    replicas: (params [B, 2, s, D], tokens [B, 2, s, L], found [B])."""
+    """Two sets of s posterior samples per example, one from each of the oracle's two
+    independent replicas, and s completions with each token drawn independently from the
+    first replica's posterior marginals (its chains, position by position): (params
+    [B, 2, s, D], tokens [B, 2, s, L], marginal tokens [B, s, L], found [B]: both replicas
+    reached the posterior; examples where one did not are left out of every score)."""
     x, live = oracle.posterior_samples(
         key, batch.points, batch.tokens, ~batch.mask, task.codebook, task.scene, cfg
     )
     b, c, d = x.shape
-    x, live = np.asarray(x).reshape(b, 2, c // 2, d), np.asarray(live).reshape(b, 2, c // 2)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1:])
-    chosen = np.zeros((b, 2, s, d), np.float32)
-    for i in range(b):
+    h, length = c // 2, batch.tokens.shape[1]
+    x, live = np.asarray(x).reshape(b, 2, h, d), np.asarray(live).reshape(b, 2, h)
+    pts = np.broadcast_to(np.asarray(batch.points)[:, None], (b, c, length, 2))
+    values = task.scene.coverage(
+        jnp.asarray(np.nan_to_num(x.reshape(b * c, d))), jnp.asarray(pts.reshape(b * c, length, 2))
+    )
+    toks = np.asarray(codebook.quantise(values, task.codebook)).reshape(b, 2, h, length)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+    found = live.any(axis=2).all(axis=1)
+    pick = np.zeros((b, 2, s), int)
+    marginal = np.repeat(np.asarray(batch.tokens)[:, None], s, axis=1)
+    for i in np.flatnonzero(found):
         for r in range(2):
             on = np.flatnonzero(live[i, r])
-            if on.size == 0:  # this replica found nothing: the other's chains
-                on = np.flatnonzero(live[i].ravel())
-                pool = x[i].reshape(-1, d)
-            else:
-                pool = x[i, r]
-            if on.size == 0:  # nothing anywhere: the example is unscored (found False)
-                continue
-            chosen[i, r] = pool[rng.choice(on, s, replace=on.size < s)]
-    found = live.any(axis=(1, 2))
-    pts = np.broadcast_to(
-        np.asarray(batch.points)[:, None, None], (b, 2, s, *batch.points.shape[1:])
-    )
-    flat = chosen.reshape(-1, d)
-    values = task.scene.coverage(jnp.asarray(flat), jnp.asarray(pts.reshape(b * 2 * s, -1, 2)))
-    toks = np.asarray(codebook.quantise(values, task.codebook)).reshape(b, 2, s, -1)
-    return chosen, toks, found
+            pick[i, r] = rng.choice(on, s, replace=on.size < s)
+        on = np.flatnonzero(live[i, 0])
+        marginal[i] = toks[i, 0][rng.choice(on, (s, length)), np.arange(length)]
+    chosen = np.take_along_axis(x, pick[..., None], axis=2)
+    return chosen, np.take_along_axis(toks, pick[..., None], axis=2), marginal, found
 
 
 def consistency(task, points_BxLx2, completions_BxSxL, key, cfg=oracle.CHECK):
@@ -229,6 +231,7 @@ def score(
         if has_oracle:
             post = posterior(task, batch, jax.random.fold_in(k_v, 99), per_example, posterior_cfg)
             made["oracle"] = post[1][:, 0]  # set A; set B is the MMD's reference
+            made["oracle_marginals"] = post[2]
             # every method's completions searched in one call (fewer, fuller batches)
             labels = list(made)
             together = np.concatenate([made[label] for label in labels], axis=1)
@@ -245,19 +248,20 @@ def score(
             if label.startswith("joint"):
                 r["order"] = label.split("(")[1].rstrip(")")
             r.update(examples=examples, samples_per_example=per_example)
-            r["temperature"] = None if label in ("argmax", "oracle") else temperature
+            model_sampled = label not in ("argmax", "oracle", "oracle_marginals")
+            r["temperature"] = temperature if model_sampled else None
             r["accuracy"], r["accuracy_stderr"] = _mean_stderr(acc)
             r["diversity"], r["diversity_stderr"] = _mean_stderr(div)
             r["consistent_fraction"] = r["consistent_fraction_stderr"] = None
             r["mmd"] = r["mmd_stderr"] = None
             if has_oracle:
-                found = post[2]
+                found = post[3]
                 frac = np.where(found, ok_by[label].mean(1), np.nan)
                 r["consistent_fraction"], r["consistent_fraction_stderr"] = _mean_stderr(frac)
                 ref = post[1][:, 1]
                 mm = [mmd2(comp[e], ref[e]) if found[e] else np.nan for e in range(examples)]
                 r["mmd"], r["mmd_stderr"] = _mean_stderr(mm)
-                r["posterior_found"] = int(found.sum())
+                r["scored_examples"] = int(found.sum())  # consistency and MMD: over these
             rows.append(r)
             elapsed = time.time() - start
             log(
@@ -270,7 +274,12 @@ def score(
                 )
                 + f"  [{elapsed:.0f} s]"
             )
-        kept[v] = {"batch": batch, "made": made, "posterior": None if post is None else post[0]}
+        kept[v] = {
+            "batch": batch,
+            "made": made,
+            "posterior": None if post is None else post[0],
+            "found": None if post is None else post[3],
+        }
         done = (i + 1) / len(counts)
         log(
             f"  visible {v}: done [{time.time() - start:.0f} s, ETA "
@@ -321,12 +330,13 @@ def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spac
     counts = sorted(kept)
     v = next((c for c in counts if c >= 2), counts[0])
     batch, made, post = kept[v]["batch"], kept[v]["made"], kept[v]["posterior"]
-    zero = int(codebook.quantise(jnp.zeros(16), task.codebook))
+    zero = int(codebook.quantise(jnp.zeros(task.codebook.shape[1]), task.codebook))
     vis = ~np.asarray(batch.mask)
-    informative = [
-        e for e in range(vis.shape[0]) if np.any(np.asarray(batch.tokens)[e][vis[e]] != zero)
-    ]
-    e = informative[0] if informative else 0
+    found = kept[v]["found"]
+    # the first example with a visible token other than the empty patch's, and a posterior
+    usable = [e for e in range(vis.shape[0]) if found is None or found[e]] or [0]
+    informative = [e for e in usable if np.any(np.asarray(batch.tokens)[e][vis[e]] != zero)]
+    e = (informative or usable)[0]
     centroids = np.asarray(task.codebook)
     scene = task.scene
     truth = np.asarray(scene.rasterise(batch.scenes[e : e + 1], size=64))[0]
@@ -355,7 +365,7 @@ def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spac
             return inference.render(lattice, centroids[drawn])
 
     rows = []
-    if post is not None:
+    if post is not None and (found is None or found[e]):
         size = 16 if task.name == "grid" else 64
         rows.append(
             (

@@ -382,8 +382,8 @@ def consistent(
         n = min(chunk, b - i)
         size = min(chunk, max(16, 1 << max(n - 1, 0).bit_length()))
         idx = np.minimum(np.arange(i, i + size), b - 1)
-        f, w = _consistent(
-            jax.random.split(jax.random.fold_in(key, i), size),
+        f, w = _consistent(  # row j's key is fold_in(key, j): what it is batched with is moot
+            jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.asarray(idx)),
             jnp.asarray(points[idx]),
             jnp.asarray(tokens[idx]),
             jnp.asarray(centroids_KxG, jnp.float32),

@@ -40,12 +40,16 @@ class SampleConfig:
                 (self.method in METHODS, "method", f"one of {METHODS}"),
                 (self.order in ORDERS, "order", f"one of {ORDERS}"),
                 (
-                    isinstance(self.temperature, int | float) and self.temperature >= 0,
+                    isinstance(self.temperature, int | float)
+                    and not isinstance(self.temperature, bool)
+                    and 0 <= self.temperature < float("inf"),
                     "temperature",
                     "a number >= 0 (0: argmax)",
                 ),
                 (
-                    isinstance(self.per_step, int) and self.per_step >= 1,
+                    isinstance(self.per_step, int)
+                    and not isinstance(self.per_step, bool)
+                    and self.per_step >= 1,
                     "per_step",
                     "an integer >= 1",
                 ),

@@ -98,7 +98,7 @@ def test_the_oracle_matches_rejection_sampling_from_the_prior(case):
     # near-ties flip; the mean TV is mostly Monte Carlo noise: the oracle's ESS ~ 200 alone
     # gives ~0.03-0.06 on these broad posteriors (two oracle runs differ by that much), the
     # reference's 2,000 samples ~0.02. Measured (agreement / TV): rect 0.986 / 0.037, rect at
-    # 8-12 visible 0.965 / 0.021, rotated 0.989 / 0.038, rects 0.941 / 0.065 (the two
+    # 8-12 visible 0.965 / 0.021, rotated 0.996 / 0.037 (4 examples), rects 0.941 / 0.065 (the two
     # rectangles' posterior is the hardest: its allowance is looser). Planted in the oracle,
     # a likelihood that lets one visible token mismatch fails here; importance weights that
     # forget the proposal's density do not (the SMC that follows corrects them).
