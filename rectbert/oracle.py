@@ -378,9 +378,9 @@ def consistent(
     points, tokens = np.asarray(points_BxPx2, np.float32), np.asarray(tokens_BxP, np.int32)
     b = tokens.shape[0]
     found, witness = [], []
-    for i in range(0, b, chunk):  # padded to a power of two >= 16: few compilations
+    for i in range(0, b, chunk):  # padded to a power of two: few compilations
         n = min(chunk, b - i)
-        size = min(chunk, max(16, 1 << max(n - 1, 0).bit_length()))
+        size = min(chunk, max(4, 1 << max(n - 1, 0).bit_length()))
         idx = np.minimum(np.arange(i, i + size), b - 1)
         f, w = _consistent(  # row j's key is fold_in(key, j): what it is batched with is moot
             jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.asarray(idx)),
