@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import sys
 
@@ -21,6 +22,7 @@ from absl import logging as absl_logging
 from rectbert import (
     checkpoint,
     config,
+    inference,
     losses,
     masking,
     metrics,
@@ -426,3 +428,28 @@ def start(fv, task, model_cfg, train_cfg, *, run_info=None, codebook: bool = Fal
             except workdir.WorkdirError as e:
                 raise error(fv, "workdir", str(e)) from None
         yield task
+
+
+def finished_run(fv, tasks: tuple[str, ...], goes_in_it: str):
+    """(run, task) of --workdir (--step: its checkpoint) for a command that writes into it,
+    or a FlagError in one line before any compute: the directory exists and is writable,
+    the run loads, is one of `tasks` and has its codebook."""
+    kinds = " or ".join(tasks)
+    if not fv.workdir:
+        raise error(fv, "workdir", f"a {kinds} run's directory")
+    if not os.path.isdir(fv.workdir):
+        raise error(fv, "workdir", "an existing run directory")
+    figures = os.path.join(fv.workdir, "figures")
+    if not all(os.access(d, os.W_OK) for d in (fv.workdir, figures) if os.path.isdir(d)):
+        raise error(fv, "workdir", f"a directory this user can write ({goes_in_it} go in it)")
+    try:
+        run = inference.load_run(fv.workdir, fv.step)
+        task = run.task()
+    except (ValueError, TypeError) as e:
+        flag = "step" if fv.step is not None and "step" in str(e) else "workdir"
+        raise error(fv, flag, f"a loadable {kinds} run ({e})") from None
+    if task.name not in tasks:
+        raise error(fv, "workdir", f"a {kinds} run (this one is {task.name})")
+    if run.codebook is None:
+        raise error(fv, "workdir", f"a {task.name} run with its codebook.npy (missing)")
+    return run, task

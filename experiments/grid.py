@@ -20,15 +20,7 @@ def define_flags(fv) -> None:
     flags.DEFINE_integer(
         "num_train_rects", 100, "Fixed training shapes; 0: fresh every step.", flag_values=fv
     )
-    flags.DEFINE_bool(
-        "samples",
-        False,
-        "At the final evaluation (also of a finished workdir) draw completions (argmax, "
-        "independent, joint) and score them against the prior: samples.json, "
-        "figures/samples.png.",
-        flag_values=fv,
-    )
-    sample.define_sample_flags(fv)
+    sample.define_experiment_flags(fv)
     common.define_train_flags(fv, "grid", **DEFAULTS)
 
 

@@ -9,12 +9,10 @@ count is shown at counts it never saw (what the curve then measures is how it tr
 
 from __future__ import annotations
 
-import os
-
 from absl import flags
 
 from experiments import common
-from rectbert import ceiling, evaluation, inference, oracle
+from rectbert import ceiling, evaluation, oracle
 
 
 def define_flags(fv) -> None:
@@ -68,22 +66,7 @@ def run_curve(fv, task, predict, params, step: int, workdir: str, counts) -> lis
 
 
 def main(fv) -> None:
-    if not fv.workdir:
-        raise common.error(fv, "workdir", "a sparse run's directory")
-    if not os.path.isdir(fv.workdir):
-        raise common.error(fv, "workdir", "an existing run directory")
-    figures = os.path.join(fv.workdir, "figures")
-    if not all(os.access(d, os.W_OK) for d in (fv.workdir, figures) if os.path.isdir(d)):
-        raise common.error(fv, "workdir", "a directory this user can write (the curve goes in it)")
-    try:
-        run = inference.load_run(fv.workdir, fv.step)
-        task = run.task()
-    except (ValueError, TypeError) as e:
-        raise common.error(fv, "workdir", f"a loadable sparse run ({e})") from None
-    if task.name != "sparse":
-        raise common.error(fv, "workdir", f"a sparse run (this one is {task.name})")
-    if run.codebook is None:
-        raise common.error(fv, "workdir", "a sparse run with its codebook.npy (missing)")
+    run, task = common.finished_run(fv, ("sparse",), "the curve's files")
     if task.mask.schedule != "anycount":
         print(
             f"note: this run trained with --mask_schedule={task.mask.schedule} (count "

@@ -14,7 +14,7 @@ import os
 from absl import flags
 
 from experiments import common
-from rectbert import completions, evaluation, inference
+from rectbert import completions, evaluation
 
 
 def define_flags(fv) -> None:
@@ -25,6 +25,19 @@ def define_flags(fv) -> None:
     flags.DEFINE_integer(
         "step", None, "Checkpoint step to load (default: the latest).", flag_values=fv
     )
+
+
+def define_experiment_flags(fv) -> None:
+    """--samples and the sample flags, on an experiment that trains."""
+    flags.DEFINE_bool(
+        "samples",
+        False,
+        "At the final evaluation (also of a finished workdir) draw completions (argmax, "
+        "independent, joint) and score them against the prior: samples.json, "
+        "figures/samples.png.",
+        flag_values=fv,
+    )
+    define_sample_flags(fv)
 
 
 def define_sample_flags(fv) -> None:
@@ -105,23 +118,7 @@ def run_samples(fv, task, predict, params, step: int, workdir: str, counts) -> l
 
 
 def main(fv) -> None:
-    if not fv.workdir:
-        raise common.error(fv, "workdir", "a sparse or grid run's directory")
-    if not os.path.isdir(fv.workdir):
-        raise common.error(fv, "workdir", "an existing run directory")
-    figures = os.path.join(fv.workdir, "figures")
-    if not all(os.access(d, os.W_OK) for d in (fv.workdir, figures) if os.path.isdir(d)):
-        raise common.error(fv, "workdir", "a directory this user can write (samples go in it)")
-    try:
-        run = inference.load_run(fv.workdir, fv.step)
-        task = run.task()
-    except (ValueError, TypeError) as e:
-        flag = "step" if fv.step is not None and "step" in str(e) else "workdir"
-        raise common.error(fv, flag, f"a loadable sparse or grid run ({e})") from None
-    if task.name not in ("sparse", "grid"):
-        raise common.error(fv, "workdir", f"a sparse or grid run (this one is {task.name})")
-    if run.codebook is None:
-        raise common.error(fv, "workdir", f"a {task.name} run with its codebook.npy (missing)")
+    run, task = common.finished_run(fv, ("sparse", "grid"), "samples")
     if task.mask.schedule != "anycount" and task.name == "sparse":
         print(
             f"note: this run trained with --mask_schedule={task.mask.schedule} (count "

@@ -50,15 +50,7 @@ def define_flags(fv) -> None:
         flag_values=fv,
     )
     oracle_curve.define_curve_flags(fv)
-    flags.DEFINE_bool(
-        "samples",
-        False,
-        "At the final evaluation (also of a finished workdir) draw completions (argmax, "
-        "independent, joint) and score them against the prior: samples.json, "
-        "figures/samples.png.",
-        flag_values=fv,
-    )
-    sample.define_sample_flags(fv)
+    sample.define_experiment_flags(fv)
     common.define_train_flags(fv, "sparse", **DEFAULTS)
 
 

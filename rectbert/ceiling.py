@@ -31,6 +31,23 @@ def default_visible(num_points: int) -> tuple[int, ...]:
     return tuple(v for v in VISIBLE if v < num_points - 1) + (num_points - 1,)
 
 
+def visible_counts(visible, length: int, what: str = "tokens") -> tuple[int, ...]:
+    """Sorted distinct visible counts in [1, length - 1] from a sequence of whole numbers, or a
+    ValueError in one line."""
+    try:
+        counts = tuple(sorted({int(v) for v in visible}))
+        whole = all(float(v) == int(v) for v in visible) and not isinstance(visible, str)
+    except (TypeError, ValueError, OverflowError):
+        counts, whole = (), False
+    if not counts or not whole or counts[0] < 1 or counts[-1] > length - 1:
+        shown = [int(v) if isinstance(v, float) and v.is_integer() else v for v in visible]
+        raise ValueError(
+            f"visible counts must be integers in [1, {length - 1}] (of {length} {what}, one "
+            f"stays hidden); got {shown if not isinstance(visible, str) else visible!r}"
+        )
+    return counts
+
+
 def check(task, visible, examples: int) -> tuple[int, ...]:
     """The visible counts, sorted, or a ValueError in one line (before any compute)."""
     p = task.num_points
@@ -43,16 +60,7 @@ def check(task, visible, examples: int) -> tuple[int, ...]:
             f"visible must be a sequence of counts and examples an integer; got {visible!r}, "
             f"{examples!r}"
         )
-    try:
-        counts = tuple(sorted({int(v) for v in visible}))
-        whole = all(float(v) == int(v) for v in visible)
-    except (TypeError, ValueError, OverflowError):
-        counts, whole = (), False
-    if not counts or not whole or counts[0] < 1 or counts[-1] > p - 1:
-        raise ValueError(
-            f"visible counts must be integers in [1, {p - 1}] (of {p} points, one stays "
-            f"hidden); got {list(visible)}"
-        )
+    counts = visible_counts(visible, p, "points")
     oracle.check(task.scene)
     if not points.get(task.sampler).uniform:
         raise ValueError(

@@ -69,16 +69,7 @@ def check(task, visible, examples: int, per_example: int) -> tuple[int, ...]:
     length = task.seq_len
     if task.name not in ("sparse", "grid"):
         raise ValueError(f"samples are scored for sparse and grid runs; this is {task.name}")
-    try:
-        counts = tuple(sorted({int(v) for v in visible}))
-        whole = all(float(v) == int(v) for v in visible) and not isinstance(visible, str)
-    except (TypeError, ValueError, OverflowError):
-        counts, whole = (), False
-    if not counts or not whole or counts[0] < 1 or counts[-1] > length - 1:
-        raise ValueError(
-            f"visible counts must be integers in [1, {length - 1}] (of {length} tokens, one "
-            f"stays hidden); got {visible!r}"
-        )
+    counts = ceiling.visible_counts(visible, length)
     for name, value, lo, hi in (
         ("examples", examples, 2, task.eval_examples),
         # each set of posterior samples comes from one replica's chains: no more than those
