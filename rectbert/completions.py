@@ -4,17 +4,20 @@ the posterior?
 For each held-out example at each visible count (nested visible sets, as the oracle curve's),
 every method completes the hidden tokens `per_example` times: independent argmax (one
 completion), independent sampling, joint sampling in random order and most-confident-first
-(rectbert.sampling), and the oracle's posterior samples (the reference). Per row:
+(rectbert.sampling); two references come from the oracle: its posterior samples (`oracle`)
+and its per-token posterior marginals drawn independently (`oracle_marginals`: independent
+sampling at its best). Per row:
 
 - consistent_fraction: the share of completions whose full token set is the token set of
   some shape of the scene (oracle.consistent: a search, certain when it says yes). On the
   oracle's own posterior samples, all consistent by construction, it measures the search's
-  hit rate: a model's fraction is at most about that.
-- mmd: the squared maximum mean discrepancy (unbiased) between the completions and an
-  independent set of posterior samples, under the kernel exp(-d / TAU) with d the number of
-  differing tokens; it sees the joint structure (a kernel additive over positions would see
-  only each token's marginal, which independent sampling gets right). The oracle's row is
-  the estimator's floor (two independent posterior sets: 0 in expectation).
+  hit rate: a model's fraction is at most about that. This is the score that sees the joint
+  law (`oracle_marginals` has every marginal right and is rarely a shape).
+- mmd: the squared maximum mean discrepancy (unbiased) between the completions and a second,
+  independent set of posterior samples (the other replica's), kernel exp(-d / TAU) with d
+  the number of differing tokens; the oracle's row is the estimator's floor (0 in
+  expectation). At 8 completions per example it separates mode-seeking from sampling but
+  cannot tell the posterior from its marginals (measured; README).
 - diversity: the mean fraction of hidden tokens on which two completions of one example
   differ (argmax: 0); beside the oracle's, how spread the completions are.
 - accuracy: the share of hidden tokens equal to the truth.
@@ -34,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import ceiling, codebook, inference, keys, oracle, plots, sampling, workdir
+from rectbert import ceiling, codebook, inference, keys, oracle, plots, points, sampling, workdir
 from rectbert.tasks import Batch
 
 VISIBLE = (2, 4, 8, 16)
@@ -81,9 +84,7 @@ def check(task, visible, examples: int, per_example: int) -> tuple[int, ...]:
             or not (lo <= value <= hi)
         ):
             raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {value!r}")
-    if task.name == "sparse" and not task.scene.oracle_unsupported():
-        from rectbert import points  # noqa: PLC0415 (only the sparse task has samplers)
-
+    if task.name == "sparse" and scored(task):
         if not points.get(task.sampler).uniform:
             raise ValueError(
                 f"the posterior needs uniformly sampled points; the task's sampler is "
@@ -178,11 +179,10 @@ def diversity(x_SxL, hidden_L) -> float:
 
 
 def _mean_stderr(x) -> tuple[float | None, float | None]:
+    """ceiling's mean and standard error over the finite entries (unscored examples are NaN);
+    None when there are none."""
     x = np.asarray(x, np.float64)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return None, None
-    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else 0.0
+    return ceiling._mean_stderr(x[np.isfinite(x)]) if np.isfinite(x).any() else (None, None)
 
 
 def score(

@@ -62,11 +62,10 @@ def _draw(key, logits_BxLxK, temperature: float):
     logits = logits_BxLxK.astype(jnp.float32)
     if temperature == 0:
         tokens = jnp.argmax(logits, -1)
-        logp = jax.nn.log_softmax(logits, -1)
     else:
         logits = logits / temperature
         tokens = jax.random.categorical(key, logits, axis=-1)
-        logp = jax.nn.log_softmax(logits, -1)
+    logp = jax.nn.log_softmax(logits, -1)
     return tokens.astype(jnp.int32), jnp.take_along_axis(logp, tokens[..., None], -1)[..., 0]
 
 
@@ -101,7 +100,7 @@ def sample(predict, params, batch: Batch, key, cfg: SampleConfig = SampleConfig(
 
     `predict(params, batch) -> logits [B, L, K]` is evaluation.make_predict's function (the
     hidden tokens' values in `batch` are never read). Jitted; joint sampling makes
-    ceil(hidden / per_step) model calls.
+    ceil(most hidden in any example / per_step) model calls.
     """
     if not isinstance(cfg, SampleConfig):
         raise TypeError(f"cfg must be a SampleConfig; got {type(cfg).__name__}")

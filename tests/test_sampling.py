@@ -210,7 +210,6 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys):
         for name in ("accuracy", "diversity", "consistent_fraction", "mmd"):
             assert np.isfinite(r[name]) and r[name + "_stderr"] >= 0
         assert 0 <= r["consistent_fraction"] <= 1
-    assert all(r["diversity"] == 0 for r in rows if r["method"] == "argmax")
     # the oracle's own posterior samples are shapes: the search finds (nearly) all of them
     assert min(r["consistent_fraction"] for r in rows if r["method"] == "oracle") >= 0.8
     assert os.path.getsize(workdir / "figures" / "samples.png") > 0
