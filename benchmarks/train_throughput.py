@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks.peak import matmul_peak_tflops
 from rectbert import losses, scenes, tasks, train
 from rectbert import model as model_lib
 from rectbert.scene_tasks import GridTask
@@ -76,22 +77,6 @@ def median_step_seconds(step, steps: int, warmup: int = 3) -> float:
 
 def model_flops(params: int, layers: int, batch: int, d: int) -> float:
     return 6.0 * params * batch * SEQ_LEN + 12.0 * layers * batch * SEQ_LEN**2 * d
-
-
-def matmul_peak_tflops(dtype: str) -> float:
-    """Best-case dense matmul rate of this device in `dtype` (TFLOP/s), measured here: the
-    fastest of 10 runs (a peak is a best case; the median is noisy on a shared CPU)."""
-    n = 8192 if jax.default_backend() != "cpu" else 2048
-    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
-    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
-    f = jax.jit(lambda a, b: a @ b)
-    jax.block_until_ready(f(a, b))
-    times = []
-    for _ in range(10):
-        t = time.perf_counter()
-        jax.block_until_ready(f(a, b))
-        times.append(time.perf_counter() - t)
-    return 2.0 * n**3 / min(times) / 1e12
 
 
 def grid_task(data: str):

@@ -202,7 +202,8 @@ def define_train_flags(fv, experiment: str, **defaults) -> None:
     number("learning_rate", 1e-3, "Peak learning rate.")
     enum("lr_schedule", "cosine", train.SCHEDULES, "Warm-up + cosine decay, or constant.")
     integer("warmup_steps", 100, "Linear warm-up steps (cosine schedule).")
-    number("weight_decay", 0.01, "AdamW weight decay.")
+    enum("optimizer", "adamw", train.OPTIMIZERS, "optax optimiser (Lion: a smaller rate).")
+    number("weight_decay", 0.01, "Decoupled weight decay.")
     number("grad_clip", 1.0, "Global gradient-norm clip.")
     integer("log_every", 50, "Steps between progress lines / train metrics.")
     integer("eval_every", 500, "Steps between held-out evaluations.")
@@ -232,6 +233,13 @@ def define_train_flags(fv, experiment: str, **defaults) -> None:
     number("aux_weight", 0.0, "Weight of a regression of the 16 patch values (0: off).")
     number("fourier_scale", 10.0, "Std of Fourier-feature frequencies (per canvas).")
     enum("dtype", "auto", ["auto", *model_lib.DTYPES], "Compute dtype; auto: bf16 on TPU, Ampere+.")
+    flags.DEFINE_string(
+        "profile_steps",
+        "",
+        "START:STOP: a jax.profiler trace of the steps after START up to STOP in "
+        "WORKDIR/profile (TensorBoard's profiler, or Perfetto); empty: none.",
+        flag_values=fv,
+    )
     enum(
         "attention_impl",
         "auto",
@@ -389,12 +397,27 @@ def train_config(fv, steps: int) -> train.TrainConfig:
     )
 
 
+def profile_steps(fv, steps: int) -> tuple[int, int] | None:
+    """--profile_steps as (start, stop) with 0 <= start < stop <= steps, or None when unset."""
+    if not fv.profile_steps:
+        return None
+    allowed = f"START:STOP, integers with 0 <= START < STOP <= {steps} (the run's steps)"
+    start, sep, stop = fv.profile_steps.partition(":")
+    if not (sep and start.strip().isdigit() and stop.strip().isdigit()):
+        raise error(fv, "profile_steps", allowed)
+    start, stop = int(start), int(stop)
+    if not 0 <= start < stop <= steps:
+        raise error(fv, "profile_steps", allowed)
+    return start, stop
+
+
 def configs(fv, task, num_examples: int):
     """(model config, training config) for the task, checked against it; num_examples: the
     training set's size for epochs (0: fresh examples every step)."""
     check_distributed(fv)
     model_cfg = model_config(fv, task)
     train_cfg = train_config(fv, num_steps(fv, num_examples))
+    profile_steps(fv, train_cfg.num_steps)
     try:
         tasks_lib.check_compatible(task, model_cfg, train_cfg)
     except config.ConfigError as e:

@@ -50,7 +50,14 @@ def main(fv) -> None:
                     fv, task, predict, state.params, int(state.step), fv.workdir, counts
                 )
 
-        train.train(task, model_cfg, train_cfg, fv.workdir, on_eval=on_eval)
+        train.train(
+            task,
+            model_cfg,
+            train_cfg,
+            fv.workdir,
+            on_eval=on_eval,
+            profile_steps=common.profile_steps(fv, train_cfg.num_steps),
+        )
 
 
 if __name__ == "__main__":

@@ -119,7 +119,15 @@ def main(fv) -> None:
                     fv, task, predict, state.params, int(state.step), fv.workdir, counts
                 )
 
-        train.train(task, model_cfg, train_cfg, fv.workdir, run_info=run_info, on_eval=on_eval)
+        train.train(
+            task,
+            model_cfg,
+            train_cfg,
+            fv.workdir,
+            run_info=run_info,
+            on_eval=on_eval,
+            profile_steps=common.profile_steps(fv, train_cfg.num_steps),
+        )
 
 
 if __name__ == "__main__":

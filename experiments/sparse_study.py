@@ -89,7 +89,14 @@ def main(fv) -> None:
                 run_dir = os.path.join(root, f"{regime}-{position}-{attention}")
                 print(f"== {os.path.relpath(run_dir, fv.workdir)}", flush=True)
                 cfg = dataclasses.replace(model_cfg, position=position, attention=attention)
-                _, m = train.train(task, cfg, train_cfg, run_dir, run_info={"regime": regime})
+                _, m = train.train(
+                    task,
+                    cfg,
+                    train_cfg,
+                    run_dir,
+                    run_info={"regime": regime},
+                    profile_steps=common.profile_steps(fv, train_cfg.num_steps),
+                )
                 shown = {k: v for k, v in m.items() if "/token_accuracy/" not in k}
                 row = dict(scene=base.scene.name, regime=regime, position=position)
                 results.append({**row, "attention": attention, **shown})

@@ -41,7 +41,14 @@ def main(fv) -> None:
             if final:
                 report.squares_figures(fv.workdir, task, batch, preds, title)
 
-        train.train(task, model_cfg, train_cfg, fv.workdir, on_eval=on_eval)
+        train.train(
+            task,
+            model_cfg,
+            train_cfg,
+            fv.workdir,
+            on_eval=on_eval,
+            profile_steps=common.profile_steps(fv, train_cfg.num_steps),
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ _PURPOSES = {
     "oracle": 12,
     "curve": 13,  # which points the oracle curve shows at each visible count
     "samples": 14,  # completions drawn from model and oracle (rectbert.completions)
+    "validation": 15,  # a validation set apart from the held-out one (benchmarks)
 }
 
 

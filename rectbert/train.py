@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,11 @@ from rectbert import workdir as workdir_lib
 from rectbert.signals import Interrupted, StopSignals
 
 SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = {  # name -> optax's optimiser (decoupled weight decay in each)
+    "adamw": optax.adamw,
+    "nadamw": optax.nadamw,
+    "lion": optax.lion,  # sign updates: wants a 3-10x smaller learning rate than AdamW
+}
 PARAM_SHARDINGS = ("replicated", "fsdp")
 
 
@@ -37,6 +43,7 @@ class TrainConfig:
     batch_size: int = 64  # global: split over every device of every process
     learning_rate: float = 1e-3
     schedule: str = "cosine"  # warm-up then cosine decay to 0, or the write-up's constant rate
+    optimizer: str = "adamw"  # a name in OPTIMIZERS
     warmup_steps: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -59,6 +66,7 @@ class TrainConfig:
                 (self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1"),
                 (self.learning_rate > 0, "learning_rate", "a number > 0"),
                 (self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}"),
+                (self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}"),
                 (self.warmup_steps >= 0, "warmup_steps", "an integer >= 0"),
                 (self.weight_decay >= 0, "weight_decay", "a number >= 0"),
                 (self.grad_clip > 0, "grad_clip", "a number > 0"),
@@ -83,7 +91,7 @@ def learning_rate_fn(cfg: TrainConfig):
 def make_optimizer(cfg: TrainConfig):
     return optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip),
-        optax.adamw(learning_rate_fn(cfg), weight_decay=cfg.weight_decay),
+        OPTIMIZERS[cfg.optimizer](learning_rate_fn(cfg), weight_decay=cfg.weight_decay),
     )
 
 
@@ -235,6 +243,7 @@ def train(
     run_info: dict | None = None,
     on_eval: Callable | None = None,
     mesh: Mesh | None = None,
+    profile_steps: tuple[int, int] | None = None,
 ):
     """Train (or resume) in `workdir` on `mesh` (default: every device of every process);
     returns (state, last eval metrics).
@@ -243,6 +252,8 @@ def train(
     `on_eval(state, eval_batch, preds, metrics, final)` is called after each evaluation on
     process 0, e.g. to draw figures. With several processes all of them train, evaluate and
     write checkpoints together; only process 0 writes metrics, config.json and prints.
+    `profile_steps=(start, stop)`: a jax.profiler trace of the steps after `start` up to
+    `stop` (counted as the progress lines count them) in `workdir`/profile (Profiler).
     """
     mesh = make_mesh() if mesh is None else mesh
     if cfg.batch_size % mesh.size:
@@ -267,6 +278,7 @@ def train(
         )
         writer = stack.enter_context(metrics.Writer(workdir, start, enabled=main))
         stop = stack.enter_context(StopSignals(multi=jax.process_count() > 1))
+        profiler = stack.enter_context(Profiler(workdir, profile_steps, start, progress))
         evaluator = evaluation.Evaluator(
             task, model_cfg, batch_size=cfg.eval_batch_size, train_batch_size=cfg.batch_size
         )
@@ -283,7 +295,7 @@ def train(
             return scalars
 
         state, last_eval, last_step = _loop(
-            state, Window(pending), step_fn, cfg, store, writer, stop, progress, run_eval
+            state, Window(pending), step_fn, cfg, store, writer, stop, progress, run_eval, profiler
         )
         if start >= cfg.num_steps:
             past = f" (past num_steps={cfg.num_steps})" if start > cfg.num_steps else ""
@@ -304,7 +316,9 @@ def _devices(mesh: Mesh) -> str:
     return devices
 
 
-def _loop(state, window, step_fn, cfg: TrainConfig, store, writer, stop, progress, run_eval):
+def _loop(
+    state, window, step_fn, cfg: TrainConfig, store, writer, stop, progress, run_eval, profiler
+):
     """Steps from the state's step to cfg.num_steps; `window`: the training scalars since the
     last log line (a resumed run's come from its checkpoint).
 
@@ -323,9 +337,11 @@ def _loop(state, window, step_fn, cfg: TrainConfig, store, writer, stop, progres
                 "command to resume",
                 signum,
             )
+        profiler.before(step)
         state, scalars = step_fn(state, np.int32(step))
         window.add(scalars)
         done = step + 1
+        profiler.after(done, state)
         log_now = done % cfg.log_every == 0 or done == cfg.num_steps
         if log_now or done % cfg.checkpoint_every == 0:
             _check(window, done, store)  # before any write: never log or save a broken state
@@ -350,6 +366,47 @@ def _check(window: Window, done: int, store) -> None:
         good = store.latest_step()
         kept = f"checkpoint at step {good} kept" if good is not None else "no checkpoint yet"
         raise NonFiniteError(f"non-finite loss or gradient norm at step {bad}; stopped, {kept}")
+
+
+class Profiler:
+    """A jax.profiler trace of the steps after `start` up to `stop`, written under
+    `workdir`/profile: TensorBoard's profiler reads the directory (`tensorboard
+    --logdir=WORKDIR/profile`, Profile tab), Perfetto (ui.perfetto.dev) opens the
+    perfetto_trace.json.gz beside the xplane.pb. Steps a resumed run does not take are not
+    traced; a trace open when the loop ends early (signal, error) is closed and kept."""
+
+    def __init__(self, workdir: str, steps: tuple[int, int] | None, first: int, progress):
+        self.dir = os.path.join(workdir, "profile")
+        self.steps, self.progress, self.on = steps, progress, False
+        if steps is not None and first >= steps[1]:
+            progress.say(f"--profile_steps: steps {steps[0]}:{steps[1]} were run before: no trace")
+
+    def before(self, step: int) -> None:
+        if self.steps is not None and not self.on and self.steps[0] <= step < self.steps[1]:
+            self.on, self.first, self.last = True, step, step
+            jax.profiler.start_trace(self.dir, create_perfetto_trace=True)
+
+    def after(self, done: int, state) -> None:
+        self.last = done
+        if self.on and done >= self.steps[1]:
+            jax.block_until_ready(state)  # the trace holds the steps' device work
+            self._stop(done)
+
+    def _stop(self, done: int) -> None:
+        self.on = False
+        jax.profiler.stop_trace()
+        self.progress.say(
+            f"profile of steps {self.first + 1}..{done} in {self.dir} (tensorboard "
+            f"--logdir={self.dir}, or perfetto_trace.json.gz in ui.perfetto.dev)"
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.on:
+            self._stop(self.last)  # ended early: keep what was traced
+        return False
 
 
 class Progress:

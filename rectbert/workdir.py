@@ -35,6 +35,9 @@ SAFE_TO_CHANGE = (
     "train.param_sharding",
     "task.eval_examples",
 )
+ADDED = {  # settings added after runs were made: a record without one had this value
+    "train.optimizer": "adamw",
+}
 
 
 class WorkdirError(ValueError):
@@ -77,7 +80,7 @@ def _safe(key: str, old_flat: dict) -> bool:
 def differences(old: dict, new: dict) -> list[str]:
     """'path: old -> new' for every setting that differs, beside the safe ones; names (the
     task's, the scene's) first: they say the most."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = {**ADDED, **_flatten(old)}, _flatten(new)
     missing = "(absent)"
     keys = sorted(set(a) | set(b), key=lambda k: (not k.endswith(".name"), k))
     return [

@@ -2,6 +2,8 @@
 (in-process), runs, resume and drift (in-process), and the few things that need a process of
 their own: the command line itself, signals, and re-running a finished run from flags.txt."""
 
+import glob
+import gzip
 import json
 import os
 import signal
@@ -90,6 +92,11 @@ BAD_FLAGS = [
         ["--distributed", "--coordinator_address=nohost", "--num_processes=1", "--process_id=0"],
         "coordinator_address",
     ),
+    (squares, ["--profile_steps=3"], "profile_steps"),
+    (grid, ["--profile_steps=5:5"], "profile_steps"),
+    (sparse, ["--num_steps=10", "--profile_steps=4:11"], "profile_steps"),  # past the end
+    (sparse, ["--profile_steps=-1:3"], "profile_steps"),
+    (sparse, ["--profile_steps=a:b"], "profile_steps"),
     (sparse_study, ["--regimes=fresh,other"], "regimes"),
     (sparse_study, ["--positions=learned"], "positions"),
     (codebook_experiment, ["--eval_rects=0"], "eval_rects"),
@@ -235,6 +242,7 @@ def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, 
         (grid, ["--min_side=40"], "task.scene.min_side: 32.0 -> 40.0"),
         (grid, ["--seed=1"], "task.seed: 0 -> 1"),
         (grid, ["--num_steps=6"], "train.num_steps: 4 -> 6"),  # the cosine schedule's end
+        (grid, ["--optimizer=lion"], "train.optimizer: adamw -> lion"),
         (sparse, ["--num_train_rects=20"], "task.name: grid -> sparse"),
     ]:
         fv = parse(module, *grid_flags(workdir)[:3], *TINY_CODEBOOK, *TINY, *extra)
@@ -245,7 +253,11 @@ def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, 
     assert (workdir / "flags.txt").read_text() == flags_before
     assert metrics.read(workdir) == rows
     # the safe ones may change: a finished run re-evaluated on more examples replaces its
-    # final evaluation, without duplicating it
+    # final evaluation, without duplicating it; a record from before --optimizer existed
+    # (no train.optimizer) is AdamW's
+    old = json.loads((workdir / "config.json").read_text())
+    del old["train"]["optimizer"]
+    (workdir / "config.json").write_text(json.dumps(old))
     capsys.readouterr()
     grid.main(parse(grid, *grid_flags(workdir), "--log_every=3", "--eval_examples=64"))
     assert "already trained to step 4" in capsys.readouterr().out
@@ -292,6 +304,26 @@ def test_codebook_experiment_claims_its_workdir(tmp_path, capsys):
     with pytest.raises(common.FlagError, match="--workdir="):
         codebook_experiment.main(parse(codebook_experiment, f"--workdir={grid_dir}", *args[1:]))
     assert (grid_dir / "codebook.npy").read_bytes() == trained
+
+
+def test_profile_steps_writes_a_trace_of_those_steps_only(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    fv = parse(squares, f"--workdir={workdir}", "--num_steps=8", "--profile_steps=3:6", *TINY)
+    squares.main(fv)
+    runs = glob.glob(str(workdir / "profile" / "plugins" / "profile" / "*"))
+    assert len(runs) == 1, runs
+    assert glob.glob(f"{runs[0]}/*.xplane.pb")  # TensorBoard's profiler reads these
+    with gzip.open(f"{runs[0]}/perfetto_trace.json.gz") as f:  # Perfetto's
+        events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    calls = sorted(
+        (e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "PjitFunction(step_fn)"
+    )
+    outer = [
+        c for i, c in enumerate(calls) if not any(o[0] <= c[0] and c[1] <= o[1] for o in calls[:i])
+    ]
+    assert len(outer) == 3, calls  # steps 4, 5, 6 (each call nests one event): not the 5 others
+    assert "profile of steps 4..6" in capsys.readouterr().out
 
 
 def test_sparse_run_measures_the_gap_on_shapes_it_trained_on(tmp_path, capsys):

@@ -240,6 +240,31 @@ def test_schedules():
     assert isinstance(train.make_optimizer(CFG), optax.GradientTransformation)
 
 
+@pytest.mark.parametrize("name", ["adamw", "lion"])
+def test_optimizers_two_updates_by_hand(name):
+    # two steps of each, from its paper (b1 0.9; AdamW b2 0.999, bias-corrected; Lion b2
+    # 0.99, the update's sign taken of an interpolation the momentum does not keep)
+    lr, wd = 0.1, 0.5
+    cfg = train.TrainConfig(
+        num_steps=5, schedule="constant", learning_rate=lr, weight_decay=wd, optimizer=name
+    )
+    tx = train.make_optimizer(cfg)
+    p = np.array([1.0, -2.0, 3.0])
+    grads = [np.array([0.3, -0.01, 0.2]), np.array([-0.1, 0.02, 0.3])]  # norms < 1: no clip
+    params, state = {"w": jnp.asarray(p)}, tx.init({"w": jnp.asarray(p)})
+    m, v = np.zeros(3), np.zeros(3)
+    for t, g in enumerate(grads, 1):
+        updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
+        params = optax.apply_updates(params, updates)
+        if name == "adamw":
+            m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+            step = (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        else:
+            step, m = np.sign(0.9 * m + 0.1 * g), 0.99 * m + 0.01 * g
+        p = p - lr * (step + wd * p)
+        np.testing.assert_allclose(params["w"], p, rtol=1e-5, atol=1e-6)
+
+
 class NaNAfterStep4(tasks.SquaresTask):
     """Squares whose points turn NaN from step 4 on: the loss goes non-finite there."""
 

@@ -1,0 +1,291 @@
+"""Time to the ceiling: how long a sparse configuration trains to reach 95, 98, 99 and 99.5 %
+of the Bayes-optimal oracle's accuracy.
+
+python -m benchmarks.time_to_ceiling [--configs=default,before] [--flags="--embed_dim=96 ..."]
+                                     [--validation_examples=2048] [--eval_every=250] [--json=F]
+
+Each configuration is a list of `experiments.sparse` flags (CONFIGS, or --flags as the
+configuration "custom"), built exactly as the experiment builds it. It trains from scratch;
+every --eval_every steps the clock stops and the model is scored on a *validation* set drawn
+from its own key (keys purpose "validation": never the held-out set, never a training
+batch). The first evaluation at or above a fraction of the oracle's validation accuracy
+gives that fraction's time, with compilation included and excluded. The held-out set (the
+experiments' 512 examples) is scored only at the end: its numbers are reported, never used
+to choose. Any-count tasks (--mask_schedule=anycount) are scored at each of --visible; a
+fraction is reached when every count has reached it.
+
+Also per configuration: the train step's FLOPs (XLA's cost analysis of the compiled step),
+its achieved FLOP/s against this device's measured matmul peak, and the share of a step that
+is dispatch (an empty jitted call on the same state). The oracle's predictions are cached
+in --cache_dir (they cost a minute per thousand examples on a CPU and never change).
+The last line is one summary per configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+import statistics
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from benchmarks.peak import matmul_peak_tflops
+from experiments import common, sparse
+from rectbert import config, evaluation, keys, losses, oracle, train
+from rectbert.tasks import fixed
+
+FRACTIONS = (0.95, 0.98, 0.99, 0.995)
+CONFIGS = {  # name -> experiments.sparse flags over its defaults
+    "default": [],  # `python -m experiments.sparse` as it ships
+    "before": [  # the default before this benchmark (issue 17's first row)
+        "--embed_dim=64",
+        "--mlp_dim=128",
+        "--num_layers=3",
+        "--num_steps=6000",
+        "--learning_rate=1e-3",
+    ],
+    "wide4": [  # issue 17's second row: 0.9996 of the oracle in 20 min
+        "--embed_dim=128",
+        "--mlp_dim=512",
+        "--num_layers=4",
+        "--num_steps=8000",
+    ],
+    "lr2e-3": ["--learning_rate=2e-3"],
+    "batch32": ["--batch_size=32", "--num_steps=11000"],
+    "w96x2": ["--embed_dim=96", "--mlp_dim=384", "--num_layers=2", "--num_steps=5000"],
+    "w128x2": ["--embed_dim=128", "--mlp_dim=256", "--num_layers=2", "--num_steps=4400"],
+    "anycount_quick": ["--flagfile=experiments/flags/sparse_anycount_quick.flags"],
+}
+
+flags.DEFINE_list("configs", ["default"], f"Configurations to time: {', '.join(CONFIGS)}.")
+flags.DEFINE_string("flags", "", "Also time these experiments.sparse flags, as 'custom'.")
+flags.DEFINE_integer("validation_examples", 2048, "Validation examples (own key).")
+flags.DEFINE_integer("eval_every", 250, "Steps between validation evaluations.")
+flags.DEFINE_list("visible", ["2", "8", "19"], "Visible counts scored for any-count tasks.")
+flags.DEFINE_string("cache_dir", "runs/time_to_ceiling", "Where the oracle's predictions go.")
+flags.DEFINE_string("json", "", "Also write every measurement to this JSON file.")
+FLAGS = flags.FLAGS
+
+
+def build(args: list[str]):
+    """(task with its codebook, model config, train config) as experiments.sparse builds them."""
+    fv = flags.FlagValues()
+    sparse.define_flags(fv)
+    with tempfile.TemporaryDirectory() as tmp:
+        common.parse(fv, ["time_to_ceiling", f"--workdir={tmp}/unused", *args])
+    task, model_cfg, train_cfg = sparse.build(fv)
+    return task.with_codebook(_codebook(task)), model_cfg, train_cfg
+
+
+def _cached(name: str, what: dict, make):
+    """make() (a dict of arrays), stored under --cache_dir by a hash of `what`."""
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    path = os.path.join(FLAGS.cache_dir, f"{name}-{digest}.npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return dict(f)
+    out = make()
+    os.makedirs(FLAGS.cache_dir, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, path)  # two runs at once: either's whole file
+    return out
+
+
+def _codebook(task):
+    what = {"task": {k: v for k, v in task.record().items() if k != "mask"}, "v": 1}
+    return _cached("codebook", what, lambda: {"c": np.asarray(task.fit_codebook()[0])})["c"]
+
+
+def validation_sets(task, examples: int, visible: tuple[int, ...]) -> dict:
+    """name -> Batch: examples from the validation key; any-count tasks: one per count."""
+    k = keys.key(task.seed, "validation")
+    shapes = task.scene.sample(jax.random.fold_in(k, 0), examples)
+    base = task.examples(jax.random.fold_in(k, 1), shapes, fixed(task.mask))
+    if task.mask.schedule == "fixed":
+        return {"validation": base}
+    noise = jax.random.uniform(jax.random.fold_in(k, 2), base.mask.shape)
+    rank = jnp.argsort(jnp.argsort(noise, axis=1), axis=1)
+    return {f"visible {v}": dataclasses.replace(base, mask=rank >= v) for v in visible}
+
+
+def oracle_predictions(task, name: str, batch) -> np.ndarray:
+    """[N, P] the oracle's argmax tokens on `batch` (cached)."""
+    cfg = oracle.OracleConfig()
+    what = {
+        "task": task.record(),
+        "set": name,
+        "n": int(batch.tokens.shape[0]),
+        "mask": hashlib.sha256(np.asarray(batch.mask).tobytes()).hexdigest(),
+        "oracle": config.record(cfg),
+    }
+
+    def make():
+        t = time.perf_counter()
+        key = jax.random.fold_in(keys.key(task.seed, "oracle"), 7)
+        _, pred, _ = oracle.evaluate(key, batch, task.codebook, task.scene, cfg)
+        print(f"  oracle on {name}: {time.perf_counter() - t:.0f} s (cached now)", flush=True)
+        return {"pred": pred}
+
+    return _cached("oracle", what, make)["pred"]
+
+
+def right(pred, batch) -> np.ndarray:
+    """Per hidden token: 1 where `pred` is right."""
+    mask = np.asarray(batch.mask)
+    return (np.asarray(pred) == np.asarray(batch.tokens))[mask].astype(np.float64)
+
+
+def dispatch_seconds(state, calls: int = 200) -> float:
+    """Median wall time of an empty jitted call that takes and returns the whole state."""
+    f = jax.jit(lambda s, i: (s, i + 1), donate_argnums=0)
+    state, _ = f(state, np.int32(0))
+    times = []
+    for i in range(calls):
+        t = time.perf_counter()
+        state, r = f(state, np.int32(i))
+        jax.block_until_ready(r)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def time_config(name: str, args: list[str], peak_flops: float) -> dict:
+    task, model_cfg, cfg = build(args)
+    sets = validation_sets(task, FLAGS.validation_examples, tuple(map(int, FLAGS.visible)))
+    oracle_acc = {
+        n: float(right(oracle_predictions(task, n, b), b).mean()) for n, b in sets.items()
+    }
+    predict = evaluation.make_predict(model_cfg)
+
+    def accuracies(params) -> dict:
+        out = {}
+        for n, b in sets.items():
+            _, pred = evaluation.evaluate(predict, params, b, 512)
+            out[n] = float(right(pred, b).mean())
+        return out
+
+    print(
+        f"{name}: {' '.join(args) or '(defaults)'}; {cfg.num_steps} steps of batch "
+        f"{cfg.batch_size}; oracle " + ", ".join(f"{n} {a:.4f}" for n, a in oracle_acc.items()),
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    state, step_fn = train.build(task, model_cfg, cfg)
+    compiled = step_fn.lower(state, np.int32(0)).compile()
+    jax.block_until_ready(state)
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", float("nan")))
+    accuracies(state.params)  # compile the evaluation outside the clock
+
+    curve, reached, train_s = [], {}, 0.0
+    t = time.perf_counter()
+    for step in range(cfg.num_steps):
+        state, scalars = compiled(state, np.int32(step))
+        done = step + 1
+        if done % FLAGS.eval_every and done != cfg.num_steps:
+            continue
+        jax.block_until_ready(state)
+        train_s += time.perf_counter() - t
+        acc = accuracies(state.params)
+        ratio = min(acc[n] / oracle_acc[n] for n in acc)
+        curve.append({"step": done, "train_s": train_s, "accuracy": acc, "ratio": ratio})
+        for f in FRACTIONS:
+            if ratio >= f and f not in reached:
+                reached[f] = {"step": done, "s_excl": train_s, "s_incl": train_s + compile_s}
+        print(
+            f"  step {done}  {train_s:6.1f} s  "
+            + "  ".join(f"{n} {a:.4f}" for n, a in acc.items())
+            + f"  model/oracle {ratio:.4f}",
+            flush=True,
+        )
+        t = time.perf_counter()
+    step_s = train_s / cfg.num_steps
+
+    held_out = jax.jit(task.eval_set)()
+    _, pred = evaluation.evaluate(predict, state.params, held_out, 512)
+    model_right = right(pred, held_out)
+    oracle_right = right(oracle_predictions(task, "held_out", held_out), held_out)
+    diff, diff_se = losses.paired_difference(model_right, oracle_right)
+    dispatch_s = dispatch_seconds(state)  # donates the state: last
+    row = {
+        "name": name,
+        "flags": args,
+        "steps": cfg.num_steps,
+        "batch": cfg.batch_size,
+        "compile_s": compile_s,
+        "train_s": train_s,
+        "step_ms": 1e3 * step_s,
+        "dispatch_share": dispatch_s / step_s,
+        "step_flops": flops,
+        "flops_per_s": flops / step_s,
+        "of_peak": flops / step_s / peak_flops,
+        "oracle_validation": oracle_acc,
+        "reached": {str(f): r for f, r in reached.items()},
+        "held_out": float(model_right.mean()),
+        "oracle_held_out": float(oracle_right.mean()),
+        "held_out_ratio": float(model_right.mean() / oracle_right.mean()),
+        "held_out_minus_oracle": diff,
+        "held_out_minus_oracle_stderr": diff_se,
+        "curve": curve,
+    }
+    print(f"  {summary(row)}", flush=True)
+    return row
+
+
+def _when(row: dict, f: float) -> str:
+    r = row["reached"].get(str(f))
+    return f"{r['s_incl']:.0f}/{r['s_excl']:.0f} s" if r else "not reached"
+
+
+def summary(row: dict) -> str:
+    return (
+        f"{row['name']}: "
+        + ", ".join(f"{100 * f:g}% {_when(row, f)}" for f in FRACTIONS)
+        + f" (incl./excl. compile {row['compile_s']:.1f} s); trained {row['train_s']:.0f} s, "
+        f"held-out {row['held_out']:.4f} vs oracle {row['oracle_held_out']:.4f} = "
+        f"{row['held_out_ratio']:.4f} (paired {100 * row['held_out_minus_oracle']:+.2f} +- "
+        f"{100 * row['held_out_minus_oracle_stderr']:.2f} pt); step {row['step_ms']:.1f} ms, "
+        f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s = {row['of_peak']:.1%} of peak, dispatch "
+        f"{row['dispatch_share']:.1%} of a step"
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    unknown = [c for c in FLAGS.configs if c not in CONFIGS]
+    if unknown:
+        raise app.UsageError(f"--configs={unknown} is not allowed: names from {list(CONFIGS)}")
+    if FLAGS.validation_examples < 64 or FLAGS.eval_every < 1:
+        raise app.UsageError("--validation_examples must be >= 64 and --eval_every >= 1")
+    todo = {c: CONFIGS[c] for c in FLAGS.configs}
+    if FLAGS.flags:
+        todo["custom"] = shlex.split(FLAGS.flags)
+    for name, args in todo.items():  # every configuration is valid before any compute
+        try:
+            build(args)
+        except common.FlagError as e:
+            raise app.UsageError(f"configuration {name}: {e}") from None
+    peak = 1e12 * max(matmul_peak_tflops(d) for d in ("float32", "bfloat16"))
+    device = jax.devices()[0].device_kind
+    print(f"{device} ({jax.default_backend()}), matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
+    rows = [time_config(name, args, peak) for name, args in todo.items()]
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump({"device": device, "peak_flops": peak, "rows": rows}, f, indent=1)
+    for row in rows:
+        print(f"summary: {summary(row)}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
