@@ -4,7 +4,7 @@
 #   here (CPU):   OUT=/tmp/dc bash benchmarks/device_check.sh   (small size, grid_quick: tests the script)
 # Steps run in order of importance, each capped so the whole call stays within BUDGET seconds
 # (default 540, under the device tool's 600 s per call): throughput against the peer first.
-# ONLY=throughput,grid,tests,scenes,ceiling,triton picks steps (default tests,scenes,ceiling:
+# ONLY=throughput,grid,tests,scenes,ceiling,ttc,triton picks steps (default ttc,tests,scenes,ceiling:
 # what no card has measured yet; throughput, grid
 # and triton are measured on the H100 and the H200 already), e.g. ONLY=grid for grid_seed.
 set -uo pipefail
@@ -22,17 +22,20 @@ left() {  # seconds for the next step: its cap, or what the budget has left minu
   echo "$cap"
 }
 
-ONLY=${ONLY:-tests,scenes,ceiling}
+ONLY=${ONLY:-ttc,tests,scenes,ceiling}
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if python -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
   SIZE=seed GRID=experiments/flags/grid_seed.flags
   SCENE_ARGS=(--num_steps=1500 --log_every=500 --eval_every=1500 --checkpoint_every=1500)
   CURVE=64 SAMPLES=16
+  TTC=(--configs=gpu --validation_examples=1024)
 else  # tests the script: tiny sizes
   SIZE=small GRID=experiments/flags/grid_quick.flags
   SCENE_ARGS=(--num_steps=2 --log_every=1 --eval_every=2 --checkpoint_every=2 --batch_size=8
     --eval_examples=32 --embed_dim=32 --mlp_dim=64 --num_layers=1 --num_heads=2 --dtype=float32)
   CURVE=2 SAMPLES=2
+  TTC=(--configs= --validation_examples=64 --eval_every=20 "--flags=--num_steps=40 --embed_dim=32
+    --mlp_dim=64 --num_layers=1 --num_heads=2")
 fi
 step "machine"
 date -u | keep
@@ -54,6 +57,17 @@ timeout "$limit" python -m experiments.grid --flagfile=$GRID --workdir="$OUT/gri
 rc=${PIPESTATUS[0]}
 echo "grid wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
 rm -rf "$OUT/grid_run/ckpt"  # figures, metrics and flags come back; checkpoints are too big
+fi
+
+if want ttc; then
+step "time to the ceiling: ${TTC[*]} (oracle on the validation and held-out sets first)"
+start=$SECONDS
+limit=$(left 150)
+timeout "$limit" python -m benchmarks.time_to_ceiling "${TTC[@]}" --cache_dir="$OUT/ttc_cache" \
+  --json="$OUT/time_to_ceiling.json" 2>&1 | grep -e "oracle" -e "step" -e "summary" -e "rror" \
+  | tail -12 | keep
+rc=${PIPESTATUS[0]}
+echo "time to ceiling wall $(( SECONDS - start )) s, exit $rc (124: stopped at ${limit} s)" | keep
 fi
 
 if want tests; then

@@ -62,6 +62,22 @@ CONFIGS = {  # name -> experiments.sparse flags over its defaults
     "batch32": ["--batch_size=32", "--num_steps=11000"],
     "w96x2": ["--embed_dim=96", "--mlp_dim=384", "--num_layers=2", "--num_steps=5000"],
     "w128x2": ["--embed_dim=128", "--mlp_dim=256", "--num_layers=2", "--num_steps=4400"],
+    "targets12": ["--extra_targets=12", "--learning_rate=2e-3", "--num_steps=3400"],
+    "targets24": ["--extra_targets=24", "--learning_rate=2e-3", "--num_steps=2400"],
+    "lr3e-3": ["--learning_rate=3e-3"],
+    "lr5e-3": ["--learning_rate=5e-3"],
+    "deep4_lr3e-3": ["--num_layers=4", "--learning_rate=3e-3", "--num_steps=4600"],
+    "mlp256_lr3e-3": ["--mlp_dim=256", "--learning_rate=3e-3", "--num_steps=5000"],
+    "lion": ["--optimizer=lion", "--learning_rate=3e-4"],
+    "gpu": [  # device_check.sh: a card-sized model (bf16 on the card, batch 256)
+        "--embed_dim=256",
+        "--mlp_dim=1024",
+        "--num_heads=8",
+        "--num_layers=4",
+        "--batch_size=256",
+        "--learning_rate=1e-3",
+        "--num_steps=6000",
+    ],
     "anycount_quick": ["--flagfile=experiments/flags/sparse_anycount_quick.flags"],
 }
 
@@ -72,17 +88,21 @@ flags.DEFINE_integer("eval_every", 250, "Steps between validation evaluations.")
 flags.DEFINE_list("visible", ["2", "8", "19"], "Visible counts scored for any-count tasks.")
 flags.DEFINE_string("cache_dir", "runs/time_to_ceiling", "Where the oracle's predictions go.")
 flags.DEFINE_string("json", "", "Also write every measurement to this JSON file.")
+flags.DEFINE_integer(
+    "interleaved_rounds", 5, "Rounds of the configurations' steps timed in turn (0: none)."
+)
 FLAGS = flags.FLAGS
 
 
-def build(args: list[str]):
-    """(task with its codebook, model config, train config) as experiments.sparse builds them."""
+def build(args: list[str], codebook: bool = True):
+    """(task, model config, train config) as experiments.sparse builds them (common.FlagError
+    for bad flags, before any compute); the task with its codebook when asked."""
     fv = flags.FlagValues()
     sparse.define_flags(fv)
     with tempfile.TemporaryDirectory() as tmp:
         common.parse(fv, ["time_to_ceiling", f"--workdir={tmp}/unused", *args])
     task, model_cfg, train_cfg = sparse.build(fv)
-    return task.with_codebook(_codebook(task)), model_cfg, train_cfg
+    return task.with_codebook(_codebook(task)) if codebook else task, model_cfg, train_cfg
 
 
 def _cached(name: str, what: dict, make):
@@ -157,6 +177,28 @@ def dispatch_seconds(state, calls: int = 200) -> float:
     return statistics.median(times)
 
 
+def interleaved_step_ms(todo: dict, rounds: int, steps: int = 20) -> dict:
+    """name -> median ms of a train step, each configuration timed in turn for `steps` steps,
+    `rounds` times over: a machine whose speed drifts over minutes (this VM's does, by up to
+    1.5x) slows them all alike, so these ratios hold where sequential runs' walls do not."""
+    runs = {}
+    for name, args in todo.items():
+        task, model_cfg, cfg = build(args)
+        state, step_fn = train.build(task, model_cfg, cfg)
+        compiled = step_fn.lower(state, np.int32(0)).compile()
+        runs[name] = [compiled, jax.block_until_ready(compiled(state, np.int32(0))[0])]
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            compiled, state = run
+            t = time.perf_counter()
+            for i in range(steps):
+                state, _ = compiled(state, np.int32(i))
+            run[1] = jax.block_until_ready(state)
+            times[name].append((time.perf_counter() - t) / steps)
+    return {name: 1e3 * statistics.median(v) for name, v in times.items()}
+
+
 def time_config(name: str, args: list[str], peak_flops: float) -> dict:
     task, model_cfg, cfg = build(args)
     sets = validation_sets(task, FLAGS.validation_examples, tuple(map(int, FLAGS.visible)))
@@ -187,7 +229,7 @@ def time_config(name: str, args: list[str], peak_flops: float) -> dict:
     flops = float(cost.get("flops", float("nan")))
     accuracies(state.params)  # compile the evaluation outside the clock
 
-    curve, reached, train_s = [], {}, 0.0
+    curve, reached, train_s = [], {"all": {}}, 0.0
     t = time.perf_counter()
     for step in range(cfg.num_steps):
         state, scalars = compiled(state, np.int32(step))
@@ -197,11 +239,14 @@ def time_config(name: str, args: list[str], peak_flops: float) -> dict:
         jax.block_until_ready(state)
         train_s += time.perf_counter() - t
         acc = accuracies(state.params)
-        ratio = min(acc[n] / oracle_acc[n] for n in acc)
+        ratios = {n: acc[n] / oracle_acc[n] for n in acc}
+        ratio = min(ratios.values())
         curve.append({"step": done, "train_s": train_s, "accuracy": acc, "ratio": ratio})
-        for f in FRACTIONS:
-            if ratio >= f and f not in reached:
-                reached[f] = {"step": done, "s_excl": train_s, "s_incl": train_s + compile_s}
+        for n, r in [*ratios.items(), ("all", ratio)]:  # "all": every set (count) there
+            for f in FRACTIONS:
+                if r >= f and f not in reached.setdefault(n, {}):
+                    at = {"step": done, "s_excl": train_s, "s_incl": train_s + compile_s}
+                    reached[n][f] = at
         print(
             f"  step {done}  {train_s:6.1f} s  "
             + "  ".join(f"{n} {a:.4f}" for n, a in acc.items())
@@ -230,7 +275,8 @@ def time_config(name: str, args: list[str], peak_flops: float) -> dict:
         "flops_per_s": flops / step_s,
         "of_peak": flops / step_s / peak_flops,
         "oracle_validation": oracle_acc,
-        "reached": {str(f): r for f, r in reached.items()},
+        "reached": {str(f): r for f, r in reached["all"].items()},
+        "reached_by_set": {n: {str(f): r for f, r in v.items()} for n, v in reached.items()},
         "held_out": float(model_right.mean()),
         "oracle_held_out": float(oracle_right.mean()),
         "held_out_ratio": float(model_right.mean() / oracle_right.mean()),
@@ -238,25 +284,38 @@ def time_config(name: str, args: list[str], peak_flops: float) -> dict:
         "held_out_minus_oracle_stderr": diff_se,
         "curve": curve,
     }
+    if len(sets) > 1:
+        for n in sets:
+            when = ", ".join(
+                f"{100 * f:g}% {_when(row['reached_by_set'][n], f)}" for f in FRACTIONS
+            )
+            print(f"  {n}: {when}", flush=True)
     print(f"  {summary(row)}", flush=True)
     return row
 
 
-def _when(row: dict, f: float) -> str:
-    r = row["reached"].get(str(f))
+def _when(reached: dict, f: float) -> str:
+    r = reached.get(str(f))
     return f"{r['s_incl']:.0f}/{r['s_excl']:.0f} s" if r else "not reached"
 
 
 def summary(row: dict) -> str:
+    interleaved = ""
+    if "step_ms_interleaved" in row:
+        interleaved = (
+            f"; timed in turn: step {row['step_ms_interleaved']:.1f} ms, so "
+            + ", ".join(f"{100 * float(f):g}% {t:.0f} s" for f, t in row["interleaved_s"].items())
+            + " incl. compile"
+        )
     return (
         f"{row['name']}: "
-        + ", ".join(f"{100 * f:g}% {_when(row, f)}" for f in FRACTIONS)
+        + ", ".join(f"{100 * f:g}% {_when(row['reached'], f)}" for f in FRACTIONS)
         + f" (incl./excl. compile {row['compile_s']:.1f} s); trained {row['train_s']:.0f} s, "
         f"held-out {row['held_out']:.4f} vs oracle {row['oracle_held_out']:.4f} = "
         f"{row['held_out_ratio']:.4f} (paired {100 * row['held_out_minus_oracle']:+.2f} +- "
         f"{100 * row['held_out_minus_oracle_stderr']:.2f} pt); step {row['step_ms']:.1f} ms, "
         f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s = {row['of_peak']:.1%} of peak, dispatch "
-        f"{row['dispatch_share']:.1%} of a step"
+        f"{row['dispatch_share']:.1%} of a step{interleaved}"
     )
 
 
@@ -273,13 +332,20 @@ def main(argv):
         todo["custom"] = shlex.split(FLAGS.flags)
     for name, args in todo.items():  # every configuration is valid before any compute
         try:
-            build(args)
+            build(args, codebook=False)
         except common.FlagError as e:
             raise app.UsageError(f"configuration {name}: {e}") from None
     peak = 1e12 * max(matmul_peak_tflops(d) for d in ("float32", "bfloat16"))
     device = jax.devices()[0].device_kind
     print(f"{device} ({jax.default_backend()}), matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows = [time_config(name, args, peak) for name, args in todo.items()]
+    if FLAGS.interleaved_rounds and len(rows) > 1:
+        step_ms = interleaved_step_ms(todo, FLAGS.interleaved_rounds)
+        for row in rows:  # the walls the steps to each fraction would take at these speeds
+            row["step_ms_interleaved"] = ms = step_ms[row["name"]]
+            row["interleaved_s"] = {
+                f: row["compile_s"] + r["step"] * ms / 1e3 for f, r in row["reached"].items()
+            }
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump({"device": device, "peak_flops": peak, "rows": rows}, f, indent=1)

@@ -32,6 +32,13 @@ def define_flags(fv) -> None:
     flags.DEFINE_bool(
         "fixed_points", False, "Fixed set: draw each shape's points only once.", flag_values=fv
     )
+    flags.DEFINE_integer(
+        "extra_targets",
+        0,
+        "More hidden points per training example, targets only (context attention): more "
+        "supervision per step, the evaluated task unchanged.",
+        flag_values=fv,
+    )
     flags.DEFINE_float(
         "dense_spacing", 8.0, "Lattice spacing (px) of the dense-rendering figure.", flag_values=fv
     )

@@ -22,6 +22,7 @@ _PURPOSES = {
     "curve": 13,  # which points the oracle curve shows at each visible count
     "samples": 14,  # completions drawn from model and oracle (rectbert.completions)
     "validation": 15,  # a validation set apart from the held-out one (benchmarks)
+    "extra_targets": 16,  # the extra hidden training points (SparseTask.extra_targets)
 }
 
 

@@ -166,11 +166,18 @@ class SparseTask(SceneTask):
 
     With a fixed training set the points are redrawn every step, or with `fixed_points`
     drawn once per shape (the write-up's regime, where the model memorises).
+
+    `extra_targets`: each training example also carries this many more points of its shape,
+    all hidden. With context attention (required) a hidden point's prediction depends only on
+    the visible points and itself, so these are further draws of the very conditional the
+    task evaluates — more supervised tokens per forward pass, the evaluation unchanged
+    (Transformer Neural Processes train on many targets per context the same way).
     """
 
     num_points: int = 24
     sampler: str = "uniform"  # a name in points.SAMPLERS
     fixed_points: bool = False
+    extra_targets: int = 0
     name: ClassVar[str] = "sparse"
     lattice: ClassVar[bool] = False
     seq_len = property(lambda self: self.num_points)
@@ -191,6 +198,12 @@ class SparseTask(SceneTask):
                     not self.fixed_points or self.num_train > 0,
                     "fixed_points",
                     "false with fresh shapes (num_train=0): there is no set to fix points of",
+                ),
+                (self.extra_targets >= 0, "extra_targets", "an integer >= 0"),
+                (
+                    not (self.extra_targets and self.fixed_points),
+                    "extra_targets",
+                    "0 with fixed_points (new points each step would unfix them)",
                 ),
             ],
         )
@@ -233,7 +246,22 @@ class SparseTask(SceneTask):
         if self.fixed_points:
             idx = stream_indices(k_data, step, batch, self.num_train, self.presentations)
             return self._fixed_batch(k_step, idx, self.mask)
-        return self.examples(k_step, self.shapes_at(k_data, step, batch))
+        params = self.shapes_at(k_data, step, batch)
+        out = self.examples(k_step, params)
+        if not self.extra_targets:
+            return out
+        k_extra = keys.key(self.seed, "extra_targets")  # moves no other draw
+        pts = points.sample(
+            self.sampler, jax.random.fold_in(k_extra, step), self.scene, params, self.extra_targets
+        )
+        values = self.scene.coverage(params, pts)
+        return Batch(
+            jnp.concatenate([out.points, pts], 1),
+            jnp.concatenate([out.tokens, self.tokens_of(values)], 1),
+            jnp.concatenate([out.mask, jnp.ones(pts.shape[:2], bool)], 1),
+            jnp.concatenate([out.values, values], 1),
+            params,
+        )
 
     def eval_set(self) -> Batch:
         k = jax.random.fold_in(keys.key(self.seed, "held_out"), 1)

@@ -82,6 +82,9 @@ def check_compatible(task: Task, model_cfg, train_cfg=None) -> None:
     indexed = not positions.POSITIONS[model_cfg.position].continuous
     if task.lattice and indexed and model_cfg.num_positions < task.seq_len:
         raise config.ConfigError(name, "num_positions", model_cfg.num_positions, task.seq_len)
+    if getattr(task, "extra_targets", 0) and model_cfg.attention != "context":
+        allowed = "context with extra training targets (with full attention they would be inputs)"
+        raise config.ConfigError(name, "attention", model_cfg.attention, allowed)
     if train_cfg is None:
         return
     t_name = type(train_cfg).__name__

@@ -37,6 +37,7 @@ SAFE_TO_CHANGE = (
 )
 ADDED = {  # settings added after runs were made: a record without one had this value
     "train.optimizer": "adamw",
+    "task.extra_targets": 0,
 }
 
 

@@ -156,3 +156,35 @@ def test_render_on_the_lattice_equals_stitch():
     small = img.reshape(16, 16, 16, 16).mean(axis=(1, 3))
     np.testing.assert_allclose(small, np.asarray(codebook.stitch(values)), atol=1e-6)
     np.testing.assert_allclose(small, np.asarray(shapes.downsample(rects))[0], atol=1e-6)
+
+
+def test_extra_targets_are_more_draws_of_the_evaluated_conditional(sparse_task):
+    task = dataclasses.replace(sparse_task, extra_targets=7)
+    plain, more = sparse_task.train_batch(3, 4), task.train_batch(3, 4)
+    # the first 24 points are the plain batch's, masks included: no other draw moved
+    for a, b in [(plain.points, more.points), (plain.tokens, more.tokens), (plain.mask, more.mask)]:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[:, :24])
+    assert more.tokens.shape == (4, 31) and np.asarray(more.mask)[:, 24:].all()
+    # the extra points belong to the same shapes: their values are those shapes' coverage, and
+    # each token the nearest centroid (brute force)
+    extra = np.asarray(more.points)[:, 24:]
+    assert ((extra >= 0) & (extra <= 256)).all()
+    got = np.asarray(RECT.coverage(more.scenes, more.points[:, 24:]))
+    np.testing.assert_array_equal(np.asarray(more.values)[:, 24:], got)
+    c = np.asarray(sparse_task.codebook)
+    want = np.argmin(((got[..., None, :] - c) ** 2).sum(-1), -1)
+    np.testing.assert_array_equal(np.asarray(more.tokens)[:, 24:], want)
+    # with context attention the model's outputs at the 24 points are the same with or without
+    # the extra targets (they are never inputs); with full attention they would not be
+    for attention, same in [("context", True), ("full", False)]:
+        cfg = model_lib.ModelConfig(
+            num_tokens=12, position="sincos", attention=attention, embed_dim=32, mlp_dim=64,
+            num_heads=4, num_layers=2,
+        )  # fmt: skip
+        model = model_lib.Encoder(cfg)
+        params = model.init(jax.random.key(0), plain.tokens, plain.points)
+
+        def logits(b, model=model, params=params):
+            return np.asarray(model.apply(params, b.model_inputs(12), b.points).logits)[:, :24]
+
+        assert np.allclose(logits(plain), logits(more), atol=1e-5) == same, attention
