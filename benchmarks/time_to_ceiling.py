@@ -121,7 +121,8 @@ def _cached(name: str, what: dict, make):
 
 
 def _codebook(task):
-    what = {"task": {k: v for k, v in task.record().items() if k != "mask"}, "v": 1}
+    fields = ("seed", "num_clusters", "codebook_examples")
+    what = {"scene": task.scene.record(), **{f: getattr(task, f) for f in fields}}
     return _cached("codebook", what, lambda: {"c": np.asarray(task.fit_codebook()[0])})["c"]
 
 
@@ -140,11 +141,13 @@ def validation_sets(task, examples: int, visible: tuple[int, ...]) -> dict:
 def oracle_predictions(task, name: str, batch) -> np.ndarray:
     """[N, P] the oracle's argmax tokens on `batch` (cached)."""
     cfg = oracle.OracleConfig()
-    what = {
-        "task": task.record(),
-        "set": name,
-        "n": int(batch.tokens.shape[0]),
-        "mask": hashlib.sha256(np.asarray(batch.mask).tobytes()).hexdigest(),
+    content = hashlib.sha256()
+    for a in (batch.points, batch.tokens, batch.mask, task.codebook):
+        content.update(np.asarray(a).tobytes())
+    what = {  # what the oracle sees (not the training settings): configs share the cache
+        "scene": task.scene.record(),
+        "seed": task.seed,
+        "batch": content.hexdigest(),
         "oracle": config.record(cfg),
     }
 

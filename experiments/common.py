@@ -411,6 +411,15 @@ def profile_steps(fv, steps: int) -> tuple[int, int] | None:
     return start, stop
 
 
+def train_run(fv, task, model_cfg, train_cfg, workdir: str | None = None, **kwargs):
+    """train.train in `workdir` (default --workdir) with what every experiment's flags add:
+    --profile_steps."""
+    profile = profile_steps(fv, train_cfg.num_steps)
+    return train.train(
+        task, model_cfg, train_cfg, workdir or fv.workdir, profile_steps=profile, **kwargs
+    )
+
+
 def configs(fv, task, num_examples: int):
     """(model config, training config) for the task, checked against it; num_examples: the
     training set's size for epochs (0: fresh examples every step)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import common, sample
-from rectbert import evaluation, report, train
+from rectbert import evaluation, report
 from rectbert.scene_tasks import GridTask
 
 DEFAULTS = dict()  # the engine's defaults (common.define_train_flags) hold for the grid
@@ -50,14 +50,7 @@ def main(fv) -> None:
                     fv, task, predict, state.params, int(state.step), fv.workdir, counts
                 )
 
-        train.train(
-            task,
-            model_cfg,
-            train_cfg,
-            fv.workdir,
-            on_eval=on_eval,
-            profile_steps=common.profile_steps(fv, train_cfg.num_steps),
-        )
+        common.train_run(fv, task, model_cfg, train_cfg, on_eval=on_eval)
 
 
 if __name__ == "__main__":

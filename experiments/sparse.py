@@ -9,7 +9,7 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import common, oracle_curve, sample
-from rectbert import evaluation, points, report, train
+from rectbert import evaluation, points, report
 from rectbert.scene_tasks import SparseTask
 
 DEFAULTS = dict(  # a CPU-sized run that generalises (README); the engine's for the rest
@@ -126,15 +126,7 @@ def main(fv) -> None:
                     fv, task, predict, state.params, int(state.step), fv.workdir, counts
                 )
 
-        train.train(
-            task,
-            model_cfg,
-            train_cfg,
-            fv.workdir,
-            run_info=run_info,
-            on_eval=on_eval,
-            profile_steps=common.profile_steps(fv, train_cfg.num_steps),
-        )
+        common.train_run(fv, task, model_cfg, train_cfg, run_info=run_info, on_eval=on_eval)
 
 
 if __name__ == "__main__":

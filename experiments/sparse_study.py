@@ -19,7 +19,7 @@ from absl import flags
 
 from experiments import common, sparse
 from rectbert import model as model_lib
-from rectbert import positions, scenes, train, workdir
+from rectbert import positions, scenes, workdir
 from rectbert.scene_tasks import SparseTask
 
 REGIMES = {  # name -> (num_train, fixed_points)
@@ -89,13 +89,8 @@ def main(fv) -> None:
                 run_dir = os.path.join(root, f"{regime}-{position}-{attention}")
                 print(f"== {os.path.relpath(run_dir, fv.workdir)}", flush=True)
                 cfg = dataclasses.replace(model_cfg, position=position, attention=attention)
-                _, m = train.train(
-                    task,
-                    cfg,
-                    train_cfg,
-                    run_dir,
-                    run_info={"regime": regime},
-                    profile_steps=common.profile_steps(fv, train_cfg.num_steps),
+                _, m = common.train_run(
+                    fv, task, cfg, train_cfg, run_dir, run_info={"regime": regime}
                 )
                 shown = {k: v for k, v in m.items() if "/token_accuracy/" not in k}
                 row = dict(scene=base.scene.name, regime=regime, position=position)

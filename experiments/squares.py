@@ -8,7 +8,7 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import common
-from rectbert import report, train
+from rectbert import report
 from rectbert.tasks import SquaresTask
 
 DEFAULTS = dict(presentations=40, num_epochs=300)  # the write-up's regime
@@ -41,14 +41,7 @@ def main(fv) -> None:
             if final:
                 report.squares_figures(fv.workdir, task, batch, preds, title)
 
-        train.train(
-            task,
-            model_cfg,
-            train_cfg,
-            fv.workdir,
-            on_eval=on_eval,
-            profile_steps=common.profile_steps(fv, train_cfg.num_steps),
-        )
+        common.train_run(fv, task, model_cfg, train_cfg, on_eval=on_eval)
 
 
 if __name__ == "__main__":

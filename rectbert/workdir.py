@@ -81,7 +81,7 @@ def _safe(key: str, old_flat: dict) -> bool:
 def differences(old: dict, new: dict) -> list[str]:
     """'path: old -> new' for every setting that differs, beside the safe ones; names (the
     task's, the scene's) first: they say the most."""
-    a, b = {**ADDED, **_flatten(old)}, _flatten(new)
+    a, b = {**ADDED, **_flatten(old)}, {**ADDED, **_flatten(new)}
     missing = "(absent)"
     keys = sorted(set(a) | set(b), key=lambda k: (not k.endswith(".name"), k))
     return [
