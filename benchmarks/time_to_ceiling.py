@@ -43,7 +43,7 @@ from rectbert import config, evaluation, keys, losses, oracle, train
 from rectbert.tasks import fixed
 
 FRACTIONS = (0.95, 0.98, 0.99, 0.995)
-CONFIGS = {  # name -> experiments.sparse flags over its defaults
+CONFIGS = {  # name -> experiments.sparse flags over its defaults (lr pinned where measured)
     "default": [],  # `python -m experiments.sparse` as it ships
     "before": [  # the default before this benchmark (issue 17's first row)
         "--embed_dim=64",
@@ -57,11 +57,18 @@ CONFIGS = {  # name -> experiments.sparse flags over its defaults
         "--mlp_dim=512",
         "--num_layers=4",
         "--num_steps=8000",
+        "--learning_rate=1e-3",
     ],
     "lr2e-3": ["--learning_rate=2e-3"],
-    "batch32": ["--batch_size=32", "--num_steps=11000"],
-    "w96x2": ["--embed_dim=96", "--mlp_dim=384", "--num_layers=2", "--num_steps=5000"],
-    "w128x2": ["--embed_dim=128", "--mlp_dim=256", "--num_layers=2", "--num_steps=4400"],
+    "batch32": ["--batch_size=32", "--num_steps=11000", "--learning_rate=1e-3"],
+    "w96x2": [
+        *("--embed_dim=96", "--mlp_dim=384", "--num_layers=2"),
+        *("--num_steps=5000", "--learning_rate=1e-3"),
+    ],
+    "w128x2": [
+        *("--embed_dim=128", "--mlp_dim=256", "--num_layers=2"),
+        *("--num_steps=4400", "--learning_rate=1e-3"),
+    ],
     "targets12": ["--extra_targets=12", "--learning_rate=2e-3", "--num_steps=3400"],
     "targets24": ["--extra_targets=24", "--learning_rate=2e-3", "--num_steps=2400"],
     "lr3e-3": ["--learning_rate=3e-3"],
@@ -69,6 +76,13 @@ CONFIGS = {  # name -> experiments.sparse flags over its defaults
     "deep4_lr3e-3": ["--num_layers=4", "--learning_rate=3e-3", "--num_steps=4600"],
     "mlp256_lr3e-3": ["--mlp_dim=256", "--learning_rate=3e-3", "--num_steps=5000"],
     "lion": ["--optimizer=lion", "--learning_rate=3e-4"],
+    "w96x2_lr3e-3": [
+        "--embed_dim=96",
+        "--mlp_dim=384",
+        "--num_layers=2",
+        "--learning_rate=3e-3",
+        "--num_steps=5000",
+    ],
     "gpu": [  # device_check.sh: a card-sized model (bf16 on the card, batch 256)
         "--embed_dim=256",
         "--mlp_dim=1024",
@@ -78,7 +92,15 @@ CONFIGS = {  # name -> experiments.sparse flags over its defaults
         "--learning_rate=1e-3",
         "--num_steps=6000",
     ],
+    "anycount_before": [  # sparse_anycount_quick before this benchmark
+        "--flagfile=experiments/flags/sparse_anycount_quick.flags",
+        "--learning_rate=1e-3",
+    ],
     "anycount_quick": ["--flagfile=experiments/flags/sparse_anycount_quick.flags"],
+    "anycount_lr3e-3": [
+        "--flagfile=experiments/flags/sparse_anycount_quick.flags",
+        "--learning_rate=3e-3",
+    ],
 }
 
 flags.DEFINE_list("configs", ["default"], f"Configurations to time: {', '.join(CONFIGS)}.")
@@ -330,14 +352,21 @@ def main(argv):
         raise app.UsageError(f"--configs={unknown} is not allowed: names from {list(CONFIGS)}")
     if FLAGS.validation_examples < 64 or FLAGS.eval_every < 1:
         raise app.UsageError("--validation_examples must be >= 64 and --eval_every >= 1")
+    try:
+        visible = tuple(int(v) for v in FLAGS.visible)
+    except ValueError:
+        raise app.UsageError(f"--visible={FLAGS.visible} is not allowed: integers") from None
     todo = {c: CONFIGS[c] for c in FLAGS.configs}
     if FLAGS.flags:
         todo["custom"] = shlex.split(FLAGS.flags)
     for name, args in todo.items():  # every configuration is valid before any compute
         try:
-            build(args, codebook=False)
+            task = build(args, codebook=False)[0]
         except common.FlagError as e:
             raise app.UsageError(f"configuration {name}: {e}") from None
+        if task.mask.schedule != "fixed" and not all(0 < v < task.seq_len for v in visible):
+            allowed = f"counts in [1, {task.seq_len - 1}]"
+            raise app.UsageError(f"--visible={FLAGS.visible} is not allowed: {allowed}")
     peak = 1e12 * max(matmul_peak_tflops(d) for d in ("float32", "bfloat16"))
     device = jax.devices()[0].device_kind
     print(f"{device} ({jax.default_backend()}), matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
