@@ -28,7 +28,7 @@ if python -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/
   SIZE=seed GRID=experiments/flags/grid_seed.flags
   SCENE_ARGS=(--num_steps=1500 --log_every=500 --eval_every=1500 --checkpoint_every=1500)
   CURVE=64 SAMPLES=16
-  TTC=(--configs=gpu --validation_examples=1024)
+  TTC=(--configs=gpu --validation_examples=512 --eval_every=500)
 else  # tests the script: tiny sizes
   SIZE=small GRID=experiments/flags/grid_quick.flags
   SCENE_ARGS=(--num_steps=2 --log_every=1 --eval_every=2 --checkpoint_every=2 --batch_size=8

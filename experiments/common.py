@@ -403,10 +403,11 @@ def profile_steps(fv, steps: int) -> tuple[int, int] | None:
         return None
     allowed = f"START:STOP, integers with 0 <= START < STOP <= {steps} (the run's steps)"
     start, sep, stop = fv.profile_steps.partition(":")
-    if not (sep and start.strip().isdigit() and stop.strip().isdigit()):
-        raise error(fv, "profile_steps", allowed)
-    start, stop = int(start), int(stop)
-    if not 0 <= start < stop <= steps:
+    try:
+        start, stop = int(start), int(stop)
+    except ValueError:
+        raise error(fv, "profile_steps", allowed) from None
+    if not (sep and 0 <= start < stop <= steps):
         raise error(fv, "profile_steps", allowed)
     return start, stop
 

@@ -43,7 +43,9 @@ def define_flags(fv) -> None:
     common.define_scene_flags(fv)
     common.define_codebook_flags(fv)
     common.define_point_flags(fv)
-    common.define_train_flags(fv, "sparse_study", **{**sparse.DEFAULTS, "num_steps": 2000})
+    # the study's tables were measured at the rate and cadence before time_to_ceiling
+    study = {"num_steps": 2000, "learning_rate": 1e-3, "eval_every": 500}
+    common.define_train_flags(fv, "sparse_study", **{**sparse.DEFAULTS, **study})
 
 
 def build(fv):

@@ -337,7 +337,7 @@ def _loop(
                 "command to resume",
                 signum,
             )
-        profiler.before(step)
+        profiler.before(step, state)
         state, scalars = step_fn(state, np.int32(step))
         window.add(scalars)
         done = step + 1
@@ -377,14 +377,19 @@ class Profiler:
 
     def __init__(self, workdir: str, steps: tuple[int, int] | None, first: int, progress):
         self.dir = os.path.join(workdir, "profile")
+        if jax.process_count() > 1:  # each process its own trace (same host: same file names)
+            self.dir = os.path.join(self.dir, f"process_{jax.process_index()}")
         self.steps, self.progress, self.on = steps, progress, False
         if steps is not None and first >= steps[1]:
             progress.say(f"--profile_steps: steps {steps[0]}:{steps[1]} were run before: no trace")
+        elif steps is not None and first > steps[0]:
+            progress.say(f"--profile_steps: resumed at step {first}: the trace starts there")
 
-    def before(self, step: int) -> None:
+    def before(self, step: int, state) -> None:
         if self.steps is not None and not self.on and self.steps[0] <= step < self.steps[1]:
-            self.on, self.first, self.last = True, step, step
+            jax.block_until_ready(state)  # steps still queued are not this window's
             jax.profiler.start_trace(self.dir, create_perfetto_trace=True)
+            self.on, self.first, self.last = True, step, step
 
     def after(self, done: int, state) -> None:
         self.last = done
@@ -404,8 +409,11 @@ class Profiler:
         return self
 
     def __exit__(self, *exc):
-        if self.on:
-            self._stop(self.last)  # ended early: keep what was traced
+        if self.on:  # ended early (signal, error): keep what was traced
+            try:
+                self._stop(self.last)
+            except Exception as e:  # noqa: BLE001 -- never hide the error that ended the loop
+                self.progress.say(f"--profile_steps: the trace could not be written ({e})")
         return False
 
 

@@ -97,6 +97,7 @@ BAD_FLAGS = [
     (sparse, ["--num_steps=10", "--profile_steps=4:11"], "profile_steps"),  # past the end
     (sparse, ["--profile_steps=-1:3"], "profile_steps"),
     (sparse, ["--profile_steps=a:b"], "profile_steps"),
+    (sparse, ["--profile_steps=\u00b2:3"], "profile_steps"),  # a digit to isdigit(), not int()
     (sparse, ["--extra_targets=-1"], "extra_targets"),
     (sparse, ["--extra_targets=4", "--attention=full"], "attention"),
     (sparse, ["--extra_targets=4", "--num_train_rects=9", "--fixed_points"], "extra_targets"),
