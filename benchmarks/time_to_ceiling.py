@@ -81,6 +81,8 @@ CONFIGS = {  # name -> experiments.sparse flags over its defaults (lr pinned whe
     "deep4_lr3e-3": ["--num_layers=4", "--learning_rate=3e-3", "--num_steps=4600"],
     "mlp256_lr3e-3": ["--mlp_dim=256", "--learning_rate=3e-3", "--num_steps=5000"],
     "lion": ["--optimizer=lion", "--learning_rate=3e-4"],
+    "lion6e-4": ["--optimizer=lion", "--learning_rate=6e-4", "--weight_decay=0.05"],
+    "warmup500": ["--learning_rate=3e-3", "--warmup_steps=500"],
     "w96x2_lr3e-3": [
         "--embed_dim=96",
         "--mlp_dim=384",
