@@ -44,7 +44,7 @@ from absl import app, flags
 
 from benchmarks.peak import matmul_peak_tflops
 from experiments import common, sparse
-from rectbert import config, evaluation, keys, losses, oracle, train
+from rectbert import config, evaluation, keys, losses, masking, oracle, train
 from rectbert.tasks import fixed
 
 FRACTIONS = (0.95, 0.98, 0.99, 0.995)
@@ -102,11 +102,13 @@ CONFIGS = {  # name -> experiments.sparse flags over its defaults (lr pinned whe
     "anycount_before": [  # sparse_anycount_quick before this benchmark
         "--flagfile=experiments/flags/sparse_anycount_quick.flags",
         "--learning_rate=1e-3",
+        "--num_steps=3000",
     ],
     "anycount_quick": ["--flagfile=experiments/flags/sparse_anycount_quick.flags"],
     "anycount_lr3e-3": [
         "--flagfile=experiments/flags/sparse_anycount_quick.flags",
         "--learning_rate=3e-3",
+        "--num_steps=3000",
     ],
 }
 
@@ -162,9 +164,15 @@ def validation_sets(task, examples: int, visible: tuple[int, ...]) -> dict:
     base = task.examples(jax.random.fold_in(k, 1), shapes, fixed(task.mask))
     if task.mask.schedule == "fixed":
         return {"validation": base}
-    noise = jax.random.uniform(jax.random.fold_in(k, 2), base.mask.shape)
-    rank = jnp.argsort(jnp.argsort(noise, axis=1), axis=1)
-    return {f"visible {v}": dataclasses.replace(base, mask=rank >= v) for v in visible}
+    n, length = base.mask.shape
+    k_mask = jax.random.fold_in(k, 2)  # one key for all counts: nested visible sets
+    return {
+        f"visible {v}": dataclasses.replace(
+            base,
+            mask=~masking.mask_exact(k_mask, jnp.full((n,), v), length),  # v visible
+        )
+        for v in visible
+    }
 
 
 CACHE_VERSION = 1  # bump when rectbert.oracle changes its answers
@@ -241,9 +249,9 @@ def time_config(name: str, args: list[str], peak_flops: float) -> dict:
     oracle_acc = {
         n: float(right(oracle_predictions(task, n, b), b).mean()) for n, b in sets.items()
     }
-    held_out = jax.jit(task.eval_set)()
-    oracle_right = right(oracle_predictions(task, "held_out", held_out), held_out)  # before: a
-    predict = evaluation.make_predict(model_cfg)  # timed-out run still cached it
+    held_out = jax.jit(task.eval_set)()  # its oracle before training: a run stopped by a
+    oracle_right = right(oracle_predictions(task, "held_out", held_out), held_out)  # timeout
+    predict = evaluation.make_predict(model_cfg)  # still leaves it cached
 
     def accuracies(params) -> dict:
         out = {}

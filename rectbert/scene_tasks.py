@@ -212,9 +212,13 @@ class SparseTask(SceneTask):
     def examples(self, key, params_NxD, spec: MaskSpec | None = None) -> Batch:
         """Points, exact patch values, tokens and a mask for each shape."""
         k_points, k_mask = jax.random.split(key)
-        pts = points.sample(self.sampler, k_points, self.scene, params_NxD, self.num_points)
-        values = self.scene.coverage(params_NxD, pts)
+        pts, values = self._points(k_points, params_NxD, self.num_points)
         return masked(k_mask, pts, self.tokens_of(values), spec or self.mask, values, params_NxD)
+
+    def _points(self, key, params_NxD, n: int):
+        """([N, n, 2] points of each shape from the sampler, [N, n, G] their exact values)."""
+        pts = points.sample(self.sampler, key, self.scene, params_NxD, n)
+        return pts, self.scene.coverage(params_NxD, pts)
 
     @constant
     def _fixed_examples(self):
@@ -250,11 +254,8 @@ class SparseTask(SceneTask):
         out = self.examples(k_step, params)
         if not self.extra_targets:
             return out
-        k_extra = keys.key(self.seed, "extra_targets")  # moves no other draw
-        pts = points.sample(
-            self.sampler, jax.random.fold_in(k_extra, step), self.scene, params, self.extra_targets
-        )
-        values = self.scene.coverage(params, pts)
+        k_extra = jax.random.fold_in(keys.key(self.seed, "extra_targets"), step)  # moves no
+        pts, values = self._points(k_extra, params, self.extra_targets)  # other draw
         return Batch(
             jnp.concatenate([out.points, pts], 1),
             jnp.concatenate([out.tokens, self.tokens_of(values)], 1),
