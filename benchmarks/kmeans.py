@@ -14,7 +14,9 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from rectbert import codebook, points, scenes, shapes
+from rectbert import scenes
+from rectbert.data import points
+from rectbert.geometry import codebook, shapes
 
 flags.DEFINE_integer("points", 1_000_000, "Patch vectors to cluster.")
 flags.DEFINE_integer("k", 20, "Clusters.")

@@ -13,8 +13,10 @@ import time
 import jax
 from absl import app, flags
 
-from rectbert import oracle, scenes, tasks
-from rectbert.scene_tasks import SparseTask
+from rectbert import scenes
+from rectbert.analysis import oracle
+from rectbert.data import tasks
+from rectbert.data.scene_tasks import SparseTask
 
 flags.DEFINE_integer("examples", 1000, "Held-out examples.")
 flags.DEFINE_bool("double", True, "Also run with twice the samples and chains.")

@@ -15,8 +15,8 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.train_throughput import SEQ_LEN, SIZES, grid_task, model_flops
-from rectbert import model as model_lib
-from rectbert import train
+from rectbert.model import encoder
+from rectbert.training import engine
 
 flags.DEFINE_integer("global_batch", 1024, "Global batch (fixed: strong scaling).")
 flags.DEFINE_list("chips", ["1", "8", "64"], "Device counts to tabulate.")
@@ -28,9 +28,9 @@ FLAGS = flags.FLAGS
 
 def activation_bytes(task, model_cfg, batch: int) -> int:
     """XLA's temporary buffers for one train step at `batch` on one device."""
-    cfg = train.TrainConfig(num_steps=1, batch_size=batch, schedule="constant")
-    mesh = train.make_mesh(jax.devices()[:1])
-    state, step = train.build(task, model_cfg, cfg, mesh)
+    cfg = engine.TrainConfig(num_steps=1, batch_size=batch, schedule="constant")
+    mesh = engine.make_mesh(jax.devices()[:1])
+    state, step = engine.build(task, model_cfg, cfg, mesh)
     compiled = step.lower(state, np.int32(0)).compile()
     return compiled.memory_analysis().temp_size_in_bytes
 
@@ -42,15 +42,15 @@ def main(argv):
         raise app.UsageError(f"--chips={FLAGS.chips}: each must divide --global_batch")
     size = SIZES["seed"]
     task = grid_task("fixed")
-    model_cfg = model_lib.ModelConfig(
+    model_cfg = encoder.ModelConfig(
         num_tokens=task.num_tokens,
         num_positions=SEQ_LEN,
         norm="post",
         dtype="bfloat16",
         **{k: v for k, v in size.items() if k != "batch_size"},
     )
-    cfg = train.TrainConfig(1, schedule="constant")
-    params = model_lib.count_params(train.build(task, model_cfg, cfg)[0].params)
+    cfg = engine.TrainConfig(1, schedule="constant")
+    params = encoder.count_params(engine.build(task, model_cfg, cfg)[0].params)
     state_bytes = 4 * params * 4  # float32 params, gradients, Adam mu and nu
     grad_bytes = 4 * params
     print(

@@ -44,8 +44,12 @@ from absl import app, flags
 
 from benchmarks.peak import matmul_peak_tflops
 from experiments import common, sparse
-from rectbert import config, evaluation, keys, losses, masking, oracle, train
-from rectbert.tasks import fixed
+from rectbert import config
+from rectbert.analysis import oracle
+from rectbert.data import keys, masking
+from rectbert.data.tasks import fixed
+from rectbert.model import losses
+from rectbert.training import engine, evaluation
 
 FRACTIONS = (0.95, 0.98, 0.99, 0.995)
 CONFIGS = {  # name -> experiments.sparse flags over its defaults (lr pinned where measured)
@@ -228,7 +232,7 @@ def interleaved_step_ms(todo: dict, rounds: int, steps: int = 20) -> dict:
     runs = {}
     for name, args in todo.items():
         task, model_cfg, cfg = build(args)
-        state, step_fn = train.build(task, model_cfg, cfg)
+        state, step_fn = engine.build(task, model_cfg, cfg)
         compiled = step_fn.lower(state, np.int32(0)).compile()
         runs[name] = [compiled, jax.block_until_ready(compiled(state, np.int32(0))[0])]
     times = {name: [] for name in runs}
@@ -266,7 +270,7 @@ def time_config(name: str, args: list[str], peak_flops: float) -> dict:
         flush=True,
     )
     t0 = time.perf_counter()
-    state, step_fn = train.build(task, model_cfg, cfg)
+    state, step_fn = engine.build(task, model_cfg, cfg)
     compiled = step_fn.lower(state, np.int32(0)).compile()
     jax.block_until_ready(state)
     compile_s = time.perf_counter() - t0

@@ -23,9 +23,11 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.peak import matmul_peak_tflops
-from rectbert import losses, scenes, tasks, train
-from rectbert import model as model_lib
-from rectbert.scene_tasks import GridTask
+from rectbert import scenes
+from rectbert.data import tasks
+from rectbert.data.scene_tasks import GridTask
+from rectbert.model import encoder, losses
+from rectbert.training import engine
 
 SIZES = {  # the write-up's model, and one this CPU times in seconds
     "seed": dict(embed_dim=640, mlp_dim=1600, num_heads=8, num_layers=6, batch_size=1024),
@@ -90,9 +92,9 @@ def grid_task(data: str):
     return task.with_codebook(task.fit_codebook()[0])
 
 
-def variant_config(task, size: dict, variant: str, dtype: str) -> model_lib.ModelConfig:
+def variant_config(task, size: dict, variant: str, dtype: str) -> encoder.ModelConfig:
     v_dtype, impl, pad_to = VARIANTS[variant]
-    return model_lib.ModelConfig(
+    return encoder.ModelConfig(
         num_tokens=task.num_tokens,
         num_positions=SEQ_LEN,
         embed_dim=size["embed_dim"],
@@ -108,12 +110,12 @@ def variant_config(task, size: dict, variant: str, dtype: str) -> model_lib.Mode
 
 def check_fast_path(task, size: dict, dtype: str, batch: int) -> str:
     """The fast variant's masked loss and gradients against plain float32, one real batch."""
-    cfg = train.TrainConfig(num_steps=1, batch_size=batch, schedule="constant")
-    params = train.build(task, variant_config(task, size, "plain", dtype), cfg)[0].params
+    cfg = engine.TrainConfig(num_steps=1, batch_size=batch, schedule="constant")
+    params = engine.build(task, variant_config(task, size, "plain", dtype), cfg)[0].params
     data = task.train_batch(0, batch)
 
     def loss_and_grads(variant):
-        model = model_lib.Encoder(variant_config(task, size, variant, dtype))
+        model = encoder.Encoder(variant_config(task, size, variant, dtype))
 
         def loss(p):
             out = model.apply({"params": p}, data.model_inputs(task.num_tokens), data.points)
@@ -126,17 +128,17 @@ def check_fast_path(task, size: dict, dtype: str, batch: int) -> str:
     cosine = float(g32 @ gf / jnp.linalg.norm(g32) / jnp.linalg.norm(gf))
     return (
         f"fast path check ({variant_config(task, size, 'fast', dtype).dtype}, "
-        f"{model_lib.resolve_attention(variant_config(task, size, 'fast', dtype))[0]} attention)"
+        f"{encoder.resolve_attention(variant_config(task, size, 'fast', dtype))[0]} attention)"
         f": loss {lf:.5f} vs float32 {l32:.5f} (relative {abs(lf - l32) / l32:.2e}), "
         f"gradient cosine {cosine:.5f}"
     )
 
 
 def time_ours(task, size: dict, batch: int, variant: str, dtype: str, steps: int) -> dict:
-    """The train step experiments.grid runs (train.make_train_step), at this size."""
+    """The train step experiments.grid runs (engine.make_train_step), at this size."""
     model_cfg = variant_config(task, size, variant, dtype)
-    cfg = train.TrainConfig(num_steps=10**6, batch_size=batch, learning_rate=1e-5)
-    state, step_fn = train.build(task, model_cfg, cfg)
+    cfg = engine.TrainConfig(num_steps=10**6, batch_size=batch, learning_rate=1e-5)
+    state, step_fn = engine.build(task, model_cfg, cfg)
     box = [state, 0]
 
     def one():
@@ -151,8 +153,8 @@ def time_ours(task, size: dict, batch: int, variant: str, dtype: str, steps: int
     make = jax.jit(lambda s: task.train_batch(s, batch))
     jax.block_until_ready(make(0))
     data_s = median_step_seconds(lambda: jax.block_until_ready(make(jnp.int32(1))), steps)
-    params = model_lib.count_params(box[0].params)
-    impl_used, pad_used = model_lib.resolve_attention(model_cfg)
+    params = encoder.count_params(box[0].params)
+    impl_used, pad_used = encoder.resolve_attention(model_cfg)
     return dict(
         name=f"rectbert {variant} ({model_cfg.dtype}, {impl_used} attention, "
         f"L {SEQ_LEN}->{-(-SEQ_LEN // pad_used) * pad_used})",

@@ -16,8 +16,12 @@ import numpy as np
 from absl import flags
 
 from experiments import common
-from rectbert import codebook, metrics, plots, report, tasks, workdir
-from rectbert.scene_tasks import GridTask, patches
+from rectbert.analysis import report
+from rectbert.data import tasks
+from rectbert.data.scene_tasks import GridTask, patches
+from rectbert.geometry import codebook
+from rectbert.training import metrics, workdir
+from rectbert.viz import panels
 
 
 def define_flags(fv) -> None:
@@ -73,7 +77,7 @@ def _fit(fv, task: GridTask, main: bool) -> None:
     shape = task.eval_params[0]
     report.shape_figure(task.scene, shape, os.path.join(figures, "DownsampledRectangle.png"))
     path = os.path.join(figures, "RectangleClusterCenters.png")
-    plots.codebook_tiles(task.codebook, path, counts_K=counts)
+    panels.codebook_tiles(task.codebook, path, counts_K=counts)
     print(json.dumps(summary))
     print(f"wrote {fv.workdir}/codebook.npy and {figures}/")
 

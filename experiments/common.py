@@ -19,21 +19,11 @@ import jax
 from absl import app, flags
 from absl import logging as absl_logging
 
-from rectbert import (
-    checkpoint,
-    config,
-    inference,
-    losses,
-    masking,
-    metrics,
-    points,
-    positions,
-    scenes,
-    train,
-    workdir,
-)
-from rectbert import model as model_lib
-from rectbert import tasks as tasks_lib
+from rectbert import config, scenes
+from rectbert.analysis import trained
+from rectbert.data import masking, points, tasks
+from rectbert.model import encoder, losses, positions
+from rectbert.training import checkpoint, engine, metrics, signals, train, workdir
 
 
 class FlagError(Exception):
@@ -76,14 +66,14 @@ def run(define_flags, main) -> None:
             if "distributed" in fv and fv.distributed:
                 start_distributed(fv)
             main(fv)
-        except (FlagError, train.NonFiniteError, checkpoint.CheckpointError) as e:
+        except (FlagError, metrics.NonFiniteError, checkpoint.CheckpointError) as e:
             sys.exit(f"error: {e}")
         except (metrics.MetricsError, workdir.WorkdirError) as e:  # found after the start
             sys.exit(f"error: --workdir={fv.workdir}: {e}")
         except KeyboardInterrupt:  # before training began (its own handler takes it there)
             print("interrupted before training began", file=sys.stderr, flush=True)
             sys.exit(128 + signal.SIGINT)
-        except train.Interrupted as e:
+        except signals.Interrupted as e:
             print(e, file=sys.stderr, flush=True)
             sys.exit(128 + e.signum)
 
@@ -200,9 +190,9 @@ def define_train_flags(fv, experiment: str, **defaults) -> None:
     integer("presentations", 1, "Times each training example is shown in a row per epoch.")
     integer("batch_size", 64, "Global batch size.")
     number("learning_rate", 1e-3, "Peak learning rate.")
-    enum("lr_schedule", "cosine", train.SCHEDULES, "Warm-up + cosine decay, or constant.")
+    enum("lr_schedule", "cosine", engine.SCHEDULES, "Warm-up + cosine decay, or constant.")
     integer("warmup_steps", 100, "Linear warm-up steps (cosine schedule).")
-    enum("optimizer", "adamw", train.OPTIMIZERS, "optax optimiser (Lion: a smaller rate).")
+    enum("optimizer", "adamw", engine.OPTIMIZERS, "optax optimiser (Lion: a smaller rate).")
     number("weight_decay", 0.01, "Decoupled weight decay.")
     number("grad_clip", 1.0, "Global gradient-norm clip.")
     integer("log_every", 50, "Steps between progress lines / train metrics.")
@@ -217,13 +207,13 @@ def define_train_flags(fv, experiment: str, **defaults) -> None:
     integer("num_heads", 4, "Attention heads.")
     integer("num_layers", 2, "Transformer blocks.")
     number("dropout", 0.0, "Dropout rate.")
-    enum("norm", "pre", model_lib.NORMS, "Pre-LN, or post-LN as the write-up's code.")
+    enum("norm", "pre", encoder.NORMS, "Pre-LN, or post-LN as the write-up's code.")
     helps = "; ".join(f"{n}: {p.help}" for n, p in positions.POSITIONS.items())
     enum("position", "learned", positions.POSITIONS, f"Position embedding. {helps}.")
     enum(
         "attention",
         "full",
-        model_lib.ATTENTIONS,
+        encoder.ATTENTIONS,
         "full self-attention, or context: hidden tokens attend only to visible ones.",
     )
     helps = "; ".join(f"{n}: {h}" for n, h in losses.LOSSES.items())
@@ -232,7 +222,7 @@ def define_train_flags(fv, experiment: str, **defaults) -> None:
     number("soft_temperature", 0.05, "Temperature of --loss=soft targets.")
     number("aux_weight", 0.0, "Weight of a regression of the 16 patch values (0: off).")
     number("fourier_scale", 10.0, "Std of Fourier-feature frequencies (per canvas).")
-    enum("dtype", "auto", ["auto", *model_lib.DTYPES], "Compute dtype; auto: bf16 on TPU, Ampere+.")
+    enum("dtype", "auto", ["auto", *encoder.DTYPES], "Compute dtype; auto: bf16 on TPU, Ampere+.")
     flags.DEFINE_string(
         "profile_steps",
         "",
@@ -243,7 +233,7 @@ def define_train_flags(fv, experiment: str, **defaults) -> None:
     enum(
         "attention_impl",
         "auto",
-        model_lib.ATTENTION_IMPLS,
+        encoder.ATTENTION_IMPLS,
         "auto: cuDNN flash attention on a GPU for bf16 full attention, else XLA.",
     )
 
@@ -280,7 +270,7 @@ def define_distributed_flags(fv) -> None:
     flags.DEFINE_enum(
         "param_sharding",
         "replicated",
-        list(train.PARAM_SHARDINGS),
+        list(engine.PARAM_SHARDINGS),
         "Parameters and optimiser state: a copy per device, or split over the data axis.",
         flag_values=fv,
     )
@@ -331,7 +321,7 @@ TASK_FLAGS = {  # task field -> flag
 }
 
 
-def mask_spec(fv, seq_len: int) -> tasks_lib.MaskSpec:
+def mask_spec(fv, seq_len: int) -> tasks.MaskSpec:
     if fv.mask_count:
         if not 1 <= fv.mask_count < seq_len:
             raise error(fv, "mask_count", f"an integer in [0, {seq_len - 1}] (0: use the ratio)")
@@ -342,13 +332,13 @@ def mask_spec(fv, seq_len: int) -> tasks_lib.MaskSpec:
         if not in_range or count >= seq_len:
             allowed = f"a fraction in (0, 1) that leaves one of {seq_len} tokens visible"
             raise error(fv, "mask_ratio", allowed)
-    return from_flags(tasks_lib.MaskSpec, fv, {"schedule": "mask_schedule"}, count=count)
+    return from_flags(tasks.MaskSpec, fv, {"schedule": "mask_schedule"}, count=count)
 
 
 def task(cls, fv, renames: dict | None = None, **given):
     """The task `cls` from the flags: its own fields first, then the mask, which needs the
     task's sequence length."""
-    placeholder = tasks_lib.MaskSpec(1)
+    placeholder = tasks.MaskSpec(1)
     t = from_flags(cls, fv, {**TASK_FLAGS, **(renames or {})}, mask=placeholder, **given)
     return dataclasses.replace(t, mask=mask_spec(fv, t.seq_len))
 
@@ -367,29 +357,29 @@ def num_steps(fv, num_examples: int) -> int:
     return max(1, -(-total // max(fv.batch_size, 1)))
 
 
-def model_config(fv, task) -> model_lib.ModelConfig:
+def model_config(fv, task) -> encoder.ModelConfig:
     renames = {"fourier_seed": "seed"}
     if fv.attention_impl == "cudnn" and jax.default_backend() != "gpu":
         raise error(fv, "attention_impl", f"xla or auto on {jax.default_backend()} (GPU only)")
     return from_flags(
-        model_lib.ModelConfig,
+        encoder.ModelConfig,
         fv,
         renames,
         num_tokens=task.num_tokens,
         num_positions=task.seq_len,
         extent=task.extent,
         unit=task.unit,
-        dtype=model_lib.resolve_dtype(fv.dtype),
+        dtype=encoder.resolve_dtype(fv.dtype),
         aux_dim=16 if fv.aux_weight > 0 else 0,
     )
 
 
-def train_config(fv, steps: int) -> train.TrainConfig:
+def train_config(fv, steps: int) -> engine.TrainConfig:
     if fv.batch_size >= 1 and fv.batch_size % jax.device_count():
         allowed = f"a multiple of the {jax.device_count()} devices (the batch is split evenly)"
         raise error(fv, "batch_size", allowed)
     return from_flags(
-        train.TrainConfig,
+        engine.TrainConfig,
         fv,
         {"schedule": "lr_schedule"},
         num_steps=steps,
@@ -429,7 +419,7 @@ def configs(fv, task, num_examples: int):
     train_cfg = train_config(fv, num_steps(fv, num_examples))
     profile_steps(fv, train_cfg.num_steps)
     try:
-        tasks_lib.check_compatible(task, model_cfg, train_cfg)
+        tasks.check_compatible(task, model_cfg, train_cfg)
     except config.ConfigError as e:
         raise error(fv, {"num_positions": "position"}.get(e.field, e.field), e.allowed) from None
     return model_cfg, train_cfg
@@ -476,7 +466,7 @@ def finished_run(fv, tasks: tuple[str, ...], goes_in_it: str):
     if not all(os.access(d, os.W_OK) for d in (fv.workdir, figures) if os.path.isdir(d)):
         raise error(fv, "workdir", f"a directory this user can write ({goes_in_it} go in it)")
     try:
-        run = inference.load_run(fv.workdir, fv.step)
+        run = trained.load_run(fv.workdir, fv.step)
         task = run.task()
     except (ValueError, TypeError) as e:
         flag = "step" if fv.step is not None and "step" in str(e) else "workdir"

@@ -8,8 +8,9 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import common, sample
-from rectbert import evaluation, report
-from rectbert.scene_tasks import GridTask
+from rectbert.analysis import report
+from rectbert.data.scene_tasks import GridTask
+from rectbert.training import evaluation
 
 DEFAULTS = dict()  # the engine's defaults (common.define_train_flags) hold for the grid
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import common
-from rectbert import ceiling, evaluation, oracle
+from rectbert.analysis import oracle, oracle_curve
+from rectbert.training import evaluation
 
 
 def define_flags(fv) -> None:
@@ -38,10 +39,10 @@ def define_curve_flags(fv) -> None:
 
 def visible_counts(fv, task) -> tuple[int, ...]:
     """The curve's counts from the flags, checked in one line before any compute."""
-    given = fv.curve_visible or ceiling.default_visible(task.num_points)
+    given = fv.curve_visible or oracle_curve.default_visible(task.num_points)
     try:
         values = [float(v) for v in given]
-        return ceiling.check(task, values, fv.curve_examples)
+        return oracle_curve.check(task, values, fv.curve_examples)
     except ValueError as e:
         flag = "curve_examples" if "examples" in str(e) else "curve_visible"
         raise common.error(fv, flag, str(e)) from None
@@ -54,13 +55,13 @@ def run_curve(fv, task, predict, params, step: int, workdir: str, counts) -> lis
         f"(step {step})",
         flush=True,
     )
-    rows, calib = ceiling.curve(
+    rows, calib = oracle_curve.curve(
         task, predict, params, counts, fv.curve_examples, oracle.OracleConfig()
     )
     for r in rows:  # which checkpoint and training regime the file describes
         r["step"], r["mask_schedule"] = step, task.mask.schedule
     title = f"{task.scene.name}, step {step}, {fv.curve_examples} held-out examples"
-    for path in ceiling.write(workdir, rows, calib, title=title):
+    for path in oracle_curve.write(workdir, rows, calib, title=title):
         print(f"wrote {path}", flush=True)
     return rows
 

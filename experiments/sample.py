@@ -4,7 +4,7 @@ scene's prior: samples.json and figures/samples.png in the workdir.
 python -m experiments.sample --workdir=runs/sparse_anycount_quick [--sample_visible=2,4,8,16]
 Rows: method (argmax, independent, joint with its order, oracle: posterior samples), visible,
 accuracy, consistent_fraction, mmd (to posterior samples) and diversity, each with its
-standard error over examples (rectbert/completions.py).
+standard error over examples (rectbert/scores.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import os
 from absl import flags
 
 from experiments import common
-from rectbert import completions, evaluation
+from rectbert.analysis.samples import figure, scores
+from rectbert.training import evaluation
 
 
 def define_flags(fv) -> None:
@@ -65,12 +66,12 @@ def define_sample_flags(fv) -> None:
 
 def sample_counts(fv, task) -> tuple[int, ...]:
     """The counts from the flags, checked in one line before any compute."""
-    given = fv.sample_visible or completions.default_visible(task)
+    given = fv.sample_visible or scores.default_visible(task)
     if not fv.sample_temperature > 0 or fv.sample_temperature == float("inf"):
         raise common.error(fv, "sample_temperature", "a finite number > 0 (argmax is its own row)")
     try:
         values = [float(v) for v in given]
-        return completions.check(task, values, fv.sample_examples, fv.samples_per_example)
+        return scores.check(task, values, fv.sample_examples, fv.samples_per_example)
     except ValueError as e:
         msg = str(e)
         flag = (
@@ -92,13 +93,13 @@ def run_samples(fv, task, predict, params, step: int, workdir: str, counts) -> l
         f"{fv.samples_per_example} completions per method (step {step})",
         flush=True,
     )
-    if not completions.scored(task):
+    if not scores.scored(task):
         print(
             f"note: the oracle does not support {task.scene.oracle_unsupported()}: accuracy "
             "and diversity only (consistent_fraction and mmd null)",
             flush=True,
         )
-    rows, kept = completions.score(
+    rows, kept = scores.score(
         task,
         predict,
         params,
@@ -109,10 +110,10 @@ def run_samples(fv, task, predict, params, step: int, workdir: str, counts) -> l
     )
     for r in rows:
         r["step"], r["mask_schedule"] = step, task.mask.schedule
-    fig = completions.figure(
+    fig = figure.figure(
         task, predict, params, kept, os.path.join(workdir, "figures", "samples.png")
     )
-    for path in (completions.write(workdir, rows), fig):
+    for path in (scores.write(workdir, rows), fig):
         print(f"wrote {path}", flush=True)
     return rows
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import common, oracle_curve, sample
-from rectbert import evaluation, points, report
-from rectbert.scene_tasks import SparseTask
+from rectbert.analysis import report
+from rectbert.data import points
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.training import evaluation
 
 DEFAULTS = dict(  # a CPU-sized run that generalises (README); the engine's for the rest
     position="sincos",

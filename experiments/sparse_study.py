@@ -18,9 +18,10 @@ import jax
 from absl import flags
 
 from experiments import common, sparse
-from rectbert import model as model_lib
-from rectbert import positions, scenes, workdir
-from rectbert.scene_tasks import SparseTask
+from rectbert import scenes
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.model import encoder, positions
+from rectbert.training import workdir
 
 REGIMES = {  # name -> (num_train, fixed_points)
     "fixed100_fixedpoints": (100, True),  # the write-up's failure
@@ -32,7 +33,7 @@ REGIMES = {  # name -> (num_train, fixed_points)
 def define_flags(fv) -> None:
     flags.DEFINE_list("regimes", list(REGIMES), f"Regimes, of {list(REGIMES)}.", flag_values=fv)
     flags.DEFINE_list("positions", positions.continuous(), "Position embeddings.", flag_values=fv)
-    flags.DEFINE_list("attentions", list(model_lib.ATTENTIONS), "Attentions.", flag_values=fv)
+    flags.DEFINE_list("attentions", list(encoder.ATTENTIONS), "Attentions.", flag_values=fv)
     flags.DEFINE_list(
         "scenes",
         [],
@@ -53,7 +54,7 @@ def build(fv):
     for name, allowed in (
         ("regimes", list(REGIMES)),
         ("positions", positions.continuous()),
-        ("attentions", list(model_lib.ATTENTIONS)),
+        ("attentions", list(encoder.ATTENTIONS)),
     ):
         bad = [v for v in fv[name].value if v not in allowed]
         if bad or not fv[name].value:

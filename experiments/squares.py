@@ -8,8 +8,8 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import common
-from rectbert import report
-from rectbert.tasks import SquaresTask
+from rectbert.analysis import report
+from rectbert.data.squares import SquaresTask
 
 DEFAULTS = dict(presentations=40, num_epochs=300)  # the write-up's regime
 

@@ -11,9 +11,11 @@ import pytest
 from absl import flags
 
 from experiments import common
-from rectbert import scenes, tasks, train
-from rectbert.model import ModelConfig
-from rectbert.scene_tasks import SparseTask
+from rectbert import scenes
+from rectbert.data import squares, tasks
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.model.encoder import ModelConfig
+from rectbert.training import engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +69,7 @@ TINY = [
 # a scene task's codebook, small and quick to fit
 TINY_CODEBOOK = ["--codebook_rects=10", "--num_clusters=8"]
 
-SQUARES = tasks.SquaresTask(mask=tasks.MaskSpec(count=13), presentations=2, eval_examples=64)
+SQUARES = squares.SquaresTask(mask=tasks.MaskSpec(count=13), presentations=2, eval_examples=64)
 SQUARES_MODEL = ModelConfig(
     num_tokens=2,
     num_positions=64,
@@ -78,7 +80,7 @@ SQUARES_MODEL = ModelConfig(
     num_heads=2,
     num_layers=1,
 )
-SQUARES_TRAIN = train.TrainConfig(
+SQUARES_TRAIN = engine.TrainConfig(
     num_steps=9,
     batch_size=16,
     learning_rate=3e-3,

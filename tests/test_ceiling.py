@@ -11,7 +11,7 @@ from sklearn.calibration import calibration_curve
 import rectbert
 from experiments import common, sparse
 from experiments import oracle_curve as curve_experiment
-from rectbert import ceiling, oracle
+from rectbert.analysis import oracle, oracle_curve
 from tests.conftest import TINY, TINY_CODEBOOK, parse
 
 
@@ -20,11 +20,11 @@ def test_scores_are_the_hand_computed_accuracy_nll_and_kl():
     oracle_ = np.array([[[0.9, 0.1, 0.0], [0.0, 0.6, 0.4], [0.0, 0.0, 1.0]]])
     tokens = np.array([[0, 1, 2]])
     hidden = np.array([[True, True, False]])  # the third is visible: not scored
-    s = ceiling.scores(tokens, hidden, model, oracle_)
+    s = oracle_curve.scores(tokens, hidden, model, oracle_)
     np.testing.assert_array_equal(s["model_correct"], [True, False])
     np.testing.assert_array_equal(s["oracle_correct"], [True, True])
     np.testing.assert_allclose(s["model_nll"], [-np.log(0.7), -np.log(0.3)], rtol=1e-6)
-    eps = ceiling.FLOOR
+    eps = oracle_curve.FLOOR
     floor = [-np.log((1 - eps) * 0.9 + eps / 3), -np.log((1 - eps) * 0.6 + eps / 3)]
     np.testing.assert_allclose(s["oracle_nll"], floor, rtol=1e-6)
     kl = [
@@ -35,7 +35,7 @@ def test_scores_are_the_hand_computed_accuracy_nll_and_kl():
     # a row: means over tokens, standard errors over examples (two examples, by hand)
     s2 = {k: np.concatenate([v, v[:1]]) for k, v in s.items()}
     s2["example"] = np.array([0, 0, 1])
-    r = ceiling.row(5, s2, np.array([100.0, 10.0]), 30.0)
+    r = oracle_curve.row(5, s2, np.array([100.0, 10.0]), 30.0)
     per_example = np.array([0.5, 1.0])  # model right on 1 of 2, then 1 of 1
     assert r["model_accuracy"] == pytest.approx(per_example.mean())
     assert r["model_accuracy_stderr"] == pytest.approx(per_example.std(ddof=1) / np.sqrt(2))
@@ -49,7 +49,7 @@ def test_reliability_bins_and_ece_match_scikit_learn():
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.05, 1.0, 5000)
     right = rng.uniform(size=5000) < conf**1.5  # over-confident
-    c = ceiling.calibration(conf, right, bins=10)
+    c = oracle_curve.calibration(conf, right, bins=10)
     acc_sk, conf_sk = calibration_curve(right, conf, n_bins=10, strategy="uniform")
     used = np.array(c["count"]) > 0
     np.testing.assert_allclose(np.array(c["accuracy"])[used], acc_sk, rtol=1e-9)
@@ -58,7 +58,7 @@ def test_reliability_bins_and_ece_match_scikit_learn():
     ece = np.sum(counts[counts > 0] * np.abs(acc_sk - conf_sk)) / conf.size
     assert c["ece"] == pytest.approx(ece)
     # calibrated by construction: ECE near 0; the over-confident one is not
-    calibrated = ceiling.calibration(conf, rng.uniform(size=5000) < conf)
+    calibrated = oracle_curve.calibration(conf, rng.uniform(size=5000) < conf)
     assert calibrated["ece"] < 0.03 < c["ece"]
 
 
@@ -89,7 +89,7 @@ def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(tmp_pa
     run = rectbert.load_run(str(workdir))
     task = run.task()
     for r in rows:
-        batch = ceiling.held_out(task, r["visible"], 4)
+        batch = oracle_curve.held_out(task, r["visible"], 4)
         visible = ~np.asarray(batch.mask)
         assert np.all(visible.sum(1) == r["visible"])
         probs = np.asarray(run.predict(batch.points, batch.tokens, visible))
@@ -98,7 +98,7 @@ def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(tmp_pa
     again, _ = run.oracle_curve(visible=(23,), examples=4)  # the same point, from Python
     assert again[0]["model_accuracy"] == pytest.approx(rows[1]["model_accuracy"], abs=1e-6)
     # nested: the 1 visible point is among the 23
-    one, many = (~np.asarray(ceiling.held_out(task, v, 4).mask) for v in (1, 23))
+    one, many = (~np.asarray(oracle_curve.held_out(task, v, 4).mask) for v in (1, 23))
     assert np.all(many[one])
     # the sparse experiment's flag on the finished workdir replaces the file
     sparse.main(

@@ -8,7 +8,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
 import rectbert
-from rectbert import codebook, shapes
+from rectbert.geometry import codebook, shapes
 from tests.conftest import RECT
 
 

@@ -17,8 +17,10 @@ import jax
 import numpy as np
 
 import rectbert
-from rectbert import metrics, scenes, tasks
-from rectbert.scene_tasks import GridTask
+from rectbert import scenes
+from rectbert.data import tasks
+from rectbert.data.scene_tasks import GridTask
+from rectbert.training import metrics
 from tests.conftest import ROOT, TINY, TINY_CODEBOOK
 
 EIGHT = {  # beside the suite's own XLA flags (conftest.py)
@@ -36,18 +38,24 @@ MESH_SCRIPT = textwrap.dedent(
     import dataclasses, json, sys, jax, jax.numpy as jnp, numpy as np
     from absl import flags
     from experiments import common, grid
-    from rectbert import evaluation, metrics, model, scenes, tasks, train
-    from rectbert.scene_tasks import GridTask
+    from rectbert.training import evaluation
+    from rectbert.training import metrics
+    from rectbert.model import encoder
+    from rectbert import scenes
+    from rectbert.data import tasks
+    from rectbert.training import engine
+    from rectbert.training import train
+    from rectbert.data.scene_tasks import GridTask
     assert jax.device_count() == 8
     centroids = jax.random.uniform(jax.random.key(0), (8, 16))
     task = GridTask(scenes.scene("rect"), tasks.MaskSpec(count=34), num_train=20, num_clusters=8,
                     presentations=2, eval_examples=8).with_codebook(centroids)
-    cfg_m = model.ModelConfig(num_tokens=8, num_positions=169, embed_dim=32, mlp_dim=64,
+    cfg_m = encoder.ModelConfig(num_tokens=8, num_positions=169, embed_dim=32, mlp_dim=64,
                               num_heads=4, num_layers=1)
     out = {}
     for name, devices in [("one", jax.devices()[:1]), ("eight", jax.devices())]:
-        cfg = train.TrainConfig(num_steps=4, batch_size=16, learning_rate=3e-3)
-        state, step = train.build(task, cfg_m, cfg, train.make_mesh(devices))
+        cfg = engine.TrainConfig(num_steps=4, batch_size=16, learning_rate=3e-3)
+        state, step = engine.build(task, cfg_m, cfg, engine.make_mesh(devices))
         losses = []
         for i in range(4):
             state, m = step(state, np.int32(i))
@@ -55,7 +63,7 @@ MESH_SCRIPT = textwrap.dedent(
         out[name] = dict(losses=losses, kernel=state.params["block0"]["mlp_in"]["kernel"])
     # the same 4 steps with fsdp through train() itself, which writes a checkpoint for a
     # 1-device process to load; and the predictions of its sharded parameters on a fixed batch
-    fsdp = train.TrainConfig(num_steps=4, batch_size=16, learning_rate=3e-3, log_every=1,
+    fsdp = engine.TrainConfig(num_steps=4, batch_size=16, learning_rate=3e-3, log_every=1,
                              eval_every=4, param_sharding="fsdp", eval_batch_size=8)
     state, _ = train.train(task, cfg_m, fsdp, sys.argv[1])
     losses = [r["train/loss"] for r in metrics.read(sys.argv[1]) if "train/loss" in r]

@@ -18,7 +18,7 @@ from absl import flags
 import rectbert
 from experiments import codebook as codebook_experiment
 from experiments import common, grid, sparse, sparse_study, squares
-from rectbert import metrics
+from rectbert.training import metrics
 from tests.conftest import ROOT, TINY, TINY_CODEBOOK, parse, run_module, same_params
 
 DISTRIBUTED = ["--distributed", "--coordinator_address=127.0.0.1:9", "--num_processes=2"]

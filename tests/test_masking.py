@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from rectbert import masking
+from rectbert.data import masking
 
 
 def test_exact_counts_and_uniform_positions():

@@ -7,18 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert import model as model_lib
-from rectbert import positions
+from rectbert.model import encoder, positions
 
 
 def init(cfg, length):
     tokens = jnp.zeros((2, length), jnp.int32)
     points = jax.random.uniform(jax.random.key(0), (2, length, 2)) * cfg.extent
-    return jax.jit(model_lib.Encoder(cfg).init)(jax.random.key(1), tokens, points)["params"]
+    return jax.jit(encoder.Encoder(cfg).init)(jax.random.key(1), tokens, points)["params"]
 
 
 def test_write_up_configuration_has_the_hand_counted_parameters():
-    cfg = model_lib.ModelConfig(
+    cfg = encoder.ModelConfig(
         num_tokens=20, num_positions=169, embed_dim=640, mlp_dim=1600, num_heads=8, num_layers=6
     )
     params = jax.eval_shape(lambda: init(cfg, 169))
@@ -27,13 +26,13 @@ def test_write_up_configuration_has_the_hand_counted_parameters():
     #   mlp 640 x 1600 + 1600 = 1,025,600 and 1600 x 640 + 640 = 1,024,640; 2 LNs 2,560
     #   = 3,693,760, x 6 blocks = 22,162,560
     # final LN 1,280; head 640 x 20 + 20 = 12,820
-    assert model_lib.count_params(params) == 13_440 + 108_160 + 22_162_560 + 1_280 + 12_820
+    assert encoder.count_params(params) == 13_440 + 108_160 + 22_162_560 + 1_280 + 12_820
 
 
 @pytest.mark.parametrize("position", list(positions.POSITIONS))
-@pytest.mark.parametrize("norm", model_lib.NORMS)
+@pytest.mark.parametrize("norm", encoder.NORMS)
 def test_encoder_shapes_and_bf16_close_to_f32(position, norm):
-    cfg = model_lib.ModelConfig(
+    cfg = encoder.ModelConfig(
         num_tokens=5,
         num_positions=9,
         extent=8.0,
@@ -48,19 +47,19 @@ def test_encoder_shapes_and_bf16_close_to_f32(position, norm):
     params = init(cfg, 9)
     tokens = jax.random.randint(jax.random.key(2), (3, 9), 0, 6)
     points = jax.random.uniform(jax.random.key(3), (3, 9, 2)) * 8
-    out = jax.jit(model_lib.Encoder(cfg).apply)({"params": params}, tokens, points)
+    out = jax.jit(encoder.Encoder(cfg).apply)({"params": params}, tokens, points)
     logits = out.logits
     assert logits.shape == (3, 9, 5) and logits.dtype == jnp.float32 and out.aux is None
-    bf16 = model_lib.Encoder(dataclasses.replace(cfg, dtype="bfloat16"))
+    bf16 = encoder.Encoder(dataclasses.replace(cfg, dtype="bfloat16"))
     logits16 = jax.jit(bf16.apply)({"params": params}, tokens, points).logits
     assert jax.tree.leaves(params)[0].dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(logits16), np.asarray(logits), atol=0.1)
 
 
 def test_aux_head_output_has_its_own_field():
-    cfg = model_lib.ModelConfig(num_tokens=5, num_positions=9, aux_dim=16, embed_dim=32)
+    cfg = encoder.ModelConfig(num_tokens=5, num_positions=9, aux_dim=16, embed_dim=32)
     params = init(cfg, 9)
-    out = jax.jit(model_lib.Encoder(cfg).apply)(
+    out = jax.jit(encoder.Encoder(cfg).apply)(
         {"params": params}, jnp.zeros((3, 9), int), jnp.zeros((3, 9, 2))
     )
     assert out.logits.shape == (3, 9, 5) and out.aux.shape == (3, 9, 16)
@@ -68,19 +67,19 @@ def test_aux_head_output_has_its_own_field():
 
 def test_bad_config_names_the_field():
     with pytest.raises(ValueError, match="position"):
-        model_lib.ModelConfig(num_tokens=3, position="rope")
+        encoder.ModelConfig(num_tokens=3, position="rope")
     with pytest.raises(ValueError, match="embed_dim"):
-        model_lib.ModelConfig(num_tokens=3, num_positions=4, embed_dim=30, num_heads=4)
+        encoder.ModelConfig(num_tokens=3, num_positions=4, embed_dim=30, num_heads=4)
     with pytest.raises(ValueError, match="attention_impl"):  # cuDNN takes no arbitrary mask
-        model_lib.ModelConfig(num_tokens=3, attention="context", attention_impl="cudnn")
+        encoder.ModelConfig(num_tokens=3, attention="context", attention_impl="cudnn")
     with pytest.raises(ValueError, match="attention_impl"):  # cuDNN attention is bf16/fp16
-        model_lib.ModelConfig(num_tokens=3, attention_impl="cudnn", dtype="float32")
+        encoder.ModelConfig(num_tokens=3, attention_impl="cudnn", dtype="float32")
 
 
 def write_up_sized(**overrides):
     """The grid task's shapes (169 tokens, K = 20) with a small width."""
     base = dict(num_tokens=20, num_positions=169, embed_dim=64, mlp_dim=160, num_heads=4)
-    return model_lib.ModelConfig(**{**base, "num_layers": 1, "norm": "post", **overrides})
+    return encoder.ModelConfig(**{**base, "num_layers": 1, "norm": "post", **overrides})
 
 
 def grid_like_batch(batch=2):
@@ -92,16 +91,16 @@ def grid_like_batch(batch=2):
     return tokens, hidden, points
 
 
-@pytest.mark.parametrize("attention", model_lib.ATTENTIONS)
+@pytest.mark.parametrize("attention", encoder.ATTENTIONS)
 def test_sequence_padding_is_invisible_to_real_tokens(attention):
     # 169 -> 176: the 7 padded keys must get exactly zero attention, in every layer
     tokens, hidden, points = grid_like_batch()
     inputs = jnp.where(hidden, 20, tokens)
     plain = write_up_sized(attention=attention, attention_impl="xla", pad_to=1)
     params = init(plain, 169)
-    padded = model_lib.Encoder(write_up_sized(attention=attention, attention_impl="xla", pad_to=8))
+    padded = encoder.Encoder(write_up_sized(attention=attention, attention_impl="xla", pad_to=8))
     with jax.default_matmul_precision("highest"):  # a GPU's default TF32 is not within 1e-5
-        want = jax.jit(model_lib.Encoder(plain).apply)({"params": params}, inputs, points).logits
+        want = jax.jit(encoder.Encoder(plain).apply)({"params": params}, inputs, points).logits
         got = jax.jit(padded.apply)({"params": params}, inputs, points).logits
     assert got.shape == want.shape == (2, 169, 20)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
@@ -118,7 +117,7 @@ def test_fast_path_loss_and_gradients_match_float32():
 
     def loss(cfg):
         def f(p):
-            logits = jax.jit(model_lib.Encoder(cfg).apply)({"params": p}, inputs, points).logits
+            logits = jax.jit(encoder.Encoder(cfg).apply)({"params": p}, inputs, points).logits
             ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], -1)[..., 0]
             return (ce * hidden).sum() / hidden.sum()
 
@@ -132,14 +131,14 @@ def test_fast_path_loss_and_gradients_match_float32():
 
 
 def test_auto_attention_follows_the_backend():
-    impl, pad_to = model_lib.resolve_attention(write_up_sized(dtype="bfloat16"))
-    if model_lib.modern_cuda_gpu():  # Ampere or later
+    impl, pad_to = encoder.resolve_attention(write_up_sized(dtype="bfloat16"))
+    if encoder.modern_cuda_gpu():  # Ampere or later
         assert (impl, pad_to) == ("cudnn", 8)
     else:
         assert (impl, pad_to) == ("xla", 1)
     # float32 and context attention always stay on XLA, unpadded unless asked
-    assert model_lib.resolve_attention(write_up_sized()) == ("xla", 1)
-    assert model_lib.resolve_attention(write_up_sized(attention="context", pad_to=8)) == ("xla", 8)
+    assert encoder.resolve_attention(write_up_sized()) == ("xla", 1)
+    assert encoder.resolve_attention(write_up_sized(attention="context", pad_to=8)) == ("xla", 8)
 
 
 def test_one_hot_embedding_is_an_exact_table_lookup():
@@ -147,7 +146,7 @@ def test_one_hot_embedding_is_an_exact_table_lookup():
     tokens, _, points = grid_like_batch(4)
     params = init(cfg, 169)
     table = np.asarray(params["token_embed"]["embedding"])
-    got = model_lib.OneHotEmbed(21, 64).apply({"params": params["token_embed"]}, tokens)
+    got = encoder.OneHotEmbed(21, 64).apply({"params": params["token_embed"]}, tokens)
     np.testing.assert_array_equal(np.asarray(got), table[np.asarray(tokens)])
 
 
@@ -163,17 +162,17 @@ def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys):
         return real(*args, implementation=implementation, **kwargs)
 
     monkeypatch.setattr(jax.nn, "dot_product_attention", refusing)
-    monkeypatch.setattr(model_lib, "modern_cuda_gpu", lambda: True)
-    monkeypatch.setattr(model_lib, "_WARNED", set())
+    monkeypatch.setattr(encoder, "modern_cuda_gpu", lambda: True)
+    monkeypatch.setattr(encoder, "_WARNED", set())
     auto = write_up_sized(dtype="bfloat16", num_layers=2)
-    assert model_lib.resolve_attention(auto) == ("cudnn", 8)
+    assert encoder.resolve_attention(auto) == ("cudnn", 8)
     tokens, hidden, points = grid_like_batch()
     params = init(write_up_sized(num_layers=2), 169)
-    got = jax.jit(model_lib.Encoder(auto).apply)({"params": params}, tokens, points).logits
+    got = jax.jit(encoder.Encoder(auto).apply)({"params": params}, tokens, points).logits
     xla = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="xla", pad_to=8)
-    want = jax.jit(model_lib.Encoder(xla).apply)({"params": params}, tokens, points).logits
+    want = jax.jit(encoder.Encoder(xla).apply)({"params": params}, tokens, points).logits
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert capsys.readouterr().out.count("using XLA attention") == 1  # once, not per layer
     with pytest.raises(RuntimeError):  # asked for by name, cuDNN's refusal is not hidden
         cudnn = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="cudnn")
-        jax.jit(model_lib.Encoder(cudnn).apply)({"params": params}, tokens, points)
+        jax.jit(encoder.Encoder(cudnn).apply)({"params": params}, tokens, points)

@@ -6,8 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert import codebook, metrics, oracle, points, report, shapes, tasks
-from rectbert.scene_tasks import SparseTask
+from rectbert.analysis import oracle, report
+from rectbert.data import points, tasks
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.geometry import codebook, shapes
+from rectbert.training import metrics
 from tests.conftest import RECT
 
 FAST = oracle.OracleConfig()

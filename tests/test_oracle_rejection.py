@@ -13,8 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert import ceiling, codebook, oracle, scenes, tasks
-from rectbert.scene_tasks import SparseTask
+from rectbert import scenes
+from rectbert.analysis import oracle, oracle_curve
+from rectbert.data import tasks
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.geometry import codebook
 
 KEEP = 2_000  # accepted shapes used for the predictive (the first ones: still exact)
 MIN_ACCEPT = 200
@@ -67,7 +70,7 @@ def test_the_oracle_matches_rejection_sampling_from_the_prior(case):
     centroids, k = task.codebook, task.num_tokens
     shapes_MxD = np.asarray(scene.sample(jax.random.key(7), draws))
     agree, tv, qualified, esses = [], [], 0, []
-    batches = {v: ceiling.held_out(task, v, n) for v in counts}  # nested masks, same points
+    batches = {v: oracle_curve.held_out(task, v, n) for v in counts}  # nested masks, same points
     answers = {
         v: oracle.posterior_predictive(
             jax.random.key(v), b.points, b.tokens, ~b.mask, centroids, scene

@@ -5,7 +5,8 @@ import warnings
 import matplotlib.image as mpimg
 import numpy as np
 
-from rectbert import plots, report
+from rectbert.analysis import report
+from rectbert.viz import panels
 from tests.conftest import RECT
 
 
@@ -21,7 +22,7 @@ def test_downsampled_rectangle_figure(tmp_path):
 def test_codebook_tiles_figure(tmp_path):
     centroids = np.zeros((20, 16), np.float32)
     centroids[1] = 1.0
-    path = plots.codebook_tiles(centroids, str(tmp_path / "c.png"), counts_K=np.arange(20))
+    path = panels.codebook_tiles(centroids, str(tmp_path / "c.png"), counts_K=np.arange(20))
     img = mpimg.imread(path)
     assert img.shape[1] > 3 * img.shape[0]  # two rows of ten tiles
 
@@ -36,7 +37,7 @@ def test_oracle_figure_draws_right_and_wrong_predictions_without_warnings(tmp_pa
     mask = np.array([[False, True, True]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        path = plots.oracle_posterior(
+        path = panels.oracle_posterior(
             outlines,
             samples,
             points,

@@ -7,9 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from rectbert import config, points, scenes
-from rectbert.scene_tasks import SparseTask
-from rectbert.tasks import MaskSpec
+from rectbert import config, scenes
+from rectbert.data import points
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.tasks import MaskSpec
 from tests.conftest import RECT
 
 

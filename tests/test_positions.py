@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert import keys, positions
-from rectbert.model import Encoder, ModelConfig
+from rectbert.data import keys
+from rectbert.model import positions
+from rectbert.model.encoder import Encoder, ModelConfig
 
 
 def embedding(cfg, points):

@@ -15,9 +15,11 @@ import shapely
 import rectbert
 from experiments import common, sparse
 from experiments import sample as sample_experiment
-from rectbert import ceiling, completions, config, oracle, sampling
-from rectbert.scene_tasks import SparseTask
-from rectbert.tasks import Batch
+from rectbert import config
+from rectbert.analysis import oracle, oracle_curve
+from rectbert.analysis.samples import figure, sampler, scores
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.tasks import Batch
 from tests.conftest import TINY, TINY_CODEBOOK, parse
 
 # a joint distribution over 3 binary tokens, far from the product of its marginals
@@ -58,23 +60,21 @@ def hidden_batch(n, visible=None):
 def test_joint_sampling_in_random_order_draws_the_joint_and_independent_its_marginals():
     n = 20000
     key = jax.random.key(0)
-    joint = sampling.sample(PREDICT, None, hidden_batch(n), key)
+    joint = sampler.sample(PREDICT, None, hidden_batch(n), key)
     got = empirical(np.asarray(joint))
     assert 0.5 * np.abs(got - JOINT).sum() < 0.015
     marg = np.array([JOINT[CONFIGS[:, i] == 1].sum() for i in range(3)])
     product = np.prod(np.where(CONFIGS == 1, marg, 1 - marg), axis=1)
     assert 0.5 * np.abs(product - JOINT).sum() > 0.2  # the two laws are far apart
-    indep = sampling.sample(
-        PREDICT, None, hidden_batch(n), key, sampling.SampleConfig(method="independent")
+    indep = sampler.sample(
+        PREDICT, None, hidden_batch(n), key, sampler.SampleConfig(method="independent")
     )
     assert 0.5 * np.abs(empirical(np.asarray(indep)) - product).sum() < 0.015
     # revealing every hidden token at once is independent sampling too
-    at_once = sampling.sample(
-        PREDICT, None, hidden_batch(n), key, sampling.SampleConfig(per_step=3)
-    )
+    at_once = sampler.sample(PREDICT, None, hidden_batch(n), key, sampler.SampleConfig(per_step=3))
     assert 0.5 * np.abs(empirical(np.asarray(at_once)) - product).sum() < 0.015
     # given x0 = 1, the joint's conditional law of (x1, x2), and x0 kept
-    given = np.asarray(sampling.sample(PREDICT, None, hidden_batch(n, visible=1), key))
+    given = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n, visible=1), key))
     assert np.all(given[:, 0] == 1)
     cond = JOINT * (CONFIGS[:, 0] == 1)
     assert 0.5 * np.abs(empirical(given) - cond / cond.sum()).sum() < 0.015
@@ -82,12 +82,12 @@ def test_joint_sampling_in_random_order_draws_the_joint_and_independent_its_marg
 
 def test_greedy_decoding_hand_computed_in_both_orders():
     greedy = np.asarray(
-        sampling.sample(
+        sampler.sample(
             PREDICT,
             None,
             hidden_batch(1),
             jax.random.key(1),
-            sampling.SampleConfig(order="confident", temperature=0),
+            sampler.SampleConfig(order="confident", temperature=0),
         )
     )[0]
     # by hand: marginals P(x = 1) are x0 0.49, x1 0.52, x2 0.36; greedy reveals x2 = 0 first
@@ -96,8 +96,8 @@ def test_greedy_decoding_hand_computed_in_both_orders():
     np.testing.assert_array_equal(greedy, [0, 0, 0])
     # the argmax of each marginal alone: (0, 1, 0), a token set the joint decoding avoids
     arg = np.asarray(
-        sampling.sample(
-            PREDICT, None, hidden_batch(1), jax.random.key(1), sampling.SampleConfig("argmax")
+        sampler.sample(
+            PREDICT, None, hidden_batch(1), jax.random.key(1), sampler.SampleConfig("argmax")
         )
     )[0]
     np.testing.assert_array_equal(arg, [0, 1, 0])
@@ -116,7 +116,7 @@ def test_greedy_decoding_hand_computed_in_both_orders():
 )
 def test_bad_sample_configs_are_refused_by_field(kwargs, field):
     with pytest.raises(config.ConfigError, match=field):
-        sampling.SampleConfig(**kwargs)
+        sampler.SampleConfig(**kwargs)
 
 
 def shapely_tokens(rect_xyxy, points_Px2, centroids_KxG):
@@ -168,15 +168,15 @@ def test_mmd_sees_the_joint_law_not_only_the_marginals():
     def independent(n):  # the same marginals, independent
         return rng.integers(0, 2, (n, 6))
 
-    same = [completions.mmd2(joint(16), joint(16)) for _ in range(200)]
-    other = [completions.mmd2(independent(16), joint(16)) for _ in range(200)]
+    same = [scores.mmd2(joint(16), joint(16)) for _ in range(200)]
+    other = [scores.mmd2(independent(16), joint(16)) for _ in range(200)]
     assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(200)  # unbiased: 0 in expectation
     assert np.mean(other) > 0.2
     # diversity by hand: 3 completions of 4 tokens, tokens 1 and 3 hidden
     x = np.array([[0, 1, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]])
     hidden = np.array([False, True, False, True])
     # pairs: (0,1) 1 of 2 differ, (0,2) 2 of 2, (1,2) 1 of 2 -> mean (0.5 + 1 + 0.5) / 3
-    assert completions.diversity(x, hidden) == pytest.approx(2 / 3)
+    assert scores.diversity(x, hidden) == pytest.approx(2 / 3)
 
 
 def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys):
@@ -268,53 +268,53 @@ def test_the_samples_command_refuses_what_it_cannot_load(tmp_path):
 
 
 def test_grid_completions_keep_the_visible_and_grid_truths_are_shapes(sparse_task):
-    from rectbert import evaluation
-    from rectbert import model as model_lib
-    from rectbert.scene_tasks import GridTask
+    from rectbert.data.scene_tasks import GridTask
+    from rectbert.model import encoder
+    from rectbert.training import evaluation
 
     task = GridTask(sparse_task.scene, sparse_task.mask, num_clusters=12, eval_examples=2)
     task = task.with_codebook(sparse_task.codebook)
-    cfg = model_lib.ModelConfig(
+    cfg = encoder.ModelConfig(
         num_tokens=12, num_positions=169, embed_dim=16, mlp_dim=32, num_heads=2, num_layers=1
     )
     batch = task.eval_set()
-    params = model_lib.Encoder(cfg).init(jax.random.key(0), batch.tokens, batch.points)["params"]
+    params = encoder.Encoder(cfg).init(jax.random.key(0), batch.tokens, batch.points)["params"]
     predict = evaluation.make_predict(cfg)
     drawn = np.asarray(
-        sampling.sample(
-            predict, params, batch, jax.random.key(1), sampling.SampleConfig(per_step=8)
-        )
+        sampler.sample(predict, params, batch, jax.random.key(1), sampler.SampleConfig(per_step=8))
     )
     visible = ~np.asarray(batch.mask)
     np.testing.assert_array_equal(drawn[visible], np.asarray(batch.tokens)[visible])
     assert drawn.shape == (2, 169) and 0 <= drawn.min() and drawn.max() < 12
     # the grid's tokens are the scene's coverage at the lattice points: the search finds them
-    ok = completions.consistency(
+    ok = scores.consistency(
         task, batch.points, np.asarray(batch.tokens)[:, None], jax.random.key(2)
     )
     assert ok.all()
 
 
 def test_scenes_the_oracle_cannot_sample_get_accuracy_and_diversity_only(sparse_task, tmp_path):
-    from rectbert import evaluation, scenes, tasks
-    from rectbert import model as model_lib
-    from rectbert.scene_tasks import SparseTask
+    from rectbert import scenes
+    from rectbert.data import tasks
+    from rectbert.data.scene_tasks import SparseTask
+    from rectbert.model import encoder
+    from rectbert.training import evaluation
 
     scene = scenes.scene("rects", num_rects=2, min_rects=1)  # a varying count: unsupported
     task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), num_clusters=12, eval_examples=4)
     task = task.with_codebook(sparse_task.codebook)
-    cfg = model_lib.ModelConfig(
+    cfg = encoder.ModelConfig(
         num_tokens=12, position="sincos", embed_dim=16, mlp_dim=32, num_heads=2, num_layers=1
     )
     batch = task.eval_set()
-    params = model_lib.Encoder(cfg).init(jax.random.key(0), batch.tokens, batch.points)["params"]
+    params = encoder.Encoder(cfg).init(jax.random.key(0), batch.tokens, batch.points)["params"]
     predict = evaluation.make_predict(cfg)
-    rows, kept = completions.score(task, predict, params, (3,), 3, 2, log=lambda _: None)
+    rows, kept = scores.score(task, predict, params, (3,), 3, 2, log=lambda _: None)
     assert [r["method"] for r in rows] == ["argmax", "independent", "joint", "joint"]
     for r in rows:
         assert r["consistent_fraction"] is None and r["mmd"] is None
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["diversity"] <= 1
-    path = completions.figure(task, predict, params, kept, str(tmp_path / "samples.png"))
+    path = figure.figure(task, predict, params, kept, str(tmp_path / "samples.png"))
     assert os.path.getsize(path) > 0
 
 
@@ -325,9 +325,9 @@ def test_posterior_sets_are_shapes_and_their_marginals_alone_are_not(sparse_task
     consistency score sees the joint law."""
     task = SparseTask(sparse_task.scene, sparse_task.mask, num_clusters=12, eval_examples=4)
     task = task.with_codebook(sparse_task.codebook)
-    batch = ceiling.held_out(task, 2, 4)
-    chosen, toks, marginal, found = completions.posterior(
-        task, batch, jax.random.key(0), 6, completions.POSTERIOR
+    batch = oracle_curve.held_out(task, 2, 4)
+    chosen, toks, marginal, found = scores.posterior(
+        task, batch, jax.random.key(0), 6, scores.POSTERIOR
     )
     assert found.all() and not np.array_equal(chosen[:, 0], chosen[:, 1])
     visible = ~np.asarray(batch.mask)
@@ -337,5 +337,5 @@ def test_posterior_sets_are_shapes_and_their_marginals_alone_are_not(sparse_task
             np.where(visible[:, None], sample, 0), np.broadcast_to(shown, sample.shape)
         )
     every = np.concatenate([toks[:, 0], toks[:, 1], marginal], 1)
-    ok = completions.consistency(task, batch.points, every, jax.random.key(1))
+    ok = scores.consistency(task, batch.points, every, jax.random.key(1))
     assert ok[:, :12].mean() >= 0.9 and ok[:, 12:].mean() <= 0.4

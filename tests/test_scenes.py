@@ -8,7 +8,8 @@ import pytest
 from skimage.measure import block_reduce
 
 import rectbert
-from rectbert import config, scenes, shapes
+from rectbert import config, scenes
+from rectbert.geometry import shapes
 from tests.conftest import RECT
 
 

@@ -13,7 +13,8 @@ from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 
 import rectbert
-from rectbert import config, polygons, scenes, shapes
+from rectbert import config, scenes
+from rectbert.geometry import polygons, shapes
 
 SCENES = [
     ("rotated", {}),

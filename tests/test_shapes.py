@@ -8,7 +8,8 @@ import pytest
 from skimage.measure import block_reduce
 
 import rectbert
-from rectbert import points, shapes
+from rectbert.data import points
+from rectbert.geometry import shapes
 from tests.conftest import RECT
 
 

@@ -7,9 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert import codebook, evaluation, inference, keys, losses, positions, shapes
-from rectbert import model as model_lib
-from rectbert.scene_tasks import nearest_visible_tokens, patches
+from rectbert.analysis import render
+from rectbert.data import keys
+from rectbert.data.scene_tasks import nearest_visible_tokens, patches
+from rectbert.geometry import codebook, shapes
+from rectbert.model import encoder as model_lib
+from rectbert.model import losses, positions
+from rectbert.training import evaluation
 from tests.conftest import RECT
 
 
@@ -72,9 +76,9 @@ def test_query_is_independent_of_chunking_with_context_attention(centroids):
     predict = evaluation.make_predict(cfg)
     vis_p = jax.random.uniform(jax.random.key(1), (9, 2)) * 192 + 32
     vis_t = jax.random.randint(jax.random.key(2), (9,), 0, 12)
-    q = inference.dense_lattice(32.0)
-    a = inference.query(predict, params["params"], vis_p, vis_t, q, chunk=1)
-    b = inference.query(predict, params["params"], vis_p, vis_t, q, chunk=7)
+    q = render.dense_lattice(32.0)
+    a = render.query(predict, params["params"], vis_p, vis_t, q, chunk=1)
+    b = render.query(predict, params["params"], vis_p, vis_t, q, chunk=7)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -152,7 +156,7 @@ def test_soft_targets_and_smoothing(sparse_task, centroids):
 def test_render_on_the_lattice_equals_stitch():
     rects = RECT.sample(jax.random.key(10), 1)
     values = np.asarray(patches(RECT, rects))[0]
-    img = inference.render(np.asarray(shapes.lattice_points()), values)
+    img = render.render(np.asarray(shapes.lattice_points()), values)
     small = img.reshape(16, 16, 16, 16).mean(axis=(1, 3))
     np.testing.assert_allclose(small, np.asarray(codebook.stitch(values)), atol=1e-6)
     np.testing.assert_allclose(small, np.asarray(shapes.downsample(rects))[0], atol=1e-6)

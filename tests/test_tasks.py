@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert import keys, shapes, tasks
-from rectbert.scene_tasks import GridTask
+from rectbert.data import keys, squares, tasks
+from rectbert.data.scene_tasks import GridTask
+from rectbert.geometry import shapes
 from tests.conftest import RECT
 
 
@@ -27,7 +28,7 @@ def test_stream_shows_each_example_presentations_times_in_a_row_per_epoch():
 
 
 def test_squares_batches_are_squares_with_exact_masks():
-    task = tasks.SquaresTask(mask=tasks.MaskSpec(count=13), presentations=2)
+    task = squares.SquaresTask(mask=tasks.MaskSpec(count=13), presentations=2)
     b = jax.jit(task.train_batch, static_argnums=1)(5, 32)
     assert b.tokens.shape == (32, 64) and np.all(np.asarray(b.mask).sum(1) == 13)
     images = np.asarray(b.tokens).reshape(32, 8, 8)

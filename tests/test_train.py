@@ -12,8 +12,10 @@ import optax
 import pytest
 
 import rectbert
-from rectbert import checkpoint, losses, metrics, tasks, train
-from rectbert import workdir as workdir_lib
+from rectbert.data import squares, tasks
+from rectbert.model import losses
+from rectbert.training import checkpoint, engine, metrics, train
+from rectbert.training import workdir as workdir_lib
 from tests.conftest import SQUARES as TASK
 from tests.conftest import SQUARES_MODEL as MODEL
 from tests.conftest import SQUARES_TRAIN as CFG
@@ -46,7 +48,7 @@ def test_masked_loss_by_hand_and_no_gradient_at_visible_positions():
 def test_first_step_regression():
     # Pinned numbers of one training step of the tiny squares model (seed 0) on this CPU's jax.
     # Update them when the model, the initialisation, the data or the masking change on purpose.
-    state, step = train.build(TASK, MODEL, CFG)
+    state, step = engine.build(TASK, MODEL, CFG)
     state, first = step(state, jnp.asarray(0, jnp.int32))
     state, second = step(state, jnp.asarray(1, jnp.int32))
     assert float(first["train/loss"]) == pytest.approx(0.86391, abs=2e-4)
@@ -230,14 +232,14 @@ def test_load_run_predict_agrees_with_training_eval(tmp_path):
 
 
 def test_schedules():
-    cos = train.learning_rate_fn(CFG)
+    cos = engine.learning_rate_fn(CFG)
     assert float(cos(0)) == 0.0 and float(cos(2)) == pytest.approx(3e-3)
     assert float(cos(9)) == pytest.approx(0.0, abs=1e-9)
-    const = train.learning_rate_fn(
-        train.TrainConfig(num_steps=9, schedule="constant", learning_rate=1e-5)
+    const = engine.learning_rate_fn(
+        engine.TrainConfig(num_steps=9, schedule="constant", learning_rate=1e-5)
     )
     assert float(const(0)) == float(const(8)) == pytest.approx(1e-5)
-    assert isinstance(train.make_optimizer(CFG), optax.GradientTransformation)
+    assert isinstance(engine.make_optimizer(CFG), optax.GradientTransformation)
 
 
 @pytest.mark.parametrize("name", ["adamw", "lion"])
@@ -245,10 +247,10 @@ def test_optimizers_two_updates_by_hand(name):
     # two steps of each, from its paper (b1 0.9; AdamW b2 0.999, bias-corrected; Lion b2
     # 0.99, the update's sign taken of an interpolation the momentum does not keep)
     lr, wd = 0.1, 0.5
-    cfg = train.TrainConfig(
+    cfg = engine.TrainConfig(
         num_steps=5, schedule="constant", learning_rate=lr, weight_decay=wd, optimizer=name
     )
-    tx = train.make_optimizer(cfg)
+    tx = engine.make_optimizer(cfg)
     p = np.array([1.0, -2.0, 3.0])
     grads = [np.array([0.3, -0.01, 0.2]), np.array([-0.1, 0.02, 0.3])]  # norms < 1: no clip
     params, state = {"w": jnp.asarray(p)}, tx.init({"w": jnp.asarray(p)})
@@ -265,7 +267,7 @@ def test_optimizers_two_updates_by_hand(name):
         np.testing.assert_allclose(params["w"], p, rtol=1e-5, atol=1e-6)
 
 
-class NaNAfterStep4(tasks.SquaresTask):
+class NaNAfterStep4(squares.SquaresTask):
     """Squares whose points turn NaN from step 4 on: the loss goes non-finite there."""
 
     def train_batch(self, step, batch):
@@ -278,7 +280,7 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     model = dataclasses.replace(MODEL, position="sincos")
     cfg = dataclasses.replace(CFG, log_every=5, checkpoint_every=2)
     workdir = str(tmp_path / "nan")
-    with pytest.raises(train.NonFiniteError, match="step 5; stopped, checkpoint at step 4 kept"):
+    with pytest.raises(metrics.NonFiniteError, match="step 5; stopped, checkpoint at step 4 kept"):
         train.train(task, model, cfg, workdir)
     run = rectbert.load_run(workdir)
     assert run.step == 4
@@ -290,11 +292,11 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     # training scalars are checked first, and metrics.jsonl stays strict JSON
     cfg = dataclasses.replace(CFG, num_steps=12, log_every=10, checkpoint_every=10, eval_every=6)
     workdir = str(tmp_path / "nan_eval")
-    with pytest.raises(train.NonFiniteError, match="step 5; stopped, no checkpoint yet"):
+    with pytest.raises(metrics.NonFiniteError, match="step 5; stopped, no checkpoint yet"):
         train.train(task, model, cfg, workdir)
     assert not os.path.exists(os.path.join(workdir, "metrics.jsonl")) or read_rows(workdir) == []
     # and a non-finite value is never written, on any path
-    with pytest.raises(train.NonFiniteError, match="eval/x"):
+    with pytest.raises(metrics.NonFiniteError, match="eval/x"):
         metrics.put(workdir, 3, {"eval/x": float("nan")})
 
 

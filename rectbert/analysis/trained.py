@@ -1,6 +1,7 @@
-"""load_run(workdir): a trained run's parameters, codebook and a predict function.
+"""load_run(workdir): a trained run — its configuration, parameters, codebook, task and scene —
+and what can be asked of it: predictions, exact tokens, the oracle curve, joint samples.
 
-Reads what train.train wrote: config.json, codebook.npy (rectangle tasks), ckpt/.
+Reads what training wrote: config.json, codebook.npy (scene tasks), ckpt/.
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import checkpoint, evaluation, scene_tasks, scenes, tasks
-from rectbert import codebook as codebook_lib
-from rectbert import model as model_lib
-from rectbert import workdir as workdir_lib
-from rectbert.tasks import Batch
+from rectbert import scenes
+from rectbert.analysis import oracle_curve
+from rectbert.analysis.samples import sampler
+from rectbert.data import scene_tasks, squares, tasks
+from rectbert.data.tasks import Batch
+from rectbert.geometry import codebook as codebook_lib
+from rectbert.model import encoder
+from rectbert.training import checkpoint, evaluation
+from rectbert.training import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
     workdir: str
     config: dict
-    model_config: model_lib.ModelConfig
+    model_config: encoder.ModelConfig
     params: dict
     step: int
     codebook: np.ndarray | None  # [K, 16] centroids for rectangle tasks
@@ -40,7 +45,7 @@ class Run:
         with the run's codebook for grid and sparse runs."""
         rec = dict(self.config.get("task") or {})
         classes = {
-            c.name: c for c in (tasks.SquaresTask, scene_tasks.GridTask, scene_tasks.SparseTask)
+            c.name: c for c in (squares.SquaresTask, scene_tasks.GridTask, scene_tasks.SparseTask)
         }
         name = rec.pop("name", None)
         if name not in classes:
@@ -61,15 +66,14 @@ class Run:
         return task
 
     def oracle_curve(self, visible=None, examples: int = 256, cfg=None):
-        """(rows, calibration) of ceiling.curve for this sparse run at these visible counts
-        (default: ceiling.default_visible), on its task's first `examples` held-out examples."""
-        from rectbert import ceiling  # figures and the oracle: only when asked
-
+        """(rows, calibration) of oracle_curve.curve for this sparse run at these visible
+        counts (default: oracle_curve.default_visible), on its task's first `examples`
+        held-out examples."""
         task = self.task()
         if task.name != "sparse":
             raise ValueError(f"workdir={self.workdir!r}: the oracle curve needs a sparse run")
         predict = _predict_fn(self.model_config)
-        return ceiling.curve(task, predict, self.params, visible, examples, cfg)
+        return oracle_curve.curve(task, predict, self.params, visible, examples, cfg)
 
     def tokens(self, shapes_BxD, points_BxPx2):
         """[B, P] the true tokens of these shapes (rows of run.scene's parameters) at these
@@ -91,14 +95,12 @@ class Run:
 
     def sample(self, points_BxPx2, tokens_BxP, visible_BxP, key, cfg=None):
         """[B, P] completions: the visible tokens kept, the others drawn from the model
-        (sampling.SampleConfig: joint in random order by default; argmax; independent)."""
-        from rectbert import sampling
-
+        (sampler.SampleConfig: joint in random order by default; argmax; independent)."""
         visible = jnp.asarray(visible_BxP, bool)
         tokens = jnp.where(visible, jnp.asarray(tokens_BxP, jnp.int32), 0)
         batch = Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
         predict = _predict_fn(self.model_config)
-        return sampling.sample(predict, self.params, batch, key, cfg or sampling.SampleConfig())
+        return sampler.sample(predict, self.params, batch, key, cfg or sampler.SampleConfig())
 
 
 _PREDICT_CACHE: dict = {}
@@ -118,13 +120,13 @@ def load_run(workdir: str, step: int | None = None) -> Run:
         raise ValueError(f"workdir={workdir!r}: {e}") from None
     if config is None or "model" not in config:
         raise ValueError(f"workdir={workdir!r} holds no trained run's config.json")
-    fields = {f.name for f in dataclasses.fields(model_lib.ModelConfig)}
+    fields = {f.name for f in dataclasses.fields(encoder.ModelConfig)}
     if set(config["model"]) != fields:
         odd = sorted(set(config["model"]) ^ fields)
         raise ValueError(f"workdir={workdir!r}: config.json's model has other fields ({odd})")
-    model_cfg = model_lib.ModelConfig(**config["model"])
+    model_cfg = encoder.ModelConfig(**config["model"])
     # the parameter structure, to restore into (shapes only; nothing is computed)
-    model = model_lib.Encoder(model_cfg)
+    model = encoder.Encoder(model_cfg)
     length = max(model_cfg.num_positions, 1)
     abstract = jax.eval_shape(
         lambda: model.init(
@@ -140,55 +142,3 @@ def load_run(workdir: str, step: int | None = None) -> Run:
         except workdir_lib.WorkdirError as e:
             raise ValueError(f"workdir={workdir!r}: {e}") from None
     return Run(workdir, config, model_cfg, params, int(step), codebook)
-
-
-def query(predict, params, visible_points_Vx2, visible_tokens_V, query_points_Qx2, *, chunk: int):
-    """Argmax tokens [Q] at query points, given one example's visible (point, token) pairs.
-
-    Queries go in chunks of `chunk` hidden positions beside all visible ones, as in training
-    (so a full-attention model sees the number of hidden tokens it was trained with).
-    `predict(params, batch) -> logits` is evaluation.make_predict's function.
-    """
-    vis_p = jnp.asarray(visible_points_Vx2, jnp.float32)
-    vis_t = jnp.asarray(visible_tokens_V, jnp.int32)
-    q = jnp.asarray(query_points_Qx2, jnp.float32)
-    n_q, n_v = q.shape[0], vis_p.shape[0]
-    n_chunks = -(-n_q // chunk)
-    q = jnp.concatenate([q, jnp.broadcast_to(q[:1], (n_chunks * chunk - n_q, 2))])
-    points = jnp.concatenate(
-        [jnp.broadcast_to(vis_p, (n_chunks, n_v, 2)), q.reshape(n_chunks, chunk, 2)], axis=1
-    )
-    tokens = jnp.concatenate(
-        [jnp.broadcast_to(vis_t, (n_chunks, n_v)), jnp.zeros((n_chunks, chunk), jnp.int32)], 1
-    )
-    mask = jnp.concatenate(
-        [jnp.zeros((n_chunks, n_v), bool), jnp.ones((n_chunks, chunk), bool)], axis=1
-    )
-    logits = predict(params, Batch(points=points, tokens=tokens, mask=mask))
-    return jnp.argmax(logits[:, n_v:], -1).reshape(-1)[:n_q]
-
-
-def render(points_Nx2, values_NxG, *, size: int = 256, cell: int = 16):
-    """[size, size] image: every point's grid x grid cell values painted over its window and
-    averaged where windows overlap (at lattice spacing `cell` this is codebook.stitch)."""
-    points = np.asarray(points_Nx2, np.float64)
-    values = np.asarray(values_NxG, np.float64)
-    grid = int(round(values.shape[1] ** 0.5))
-    total, count = np.zeros((size, size)), np.zeros((size, size))
-    half = grid * cell / 2
-    for (px, py), v in zip(points, values.reshape(-1, grid, grid), strict=True):
-        for r in range(grid):
-            y0 = int(round(py - half + r * cell))
-            for c in range(grid):
-                x0 = int(round(px - half + c * cell))
-                ys, xs = slice(max(y0, 0), max(y0 + cell, 0)), slice(max(x0, 0), max(x0 + cell, 0))
-                total[ys, xs] += v[r, c]
-                count[ys, xs] += 1
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def dense_lattice(spacing: float, *, lo: float = 32.0, hi: float = 224.0):
-    """[M, 2] points on a square lattice over [lo, hi]^2 (the valid point region)."""
-    t = np.arange(lo, hi + 1e-6, spacing, dtype=np.float32)
-    ys, xs = np.meshgrid(t, t, indexing="ij")
-    return np.stack([xs.ravel(), ys.ravel()], -1)

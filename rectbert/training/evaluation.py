@@ -9,14 +9,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from rectbert import losses
-from rectbert import model as model_lib
-from rectbert.tasks import Batch
+from rectbert.data.tasks import Batch
+from rectbert.model import encoder, losses
 
 
-def make_predict(model_cfg: model_lib.ModelConfig):
+def make_predict(model_cfg: encoder.ModelConfig):
     """Jitted (params, batch) -> logits_BxLxK with the batch's masked tokens hidden."""
-    model = model_lib.Encoder(model_cfg)
+    model = encoder.Encoder(model_cfg)
 
     @jax.jit
     def predict(params, batch: Batch):

@@ -12,9 +12,11 @@ from typing import ClassVar, Protocol
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from rectbert import config, keys, masking, positions, shapes
+from rectbert import config
+from rectbert.data import keys, masking
+from rectbert.geometry import shapes
+from rectbert.model import positions
 
 
 @flax.struct.dataclass
@@ -146,75 +148,3 @@ def common_checks(task, seq_len: int) -> list:
             f"a count in [1, {seq_len - 1}]: at least one of {seq_len} tokens stays visible",
         ),
     ]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SquaresTask:
-    """n x n binary images of one square; each pixel a token (0 black, 1 white)."""
-
-    mask: MaskSpec
-    n: int = 8
-    min_side: int = 2
-    max_side: int = 5
-    presentations: int = 40
-    eval_examples: int = 1024
-    seed: int = 0
-    name: ClassVar[str] = "squares"
-    lattice: ClassVar[bool] = True
-    has_values: ClassVar[bool] = False
-    centroids: ClassVar[None] = None
-
-    def __post_init__(self):
-        config.validate(
-            self,
-            [
-                (self.n >= 1, "n", "an integer >= 1"),
-                (1 <= self.min_side <= self.n, "min_side", f"an integer in [1, n={self.n}]"),
-                (
-                    self.min_side <= self.max_side <= self.n,
-                    "max_side",
-                    f"an integer in [min_side={self.min_side}, n={self.n}]",
-                ),
-                *common_checks(self, self.n * self.n),
-            ],
-        )
-
-    num_tokens = property(lambda self: 2)
-    seq_len = property(lambda self: self.n * self.n)
-    extent = property(lambda self: float(self.n))
-    unit = property(lambda self: 1.0)
-
-    @constant
-    def _images(self):
-        images, _ = shapes.enumerate_squares(self.n, self.min_side, self.max_side)
-        ys, xs = np.meshgrid(np.arange(self.n), np.arange(self.n), indexing="ij")
-        centres = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32) + 0.5
-        return images.reshape(images.shape[0], -1), jnp.asarray(centres)
-
-    @property
-    def num_examples(self) -> int:
-        return shapes.num_squares(self.n, self.min_side, self.max_side)
-
-    def _batch(self, key, idx_B, spec):
-        tokens_MxL, points_Lx2 = self._images
-        points = jnp.broadcast_to(points_Lx2, (idx_B.shape[0], *points_Lx2.shape))
-        return masked(key, points, tokens_MxL[idx_B], spec)
-
-    def train_batch(self, step, batch: int) -> Batch:
-        k_order, k_mask = jax.random.split(keys.key(self.seed, "data"))
-        idx = stream_indices(k_order, step, batch, self.num_examples, self.presentations)
-        return self._batch(jax.random.fold_in(k_mask, step), idx, self.mask)
-
-    def eval_set(self) -> Batch:
-        """Every image in turn with fixed random masks (there are no unseen squares)."""
-        idx = jnp.arange(self.eval_examples) % self.num_examples
-        return self._batch(keys.key(self.seed, "held_out"), idx, fixed(self.mask))
-
-    def train_eval_set(self, batch: int) -> None:
-        return None  # every square is trained on: the held-out set is the training set
-
-    def eval_extra(self, pred_NxL, batch: Batch) -> dict:
-        return {}
-
-    def record(self) -> dict:
-        return {"name": self.name, **config.fields_record(self)}

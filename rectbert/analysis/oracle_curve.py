@@ -18,8 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import keys, oracle, plots, points, workdir
-from rectbert.tasks import Batch
+from rectbert.analysis import oracle
+from rectbert.data import keys, points
+from rectbert.data.tasks import Batch
+from rectbert.training import workdir
+from rectbert.viz import curves
 
 VISIBLE = (1, 2, 4, 8, 12, 16, 20, 23)  # of 24 points (the counts)
 FLOOR = 1e-3  # the oracle's probabilities, for its NLL only, mixed with this share of uniform
@@ -234,6 +237,6 @@ def write(workdir_path: str, rows: list[dict], calib: dict, *, title: str = "") 
     return [
         path,
         c_path,
-        plots.oracle_curve(rows, os.path.join(figs, "oracle_curve.png"), title=title),
-        plots.reliability(calib, os.path.join(figs, "reliability.png"), title=title),
+        curves.oracle_curve(rows, os.path.join(figs, "oracle_curve.png"), title=title),
+        curves.reliability(calib, os.path.join(figs, "reliability.png"), title=title),
     ]

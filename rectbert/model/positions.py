@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rectbert import keys
+from rectbert.data import keys
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import json
 import math
 import os
 
-from rectbert import workdir as workdir_lib
+from rectbert.training import workdir as workdir_lib
 
 
 class MetricsError(ValueError):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from rectbert import config
-from rectbert.tasks import Batch
+from rectbert.data.tasks import Batch
 
 METHODS = ("argmax", "independent", "joint")
 ORDERS = ("random", "confident")

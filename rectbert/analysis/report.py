@@ -13,7 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import inference, keys, losses, metrics, oracle, plots, points
+from rectbert.analysis import oracle, render
+from rectbert.data import keys, points
+from rectbert.model import losses
+from rectbert.training import metrics
+from rectbert.viz import curves, panels
 
 OCCLUDED = (96.0, 96.0, 160.0, 160.0)  # the occlusion figure hides this square
 
@@ -30,9 +34,9 @@ def squares_figures(workdir: str, task, batch, preds, title: str) -> None:
         if task.mask.count == 1
         else f"{round(100 * task.mask.count / seq_len)}PercentSquareMasking"
     )
-    plots.training_curves(metrics.read(workdir), _figure(workdir, f"{name}.png"), title=title)
+    curves.training_curves(metrics.read(workdir), _figure(workdir, f"{name}.png"), title=title)
     pick = jnp.linspace(0, min(task.num_examples, len(batch.tokens)) - 1, 6).astype(int)
-    plots.square_panels(
+    panels.square_panels(
         batch.tokens[pick],
         batch.mask[pick],
         preds[pick],
@@ -45,15 +49,15 @@ def shape_figure(scene, params_D, path: str) -> str:
     """One shape at full resolution beside its area-downsampled image."""
     full = np.asarray(scene.rasterise(params_D[None]))[0]
     small = np.asarray(scene.downsample(params_D[None]))[0]
-    return plots.downsampled_shape(full, small, scene.outlines(params_D), path)
+    return panels.downsampled_shape(full, small, scene.outlines(params_D), path)
 
 
 def grid_figures(workdir: str, task, batch, preds, title: str) -> None:
     """Training curves, stitched inpaintings, the codebook and a downsampled shape."""
-    plots.training_curves(
+    curves.training_curves(
         metrics.read(workdir), _figure(workdir, "training_curves.png"), title=title
     )
-    plots.grid_panels(
+    panels.grid_panels(
         task.scene.downsample(batch.scenes[:4]),
         batch.tokens[:4],
         batch.mask[:4],
@@ -61,15 +65,15 @@ def grid_figures(workdir: str, task, batch, preds, title: str) -> None:
         task.codebook,
         _figure(workdir, "RectangleGridInpainting.png"),
     )
-    plots.codebook_tiles(task.codebook, _figure(workdir, "RectangleClusterCenters.png"))
+    panels.codebook_tiles(task.codebook, _figure(workdir, "RectangleClusterCenters.png"))
     shape_figure(task.scene, batch.scenes[0], _figure(workdir, "DownsampledRectangle.png"))
 
 
 def _rendered(task, predict, params, vis_points, vis_tokens, lattice):
     """The image the model paints from the visible points alone, queried at every lattice
     point in chunks of the training mask count (what a full-attention model was trained on)."""
-    pred = inference.query(predict, params, vis_points, vis_tokens, lattice, chunk=task.mask.count)
-    return inference.render(lattice, np.asarray(task.codebook)[np.asarray(pred)])
+    pred = render.query(predict, params, vis_points, vis_tokens, lattice, chunk=task.mask.count)
+    return render.render(lattice, np.asarray(task.codebook)[np.asarray(pred)])
 
 
 def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_spacing) -> None:
@@ -77,10 +81,10 @@ def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_sp
     queried on a dense lattice: from an example's visible points, and with every visible point
     outside a hidden square (occlusion)."""
     outlines = [task.scene.outlines(p) for p in np.asarray(batch.scenes[:4])]
-    plots.generalisation_curves(
+    curves.generalisation_curves(
         metrics.read(workdir), _figure(workdir, "RectangleContinuousTrainingLoss.png"), title=title
     )
-    plots.sparse_results(
+    panels.sparse_results(
         outlines,
         batch.points[:4],
         batch.tokens[:4],
@@ -89,13 +93,13 @@ def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_sp
         task.codebook,
         _figure(workdir, "RectangleTestResults.png"),
     )
-    plots.confusion(
+    curves.confusion(
         batch.tokens[batch.mask],
         preds[batch.mask],
         task.num_tokens,
         _figure(workdir, "confusion.png"),
     )
-    lattice = inference.dense_lattice(dense_spacing)
+    lattice = render.dense_lattice(dense_spacing)
     dense, occluded = [], []
     x0, y0, x1, y1 = OCCLUDED
     for i in range(2):
@@ -113,12 +117,12 @@ def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_sp
         img = _rendered(task, predict, params, pts, toks, lattice)
         label = "no visible point inside the dashed square"
         occluded.append((truth, np.asarray(pts), img, label, OCCLUDED))
-    plots.dense_rendering(
+    panels.dense_rendering(
         dense,
         _figure(workdir, "dense_rendering.png"),
         title="inpainting at any resolution: one query per lattice point",
     )
-    plots.dense_rendering(
+    panels.dense_rendering(
         occluded,
         _figure(workdir, "occlusion.png"),
         title="occlusion: the model fills a region it has no points in",
@@ -147,7 +151,7 @@ def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, s
         task.scene,
     )
     samples, live = np.asarray(samples), np.asarray(live)
-    plots.oracle_posterior(
+    panels.oracle_posterior(
         [task.scene.outlines(p) for p in np.asarray(batch.scenes[pick])],
         [[task.scene.outlines(s) for s in samples[i][live[i]][:60]] for i in range(len(samples))],
         batch.points[pick],

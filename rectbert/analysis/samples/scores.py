@@ -37,22 +37,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import ceiling, codebook, inference, keys, oracle, plots, points, sampling, workdir
-from rectbert.tasks import Batch
+from rectbert.analysis import oracle, oracle_curve
+from rectbert.analysis.samples import sampler
+from rectbert.data import keys, points
+from rectbert.data.tasks import Batch
+from rectbert.geometry import codebook
+from rectbert.training import workdir
 
 VISIBLE = (2, 4, 8, 16)
+
+
 TAU = 2.0  # kernel length, in differing tokens
+
+
 # the posterior samples: more exact sweeps than the predictive needs, so that a replica's
 # chains (resampled copies of few ancestors) move apart: 64 sweeps took the MMD between the
 # two replicas' sets from 0.049 +- 0.024 (16 sweeps) to 0.017 +- 0.016 at 8 visible (rect)
 POSTERIOR = oracle.OracleConfig(mcmc_steps=64)
 
 
-def methods(temperature: float = 1.0) -> list[tuple[str, sampling.SampleConfig | None]]:
+def methods(temperature: float = 1.0) -> list[tuple[str, sampler.SampleConfig | None]]:
     """(row name, sampling config; None: the oracle's posterior samples) of every method."""
-    cfg = sampling.SampleConfig(temperature=temperature)
+    cfg = sampler.SampleConfig(temperature=temperature)
     return [
-        ("argmax", sampling.SampleConfig(method="argmax")),
+        ("argmax", sampler.SampleConfig(method="argmax")),
         ("independent", dataclasses.replace(cfg, method="independent")),
         ("joint (random)", dataclasses.replace(cfg, order="random")),
         ("joint (confident)", dataclasses.replace(cfg, order="confident")),
@@ -72,7 +80,7 @@ def check(task, visible, examples: int, per_example: int) -> tuple[int, ...]:
     length = task.seq_len
     if task.name not in ("sparse", "grid"):
         raise ValueError(f"samples are scored for sparse and grid runs; this is {task.name}")
-    counts = ceiling.visible_counts(visible, length)
+    counts = oracle_curve.visible_counts(visible, length)
     for name, value, lo, hi in (
         ("examples", examples, 2, task.eval_examples),
         # each set of posterior samples comes from one replica's chains: no more than those
@@ -103,13 +111,13 @@ def _repeat(batch: Batch, s: int) -> Batch:
     return jax.tree.map(lambda a: jnp.repeat(a, s, axis=0), batch)
 
 
-def draw(predict, params, batch: Batch, key, cfg: sampling.SampleConfig, s: int):
+def draw(predict, params, batch: Batch, key, cfg: sampler.SampleConfig, s: int):
     """[B, s, L] completions by one method (argmax: s identical copies)."""
     b, length = batch.tokens.shape
     if cfg.method == "argmax":
-        one = sampling.sample(predict, params, batch, key, cfg)
+        one = sampler.sample(predict, params, batch, key, cfg)
         return np.repeat(np.asarray(one)[:, None], s, axis=1)
-    out = sampling.sample(predict, params, _repeat(batch, s), key, cfg)
+    out = sampler.sample(predict, params, _repeat(batch, s), key, cfg)
     return np.asarray(out).reshape(b, s, length)
 
 
@@ -182,7 +190,7 @@ def _mean_stderr(x) -> tuple[float | None, float | None]:
     """ceiling's mean and standard error over the finite entries (unscored examples are NaN);
     None when there are none."""
     x = np.asarray(x, np.float64)
-    return ceiling._mean_stderr(x[np.isfinite(x)]) if np.isfinite(x).any() else (None, None)
+    return oracle_curve._mean_stderr(x[np.isfinite(x)]) if np.isfinite(x).any() else (None, None)
 
 
 def score(
@@ -209,7 +217,7 @@ def score(
     start = time.time()
     root = keys.key(task.seed, "samples")
     for i, v in enumerate(counts):
-        batch = ceiling.held_out(task, v, examples, base)
+        batch = oracle_curve.held_out(task, v, examples, base)
         hidden = np.asarray(batch.mask)
         k_v = jax.random.fold_in(root, v)
         made = {}
@@ -284,103 +292,3 @@ def write(workdir_path: str, rows: list[dict]) -> str:
     path = os.path.join(workdir_path, "samples.json")
     workdir.write_atomic(path, json.dumps(rows, indent=1) + "\n")
     return path
-
-
-def dense(task, predict, params, points_Px2, tokens_P, known_P, lattice_Mx2, key, cfg):
-    """[M] tokens drawn at every lattice point given an example's known tokens, in sequences
-    of the task's length (what the model was trained on): each holds the n = min(known, L - 1)
-    known points nearest its first query and L - n queries, drawn independently by `cfg`
-    (argmax or independent). With every token known (a completion), each query is drawn
-    beside the L - 1 completed points nearest it."""
-    length = task.seq_len
-    pts = np.asarray(points_Px2, np.float32)[np.asarray(known_P, bool)]
-    toks = np.asarray(tokens_P, np.int32)[np.asarray(known_P, bool)]
-    n = min(len(pts), length - 1)
-    c = length - n
-    lattice = np.asarray(lattice_Mx2, np.float32)
-    m = len(lattice)
-    chunks = -(-m // c)
-    q = np.concatenate([lattice, np.repeat(lattice[:1], chunks * c - m, 0)]).reshape(chunks, c, 2)
-    dist = np.linalg.norm(q[:, :1] - pts[None], axis=-1)  # [chunks, known]
-    near = np.argsort(dist, axis=1, kind="stable")[:, :n]
-    batch = Batch(
-        points=jnp.asarray(np.concatenate([pts[near], q], 1)),
-        tokens=jnp.asarray(np.concatenate([toks[near], np.zeros((chunks, c), np.int32)], 1)),
-        mask=jnp.asarray(
-            np.concatenate([np.zeros((chunks, n), bool), np.ones((chunks, c), bool)], 1)
-        ),
-    )
-    return np.asarray(sampling.sample(predict, params, batch, key, cfg))[:, n:].reshape(-1)[:m]
-
-
-def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spacing: float = 8.0):
-    """figures/samples.png: from one example's few visible points (the smallest count >= 2),
-    `shown` posterior samples, joint samples (both orders), independent samples and the
-    independent argmax, each rendered densely (sparse: the model queried on a lattice given
-    the completion; grid: the completion's patches stitched)."""
-    counts = sorted(kept)
-    v = next((c for c in counts if c >= 2), counts[0])
-    batch, made, post = kept[v]["batch"], kept[v]["made"], kept[v]["posterior"]
-    zero = int(codebook.quantise(jnp.zeros(task.codebook.shape[1]), task.codebook))
-    vis = ~np.asarray(batch.mask)
-    found = kept[v]["found"]
-    # the first example with a visible token other than the empty patch's, and a posterior
-    usable = [e for e in range(vis.shape[0]) if found is None or found[e]] or [0]
-    informative = [e for e in usable if np.any(np.asarray(batch.tokens)[e][vis[e]] != zero)]
-    e = (informative or usable)[0]
-    centroids = np.asarray(task.codebook)
-    scene = task.scene
-    truth = np.asarray(scene.rasterise(batch.scenes[e : e + 1], size=64))[0]
-    points, tokens = np.asarray(batch.points[e]), np.asarray(batch.tokens[e])
-    key = jax.random.fold_in(keys.key(task.seed, "figures"), 1000 + v)
-    if task.name == "grid":
-
-        def render_completion(t_L, _):
-            return np.asarray(codebook.stitch(jnp.asarray(centroids[t_L])))
-
-        def render_visible(cfg, k):
-            return render_completion(np.asarray(draw(predict, params, batch, k, cfg, 1))[e, 0], k)
-
-    else:
-        lattice = inference.dense_lattice(spacing)
-
-        def render_completion(t_L, k):
-            cfg = sampling.SampleConfig(method="argmax")
-            drawn = dense(
-                task, predict, params, points, t_L, np.ones(len(t_L), bool), lattice, k, cfg
-            )
-            return inference.render(lattice, centroids[drawn])
-
-        def render_visible(cfg, k):
-            drawn = dense(task, predict, params, points, tokens, vis[e], lattice, k, cfg)
-            return inference.render(lattice, centroids[drawn])
-
-    rows = []
-    if post is not None and (found is None or found[e]):
-        size = 16 if task.name == "grid" else 64
-        rows.append(
-            (
-                "oracle: posterior samples",
-                list(np.asarray(scene.rasterise(jnp.asarray(post[e, 0, :shown]), size=size))),
-            )
-        )
-    for label in ("joint (random)", "joint (confident)"):
-        comp = made[label][e, :shown]
-        rows.append(
-            (
-                f"model: {label} samples",
-                [render_completion(c, jax.random.fold_in(key, i)) for i, c in enumerate(comp)],
-            )
-        )
-    indep = sampling.SampleConfig(method="independent")
-    rows.append(
-        (
-            "model: independent samples",
-            [render_visible(indep, jax.random.fold_in(key, 100 + i)) for i in range(shown)],
-        )
-    )
-    rows.append(
-        ("model: independent argmax", [render_visible(sampling.SampleConfig(method="argmax"), key)])
-    )
-    title = f"{task.name}: {scene.name}, {v} visible points (orange); the truth at left"
-    return plots.samples(truth, points[vis[e]], rows, path, title=title, extent=float(scene.size))

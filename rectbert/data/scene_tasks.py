@@ -11,8 +11,19 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from rectbert import codebook, config, keys, losses, points, scenes, shapes
-from rectbert.tasks import Batch, MaskSpec, common_checks, constant, fixed, masked, stream_indices
+from rectbert import config, scenes
+from rectbert.data import keys, points
+from rectbert.data.tasks import (
+    Batch,
+    MaskSpec,
+    common_checks,
+    constant,
+    fixed,
+    masked,
+    stream_indices,
+)
+from rectbert.geometry import codebook, shapes
+from rectbert.model import losses
 
 
 def patches(scene, params_NxD):

@@ -12,7 +12,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from rectbert import config, positions
+from rectbert import config
+from rectbert.model import positions
 
 ATTENTIONS = ("full", "context")
 NORMS = ("pre", "post")

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert import shapes
+from rectbert.geometry import shapes
 
 
 # ----------------------------------------------------------------------------- k-means

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from rectbert import scenes, shapes
+from rectbert import scenes
+from rectbert.geometry import shapes
 
 
 @dataclasses.dataclass(frozen=True)

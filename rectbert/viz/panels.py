@@ -1,37 +1,15 @@
-"""Figures, drawn with matplotlib's object API (no pyplot state, no display needed).
-
-Each function takes numpy-convertible arrays and a path, and writes one PNG.
-"""
+"""Figures of examples: shapes and their downsampled images, the codebook, inpainted squares,
+grids and sparse points, dense renderings, oracle posteriors and joint samples. Each takes
+numpy-convertible arrays and a path, and writes one PNG."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Polygon, Rectangle
+from matplotlib.patches import Rectangle
 
-from rectbert import shapes
-
-
-def _save(fig: Figure, path: str) -> str:
-    """Write the PNG whole or not at all: to a temporary name beside it, then renamed (a
-    reader, or a second run writing the same figure, never sees half a file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def outline(ax, polygons, **style) -> None:
-    """Draw a shape's outline polygons ([V, 2] (x, y) each) unfilled."""
-    for poly in polygons:
-        ax.add_patch(Polygon(np.asarray(poly), closed=True, fill=False, **style))
+from rectbert.geometry import shapes
+from rectbert.viz.base import masked_rgb, outline, save
 
 
 def downsampled_shape(full_HxW, small_hxw, polygons, path: str) -> str:
@@ -49,7 +27,7 @@ def downsampled_shape(full_HxW, small_hxw, polygons, path: str) -> str:
     for ax in (ax_full, ax_small):
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def codebook_tiles(centroids_KxG, path: str, *, counts_K=None) -> str:
@@ -74,35 +52,7 @@ def codebook_tiles(centroids_KxG, path: str, *, counts_K=None) -> str:
     if counts_K is not None:
         title += " (n: uses on held-out shapes)"
     fig.suptitle(title)
-    return _save(fig, path)
-
-
-def training_curves(rows: list[dict], path: str, *, title: str = "") -> str:
-    """Loss and masked accuracy against step: train (logged windows) and held-out eval."""
-    fig = Figure(figsize=(10, 3.8))
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for key, ax in (("loss", ax_loss), ("masked_accuracy", ax_acc)):
-        for split, style in (("train", "-"), ("eval", "o-")):
-            pts = [(r["step"], r[f"{split}/{key}"]) for r in rows if f"{split}/{key}" in r]
-            if pts:
-                s, v = zip(*pts, strict=True)
-                ax.plot(s, v, style, ms=3, label=split)
-        ax.set_xlabel("step")
-        ax.set_title(f"masked {key.replace('masked_', '')}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    ax_loss.set_yscale("log")
-    ax_acc.set_ylim(0, 1.02)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
-def _masked_rgb(gray_HxW, mask_HxW):
-    """Gray image with hidden pixels shown in mid-grey blue so they read as 'unknown'."""
-    rgb = np.repeat(np.asarray(gray_HxW, np.float32)[..., None], 3, axis=-1)
-    rgb[np.asarray(mask_HxW, bool)] = (0.35, 0.45, 0.75)
-    return rgb
+    return save(fig, path)
 
 
 def square_panels(tokens_NxL, mask_NxL, pred_NxL, path: str, *, n: int = 8) -> str:
@@ -114,7 +64,7 @@ def square_panels(tokens_NxL, mask_NxL, pred_NxL, path: str, *, n: int = 8) -> s
     for i in range(rows):
         filled = np.where(mask[i], pred[i], tokens[i]).reshape(n, n)
         panels = (
-            _masked_rgb(tokens[i].reshape(n, n), mask[i].reshape(n, n)),
+            masked_rgb(tokens[i].reshape(n, n), mask[i].reshape(n, n)),
             filled,
             tokens[i].reshape(n, n),
         )
@@ -131,12 +81,12 @@ def square_panels(tokens_NxL, mask_NxL, pred_NxL, path: str, *, n: int = 8) -> s
                     *np.nonzero((mask[i] & (pred[i] != tokens[i])).reshape(n, n)), strict=True
                 ):
                     ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="red", lw=2))
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def grid_panels(images_NxHxW, tokens_NxL, mask_NxL, pred_NxL, centroids_KxG, path: str) -> str:
     """The write-up's "RectangleGridInpainting": truth, masked tokens, stitched prediction."""
-    from rectbert import codebook
+    from rectbert.geometry import codebook
 
     images, tokens, mask, pred = (
         np.asarray(a) for a in (images_NxHxW, tokens_NxL, mask_NxL, pred_NxL)
@@ -156,7 +106,7 @@ def grid_panels(images_NxHxW, tokens_NxL, mask_NxL, pred_NxL, centroids_KxG, pat
         acc = (pred[i] == tokens[i])[mask[i]].mean() if mask[i].any() else 1.0
         panels = (
             (images[i], "true 16x16"),
-            (_masked_rgb(visible[i], vis_cover[i] == 0), f"input ({int(mask[i].sum())} masked)"),
+            (masked_rgb(visible[i], vis_cover[i] == 0), f"input ({int(mask[i].sum())} masked)"),
             (recon[i], f"stitched prediction (acc {acc:.2f})"),
         )
         for ax, (img, name) in zip(axes[i], panels, strict=True):
@@ -164,7 +114,7 @@ def grid_panels(images_NxHxW, tokens_NxL, mask_NxL, pred_NxL, centroids_KxG, pat
             ax.set_title(name, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def sparse_results(
@@ -237,61 +187,7 @@ def sparse_results(
         "(true token beside it); dashed red = true shape",
         fontsize=9,
     )
-    return _save(fig, path)
-
-
-def generalisation_curves(rows: list[dict], path: str, *, title: str = "") -> str:
-    """The write-up's "RectangleContinuousTrainingLoss", with what it lacked: held-out accuracy
-    beside training-set accuracy, and the two baselines."""
-    fig = Figure(figsize=(10, 3.8))
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    series = [
-        ("train/loss", ax_loss, "-", "0.6", "training batches (objective)"),
-        ("eval/train_loss", ax_loss, "o-", "C0", "training rectangles"),
-        ("eval/loss", ax_loss, "s-", "C1", "held-out shapes"),
-        ("eval/train_masked_accuracy", ax_acc, "o-", "C0", "training rectangles"),
-        ("eval/masked_accuracy", ax_acc, "s-", "C1", "held-out shapes"),
-    ]
-    for key, ax, style, color, label in series:
-        pts = [(r["step"], r[key]) for r in rows if key in r]
-        if pts:
-            s, v = zip(*pts, strict=True)
-            ax.plot(s, v, style, ms=3, color=color, label=label)
-    last = next((r for r in reversed(rows) if "eval/majority_accuracy" in r), None)
-    if last is not None:
-        ax_acc.axhline(last["eval/nearest_accuracy"], color="0.4", ls="--", label="nearest visible")
-        ax_acc.axhline(last["eval/majority_accuracy"], color="0.6", ls=":", label="majority token")
-    ax_loss.set_yscale("log")
-    ax_loss.set_title("masked cross-entropy")
-    ax_acc.set_title("masked accuracy")
-    ax_acc.set_ylim(0, 1.02)
-    for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
-def confusion(tokens_N, pred_N, num_tokens: int, path: str, *, centroids_KxG=None) -> str:
-    """Row-normalised confusion matrix of hidden tokens (true rows, predicted columns)."""
-    m = np.zeros((num_tokens, num_tokens))
-    np.add.at(m, (np.asarray(tokens_N), np.asarray(pred_N)), 1)
-    support = m.sum(1)
-    rate = m / np.maximum(support[:, None], 1)
-    fig = Figure(figsize=(7, 6))
-    ax = fig.subplots()
-    im = ax.imshow(rate, cmap="viridis", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, label="fraction of the true token's cases")
-    ax.set_xlabel("predicted token")
-    ax.set_ylabel("true token (support)")
-    ax.set_yticks(range(num_tokens), [f"{k} ({int(s)})" for k, s in enumerate(support)], fontsize=7)
-    ax.set_xticks(range(num_tokens))
-    ax.tick_params(axis="x", labelsize=7)
-    acc = np.trace(m) / max(m.sum(), 1)
-    ax.set_title(f"held-out hidden tokens: accuracy {acc:.3f}")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def dense_rendering(rows: list[tuple], path: str, *, title: str = "") -> str:
@@ -315,7 +211,7 @@ def dense_rendering(rows: list[tuple], path: str, *, title: str = "") -> str:
             ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def oracle_posterior(
@@ -367,72 +263,7 @@ def oracle_posterior(
         "rim) and oracle (right, white rim): o right, x wrong",
         fontsize=9,
     )
-    return _save(fig, path)
-
-
-def oracle_curve(rows: list[dict], path: str, *, title: str = "") -> str:
-    """Model and oracle against the number of visible points: accuracy (with the model /
-    oracle ratio), NLL of the true token and KL(oracle || model); error bars 1 stderr."""
-    v = np.array([r["visible"] for r in rows])
-    fig = Figure(figsize=(13, 3.8))
-    ax_acc, ax_nll, ax_kl = fig.subplots(1, 3)
-    fig.subplots_adjust(wspace=0.32)
-
-    def series(ax, name, label, **style):
-        y = np.array([r[name] for r in rows])
-        e = np.array([r[name + "_stderr"] for r in rows])
-        ax.errorbar(v, y, yerr=e, marker="o", ms=4, capsize=2, label=label, **style)
-
-    series(ax_acc, "oracle_accuracy", "oracle (Bayes-optimal)", color="k")
-    series(ax_acc, "model_accuracy", "model", color="tab:blue")
-    ax_acc.set_ylabel("accuracy on the hidden tokens")
-    for r in rows:
-        ax_acc.annotate(
-            f"{r['model_over_oracle']:.3f}",
-            (r["visible"], r["model_accuracy"]),
-            textcoords="offset points",
-            xytext=(0, -12),
-            ha="center",
-            fontsize=7,
-            color="tab:blue",
-        )
-    series(ax_nll, "oracle_nll", "oracle", color="k")
-    series(ax_nll, "model_nll", "model", color="tab:blue")
-    ax_nll.set_ylabel("NLL of the true token (nats)")
-    series(ax_kl, "kl", "KL(oracle || model), plug-in", color="tab:red")
-    series(ax_kl, "nll_gap", "NLL gap, model - oracle", color="tab:orange")
-    ax_kl.axhline(0.05, color="0.5", ls=":", lw=1, label="0.05 nats")
-    ax_kl.set_ylabel("nats per hidden token")
-    ax_kl.axhline(0.0, color="0.7", lw=0.8)
-    for ax in (ax_acc, ax_nll, ax_kl):
-        ax.set_xlabel("visible points")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title or "the model against the oracle, by visible points", fontsize=10)
-    return _save(fig, path)
-
-
-def reliability(calib: dict, path: str, *, title: str = "") -> str:
-    """Reliability diagrams of model and oracle on the same tokens: accuracy against mean
-    confidence per bin (the diagonal is calibrated), marker area ~ tokens in the bin."""
-    fig = Figure(figsize=(5, 4.6))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
-    colors = {"model": "tab:blue", "oracle": "k"}
-    for who, c in calib.items():
-        n = np.array(c["count"], float)
-        keep = n > 0
-        conf, acc = np.array(c["confidence"])[keep], np.array(c["accuracy"])[keep]
-        ax.plot(conf, acc, color=colors.get(who), lw=1, label=f"{who}: ECE {c['ece']:.4f}")
-        ax.scatter(conf, acc, s=8 + 400 * n[keep] / n.sum(), color=colors.get(who), alpha=0.6)
-    ax.set_xlabel("confidence (probability of the argmax token)")
-    ax.set_ylabel("accuracy")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(title or "reliability, every hidden token of the curve", fontsize=9)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def samples(truth, visible_Vx2, rows: list[tuple], path: str, *, title: str = "", extent=256.0):
@@ -471,4 +302,4 @@ def samples(truth, visible_Vx2, rows: list[tuple], path: str, *, title: str = ""
     )
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save(fig, path)

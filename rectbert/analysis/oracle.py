@@ -1,0 +1,190 @@
+"""The Bayes-optimal predictor of the sparse task: the posterior over a scene's parameters
+given the visible (point, token) pairs, and what is computed from it — the posterior
+predictive, posterior samples, a consistency search, the oracle's held-out accuracy.
+
+The ceiling every sparse model is measured against (uniformly sampled points, any scene the
+sampler supports); the sampler itself is in smc.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rectbert import config
+from rectbert.analysis.smc import posterior_one, replica
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleConfig:
+    num_samples: int = 1024  # proposals per round, per example (half to each replica)
+    rounds: int = 4  # round 0 proposes from the hard bounds; later rounds adapt a box
+    keep: float = 0.05  # a round's box is fitted to its best (fewest mismatches) 5 %
+    defensive: float = 0.25  # share of each round drawn from the prior (full support)
+    margin: float = 0.25  # fitted box = kept range +- margin x range (+ 2 px)
+    min_ess: float = 30.0  # below this (measured from two replicas) an example is unreliable
+    chains: int = 192  # sequential Monte Carlo chains (half to each replica)
+    anneal_steps: int = 16  # at most this many tempered sweeps (beta raised adaptively, chains
+    # resampled, then moved); fewer when beta reaches BETA_MAX (IS found the posterior)
+    mcmc_steps: int = 4  # exact-posterior sweeps whose tokens are counted
+    shrinks: int = 3  # tries per coordinate and sweep
+
+    def __post_init__(self):
+        config.validate(
+            self,
+            [
+                (self.num_samples >= 64, "num_samples", "an integer >= 64 (two replicas)"),
+                (self.rounds >= 1, "rounds", "an integer >= 1"),
+                (0 < self.keep < 1, "keep", "a fraction in (0, 1)"),
+                (0 < self.defensive < 1, "defensive", "a fraction in (0, 1)"),
+                (self.margin >= 0, "margin", "a number >= 0"),
+                (self.min_ess >= 0, "min_ess", "a number >= 0"),
+                (self.chains >= 4, "chains", "an integer >= 4 (two replicas)"),
+                (self.anneal_steps >= 0, "anneal_steps", "an integer >= 0"),
+                (self.mcmc_steps >= 1, "mcmc_steps", "an integer >= 1 (its tokens are counted)"),
+                (self.shrinks >= 1, "shrinks", "an integer >= 1"),
+            ],
+        )
+
+
+@functools.partial(jax.jit, static_argnames=("scene", "cfg"))
+def _posterior(keys, points, tokens, visible, centroids, scene, cfg):
+    fn = functools.partial(posterior_one, centroids_KxG=centroids, scene=scene, cfg=cfg)
+    return jax.lax.map(lambda a: fn(*a), (keys, points, tokens, visible))
+
+
+def check(scene) -> None:
+    """ValueError, in one line, for a scene whose posterior this oracle cannot sample."""
+    why = scene.oracle_unsupported()
+    if why:
+        raise ValueError(f"the oracle does not support {why}")
+
+
+def _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg):
+    """(probs [B, P, K], ess [B], chain states [B, C, D], on-posterior [B, C])."""
+    check(scene)
+    return _posterior(
+        jax.random.split(key, jnp.shape(tokens_BxP)[0]),
+        jnp.asarray(points_BxPx2, jnp.float32),
+        jnp.asarray(tokens_BxP, jnp.int32),
+        jnp.asarray(visible_BxP, bool),
+        jnp.asarray(centroids_KxG, jnp.float32),
+        scene,
+        cfg,
+    )
+
+
+def posterior_samples(
+    key,
+    points_BxPx2,
+    tokens_BxP,
+    visible_BxP,
+    centroids_KxG,
+    scene,
+    cfg: OracleConfig = OracleConfig(),
+):
+    """[B, chains, D] final MCMC states and [B, chains] whether each is on the posterior."""
+    return _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)[2:]
+
+
+def posterior_predictive(
+    key,
+    points_BxPx2,
+    tokens_BxP,
+    visible_BxP,
+    centroids_KxG,
+    scene,
+    cfg: OracleConfig = OracleConfig(),
+):
+    """([B, P, K] posterior-predictive token probabilities, [B] effective sample sizes).
+
+    Invisible entries of tokens_BxP are ignored; `scene` is the task's scene (its prior); the
+    points are assumed uniformly sampled.
+    """
+    return _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)[:2]
+
+
+CHECK = OracleConfig(num_samples=512, chains=64, anneal_steps=24, mcmc_steps=1)
+
+
+@functools.partial(jax.jit, static_argnames=("scene", "cfg"))
+def _consistent(keys, points, tokens, centroids, scene, cfg):
+    def one(a):
+        k, p, t = a
+        _, _, x, live = replica(k, p, t, jnp.ones(t.shape, bool), centroids, scene, cfg)
+        return jnp.any(live), jnp.where(jnp.any(live), x[jnp.argmax(live)], jnp.nan)
+
+    return jax.lax.map(one, (keys, points, tokens))
+
+
+def consistent(
+    key, points_BxPx2, tokens_BxP, centroids_KxG, scene, cfg: OracleConfig = CHECK, chunk=256
+):
+    """Whether each example's full token set is the token set of some shape of the scene:
+    ([B] bool, [B, D] a witness shape, NaN where none was found). The oracle's sampler with
+    every token visible searches for one; True is certain (the witness has exactly these
+    tokens), False means the search found none (its miss rate on true completions is
+    measured by the caller: the `oracle` rows of sampling scores)."""
+    check(scene)
+    points, tokens = np.asarray(points_BxPx2, np.float32), np.asarray(tokens_BxP, np.int32)
+    b = tokens.shape[0]
+    found, witness = [], []
+    for i in range(0, b, chunk):  # padded to a power of two: few compilations
+        n = min(chunk, b - i)
+        size = min(chunk, max(4, 1 << max(n - 1, 0).bit_length()))
+        idx = np.minimum(np.arange(i, i + size), b - 1)
+        f, w = _consistent(  # row j's key is fold_in(key, j): what it is batched with is moot
+            jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.asarray(idx)),
+            jnp.asarray(points[idx]),
+            jnp.asarray(tokens[idx]),
+            jnp.asarray(centroids_KxG, jnp.float32),
+            scene,
+            cfg,
+        )
+        found.append(np.asarray(f)[:n])
+        witness.append(np.asarray(w)[:n])
+    if not found:
+        return np.zeros(0, bool), np.zeros((0, scene.param_dim), np.float32)
+    return np.concatenate(found), np.concatenate(witness)
+
+
+def predict_batch(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
+    """posterior_predictive on a Batch (its hidden tokens are `mask`), in chunks of examples
+    (memory): ([B, P, K], [B] ESS) as numpy arrays."""
+    probs, ess = [], []
+    for i in range(0, batch.tokens.shape[0], chunk):
+        p, e = posterior_predictive(
+            jax.random.fold_in(key, i),
+            batch.points[i : i + chunk],
+            batch.tokens[i : i + chunk],
+            ~batch.mask[i : i + chunk],
+            centroids_KxG,
+            scene,
+            cfg,
+        )
+        probs.append(np.asarray(p))
+        ess.append(np.asarray(e))
+    return np.concatenate(probs), np.concatenate(ess)
+
+
+def evaluate(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
+    """Oracle metrics on a sparse eval batch: accuracy on the hidden tokens, its argmax
+    tokens [B, P], the ESS per example and how many examples fall under cfg.min_ess."""
+    probs, ess = predict_batch(key, batch, centroids_KxG, scene, cfg, chunk)
+    pred = probs.argmax(-1)
+    mask, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
+    correct = (pred == tokens)[mask]
+    return (
+        {
+            "eval/oracle_accuracy": float(correct.mean()),
+            "eval/oracle_accuracy_stderr": float(correct.std() / np.sqrt(max(correct.size, 1))),
+            "eval/oracle_unreliable": int(np.sum(ess < cfg.min_ess)),
+            "eval/oracle_median_ess": float(np.median(ess)),
+        },
+        pred,
+        ess,
+    )

@@ -1,0 +1,232 @@
+"""The Scene interface and the registry of scene families (name -> class), with the decorators
+families use: @register, @sampler (one compiled program per n), @compiled (checked coverage).
+
+A family is a frozen dataclass in a module of its own (rect.py, rotated.py, ...); its options
+are fields declared with option(default, help), from which the experiments make their flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rectbert import config
+from rectbert.geometry import polygons, shapes
+
+SCENES: dict[str, type[Scene]] = {}
+
+
+def register(cls):
+    """Class decorator: make the family available as rectbert.scene(cls.name)."""
+    SCENES[cls.name] = cls
+    return cls
+
+
+def sampler(sample):
+    """A family's sample(key, n) as one compiled program per n (op by op, each new n would
+    compile every small operation on its own)."""
+    fn = jax.jit(sample, static_argnums=(0, 2), static_argnames=("n",))
+
+    @functools.wraps(sample)
+    def checked(self, key, n: int):
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"n must be a count >= 0; got {n!r}")
+        return fn(self, key, int(n))
+
+    return checked
+
+
+def option(default, help: str, **metadata):
+    """A family option: its default and the help text of the flag made from it."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def options(cls) -> list[dataclasses.Field]:
+    """The options a user may set (the canvas size is not one)."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def scene(name: str, **opts) -> Scene:
+    """The scene family `name` with these options, its defaults for the rest."""
+    if name not in SCENES:
+        raise config.ConfigError("scene", "scene", name, f"one of {sorted(SCENES)}")
+    cls = SCENES[name]
+    known = {f.name: f for f in options(cls)}
+    for key in opts:
+        if key not in known:
+            raise config.ConfigError(
+                cls.__name__, key, opts[key], f"unset: {name} has {list(known)}"
+            )
+    return cls(**{k: _typed(cls, known[k], v) for k, v in opts.items()})
+
+
+def _typed(cls, f: dataclasses.Field, value):
+    """An option's value as its default's type (ints for floats allowed), else ConfigError."""
+
+    def number(v):
+        return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+    d = f.default
+    if f.metadata.get("kind") == "range":
+        if value is None or (isinstance(value, tuple | list) and len(value) == 0):
+            return None
+        if isinstance(value, tuple | list) and all(number(v) for v in value):
+            return tuple(float(v) for v in value)
+        want = "two numbers (lo, hi), or None"
+    elif isinstance(d, bool):
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        want = "True or False"
+    elif isinstance(d, int):
+        if number(value) and float(value).is_integer():
+            return int(value)
+        want = "an integer"
+    else:
+        if number(value):
+            return float(value)
+        want = "a number"
+    raise config.ConfigError(cls.__name__, f.name, value, want)
+
+
+def implements(scene, method: str) -> bool:
+    """Whether the scene's family has its own `method` (Scene's default raises)."""
+    return getattr(type(scene), method) is not getattr(Scene, method)
+
+
+def from_record(rec: dict) -> Scene:
+    """The scene a Scene.record() describes."""
+    rest = {k: v for k, v in rec.items() if k not in ("name", "size")}
+    return dataclasses.replace(scene(rec["name"], **rest), size=rec.get("size", shapes.CANVAS))
+
+
+class Scene:
+    """The interface of a family. params_NxD holds one row of D numbers per image; points are
+    (x, y) canvas pixels; every image lies on a size x size canvas (DESIGN.md)."""
+
+    name: ClassVar[str]
+    param_dim: ClassVar[int]
+    size: int
+
+    def sample(self, key, n: int):
+        """[n, D] parameters drawn from the family's prior."""
+        raise NotImplementedError
+
+    def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        """[N, P, grid*grid]: the exact covered fraction of each cell of the grid x grid
+        window of cell-pixel cells centred on each point (row-major)."""
+        raise NotImplementedError
+
+    def log_density(self, params_NxD):
+        """[N] the prior's log density; -inf outside its support."""
+        raise NotImplementedError
+
+    def support(self) -> np.ndarray:
+        """[D, 2] a box (lo, hi per parameter) that holds the prior's whole support."""
+        raise NotImplementedError
+
+    def hard_bounds(self, points_Px2, hit_P):
+        """[D, 2] a box holding every parameter row whose shape meets the window of each point
+        where hit_P is True (the oracle proposes in it); the support unless a family knows more."""
+        del points_Px2, hit_P
+        return jnp.asarray(self.support(), jnp.float32)
+
+    def oracle_unsupported(self) -> str | None:
+        """Why the oracle (a sampler over a continuous density on support()) cannot give this
+        scene's posterior, or None when it can."""
+        return None
+
+    def downsample(self, params_NxD, *, cell: int = shapes.CELL):
+        """[N, size/cell, size/cell]: each pixel the exact covered fraction of its cell."""
+        shapes.check_cell(self.size, cell)
+        n = self.size // cell
+        t = (np.arange(n, dtype=np.float32) + 0.5) * cell
+        ys, xs = np.meshgrid(t, t, indexing="ij")
+        centres = jnp.asarray(np.stack([xs.ravel(), ys.ravel()], -1))
+        points = jnp.broadcast_to(centres, (jnp.shape(params_NxD)[0], n * n, 2))
+        return self.coverage(params_NxD, points, cell=cell, grid=1).reshape(-1, n, n)
+
+    def rasterise(self, params_NxD, size: int | None = None):
+        """[N, size, size] image (default: the canvas' resolution), pixels exact fractions."""
+        size = self.size if size is None else size
+        if size < 1 or self.size % size:
+            raise ValueError(f"size must divide the canvas side {self.size}; got {size}")
+        return self.downsample(params_NxD, cell=self.size // size)
+
+    def outlines(self, params_D) -> list[np.ndarray]:
+        """The shape's outline as closed polygons [V, 2] (x, y), for figures."""
+        raise NotImplementedError
+
+    def corners(self, params_NxD):
+        """[N, C, 2] the shape's corners (the `nocorners` point sampler avoids them)."""
+        raise NotImplementedError(f"scene {self.name!r} has no corners")
+
+    def boundary_points(self, key, params_NxD, p: int):
+        """[N, p, 2] points uniform along the shape's boundary (the `edges` point sampler)."""
+        raise NotImplementedError(f"scene {self.name!r} has no boundary sampler")
+
+    def record(self) -> dict:
+        return {"name": self.name, **config.fields_record(self)}
+
+    def check(self, params_NxD, points_NxPx2=None) -> None:
+        """ValueError unless params_NxD is [N, param_dim] and points_NxPx2 [N, P, 2]; and,
+        when they hold values (not inside a jit), finite."""
+        shape, d = jnp.shape(params_NxD), self.param_dim
+        if len(shape) != 2 or shape[1] != d:
+            raise ValueError(
+                f"params_NxD of scene {self.name!r} must have shape [N, {d}]; got {shape}"
+            )
+        arrays = [("params_NxD", params_NxD)]
+        if points_NxPx2 is not None:
+            p = jnp.shape(points_NxPx2)
+            if len(p) != 3 or p[2] != 2 or p[0] != shape[0]:
+                raise ValueError(
+                    f"points_NxPx2 must have shape [N, P, 2] with N = {shape[0]} (the number "
+                    f"of shapes); got {p}"
+                )
+            arrays.append(("points_NxPx2", points_NxPx2))
+        for name, a in arrays:
+            if not isinstance(a, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(a))):
+                raise ValueError(f"{name} must be finite; got non-finite values")
+
+
+def _window_cells(points_NxPx2, cell, grid):
+    """([N, P, grid*grid] x0, y0) of the cells of each point's window, row-major."""
+    offsets = (jnp.arange(grid, dtype=jnp.float32) - grid / 2) * cell
+    pts = jnp.asarray(points_NxPx2, jnp.float32)
+    x0 = pts[..., 0, None, None] + offsets[None, :]  # [N, P, 1, G]
+    y0 = pts[..., 1, None, None] + offsets[:, None]  # [N, P, G, 1]
+    x0, y0 = jnp.broadcast_arrays(x0, y0)
+    n, p = pts.shape[:2]
+    return x0.reshape(n, p, grid * grid), y0.reshape(n, p, grid * grid)
+
+
+def compiled(coverage):
+    """A family's coverage checked (Scene.check), then run as one compiled program (the scene
+    and the sizes static): polygon clipping is many small operations, slow one by one."""
+    fn = jax.jit(coverage, static_argnums=0, static_argnames=("cell", "grid"))
+
+    @functools.wraps(coverage)
+    def checked(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        self.check(params_NxD, points_NxPx2)
+        shapes.check_window(cell, grid)
+        return fn(self, params_NxD, points_NxPx2, cell=cell, grid=grid)
+
+    return checked
+
+
+def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid, clip=True):
+    """[N, P, grid*grid]: sum over s of signs_S[s] x the area of polygon s inside each cell of
+    each point's window, as a fraction of the cell (one polygon, or inclusion-exclusion;
+    clip=False for a partial sum)."""
+    x0, y0 = _window_cells(points_NxPx2, cell, grid)
+    polys = jnp.asarray(polys_NxSxVx2, jnp.float32)[:, None, None]  # [N, 1, 1, S, V, 2]
+    area = polygons.box_area(
+        polys, *(v[..., None] for v in (x0, y0, x0 + cell, y0 + cell))
+    )  # [N, P, G*G, S]
+    total = jnp.sum(area * jnp.asarray(signs_S, jnp.float32), -1) / cell**2
+    return jnp.clip(total, 0.0, 1.0) if clip else total
