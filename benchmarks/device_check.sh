@@ -34,8 +34,8 @@ else  # tests the script: tiny sizes
   SCENE_ARGS=(--num_steps=2 --log_every=1 --eval_every=2 --checkpoint_every=2 --batch_size=8
     --eval_examples=32 --embed_dim=32 --mlp_dim=64 --num_layers=1 --num_heads=2 --dtype=float32)
   CURVE=2 SAMPLES=2
-  TTC=(--configs= --validation_examples=64 --eval_every=20 "--flags=--num_steps=40 --embed_dim=32
-    --mlp_dim=64 --num_layers=1 --num_heads=2")
+  TTC=(--configs= --validation_examples=64 --eval_every=20
+    --settings=num_steps=40,embed_dim=32,mlp_dim=64,num_layers=1,num_heads=2)
 fi
 step "machine"
 date -u | keep

@@ -1,23 +1,24 @@
 """Time to the ceiling: how long a sparse configuration trains to reach 95, 98, 99 and 99.5 %
 of the Bayes-optimal oracle's accuracy.
 
-python -m benchmarks.time_to_ceiling [--configs=default,before] [--flags="--embed_dim=96 ..."]
+python -m benchmarks.time_to_ceiling [--configs=default,before] [--settings=embed_dim=96,...]
                                      [--validation_examples=2048] [--eval_every=250] [--json=F]
 
-Each configuration is a list of `experiments.sparse` flags (CONFIGS, or --flags as the
-configuration "custom"), built exactly as the experiment builds it. It trains from scratch;
-every --eval_every steps the clock stops and the model is scored on a *validation* set drawn
-from its own key (keys purpose "validation": never the held-out set, never a training
-batch). The first evaluation at or above a fraction of the oracle's validation accuracy
-gives that fraction's time (the first crossing: with ~0.3 points of evaluation noise, the
-99 and 99.5 % crossings are early by about that much), with compilation of the train step
-included and excluded; evaluation time, the codebook fit and building the sets are outside
-the clock, so an experiment's wall is longer by those. The held-out set (the experiments'
-512 examples) is scored only at the end: its numbers are reported, never used to choose; its
-oracle is a draw of its own (key fold 7), so it differs from `--eval_oracle`'s by up to its
-standard error (0.9047 here against 0.9062 ± 0.006). Any-count tasks
-(--mask_schedule=anycount) are scored at each of --visible; a fraction is reached when every
-count has reached it (the held-out numbers are at the task's own count only).
+Each configuration is a dict of the sparse recipe's settings (CONFIGS, or --settings as the
+configuration "custom"), built exactly as `python -m experiments.sparse` builds it. It
+trains from scratch; every --eval_every steps the clock stops and the model is scored on a
+*validation* set drawn from its own key (keys purpose "validation": never the held-out set,
+never a training batch). The first evaluation at or above a fraction of the oracle's
+validation accuracy gives that fraction's time (the first crossing: with ~0.3 points of
+evaluation noise, the 99 and 99.5 % crossings are early by about that much), with
+compilation of the train step included and excluded; evaluation time, the codebook fit and
+building the sets are outside the clock, so an experiment's wall is longer by those. The
+held-out set (the experiments' 512 examples) is scored only at the end: its numbers are
+reported, never used to choose; its oracle is a draw of its own (key fold 7), so it differs
+from `--eval_oracle`'s by up to its standard error (0.9047 here against 0.9062 ± 0.006).
+Any-count tasks (--mask_schedule=anycount) are scored at each of --visible; a fraction is
+reached when every count has reached it (the held-out numbers are at the task's own count
+only).
 
 Also per configuration: the train step's FLOPs (XLA's cost analysis of the compiled step),
 its achieved FLOP/s against this device's measured matmul peak, and the share of a step that
@@ -32,9 +33,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import shlex
 import statistics
-import tempfile
 import time
 
 import jax
@@ -43,81 +42,67 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.peak import matmul_peak_tflops
-from experiments import common, sparse
 from rectbert import config
 from rectbert.analysis import oracle
 from rectbert.data import keys, masking
 from rectbert.data.tasks import fixed
 from rectbert.model import losses
+from rectbert.recipes import common, sparse
 from rectbert.training import engine, evaluation
 
 FRACTIONS = (0.95, 0.98, 0.99, 0.995)
-CONFIGS = {  # name -> experiments.sparse flags over its defaults (lr pinned where measured)
-    "default": [],  # `python -m experiments.sparse` as it ships
-    "before": [  # the default before this benchmark (issue 17's first row)
-        "--embed_dim=64",
-        "--mlp_dim=128",
-        "--num_layers=3",
-        "--num_steps=6000",
-        "--learning_rate=1e-3",
-    ],
-    "wide4": [  # issue 17's second row: 0.9996 of the oracle in 20 min
-        "--embed_dim=128",
-        "--mlp_dim=512",
-        "--num_layers=4",
-        "--num_steps=8000",
-        "--learning_rate=1e-3",
-    ],
-    "lr2e-3": ["--learning_rate=2e-3"],
-    "batch32": ["--batch_size=32", "--num_steps=11000", "--learning_rate=1e-3"],
-    "w96x2": [
-        *("--embed_dim=96", "--mlp_dim=384", "--num_layers=2"),
-        *("--num_steps=5000", "--learning_rate=1e-3"),
-    ],
-    "w128x2": [
-        *("--embed_dim=128", "--mlp_dim=256", "--num_layers=2"),
-        *("--num_steps=4400", "--learning_rate=1e-3"),
-    ],
-    "targets12": ["--extra_targets=12", "--learning_rate=2e-3", "--num_steps=3400"],
-    "targets24": ["--extra_targets=24", "--learning_rate=2e-3", "--num_steps=2400"],
-    "lr3e-3": ["--learning_rate=3e-3"],
-    "lr5e-3": ["--learning_rate=5e-3"],
-    "deep4_lr3e-3": ["--num_layers=4", "--learning_rate=3e-3", "--num_steps=4600"],
-    "mlp256_lr3e-3": ["--mlp_dim=256", "--learning_rate=3e-3", "--num_steps=5000"],
-    "lion": ["--optimizer=lion", "--learning_rate=3e-4"],
-    "lion6e-4": ["--optimizer=lion", "--learning_rate=6e-4", "--weight_decay=0.05"],
-    "warmup500": ["--learning_rate=3e-3", "--warmup_steps=500"],
-    "w96x2_lr3e-3": [
-        "--embed_dim=96",
-        "--mlp_dim=384",
-        "--num_layers=2",
-        "--learning_rate=3e-3",
-        "--num_steps=5000",
-    ],
-    "gpu": [  # device_check.sh: a card-sized model (bf16 on the card, batch 256)
-        "--embed_dim=256",
-        "--mlp_dim=1024",
-        "--num_heads=8",
-        "--num_layers=4",
-        "--batch_size=256",
-        "--learning_rate=1e-3",
-        "--num_steps=6000",
-    ],
-    "anycount_before": [  # sparse_anycount_quick before this benchmark
-        "--flagfile=experiments/flags/sparse_anycount_quick.flags",
-        "--learning_rate=1e-3",
-        "--num_steps=3000",
-    ],
-    "anycount_quick": ["--flagfile=experiments/flags/sparse_anycount_quick.flags"],
-    "anycount_lr3e-3": [
-        "--flagfile=experiments/flags/sparse_anycount_quick.flags",
-        "--learning_rate=3e-3",
-        "--num_steps=3000",
-    ],
+# sparse_anycount_quick.flags, as its settings (the any-count configurations start from it)
+ANYCOUNT_QUICK = dict(
+    mask_schedule="anycount",
+    num_steps=2700,
+    num_heads=4,
+    eval_examples=512,
+    log_every=250,
+    eval_every=1500,
+    checkpoint_every=1000,
+    workdir="runs/sparse_anycount_quick",
+)
+CONFIGS = {  # name -> the sparse recipe's settings over its defaults (lr pinned where measured)
+    "default": {},  # `python -m experiments.sparse` as it ships
+    "before": dict(embed_dim=64, mlp_dim=128, num_layers=3, num_steps=6000, learning_rate=1e-3),
+    # issue 17's second row: 0.9996 of the oracle in 20 min
+    "wide4": dict(embed_dim=128, mlp_dim=512, num_layers=4, num_steps=8000, learning_rate=1e-3),
+    "lr2e-3": dict(learning_rate=2e-3),
+    "batch32": dict(batch_size=32, num_steps=11000, learning_rate=1e-3),
+    "w96x2": dict(embed_dim=96, mlp_dim=384, num_layers=2, num_steps=5000, learning_rate=1e-3),
+    "w128x2": dict(embed_dim=128, mlp_dim=256, num_layers=2, num_steps=4400, learning_rate=1e-3),
+    "targets12": dict(extra_targets=12, learning_rate=2e-3, num_steps=3400),
+    "targets24": dict(extra_targets=24, learning_rate=2e-3, num_steps=2400),
+    "lr3e-3": dict(learning_rate=3e-3),
+    "lr5e-3": dict(learning_rate=5e-3),
+    "deep4_lr3e-3": dict(num_layers=4, learning_rate=3e-3, num_steps=4600),
+    "mlp256_lr3e-3": dict(mlp_dim=256, learning_rate=3e-3, num_steps=5000),
+    "lion": dict(optimizer="lion", learning_rate=3e-4),
+    "lion6e-4": dict(optimizer="lion", learning_rate=6e-4, weight_decay=0.05),
+    "warmup500": dict(learning_rate=3e-3, warmup_steps=500),
+    "w96x2_lr3e-3": dict(
+        embed_dim=96, mlp_dim=384, num_layers=2, learning_rate=3e-3, num_steps=5000
+    ),
+    # device_check.sh: a card-sized model (bf16 on the card, batch 256)
+    "gpu": dict(
+        embed_dim=256,
+        mlp_dim=1024,
+        num_heads=8,
+        num_layers=4,
+        batch_size=256,
+        learning_rate=1e-3,
+        num_steps=6000,
+    ),
+    # sparse_anycount_quick before this benchmark
+    "anycount_before": {**ANYCOUNT_QUICK, "learning_rate": 1e-3, "num_steps": 3000},
+    "anycount_quick": ANYCOUNT_QUICK,
+    "anycount_lr3e-3": {**ANYCOUNT_QUICK, "learning_rate": 3e-3, "num_steps": 3000},
 }
 
 flags.DEFINE_list("configs", ["default"], f"Configurations to time: {', '.join(CONFIGS)}.")
-flags.DEFINE_string("flags", "", "Also time these experiments.sparse flags, as 'custom'.")
+flags.DEFINE_list(
+    "settings", [], "Also time the sparse recipe with these name=value settings, as 'custom'."
+)
 flags.DEFINE_integer("validation_examples", 2048, "Validation examples (own key).")
 flags.DEFINE_integer("eval_every", 250, "Steps between validation evaluations.")
 flags.DEFINE_list("visible", ["2", "8", "19"], "Visible counts scored for any-count tasks.")
@@ -129,15 +114,30 @@ flags.DEFINE_integer(
 FLAGS = flags.FLAGS
 
 
-def build(args: list[str], codebook: bool = True):
-    """(task, model config, train config) as experiments.sparse builds them (common.FlagError
-    for bad flags, before any compute); the task with its codebook when asked."""
-    fv = flags.FlagValues()
-    sparse.define_flags(fv)
-    with tempfile.TemporaryDirectory() as tmp:
-        common.parse(fv, ["time_to_ceiling", f"--workdir={tmp}/unused", *args])
-    task, model_cfg, train_cfg = sparse.build(fv)
-    return task.with_codebook(_codebook(task)) if codebook else task, model_cfg, train_cfg
+def build(settings: dict, codebook: bool = True):
+    """(task, model config, train config) as the sparse experiment builds them from these
+    settings (a ConfigError for a bad one, before any compute); the task with its codebook
+    when asked."""
+    run = sparse.build(common.values(sparse, **settings)).run
+    task = run.task.with_codebook(_codebook(run.task)) if codebook else run.task
+    return task, run.model, run.train
+
+
+def parse_settings(items: list[str]) -> dict:
+    """name=value pairs as the sparse recipe's settings, each typed as its default."""
+    defaults, out = common.defaults(sparse), {}
+    for item in items:
+        name, _, text = item.partition("=")
+        if name not in defaults:
+            raise app.UsageError(f"--settings: {name!r} is not a setting of the sparse recipe")
+        default = defaults[name]
+        if isinstance(default, bool):
+            out[name] = text.lower() in ("1", "true", "yes")
+        elif isinstance(default, int | float) and not isinstance(default, bool):
+            out[name] = type(default)(float(text) if isinstance(default, int) else text)
+        else:
+            out[name] = text
+    return out
 
 
 def _cached(name: str, what: dict, make):
@@ -230,8 +230,8 @@ def interleaved_step_ms(todo: dict, rounds: int, steps: int = 20) -> dict:
     `rounds` times over: a machine whose speed drifts over minutes (this VM's does, by up to
     2x) slows them all alike, so these ratios hold where sequential runs' walls do not."""
     runs = {}
-    for name, args in todo.items():
-        task, model_cfg, cfg = build(args)
+    for name, settings in todo.items():
+        task, model_cfg, cfg = build(settings)
         state, step_fn = engine.build(task, model_cfg, cfg)
         compiled = step_fn.lower(state, np.int32(0)).compile()
         runs[name] = [compiled, jax.block_until_ready(compiled(state, np.int32(0))[0])]
@@ -247,8 +247,12 @@ def interleaved_step_ms(todo: dict, rounds: int, steps: int = 20) -> dict:
     return {name: 1e3 * statistics.median(v) for name, v in times.items()}
 
 
-def time_config(name: str, args: list[str], peak_flops: float) -> dict:
-    task, model_cfg, cfg = build(args)
+def _said(settings: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in settings.items()) or "(defaults)"
+
+
+def time_config(name: str, settings: dict, peak_flops: float) -> dict:
+    task, model_cfg, cfg = build(settings)
     sets = validation_sets(task, FLAGS.validation_examples, tuple(map(int, FLAGS.visible)))
     oracle_acc = {
         n: float(right(oracle_predictions(task, n, b), b).mean()) for n, b in sets.items()
@@ -265,7 +269,7 @@ def time_config(name: str, args: list[str], peak_flops: float) -> dict:
         return out
 
     print(
-        f"{name}: {' '.join(args) or '(defaults)'}; {cfg.num_steps} steps of batch "
+        f"{name}: {_said(settings)}; {cfg.num_steps} steps of batch "
         f"{cfg.batch_size}; oracle " + ", ".join(f"{n} {a:.4f}" for n, a in oracle_acc.items()),
         flush=True,
     )
@@ -312,7 +316,7 @@ def time_config(name: str, args: list[str], peak_flops: float) -> dict:
     dispatch_s = dispatch_seconds(state)  # donates the state: last
     row = {
         "name": name,
-        "flags": args,
+        "settings": settings,
         "steps": cfg.num_steps,
         "batch": cfg.batch_size,
         "compile_s": compile_s,
@@ -399,12 +403,12 @@ def main(argv):
         if not os.access(path, os.W_OK):
             raise app.UsageError(f"{path} is not writable (--cache_dir / --json go there)")
     todo = {c: CONFIGS[c] for c in FLAGS.configs}
-    if FLAGS.flags:
-        todo["custom"] = shlex.split(FLAGS.flags)
-    for name, args in todo.items():  # every configuration is valid before any compute
-        try:
-            task = build([*args, "--eval_oracle"], codebook=False)[0]  # the oracle's checks
-        except common.FlagError as e:
+    if FLAGS.settings:
+        todo["custom"] = parse_settings(FLAGS.settings)
+    for name, settings in todo.items():  # every configuration is valid before any compute
+        try:  # with the oracle's checks
+            task = build({**settings, "eval_oracle": True}, codebook=False)[0]
+        except (ValueError, KeyError) as e:
             raise app.UsageError(f"configuration {name}: {e}") from None
         if task.mask.schedule != "fixed" and not all(0 < v < task.seq_len for v in visible):
             allowed = f"counts in [1, {task.seq_len - 1}]"
@@ -413,8 +417,8 @@ def main(argv):
     device = jax.devices()[0].device_kind
     print(f"{device} ({jax.default_backend()}), matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
-    for name, args in todo.items():
-        rows.append(time_config(name, args, peak))
+    for name, settings in todo.items():
+        rows.append(time_config(name, settings, peak))
         write_json(device, peak, rows)  # after each: a run stopped later keeps these
     if FLAGS.interleaved_rounds and len(rows) > 1:
         step_ms = interleaved_step_ms(todo, FLAGS.interleaved_rounds)

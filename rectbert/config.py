@@ -1,7 +1,9 @@
-"""Config validation shared by every frozen config dataclass, and their JSON records.
+"""Config dataclasses' one source of truth: a field a user sets is declared with setting()
+(default, help, and where needed its flag name, choices or kind); validation names the field.
 
-A failed check is a ConfigError naming the field, the value and what is allowed, so an
-experiment can report it against the flag of that name in one line.
+The experiments make their flags from these fields (experiments/cli.py) and build the configs
+from one flat dict of values keyed by flag name (build()); a failed check is a ConfigError
+naming the field and its flag, so the command line reports it against the flag in one line.
 """
 
 from __future__ import annotations
@@ -9,29 +11,83 @@ from __future__ import annotations
 import dataclasses
 import math
 
+KINDS = ("range", "counts", "names", "int", "str")  # what a default's own type cannot say
+
 
 class ConfigError(ValueError):
     """A config value that is not allowed."""
 
-    def __init__(self, owner: str, field: str, value, allowed: str):
+    def __init__(self, owner: str, field: str, value, allowed: str, flag: str | None = None):
         self.owner, self.field, self.value, self.allowed = owner, field, value, allowed
+        self.flag = flag or field
         super().__init__(f"{owner}.{field}={value!r}: must be {allowed}")
+
+
+def setting(default, help: str, *, flag=None, choices=None, kind=None, **metadata):
+    """A field a user sets: its default and the help text of the flag made from it.
+
+    flag: the flag's name where it is not the field's (e.g. TrainConfig.schedule is
+    --lr_schedule); choices: the allowed names (a tuple, or a registry dict whose entries may
+    carry a .help); kind: one of KINDS where the default's type does not say (range: 'lo,hi'
+    or empty for None; counts: whole numbers; names: a list of names; int/str: a None
+    default)."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    extra = {"flag": flag, "choices": choices, "kind": kind}
+    md = {"help": help, **{k: v for k, v in extra.items() if v is not None}, **metadata}
+    default = tuple(default) if isinstance(default, list) else default
+    return dataclasses.field(default=default, metadata=md)
+
+
+def settings(cls) -> list[dataclasses.Field]:
+    """The fields of `cls` a user sets (declared with setting()), in order."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag", f.name)
+
+
+def choices(f: dataclasses.Field) -> list[str] | None:
+    c = f.metadata.get("choices")
+    return None if c is None else list(c)
+
+
+def build(cls, values: dict, **given):
+    """cls(**fields): each field from `given`, else from values[its flag name] when there."""
+    kwargs = dict(given)
+    for f in settings(cls):
+        if f.name not in given and flag_name(f) in values:
+            kwargs[f.name] = values[flag_name(f)]
+    return cls(**kwargs)
+
+
+def error(obj, field: str, allowed: str) -> ConfigError:
+    """A ConfigError for `field` of `obj` (an instance or a class), naming its flag."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    flag = flag_name(by_name[field]) if field in by_name else field
+    value = getattr(obj, field, None) if not isinstance(obj, type) else None
+    return ConfigError(cls.__name__, field, value, allowed, flag)
 
 
 def validate(obj, checks) -> None:
     """Raise a ConfigError for the first (ok, field, allowed) in `checks` that is not ok.
 
-    `ok` may be a callable, evaluated only when the checks before it passed. Every float field
-    (or float in a tuple field) must first be finite: nan passes no comparison and inf passes
-    too many."""
+    First, every float field (or float in a tuple field) must be finite (nan passes no
+    comparison and inf passes too many) and every setting with choices one of them. `ok` may
+    be a callable, evaluated only when the checks before it passed."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name, None)
         values = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            raise ConfigError(type(obj).__name__, f.name, value, "a finite number")
+            raise error(obj, f.name, "a finite number")
+        allowed = choices(f)
+        if allowed is not None and value not in allowed:
+            raise error(obj, f.name, f"one of {allowed}")
     for ok, field, allowed in checks:
         if not (ok() if callable(ok) else ok):
-            raise ConfigError(type(obj).__name__, field, getattr(obj, field, None), allowed)
+            raise error(obj, field, allowed)
 
 
 def record(obj):

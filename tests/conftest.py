@@ -1,5 +1,6 @@
 """Shared tiny configurations and helpers: small enough that a test trains in seconds."""
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -8,14 +9,15 @@ import tempfile
 
 import jax
 import pytest
-from absl import flags
+from hypothesis import settings
 
-from experiments import common
+from experiments import cli
 from rectbert import scenes
 from rectbert.data import squares, tasks
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.model.encoder import ModelConfig
-from rectbert.training import engine
+from rectbert.recipes import sparse
+from rectbert.training import engine, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,6 +54,11 @@ def pytest_sessionfinish(session):
     if OWN_CACHE:
         shutil.rmtree(os.environ["RECTBERT_TEST_XLA_CACHE"], ignore_errors=True)
 
+
+# Hypothesis: 25 examples per property in the default tier, 100 in CI (CI=true)
+settings.register_profile("default", max_examples=25)
+settings.register_profile("ci", max_examples=100)
+settings.load_profile("ci" if os.environ.get("CI") == "true" else "default")
 
 # flags of a model and run that train in seconds (appended after a test's own flags win
 # only where they come later on the command line)
@@ -105,12 +112,14 @@ def centroids(sparse_task):
     return sparse_task.codebook
 
 
-def parse(module, *args):
-    """The experiment's flags, parsed from `args` in this process (as `python -m` would)."""
-    fv = flags.FlagValues()
-    module.define_flags(fv)
-    common.parse(fv, ["prog", *args])
-    return fv
+def parse(recipe, *args):
+    """The recipe's flags, parsed from `args` in this process (as `python -m` would)."""
+    return cli.parse(recipe, ["prog", *args])
+
+
+def build(recipe, *args):
+    """The recipe's plan from these flags (validation only), as the command builds it."""
+    return cli.build(recipe, parse(recipe, *args))
 
 
 def run_module(module: str, *args, timeout=300):
@@ -130,3 +139,48 @@ def same_params(a, b) -> bool:
     return all(
         bool((x == y).all()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
     )
+
+
+def shared(tmp_path_factory, name: str, make) -> str:
+    """A directory made once per test run and shared by every xdist worker (the first to ask
+    makes it, under a file lock; the others wait, then read it): make(path) fills it. Tests
+    that write into it copy it first (copy())."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    path = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / f"{name}.done").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            make(str(path))
+            (root / f"{name}.done").touch()
+    return str(path)
+
+
+def copy(workdir: str, tmp_path) -> str:
+    """A private copy of a shared run, for a test that writes into it."""
+    target = tmp_path / os.path.basename(workdir)
+    shutil.copytree(workdir, target)
+    return str(target)
+
+
+# a tiny any-count sparse run (rect): the oracle curve's and the samples' tests share it
+ANYCOUNT = ["--num_steps=3", "--mask_schedule=anycount", *TINY_CODEBOOK, *TINY]
+
+
+@pytest.fixture(scope="session")
+def anycount_run(tmp_path_factory) -> str:
+    return shared(
+        tmp_path_factory, "anycount", lambda p: cli.run(sparse, f"--workdir={p}", *ANYCOUNT)
+    )
+
+
+@pytest.fixture(scope="session")
+def squares_run(tmp_path_factory) -> str:
+    """SQUARES trained with SQUARES_MODEL and SQUARES_TRAIN (9 steps): training's tests share it."""
+
+    def make(path):
+        train.train(engine.RunConfig(SQUARES, SQUARES_MODEL, SQUARES_TRAIN), path)
+
+    return shared(tmp_path_factory, "squares", make)

@@ -15,6 +15,7 @@ import textwrap
 
 import jax
 import numpy as np
+import pytest
 
 import rectbert
 from rectbert import scenes
@@ -35,9 +36,9 @@ EIGHT = {  # beside the suite's own XLA flags (conftest.py)
 # experiment's one-line error for a batch the 8 devices do not divide.
 MESH_SCRIPT = textwrap.dedent(
     """
-    import dataclasses, json, sys, jax, jax.numpy as jnp, numpy as np
-    from absl import flags
-    from experiments import common, grid
+    import dataclasses, json, os, sys, jax, jax.numpy as jnp, numpy as np
+    from experiments import cli
+    from rectbert.recipes import grid
     from rectbert.training import evaluation
     from rectbert.training import metrics
     from rectbert.model import encoder
@@ -45,6 +46,7 @@ MESH_SCRIPT = textwrap.dedent(
     from rectbert.data import tasks
     from rectbert.training import engine
     from rectbert.training import train
+    from rectbert.training.engine import RunConfig
     from rectbert.data.scene_tasks import GridTask
     assert jax.device_count() == 8
     centroids = jax.random.uniform(jax.random.key(0), (8, 16))
@@ -65,7 +67,7 @@ MESH_SCRIPT = textwrap.dedent(
     # 1-device process to load; and the predictions of its sharded parameters on a fixed batch
     fsdp = engine.TrainConfig(num_steps=4, batch_size=16, learning_rate=3e-3, log_every=1,
                              eval_every=4, param_sharding="fsdp", eval_batch_size=8)
-    state, _ = train.train(task, cfg_m, fsdp, sys.argv[1])
+    state, _ = train.train(RunConfig(task, cfg_m, fsdp), sys.argv[1])
     losses = [r["train/loss"] for r in metrics.read(sys.argv[1]) if "train/loss" in r]
     out["eight_fsdp"] = dict(losses=losses, kernel=state.params["block0"]["mlp_in"]["kernel"])
     for v in out.values():
@@ -76,18 +78,17 @@ MESH_SCRIPT = textwrap.dedent(
     batch = task.eval_set()
     logits = evaluation.make_predict(cfg_m)(state.params, batch)
     np.save(sys.argv[1] + "/probs.npy", np.asarray(jax.nn.softmax(logits, -1)))
-    fv = flags.FlagValues()
-    grid.define_flags(fv)
-    common.parse(fv, ["prog", "--batch_size=12"])
-    try:
-        grid.build(fv)
-    except common.FlagError as e:
+    try:  # refused by train() before it writes anything
+        cli.run(grid, "--batch_size=12", "--workdir=" + sys.argv[1] + "_indivisible")
+    except cli.Error as e:
         out["indivisible"] = str(e)
+    assert not os.path.exists(sys.argv[1] + "_indivisible")
     print(json.dumps(out))
     """
 )
 
 
+@pytest.mark.slow
 def test_eight_devices_train_as_one_for_the_same_global_batch(tmp_path):
     env = {**os.environ, **EIGHT}
     done = subprocess.run(
@@ -136,6 +137,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_together_stop_together_and_agree(tmp_path):
     # Ctrl-C (SIGINT) to one process only: handed to jax's preemption service as a SIGTERM,
     # which makes both stop at one step (none waits alone in a collective), with one
@@ -194,6 +196,7 @@ def test_two_processes_train_together_stop_together_and_agree(tmp_path):
     assert sorted(os.listdir(workdir / "ckpt")) == [str(step)]  # both saved one checkpoint
 
 
+@pytest.mark.slow
 def test_launch_dry_run_prints_the_worker_all_commands():
     done = subprocess.run(
         [

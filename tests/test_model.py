@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rectbert.model import encoder, positions
+from rectbert.warn import RectbertWarning
 
 
 def init(cfg, length):
@@ -29,8 +30,9 @@ def test_write_up_configuration_has_the_hand_counted_parameters():
     assert encoder.count_params(params) == 13_440 + 108_160 + 22_162_560 + 1_280 + 12_820
 
 
-@pytest.mark.parametrize("position", list(positions.POSITIONS))
-@pytest.mark.parametrize("norm", encoder.NORMS)
+@pytest.mark.parametrize(  # every embedding pre-LN; post-LN (orthogonal to it) with one
+    "position,norm", [*((p, "pre") for p in positions.POSITIONS), ("sincos", "post")]
+)
 def test_encoder_shapes_and_bf16_close_to_f32(position, norm):
     cfg = encoder.ModelConfig(
         num_tokens=5,
@@ -168,11 +170,12 @@ def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys):
     assert encoder.resolve_attention(auto) == ("cudnn", 8)
     tokens, hidden, points = grid_like_batch()
     params = init(write_up_sized(num_layers=2), 169)
-    got = jax.jit(encoder.Encoder(auto).apply)({"params": params}, tokens, points).logits
+    with pytest.warns(RectbertWarning) as said:
+        got = jax.jit(encoder.Encoder(auto).apply)({"params": params}, tokens, points).logits
     xla = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="xla", pad_to=8)
     want = jax.jit(encoder.Encoder(xla).apply)({"params": params}, tokens, points).logits
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    assert capsys.readouterr().out.count("using XLA attention") == 1  # once, not per layer
+    assert sum("using XLA attention" in str(w.message) for w in said) == 1  # not per layer
     with pytest.raises(RuntimeError):  # asked for by name, cuDNN's refusal is not hidden
         cudnn = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="cudnn")
         jax.jit(encoder.Encoder(cudnn).apply)({"params": params}, tokens, points)

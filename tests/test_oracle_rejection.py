@@ -61,6 +61,7 @@ CASES = {  # scene, held-out examples, visible counts (of 24), prior draws, mean
 IN_SUITE = ("rect", "rotated", "rects")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", IN_SUITE)
 def test_the_oracle_matches_rejection_sampling_from_the_prior(case):
     name, n, counts, draws, max_tv = CASES[case]

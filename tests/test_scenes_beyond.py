@@ -206,26 +206,32 @@ def test_registry_and_records():
 
 @pytest.mark.parametrize(
     "experiment,name",
-    # each scene in one experiment (the suite's time): grid, sparse, the study's scene axis
-    [("sparse", "junction"), ("grid", "rotated"), ("sparse_study", "rects")],
+    # each scene in one experiment: grid, sparse, the study's scene axis; the default tier
+    # runs the study's (the others: 45 s for junction's five compiled coverages, 16 s for grid)
+    [
+        pytest.param("sparse", "junction", marks=pytest.mark.slow),
+        pytest.param("grid", "rotated", marks=pytest.mark.slow),
+        ("sparse_study", "rects"),
+    ],
 )
 def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name):
     """An experiment end to end on the scene (tiny): its figures, and load_run measuring
     held-out accuracy on shapes sampled here, with tokens checked against shapely."""
-    from experiments import grid, sparse, sparse_study
-    from tests.conftest import TINY, TINY_CODEBOOK, parse
+    from experiments import cli
+    from rectbert.recipes import grid, sparse, sparse_study
+    from tests.conftest import TINY, TINY_CODEBOOK
 
-    module = {"grid": grid, "sparse": sparse, "sparse_study": sparse_study}[experiment]
+    recipe = {"grid": grid, "sparse": sparse, "sparse_study": sparse_study}[experiment]
     workdir = tmp_path / name
     args = [f"--workdir={workdir}", "--num_steps=3", *TINY, *TINY_CODEBOOK]
     if experiment == "sparse_study":  # one row of one scene; its own codebook
         rows = ["--regimes=fresh", "--positions=sincos", "--attentions=context"]
-        module.main(parse(module, *args, f"--scenes={name}", *rows))
+        cli.run(recipe, *args, f"--scenes={name}", *rows)
         assert f"| {name} | fresh | sincos | context |" in (workdir / "study.md").read_text()
         workdir = workdir / name / "fresh-sincos-context"  # a row loads on its own
     else:
         extra = ["--dense_spacing=48"] if experiment == "sparse" else []
-        module.main(parse(module, *args, f"--scene={name}", "--num_train_rects=0", *extra))
+        cli.run(recipe, *args, f"--scene={name}", "--num_train_rects=0", *extra)
         figures = set(os.listdir(workdir / "figures"))
         if experiment == "sparse":
             want = {"RectangleTestResults.png", "dense_rendering.png", "occlusion.png"}

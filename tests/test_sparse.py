@@ -56,7 +56,7 @@ def test_context_attention_stops_information_between_hidden_queries(attention, l
     def out(points):
         return model.apply({"params": params}, tokens, points).logits[0, 6].sum()
 
-    grad = np.abs(np.asarray(jax.grad(out)(points))[0]).sum(-1)
+    grad = np.abs(np.asarray(jax.jit(jax.grad(out))(points))[0]).sum(-1)
     assert (grad[7:].sum() > 1e-6) == leaks, grad
     assert np.all(grad[:7] > 1e-9)  # the visible points and the query itself matter
 
@@ -72,7 +72,9 @@ def test_query_is_independent_of_chunking_with_context_attention(centroids):
         num_layers=1,
     )
     model = model_lib.Encoder(cfg)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32), jnp.zeros((1, 4, 2)))
+    params = jax.jit(model.init)(
+        jax.random.key(0), jnp.zeros((1, 4), jnp.int32), jnp.zeros((1, 4, 2))
+    )
     predict = evaluation.make_predict(cfg)
     vis_p = jax.random.uniform(jax.random.key(1), (9, 2)) * 192 + 32
     vis_t = jax.random.randint(jax.random.key(2), (9,), 0, 12)
@@ -89,7 +91,7 @@ def test_sparse_tokens_at_lattice_points_equal_grid_tokens(sparse_task, centroid
     grid = codebook.quantise(patches(RECT, rects), centroids)
     np.testing.assert_array_equal(np.asarray(sparse), np.asarray(grid))
     # and a sparse batch's tokens are the exact coverage's nearest centroid (brute force)
-    b = sparse_task.train_batch(3, 4)
+    b = jax.jit(sparse_task.train_batch, static_argnums=1)(3, 4)
     v = np.asarray(b.values)
     want = np.argmin(((v[..., None, :] - np.asarray(centroids)) ** 2).sum(-1), -1)
     np.testing.assert_array_equal(np.asarray(b.tokens), want)
@@ -164,7 +166,7 @@ def test_render_on_the_lattice_equals_stitch():
 
 def test_extra_targets_are_more_draws_of_the_evaluated_conditional(sparse_task):
     task = dataclasses.replace(sparse_task, extra_targets=7)
-    plain, more = sparse_task.train_batch(3, 4), task.train_batch(3, 4)
+    plain, more = (jax.jit(t.train_batch, static_argnums=1)(3, 4) for t in (sparse_task, task))
     # the first 24 points are the plain batch's, masks included: no other draw moved
     for a, b in [(plain.points, more.points), (plain.tokens, more.tokens), (plain.mask, more.mask)]:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[:, :24])
@@ -186,9 +188,10 @@ def test_extra_targets_are_more_draws_of_the_evaluated_conditional(sparse_task):
             num_heads=4, num_layers=2,
         )  # fmt: skip
         model = model_lib.Encoder(cfg)
-        params = model.init(jax.random.key(0), plain.tokens, plain.points)
+        params = jax.jit(model.init)(jax.random.key(0), plain.tokens, plain.points)
+        apply = jax.jit(model.apply)
 
-        def logits(b, model=model, params=params):
-            return np.asarray(model.apply(params, b.model_inputs(12), b.points).logits)[:, :24]
+        def logits(b, apply=apply, params=params):
+            return np.asarray(apply(params, b.model_inputs(12), b.points).logits)[:, :24]
 
         assert np.allclose(logits(plain), logits(more), atol=1e-5) == same, attention

@@ -16,10 +16,12 @@ from rectbert.data import squares, tasks
 from rectbert.model import losses
 from rectbert.training import checkpoint, engine, metrics, train
 from rectbert.training import workdir as workdir_lib
+from rectbert.training.engine import RunConfig
+from rectbert.warn import RectbertWarning
 from tests.conftest import SQUARES as TASK
 from tests.conftest import SQUARES_MODEL as MODEL
 from tests.conftest import SQUARES_TRAIN as CFG
-from tests.conftest import same_params
+from tests.conftest import copy, same_params
 
 
 def test_masked_loss_by_hand_and_no_gradient_at_visible_positions():
@@ -65,17 +67,17 @@ def test_checkpoint_resume_is_exact_and_never_trains_a_step_twice(tmp_path):
     # steps 5..8, as the uninterrupted run did (steps 5 and 6 come from the checkpoint)
     cfg = dataclasses.replace(CFG, log_every=4)
     full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
-    state_full, _ = train.train(TASK, MODEL, cfg, full)
+    state_full, _ = train.train(RunConfig(TASK, MODEL, cfg), full)
     rows_full = read_rows(full)
     # interrupt: a copy of the run that lost its last checkpoint (step 9) resumes from step 6
     shutil.copytree(full, resumed)
     shutil.rmtree(os.path.join(resumed, "ckpt", "9"))
-    state_res, _ = train.train(TASK, MODEL, cfg, resumed)
+    state_res, _ = train.train(RunConfig(TASK, MODEL, cfg), resumed)
     assert same_params(state_full.params, state_res.params)
     assert strip(read_rows(resumed)) == strip(rows_full)
     # a finished run re-run trains nothing and appends nothing
     before = read_rows(resumed)
-    state_again, _ = train.train(TASK, MODEL, cfg, resumed)
+    state_again, _ = train.train(RunConfig(TASK, MODEL, cfg), resumed)
     assert int(state_again.step) == 9 and read_rows(resumed) == before
     train_steps = [r["step"] for r in read_rows(resumed) if "train/loss" in r]
     assert train_steps == [4, 8, 9]
@@ -99,9 +101,9 @@ def damage(checkpoint_dir):
 @pytest.mark.filterwarnings(
     r"error:(?s).*(_read_array|Event loop is closed):pytest.PytestUnraisableExceptionWarning"
 )
-def test_damaged_files_are_survived(tmp_path, capsys):
-    full, hurt = str(tmp_path / "full"), str(tmp_path / "hurt")
-    state_full, _ = train.train(TASK, MODEL, CFG, full)
+def test_damaged_files_are_survived(tmp_path, capsys, squares_run):
+    full, hurt = squares_run, str(tmp_path / "hurt")
+    params_full = rectbert.load_run(full).params
     shutil.copytree(full, hurt)
     # the latest checkpoint unreadable, and a last metrics line torn by a kill
     damage(os.path.join(hurt, "ckpt", "9"))
@@ -109,79 +111,92 @@ def test_damaged_files_are_survived(tmp_path, capsys):
         f.write('{"step": 9, "eval/lo')
     capsys.readouterr()
     # load_run reads the older checkpoint, with a warning
-    assert rectbert.load_run(hurt).step == 6
-    assert "checkpoint at step 9 is unreadable" in capsys.readouterr().out
+    with pytest.warns(RectbertWarning, match="checkpoint at step 9 is unreadable"):
+        assert rectbert.load_run(hurt).step == 6
     # a resume reports it, moves it aside, drops the torn line and ends as the full run did
-    state, _ = train.train(TASK, MODEL, CFG, hurt)
+    with pytest.warns(RectbertWarning) as caught:
+        state, _ = train.train(RunConfig(TASK, MODEL, CFG), hurt)
+    said = " | ".join(str(w.message) for w in caught)
+    assert "checkpoint at step 9 is unreadable" in said and "dropping the torn last line" in said
+    assert "moved the unreadable checkpoint at step 9" in said
     out, err = capsys.readouterr()
-    assert (
-        "checkpoint at step 9 is unreadable" in out and "resumed from checkpoint at step 6" in out
-    )
-    assert "dropping the torn last line" in out and err == ""
+    assert "resumed from checkpoint at step 6" in out and err == ""
     assert len(os.listdir(os.path.join(hurt, "damaged"))) == 1
-    assert same_params(state.params, state_full.params)
+    assert same_params(state.params, params_full)
     assert strip(read_rows(hurt)) == strip(read_rows(full))
     # nothing readable left: one line from load_run and from a resume, not a traceback
     for step in checkpoint.steps(hurt):
         damage(os.path.join(hurt, "ckpt", str(step)))
     with pytest.raises(ValueError, match="no checkpoint can be read") as e:
-        rectbert.load_run(hurt)
+        with pytest.warns(RectbertWarning, match="is unreadable"):  # each, as it is tried
+            rectbert.load_run(hurt)
     assert "\n" not in str(e.value)
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint can be read"):
-        train.train(TASK, MODEL, CFG, hurt)
+        with pytest.warns(RectbertWarning, match="is unreadable"):
+            train.train(RunConfig(TASK, MODEL, CFG), hurt)
     # a line damaged in the middle is not guessed at (a torn tail, even of raw bytes, is)
     with open(os.path.join(hurt, "metrics.jsonl"), "ab") as f:
         f.write(b'{"step": 10, "x": NaN}\n\xff\xfe')
     with pytest.raises(metrics.MetricsError, match="line 13 is unreadable"):
         metrics.read(hurt)
+
+
+def test_odd_checkpoint_directories_are_survived_or_refused(tmp_path, squares_run):
     # a checkpoint that is not even a directory is damaged too, and a ckpt/ that is a file
     # is refused before anything is rewritten
+    full, params_full = squares_run, rectbert.load_run(squares_run).params
     odd = str(tmp_path / "odd")
     shutil.copytree(full, odd)
     shutil.rmtree(os.path.join(odd, "ckpt", "9"))
     open(os.path.join(odd, "ckpt", "9"), "w").close()
-    assert rectbert.load_run(odd).step == 6
-    state, _ = train.train(TASK, MODEL, CFG, odd)
-    assert same_params(state.params, state_full.params)
+    with pytest.warns(RectbertWarning, match="checkpoint at step 9 is unreadable"):
+        assert rectbert.load_run(odd).step == 6
+    with pytest.warns(RectbertWarning, match="step 9 is unreadable|moved the unreadable"):
+        state, _ = train.train(RunConfig(TASK, MODEL, CFG), odd)
+    assert same_params(state.params, params_full)
     rows = read_rows(odd)
     shutil.rmtree(os.path.join(odd, "ckpt"))
     open(os.path.join(odd, "ckpt"), "w").close()
     with pytest.raises(checkpoint.CheckpointError, match="not a directory"):
-        train.train(TASK, MODEL, CFG, odd)
+        train.train(RunConfig(TASK, MODEL, CFG), odd)
     assert read_rows(odd) == rows
     # and a workdir that lost its config.json is adopted by no run
     os.remove(os.path.join(odd, "config.json"))
     with pytest.raises(workdir_lib.WorkdirError, match="no config.json"):
-        train.train(TASK, MODEL, CFG, odd)
+        train.train(RunConfig(TASK, MODEL, CFG), odd)
 
 
-def test_resuming_with_more_steps_is_refused_or_equals_the_longer_run(tmp_path):
-    short = str(tmp_path / "short")
-    train.train(TASK, MODEL, CFG, short)
+def test_resuming_with_more_steps_is_refused_or_equals_the_longer_run(tmp_path, squares_run):
+    short = squares_run  # refused before anything is written
     longer = dataclasses.replace(CFG, num_steps=18)
     with pytest.raises(workdir_lib.WorkdirError, match="train.num_steps: 9 -> 18.*horizon"):
-        train.train(TASK, MODEL, longer, short)  # cosine: the schedule's end is the run's
-    constant = dataclasses.replace(CFG, schedule="constant")
+        train.train(
+            RunConfig(TASK, MODEL, longer), short
+        )  # cosine: the schedule's end is the run's
+    constant = dataclasses.replace(CFG, schedule="constant", num_steps=6)
+
+    def steps(n):
+        return RunConfig(TASK, MODEL, dataclasses.replace(constant, num_steps=n))
+
     # a run that ended off its log or eval cadence logged and evaluated its last step: an
     # extension would hold rows the longer run has not
     off = str(tmp_path / "off")
-    train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=10), off)
-    with pytest.raises(workdir_lib.WorkdirError, match="train.num_steps: 10 -> 18.*cadence"):
-        train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=18), off)
+    train.train(steps(4), off)  # evaluated every 3 steps, and at its end
+    with pytest.raises(workdir_lib.WorkdirError, match="train.num_steps: 4 -> 12.*cadence"):
+        train.train(steps(12), off)
     extended, direct = str(tmp_path / "extended"), str(tmp_path / "direct")
-    train.train(TASK, MODEL, constant, extended)
-    a, _ = train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=18), extended)
-    b, _ = train.train(TASK, MODEL, dataclasses.replace(constant, num_steps=18), direct)
+    train.train(steps(6), extended)
+    a, _ = train.train(steps(12), extended)
+    b, _ = train.train(steps(12), direct)
     assert same_params(a.params, b.params)
     assert strip(read_rows(extended)) == strip(read_rows(direct))
 
 
-def test_re_evaluation_replaces_the_final_rows(tmp_path):
-    workdir = str(tmp_path / "run")
-    train.train(TASK, MODEL, CFG, workdir)
+def test_re_evaluation_replaces_the_final_rows(tmp_path, squares_run):
+    workdir = copy(squares_run, tmp_path)
     before = read_rows(workdir)
     more = dataclasses.replace(TASK, eval_examples=128)  # safe to change
-    _, final = train.train(more, MODEL, CFG, workdir)
+    _, final = train.train(RunConfig(more, MODEL, CFG), workdir)
     rows = read_rows(workdir)
     assert len(rows) == len(before) and rows[:-1] == before[:-1]
     assert [r for r in rows if "eval/loss" in r and r["step"] == 9] == [
@@ -190,9 +205,9 @@ def test_re_evaluation_replaces_the_final_rows(tmp_path):
     assert rows[-1]["eval/loss"] != before[-1]["eval/loss"]  # 128 examples, not 64
 
 
-def test_load_run_predict_agrees_with_training_eval(tmp_path):
-    workdir = str(tmp_path / "run")
-    _, final = train.train(TASK, MODEL, CFG, workdir)
+def test_load_run_predict_agrees_with_training_eval(tmp_path, squares_run):
+    workdir = copy(squares_run, tmp_path)
+    final = [r for r in read_rows(workdir) if "eval/masked_accuracy" in r][-1]
     run = rectbert.load_run(workdir)
     assert run.step == 9 and run.codebook is None and run.model_config == MODEL
     batch = TASK.eval_set()
@@ -224,7 +239,7 @@ def test_load_run_predict_agrees_with_training_eval(tmp_path):
     with open(path, "w") as f:
         json.dump(old, f)
     with pytest.raises(workdir_lib.WorkdirError, match="format none"):
-        train.train(TASK, MODEL, CFG, workdir)
+        train.train(RunConfig(TASK, MODEL, CFG), workdir)
     with open(path, "w") as f:
         f.write('{"format": 2, "mod')  # torn by hand
     with pytest.raises(ValueError, match="unreadable"):
@@ -281,7 +296,7 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     cfg = dataclasses.replace(CFG, log_every=5, checkpoint_every=2)
     workdir = str(tmp_path / "nan")
     with pytest.raises(metrics.NonFiniteError, match="step 5; stopped, checkpoint at step 4 kept"):
-        train.train(task, model, cfg, workdir)
+        train.train(RunConfig(task, model, cfg), workdir)
     run = rectbert.load_run(workdir)
     assert run.step == 4
     assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(run.params))
@@ -293,21 +308,16 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     cfg = dataclasses.replace(CFG, num_steps=12, log_every=10, checkpoint_every=10, eval_every=6)
     workdir = str(tmp_path / "nan_eval")
     with pytest.raises(metrics.NonFiniteError, match="step 5; stopped, no checkpoint yet"):
-        train.train(task, model, cfg, workdir)
+        train.train(RunConfig(task, model, cfg), workdir)
     assert not os.path.exists(os.path.join(workdir, "metrics.jsonl")) or read_rows(workdir) == []
     # and a non-finite value is never written, on any path
     with pytest.raises(metrics.NonFiniteError, match="eval/x"):
         metrics.put(workdir, 3, {"eval/x": float("nan")})
 
 
-def test_same_flags_same_metrics(tmp_path):
-    for name in ("a", "b"):
-        train.train(TASK, MODEL, CFG, str(tmp_path / name))
-
-    def strip(name):
-        return [
-            {k: v for k, v in r.items() if k != "steps_per_sec"}
-            for r in read_rows(str(tmp_path / name))
-        ]
-
-    assert strip("a") == strip("b") and len(strip("a")) > 9
+def test_same_flags_same_metrics(tmp_path, squares_run):
+    # the same run again (the shared one was trained once this session, maybe by the other
+    # worker): the same metrics, but steps/s
+    train.train(RunConfig(TASK, MODEL, CFG), str(tmp_path / "again"))
+    again, first = strip(read_rows(str(tmp_path / "again"))), strip(read_rows(squares_run))
+    assert again == first and len(first) > 9

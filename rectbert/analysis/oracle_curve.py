@@ -10,6 +10,7 @@ example are not independent).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -18,15 +19,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rectbert import config
 from rectbert.analysis import oracle
+from rectbert.config import setting
 from rectbert.data import keys, points
 from rectbert.data.tasks import Batch
-from rectbert.training import workdir
+from rectbert.files import write_atomic
 from rectbert.viz import curves
 
 VISIBLE = (1, 2, 4, 8, 12, 16, 20, 23)  # of 24 points (the issue's counts)
 FLOOR = 1e-3  # the oracle's probabilities, for its NLL only, mixed with this share of uniform
 BINS = 10  # reliability diagram / ECE: equal-width confidence bins
+SAY = functools.partial(print, flush=True)  # progress lines go to stdout as they happen
 
 
 def default_visible(num_points: int) -> tuple[int, ...]:
@@ -34,48 +38,64 @@ def default_visible(num_points: int) -> tuple[int, ...]:
     return tuple(v for v in VISIBLE if v < num_points - 1) + (num_points - 1,)
 
 
-def visible_counts(visible, length: int, what: str = "tokens") -> tuple[int, ...]:
-    """Sorted distinct visible counts in [1, length - 1] from a sequence of whole numbers, or a
-    ValueError in one line."""
+def counts_allowed(length: int, what: str = "tokens") -> str:
+    return f"integers in [1, {length - 1}] (of {length} {what}, one stays hidden)"
+
+
+def visible_counts(visible, length: int) -> tuple[int, ...] | None:
+    """Sorted distinct visible counts in [1, length - 1] from a sequence of whole numbers, or
+    None when `visible` is not one (empty, not whole, out of range, not a sequence)."""
+    if isinstance(visible, str | bytes):
+        return None
     try:
         counts = tuple(sorted({int(v) for v in visible}))
-        whole = all(float(v) == int(v) for v in visible) and not isinstance(visible, str)
+        whole = all(not isinstance(v, bool) and float(v) == int(v) for v in visible)
     except (TypeError, ValueError, OverflowError):
-        counts, whole = (), False
+        return None
     if not counts or not whole or counts[0] < 1 or counts[-1] > length - 1:
-        shown = [int(v) if isinstance(v, float) and v.is_integer() else v for v in visible]
-        raise ValueError(
-            f"visible counts must be integers in [1, {length - 1}] (of {length} {what}, one "
-            f"stays hidden); got {shown if not isinstance(visible, str) else visible!r}"
-        )
+        return None
     return counts
 
 
-def check(task, visible, examples: int) -> tuple[int, ...]:
-    """The visible counts, sorted, or a ValueError in one line (before any compute)."""
-    p = task.num_points
-    if (
-        isinstance(visible, str | bytes)
-        or isinstance(examples, bool)
-        or not isinstance(examples, int | np.integer)
-    ):
-        raise ValueError(
-            f"visible must be a sequence of counts and examples an integer; got {visible!r}, "
-            f"{examples!r}"
-        )
-    counts = visible_counts(visible, p, "points")
-    oracle.check(task.scene)
-    if not points.get(task.sampler).uniform:
-        raise ValueError(
-            f"the oracle curve needs uniformly sampled points (its likelihood); the task's "
-            f"sampler is {task.sampler!r}"
-        )
-    if not 2 <= examples <= task.eval_examples:
-        raise ValueError(
-            f"examples must be an integer in [2, {task.eval_examples}] (the task's held-out "
-            f"set; two at least for a standard error); got {examples}"
-        )
-    return counts
+def examples_allowed(examples, most: int) -> bool:
+    whole = isinstance(examples, int | np.integer) and not isinstance(examples, bool)
+    return whole and 2 <= examples <= most
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveConfig:
+    """Where the curve is measured: which visible counts, on how many held-out examples."""
+
+    visible: tuple[int, ...] = setting(
+        (),
+        "Visible counts of the oracle curve; empty: 1,2,4,8,12,16,20,23 (those below "
+        "num_points - 1) and num_points - 1.",
+        flag="curve_visible",
+        kind="counts",
+    )
+    examples: int = setting(
+        256, "Held-out examples the oracle curve scores.", flag="curve_examples"
+    )
+
+    def counts(self, task, *, oracle_needed: bool = True) -> tuple[int, ...]:
+        """The sorted counts for this sparse task (a ConfigError naming the field, before any
+        compute); with oracle_needed, also a ValueError unless the oracle can score it."""
+        most = task.eval_examples
+        if not examples_allowed(self.examples, most):
+            allowed = f"an integer in [2, {most}] (the task's held-out set; two for a stderr)"
+            raise config.error(self, "examples", allowed)
+        visible = self.visible or default_visible(task.num_points)
+        counts = visible_counts(visible, task.num_points)
+        if counts is None:
+            raise config.error(self, "visible", counts_allowed(task.num_points, "points"))
+        if oracle_needed:
+            oracle.check(task.scene)
+            if not points.get(task.sampler).uniform:
+                raise ValueError(
+                    "the oracle curve needs uniformly sampled points (its likelihood); the "
+                    f"task's sampler is {task.sampler!r}"
+                )
+        return counts
 
 
 def order(task, examples: int):
@@ -88,7 +108,7 @@ def held_out(task, visible: int, examples: int, base: Batch | None = None) -> Ba
     """The first `examples` held-out examples with `visible` points shown (nested in v);
     `base`: those examples, when already made (task.eval_set() is not free)."""
     if base is None:
-        base = jax.tree.map(lambda a: a[:examples], task.eval_set())
+        base = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())  # one program
     return dataclasses.replace(base, mask=jnp.asarray(order(task, examples) >= visible))
 
 
@@ -185,19 +205,20 @@ def curve(
     visible=None,
     examples: int = 256,
     cfg: oracle.OracleConfig | None = None,
-    log=print,
+    log=SAY,
 ):
     """(rows, calibration): the curve at each visible count (default: default_visible) on
     the task's first `examples` held-out examples, and the reliability diagrams of model and
     oracle over every hidden token of every count. `predict(params, batch)` gives logits
     (evaluation.make_predict)."""
-    if visible is None:
-        visible = default_visible(task.num_points)
-    counts = check(task, visible, examples)
+    given = () if visible is None else visible
+    counts = CurveConfig(tuple(given) if not isinstance(given, str) else given, examples).counts(
+        task
+    )
     cfg = cfg or oracle.OracleConfig()
     rows, pooled = [], []
     start = time.time()
-    base = jax.tree.map(lambda a: a[:examples], task.eval_set())
+    base = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())  # one program
     for i, v in enumerate(counts):
         batch = held_out(task, v, examples, base)
         probs_m = model_probs(predict, params, batch)
@@ -230,9 +251,9 @@ def write(workdir_path: str, rows: list[dict], calib: dict, *, title: str = "") 
     """oracle_curve.json (the rows), calibration.json, figures/oracle_curve.png and
     figures/reliability.png; written atomically (a reader never sees half a file)."""
     path = os.path.join(workdir_path, "oracle_curve.json")
-    workdir.write_atomic(path, json.dumps(rows, indent=1) + "\n")
+    write_atomic(path, json.dumps(rows, indent=1) + "\n")
     c_path = os.path.join(workdir_path, "calibration.json")
-    workdir.write_atomic(c_path, json.dumps(calib, indent=1) + "\n")
+    write_atomic(c_path, json.dumps(calib, indent=1) + "\n")
     figs = os.path.join(workdir_path, "figures")
     return [
         path,
@@ -240,3 +261,18 @@ def write(workdir_path: str, rows: list[dict], calib: dict, *, title: str = "") 
         curves.oracle_curve(rows, os.path.join(figs, "oracle_curve.png"), title=title),
         curves.reliability(calib, os.path.join(figs, "reliability.png"), title=title),
     ]
+
+
+def run(task, predict, params, step: int, workdir: str, cfg: CurveConfig, log=SAY) -> list:
+    """The curve of the run at `step`, written into `workdir` (rows record the checkpoint's
+    step and the training schedule); says what it does and where it wrote."""
+    counts = cfg.counts(task)
+    n = f"{len(counts)} visible counts x {cfg.examples} held-out examples"
+    log(f"oracle curve: {n} (step {step})")
+    rows, calib = curve(task, predict, params, counts, cfg.examples, log=log)
+    for r in rows:  # which checkpoint and training regime the file describes
+        r["step"], r["mask_schedule"] = step, task.mask.schedule
+    title = f"{task.scene.name}, step {step}, {cfg.examples} held-out examples"
+    for path in write(workdir, rows, calib, title=title):
+        log(f"wrote {path}")
+    return rows

@@ -7,13 +7,17 @@ except from keys of the task's seed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rectbert import config
 from rectbert.analysis import oracle, render
+from rectbert.analysis.samples import scores
+from rectbert.config import setting
 from rectbert.data import keys, points
 from rectbert.model import losses
 from rectbert.training import metrics
@@ -84,49 +88,42 @@ def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_sp
     curves.generalisation_curves(
         metrics.read(workdir), _figure(workdir, "RectangleContinuousTrainingLoss.png"), title=title
     )
-    panels.sparse_results(
-        outlines,
-        batch.points[:4],
-        batch.tokens[:4],
-        batch.mask[:4],
-        preds[:4],
-        task.codebook,
-        _figure(workdir, "RectangleTestResults.png"),
-    )
-    curves.confusion(
-        batch.tokens[batch.mask],
-        preds[batch.mask],
-        task.num_tokens,
-        _figure(workdir, "confusion.png"),
-    )
+    four = (batch.points[:4], batch.tokens[:4], batch.mask[:4], preds[:4], task.codebook)
+    panels.sparse_results(outlines, *four, _figure(workdir, "RectangleTestResults.png"))
+    hidden = batch.mask
+    confusion = _figure(workdir, "confusion.png")
+    curves.confusion(batch.tokens[hidden], preds[hidden], task.num_tokens, confusion)
     lattice = render.dense_lattice(dense_spacing)
-    dense, occluded = [], []
-    x0, y0, x1, y1 = OCCLUDED
-    for i in range(2):
-        shape = batch.scenes[i : i + 1]
-        truth = np.asarray(task.scene.rasterise(shape))[0]
-        vis = ~batch.mask[i]
-        img = _rendered(task, predict, params, batch.points[i][vis], batch.tokens[i][vis], lattice)
-        label = f"queried every {dense_spacing:g} px"
-        dense.append((truth, np.asarray(batch.points[i][vis]), img, label, None))
-        key = jax.random.fold_in(keys.key(task.seed, "figures"), i)
-        cand = points.uniform(key, task.scene, shape, 400)[0]
-        outside = ~((cand[:, 0] >= x0) & (cand[:, 0] < x1) & (cand[:, 1] >= y0) & (cand[:, 1] < y1))
-        pts = cand[outside][: task.num_points - task.mask.count]
-        toks = task.tokens_of(task.scene.coverage(shape, pts[None])[0])
-        img = _rendered(task, predict, params, pts, toks, lattice)
-        label = "no visible point inside the dashed square"
-        occluded.append((truth, np.asarray(pts), img, label, OCCLUDED))
+    rows = [_dense_rows(task, predict, params, batch, i, lattice, dense_spacing) for i in range(2)]
     panels.dense_rendering(
-        dense,
+        [dense for dense, _ in rows],
         _figure(workdir, "dense_rendering.png"),
         title="inpainting at any resolution: one query per lattice point",
     )
     panels.dense_rendering(
-        occluded,
+        [occluded for _, occluded in rows],
         _figure(workdir, "occlusion.png"),
         title="occlusion: the model fills a region it has no points in",
     )
+
+
+def _dense_rows(task, predict, params, batch, i: int, lattice, spacing: float):
+    """Example i rendered from its visible points, and from as many points of its shape drawn
+    outside the OCCLUDED square: two rows of panels.dense_rendering."""
+    shape = batch.scenes[i : i + 1]
+    truth = np.asarray(task.scene.rasterise(shape))[0]
+    vis = ~batch.mask[i]
+    img = _rendered(task, predict, params, batch.points[i][vis], batch.tokens[i][vis], lattice)
+    dense = (truth, np.asarray(batch.points[i][vis]), img, f"queried every {spacing:g} px", None)
+    key = jax.random.fold_in(keys.key(task.seed, "figures"), i)
+    cand = points.uniform(key, task.scene, shape, 400)[0]
+    x0, y0, x1, y1 = OCCLUDED
+    outside = ~((cand[:, 0] >= x0) & (cand[:, 0] < x1) & (cand[:, 1] >= y0) & (cand[:, 1] < y1))
+    pts = cand[outside][: task.num_points - task.mask.count]
+    toks = task.tokens_of(task.scene.coverage(shape, pts[None])[0])
+    img = _rendered(task, predict, params, pts, toks, lattice)
+    label = "no visible point inside the dashed square"
+    return dense, (truth, np.asarray(pts), img, label, OCCLUDED)
 
 
 def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, step: int) -> dict:
@@ -162,3 +159,45 @@ def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, s
         _figure(workdir, "oracle_posterior.png"),
     )
     return m
+
+
+@dataclasses.dataclass(frozen=True)
+class GridReport:
+    """What a grid run's final evaluation adds beside its figures."""
+
+    samples: bool = scores.samples_setting()
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseReport:
+    """What a sparse run's final evaluation adds beside its figures (also on a finished run:
+    the same command re-evaluates it)."""
+
+    dense_spacing: float = setting(8.0, "Lattice spacing (px) of the dense-rendering figure.")
+    eval_oracle: bool = setting(
+        False,
+        "At the final evaluation (also of a finished workdir) score the Bayes-optimal oracle "
+        "on the same held-out examples.",
+    )
+    oracle_curve: bool = setting(
+        False,
+        "At the final evaluation (also of a finished workdir) score model and oracle at every "
+        "visible count of --curve_visible: oracle_curve.json, figures/oracle_curve.png.",
+    )
+    samples: bool = scores.samples_setting()
+
+    def __post_init__(self):
+        # finer than a pixel renders nothing new (and 0.001 px would be 37 billion queries)
+        ok = 1 <= self.dense_spacing <= 192
+        config.validate(self, [(ok, "dense_spacing", "a spacing in [1, 192] canvas pixels")])
+
+    def check(self, task) -> None:
+        """What the oracle needs of the task, for the analyses asked for (ConfigError)."""
+        for name in ("eval_oracle", "oracle_curve"):
+            if not getattr(self, name):
+                continue
+            if not points.get(task.sampler).uniform:
+                raise config.error(self, name, "with uniform points: the oracle's likelihood")
+            why = task.scene.oracle_unsupported()
+            if why:
+                raise config.error(self, name, f"false: the oracle does not support {why}")

@@ -18,6 +18,7 @@ from rectbert.analysis import oracle_curve
 from rectbert.analysis.samples import sampler
 from rectbert.data import scene_tasks, squares, tasks
 from rectbert.data.tasks import Batch
+from rectbert.files import FileError
 from rectbert.geometry import codebook as codebook_lib
 from rectbert.model import encoder
 from rectbert.training import checkpoint, evaluation
@@ -138,7 +139,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     codebook = None
     if os.path.lexists(codebook_path):
         try:
-            codebook = workdir_lib.read_codebook(codebook_path, (model_cfg.num_tokens, 16))
-        except workdir_lib.WorkdirError as e:
+            codebook = codebook_lib.load(codebook_path, (model_cfg.num_tokens, 16))
+        except FileError as e:
             raise ValueError(f"workdir={workdir!r}: {e}") from None
     return Run(workdir, config, model_cfg, params, int(step), codebook)

@@ -45,3 +45,8 @@ def sample_mask(key, batch: int, length: int, *, count: int, schedule: str = "fi
     else:
         raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
     return mask_exact(key, counts_B, length)
+
+
+def masked_mean(x_BxL, mask_BxL):
+    w = mask_BxL.astype(jnp.float32)
+    return (x_BxL * w).sum() / jnp.maximum(w.sum(), 1.0)

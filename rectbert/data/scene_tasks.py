@@ -6,24 +6,31 @@ Grid: the 169 overlapping 4x4 patches of the 16x16 image; sparse: patches at con
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rectbert import config, scenes
-from rectbert.data import keys, points
+from rectbert.config import setting
+from rectbert.data import keys, masking, points
 from rectbert.data.tasks import (
     Batch,
     MaskSpec,
+    Task,
     common_checks,
     constant,
+    eval_examples_setting,
     fixed,
     masked,
+    presentations_setting,
+    seed_setting,
     stream_indices,
 )
+from rectbert.files import FileError
 from rectbert.geometry import codebook, shapes
-from rectbert.model import losses
 
 
 def patches(scene, params_NxD):
@@ -32,18 +39,22 @@ def patches(scene, params_NxD):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class SceneTask:
+class SceneTask(Task):
     """What the grid and sparse tasks share: a scene, its codebook, a fixed training set of
     `num_train` shapes (0: fresh shapes every step) and held-out shapes from their own key."""
 
     scene: scenes.Scene
     mask: MaskSpec
-    num_train: int = 0
-    presentations: int = 1
-    eval_examples: int = 512
-    num_clusters: int = 20  # codebook size K
-    codebook_examples: int = 100  # shapes whose patches fit the codebook
-    seed: int = 0
+    num_train: int = setting(
+        0, "Fixed training shapes (the write-up: 100); 0: fresh every step.", flag="num_train_rects"
+    )
+    presentations: int = presentations_setting(1)
+    eval_examples: int = eval_examples_setting()
+    num_clusters: int = setting(20, "Codebook size K (k-means clusters).")
+    codebook_examples: int = setting(
+        100, "Shapes whose patches fit the codebook.", flag="codebook_rects"
+    )
+    seed: int = seed_setting()
     centroids: jax.Array | None = None  # [K, 16]: fit_codebook() or a workdir's codebook.npy
     has_values: ClassVar[bool] = True
 
@@ -70,6 +81,7 @@ class SceneTask:
         )
 
     num_tokens = property(lambda self: self.num_clusters)
+    num_examples = property(lambda self: self.num_train)
     extent = property(lambda self: float(self.scene.size))
     unit = property(lambda self: float(shapes.CELL))
 
@@ -80,6 +92,28 @@ class SceneTask:
             lambda: self.scene.downsample(self.scene.sample(key, self.codebook_examples))
         )()
         return codebook.fit_codebook(key, images, self.num_clusters)
+
+    def prepare(self, workdir: str, *, main: bool = True):
+        """With the run's codebook: codebook.npy when the workdir has one (the run's record,
+        written before, says it was made for these settings), else fitted (all processes
+        alike, from the same key) and written by process 0. A task given its codebook (a study's
+        row) writes it there, or checks that the one there is it (FileError, one line)."""
+        path = os.path.join(workdir, "codebook.npy")
+        shape = (self.num_clusters, shapes.GRID**2)
+        if self.centroids is None:
+            if os.path.lexists(path):
+                return self.with_codebook(codebook.load(path, shape))
+            centroids = np.asarray(self.fit_codebook()[0], np.float32)
+        else:
+            centroids = np.asarray(self.centroids, np.float32)
+            if os.path.lexists(path):
+                if not np.array_equal(codebook.load(path, shape), centroids):
+                    raise FileError("its codebook.npy is not the codebook this run is given")
+                return self
+        if main:
+            os.makedirs(workdir, exist_ok=True)
+            codebook.save(path, centroids)
+        return self.with_codebook(centroids)
 
     def with_codebook(self, centroids):
         return dataclasses.replace(self, centroids=jnp.asarray(centroids, jnp.float32))
@@ -185,10 +219,16 @@ class SparseTask(SceneTask):
     (Transformer Neural Processes train on many targets per context the same way).
     """
 
-    num_points: int = 24
-    sampler: str = "uniform"  # a name in points.SAMPLERS
-    fixed_points: bool = False
-    extra_targets: int = 0
+    num_points: int = setting(24, "Points per shape.")
+    sampler: str = setting(
+        "uniform", "Where points fall.", flag="point_sampler", choices=points.SAMPLERS
+    )
+    fixed_points: bool = setting(False, "Fixed set: draw each shape's points only once.")
+    extra_targets: int = setting(
+        0,
+        "More hidden points per training example, targets only (context attention): more "
+        "supervision per step, the evaluated task unchanged.",
+    )
     name: ClassVar[str] = "sparse"
     lattice: ClassVar[bool] = False
     seq_len = property(lambda self: self.num_points)
@@ -198,7 +238,6 @@ class SparseTask(SceneTask):
             self,
             [
                 (self.num_points >= 2, "num_points", "an integer >= 2"),
-                (self.sampler in points.SAMPLERS, "sampler", f"one of {list(points.SAMPLERS)}"),
                 (
                     lambda: points.SAMPLERS[self.sampler].supports(self.scene),
                     "sampler",
@@ -219,6 +258,11 @@ class SparseTask(SceneTask):
             ],
         )
         super().__post_init__()
+
+    def check(self, model_cfg, train_cfg) -> None:
+        if self.extra_targets and model_cfg.attention != "context":
+            allowed = "context with extra targets (full attention would show them to the model)"
+            raise config.error(model_cfg, "attention", allowed)
 
     def examples(self, key, params_NxD, spec: MaskSpec | None = None) -> Batch:
         """Points, exact patch values, tokens and a mask for each shape."""
@@ -295,11 +339,12 @@ class SparseTask(SceneTask):
         """The two baselines on the same held-out examples, and per-token accuracy."""
         mask = batch.mask
         right = pred_NxL == batch.tokens
+        nearest = nearest_visible_tokens(batch)
         out = {
-            "eval/majority_accuracy": losses.masked_mean(batch.tokens == self.majority_token, mask),
-            "eval/nearest_accuracy": losses.masked_mean(
-                nearest_visible_tokens(batch) == batch.tokens, mask
+            "eval/majority_accuracy": masking.masked_mean(
+                batch.tokens == self.majority_token, mask
             ),
+            "eval/nearest_accuracy": masking.masked_mean(nearest == batch.tokens, mask),
         }
         for k in range(self.num_tokens):
             sel = mask & (batch.tokens == k)

@@ -10,30 +10,35 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
+from rectbert.config import setting
 from rectbert.data import keys
 from rectbert.data.tasks import (
     Batch,
     MaskSpec,
+    Task,
     common_checks,
     constant,
+    eval_examples_setting,
     fixed,
     masked,
+    presentations_setting,
+    seed_setting,
     stream_indices,
 )
 from rectbert.geometry import shapes
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class SquaresTask:
+class SquaresTask(Task):
     """n x n binary images of one square; each pixel a token (0 black, 1 white)."""
 
     mask: MaskSpec
-    n: int = 8
-    min_side: int = 2
-    max_side: int = 5
-    presentations: int = 40
-    eval_examples: int = 1024
-    seed: int = 0
+    n: int = setting(8, "Image side n (tokens per image: n * n).", flag="image_size")
+    min_side: int = setting(2, "Smallest square side.", flag="min_square")
+    max_side: int = setting(5, "Largest square side.", flag="max_square")
+    presentations: int = presentations_setting(40)  # the write-up's regime
+    eval_examples: int = eval_examples_setting()
+    seed: int = seed_setting()
     name: ClassVar[str] = "squares"
     lattice: ClassVar[bool] = True
     has_values: ClassVar[bool] = False

@@ -1,6 +1,7 @@
-"""The tasks: what a batch is. Pure functions of (seed, step) that run inside jit.
-
-A Batch holds every token of every example; `mask` says which the model must predict.
+"""What a batch is (Batch), which of its tokens are hidden (MaskSpec), and what a task is (the
+Task protocol), with the helpers tasks share: their batches are pure functions of (seed, step)
+that run inside jit. A Batch holds every token of every example; `mask` says which the model
+must predict.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from rectbert import config
+from rectbert.config import setting
 from rectbert.data import keys, masking
-from rectbert.geometry import shapes
-from rectbert.model import positions
 
 
 @flax.struct.dataclass
@@ -34,21 +34,25 @@ class Batch:
 
 @dataclasses.dataclass(frozen=True)
 class MaskSpec:
-    count: int  # tokens hidden per example (the fixed schedule; eval always uses it)
-    schedule: str = "fixed"  # masking.SCHEDULES
+    """Which tokens a task hides: `count` per example (from the run's --mask_ratio or
+    --mask_count; evaluation always hides exactly this many), drawn by `schedule`."""
+
+    count: int
+    schedule: str = setting(
+        "fixed",
+        "fixed count; cosine: MaskGIT's schedule; anycount: 1 ... L-1 hidden (one model for "
+        "every visible count).",
+        flag="mask_schedule",
+        choices=masking.SCHEDULES,
+    )
 
     def __post_init__(self):
-        config.validate(
-            self,
-            [
-                (self.count >= 1, "count", "an integer >= 1"),
-                (self.schedule in masking.SCHEDULES, "schedule", f"one of {masking.SCHEDULES}"),
-            ],
-        )
+        config.validate(self, [(self.count >= 1, "count", "an integer >= 1")])
 
 
 class Task(Protocol):
-    """What train() uses of a task; every task below is one."""
+    """What train() uses of a task; every task is one (and subclasses it for the defaults of
+    check() and prepare())."""
 
     name: ClassVar[str]
     lattice: ClassVar[bool]  # points on a fixed lattice (a learned position table works)
@@ -65,6 +69,8 @@ class Task(Protocol):
     def extent(self) -> float: ...  # canvas side, pixels
     @property
     def unit(self) -> float: ...  # pixels per lattice step
+    @property
+    def num_examples(self) -> int: ...  # the training set (epochs count it); 0: fresh ones
 
     def train_batch(self, step, batch: int) -> Batch: ...
     def eval_set(self) -> Batch: ...
@@ -72,32 +78,33 @@ class Task(Protocol):
     def eval_extra(self, pred_NxL, batch: Batch) -> dict: ...
     def record(self) -> dict: ...
 
+    def check(self, model_cfg, train_cfg) -> None:
+        """Refuse (ConfigError) a model or training config only this task cannot train; what
+        every task needs of them is checked by training's RunConfig."""
 
-def check_compatible(task: Task, model_cfg, train_cfg=None) -> None:
-    """Refuse a model or training config this task cannot train (one ConfigError)."""
-    name = type(model_cfg).__name__
-    if model_cfg.num_tokens != task.num_tokens:
-        raise config.ConfigError(name, "num_tokens", model_cfg.num_tokens, f"{task.num_tokens}")
-    if not task.lattice and not positions.POSITIONS[model_cfg.position].continuous:
-        allowed = f"a continuous embedding for {task.name} points: {positions.continuous()}"
-        raise config.ConfigError(name, "position", model_cfg.position, allowed)
-    indexed = not positions.POSITIONS[model_cfg.position].continuous
-    if task.lattice and indexed and model_cfg.num_positions < task.seq_len:
-        raise config.ConfigError(name, "num_positions", model_cfg.num_positions, task.seq_len)
-    if getattr(task, "extra_targets", 0) and model_cfg.attention != "context":
-        allowed = "context with extra training targets (with full attention they would be inputs)"
-        raise config.ConfigError(name, "attention", model_cfg.attention, allowed)
-    if train_cfg is None:
-        return
-    t_name = type(train_cfg).__name__
-    if not task.has_values and train_cfg.loss == "soft":
-        allowed = f"ce or smooth: {task.name} has no codebook to soften targets with"
-        raise config.ConfigError(t_name, "loss", train_cfg.loss, allowed)
-    if not task.has_values and train_cfg.aux_weight > 0:
-        allowed = f"0: {task.name} has no patch values to regress"
-        raise config.ConfigError(t_name, "aux_weight", train_cfg.aux_weight, allowed)
-    if train_cfg.aux_weight > 0 and model_cfg.aux_dim != shapes.GRID**2:
-        raise config.ConfigError(name, "aux_dim", model_cfg.aux_dim, f"{shapes.GRID**2}")
+    def prepare(self, workdir: str, *, main: bool = True) -> Task:
+        """The task bound to the files of the run in `workdir` (a scene task: its codebook,
+        read from codebook.npy or fitted and written by process 0); called by train() once
+        it holds the workdir."""
+        return self
+
+
+def seed_setting():
+    """The `seed` field every task has: every random draw of a run derives from it."""
+    return setting(
+        0,
+        "Random seed: every draw of the run (init, data, masks, points, a fixed set's point "
+        f"clouds, the majority baseline, the Fourier frequencies); an integer in [0, "
+        f"{keys.MAX_SEED}].",
+    )
+
+
+def presentations_setting(default: int):
+    return setting(default, "Times each training example is shown in a row per epoch.")
+
+
+def eval_examples_setting():
+    return setting(512, "Held-out examples per evaluation.")
 
 
 def constant(fn):

@@ -1,17 +1,18 @@
-"""The patch codebook: k-means (k-means++ then Lloyd, under jit), quantise, decode, stitch.
-
-Turns 4x4 patches of downsampled rectangles into tokens and tokens back into images.
+"""The patch codebook: k-means (k-means++ then Lloyd, under jit), quantise, decode, stitch,
+and its file (codebook.npy). Turns 4x4 patches of downsampled shapes into tokens and back.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rectbert.files import FileError, save_array
 from rectbert.geometry import shapes
 
 
@@ -226,3 +227,23 @@ def fit_codebook(key, images_NxHxW, k: int = 20, *, grid=shapes.GRID, **kmeans_k
     """
     patches = extract_patches(images_NxHxW, grid=grid).reshape(-1, grid * grid)
     return kmeans(key, patches, k, **kmeans_kwargs)
+
+
+# ----------------------------------------------------------------------------- files
+def load(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """A saved codebook (.npy), checked: readable, of `shape`, finite (FileError, one line)."""
+    name = os.path.basename(path)
+    try:
+        centroids = np.load(path)
+    except (OSError, ValueError) as e:
+        raise FileError(f"its {name} is unreadable ({e}); delete it to refit") from e
+    if centroids.shape != shape:
+        raise FileError(f"its {name} has shape {centroids.shape}, not {shape}")
+    if not np.all(np.isfinite(centroids)):
+        raise FileError(f"its {name} holds non-finite values; delete it to refit")
+    return centroids
+
+
+def save(path: str, centroids) -> None:
+    """The codebook as float32 .npy, written atomically."""
+    save_array(path, np.asarray(centroids, np.float32))

@@ -13,7 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from rectbert import config
+from rectbert.config import setting
 from rectbert.model import positions
+from rectbert.warn import warn
 
 ATTENTIONS = ("full", "context")
 NORMS = ("pre", "post")
@@ -23,23 +25,37 @@ ATTENTION_IMPLS = ("auto", "xla", "cudnn")  # auto: cuDNN flash attention where 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
+    """The encoder's shape and numerics. Fields without help are the task's (set from it)."""
+
     num_tokens: int  # K: the vocabulary without [mask]; [mask] is id K
     num_positions: int = 0  # lattice size L, for the learned position table
     extent: float = 256.0  # canvas side in pixels (coordinates are normalised by it)
     unit: float = 16.0  # pixels per lattice step (sincos wavelengths are in these units)
-    position: str = "learned"  # a name in positions.POSITIONS
-    fourier_scale: float = 10.0  # std of the Gaussian frequencies, cycles per canvas
+    position: str = setting("learned", "Position embedding.", choices=positions.POSITIONS)
+    fourier_scale: float = setting(10.0, "Std of Fourier-feature frequencies (per canvas).")
     fourier_seed: int = 0  # the frequencies are drawn from this run seed's "fourier" key
-    attention: str = "full"  # or "context": a hidden token attends only to visible ones
+    attention: str = setting(
+        "full",
+        "full self-attention, or context: hidden tokens attend only to visible ones.",
+        choices=ATTENTIONS,
+    )
     aux_dim: int = 0  # > 0: a second head regresses this many values per token
-    embed_dim: int = 128
-    mlp_dim: int = 256
-    num_heads: int = 4
-    num_layers: int = 2
-    dropout: float = 0.0
-    norm: str = "pre"
-    dtype: str = "float32"  # compute dtype; parameters are always float32
-    attention_impl: str = "auto"
+    embed_dim: int = setting(128, "Transformer width.")
+    mlp_dim: int = setting(256, "MLP hidden width.")
+    num_heads: int = setting(4, "Attention heads.")
+    num_layers: int = setting(2, "Transformer blocks.")
+    dropout: float = setting(0.0, "Dropout rate.")
+    norm: str = setting("pre", "Pre-LN, or post-LN as the write-up's code.", choices=NORMS)
+    dtype: str = setting(  # compute dtype; parameters are always float32
+        "float32",
+        "Compute dtype; auto: bfloat16 on TPU and Ampere-or-later NVIDIA GPUs, else float32.",
+        choices=("auto", *DTYPES),
+    )
+    attention_impl: str = setting(
+        "auto",
+        "auto: cuDNN flash attention on a GPU for bf16 full attention, else XLA.",
+        choices=ATTENTION_IMPLS,
+    )
     pad_to: int = 0  # pad the sequence to a multiple of this inside the blocks; 0: auto
 
     def __post_init__(self):
@@ -48,20 +64,8 @@ class ModelConfig:
             self,
             [
                 (self.num_tokens >= 1, "num_tokens", ">= 1"),
-                (
-                    self.position in positions.POSITIONS,
-                    "position",
-                    f"one of {list(positions.POSITIONS)}",
-                ),
                 (self.fourier_scale > 0, "fourier_scale", "a number > 0"),
-                (self.attention in ATTENTIONS, "attention", f"one of {ATTENTIONS}"),
-                (self.norm in NORMS, "norm", f"one of {NORMS}"),
-                (self.dtype in DTYPES, "dtype", f"one of {DTYPES}"),
-                (
-                    self.attention_impl in ATTENTION_IMPLS,
-                    "attention_impl",
-                    f"one of {ATTENTION_IMPLS}",
-                ),
+                (self.dtype in DTYPES, "dtype", f"one of {DTYPES} (auto is resolved before)"),
                 (
                     impl_ok or self.attention == "full",
                     "attention_impl",
@@ -152,7 +156,7 @@ _WARNED: set[str] = set()
 def _warn_once(message: str) -> None:
     if message not in _WARNED:
         _WARNED.add(message)
-        print(f"warning: {message}", flush=True)
+        warn(message)
 
 
 class OneHotEmbed(nn.Embed):

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rectbert.data.masking import masked_mean
+
 LOSSES = {
     "ce": "cross-entropy with the true token",
     "smooth": "cross-entropy with label smoothing (--label_smoothing)",
@@ -40,11 +42,6 @@ def target_distribution(
         d_BxLxK = jnp.sum((batch.values[..., None, :] - centroids_KxG) ** 2, axis=-1)
         return jax.nn.softmax(-d_BxLxK / soft_temperature, axis=-1)
     raise ValueError(f"loss must be one of {list(LOSSES)}; got {kind!r}")
-
-
-def masked_mean(x_BxL, mask_BxL):
-    w = mask_BxL.astype(jnp.float32)
-    return (x_BxL * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
 def masked_cross_entropy(logits_BxLxK, batch):

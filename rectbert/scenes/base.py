@@ -41,14 +41,8 @@ def sampler(sample):
     return checked
 
 
-def option(default, help: str, **metadata):
-    """A family option: its default and the help text of the flag made from it."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
-
-
-def options(cls) -> list[dataclasses.Field]:
-    """The options a user may set (the canvas size is not one)."""
-    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+option = config.setting  # a family option: its default and the help of the flag made from it
+options = config.settings  # the options a user may set (the canvas size is not one)
 
 
 def scene(name: str, **opts) -> Scene:

@@ -17,6 +17,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from rectbert.warn import warn
+
 
 def directory(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "ckpt")
@@ -42,10 +44,9 @@ class Store:
             raise CheckpointError(f"{path} is not a directory: move it aside or use a new workdir")
         torn = _torn(path) if os.path.isdir(path) else []
         if torn and jax.process_index() == 0:
-            print(
-                f"warning: removing incomplete checkpoint(s) {', '.join(torn)} in {path} (a save "
-                "was interrupted); resuming from the last complete one",
-                flush=True,
+            warn(
+                f"removing incomplete checkpoint(s) {', '.join(torn)} in {path} (a save was "
+                "interrupted); resuming from the last complete one"
             )
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
@@ -54,11 +55,15 @@ class Store:
         self.manager = ocp.CheckpointManager(path, options=options)
 
     def __enter__(self):
+        self.quiet = QuietAbandonedReads().__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.manager.wait_until_finished()
+            self.manager.close()
+        finally:
+            self.quiet.__exit__(*exc)
 
     def save(self, state, window_rows: list[dict] = ()) -> None:
         """Save `state` with the training scalars logged since the last log line, so a resume
@@ -96,7 +101,9 @@ class Store:
 
         # every step directory there is, listed as load_run lists them (orbax lists only the
         # ones it can parse, and would silently start a run with damaged ones from step 0)
-        restored, step, damaged = _first_readable(steps(os.path.dirname(self.path)), read)
+        restored, step, damaged = _first_readable(
+            steps(os.path.dirname(self.path)), read, self.quiet
+        )
         if jax.process_count() > 1:  # every process must resume from the same step
             first = int(
                 multihost_utils.broadcast_one_to_all(np.int32(-1 if step is None else step))
@@ -121,9 +128,9 @@ class CheckpointError(ValueError):
     """Checkpoints exist and none of them can be read."""
 
 
-def _first_readable(steps_, read):
+def _first_readable(steps_, read, quiet: QuietAbandonedReads):
     """(what `read(step)` returns, step, damaged steps) for the newest step that reads; a
-    failed read is reported (process 0) and the next older one tried."""
+    failed read is reported (process 0), told to `quiet`, and the next older one tried."""
     damaged, first_error = [], None
     for step in sorted(steps_, reverse=True):
         try:
@@ -131,16 +138,15 @@ def _first_readable(steps_, read):
         except MemoryError:
             raise
         except Exception as e:  # orbax and TensorStore raise many kinds for a damaged file
-            if "RESOURCE_EXHAUSTED" in str(e):  # out of device memory: not the checkpoint's fault
+            if "RESOURCE_EXHAUSTED" in str(e):  # out of device memory: not the file's fault
                 raise
-            _quiet_abandoned_reads()
             lines = str(e).strip().splitlines() or [""]
             reason = f"{type(e).__name__}: {lines[0][:160]}"
         gc.collect()  # the abandoned reads, now that the traceback holding them is gone
-        first_error = first_error or reason
+        quiet.failed, first_error = True, first_error or reason
         damaged.append(step)
         if jax.process_index() == 0:
-            print(f"warning: the checkpoint at step {step} is unreadable ({reason})", flush=True)
+            warn(f"the checkpoint at step {step} is unreadable ({reason})")
     if damaged:
         raise CheckpointError(
             f"no checkpoint can be read (steps {sorted(damaged)}; {first_error}): delete ckpt/ "
@@ -149,41 +155,65 @@ def _first_readable(steps_, read):
     return None, None, damaged
 
 
-def _quiet_abandoned_reads() -> None:
-    """A failed orbax read abandons its other array reads; as they are collected, and as
-    TensorStore finishes them on a closed event loop, each would print a traceback (through
-    sys.unraisablehook), some long after the read failed. From the first failed read on, this
-    process drops those two kinds (and passes every other one on): the failure itself is
-    reported in one line."""
-    previous = sys.unraisablehook
-    if getattr(previous, "rectbert_filter", False):
-        return
+class QuietAbandonedReads:
+    """While checkpoints are read and a little after: a failed orbax read abandons its other
+    array reads, and as they are collected, or TensorStore finishes them on a closed event
+    loop, each would print a traceback (through sys.unraisablehook or sys.excepthook), some
+    seconds after the read failed. Those two kinds are dropped (every other one is passed
+    on): the failure itself is reported in one line. On leaving, when any was dropped, it
+    waits until none has come for QUIET seconds (at most WAIT), then gives the process its
+    own hooks back. A context manager: a training run holds one around its Store, load_run
+    around its read."""
 
-    def hook(unraisable):
+    QUIET, WAIT = 0.3, 3.0
+
+    def __enter__(self):
+        self.previous = sys.unraisablehook, sys.excepthook
+        self.dropped, self.last, self.failed = 0, time.monotonic(), False
+        sys.unraisablehook, sys.excepthook = self._unraisable, self._except
+        return self
+
+    def _drop(self) -> None:
+        self.dropped, self.last = self.dropped + 1, time.monotonic()
+
+    def _unraisable(self, unraisable):
         code = getattr(unraisable.object, "cr_code", None)
-        abandoned = code is not None and "orbax" in code.co_filename
-        closed = isinstance(unraisable.exc_value, RuntimeError) and "loop is closed" in str(
-            unraisable.exc_value
-        )
-        if not (abandoned or closed):
-            previous(unraisable)
+        if (code is not None and "orbax" in code.co_filename) or _closed_loop(unraisable.exc_value):
+            return self._drop()
+        self.previous[0](unraisable)
 
-    previous_except = sys.excepthook  # TensorStore's callbacks report through this one
+    def _except(self, kind, value, traceback):  # TensorStore's callbacks report through this
+        if _closed_loop(value):
+            return self._drop()
+        self.previous[1](kind, value, traceback)
 
-    def excepthook(kind, value, traceback):
-        if not (isinstance(value, RuntimeError) and "loop is closed" in str(value)):
-            previous_except(kind, value, traceback)
+    def __exit__(self, *exc):
+        gc.collect()
+        now = time.monotonic()
+        deadline, self.last = now + self.WAIT, max(self.last, now) if self.failed else self.last
+        while (self.dropped or self.failed) and time.monotonic() - self.last < self.QUIET:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+            gc.collect()
+        sys.unraisablehook, sys.excepthook = self.previous
+        return False
 
-    hook.rectbert_filter = True
-    sys.unraisablehook, sys.excepthook = hook, excepthook
+
+def _closed_loop(error) -> bool:
+    return isinstance(error, RuntimeError) and "loop is closed" in str(error)
+
+
+@jax.jit
+def _all_finite(params):
+    leaves = [jax.numpy.all(jax.numpy.isfinite(x)) for x in jax.tree.leaves(params)]
+    return jax.numpy.all(jax.numpy.stack(leaves))
 
 
 def _check_finite(params) -> None:
-    """A damaged file can also read as garbage: non-finite parameters are refused like one."""
-    finite = jax.tree.reduce(
-        lambda a, b: a & b, jax.tree.map(lambda x: jax.numpy.all(jax.numpy.isfinite(x)), params)
-    )
-    if not bool(finite):
+    """A damaged file can also read as garbage: non-finite parameters are refused like one
+    (one compiled check for the whole tree, not one small program per array)."""
+    if not bool(_all_finite(params)):
         raise ValueError("it holds non-finite parameters")
 
 
@@ -193,7 +223,7 @@ def _move_aside(path: str, damaged: list[int]) -> None:
     for step in damaged:
         target = os.path.join(aside, f"ckpt-{step}-{int(time.time())}")
         os.rename(os.path.join(path, str(step)), target)
-        print(f"warning: moved the unreadable checkpoint at step {step} to {target}", flush=True)
+        warn(f"moved the unreadable checkpoint at step {step} to {target}")
 
 
 def restore_params(workdir: str, abstract_params, step: int | None = None):
@@ -220,7 +250,10 @@ def restore_params(workdir: str, abstract_params, step: int | None = None):
         return params
 
     try:
-        params, step, _ = _first_readable([step] if step is not None else available, read)
+        with QuietAbandonedReads() as quiet:
+            params, step, _ = _first_readable(
+                [step] if step is not None else available, read, quiet
+            )
     except CheckpointError as e:
         raise ValueError(f"workdir={workdir!r}: {e}") from None
     return params, step

@@ -17,41 +17,52 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rectbert import config
+from rectbert.config import setting
 from rectbert.data import keys
-from rectbert.model import encoder, losses
+from rectbert.geometry import shapes
+from rectbert.model import encoder, losses, positions
 
 SCHEDULES = ("cosine", "constant")
-
-
 OPTIMIZERS = {  # name -> optax's optimiser (decoupled weight decay in each)
     "adamw": optax.adamw,
     "nadamw": optax.nadamw,
     "lion": optax.lion,  # sign updates: wants a 3-10x smaller learning rate than AdamW
 }
-
-
 PARAM_SHARDINGS = ("replicated", "fsdp")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """How a run trains. num_steps and eval_batch_size come from other settings (recipes)."""
+
     num_steps: int
-    batch_size: int = 64  # global: split over every device of every process
-    learning_rate: float = 1e-3
-    schedule: str = "cosine"  # warm-up then cosine decay to 0, or the write-up's constant rate
-    optimizer: str = "adamw"  # a name in OPTIMIZERS
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    log_every: int = 50
-    eval_every: int = 500
-    checkpoint_every: int = 1000
+    batch_size: int = setting(64, "Global batch size (split over every device of every host).")
+    learning_rate: float = setting(1e-3, "Peak learning rate.")
+    schedule: str = setting(
+        "cosine",
+        "Warm-up + cosine decay to 0, or the write-up's constant rate.",
+        flag="lr_schedule",
+        choices=SCHEDULES,
+    )
+    optimizer: str = setting(
+        "adamw", "optax optimiser (Lion: a 3-10x smaller rate).", choices=OPTIMIZERS
+    )
+    warmup_steps: int = setting(100, "Linear warm-up steps (cosine schedule).")
+    weight_decay: float = setting(0.01, "Decoupled weight decay.")
+    grad_clip: float = setting(1.0, "Global gradient-norm clip.")
+    log_every: int = setting(50, "Steps between progress lines / train metrics.")
+    eval_every: int = setting(500, "Steps between held-out evaluations.")
+    checkpoint_every: int = setting(1000, "Steps between checkpoints.")
     eval_batch_size: int = 512
-    loss: str = "ce"  # a name in losses.LOSSES
-    label_smoothing: float = 0.1
-    soft_temperature: float = 0.05
-    aux_weight: float = 0.0  # weight of the 16-vector regression (needs model aux_dim=16)
-    param_sharding: str = "replicated"  # or "fsdp": params and optimiser state split on "data"
+    loss: str = setting("ce", "Training loss.", choices=losses.LOSSES)
+    label_smoothing: float = setting(0.1, "Label smoothing for --loss=smooth.")
+    soft_temperature: float = setting(0.05, "Temperature of --loss=soft targets.")
+    aux_weight: float = setting(0.0, "Weight of a regression of the 16 patch values (0: off).")
+    param_sharding: str = setting(
+        "replicated",
+        "Parameters and optimiser state: a copy per device, or split over the data axis.",
+        choices=PARAM_SHARDINGS,
+    )
 
     def __post_init__(self):
         positive = ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every")
@@ -61,18 +72,53 @@ class TrainConfig:
                 *((getattr(self, f) >= 1, f, "an integer >= 1") for f in positive),
                 (self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1"),
                 (self.learning_rate > 0, "learning_rate", "a number > 0"),
-                (self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}"),
-                (self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}"),
                 (self.warmup_steps >= 0, "warmup_steps", "an integer >= 0"),
                 (self.weight_decay >= 0, "weight_decay", "a number >= 0"),
                 (self.grad_clip > 0, "grad_clip", "a number > 0"),
-                (self.loss in losses.LOSSES, "loss", f"one of {list(losses.LOSSES)}"),
                 (0 <= self.label_smoothing < 1, "label_smoothing", "a fraction in [0, 1)"),
                 (self.soft_temperature > 0, "soft_temperature", "a number > 0"),
                 (self.aux_weight >= 0, "aux_weight", "a weight >= 0"),
-                (self.param_sharding in PARAM_SHARDINGS, "param_sharding", f"{PARAM_SHARDINGS}"),
             ],
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is: its task, model and training, checked together when made (so a
+    run is validated once, before anything is computed or written); `info` is recorded too."""
+
+    task: object  # a data.tasks.Task
+    model: encoder.ModelConfig
+    train: TrainConfig
+    info: dict = dataclasses.field(default_factory=dict)  # more for config.json to record
+
+    def __post_init__(self):
+        task, model, cfg = self.task, self.model, self.train
+        by_position = positions.POSITIONS[model.position]
+        if model.num_tokens != task.num_tokens:
+            raise config.error(model, "num_tokens", f"{task.num_tokens} (the task's)")
+        if not task.lattice and not by_position.continuous:
+            allowed = f"a continuous embedding for {task.name} points: {positions.continuous()}"
+            raise config.error(model, "position", allowed)
+        if task.lattice and not by_position.continuous and model.num_positions < task.seq_len:
+            raise config.error(model, "position", f"a table of >= {task.seq_len} positions")
+        if not task.has_values and cfg.loss == "soft":
+            allowed = f"ce or smooth: {task.name} has no codebook to soften targets with"
+            raise config.error(cfg, "loss", allowed)
+        if not task.has_values and cfg.aux_weight > 0:
+            raise config.error(cfg, "aux_weight", f"0: {task.name} has no patch values to regress")
+        if cfg.aux_weight > 0 and model.aux_dim != shapes.GRID**2:
+            raise config.error(model, "aux_dim", f"{shapes.GRID**2} with aux_weight > 0")
+        task.check(model, cfg)
+
+    def record(self) -> dict:
+        """What config.json records (load_run reads it; a resume must match it)."""
+        return {
+            "task": self.task.record(),
+            "model": config.record(self.model),
+            "train": config.record(self.train),
+            **self.info,
+        }
 
 
 def learning_rate_fn(cfg: TrainConfig):

@@ -32,7 +32,8 @@ def evaluate(predict, params, batch: Batch, batch_size: int):
     sums = jnp.zeros(3)
     preds = []
     for i in range(0, n, batch_size):
-        chunk = jax.tree.map(lambda a: a[i : i + batch_size], batch)  # noqa: B023
+        whole = n <= batch_size  # a slice would be one more small program per array
+        chunk = batch if whole else jax.tree.map(lambda a: a[i : i + batch_size], batch)  # noqa: B023
         chunk_sums, chunk_preds = _chunk(predict, params, chunk)
         sums, preds = sums + chunk_sums, [*preds, chunk_preds]
     loss_sum, correct_sum, count = sums

@@ -13,7 +13,8 @@ import json
 import math
 import os
 
-from rectbert.training import workdir as workdir_lib
+from rectbert.files import write_atomic
+from rectbert.warn import warn
 
 
 class MetricsError(ValueError):
@@ -52,7 +53,7 @@ def read(workdir: str) -> list[dict]:
                 raise ValueError("not an object with an integer step")
         except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             if i == len(lines) - 1 and not raw.endswith(b"\n"):
-                print(f"warning: dropping the torn last line of {path} ({raw[:40]!r}...)")
+                warn(f"dropping the torn last line of {path} ({raw[:40]!r}...)")
                 break
             raise MetricsError(
                 f"{path} line {i + 1} is unreadable ({str(e).splitlines()[0]}): fix or delete it"
@@ -64,7 +65,7 @@ def read(workdir: str) -> list[dict]:
 def rewrite(workdir: str, rows: list[dict]) -> None:
     """Replace the file with `rows`, whole or not at all."""
     text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows)
-    workdir_lib.write_atomic(_path(workdir), text)
+    write_atomic(_path(workdir), text)
 
 
 def _row(step: int, scalars: dict) -> dict:

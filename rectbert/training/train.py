@@ -7,6 +7,7 @@ seed and step: resuming from a checkpoint continues exactly where it stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -19,7 +20,14 @@ from rectbert.data import tasks
 from rectbert.model import encoder
 from rectbert.training import checkpoint, evaluation, metrics
 from rectbert.training import workdir as workdir_lib
-from rectbert.training.engine import TrainConfig, build, learning_rate_fn, local_copy, make_mesh
+from rectbert.training.engine import (
+    RunConfig,
+    TrainConfig,
+    build,
+    learning_rate_fn,
+    local_copy,
+    make_mesh,
+)
 from rectbert.training.progress import Profiler, Progress, eta
 from rectbert.training.signals import Interrupted, StopSignals
 
@@ -53,89 +61,99 @@ class Window:
         return [{k: float(v) for k, v in m.items()} for m in jax.device_get(self.rows)]
 
 
-def run_record(task, model_cfg, cfg: TrainConfig, run_info: dict | None = None) -> dict:
-    """What config.json records (load_run reads it; a resume must match it)."""
-    return {
-        "task": task.record(),
-        "model": config.record(model_cfg),
-        "train": config.record(cfg),
-        **(run_info or {}),
-    }
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What on_eval is given after each held-out evaluation (on process 0)."""
+
+    task: tasks.Task  # the run's task, prepared (a scene task with its codebook)
+    params: dict  # on this process's first device
+    step: int
+    batch: tasks.Batch  # the held-out set
+    preds: jax.Array  # [N, L] the model's argmax tokens on it
+    metrics: dict
+    final: bool  # the run's last evaluation (or the re-evaluation of a finished run)
 
 
 def train(
-    task: tasks.Task,
-    model_cfg: encoder.ModelConfig,
-    cfg: TrainConfig,
+    run: RunConfig,
     workdir: str,
     *,
-    run_info: dict | None = None,
-    on_eval: Callable | None = None,
+    files: dict | None = None,
+    on_eval: Callable[[Evaluation], None] | None = None,
     mesh: Mesh | None = None,
     profile_steps: tuple[int, int] | None = None,
 ):
-    """Train (or resume) in `workdir` on `mesh` (default: every device of every process);
-    returns (state, last eval metrics).
+    """Train (or resume) `run` in `workdir` on `mesh` (default: every device of every
+    process); returns (state, last eval metrics).
 
-    `run_info` is recorded in config.json beside the task, model and training configs;
-    `on_eval(state, eval_batch, preds, metrics, final)` is called after each evaluation on
-    process 0, e.g. to draw figures. With several processes all of them train, evaluate and
+    The workdir is claimed once, first: its lock, then config.json (`run.record()`) and
+    `files` ({name: text}, e.g. flags.txt) written, a different record refused; then the task
+    is prepared in it (its codebook). `on_eval(Evaluation)` is called after each evaluation
+    on process 0, e.g. to draw figures. With several processes all of them train, evaluate and
     write checkpoints together; only process 0 writes metrics, config.json and prints.
     `profile_steps=(start, stop)`: a jax.profiler trace of the steps after `start` up to
     `stop` (counted as the progress lines count them) in `workdir`/profile (Profiler).
     """
-    mesh = make_mesh() if mesh is None else mesh
+    mesh, cfg = make_mesh() if mesh is None else mesh, run.train
     if cfg.batch_size % mesh.size:
         allowed = f"a multiple of the {mesh.size} devices (the global batch is split evenly)"
-        raise config.ConfigError("TrainConfig", "batch_size", cfg.batch_size, allowed)
-    tasks.check_compatible(task, model_cfg, cfg)
+        raise config.error(cfg, "batch_size", allowed)
     main = jax.process_index() == 0
-    record = run_record(task, model_cfg, cfg, run_info)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(workdir_lib.claim(workdir, record, main=main))  # one writer
-        if getattr(task, "centroids", None) is not None:  # load_run reads the run's own
-            workdir_lib.keep_codebook(workdir, task.centroids, main=main)
-        state, step_fn = build(task, model_cfg, cfg, mesh)
+        stack.enter_context(workdir_lib.claim(workdir, run.record(), main=main, files=files))
+        task = run.task.prepare(workdir, main=main)
+        state, step_fn = build(task, run.model, cfg, mesh)
         store = stack.enter_context(checkpoint.Store(workdir))
         state, pending = store.restore(state)
         start = int(state.step)
         progress = Progress(cfg, start, main)
-        progress.say(
-            f"{task.name}: {encoder.count_params(state.params):,} parameters, steps "
-            f"{start}..{cfg.num_steps}, batch {cfg.batch_size} on {_devices(mesh)}, "
-            f"workdir {workdir}" + (f"\nresumed from checkpoint at step {start}" if start else "")
-        )
+        progress.say(_banner(task, state, cfg, mesh, workdir, start))
         writer = stack.enter_context(metrics.Writer(workdir, start, enabled=main))
         stop = stack.enter_context(StopSignals(multi=jax.process_count() > 1))
         profiler = stack.enter_context(Profiler(workdir, profile_steps, start, progress))
-        evaluator = evaluation.Evaluator(
-            task, model_cfg, batch_size=cfg.eval_batch_size, train_batch_size=cfg.batch_size
-        )
-
-        def run_eval(state, step, final, replace=False):
-            # every process evaluates the whole set on its first device (small, no collective)
-            local = state.replace(params=local_copy(state.params, mesh))
-            scalars, preds = evaluator(local.params)
-            writer.write(step, scalars, replace=replace)  # non-finite: stops every process
-            shown = {k: v for k, v in scalars.items() if "/token_accuracy/" not in k}
-            progress.say("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
-            if on_eval is not None and main:  # after the write: figures see this evaluation
-                on_eval(local, evaluator.held_out, preds, scalars, final)
-            return scalars
-
+        evaluate = _evaluator(task, run.model, cfg, mesh, writer, progress, on_eval)
         state, last_eval, last_step = _loop(
-            state, Window(pending), step_fn, cfg, store, writer, stop, progress, run_eval, profiler
+            state, Window(pending), step_fn, cfg, store, writer, stop, progress, evaluate, profiler
         )
         if start >= cfg.num_steps:
             past = f" (past num_steps={cfg.num_steps})" if start > cfg.num_steps else ""
             progress.say(
                 f"already trained to step {start}{past}; re-evaluating and redrawing figures"
             )
-            last_eval = run_eval(state, start, final=True, replace=True)
+            last_eval = evaluate(state, start, final=True, replace=True)
     if start < cfg.num_steps:
         progress.say(f"done in {eta(time.time() - progress.t_start)}")
     progress.end_of_process(cfg.num_steps, last_step)
     return state, last_eval
+
+
+def _banner(task, state, cfg: TrainConfig, mesh: Mesh, workdir: str, start: int) -> str:
+    line = (
+        f"{task.name}: {encoder.count_params(state.params):,} parameters, steps "
+        f"{start}..{cfg.num_steps}, batch {cfg.batch_size} on {_devices(mesh)}, workdir {workdir}"
+    )
+    return line + (f"\nresumed from checkpoint at step {start}" if start else "")
+
+
+def _evaluator(task, model_cfg, cfg: TrainConfig, mesh: Mesh, writer, progress, on_eval):
+    """evaluate(state, step, final, replace=False) -> metrics: the held-out evaluation, its row
+    written (replacing the step's own with `replace`), a progress line, and on_eval called."""
+    evaluator = evaluation.Evaluator(
+        task, model_cfg, batch_size=cfg.eval_batch_size, train_batch_size=cfg.batch_size
+    )
+
+    def evaluate(state, step, final, replace=False):
+        # every process evaluates the whole set on its first device (small, no collective)
+        params = local_copy(state.params, mesh)
+        scalars, preds = evaluator(params)
+        writer.write(step, scalars, replace=replace)  # non-finite: stops every process
+        shown = {k: v for k, v in scalars.items() if "/token_accuracy/" not in k}
+        progress.say("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        if on_eval is not None and jax.process_index() == 0:  # after the write: figures see it
+            on_eval(Evaluation(task, params, step, evaluator.held_out, preds, scalars, final))
+        return scalars
+
+    return evaluate
 
 
 def _devices(mesh: Mesh) -> str:
@@ -146,7 +164,7 @@ def _devices(mesh: Mesh) -> str:
 
 
 def _loop(
-    state, window, step_fn, cfg: TrainConfig, store, writer, stop, progress, run_eval, profiler
+    state, window, step_fn, cfg: TrainConfig, store, writer, stop, progress, evaluate, profiler
 ):
     """Steps from the state's step to cfg.num_steps; `window`: the training scalars since the
     last log line (a resumed run's come from its checkpoint).
@@ -182,7 +200,7 @@ def _loop(
         if done % cfg.eval_every == 0 or done == cfg.num_steps:
             _check(window, done, store)  # never evaluate (and log) a broken state
             with progress.paused():  # steps/s counts training only
-                last_eval = run_eval(state, done, final=done == cfg.num_steps)
+                last_eval = evaluate(state, done, final=done == cfg.num_steps)
         if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
             store.save(state, window.host_rows())  # checked above
     return state, last_eval, scalars

@@ -1,5 +1,5 @@
-"""A run's working directory: one writer at a time, the recorded configuration a resume must
-match, atomic writes, and the codebook, bound to that record.
+"""A run's working directory: one writer at a time, and the recorded configuration a resume must
+match.
 
 claim() takes the workdir's lock (held until the run ends; the kernel drops it when the
 process dies, so a killed run leaves no stale lock), then writes config.json before anything
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import os
 import socket
@@ -20,6 +19,8 @@ import time
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+
+from rectbert.files import FileError, write_atomic
 
 # config.json's layout; a workdir written with another (an earlier rectbert's) is refused, not
 # guessed at: a run it records may need settings this version no longer has or draws differently
@@ -35,24 +36,10 @@ SAFE_TO_CHANGE = (
     "train.param_sharding",
     "task.eval_examples",
 )
-ADDED = {  # settings added after runs were made: a record without one had this value
-    "train.optimizer": "adamw",
-    "task.extra_targets": 0,
-}
 
 
-class WorkdirError(ValueError):
+class WorkdirError(FileError):
     """The workdir cannot take this run (unwritable, or it holds another run)."""
-
-
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Replace `path` with `data` whole or not at all (a temporary file, fsync, rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -81,7 +68,7 @@ def _safe(key: str, old_flat: dict) -> bool:
 def differences(old: dict, new: dict) -> list[str]:
     """'path: old -> new' for every setting that differs, beside the safe ones; names (the
     task's, the scene's) first: they say the most."""
-    a, b = {**ADDED, **_flatten(old)}, {**ADDED, **_flatten(new)}
+    a, b = _flatten(old), _flatten(new)
     missing = "(absent)"
     keys = sorted(set(a) | set(b), key=lambda k: (not k.endswith(".name"), k))
     return [
@@ -150,47 +137,22 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
         raise WorkdirError(f"not a writable directory ({e.strerror})") from e
 
 
-_HELD: dict[str, list] = {}  # this process's locks: real path -> [directory fd, depth]
-
-
 @contextlib.contextmanager
 def lock(workdir: str, *, main: bool = True):
-    """Hold `workdir` for one run: a second run in another process is refused (WorkdirError
-    naming the holder) until this one ends. The lock is the kernel's, on the directory itself
-    (so deleting any file cannot release it); `lock` only says who holds it. Re-entrant within
-    a process (an experiment holds it around train(), which takes it too; threads of one
-    process are not told apart). With several processes the run holds it through process 0,
-    and every process learns whether it got it."""
-    path = os.path.realpath(workdir)
-    got, holder = True, "process 0 of another job"
-    if main and path in _HELD:
-        _HELD[path][1] += 1
-    elif main:
-        try:
-            os.makedirs(workdir, exist_ok=True)
-            fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as e:
-            raise WorkdirError(f"not a writable directory ({e.strerror})") from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            holder = _holder(workdir)
-            got = False
-        else:
-            when = time.strftime("%Y-%m-%d %H:%M:%S")
-            try:
-                write_atomic(
-                    os.path.join(workdir, "lock"),
-                    f"pid {os.getpid()} on {socket.gethostname()}, since {when}\n",
-                )
-            except OSError as e:
-                os.close(fd)
-                raise WorkdirError(f"not a writable directory ({e.strerror})") from e
-            _HELD[path] = [fd, 1]
+    """Hold `workdir` for one run: a second run is refused (WorkdirError naming the holder)
+    until this one ends, in another process or this one. The lock is the kernel's, on the
+    directory itself (so deleting any file cannot release it); `lock` only says who holds it.
+    With several processes the run holds it through process 0, and every process learns
+    whether it got it."""
+    got, holder, fd = True, "process 0 of another job", None
+    if main:
+        fd, holder = _take(workdir)
+        got = fd is not None
     if jax.process_count() > 1:
         got = bool(multihost_utils.broadcast_one_to_all(np.int32(got)))
     if not got:
+        if fd is not None:
+            os.close(fd)
         raise WorkdirError(
             f"another run is writing to it ({holder}); one run per workdir: wait for it to end "
             "or use another workdir"
@@ -198,13 +160,33 @@ def lock(workdir: str, *, main: bool = True):
     try:
         yield
     finally:
-        if main:
-            held = _HELD[path]
-            held[1] -= 1
-            if not held[1]:
-                del _HELD[path]
-                fcntl.flock(held[0], fcntl.LOCK_UN)
-                os.close(held[0])
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _take(workdir: str) -> tuple[int | None, str]:
+    """(the locked directory's descriptor, or None and who holds it)."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise WorkdirError(f"not a writable directory ({e.strerror})") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None, _holder(workdir)
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        write_atomic(
+            os.path.join(workdir, "lock"),
+            f"pid {os.getpid()} on {socket.gethostname()}, since {when}\n",
+        )
+    except OSError as e:
+        os.close(fd)
+        raise WorkdirError(f"not a writable directory ({e.strerror})") from e
+    return fd, ""
 
 
 def _holder(workdir: str) -> str:
@@ -227,48 +209,3 @@ def claim(workdir: str, record: dict, *, main: bool = True, files: dict | None =
 
 def _exists(workdir: str, name: str) -> bool:
     return os.path.lexists(os.path.join(workdir, name))
-
-
-def read_codebook(path: str, shape: tuple[int, int]) -> np.ndarray:
-    """codebook.npy, checked: readable, of `shape`, finite (WorkdirError, one line)."""
-    try:
-        centroids = np.load(path)
-    except (OSError, ValueError) as e:
-        raise WorkdirError(f"its codebook.npy is unreadable ({e}); delete it to refit") from e
-    if centroids.shape != shape:
-        raise WorkdirError(f"its codebook.npy has shape {centroids.shape}, not {shape}")
-    if not np.all(np.isfinite(centroids)):
-        raise WorkdirError("its codebook.npy holds non-finite values; delete it to refit")
-    return centroids
-
-
-def codebook(workdir: str, task, *, main: bool = True) -> np.ndarray:
-    """The run's codebook: codebook.npy when the workdir has one (begin() has checked it was
-    made for this run's settings), else fitted by the task and written (process 0)."""
-    path = os.path.join(workdir, "codebook.npy")
-    want = (task.num_clusters, 16)
-    if os.path.lexists(path):
-        return read_codebook(path, want)
-    centroids = np.asarray(task.fit_codebook()[0], np.float32)
-    if main:  # the other processes fit the same one (same key)
-        _save_codebook(path, centroids)
-    return centroids
-
-
-def _save_codebook(path: str, centroids) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, centroids)
-    write_atomic(path, buffer.getvalue())
-
-
-def keep_codebook(workdir: str, centroids, *, main: bool = True) -> None:
-    """Write the task's centroids to codebook.npy if the run has none (a run trained on a
-    codebook made elsewhere, e.g. a study's row, stays loadable on its own); one there must
-    be these centroids."""
-    path = os.path.join(workdir, "codebook.npy")
-    centroids = np.asarray(centroids, np.float32)
-    if os.path.lexists(path):
-        if not np.array_equal(read_codebook(path, centroids.shape), centroids):
-            raise WorkdirError("its codebook.npy is not the codebook this run is given")
-    elif main:
-        _save_codebook(path, centroids)

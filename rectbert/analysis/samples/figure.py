@@ -3,12 +3,14 @@ completion rendered densely (sparse: the model queried on a lattice; grid: patch
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rectbert.analysis import render
-from rectbert.analysis.samples import sampler
+from rectbert.analysis.samples import sampler, scores
 from rectbert.analysis.samples.scores import draw
 from rectbert.data import keys
 from rectbert.data.tasks import Batch
@@ -43,74 +45,91 @@ def dense(task, predict, params, points_Px2, tokens_P, known_P, lattice_Mx2, key
     return np.asarray(sampler.sample(predict, params, batch, key, cfg))[:, n:].reshape(-1)[:m]
 
 
+def _example(task, c) -> int:
+    """The first example with a visible token other than the empty patch's (and a posterior,
+    where the oracle scores the scene)."""
+    zero = int(codebook.quantise(jnp.zeros(task.codebook.shape[1]), task.codebook))
+    vis, tokens = ~np.asarray(c.batch.mask), np.asarray(c.batch.tokens)
+    found = None if c.posterior is None else c.posterior.found
+    usable = [e for e in range(vis.shape[0]) if found is None or found[e]] or [0]
+    informative = [e for e in usable if np.any(tokens[e][vis[e]] != zero)]
+    return (informative or usable)[0]
+
+
+def _renderers(task, predict, params, batch, e: int, spacing: float):
+    """(completion renderer (tokens, key) -> image, visible-points renderer (cfg, key) ->
+    image) for example e: grid stitches patches; sparse queries the model on a lattice."""
+    centroids = np.asarray(task.codebook)
+    if task.name == "grid":
+
+        def completion(t_L, _):
+            return np.asarray(codebook.stitch(jnp.asarray(centroids[t_L])))
+
+        def visible(cfg, k):
+            return completion(np.asarray(draw(predict, params, batch, k, cfg, 1))[e, 0], k)
+
+        return completion, visible
+    lattice = render.dense_lattice(spacing)
+    points, tokens = np.asarray(batch.points[e]), np.asarray(batch.tokens[e])
+    known = ~np.asarray(batch.mask[e])
+
+    def completion(t_L, k):
+        every = np.ones(len(t_L), bool)
+        argmax = sampler.SampleConfig(method="argmax")
+        drawn = dense(task, predict, params, points, t_L, every, lattice, k, argmax)
+        return render.render(lattice, centroids[drawn])
+
+    def visible(cfg, k):
+        drawn = dense(task, predict, params, points, tokens, known, lattice, k, cfg)
+        return render.render(lattice, centroids[drawn])
+
+    return completion, visible
+
+
 def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spacing: float = 8.0):
     """figures/samples.png: from one example's few visible points (the smallest count >= 2),
     `shown` posterior samples, joint samples (both orders), independent samples and the
     independent argmax, each rendered densely (sparse: the model queried on a lattice given
-    the completion; grid: the completion's patches stitched)."""
-    counts = sorted(kept)
-    v = next((c for c in counts if c >= 2), counts[0])
-    batch, made, post = kept[v]["batch"], kept[v]["made"], kept[v]["posterior"]
-    zero = int(codebook.quantise(jnp.zeros(task.codebook.shape[1]), task.codebook))
-    vis = ~np.asarray(batch.mask)
-    found = kept[v]["found"]
-    # the first example with a visible token other than the empty patch's, and a posterior
-    usable = [e for e in range(vis.shape[0]) if found is None or found[e]] or [0]
-    informative = [e for e in usable if np.any(np.asarray(batch.tokens)[e][vis[e]] != zero)]
-    e = (informative or usable)[0]
-    centroids = np.asarray(task.codebook)
-    scene = task.scene
-    truth = np.asarray(scene.rasterise(batch.scenes[e : e + 1], size=64))[0]
-    points, tokens = np.asarray(batch.points[e]), np.asarray(batch.tokens[e])
+    the completion; grid: the completion's patches stitched). `kept`: scores.score's."""
+    v = next((c for c in sorted(kept) if c >= 2), min(kept))
+    c, scene = kept[v], task.scene
+    e = _example(task, c)
+    completion, visible = _renderers(task, predict, params, c.batch, e, spacing)
     key = jax.random.fold_in(keys.key(task.seed, "figures"), 1000 + v)
-    if task.name == "grid":
-
-        def render_completion(t_L, _):
-            return np.asarray(codebook.stitch(jnp.asarray(centroids[t_L])))
-
-        def render_visible(cfg, k):
-            return render_completion(np.asarray(draw(predict, params, batch, k, cfg, 1))[e, 0], k)
-
-    else:
-        lattice = render.dense_lattice(spacing)
-
-        def render_completion(t_L, k):
-            cfg = sampler.SampleConfig(method="argmax")
-            drawn = dense(
-                task, predict, params, points, t_L, np.ones(len(t_L), bool), lattice, k, cfg
-            )
-            return render.render(lattice, centroids[drawn])
-
-        def render_visible(cfg, k):
-            drawn = dense(task, predict, params, points, tokens, vis[e], lattice, k, cfg)
-            return render.render(lattice, centroids[drawn])
-
     rows = []
-    if post is not None and (found is None or found[e]):
+    if c.posterior is not None and c.posterior.found[e]:
         size = 16 if task.name == "grid" else 64
-        rows.append(
-            (
-                "oracle: posterior samples",
-                list(np.asarray(scene.rasterise(jnp.asarray(post[e, 0, :shown]), size=size))),
-            )
-        )
+        drawn = scene.rasterise(jnp.asarray(c.posterior.params[e, 0, :shown]), size=size)
+        rows.append(("oracle: posterior samples", list(np.asarray(drawn))))
     for label in ("joint (random)", "joint (confident)"):
-        comp = made[label][e, :shown]
-        rows.append(
-            (
-                f"model: {label} samples",
-                [render_completion(c, jax.random.fold_in(key, i)) for i, c in enumerate(comp)],
-            )
-        )
-    indep = sampler.SampleConfig(method="independent")
-    rows.append(
-        (
-            "model: independent samples",
-            [render_visible(indep, jax.random.fold_in(key, 100 + i)) for i in range(shown)],
-        )
-    )
-    rows.append(
-        ("model: independent argmax", [render_visible(sampler.SampleConfig(method="argmax"), key)])
-    )
+        comp = c.made[label][e, :shown]
+        images = [completion(t, jax.random.fold_in(key, i)) for i, t in enumerate(comp)]
+        rows.append((f"model: {label} samples", images))
+    indep, argmax = (sampler.SampleConfig(method=m) for m in ("independent", "argmax"))
+    images = [visible(indep, jax.random.fold_in(key, 100 + i)) for i in range(shown)]
+    rows.append(("model: independent samples", images))
+    rows.append(("model: independent argmax", [visible(argmax, key)]))
+    truth = np.asarray(scene.rasterise(c.batch.scenes[e : e + 1], size=64))[0]
+    shown_points = np.asarray(c.batch.points[e])[~np.asarray(c.batch.mask[e])]
     title = f"{task.name}: {scene.name}, {v} visible points (orange); the truth at left"
-    return panels.samples(truth, points[vis[e]], rows, path, title=title, extent=float(scene.size))
+    return panels.samples(truth, shown_points, rows, path, title=title, extent=float(scene.size))
+
+
+def run(task, predict, params, step: int, workdir: str, cfg: scores.SamplesConfig, log=scores.SAY):
+    """Score the completions of the run at `step` and write samples.json and
+    figures/samples.png into `workdir`; says what it does and where it wrote."""
+    counts = cfg.counts(task)
+    log(
+        f"samples: {len(counts)} visible counts x {cfg.examples} held-out examples x "
+        f"{cfg.per_example} completions per method (step {step})"
+    )
+    if not scores.scored(task):
+        why = task.scene.oracle_unsupported()
+        log(f"note: the oracle does not support {why}: accuracy and diversity only")
+    rows, kept = scores.score(task, predict, params, cfg, log=log)
+    for r in rows:
+        r["step"], r["mask_schedule"] = step, task.mask.schedule
+    log(f"wrote {scores.write(workdir, rows)}")  # the JSON first: drawing may fail
+    path = os.path.join(workdir, "figures", "samples.png")
+    log(f"wrote {figure(task, predict, params, kept, path)}")
+    return rows

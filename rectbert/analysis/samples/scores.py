@@ -29,20 +29,24 @@ diversity only (consistent_fraction and mmd null).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rectbert import config
 from rectbert.analysis import oracle, oracle_curve
 from rectbert.analysis.samples import sampler
+from rectbert.config import setting
 from rectbert.data import keys, points
 from rectbert.data.tasks import Batch
+from rectbert.files import write_atomic
 from rectbert.geometry import codebook
-from rectbert.training import workdir
 
 VISIBLE = (2, 4, 8, 16)
 
@@ -54,17 +58,40 @@ TAU = 2.0  # kernel length, in differing tokens
 # chains (resampled copies of few ancestors) move apart: 64 sweeps took the MMD between the
 # two replicas' sets from 0.049 +- 0.024 (16 sweeps) to 0.017 +- 0.016 at 8 visible (rect)
 POSTERIOR = oracle.OracleConfig(mcmc_steps=64)
+SAY = functools.partial(print, flush=True)  # progress lines go to stdout as they happen
 
 
-def methods(temperature: float = 1.0) -> list[tuple[str, sampler.SampleConfig | None]]:
-    """(row name, sampling config; None: the oracle's posterior samples) of every method."""
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One row kind of samples.json: a sampler of the model's, or a reference from the oracle."""
+
+    label: str  # in logs and figures, e.g. "joint (random)"
+    method: str  # samples.json's "method": argmax, independent, joint, oracle, oracle_marginals
+    order: str | None = None  # joint sampling's order
+    cfg: sampler.SampleConfig | None = None  # None: from the oracle's posterior
+    key: int = 0  # fold_in index of its draws
+
+    @property
+    def sampled(self) -> bool:
+        """Drawn from the model at a temperature (not argmax, not the oracle)."""
+        return self.cfg is not None and self.cfg.method != "argmax"
+
+
+def methods(temperature: float = 1.0) -> list[Method]:
+    """The model's samplers, then the oracle's two references (module doc)."""
     cfg = sampler.SampleConfig(temperature=temperature)
+    joint = [
+        Method(f"joint ({o})", "joint", o, dataclasses.replace(cfg, order=o), key=2 + i)
+        for i, o in enumerate(sampler.ORDERS)
+    ]
     return [
-        ("argmax", sampler.SampleConfig(method="argmax")),
-        ("independent", dataclasses.replace(cfg, method="independent")),
-        ("joint (random)", dataclasses.replace(cfg, order="random")),
-        ("joint (confident)", dataclasses.replace(cfg, order="confident")),
-        ("oracle", None),
+        Method("argmax", "argmax", cfg=sampler.SampleConfig(method="argmax"), key=0),
+        Method(
+            "independent", "independent", cfg=dataclasses.replace(cfg, method="independent"), key=1
+        ),
+        *joint,
+        Method("oracle", "oracle"),
+        Method("oracle_marginals", "oracle_marginals"),
     ]
 
 
@@ -75,30 +102,63 @@ def default_visible(task) -> tuple[int, ...]:
     return tuple(v for v in VISIBLE if v < task.seq_len) or (task.seq_len - 1,)
 
 
-def check(task, visible, examples: int, per_example: int) -> tuple[int, ...]:
-    """The sorted visible counts, or a ValueError in one line (before any compute)."""
-    length = task.seq_len
-    if task.name not in ("sparse", "grid"):
-        raise ValueError(f"samples are scored for sparse and grid runs; this is {task.name}")
-    counts = oracle_curve.visible_counts(visible, length)
-    for name, value, lo, hi in (
-        ("examples", examples, 2, task.eval_examples),
+def samples_setting():
+    """The --samples switch of the experiments that train (sparse, grid)."""
+    return setting(
+        False,
+        "At the final evaluation (also of a finished workdir) draw completions (argmax, "
+        "independent, joint) and score them against the prior: samples.json, "
+        "figures/samples.png.",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplesConfig:
+    """Which completions are drawn and scored: from which visible counts, of how many
+    held-out examples, how many per example and method, at which temperature."""
+
+    visible: tuple[int, ...] = setting(
+        (),
+        "Visible counts the completions start from; empty: 2,4,8,16 (sparse, those below the "
+        "point count), the task's own visible count (grid).",
+        flag="sample_visible",
+        kind="counts",
+    )
+    examples: int = setting(
+        32, "Held-out examples completed at each count.", flag="sample_examples"
+    )
+    per_example: int = setting(8, "Completions per example and method.", flag="samples_per_example")
+    temperature: float = setting(
+        1.0,
+        "The model's logits are divided by it for independent and joint sampling (1: its own "
+        "distribution; below 1: sharper).",
+        flag="sample_temperature",
+    )
+
+    def __post_init__(self):
+        t = self.temperature
+        number = isinstance(t, int | float) and not isinstance(t, bool)
+        allowed = "a finite number > 0 (argmax is its own row)"
+        config.validate(self, [(number and t > 0, "temperature", allowed)])
+
+    def counts(self, task, *, scoring: bool = True) -> tuple[int, ...]:
+        """The sorted counts for this task, or a ConfigError naming the field, before any
+        compute; with `scoring`, also the task's sampler (the posterior needs uniform points)."""
+        if task.name not in ("sparse", "grid"):
+            raise ValueError(f"samples are scored for sparse and grid runs; this is {task.name}")
+        counts = oracle_curve.visible_counts(self.visible or default_visible(task), task.seq_len)
+        if counts is None:
+            raise config.error(self, "visible", oracle_curve.counts_allowed(task.seq_len))
+        if not oracle_curve.examples_allowed(self.examples, task.eval_examples):
+            raise config.error(self, "examples", f"an integer in [2, {task.eval_examples}]")
         # each set of posterior samples comes from one replica's chains: no more than those
-        ("samples per example", per_example, 2, oracle.OracleConfig().chains // 2),
-    ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | np.integer)
-            or not (lo <= value <= hi)
-        ):
-            raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {value!r}")
-    if task.name == "sparse" and scored(task):
-        if not points.get(task.sampler).uniform:
-            raise ValueError(
-                f"the posterior needs uniformly sampled points; the task's sampler is "
-                f"{task.sampler!r}"
-            )
-    return counts
+        most = oracle.OracleConfig().chains // 2
+        if not oracle_curve.examples_allowed(self.per_example, most):
+            raise config.error(self, "per_example", f"an integer in [2, {most}]")
+        uniform = task.name != "sparse" or points.get(task.sampler).uniform
+        if scoring and scored(task) and not uniform:
+            raise config.error(task, "sampler", "uniform: the posterior's likelihood assumes it")
+        return counts
 
 
 def scored(task) -> bool:
@@ -121,7 +181,14 @@ def draw(predict, params, batch: Batch, key, cfg: sampler.SampleConfig, s: int):
     return np.asarray(out).reshape(b, s, length)
 
 
-def posterior(task, batch: Batch, key, s: int, cfg: oracle.OracleConfig):
+class Posterior(NamedTuple):
+    params: np.ndarray  # [B, 2, s, D] a set of s posterior samples from each replica
+    tokens: np.ndarray  # [B, 2, s, L] their tokens
+    marginals: np.ndarray  # [B, s, L] each token drawn from replica 0's marginal alone
+    found: np.ndarray  # [B] both replicas reached the posterior (else the example is unscored)
+
+
+def posterior(task, batch: Batch, key, s: int, cfg: oracle.OracleConfig) -> Posterior:
     """Two sets of s posterior samples per example, one from each of the oracle's two
     independent replicas, and s completions with each token drawn independently from the
     first replica's posterior marginals (its chains, position by position): (params
@@ -149,7 +216,7 @@ def posterior(task, batch: Batch, key, s: int, cfg: oracle.OracleConfig):
         on = np.flatnonzero(live[i, 0])
         marginal[i] = toks[i, 0][rng.choice(on, (s, length)), np.arange(length)]
     chosen = np.take_along_axis(x, pick[..., None], axis=2)
-    return chosen, np.take_along_axis(toks, pick[..., None], axis=2), marginal, found
+    return Posterior(chosen, np.take_along_axis(toks, pick[..., None], axis=2), marginal, found)
 
 
 def consistency(task, points_BxLx2, completions_BxSxL, key, cfg=oracle.CHECK):
@@ -193,102 +260,105 @@ def _mean_stderr(x) -> tuple[float | None, float | None]:
     return oracle_curve._mean_stderr(x[np.isfinite(x)]) if np.isfinite(x).any() else (None, None)
 
 
+@dataclasses.dataclass
+class Completions:
+    """What one visible count made: the examples, every method's completions [B, S, L] by
+    label, and the posterior (None where the oracle does not score the scene)."""
+
+    batch: Batch
+    made: dict
+    posterior: Posterior | None
+
+
+def complete(task, predict, params, batch, key, cfg: SamplesConfig, posterior_cfg):
+    """Every method's completions of `batch` (the oracle's where it scores the scene)."""
+    made, post = {}, None
+    for m in methods(cfg.temperature):
+        if m.cfg is not None:
+            k = jax.random.fold_in(key, m.key)
+            made[m.label] = draw(predict, params, batch, k, m.cfg, cfg.per_example)
+    if scored(task):
+        post = posterior(task, batch, jax.random.fold_in(key, 99), cfg.per_example, posterior_cfg)
+        made["oracle"] = post.tokens[:, 0]  # set A; set B is the MMD's reference
+        made["oracle_marginals"] = post.marginals
+    return Completions(batch, made, post)
+
+
+def consistent_by_method(task, c: Completions, key, check_cfg) -> dict:
+    """{label: [B, S] whether each completion is a shape}: every method's completions
+    searched in one call (fewer, fuller batches)."""
+    labels = list(c.made)
+    together = np.concatenate([c.made[label] for label in labels], axis=1)
+    ok = consistency(task, c.batch.points, together, key, check_cfg)
+    s = c.made[labels[0]].shape[1]
+    return {label: ok[:, m * s : (m + 1) * s] for m, label in enumerate(labels)}
+
+
+def row(m: Method, visible: int, c: Completions, ok, cfg: SamplesConfig) -> dict:
+    """One row of samples.json: the method's scores over the examples (module doc)."""
+    comp, hidden = c.made[m.label], np.asarray(c.batch.mask)
+    examples, per_example = comp.shape[:2]
+    truth = np.asarray(c.batch.tokens)[:, None]
+    acc = ((comp == truth) & hidden[:, None]).sum((1, 2)) / (hidden.sum(1) * per_example)
+    r = {"method": m.method, "order": m.order, "visible": visible, "examples": examples}
+    r["samples_per_example"] = per_example
+    r["temperature"] = cfg.temperature if m.sampled else None
+    r["accuracy"], r["accuracy_stderr"] = _mean_stderr(acc)
+    div = [diversity(comp[e], hidden[e]) for e in range(examples)]
+    r["diversity"], r["diversity_stderr"] = _mean_stderr(div)
+    r["consistent_fraction"] = r["consistent_fraction_stderr"] = None
+    r["mmd"] = r["mmd_stderr"] = None
+    if c.posterior is not None:
+        found, ref = c.posterior.found, c.posterior.tokens[:, 1]
+        frac = np.where(found, ok[m.label].mean(1), np.nan)
+        r["consistent_fraction"], r["consistent_fraction_stderr"] = _mean_stderr(frac)
+        mm = [mmd2(comp[e], ref[e]) if found[e] else np.nan for e in range(examples)]
+        r["mmd"], r["mmd_stderr"] = _mean_stderr(mm)
+        r["scored_examples"] = int(found.sum())  # consistency and MMD: over these
+    return r
+
+
+def _line(label: str, r: dict, elapsed: float) -> str:
+    scores = f"accuracy {r['accuracy']:.3f}  diversity {r['diversity']:.3f}"
+    if r["mmd"] is not None:
+        scores += f"  consistent {r['consistent_fraction']:.3f}  MMD {r['mmd']:.4f}"
+    return f"  visible {r['visible']:2d} {label:18s} {scores}  [{elapsed:.0f} s]"
+
+
 def score(
     task,
     predict,
     params,
-    visible=None,
-    examples: int = 32,
-    per_example: int = 8,
+    cfg: SamplesConfig = SamplesConfig(),
     check_cfg: oracle.OracleConfig = oracle.CHECK,
     posterior_cfg: oracle.OracleConfig | None = None,
-    temperature: float = 1.0,
-    log=print,
+    log=SAY,
 ):
-    """(rows, figure data): every method at every visible count on the task's first `examples`
-    held-out examples (see the module doc). Figure data: per count, the completions of every
-    method and the posterior samples' parameters, for `figure`."""
-    visible = default_visible(task) if visible is None else visible
-    counts = check(task, visible, examples, per_example)
-    has_oracle = scored(task)
-    posterior_cfg = posterior_cfg or POSTERIOR
-    base = jax.tree.map(lambda a: a[:examples], task.eval_set())
-    rows, kept = [], {}
-    start = time.time()
+    """(rows, {visible: Completions}): every method at every visible count on the task's first
+    `cfg.examples` held-out examples (see the module doc); the completions feed `figure`."""
+    counts = cfg.counts(task)
+    base = jax.tree.map(lambda a: a[: cfg.examples], jax.jit(task.eval_set)())  # one program
+    rows, kept, start = [], {}, time.time()
     root = keys.key(task.seed, "samples")
     for i, v in enumerate(counts):
-        batch = oracle_curve.held_out(task, v, examples, base)
-        hidden = np.asarray(batch.mask)
         k_v = jax.random.fold_in(root, v)
-        made = {}
-        for j, (name, cfg) in enumerate(methods(temperature)):
-            if cfg is not None:
-                made[name] = draw(
-                    predict, params, batch, jax.random.fold_in(k_v, j), cfg, per_example
-                )
-        post = None
-        if has_oracle:
-            post = posterior(task, batch, jax.random.fold_in(k_v, 99), per_example, posterior_cfg)
-            made["oracle"] = post[1][:, 0]  # set A; set B is the MMD's reference
-            made["oracle_marginals"] = post[2]
-            # every method's completions searched in one call (fewer, fuller batches)
-            labels = list(made)
-            together = np.concatenate([made[label] for label in labels], axis=1)
-            ok_all = consistency(
-                task, batch.points, together, jax.random.fold_in(k_v, 200), check_cfg
-            )
-            s = per_example
-            ok_by = {label: ok_all[:, m * s : (m + 1) * s] for m, label in enumerate(labels)}
-        for label, comp in made.items():
-            truth = np.asarray(batch.tokens)[:, None]
-            acc = ((comp == truth) & hidden[:, None]).sum((1, 2)) / (hidden.sum(1) * per_example)
-            div = [diversity(comp[e], hidden[e]) for e in range(examples)]
-            r = {"method": label.split(" ")[0], "order": None, "visible": v}
-            if label.startswith("joint"):
-                r["order"] = label.split("(")[1].rstrip(")")
-            r.update(examples=examples, samples_per_example=per_example)
-            model_sampled = label not in ("argmax", "oracle", "oracle_marginals")
-            r["temperature"] = temperature if model_sampled else None
-            r["accuracy"], r["accuracy_stderr"] = _mean_stderr(acc)
-            r["diversity"], r["diversity_stderr"] = _mean_stderr(div)
-            r["consistent_fraction"] = r["consistent_fraction_stderr"] = None
-            r["mmd"] = r["mmd_stderr"] = None
-            if has_oracle:
-                found = post[3]
-                frac = np.where(found, ok_by[label].mean(1), np.nan)
-                r["consistent_fraction"], r["consistent_fraction_stderr"] = _mean_stderr(frac)
-                ref = post[1][:, 1]
-                mm = [mmd2(comp[e], ref[e]) if found[e] else np.nan for e in range(examples)]
-                r["mmd"], r["mmd_stderr"] = _mean_stderr(mm)
-                r["scored_examples"] = int(found.sum())  # consistency and MMD: over these
-            rows.append(r)
-            elapsed = time.time() - start
-            log(
-                f"  visible {v:2d} {label:18s} accuracy {r['accuracy']:.3f}  diversity "
-                f"{r['diversity']:.3f}"
-                + (
-                    f"  consistent {r['consistent_fraction']:.3f}  MMD {r['mmd']:.4f}"
-                    if r["mmd"] is not None
-                    else ""
-                )
-                + f"  [{elapsed:.0f} s]"
-            )
-        kept[v] = {
-            "batch": batch,
-            "made": made,
-            "posterior": None if post is None else post[0],
-            "found": None if post is None else post[3],
-        }
-        done = (i + 1) / len(counts)
-        log(
-            f"  visible {v}: done [{time.time() - start:.0f} s, ETA "
-            f"{(time.time() - start) * (1 - done) / done:.0f} s]"
-        )
+        batch = oracle_curve.held_out(task, v, cfg.examples, base)
+        c = complete(task, predict, params, batch, k_v, cfg, posterior_cfg or POSTERIOR)
+        ok = None
+        if c.posterior is not None:
+            ok = consistent_by_method(task, c, jax.random.fold_in(k_v, 200), check_cfg)
+        for m in methods(cfg.temperature):
+            if m.label in c.made:
+                rows.append(row(m, v, c, ok, cfg))
+                log(_line(m.label, rows[-1], time.time() - start))
+        kept[v] = c
+        elapsed, done = time.time() - start, (i + 1) / len(counts)
+        log(f"  visible {v}: done [{elapsed:.0f} s, ETA {elapsed * (1 - done) / done:.0f} s]")
     return rows, kept
 
 
 def write(workdir_path: str, rows: list[dict]) -> str:
     """samples.json (the rows), written atomically."""
     path = os.path.join(workdir_path, "samples.json")
-    workdir.write_atomic(path, json.dumps(rows, indent=1) + "\n")
+    write_atomic(path, json.dumps(rows, indent=1) + "\n")
     return path

@@ -1,18 +1,23 @@
 """The oracle curve: its scores against hand-computed values and scikit-learn's calibration
 curve, and end to end on a run through both entry points and load_run."""
 
+import dataclasses
 import json
 import os
+import pathlib
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
 
 import rectbert
-from experiments import common, sparse
-from experiments import oracle_curve as curve_experiment
+from experiments import cli
 from rectbert.analysis import oracle, oracle_curve
-from tests.conftest import TINY, TINY_CODEBOOK, parse
+from rectbert.data.tasks import MaskSpec
+from rectbert.recipes import oracle_curve as curve_recipe
+from rectbert.recipes import sparse
+from tests.conftest import ANYCOUNT, build, copy
 
 
 def test_scores_are_the_hand_computed_accuracy_nll_and_kl():
@@ -62,17 +67,15 @@ def test_reliability_bins_and_ece_match_scikit_learn():
     assert calibrated["ece"] < 0.03 < c["ece"]
 
 
-def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(tmp_path, capsys):
-    workdir = tmp_path / "any"
-    common_args = [f"--workdir={workdir}", "--num_steps=3", *TINY_CODEBOOK, *TINY]
-    sparse.main(parse(sparse, *common_args, "--mask_schedule=anycount"))
-    out = tmp_path / "any" / "oracle_curve.json"
+@pytest.mark.slow  # the oracle compiled for the run's shapes, three times: 45 s
+def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(
+    tmp_path, capsys, anycount_run
+):
+    workdir = pathlib.Path(copy(anycount_run, tmp_path))
+    out = workdir / "oracle_curve.json"
     assert not out.exists()
     # the curve of the finished run, by its own command
-    fv = parse(
-        curve_experiment, f"--workdir={workdir}", "--curve_visible=23,1", "--curve_examples=4"
-    )
-    curve_experiment.main(fv)
+    cli.run(curve_recipe, f"--workdir={workdir}", "--curve_visible=23,1", "--curve_examples=4")
     rows = json.loads(out.read_text())
     assert [r["visible"] for r in rows] == [1, 23]
     for r in rows:
@@ -101,16 +104,8 @@ def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(tmp_pa
     one, many = (~np.asarray(oracle_curve.held_out(task, v, 4).mask) for v in (1, 23))
     assert np.all(many[one])
     # the sparse experiment's flag on the finished workdir replaces the file
-    sparse.main(
-        parse(
-            sparse,
-            *common_args,
-            "--mask_schedule=anycount",
-            "--oracle_curve",
-            "--curve_visible=2",
-            "--curve_examples=3",
-        )
-    )
+    curve = ["--oracle_curve", "--curve_visible=2", "--curve_examples=3"]
+    cli.run(sparse, f"--workdir={workdir}", *ANYCOUNT, *curve)
     assert [r["visible"] for r in json.loads(out.read_text())] == [2]
     capsys.readouterr()
 
@@ -128,20 +123,18 @@ def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(tmp_pa
 )
 def test_bad_curve_flags_fail_in_one_line_before_any_compute(tmp_path, args, flag):
     # the sparse experiment refuses them before training; the curve command before loading
-    fv = parse(sparse, f"--workdir={tmp_path / 'run'}", "--oracle_curve", *args)
-    with pytest.raises(common.FlagError, match=f"--{flag}") as e:
-        sparse.build(fv)
+    with pytest.raises(cli.Error, match=f"--{flag}") as e:
+        build(sparse, f"--workdir={tmp_path / 'run'}", "--oracle_curve", *args)
     assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
 
 
 def test_the_curve_command_refuses_what_it_cannot_score(tmp_path):
-    missing = parse(curve_experiment, f"--workdir={tmp_path / 'none'}")
-    with pytest.raises(common.FlagError, match="--workdir"):
-        curve_experiment.main(missing)
+    with pytest.raises(cli.Error, match="--workdir"):
+        cli.run(curve_recipe, f"--workdir={tmp_path / 'none'}")
     assert not (tmp_path / "none").exists()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(common.FlagError, match="--workdir.*sparse run"):
-        curve_experiment.main(parse(curve_experiment, f"--workdir={tmp_path / 'empty'}"))
+    with pytest.raises(cli.Error, match="--workdir.*sparse run"):
+        cli.run(curve_recipe, f"--workdir={tmp_path / 'empty'}")
     assert os.listdir(tmp_path / "empty") == []
     # a scene the oracle cannot sample is refused by name, before any compute
     with pytest.raises(ValueError, match="junction: the stroke count varies"):
@@ -149,3 +142,43 @@ def test_the_curve_command_refuses_what_it_cannot_score(tmp_path):
     with pytest.raises(ValueError, match="use min_rects=0"):
         oracle.check(rectbert.scene("rects", num_rects=3, min_rects=1))
     oracle.check(rectbert.scene("rects", num_rects=3))  # a fixed count: supported
+
+
+def test_the_curve_of_a_uniform_model_against_a_sure_oracle_by_hand(
+    tmp_path, monkeypatch, sparse_task
+):
+    # oracle_curve.run's bookkeeping, files and formulas at two counts, with a model that is
+    # uniform over the K tokens and an oracle that is always right and sure: its accuracy 1,
+    # its NLL the floor's, KL(oracle || model) = log K, the model right where the truth is 0
+    # (its argmax). The real oracle through the commands: the end-to-end test (slow tier).
+    k = sparse_task.num_tokens
+
+    def sure(key, batch, centroids, scene, cfg=None, chunk=256):
+        probs = np.eye(k)[np.asarray(batch.tokens)]
+        return probs, np.full(len(probs), 192.0)
+
+    def uniform(params, batch):
+        return jnp.zeros((*batch.tokens.shape, k))
+
+    monkeypatch.setattr(oracle, "predict_batch", sure)
+    task = dataclasses.replace(sparse_task, mask=MaskSpec(5, "anycount"), eval_examples=6)
+    cfg = oracle_curve.CurveConfig(visible=(23, 1), examples=6)
+    rows = oracle_curve.run(task, uniform, None, 7, str(tmp_path), cfg, log=lambda *a: None)
+    assert [r["visible"] for r in rows] == [1, 23]
+    for r in rows:
+        batch = oracle_curve.held_out(task, r["visible"], 6)
+        hidden, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
+        per_example = [(tokens[e][hidden[e]] == 0).mean() for e in range(6)]
+        assert r["model_accuracy"] == pytest.approx(np.mean(per_example))
+        assert r["oracle_accuracy"] == 1.0 and r["hidden_tokens"] == 6 * (24 - r["visible"])
+        assert r["kl"] == pytest.approx(np.log(k), rel=1e-6)
+        assert r["model_nll"] == pytest.approx(np.log(k), rel=1e-6)
+        floor = oracle_curve.FLOOR
+        assert r["oracle_nll"] == pytest.approx(-np.log(1 - floor + floor / k), rel=1e-6)
+        assert r["step"] == 7 and r["mask_schedule"] == "anycount"
+        assert r["oracle_unreliable"] == 0 and r["examples"] == 6
+    assert json.loads((tmp_path / "oracle_curve.json").read_text()) == rows
+    calib = json.loads((tmp_path / "calibration.json").read_text())
+    assert sum(calib["oracle"]["count"]) == sum(r["hidden_tokens"] for r in rows)
+    for name in ("oracle_curve.png", "reliability.png"):
+        assert os.path.getsize(tmp_path / "figures" / name) > 0

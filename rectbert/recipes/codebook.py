@@ -1,0 +1,79 @@
+"""The codebook alone: k-means of the patches of a scene's shapes, its reconstruction error on
+held-out shapes, and the write-up's first two figures. The codebook is the one a grid or
+sparse run with the same scene, codebook settings and seed fits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from rectbert import config
+from rectbert.analysis import report
+from rectbert.data.scene_tasks import GridTask, patches
+from rectbert.data.tasks import MaskSpec
+from rectbert.geometry import codebook
+from rectbert.recipes import common
+from rectbert.training import metrics, workdir
+from rectbert.viz import panels
+
+NAME = "codebook"
+SCENES = True
+SETTINGS = (common.Output, GridTask)
+DEFAULTS = {"workdir": "runs/codebook", "eval_examples": 1000}  # held-out shapes measure it
+FIXED = {"profile_steps": "", "num_train_rects": 0, "presentations": 1}  # it trains nothing
+RENAMED = {"eval_rects": "eval_examples"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    task: GridTask
+    workdir: str
+
+
+def build(v: dict) -> Plan:
+    task = config.build(GridTask, v, scene=common.scene(v), mask=MaskSpec(1))
+    return Plan(task, config.build(common.Output, v).workdir)
+
+
+def main(plan: Plan, files: dict | None = None) -> None:
+    """Claims the workdir (a workdir in use, or holding another run, is refused), then fits."""
+    record = {"experiment": "codebook", "task": plan.task.record()}
+    main_process = jax.process_index() == 0
+    with workdir.claim(plan.workdir, record, main=main_process, files=files):
+        summary, task, counts = fit(plan.task)
+        if main_process:
+            codebook.save(os.path.join(plan.workdir, "codebook.npy"), task.codebook)
+            metrics.rewrite(plan.workdir, [summary])  # strict JSON, whole or not at all
+        figures = os.path.join(plan.workdir, "figures")
+        shape = task.eval_params[0]
+        report.shape_figure(task.scene, shape, os.path.join(figures, "DownsampledRectangle.png"))
+        path = os.path.join(figures, "RectangleClusterCenters.png")
+        panels.codebook_tiles(task.codebook, path, counts_K=counts)
+    print(json.dumps(summary))
+    print(f"wrote {plan.workdir}/codebook.npy and {figures}/")
+
+
+def fit(task: GridTask):
+    """(metrics row, the task with its fitted codebook, each token's uses on held-out shapes):
+    the fit's inertia and time, and how well the codebook alone reconstructs held-out images."""
+    t0 = time.time()
+    centroids, inertia = task.fit_codebook()
+    task = task.with_codebook(centroids)
+    fit_s = time.time() - t0
+    held = task.scene.downsample(task.eval_params)
+    tokens = task.tokens_of(patches(task.scene, task.eval_params))
+    recon = codebook.stitch(codebook.decode(tokens, task.codebook))
+    counts = np.bincount(np.asarray(tokens).ravel(), minlength=task.num_clusters)
+    summary = {
+        "step": 0,
+        "codebook/inertia": float(inertia),
+        "codebook/fit_seconds": fit_s,
+        "eval/codebook_pixel_mse": float(np.mean((np.asarray(recon) - np.asarray(held)) ** 2)),
+        "eval/unused_tokens": int(np.sum(counts == 0)),
+    }
+    return summary, task, counts

@@ -1,0 +1,176 @@
+"""The sparse study: which choices make the sparse model generalise? Regimes x position
+embeddings x attention, and with --scenes, x scene families; one full run per row (resumable),
+then a table of final held-out accuracy, training-shape accuracy and their gap beside the two
+baselines: <workdir>/study.md and study.jsonl. With --scenes each scene has its own codebook
+and rows: <workdir>/<scene>/codebook.npy, <workdir>/<scene>/<row>/."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+
+import jax
+
+from rectbert import config, scenes
+from rectbert.config import setting
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.files import write_atomic
+from rectbert.model import encoder, positions
+from rectbert.recipes import common, sparse
+from rectbert.training import train, workdir
+from rectbert.training.engine import RunConfig
+
+REGIMES = {  # name -> (num_train, fixed_points)
+    "fixed100_fixedpoints": (100, True),  # the write-up's failure
+    "fixed100_freshpoints": (100, False),
+    "fresh": (0, False),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """The study's axes: every combination of them is one row."""
+
+    regimes: tuple[str, ...] = setting(
+        tuple(REGIMES), f"Regimes, of {list(REGIMES)}.", kind="names"
+    )
+    positions: tuple[str, ...] = setting(
+        tuple(positions.continuous()), "Position embeddings.", kind="names"
+    )
+    attentions: tuple[str, ...] = setting(encoder.ATTENTIONS, "Attentions.", kind="names")
+    scenes: tuple[str, ...] = setting(
+        (),
+        f"Scene families to compare, of {sorted(scenes.SCENES)} (each with its family's "
+        "options from the flags); empty: --scene alone.",
+        kind="names",
+    )
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("regimes", list(REGIMES)),
+            ("positions", positions.continuous()),
+            ("attentions", list(encoder.ATTENTIONS)),
+        ):
+            chosen = getattr(self, name)
+            if not chosen or any(c not in allowed for c in chosen):
+                raise config.error(self, name, f"a non-empty subset of {allowed}")
+        known = sorted(scenes.SCENES)
+        if any(n not in known for n in self.scenes) or len(set(self.scenes)) != len(self.scenes):
+            raise config.error(self, "scenes", f"distinct names of {known}, or empty")
+
+
+NAME = "sparse_study"
+SCENES = True
+SETTINGS = (*common.TRAINING, SparseTask, StudyConfig)
+# the study's tables were measured at the rate and cadence before time_to_ceiling
+DEFAULTS = {
+    **sparse.DEFAULTS,
+    "workdir": "runs/sparse_study",
+    "num_steps": 2000,
+    "learning_rate": 1e-3,
+    "eval_every": 500,
+}
+FIXED = {"num_train_rects": 0, "fixed_points": False}  # each regime sets them for its rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    scene: str
+    regime: str
+    position: str
+    attention: str
+    run: RunConfig  # its task without a codebook: the scene's is given when it trains
+    workdir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    base: RunConfig  # the first scene's fresh-shapes run: what the study's workdir records
+    several: bool  # rows and codebooks go to <workdir>/<scene>/
+    rows: tuple[Row, ...]
+    workdir: str
+    profile: tuple[int, int] | None
+
+
+def build(v: dict) -> Plan:
+    study, output = config.build(StudyConfig, v), config.build(common.Output, v)
+    if study.scenes and v.get("scene") is not None:
+        raise config.ConfigError(
+            "scene", "scene", v["scene"], "unset with --scenes (it names the scenes)"
+        )
+    names, several = common.scene_names(v), bool(study.scenes)
+    bases = [
+        common.run_config(SparseTask, v, num_examples=0, scene=common.scene(v, n, study.scenes))
+        for n in names
+    ]
+    rows = []
+    for base in bases:
+        root = os.path.join(output.workdir, base.task.scene.name) if several else output.workdir
+        for regime, position, attention in itertools.product(
+            study.regimes, study.positions, study.attentions
+        ):
+            n, fixed_points = REGIMES[regime]
+            task = dataclasses.replace(base.task, num_train=n, fixed_points=fixed_points)
+            model = dataclasses.replace(base.model, position=position, attention=attention)
+            run = RunConfig(task, model, base.train, {"regime": regime})
+            name = f"{regime}-{position}-{attention}"
+            rows.append(
+                Row(task.scene.name, regime, position, attention, run, os.path.join(root, name))
+            )
+    info = {"scenes": [b.task.scene.record() for b in bases]} if several else {}
+    head = dataclasses.replace(bases[0], info=info)
+    return Plan(head, several, tuple(rows), output.workdir, output.window(head.train.num_steps))
+
+
+def main(plan: Plan, files: dict | None = None) -> None:
+    main_process = jax.process_index() == 0
+    results, books = [], {}
+    with workdir.claim(plan.workdir, plan.base.record(), main=main_process, files=files):
+        for row in plan.rows:
+            if row.scene not in books:  # the scene's codebook: fitted once, then read
+                root = os.path.dirname(row.workdir)
+                books[row.scene] = row.run.task.prepare(root, main=main_process).codebook
+            task = row.run.task.with_codebook(books[row.scene])
+            print(f"== {os.path.relpath(row.workdir, plan.workdir)}", flush=True)
+            run = dataclasses.replace(row.run, task=task)
+            _, m = train.train(run, row.workdir, profile_steps=plan.profile)
+            shown = {k: x for k, x in m.items() if "/token_accuracy/" not in k}
+            results.append(
+                {
+                    "scene": row.scene,
+                    "regime": row.regime,
+                    "position": row.position,
+                    "attention": row.attention,
+                    **shown,
+                }
+            )
+        if main_process:
+            write_table(plan, results)
+
+
+def write_table(plan: Plan, rows: list[dict]) -> None:
+    write_atomic(
+        os.path.join(plan.workdir, "study.jsonl"), "".join(json.dumps(r) + "\n" for r in rows)
+    )
+    task, model, cfg = plan.base.task, plan.base.model, plan.base.train
+    lines = [
+        f"Sparse study: {cfg.num_steps} steps x batch {cfg.batch_size}, model "
+        f"{model.embed_dim}/{model.mlp_dim}/{model.num_layers} layers, "
+        f"{task.eval_examples} held-out shapes (same for every row of a scene).",
+        "",
+        "| scene | regime | position | attention | held-out acc | train-shape acc | gap | nearest "
+        "| majority |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {r["scene"]: i for i, r in reversed(list(enumerate(rows)))}
+    for r in sorted(rows, key=lambda r: (order[r["scene"]], -r["eval/masked_accuracy"])):
+        lines.append(
+            f"| {r['scene']} | {r['regime']} | {r['position']} | {r['attention']} | "
+            f"{r['eval/masked_accuracy']:.3f} | {r['eval/train_masked_accuracy']:.3f} | "
+            f"{r['eval/gap']:+.3f} | {r['eval/nearest_accuracy']:.3f} | "
+            f"{r['eval/majority_accuracy']:.3f} |"
+        )
+    write_atomic(os.path.join(plan.workdir, "study.md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
