@@ -6,8 +6,8 @@ setup(
     name="rectbert",
     version="0.1.0",
     description="BERT-style inpainting of squares and rectangles, exact geometry, JAX/Flax",
-    packages=find_packages(include=["rectbert", "rectbert.*", "experiments", "benchmarks"]),
-    package_data={"experiments": ["flags/*.flags"]},
+    # the library only: experiments/ and benchmarks/ run from the checkout (docs: design)
+    packages=find_packages(include=["rectbert", "rectbert.*"]),
     python_requires=">=3.11",
     # lower bounds: this CPU's pip resolution (jax 0.10.2, flax 0.12.8, orbax 0.12.8) and the
     # GPU machine's set (jax 0.11.2, flax 0.12.10, orbax-checkpoint 0.12.4) must both install
@@ -29,7 +29,11 @@ setup(
             "scikit-image>=0.24",
             "hypothesis>=6.100",  # property tests (the flag space)
             "shapely>=2.0",  # polygon areas, the reference for exact coverage
+            "nbclient>=0.10",  # runs docs/tutorial.ipynb (the slow tier)
+            "nbformat>=5.9",
+            "ipykernel>=6.29",
         ],
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocs-jupyter>=0.24"],
         "tensorboard": ["tensorboardX>=2.6"],
         # TPU VMs (launch.sh): libtpu matching jax; pip needs jax's libtpu find-links page
         "tpu": ["jax[tpu]>=0.10.0,<0.12"],

@@ -29,23 +29,17 @@ The last line is one summary per configuration.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks import ceiling_sets
 from benchmarks.peak import matmul_peak_tflops
-from rectbert import config
-from rectbert.analysis import oracle
-from rectbert.data import keys, masking
-from rectbert.data.tasks import fixed
 from rectbert.model import losses
 from rectbert.recipes import common, sparse
 from rectbert.training import engine, evaluation
@@ -119,7 +113,11 @@ def build(settings: dict, codebook: bool = True):
     settings (a ConfigError for a bad one, before any compute); the task with its codebook
     when asked."""
     run = sparse.build(common.values(sparse, **settings)).run
-    task = run.task.with_codebook(_codebook(run.task)) if codebook else run.task
+    task = (
+        run.task.with_codebook(ceiling_sets.codebook(run.task, FLAGS.cache_dir))
+        if codebook
+        else run.task
+    )
     return task, run.model, run.train
 
 
@@ -138,78 +136,6 @@ def parse_settings(items: list[str]) -> dict:
         else:
             out[name] = text
     return out
-
-
-def _cached(name: str, what: dict, make):
-    """make() (a dict of arrays), stored under --cache_dir by a hash of `what`."""
-    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
-    path = os.path.join(FLAGS.cache_dir, f"{name}-{digest}.npz")
-    if os.path.exists(path):
-        with np.load(path) as f:
-            return dict(f)
-    out = make()
-    os.makedirs(FLAGS.cache_dir, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, **out)
-    os.replace(tmp, path)  # two runs at once: either's whole file
-    return out
-
-
-def _codebook(task):
-    fields = ("seed", "num_clusters", "codebook_examples")
-    what = {"scene": task.scene.record(), **{f: getattr(task, f) for f in fields}}
-    return _cached("codebook", what, lambda: {"c": np.asarray(task.fit_codebook()[0])})["c"]
-
-
-def validation_sets(task, examples: int, visible: tuple[int, ...]) -> dict:
-    """name -> Batch: examples from the validation key; any-count tasks: one per count."""
-    k = keys.key(task.seed, "validation")
-    shapes = task.scene.sample(jax.random.fold_in(k, 0), examples)
-    base = task.examples(jax.random.fold_in(k, 1), shapes, fixed(task.mask))
-    if task.mask.schedule == "fixed":
-        return {"validation": base}
-    n, length = base.mask.shape
-    k_mask = jax.random.fold_in(k, 2)  # one key for all counts: nested visible sets
-    return {
-        f"visible {v}": dataclasses.replace(
-            base,
-            mask=~masking.mask_exact(k_mask, jnp.full((n,), v), length),  # v visible
-        )
-        for v in visible
-    }
-
-
-CACHE_VERSION = 1  # bump when rectbert.oracle changes its answers
-
-
-def oracle_predictions(task, name: str, batch) -> np.ndarray:
-    """[N, P] the oracle's argmax tokens on `batch` (cached)."""
-    cfg = oracle.OracleConfig()
-    content = hashlib.sha256()
-    for a in (batch.points, batch.tokens, batch.mask, task.codebook):
-        content.update(np.asarray(a).tobytes())
-    what = {  # what the oracle sees (not the training settings): configs share the cache
-        "scene": task.scene.record(),
-        "seed": task.seed,
-        "batch": content.hexdigest(),
-        "oracle": config.record(cfg),
-        "version": [CACHE_VERSION, jax.__version__, jax.default_backend()],
-    }
-
-    def make():
-        t = time.perf_counter()
-        key = jax.random.fold_in(keys.key(task.seed, "oracle"), 7)
-        _, pred, _ = oracle.evaluate(key, batch, task.codebook, task.scene, cfg)
-        print(f"  oracle on {name}: {time.perf_counter() - t:.0f} s (cached now)", flush=True)
-        return {"pred": pred}
-
-    return _cached("oracle", what, make)["pred"]
-
-
-def right(pred, batch) -> np.ndarray:
-    """Per hidden token: 1 where `pred` is right."""
-    mask = np.asarray(batch.mask)
-    return (np.asarray(pred) == np.asarray(batch.tokens))[mask].astype(np.float64)
 
 
 def dispatch_seconds(state, calls: int = 200) -> float:
@@ -253,40 +179,82 @@ def _said(settings: dict) -> str:
 
 def time_config(name: str, settings: dict, peak_flops: float) -> dict:
     task, model_cfg, cfg = build(settings)
-    sets = validation_sets(task, FLAGS.validation_examples, tuple(map(int, FLAGS.visible)))
-    oracle_acc = {
-        n: float(right(oracle_predictions(task, n, b), b).mean()) for n, b in sets.items()
-    }
-    held_out = jax.jit(task.eval_set)()  # its oracle before training: a run stopped by a
-    oracle_right = right(oracle_predictions(task, "held_out", held_out), held_out)  # timeout
-    predict = evaluation.make_predict(model_cfg)  # still leaves it cached
+    visible = tuple(map(int, FLAGS.visible))
+    sets = ceiling_sets.validation_sets(task, FLAGS.validation_examples, visible)
 
-    def accuracies(params) -> dict:
-        out = {}
-        for n, b in sets.items():
-            _, pred = evaluation.evaluate(predict, params, b, 512)
-            out[n] = float(right(pred, b).mean())
-        return out
+    def oracle_right(n, batch):  # cached: a run a timeout stops still leaves it there
+        pred = ceiling_sets.oracle_predictions(task, n, batch, FLAGS.cache_dir)
+        return ceiling_sets.right(pred, batch)
 
+    def model_right(params, batch):
+        return ceiling_sets.right(evaluation.evaluate(predict, params, batch, 512)[1], batch)
+
+    oracle_acc = {n: float(oracle_right(n, b).mean()) for n, b in sets.items()}
+    held_out = jax.jit(task.eval_set)()
+    oracle_held_out = oracle_right("held_out", held_out)  # before training (see above)
+    predict = evaluation.make_predict(model_cfg)
     print(
         f"{name}: {_said(settings)}; {cfg.num_steps} steps of batch "
         f"{cfg.batch_size}; oracle " + ", ".join(f"{n} {a:.4f}" for n, a in oracle_acc.items()),
         flush=True,
     )
+    state, compiled, compile_s, flops = _compiled(task, model_cfg, cfg)
+
+    def accuracies(params) -> dict:
+        return {n: float(model_right(params, b).mean()) for n, b in sets.items()}
+
+    accuracies(state.params)  # compile the evaluation outside the clock
+    state, curve, reached, train_s = _train(compiled, state, cfg, accuracies, oracle_acc, compile_s)
+    step_s = train_s / cfg.num_steps
+    held = model_right(state.params, held_out)
+    diff, diff_se = losses.paired_difference(held, oracle_held_out)
+    row = {
+        "name": name,
+        "settings": settings,
+        "steps": cfg.num_steps,
+        "batch": cfg.batch_size,
+        "compile_s": compile_s,
+        "train_s": train_s,
+        "step_ms": 1e3 * step_s,
+        "dispatch_share": dispatch_seconds(state) / step_s,  # donates the state: last
+        "step_flops": flops,
+        "flops_per_s": flops / step_s,
+        "of_peak": flops / step_s / peak_flops,
+        "oracle_validation": oracle_acc,
+        "reached": {str(f): r for f, r in reached["all"].items()},
+        "reached_by_set": {n: {str(f): r for f, r in v.items()} for n, v in reached.items()},
+        "held_out": float(held.mean()),
+        "oracle_held_out": float(oracle_held_out.mean()),
+        "held_out_ratio": float(held.mean() / oracle_held_out.mean()),
+        "held_out_minus_oracle": diff,
+        "held_out_minus_oracle_stderr": diff_se,
+        "curve": curve,
+    }
+    for n in sets if len(sets) > 1 else ():
+        when = ", ".join(f"{100 * f:g}% {_when(row['reached_by_set'][n], f)}" for f in FRACTIONS)
+        print(f"  {n}: {when}", flush=True)
+    print(f"  {summary(row)}", flush=True)
+    return row
+
+
+def _compiled(task, model_cfg, cfg):
+    """(initial state, the compiled train step, its compile seconds, its FLOPs per step)."""
     t0 = time.perf_counter()
     state, step_fn = engine.build(task, model_cfg, cfg)
     compiled = step_fn.lower(state, np.int32(0)).compile()
     jax.block_until_ready(state)
-    compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", float("nan")))
-    accuracies(state.params)  # compile the evaluation outside the clock
+    return state, compiled, time.perf_counter() - t0, float(cost.get("flops", float("nan")))
 
+
+def _train(compiled, state, cfg, accuracies, oracle_acc: dict, compile_s: float):
+    """(state, curve, first crossings per set and "all", training seconds): the clock runs
+    for the steps only, stopped at each --eval_every evaluation."""
     curve, reached, train_s = [], {"all": {}}, 0.0
     t = time.perf_counter()
     for step in range(cfg.num_steps):
-        state, scalars = compiled(state, np.int32(step))
+        state, _ = compiled(state, np.int32(step))
         done = step + 1
         if done % FLAGS.eval_every and done != cfg.num_steps:
             continue
@@ -299,51 +267,11 @@ def time_config(name: str, settings: dict, peak_flops: float) -> dict:
         for n, r in [*ratios.items(), ("all", ratio)]:  # "all": every set (count) there
             for f in FRACTIONS:
                 if r >= f and f not in reached.setdefault(n, {}):
-                    at = {"step": done, "s_excl": train_s, "s_incl": train_s + compile_s}
-                    reached[n][f] = at
-        print(
-            f"  step {done}  {train_s:6.1f} s  "
-            + "  ".join(f"{n} {a:.4f}" for n, a in acc.items())
-            + f"  model/oracle {ratio:.4f}",
-            flush=True,
-        )
+                    reached[n][f] = {"step": done, "s_excl": train_s, "s_incl": train_s + compile_s}
+        shown = "  ".join(f"{n} {a:.4f}" for n, a in acc.items())
+        print(f"  step {done}  {train_s:6.1f} s  {shown}  model/oracle {ratio:.4f}", flush=True)
         t = time.perf_counter()
-    step_s = train_s / cfg.num_steps
-
-    _, pred = evaluation.evaluate(predict, state.params, held_out, 512)
-    model_right = right(pred, held_out)
-    diff, diff_se = losses.paired_difference(model_right, oracle_right)
-    dispatch_s = dispatch_seconds(state)  # donates the state: last
-    row = {
-        "name": name,
-        "settings": settings,
-        "steps": cfg.num_steps,
-        "batch": cfg.batch_size,
-        "compile_s": compile_s,
-        "train_s": train_s,
-        "step_ms": 1e3 * step_s,
-        "dispatch_share": dispatch_s / step_s,
-        "step_flops": flops,
-        "flops_per_s": flops / step_s,
-        "of_peak": flops / step_s / peak_flops,
-        "oracle_validation": oracle_acc,
-        "reached": {str(f): r for f, r in reached["all"].items()},
-        "reached_by_set": {n: {str(f): r for f, r in v.items()} for n, v in reached.items()},
-        "held_out": float(model_right.mean()),
-        "oracle_held_out": float(oracle_right.mean()),
-        "held_out_ratio": float(model_right.mean() / oracle_right.mean()),
-        "held_out_minus_oracle": diff,
-        "held_out_minus_oracle_stderr": diff_se,
-        "curve": curve,
-    }
-    if len(sets) > 1:
-        for n in sets:
-            when = ", ".join(
-                f"{100 * f:g}% {_when(row['reached_by_set'][n], f)}" for f in FRACTIONS
-            )
-            print(f"  {n}: {when}", flush=True)
-    print(f"  {summary(row)}", flush=True)
-    return row
+    return state, curve, reached, train_s
 
 
 def _when(reached: dict, f: float) -> str:

@@ -313,6 +313,16 @@ def main(argv):
     ours = min(rows, key=lambda r: r["step_s"])
     for row in peers:
         report(row, size, batch, peak, ours_params=ours["params"])
+    summary = summarise(device, size, batch, ours, peers, peak)
+    if FLAGS.json:
+        measured = dict(device=device, size=FLAGS.size, batch=batch, peaks=peaks)
+        with open(FLAGS.json, "w") as f:
+            json.dump({**measured, "ours": rows, "peers": peers, "summary": summary}, f, indent=1)
+    print(summary, flush=True)
+
+
+def summarise(device: str, size: dict, batch: int, ours: dict, peers: list, peak: float) -> str:
+    """The last line: our best variant's TFLOP/s, the best peer's, their ratio, our MFU."""
     flops = model_flops(ours["params"], size["num_layers"], batch, size["embed_dim"])
     tflops = flops / ours["step_s"] / 1e12
     summary = f"summary: {device}, size {FLAGS.size}, batch {batch}: ours {tflops:.3g} TFLOP/s"
@@ -322,23 +332,7 @@ def main(argv):
             f", peer {flops / peer['step_s'] / 1e12:.3g} TFLOP/s ({peer['mode']}), "
             f"ratio {peer['step_s'] / ours['step_s']:.2f}x"
         )
-    summary += f", MFU {tflops / peak:.1%} of {peak:.3g}"
-    if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(
-                dict(
-                    device=device,
-                    size=FLAGS.size,
-                    batch=batch,
-                    peaks=peaks,
-                    ours=rows,
-                    peers=peers,
-                    summary=summary,
-                ),
-                f,
-                indent=1,
-            )
-    print(summary, flush=True)
+    return summary + f", MFU {tflops / peak:.1%} of {peak:.3g}"
 
 
 def report(row: dict, size: dict, batch: int, peak: float, ours_params: int | None = None):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import jax
 
-# fold_in index of each purpose (0-3 and 7 are those of earlier versions: results reproduce)
+# fold_in index of each purpose: arbitrary, but fixed (a changed index moves every run's draws)
 _PURPOSES = {
     "init": 0,  # model parameters
     "data": 1,  # training batches (with the step)
@@ -20,7 +20,7 @@ _PURPOSES = {
     "figures": 11,  # examples drawn only for figures
     "oracle": 12,
     "curve": 13,  # which points the oracle curve shows at each visible count
-    "samples": 14,  # completions drawn from model and oracle (rectbert.completions)
+    "samples": 14,  # completions drawn from model and oracle (analysis/samples)
     "validation": 15,  # a validation set apart from the held-out one (benchmarks)
     "extra_targets": 16,  # the extra hidden training points (SparseTask.extra_targets)
 }

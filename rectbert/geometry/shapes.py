@@ -1,6 +1,6 @@
 """Rectangle geometry on the canvas: exact coverage, downsampling, lattice, squares.
 
-Pure jnp with explicit keys, jit/vmap friendly; conventions are those of DESIGN.md.
+Pure jnp, jit/vmap friendly; the conventions (docs: design) are defined here.
 """
 
 from __future__ import annotations

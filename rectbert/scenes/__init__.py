@@ -1,12 +1,16 @@
-"""Scene families: what an image is. Each family is one frozen dataclass in a module of its
-own, registered by name; nothing else branches on a family's name.
+"""Scene families: what an image is. Each family is one frozen dataclass with an @register
+line, in a module of its own in this folder; every module here is imported (so registered)
+with the package, and nothing else branches on a family's name.
 
     s = rectbert.scene("rotated")            # a family with its default options
     params_NxD = s.sample(key, n)
     values_NxPx16 = s.coverage(params_NxD, points_NxPx2)
 
-Adding a family: a module here with one @register class, and its import below.
+Adding a family: one new module here (docs: extending).
 """
+
+import importlib
+import pkgutil
 
 from rectbert.scenes.base import (
     SCENES,
@@ -21,10 +25,15 @@ from rectbert.scenes.base import (
     sampler,
     scene,
 )
-from rectbert.scenes.junction import Junction
-from rectbert.scenes.rect import Rect
-from rectbert.scenes.rects import Rects
-from rectbert.scenes.rotated import Rotated
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+from rectbert.scenes.junction import Junction  # noqa: E402  (the families, by name)
+from rectbert.scenes.rect import Rect  # noqa: E402
+from rectbert.scenes.rects import Rects  # noqa: E402
+from rectbert.scenes.rotated import Rotated  # noqa: E402
 
 __all__ = [
     "SCENES",

@@ -100,7 +100,7 @@ def from_record(rec: dict) -> Scene:
 
 class Scene:
     """The interface of a family. params_NxD holds one row of D numbers per image; points are
-    (x, y) canvas pixels; every image lies on a size x size canvas (DESIGN.md)."""
+    (x, y) canvas pixels; every image lies on a size x size canvas (docs: design, conventions)."""
 
     name: ClassVar[str]
     param_dim: ClassVar[int]

@@ -136,44 +136,15 @@ def sparse_results(
         np.asarray(a) for a in (points_NxPx2, tokens_NxP, mask_NxP, pred_NxP)
     )
     c = np.asarray(centroids_KxG)
-    g = int(round(c.shape[1] ** 0.5))
     n = len(outlines_N)
     fig = Figure(figsize=(4.2 * n, 4.6))
     axes = np.atleast_1d(fig.subplots(1, n))
     for i, ax in enumerate(axes):
         ax.set_facecolor("#202020")
         for p in range(points.shape[1]):
-            x, y = points[i, p]
-            shown = pred[i, p] if mask[i, p] else tokens[i, p]
-            extent = (x - tile / 2, x + tile / 2, y + tile / 2, y - tile / 2)
-            ax.imshow(
-                c[shown].reshape(g, g),
-                cmap="gray",
-                vmin=0,
-                vmax=1,
-                extent=extent,
-                interpolation="nearest",
-                zorder=2,
-            )
-            color = "0.6" if not mask[i, p] else ("lime" if pred[i, p] == tokens[i, p] else "red")
-            lw = 0.8 if not mask[i, p] else 2.2
-            ax.add_patch(
-                Rectangle(
-                    (x - tile / 2, y - tile / 2), tile, tile, fill=False, ec=color, lw=lw, zorder=3
-                )
-            )
-            if mask[i, p] and pred[i, p] != tokens[i, p]:
-                # the true token, small, just right of the wrong prediction
-                t_ext = (x + tile / 2 + 2, x + tile, y, y - tile / 2)
-                ax.imshow(
-                    c[tokens[i, p]].reshape(g, g),
-                    cmap="gray",
-                    vmin=0,
-                    vmax=1,
-                    extent=t_ext,
-                    interpolation="nearest",
-                    zorder=2,
-                )
+            truth = tokens[i, p]
+            guess = pred[i, p] if mask[i, p] else None
+            _token_tile(ax, c, points[i, p], truth, guess, tile)
         outline(ax, outlines_N[i], edgecolor="red", lw=1.5, ls="--", zorder=4)
         ax.set_xlim(0, size)
         ax.set_ylim(size, 0)
@@ -188,6 +159,28 @@ def sparse_results(
         fontsize=9,
     )
     return save(fig, path)
+
+
+def _token_tile(ax, centroids_KxG, point, truth: int, guess, tile: float) -> None:
+    """One point's token as a tile at its coordinate: the truth framed grey where visible
+    (guess None); else the guess, framed green if right, red if wrong with the truth beside."""
+    c = np.asarray(centroids_KxG)
+    g = int(round(c.shape[1] ** 0.5))
+    x, y = point
+
+    def image(token, extent):
+        style = dict(cmap="gray", vmin=0, vmax=1, interpolation="nearest", zorder=2)
+        ax.imshow(c[token].reshape(g, g), extent=extent, **style)
+
+    image(
+        truth if guess is None else guess, (x - tile / 2, x + tile / 2, y + tile / 2, y - tile / 2)
+    )
+    color = "0.6" if guess is None else ("lime" if guess == truth else "red")
+    frame = Rectangle((x - tile / 2, y - tile / 2), tile, tile, fill=False, ec=color, zorder=3)
+    frame.set_linewidth(0.8 if guess is None else 2.2)
+    ax.add_patch(frame)
+    if guess is not None and guess != truth:  # the true token, small, right of the guess
+        image(truth, (x + tile / 2 + 2, x + tile, y, y - tile / 2))
 
 
 def dense_rendering(rows: list[tuple], path: str, *, title: str = "") -> str:
