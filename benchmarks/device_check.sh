@@ -35,7 +35,8 @@ else  # tests the script: tiny sizes
     --eval_examples=32 --embed_dim=32 --mlp_dim=64 --num_layers=1 --num_heads=2 --dtype=float32)
   CURVE=2 SAMPLES=2
   TTC=(--configs= --validation_examples=64 --eval_every=20
-    --settings=num_steps=40,embed_dim=32,mlp_dim=64,num_layers=1,num_heads=2)
+    --setting=num_steps=40 --setting=embed_dim=32 --setting=mlp_dim=64 --setting=num_layers=1
+    --setting=num_heads=2)
 fi
 step "machine"
 date -u | keep

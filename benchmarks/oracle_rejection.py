@@ -1,6 +1,6 @@
 """The oracle against rejection sampling from the prior, for the cases too slow for the test
-suite (tests/test_oracle_rejection.py holds the reference and every case; the suite runs the
-cheap ones).
+suite (tests/test_oracle_rejection.py holds the reference and every case; the suite's slow
+tier runs the ones of 10^5 draws).
 
 python -m benchmarks.oracle_rejection [--cases=rect-8-12,rect,rotated,rects]
 Prints, per case, the examples with >= 200 accepted shapes, argmax agreement and mean TV,

@@ -1,10 +1,10 @@
 """Time to the ceiling: how long a sparse configuration trains to reach 95, 98, 99 and 99.5 %
 of the Bayes-optimal oracle's accuracy.
 
-python -m benchmarks.time_to_ceiling [--configs=default,before] [--settings=embed_dim=96,...]
+python -m benchmarks.time_to_ceiling [--configs=default,before] [--setting=embed_dim=96 ...]
                                      [--validation_examples=2048] [--eval_every=250] [--json=F]
 
-Each configuration is a dict of the sparse recipe's settings (CONFIGS, or --settings as the
+Each configuration is a dict of the sparse recipe's settings (CONFIGS, or --setting as the
 configuration "custom"), built exactly as `python -m experiments.sparse` builds it. It
 trains from scratch; every --eval_every steps the clock stops and the model is scored on a
 *validation* set drawn from its own key (keys purpose "validation": never the held-out set,
@@ -40,6 +40,7 @@ from absl import app, flags
 
 from benchmarks import ceiling_sets
 from benchmarks.peak import matmul_peak_tflops
+from rectbert import config
 from rectbert.model import losses
 from rectbert.recipes import common, sparse
 from rectbert.training import engine, evaluation
@@ -94,8 +95,8 @@ CONFIGS = {  # name -> the sparse recipe's settings over its defaults (lr pinned
 }
 
 flags.DEFINE_list("configs", ["default"], f"Configurations to time: {', '.join(CONFIGS)}.")
-flags.DEFINE_list(
-    "settings", [], "Also time the sparse recipe with these name=value settings, as 'custom'."
+flags.DEFINE_multi_string(
+    "setting", [], "name=value: also time the sparse recipe with these settings, as 'custom'."
 )
 flags.DEFINE_integer("validation_examples", 2048, "Validation examples (own key).")
 flags.DEFINE_integer("eval_every", 250, "Steps between validation evaluations.")
@@ -122,19 +123,18 @@ def build(settings: dict, codebook: bool = True):
 
 
 def parse_settings(items: list[str]) -> dict:
-    """name=value pairs as the sparse recipe's settings, each typed as its default."""
-    defaults, out = common.defaults(sparse), {}
+    """name=value pairs as the sparse recipe's settings, each read as its field says."""
+    known, out = common.fields(sparse), {}
     for item in items:
         name, _, text = item.partition("=")
-        if name not in defaults:
-            raise app.UsageError(f"--settings: {name!r} is not a setting of the sparse recipe")
-        default = defaults[name]
-        if isinstance(default, bool):
-            out[name] = text.lower() in ("1", "true", "yes")
-        elif isinstance(default, int | float) and not isinstance(default, bool):
-            out[name] = type(default)(float(text) if isinstance(default, int) else text)
-        else:
-            out[name] = text
+        if name not in known:
+            raise app.UsageError(
+                f"--setting={item}: {name!r} is not a setting of the sparse recipe"
+            )
+        try:
+            out[name] = config.from_text(known[name], text)
+        except ValueError as e:
+            raise app.UsageError(f"--setting={item} is not allowed: {e}") from None
     return out
 
 
@@ -331,8 +331,8 @@ def main(argv):
         if not os.access(path, os.W_OK):
             raise app.UsageError(f"{path} is not writable (--cache_dir / --json go there)")
     todo = {c: CONFIGS[c] for c in FLAGS.configs}
-    if FLAGS.settings:
-        todo["custom"] = parse_settings(FLAGS.settings)
+    if FLAGS.setting:
+        todo["custom"] = parse_settings(FLAGS.setting)
     for name, settings in todo.items():  # every configuration is valid before any compute
         try:  # with the oracle's checks
             task = build({**settings, "eval_oracle": True}, codebook=False)[0]

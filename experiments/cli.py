@@ -54,35 +54,24 @@ class _ListParser(flags.ArgumentParser):
 
 class _ListSerializer(flags.ArgumentSerializer):
     def serialize(self, value):
-        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-
-
-def _whole(text: str) -> int:
-    number = float(text)
-    if not number.is_integer():
-        raise ValueError(text)
-    return int(number)
-
-
-def _range(text: str) -> float:
-    return float(text)
+        return ",".join(repr(v) if isinstance(v, float) else str(v) for v in value)  # exact
 
 
 PARSERS = {  # kind -> (item parser, what it must be)
-    "counts": (_whole, "whole numbers 'a,b,...'"),
+    "counts": (config.whole, "whole numbers 'a,b,...'"),
     "names": (str, "names 'a,b,...'"),
-    "range": (_range, "two numbers 'lo,hi', or empty"),
+    "range": (float, "two numbers 'lo,hi', or empty"),
 }
 
 
 # ----------------------------------------------------------------------------- flags
-def _help(f, default=None) -> str:
-    text = f.metadata["help"]
-    entries = f.metadata.get("choices")
+def _help(f) -> str:
+    """The field's help, and each choice's own where its registry has one (positions, ...)."""
+    text, entries = f.metadata["help"], f.metadata.get("choices")
     if isinstance(entries, dict):
-        said = [f"{n}: {getattr(e, 'help', e)}" for n, e in entries.items()]
-        if all(isinstance(getattr(e, "help", e), str) for e in entries.values()):
-            text += " " + "; ".join(said) + "."
+        helps = {n: getattr(e, "help", e) for n, e in entries.items()}
+        if all(isinstance(h, str) for h in helps.values()):
+            text += " " + "; ".join(f"{n}: {h}" for n, h in helps.items()) + "."
     return text
 
 
@@ -112,31 +101,24 @@ def _define_scenes(fv) -> None:
     helps = {n: (c.__doc__ or "").strip().splitlines()[0] for n, c in scenes.SCENES.items()}
     text = "Scene family (default rect): " + "; ".join(f"{n}: {h}" for n, h in helps.items())
     flags.DEFINE_enum("scene", None, sorted(scenes.SCENES), text, flag_values=fv)
-    first, defaults = {}, {}
+    defaults = {}
     for family, cls in scenes.SCENES.items():
         for f in scenes.options(cls):
-            first.setdefault(f.name, f)
-            defaults.setdefault(f.name, {}).setdefault(repr(f.default), []).append(family)
-    for name, f in first.items():
+            said = "unset" if f.default is None else repr(f.default)
+            defaults.setdefault(f.name, {}).setdefault(said, []).append(family)
+    for name, f in common.option_fields().items():
         said = "; ".join(f"{d} ({', '.join(fams)})" for d, fams in defaults[name].items())
         _define(fv, name, f, None, f"{f.metadata['help']} Default: {said}.")
 
 
 def define(recipe) -> flags.FlagValues:
     """The recipe's flags, on a FlagValues of its own: one per setting of its SETTINGS (but
-    those it FIXES), at its defaults; the scene flags where it takes a scene; and each
-    RENAMED flag, refused with its new name."""
-    fv = flags.FlagValues()
-    defaults, fixed = common.defaults(recipe), getattr(recipe, "FIXED", {})
-    for cls in recipe.SETTINGS:
-        for f in config.settings(cls):
-            name = config.flag_name(f)
-            if name not in fixed and name not in fv:
-                _define(fv, name, f, defaults[name])
-    if getattr(recipe, "SCENES", False):
+    those it FIXES), at its defaults, and the scene flags where it takes a scene."""
+    fv, defaults = flags.FlagValues(), common.defaults(recipe)
+    for f in common.flag_fields(recipe):
+        _define(fv, config.flag_name(f), f, defaults[config.flag_name(f)])
+    if recipe.SCENES:
         _define_scenes(fv)
-    for old, new in getattr(recipe, "RENAMED", {}).items():
-        flags.DEFINE_string(old, None, f"Renamed: use --{new}.", flag_values=fv)
     return fv
 
 
@@ -158,17 +140,15 @@ def _no_stray(argv: list[str]) -> None:
 
 def values(recipe, fv) -> dict:
     """{flag name: value} of the recipe's flags, with the values it fixes."""
-    renamed = getattr(recipe, "RENAMED", {})
-    for old, new in renamed.items():
-        if fv[old].present:
-            raise Error(f"--{old} was renamed: use --{new}")
-    v = {name: fv[name].value for name in fv if name not in renamed}
-    return {**v, **getattr(recipe, "FIXED", {})}
+    return {**{name: fv[name].value for name in fv}, **recipe.FIXED}
 
 
-def _error(fv, flag: str, allowed: str) -> Error:
+def _error(fv, flag: str, allowed: str, value=None) -> Error:
+    """`--flag=value is not allowed: allowed` (an unset flag: the value it took, its default)."""
     shown = fv[flag].serialize() if flag in fv else ""
-    return Error(f"{shown or f'--{flag}'} is not allowed: {allowed}")
+    if not shown:
+        shown = f"--{flag}" if value is None else f"--{flag} (unset: {value!r})"
+    return Error(f"{shown} is not allowed: {allowed}")
 
 
 def build(recipe, fv, v: dict | None = None, *, join: bool = False):
@@ -183,20 +163,17 @@ def build(recipe, fv, v: dict | None = None, *, join: bool = False):
                 distributed.start()
         return recipe.build(v)
     except config.ConfigError as e:
-        raise _error(fv, e.flag, e.allowed) from None
+        raise _error(fv, e.flag, e.allowed, e.value) from None
 
 
 def flags_text(recipe, fv, v: dict) -> str:
     """flags.txt: every flag that applies to this run, one per line, re-runnable with
     --flagfile (another family's options and unset ones left out; with one scene, its
     options resolved to the values it runs with)."""
-    names = sorted(set(fv) - set(getattr(recipe, "RENAMED", {})))
-    resolved = {}
-    if getattr(recipe, "SCENES", False):
-        families = common.scene_names(v)
-        own = {f.name for n in families for f in scenes.options(scenes.SCENES[n])}
-        every = {f.name for c in scenes.SCENES.values() for f in scenes.options(c)}
-        names = [n for n in names if n not in every - own]
+    names, resolved = sorted(fv), {}
+    if recipe.SCENES:
+        own = common.option_names(common.scene_names(v))
+        names = [n for n in names if n not in common.option_names(scenes.SCENES) - own]
         if not v.get("scenes"):  # one family: what it runs with
             scene = common.scene(v)
             resolved = {"scene": scene.name, **{n: getattr(scene, n) for n in own}}
@@ -228,7 +205,7 @@ def invoke(recipe, fv, argv=()) -> None:
         text = flags_text(recipe, fv, v)
         recipe.main(plan, files={"flags.txt": text})
     except config.ConfigError as e:  # found after the start (e.g. the devices' count)
-        raise _error(fv, e.flag, e.allowed) from None
+        raise _error(fv, e.flag, e.allowed, e.value) from None
     except (FileError, metrics.MetricsError) as e:
         raise Error(f"--workdir={v.get('workdir')}: {e}") from None
     except (metrics.NonFiniteError, checkpoint.CheckpointError) as e:

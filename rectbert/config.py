@@ -39,6 +39,31 @@ def setting(default, help: str, *, flag=None, choices=None, kind=None, **metadat
     return dataclasses.field(default=default, metadata=md)
 
 
+def whole(text) -> int:
+    """A whole number from its text ('4' or '4.0'); ValueError otherwise."""
+    number = float(text)
+    if not number.is_integer():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(number)
+
+
+def from_text(f: dataclasses.Field, text: str):
+    """The value of setting `f` written as text (as on a command line): a comma list for a
+    range, counts or names; true/false; a number of the default's type. ValueError if not."""
+    kind = f.metadata.get("kind")
+    if kind in ("range", "counts", "names"):
+        item = {"range": float, "counts": whole, "names": str}[kind]
+        return tuple(item(p.strip()) for p in text.split(",") if p.strip())
+    if kind == "str" or isinstance(f.default, str) or "choices" in f.metadata:
+        return text
+    if isinstance(f.default, bool):
+        said = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if text.lower() not in said:
+            raise ValueError(f"{text!r} is not true or false")
+        return said[text.lower()]
+    return int(text) if kind == "int" or isinstance(f.default, int) else float(text)
+
+
 def settings(cls) -> list[dataclasses.Field]:
     """The fields of `cls` a user sets (declared with setting()), in order."""
     return [f for f in dataclasses.fields(cls) if "help" in f.metadata]

@@ -1,7 +1,7 @@
 """Data parallelism: 8 host devices vs 1, two jax.distributed processes, launch.sh commands.
 
 Each case needs a fresh process (the device count and jax.distributed are fixed at start-up),
-so they run as subprocesses, kept small: the suite has a 5-minute budget.
+so they run as subprocesses, kept small (the slow tier: several processes).
 """
 
 import json

@@ -61,6 +61,8 @@ def test_every_import_runs_down_the_layers():
             theirs = layer(name)
             if theirs is not None and theirs > own:
                 wrong.append(f"{path} imports {name}")
+            if name.split(".")[0] in ("experiments", "benchmarks", "tests"):
+                wrong.append(f"{path} imports {name}: the library imports none of them")
     assert not wrong, "\n".join(wrong)
 
 

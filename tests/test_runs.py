@@ -79,7 +79,7 @@ def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, 
 
 def test_codebook_experiment_claims_its_workdir(tmp_path, capsys):
     workdir = tmp_path / "codebook"
-    args = [f"--workdir={workdir}", "--eval_examples=20", *TINY_CODEBOOK]
+    args = [f"--workdir={workdir}", "--eval_rects=20", *TINY_CODEBOOK]
     cli.run(codebook_recipe, *args)
     assert np.load(workdir / "codebook.npy").shape == (8, 16)
     assert {"DownsampledRectangle.png", "RectangleClusterCenters.png"} <= set(

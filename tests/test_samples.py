@@ -300,7 +300,7 @@ def test_scenes_the_oracle_cannot_sample_get_accuracy_and_diversity_only(sparse_
     params = jax.jit(encoder.Encoder(cfg).init)(jax.random.key(0), batch.tokens, batch.points)
     params = params["params"]
     predict = evaluation.make_predict(cfg)
-    cfg = scores.SamplesConfig(visible=(3,), examples=3, per_example=2)
+    cfg = scores.ScoreConfig(visible=(3,), examples=3, per_example=2)
     rows, kept = scores.score(task, predict, params, cfg, log=lambda _: None)
     assert [r["method"] for r in rows] == ["argmax", "independent", "joint", "joint"]
     for r in rows:

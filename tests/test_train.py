@@ -240,6 +240,12 @@ def test_load_run_predict_agrees_with_training_eval(tmp_path, squares_run):
         json.dump(old, f)
     with pytest.raises(workdir_lib.WorkdirError, match="format none"):
         train.train(RunConfig(TASK, MODEL, CFG), workdir)
+    # of this format but from before a setting existed: refused, saying so (not as drift)
+    lacking = {**good, "train": {k: v for k, v in good["train"].items() if k != "optimizer"}}
+    with open(path, "w") as f:
+        json.dump(lacking, f)
+    with pytest.raises(workdir_lib.WorkdirError, match="earlier rectbert.*no train.optimizer"):
+        train.train(RunConfig(TASK, MODEL, CFG), workdir)
     with open(path, "w") as f:
         f.write('{"format": 2, "mod')  # torn by hand
     with pytest.raises(ValueError, match="unreadable"):

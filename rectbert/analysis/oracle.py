@@ -17,6 +17,7 @@ import numpy as np
 
 from rectbert import config
 from rectbert.analysis.smc import posterior_one, replica
+from rectbert.data import points
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,17 @@ class OracleConfig:
 def _posterior(keys, points, tokens, visible, centroids, scene, cfg):
     fn = functools.partial(posterior_one, centroids_KxG=centroids, scene=scene, cfg=cfg)
     return jax.lax.map(lambda a: fn(*a), (keys, points, tokens, visible))
+
+
+def unsupported(task) -> str | None:
+    """Why the oracle cannot score this task, or None: its scene's posterior is one the sampler
+    cannot sample, or (sparse) its points are not uniform, which its likelihood assumes."""
+    why = task.scene.oracle_unsupported()
+    if why:
+        return f"the oracle does not support {why}"
+    if task.name == "sparse" and not points.get(task.sampler).uniform:
+        return f"the oracle's likelihood needs uniform points; this run's are {task.sampler!r}"
+    return None
 
 
 def check(scene) -> None:

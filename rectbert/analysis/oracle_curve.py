@@ -22,7 +22,7 @@ import numpy as np
 from rectbert import config
 from rectbert.analysis import oracle
 from rectbert.config import setting
-from rectbert.data import keys, points
+from rectbert.data import keys
 from rectbert.data.tasks import Batch
 from rectbert.files import write_atomic
 from rectbert.viz import curves
@@ -88,13 +88,9 @@ class CurveConfig:
         counts = visible_counts(visible, task.num_points)
         if counts is None:
             raise config.error(self, "visible", counts_allowed(task.num_points, "points"))
-        if oracle_needed:
-            oracle.check(task.scene)
-            if not points.get(task.sampler).uniform:
-                raise ValueError(
-                    "the oracle curve needs uniformly sampled points (its likelihood); the "
-                    f"task's sampler is {task.sampler!r}"
-                )
+        why = oracle.unsupported(task) if oracle_needed else None
+        if why:
+            raise ValueError(f"the oracle curve cannot be measured: {why}")
         return counts
 
 
@@ -121,7 +117,7 @@ def model_probs(predict, params, batch: Batch, chunk: int = 512):
     return np.concatenate(out)
 
 
-def _mean_stderr(per_example_E) -> tuple[float, float]:
+def mean_stderr(per_example_E) -> tuple[float, float]:
     x = np.asarray(per_example_E, np.float64)
     return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else 0.0
 
@@ -183,14 +179,14 @@ def row(visible: int, s: dict, ess_E, min_ess: float) -> dict:
         key = {"model_accuracy": "model_correct", "oracle_accuracy": "oracle_correct"}.get(
             name, name
         )
-        out[name], out[name + "_stderr"] = _mean_stderr(per_example(s[key]))
+        out[name], out[name + "_stderr"] = mean_stderr(per_example(s[key]))
     diff = s["model_correct"].astype(float) - s["oracle_correct"].astype(float)
-    out["model_minus_oracle"], out["model_minus_oracle_stderr"] = _mean_stderr(per_example(diff))
+    out["model_minus_oracle"], out["model_minus_oracle_stderr"] = mean_stderr(per_example(diff))
     out["model_over_oracle"] = out["model_accuracy"] / max(out["oracle_accuracy"], 1e-12)
     # the paired NLL gap: KL(posterior || model) in expectation when the oracle is exact; the
     # oracle's Monte Carlo error lowers it as it raises the plug-in `kl` (true KL between)
     gap = np.asarray(s["model_nll"]) - np.asarray(s["oracle_nll"])
-    out["nll_gap"], out["nll_gap_stderr"] = _mean_stderr(per_example(gap))
+    out["nll_gap"], out["nll_gap_stderr"] = mean_stderr(per_example(gap))
     out["model_ece"] = calibration(s["model_confidence"], s["model_correct"])["ece"]
     out["oracle_ece"] = calibration(s["oracle_confidence"], s["oracle_correct"])["ece"]
     out["oracle_unreliable"] = int(np.sum(np.asarray(ess_E) < min_ess))

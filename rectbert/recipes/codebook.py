@@ -14,6 +14,7 @@ import numpy as np
 
 from rectbert import config
 from rectbert.analysis import report
+from rectbert.config import setting
 from rectbert.data.scene_tasks import GridTask, patches
 from rectbert.data.tasks import MaskSpec
 from rectbert.geometry import codebook
@@ -21,12 +22,23 @@ from rectbert.recipes import common
 from rectbert.training import metrics, workdir
 from rectbert.viz import panels
 
+
+@dataclasses.dataclass(frozen=True)
+class Measure:
+    """The codebook's own setting: how many held-out shapes measure it."""
+
+    eval_rects: int = setting(1000, "Held-out shapes for the reconstruction error.")
+
+    def __post_init__(self):
+        config.validate(self, [(self.eval_rects >= 1, "eval_rects", "an integer >= 1")])
+
+
 NAME = "codebook"
 SCENES = True
-SETTINGS = (common.Output, GridTask)
-DEFAULTS = {"workdir": "runs/codebook", "eval_examples": 1000}  # held-out shapes measure it
-FIXED = {"profile_steps": "", "num_train_rects": 0, "presentations": 1}  # it trains nothing
-RENAMED = {"eval_rects": "eval_examples"}
+SETTINGS = (common.Output, GridTask, Measure)
+DEFAULTS = {"workdir": "runs/codebook"}
+# it trains nothing; its held-out shapes are --eval_rects (the task's eval_examples)
+FIXED = {"profile_steps": "", "num_train_rects": 0, "presentations": 1, "eval_examples": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +48,10 @@ class Plan:
 
 
 def build(v: dict) -> Plan:
-    task = config.build(GridTask, v, scene=common.scene(v), mask=MaskSpec(1))
+    measure = config.build(Measure, v)
+    task = config.build(
+        GridTask, v, scene=common.scene(v), mask=MaskSpec(1), eval_examples=measure.eval_rects
+    )
     return Plan(task, config.build(common.Output, v).workdir)
 
 

@@ -7,12 +7,10 @@ the same settings.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 
 from rectbert import config, scenes
-from rectbert.analysis import trained
 from rectbert.config import setting
 from rectbert.data import masking
 from rectbert.data.tasks import MaskSpec
@@ -105,19 +103,52 @@ TRAINING = (Output, DistributedConfig, Length, MaskSpec, ModelConfig, TrainConfi
 TRAINING_DEFAULTS = {"dtype": "auto"}  # the flags' default: the fast path where there is one
 
 
+def flag_fields(recipe) -> list[dataclasses.Field]:
+    """The settings of the recipe's SETTINGS that are flags (those it FIXES are not), one per
+    flag name (two settings of one name must be one setting: the same metadata)."""
+    seen = {}
+    for cls in recipe.SETTINGS:
+        for f in config.settings(cls):
+            name = config.flag_name(f)
+            if name in recipe.FIXED:
+                continue
+            if name in seen and (seen[name].metadata, seen[name].default) != (
+                f.metadata,
+                f.default,
+            ):
+                raise TypeError(f"{recipe.NAME}: two settings make the flag --{name}")
+            seen.setdefault(name, f)
+    return list(seen.values())
+
+
+def option_fields() -> dict[str, dataclasses.Field]:
+    """Every scene option by name, as its first family declares it (the families that share
+    a name share its kind; their defaults may differ)."""
+    out = {}
+    for cls in scenes.SCENES.values():
+        for f in scenes.options(cls):
+            out.setdefault(f.name, f)
+    return out
+
+
+def fields(recipe) -> dict[str, dataclasses.Field]:
+    """Every setting of the recipe by flag name, scene options included."""
+    own = {config.flag_name(f): f for f in flag_fields(recipe)}
+    return {**own, **(option_fields() if recipe.SCENES else {})}
+
+
+def option_names(families) -> set[str]:
+    """The option names of these scene families (names, or the registry itself)."""
+    return {f.name for n in families for f in scenes.options(scenes.SCENES[n])}
+
+
 def defaults(recipe) -> dict:
     """Every setting of the recipe at its default (the recipe's own defaults over the fields'),
     with the values the recipe fixes itself; scene options None (each family's default)."""
-    values = {}
-    for cls in recipe.SETTINGS:
-        for f in config.settings(cls):
-            values.setdefault(config.flag_name(f), f.default)
-    if getattr(recipe, "SCENES", False):
-        values["scene"] = None  # rect
-        for cls in scenes.SCENES.values():
-            for f in scenes.options(cls):
-                values[f.name] = None
-    return {**values, **recipe.DEFAULTS, **getattr(recipe, "FIXED", {})}
+    values = {config.flag_name(f): f.default for f in flag_fields(recipe)}
+    if recipe.SCENES:
+        values.update(dict.fromkeys(["scene", *option_names(scenes.SCENES)]))  # None: defaults
+    return {**values, **recipe.DEFAULTS, **recipe.FIXED}
 
 
 def values(recipe, **given) -> dict:
@@ -164,6 +195,10 @@ def run_config(task_cls, v: dict, *, num_examples=None, info=None, **task_given)
     model = model_config(v, task)
     examples = task.num_examples if num_examples is None else num_examples
     steps = length.steps(examples, task.presentations, v["batch_size"])
+    devices = jax.device_count()  # a command trains on every device (train() checks its mesh)
+    if v["batch_size"] % devices:
+        allowed = f"a multiple of the {devices} devices (the global batch is split evenly)"
+        raise config.error(TrainConfig, "batch_size", allowed)
     train = config.build(
         TrainConfig, v, num_steps=steps, eval_batch_size=min(512, task.eval_examples)
     )
@@ -186,35 +221,3 @@ def model_config(v: dict, task) -> ModelConfig:
         dtype=resolve_dtype(v["dtype"]),
         aux_dim=shapes.GRID**2 if v["aux_weight"] > 0 else 0,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class FinishedRun:
-    """A trained run to analyse (it may still be training), at one of its checkpoints."""
-
-    workdir: str | None = setting(None, "A trained run's directory (required).", kind="str")
-    step: int | None = setting(None, "Checkpoint step to load (default: the latest).", kind="int")
-
-    def load(self, kinds: tuple[str, ...], goes_in_it: str):
-        """(run, task) for a command that writes `goes_in_it` into the run's directory, or a
-        ConfigError (workdir or step) in one line before any compute: the directory exists
-        and is writable, the run loads, is one of `kinds` and has its codebook."""
-        kind = " or ".join(kinds)
-        if not self.workdir:
-            raise config.error(self, "workdir", f"a {kind} run's directory")
-        if not os.path.isdir(self.workdir):
-            raise config.error(self, "workdir", "an existing run directory")
-        figures = os.path.join(self.workdir, "figures")
-        if not all(os.access(d, os.W_OK) for d in (self.workdir, figures) if os.path.isdir(d)):
-            raise config.error(self, "workdir", f"a directory this user can write ({goes_in_it})")
-        try:
-            run = trained.load_run(self.workdir, self.step)
-            task = run.task()
-        except (ValueError, TypeError) as e:
-            field = "step" if self.step is not None and "step" in str(e) else "workdir"
-            raise config.error(self, field, f"a loadable {kind} run ({e})") from None
-        if task.name not in kinds:
-            raise config.error(self, "workdir", f"a {kind} run (this one is {task.name})")
-        if run.codebook is None:
-            raise config.error(self, "workdir", f"a {task.name} run with its codebook.npy")
-        return run, task

@@ -8,7 +8,7 @@ import dataclasses
 from rectbert import config
 from rectbert.analysis import report
 from rectbert.analysis.samples import figure as samples_figure
-from rectbert.analysis.samples.scores import SamplesConfig
+from rectbert.analysis.samples.scores import ScoreConfig
 from rectbert.data.scene_tasks import GridTask
 from rectbert.recipes import common
 from rectbert.training import evaluation, train
@@ -16,8 +16,9 @@ from rectbert.training.engine import RunConfig
 
 NAME = "grid"
 SCENES = True  # --scene and its family's options
-SETTINGS = (*common.TRAINING, GridTask, report.GridReport, SamplesConfig)
+SETTINGS = (*common.TRAINING, GridTask, report.GridReport, ScoreConfig)
 DEFAULTS = {**common.TRAINING_DEFAULTS, "workdir": "runs/grid", "num_train_rects": 100}
+FIXED: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,14 +27,14 @@ class Plan:
     workdir: str
     profile: tuple[int, int] | None
     report: report.GridReport
-    samples: SamplesConfig
+    samples: ScoreConfig
 
 
 def build(v: dict) -> Plan:
     output = config.build(common.Output, v)
     run = common.run_config(GridTask, v, scene=common.scene(v))
-    samples, rep = config.build(SamplesConfig, v), config.build(report.GridReport, v)
-    if rep.samples or samples != SamplesConfig():  # checked when used, and when given
+    samples, rep = config.build(ScoreConfig, v), config.build(report.GridReport, v)
+    if rep.samples or samples != ScoreConfig():  # checked when used, and when given
         samples.counts(run.task)
     return Plan(run, output.workdir, output.window(run.train.num_steps), rep, samples)
 

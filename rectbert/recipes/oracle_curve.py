@@ -10,14 +10,16 @@ from __future__ import annotations
 import dataclasses
 
 from rectbert import config
-from rectbert.analysis import oracle_curve
+from rectbert.analysis import oracle, oracle_curve
 from rectbert.analysis.oracle_curve import CurveConfig
-from rectbert.recipes import common
+from rectbert.recipes import finished
 from rectbert.training import evaluation
 
 NAME = "oracle_curve"
-SETTINGS = (common.FinishedRun, CurveConfig)
+SETTINGS = (finished.FinishedRun, CurveConfig)
+SCENES = False
 DEFAULTS: dict = {}
+FIXED: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,11 +30,11 @@ class Plan:
 
 
 def build(v: dict) -> Plan:
-    finished, curve = config.build(common.FinishedRun, v), config.build(CurveConfig, v)
-    run, task = finished.load(("sparse",), "the curve's files go in it")
-    why = task.scene.oracle_unsupported()
+    given, curve = config.build(finished.FinishedRun, v), config.build(CurveConfig, v)
+    run, task = given.load(("sparse",), "the curve's files go in it")
+    why = oracle.unsupported(task)
     if why:
-        raise config.error(finished, "workdir", f"a run whose scene the oracle supports, not {why}")
+        raise config.error(given, "workdir", f"a run the oracle can score ({why})")
     curve.counts(task)
     return Plan(run, task, curve)
 
@@ -40,11 +42,7 @@ def build(v: dict) -> Plan:
 def main(plan: Plan, files: dict | None = None) -> None:
     del files  # it records nothing but its results
     task = plan.task
-    if task.mask.schedule != "anycount":
-        print(
-            f"note: this run trained with --mask_schedule={task.mask.schedule} (count "
-            f"{task.mask.count}); counts it never saw measure how it transfers",
-            flush=True,
-        )
+    if task.name == "sparse":
+        finished.note_transfer(task, "the curve's scores")
     predict = evaluation.make_predict(plan.run.model_config)
     oracle_curve.run(task, predict, plan.run.params, plan.run.step, plan.run.workdir, plan.curve)

@@ -10,7 +10,7 @@ from rectbert import config
 from rectbert.analysis import oracle_curve, report
 from rectbert.analysis.oracle_curve import CurveConfig
 from rectbert.analysis.samples import figure as samples_figure
-from rectbert.analysis.samples.scores import SamplesConfig
+from rectbert.analysis.samples.scores import ScoreConfig
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.recipes import common
 from rectbert.training import evaluation, train
@@ -19,7 +19,7 @@ from rectbert.warn import warn
 
 NAME = "sparse"
 SCENES = True
-SETTINGS = (*common.TRAINING, SparseTask, report.SparseReport, CurveConfig, SamplesConfig)
+SETTINGS = (*common.TRAINING, SparseTask, report.SparseReport, CurveConfig, ScoreConfig)
 DEFAULTS = {  # a CPU-sized run that generalises (docs: experiments); the fields' for the rest
     **common.TRAINING_DEFAULTS,
     "workdir": "runs/sparse",
@@ -32,6 +32,7 @@ DEFAULTS = {  # a CPU-sized run that generalises (docs: experiments); the fields
     "learning_rate": 3e-3,  # benchmarks/time_to_ceiling.py: the fastest to the oracle here
     "eval_every": 1000,
 }
+FIXED: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Plan:
     profile: tuple[int, int] | None
     report: report.SparseReport
     curve: CurveConfig
-    samples: SamplesConfig
+    samples: ScoreConfig
 
 
 def regime(num_train: int, fixed_points: bool) -> str:
@@ -55,12 +56,12 @@ def build(v: dict) -> Plan:
     info = {"regime": regime(v["num_train_rects"], v["fixed_points"])}
     run = common.run_config(SparseTask, v, scene=common.scene(v), info=info)
     rep, curve = config.build(report.SparseReport, v), config.build(CurveConfig, v)
-    samples = config.build(SamplesConfig, v)
+    samples = config.build(ScoreConfig, v)
     rep.check(run.task)
     # an analysis's settings are checked when it runs, and when given even if it does not
     if rep.oracle_curve or curve != CurveConfig():
         curve.counts(run.task, oracle_needed=rep.oracle_curve)
-    if rep.samples or samples != SamplesConfig():
+    if rep.samples or samples != ScoreConfig():
         samples.counts(run.task, scoring=rep.samples)
     return Plan(run, output.workdir, output.window(run.train.num_steps), rep, curve, samples)
 

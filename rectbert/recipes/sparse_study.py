@@ -72,7 +72,9 @@ DEFAULTS = {
     "learning_rate": 1e-3,
     "eval_every": 500,
 }
-FIXED = {"num_train_rects": 0, "fixed_points": False}  # each regime sets them for its rows
+# each regime sets num_train and fixed_points for its rows; --positions, --attentions theirs
+FIXED = {"num_train_rects": 0, "fixed_points": False, "position": "sincos", "attention": "context"}
+AXES = {"position": "positions", "attention": "attentions", "num_train": "regimes"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,20 +110,27 @@ def build(v: dict) -> Plan:
     rows = []
     for base in bases:
         root = os.path.join(output.workdir, base.task.scene.name) if several else output.workdir
-        for regime, position, attention in itertools.product(
-            study.regimes, study.positions, study.attentions
-        ):
-            n, fixed_points = REGIMES[regime]
-            task = dataclasses.replace(base.task, num_train=n, fixed_points=fixed_points)
-            model = dataclasses.replace(base.model, position=position, attention=attention)
-            run = RunConfig(task, model, base.train, {"regime": regime})
-            name = f"{regime}-{position}-{attention}"
-            rows.append(
-                Row(task.scene.name, regime, position, attention, run, os.path.join(root, name))
-            )
+        for axes in itertools.product(study.regimes, study.positions, study.attentions):
+            rows.append(row(base, *axes, root))
     info = {"scenes": [b.task.scene.record() for b in bases]} if several else {}
     head = dataclasses.replace(bases[0], info=info)
     return Plan(head, several, tuple(rows), output.workdir, output.window(head.train.num_steps))
+
+
+def row(base: RunConfig, regime: str, position: str, attention: str, root: str) -> Row:
+    """One row of the study, checked: a ConfigError names the axis that made it (--regimes,
+    --positions, --attentions) or the setting the row's choice conflicts with."""
+    n, fixed_points = REGIMES[regime]
+    name = f"{regime}-{position}-{attention}"
+    try:
+        task = dataclasses.replace(base.task, num_train=n, fixed_points=fixed_points)
+        model = dataclasses.replace(base.model, position=position, attention=attention)
+        run = RunConfig(task, model, base.train, {"regime": regime})
+    except config.ConfigError as e:
+        flag = AXES.get(e.field, "regimes" if e.field == "fixed_points" else e.flag)
+        allowed = f"{e.allowed} (row {name})"
+        raise config.ConfigError(e.owner, e.field, e.value, allowed, flag) from None
+    return Row(task.scene.name, regime, position, attention, run, os.path.join(root, name))
 
 
 def main(plan: Plan, files: dict | None = None) -> None:

@@ -13,8 +13,10 @@ from rectbert.training import train
 from rectbert.training.engine import RunConfig
 
 NAME = "squares"
+SCENES = False
 SETTINGS = (*common.TRAINING, SquaresTask)
 DEFAULTS = {**common.TRAINING_DEFAULTS, "workdir": "runs/squares", "num_epochs": 300}
+FIXED: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)

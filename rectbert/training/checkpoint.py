@@ -55,15 +55,11 @@ class Store:
         self.manager = ocp.CheckpointManager(path, options=options)
 
     def __enter__(self):
-        self.quiet = QuietAbandonedReads().__enter__()
         return self
 
     def __exit__(self, *exc):
-        try:
-            self.manager.wait_until_finished()
-            self.manager.close()
-        finally:
-            self.quiet.__exit__(*exc)
+        self.manager.wait_until_finished()
+        self.manager.close()
 
     def save(self, state, window_rows: list[dict] = ()) -> None:
         """Save `state` with the training scalars logged since the last log line, so a resume
@@ -101,9 +97,10 @@ class Store:
 
         # every step directory there is, listed as load_run lists them (orbax lists only the
         # ones it can parse, and would silently start a run with damaged ones from step 0)
-        restored, step, damaged = _first_readable(
-            steps(os.path.dirname(self.path)), read, self.quiet
-        )
+        with QuietAbandonedReads() as quiet:
+            restored, step, damaged = _first_readable(
+                steps(os.path.dirname(self.path)), read, quiet
+            )
         if jax.process_count() > 1:  # every process must resume from the same step
             first = int(
                 multihost_utils.broadcast_one_to_all(np.int32(-1 if step is None else step))
@@ -158,14 +155,14 @@ def _first_readable(steps_, read, quiet: QuietAbandonedReads):
 class QuietAbandonedReads:
     """While checkpoints are read and a little after: a failed orbax read abandons its other
     array reads, and as they are collected, or TensorStore finishes them on a closed event
-    loop, each would print a traceback (through sys.unraisablehook or sys.excepthook), some
-    seconds after the read failed. Those two kinds are dropped (every other one is passed
+    loop, each would print a traceback (through sys.unraisablehook or sys.excepthook), up to
+    about a second after the read failed. Those two kinds are dropped (every other one is passed
     on): the failure itself is reported in one line. On leaving, when any was dropped, it
     waits until none has come for QUIET seconds (at most WAIT), then gives the process its
-    own hooks back. A context manager: a training run holds one around its Store, load_run
-    around its read."""
+    own hooks back. A context manager around the reads of a restore (a resume's, load_run's):
+    only a restore that met a damaged checkpoint waits."""
 
-    QUIET, WAIT = 0.3, 3.0
+    QUIET, WAIT = 1.0, 5.0
 
     def __enter__(self):
         self.previous = sys.unraisablehook, sys.excepthook

@@ -112,6 +112,12 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
             )
     if old is not None:
         changed = differences(old, json.loads(json.dumps(record)))
+        lacks = set(_flatten(record)) - set(_flatten(old))
+        if changed and all(c.split(":")[0] in lacks for c in changed):  # settings added since
+            raise WorkdirError(
+                f"its config.json was written by an earlier rectbert (it has no "
+                f"{changed[0].split(':')[0]}): resume it with that version, or use a new workdir"
+            )
         if changed:
             more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
             why = ""

@@ -115,7 +115,7 @@ def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spac
     return panels.samples(truth, shown_points, rows, path, title=title, extent=float(scene.size))
 
 
-def run(task, predict, params, step: int, workdir: str, cfg: scores.SamplesConfig, log=scores.SAY):
+def run(task, predict, params, step: int, workdir: str, cfg: scores.ScoreConfig, log=scores.SAY):
     """Score the completions of the run at `step` and write samples.json and
     figures/samples.png into `workdir`; says what it does and where it wrote."""
     counts = cfg.counts(task)

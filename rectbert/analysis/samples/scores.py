@@ -4,7 +4,7 @@ the posterior?
 For each held-out example at each visible count (nested visible sets, as the oracle curve's),
 every method completes the hidden tokens `per_example` times: independent argmax (one
 completion), independent sampling, joint sampling in random order and most-confident-first
-(rectbert.sampling); two references come from the oracle: its posterior samples (`oracle`)
+(sampler.py); two references come from the oracle: its posterior samples (`oracle`)
 and its per-token posterior marginals drawn independently (`oracle_marginals`: independent
 sampling at its best). Per row:
 
@@ -17,7 +17,7 @@ sampling at its best). Per row:
   independent set of posterior samples (the other replica's), kernel exp(-d / TAU) with d
   the number of differing tokens; the oracle's row is the estimator's floor (0 in
   expectation). At 8 completions per example it separates mode-seeking from sampling but
-  cannot tell the posterior from its marginals (measured; README).
+  cannot tell the posterior from its marginals (measured: docs, joint samples).
 - diversity: the mean fraction of hidden tokens on which two completions of one example
   differ (argmax: 0); beside the oracle's, how spread the completions are.
 - accuracy: the share of hidden tokens equal to the truth.
@@ -43,7 +43,7 @@ from rectbert import config
 from rectbert.analysis import oracle, oracle_curve
 from rectbert.analysis.samples import sampler
 from rectbert.config import setting
-from rectbert.data import keys, points
+from rectbert.data import keys
 from rectbert.data.tasks import Batch
 from rectbert.files import write_atomic
 from rectbert.geometry import codebook
@@ -113,9 +113,10 @@ def samples_setting():
 
 
 @dataclasses.dataclass(frozen=True)
-class SamplesConfig:
+class ScoreConfig:
     """Which completions are drawn and scored: from which visible counts, of how many
-    held-out examples, how many per example and method, at which temperature."""
+    held-out examples, how many per example and method, at which temperature. (How one
+    completion is drawn is sampler.SampleConfig.)"""
 
     visible: tuple[int, ...] = setting(
         (),
@@ -155,14 +156,14 @@ class SamplesConfig:
         most = oracle.OracleConfig().chains // 2
         if not oracle_curve.examples_allowed(self.per_example, most):
             raise config.error(self, "per_example", f"an integer in [2, {most}]")
-        uniform = task.name != "sparse" or points.get(task.sampler).uniform
-        if scoring and scored(task) and not uniform:
+        if scoring and scored(task) and oracle.unsupported(task):  # supported, but its points
             raise config.error(task, "sampler", "uniform: the posterior's likelihood assumes it")
         return counts
 
 
 def scored(task) -> bool:
-    """Whether the oracle scores this task's completions (consistency and MMD)."""
+    """Whether the oracle scores this task's completions (consistency and MMD): its scene's
+    posterior is one the oracle samples."""
     return task.scene.oracle_unsupported() is None
 
 
@@ -254,10 +255,10 @@ def diversity(x_SxL, hidden_L) -> float:
 
 
 def _mean_stderr(x) -> tuple[float | None, float | None]:
-    """ceiling's mean and standard error over the finite entries (unscored examples are NaN);
-    None when there are none."""
+    """The oracle curve's mean and standard error over the finite entries (unscored examples
+    are NaN); None when there are none."""
     x = np.asarray(x, np.float64)
-    return oracle_curve._mean_stderr(x[np.isfinite(x)]) if np.isfinite(x).any() else (None, None)
+    return oracle_curve.mean_stderr(x[np.isfinite(x)]) if np.isfinite(x).any() else (None, None)
 
 
 @dataclasses.dataclass
@@ -270,7 +271,7 @@ class Completions:
     posterior: Posterior | None
 
 
-def complete(task, predict, params, batch, key, cfg: SamplesConfig, posterior_cfg):
+def complete(task, predict, params, batch, key, cfg: ScoreConfig, posterior_cfg):
     """Every method's completions of `batch` (the oracle's where it scores the scene)."""
     made, post = {}, None
     for m in methods(cfg.temperature):
@@ -294,7 +295,7 @@ def consistent_by_method(task, c: Completions, key, check_cfg) -> dict:
     return {label: ok[:, m * s : (m + 1) * s] for m, label in enumerate(labels)}
 
 
-def row(m: Method, visible: int, c: Completions, ok, cfg: SamplesConfig) -> dict:
+def row(m: Method, visible: int, c: Completions, ok, cfg: ScoreConfig) -> dict:
     """One row of samples.json: the method's scores over the examples (module doc)."""
     comp, hidden = c.made[m.label], np.asarray(c.batch.mask)
     examples, per_example = comp.shape[:2]
@@ -329,7 +330,7 @@ def score(
     task,
     predict,
     params,
-    cfg: SamplesConfig = SamplesConfig(),
+    cfg: ScoreConfig = ScoreConfig(),
     check_cfg: oracle.OracleConfig = oracle.CHECK,
     posterior_cfg: oracle.OracleConfig | None = None,
     log=SAY,

@@ -1,0 +1,69 @@
+"""The docs keep true: every command they show parses and builds with today's flags, and the
+site's home page is the README (its links made relative to docs/)."""
+
+import os
+import re
+import shlex
+
+import pytest
+
+from experiments import cli
+from rectbert.recipes import codebook, grid, sparse, sparse_study, squares
+from tests.conftest import ROOT
+
+RECIPES = {r.NAME: r for r in (squares, grid, sparse, codebook, sparse_study)}
+PAGES = ["README.md", *(os.path.join("docs", f) for f in sorted(os.listdir(f"{ROOT}/docs")))]
+
+
+def commands() -> list[tuple[str, str]]:
+    """(where, command) for every concrete `python -m experiments.<name> ...` in the docs (a
+    command with a placeholder, <...> or [...], is a template, not a command)."""
+    out = []
+    for page in PAGES:
+        if not page.endswith(".md"):
+            continue
+        text = re.sub(r"\\\n\s*", " ", open(os.path.join(ROOT, page)).read())  # continued
+        for line in text.splitlines():
+            for found in re.findall(r"python -m experiments\.[a-z_]+[^`|#\n]*", line):
+                command = found.strip().rstrip(".,;:)")
+                if not re.search(r"[<\[]|\.\.\.|…", command):
+                    out.append((page, command))
+    return out
+
+
+def _argv(command: str) -> list[str]:
+    return [a for a in shlex.split(command) if a != "&"][2:]
+
+
+@pytest.mark.parametrize("where,command", commands(), ids=lambda x: x[:60])
+def test_every_command_in_the_docs_builds(tmp_path, where, command):
+    name, *args = _argv(command)
+    name = name.removeprefix("experiments.")
+    args = [a for a in args if not a.startswith("--workdir=")] + [f"--workdir={tmp_path}/run"]
+    if name in RECIPES:
+        cli.build(RECIPES[name], cli.parse(RECIPES[name], ["prog", *args]))
+    else:  # a finished run's command: its flags parse (it needs a run to build)
+        from rectbert.recipes import oracle_curve, sample
+
+        recipe = {"oracle_curve": oracle_curve, "sample": sample}[name]
+        cli.parse(recipe, ["prog", *args])
+    assert not (tmp_path / "run").exists(), f"{where}: {command}"
+
+
+def home(readme: str) -> str:
+    """The README as the site's home page: links relative to docs/, the title first."""
+    body = readme.replace("](docs/figures/", "](figures/").replace("](docs/", "](")
+    body = body.replace(
+        "The docs (`mkdocs serve`, or the Markdown in [`docs/`]()) have every experiment, result"
+        "\nand design decision; this page is the map.",
+        "These pages have every experiment, result and design decision; this one is the map"
+        "\n(`mkdocs serve` in the checkout serves them locally).",
+    )
+    code, rest = body.split("# rectbert\n", 1)
+    return "# rectbert\n\n" + code.strip() + "\n" + rest
+
+
+def test_the_site_home_is_the_readme():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    index = open(os.path.join(ROOT, "docs", "index.md")).read()
+    assert index == home(readme), "docs/index.md: write tests.test_docs.home(README.md) there"
