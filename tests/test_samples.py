@@ -137,6 +137,7 @@ def shapely_tokens(rect_xyxy, points_Px2, centroids_KxG):
     return np.array(out)
 
 
+@pytest.mark.slow  # the oracle's search, compiled for two shapes: 14 s here
 def test_consistency_finds_true_token_sets_and_refuses_convexity_violations(sparse_task):
     task, centroids = sparse_task, np.asarray(sparse_task.codebook)
     full = int(np.argmin(((centroids - 1.0) ** 2).sum(-1)))
@@ -256,6 +257,7 @@ def test_the_samples_command_refuses_what_it_cannot_load(tmp_path):
     assert os.listdir(tmp_path / "empty") == []
 
 
+@pytest.mark.slow  # the oracle's search over 169 lattice tokens: 11 s here
 def test_grid_completions_keep_the_visible_and_grid_truths_are_shapes(sparse_task):
     from rectbert.data.scene_tasks import GridTask
     from rectbert.model import encoder

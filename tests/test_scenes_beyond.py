@@ -206,12 +206,12 @@ def test_registry_and_records():
 
 @pytest.mark.parametrize(
     "experiment,name",
-    # each scene in one experiment: grid, sparse, the study's scene axis; the default tier
-    # runs the study's (the others: 45 s for junction's five compiled coverages, 16 s for grid)
+    # each scene in one experiment: grid, sparse, the study's scene axis (the slow tier: 45 s
+    # for junction's five compiled coverages, 16 s for grid, 14 s for the study here)
     [
         pytest.param("sparse", "junction", marks=pytest.mark.slow),
         pytest.param("grid", "rotated", marks=pytest.mark.slow),
-        ("sparse_study", "rects"),
+        pytest.param("sparse_study", "rects", marks=pytest.mark.slow),
     ],
 )
 def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name):
