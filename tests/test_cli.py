@@ -262,3 +262,5 @@ def test_the_command_line_says_one_line_and_writes_nothing(tmp_path, args, flag)
 def test_unwritable_workdir_fails_in_one_line():
     with pytest.raises(cli.Error, match="--workdir=/proc/rectbert_cannot_write_here"):
         cli.run(squares, "--workdir=/proc/rectbert_cannot_write_here", "--num_steps=2")
+    with pytest.raises(cli.Error, match="^--workdir= is not allowed: a directory's path$"):
+        build(squares, "--workdir=")

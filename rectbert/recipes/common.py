@@ -31,6 +31,9 @@ class Output:
         "WORKDIR/profile (TensorBoard's profiler, or Perfetto); empty: none.",
     )
 
+    def __post_init__(self):
+        config.validate(self, [(bool(self.workdir), "workdir", "a directory's path")])
+
     def window(self, num_steps: int) -> tuple[int, int] | None:
         """--profile_steps as (start, stop), 0 <= start < stop <= num_steps; None when unset."""
         if not self.profile_steps:
