@@ -28,6 +28,7 @@ def grid_flags(workdir):
     return [f"--workdir={workdir}", "--num_steps=4", "--num_train_rects=20", *TINY_CODEBOOK, *TINY]
 
 
+@pytest.mark.slow  # the whole command, every figure: the default tier refuses drift in the next
 def test_grid_run_writes_the_design_workdir_resumes_and_refuses_drift(tmp_path, capsys):
     workdir = tmp_path / "grid"
     cli.run(grid, *grid_flags(workdir))
@@ -136,6 +137,7 @@ def test_profile_steps_writes_a_trace_of_those_steps_only(tmp_path, capsys):
     assert "profile of steps 4..6" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the whole command and its five figures (test_sparse: the same sets, focused)
 def test_sparse_run_measures_the_gap_on_shapes_it_trained_on(tmp_path, capsys):
     workdir = tmp_path / "sparse"
     args = [f"--workdir={workdir}", "--num_steps=3", "--num_train_rects=6", "--fixed_points"]

@@ -285,6 +285,7 @@ def test_grid_completions_keep_the_visible_and_grid_truths_are_shapes(sparse_tas
     assert ok.all()
 
 
+@pytest.mark.slow  # the scoring and the figure compiled for a scene of its own: 11 s here
 def test_scenes_the_oracle_cannot_sample_get_accuracy_and_diversity_only(sparse_task, tmp_path):
     from rectbert import scenes
     from rectbert.data import tasks

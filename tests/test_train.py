@@ -96,11 +96,34 @@ def damage(checkpoint_dir):
                 os.truncate(path, os.path.getsize(path) // 2)
 
 
-# no TensorStore tracebacks from the abandoned reads of a damaged checkpoint (other tests'
-# unrelated unraisables, which can surface here, are not this test's business)
-@pytest.mark.filterwarnings(
+QUIET_READS = (  # no TensorStore tracebacks from the abandoned reads of a damaged checkpoint
     r"error:(?s).*(_read_array|Event loop is closed):pytest.PytestUnraisableExceptionWarning"
-)
+)  # (other tests' unrelated unraisables, which can surface here, are not this test's business)
+
+
+@pytest.mark.filterwarnings(QUIET_READS)
+def test_load_run_reads_past_a_damaged_checkpoint_and_metrics_past_a_torn_line(
+    tmp_path, squares_run
+):
+    hurt = copy(squares_run, tmp_path)
+    damage(os.path.join(hurt, "ckpt", "9"))
+    with pytest.warns(RectbertWarning, match="checkpoint at step 9 is unreadable"):
+        assert rectbert.load_run(hurt).step == 6
+    rows = read_rows(squares_run)
+    with open(os.path.join(hurt, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 9, "eval/lo')  # a last line torn by a kill: dropped
+    with pytest.warns(RectbertWarning, match="dropping the torn last line"):
+        assert read_rows(hurt) == rows
+    # once lines follow it, it is damaged in the middle: not guessed at (a torn tail, even
+    # of raw bytes, is)
+    with open(os.path.join(hurt, "metrics.jsonl"), "ab") as f:
+        f.write(b'\n{"step": 10, "x": 1}\n\xff\xfe')
+    with pytest.raises(metrics.MetricsError, match=f"line {len(rows) + 1} is unreadable"):
+        metrics.read(hurt)
+
+
+@pytest.mark.slow  # a resume past a damaged checkpoint, then none readable: 15 s here
+@pytest.mark.filterwarnings(QUIET_READS)
 def test_damaged_files_are_survived(tmp_path, capsys, squares_run):
     full, hurt = squares_run, str(tmp_path / "hurt")
     params_full = rectbert.load_run(full).params
@@ -110,9 +133,6 @@ def test_damaged_files_are_survived(tmp_path, capsys, squares_run):
     with open(os.path.join(hurt, "metrics.jsonl"), "a") as f:
         f.write('{"step": 9, "eval/lo')
     capsys.readouterr()
-    # load_run reads the older checkpoint, with a warning
-    with pytest.warns(RectbertWarning, match="checkpoint at step 9 is unreadable"):
-        assert rectbert.load_run(hurt).step == 6
     # a resume reports it, moves it aside, drops the torn line and ends as the full run did
     with pytest.warns(RectbertWarning) as caught:
         state, _ = train.train(RunConfig(TASK, MODEL, CFG), hurt)
@@ -134,13 +154,9 @@ def test_damaged_files_are_survived(tmp_path, capsys, squares_run):
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint can be read"):
         with pytest.warns(RectbertWarning, match="is unreadable"):
             train.train(RunConfig(TASK, MODEL, CFG), hurt)
-    # a line damaged in the middle is not guessed at (a torn tail, even of raw bytes, is)
-    with open(os.path.join(hurt, "metrics.jsonl"), "ab") as f:
-        f.write(b'{"step": 10, "x": NaN}\n\xff\xfe')
-    with pytest.raises(metrics.MetricsError, match="line 13 is unreadable"):
-        metrics.read(hurt)
 
 
+@pytest.mark.slow  # three restores and two resumes of odd directories: 7 s here
 def test_odd_checkpoint_directories_are_survived_or_refused(tmp_path, squares_run):
     # a checkpoint that is not even a directory is damaged too, and a ckpt/ that is a file
     # is refused before anything is rewritten
