@@ -19,7 +19,7 @@ from absl import logging as absl_logging
 from rectbert import config, scenes
 from rectbert.files import FileError
 from rectbert.recipes import common
-from rectbert.training import checkpoint, metrics
+from rectbert.training import checkpoint, metrics, signals
 from rectbert.training.distributed import DistributedConfig
 from rectbert.training.signals import Interrupted
 from rectbert.warn import RectbertWarning
@@ -197,7 +197,7 @@ def _serialize(name: str, value) -> str:
 def invoke(recipe, fv, argv=()) -> None:
     """What a command does once its flags are parsed: refuse a stray argument, join the job
     (--distributed), build the plan and run it. Every expected failure is one Error line;
-    Interrupted (a signal stopped training) and KeyboardInterrupt pass through."""
+    Interrupted (a signal stopped it) and KeyboardInterrupt pass through."""
     _no_stray(list(argv))
     v = values(recipe, fv)
     plan = build(recipe, fv, v, join=True)
@@ -249,14 +249,15 @@ def main(recipe) -> None:
         if not flags.FLAGS["verbosity"].present:
             absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
         try:
-            invoke(recipe, fv, argv)
+            with signals.promptly():  # training defers a stop to its next step; the rest stop now
+                invoke(recipe, fv, argv)
         except Error as e:
             sys.exit(f"error: {e}")
-        except KeyboardInterrupt:  # before training began (its own handler takes it there)
-            print("interrupted before training began", file=sys.stderr, flush=True)
-            sys.exit(128 + signal.SIGINT)
-        except Interrupted as e:
+        except (Interrupted, KeyboardInterrupt) as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            if not getattr(e, "told", False):  # not in training nor in a stage that says more
+                e = f"stopped by signal {signum}; re-run the same command: what is finished is kept"
             print(e, file=sys.stderr, flush=True)
-            sys.exit(128 + e.signum)
+            sys.exit(128 + signum)
 
     app.run(guarded, flags_parser=parse_all)

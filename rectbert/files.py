@@ -7,6 +7,7 @@ never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 
@@ -17,14 +18,43 @@ class FileError(ValueError):
     """A file (or directory) a run needs cannot be used: unwritable, damaged, or another run's."""
 
 
+class WriteError(FileError):
+    """A file could not be written (unwritable, the disk full): one line naming it; nothing of
+    the attempt is left behind."""
+
+    def __init__(self, path: str, error: OSError):
+        super().__init__(f"could not write {path} ({error.strerror or error})")
+        self.path, self.strerror = path, error.strerror or str(error)
+
+
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Replace `path` with `data` whole or not at all (a temporary file, fsync, rename)."""
+    """Replace `path` with `data` whole or not at all (a temporary file, fsync, rename);
+    WriteError when it cannot, with the temporary file removed and `path` as it was."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise WriteError(path, e) from None
+
+
+def written_since(workdir: str, start: float) -> list[str]:
+    """The files in `workdir` and its figures/ modified since `start` (time.time()), by their
+    paths relative to it (what a stage that stopped had written whole)."""
+    out = []
+    for sub in ("", "figures"):
+        folder = os.path.join(workdir, sub)
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if entry.is_file() and ".tmp" not in entry.name and entry.name != "lock":
+                    if entry.stat().st_mtime >= start - 1e-3:
+                        out.append(os.path.join(sub, entry.name))
+    return out
 
 
 def save_array(path: str, array) -> None:

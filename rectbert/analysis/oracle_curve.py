@@ -245,15 +245,20 @@ def curve(
 
 def write(workdir_path: str, rows: list[dict], calib: dict, *, title: str = "") -> list[str]:
     """oracle_curve.json (the rows), calibration.json, figures/oracle_curve.png and
-    figures/reliability.png; written atomically (a reader never sees half a file)."""
+    figures/reliability.png; each written atomically (a reader never sees half a file), the
+    numbers before the figures. Both JSON files record the step and the counts they were
+    made from (the rows each; calibration.json as its `made_from`), so a pair left unmatched
+    by a kill between the two writes shows."""
+    made_from = {k: rows[0][k] for k in ("step", "mask_schedule") if k in rows[0]}
+    made_from.update(visible=[r["visible"] for r in rows], examples=rows[0]["examples"])
+    c_path = os.path.join(workdir_path, "calibration.json")
+    write_atomic(c_path, json.dumps({"made_from": made_from, **calib}, indent=1) + "\n")
     path = os.path.join(workdir_path, "oracle_curve.json")
     write_atomic(path, json.dumps(rows, indent=1) + "\n")
-    c_path = os.path.join(workdir_path, "calibration.json")
-    write_atomic(c_path, json.dumps(calib, indent=1) + "\n")
     figs = os.path.join(workdir_path, "figures")
     return [
-        path,
         c_path,
+        path,
         curves.oracle_curve(rows, os.path.join(figs, "oracle_curve.png"), title=title),
         curves.reliability(calib, os.path.join(figs, "reliability.png"), title=title),
     ]

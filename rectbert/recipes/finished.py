@@ -14,7 +14,8 @@ from rectbert.warn import warn
 
 @dataclasses.dataclass(frozen=True)
 class FinishedRun:
-    """A trained run to analyse (it may still be training), at one of its checkpoints."""
+    """A trained run to analyse, at one of its checkpoints (while no other command writes in
+    its workdir: the analysis takes the workdir's lock)."""
 
     workdir: str | None = setting(None, "A trained run's directory (required).", kind="str")
     step: int | None = setting(None, "Checkpoint step to load (default: the latest).", kind="int")

@@ -1,6 +1,8 @@
-"""The oracle curve of a trained sparse run (finished, or still training): the model against
+"""The oracle curve of a trained sparse run (at any of its checkpoints): the model against
 the Bayes-optimal oracle at every number of visible points — oracle_curve.json,
 calibration.json, figures/oracle_curve.png and figures/reliability.png in its workdir.
+It holds the workdir's lock while it writes (one writer: a run still training there, or
+another analysis, is refused naming its process).
 
 A model trained with --mask_schedule=anycount answers at every count; one trained at a fixed
 count is shown at counts it never saw (the curve then measures how it transfers)."""
@@ -13,7 +15,8 @@ from rectbert import config
 from rectbert.analysis import oracle, oracle_curve
 from rectbert.analysis.oracle_curve import CurveConfig
 from rectbert.recipes import finished
-from rectbert.training import evaluation
+from rectbert.training import evaluation, signals
+from rectbert.training import workdir as workdir_lib
 
 NAME = "oracle_curve"
 SETTINGS = (finished.FinishedRun, CurveConfig)
@@ -41,6 +44,16 @@ def build(v: dict) -> Plan:
 
 def main(plan: Plan, files: dict | None = None) -> None:
     del files  # it records nothing but its results
+    workdir = plan.run.workdir
+    with (
+        workdir_lib.lock(workdir),
+        signals.stage(workdir, f"the oracle curve at step {plan.run.step}"),
+    ):
+        _main(plan)
+
+
+def _main(plan: Plan) -> None:
+    """(in the locked workdir)"""
     task = plan.task
     if task.name == "sparse":
         finished.note_transfer(task, "the curve's scores")

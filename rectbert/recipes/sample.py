@@ -1,8 +1,10 @@
-"""Joint samples of a trained sparse or grid run (finished, or still training): completions
+"""Joint samples of a trained sparse or grid run (at any of its checkpoints): completions
 drawn from the model and scored against the scene's prior — samples.json and
 figures/samples.png in its workdir. Rows: method (argmax, independent, joint with its order;
 oracle and oracle_marginals, the references), visible, accuracy, consistent_fraction, mmd (to
-posterior samples) and diversity, each with its standard error over examples."""
+posterior samples) and diversity, each with its standard error over examples. It holds the
+workdir's lock while it writes (one writer: a run still training there, or another analysis,
+is refused naming its process)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from rectbert import config
 from rectbert.analysis.samples import figure
 from rectbert.analysis.samples.scores import ScoreConfig
 from rectbert.recipes import finished
-from rectbert.training import evaluation
+from rectbert.training import evaluation, signals
+from rectbert.training import workdir as workdir_lib
 
 NAME = "sample"
 SETTINGS = (finished.FinishedRun, ScoreConfig)
@@ -42,6 +45,13 @@ def build(v: dict) -> Plan:
 
 def main(plan: Plan, files: dict | None = None) -> None:
     del files  # it records nothing but its results
+    workdir = plan.run.workdir
+    with workdir_lib.lock(workdir), signals.stage(workdir, f"the samples at step {plan.run.step}"):
+        _main(plan)
+
+
+def _main(plan: Plan) -> None:
+    """(in the locked workdir)"""
     task = plan.task
     if task.name == "sparse":
         finished.note_transfer(task, "completions")

@@ -8,7 +8,9 @@ complete, so a save killed half-way is never restored.
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import shutil
 import sys
 import time
 
@@ -51,30 +53,69 @@ class Store:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
         )
-        self.path = path
+        self.path, self.in_flight = path, None
         self.manager = ocp.CheckpointManager(path, options=options)
+        self.quiet = QuietFailedSaves()
 
     def __enter__(self):
+        self.quiet.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        except CheckpointError:
+            if exc[0] is None:  # else the error already leaving says more
+                raise
+        finally:
+            self.manager.close()
+            self.quiet.__exit__()
 
     def save(self, state, window_rows: list[dict] = ()) -> None:
         """Save `state` with the training scalars logged since the last log line, so a resume
-        from here logs exactly what an uninterrupted run logs."""
-        self.manager.save(
-            int(state.step),
-            args=ocp.args.Composite(
-                params=ocp.args.StandardSave(state.params),
-                opt_state=ocp.args.StandardSave(state.opt_state),
-                window=ocp.args.JsonSave({"rows": list(window_rows)}),
-            ),
-        )
+        from here logs exactly what an uninterrupted run logs. Saves run in the background:
+        one that failed (a full disk, an unwritable directory) is a CheckpointError here, at
+        the next save, or at wait()."""
+        try:
+            self.manager.save(
+                int(state.step),
+                args=ocp.args.Composite(
+                    params=ocp.args.StandardSave(state.params),
+                    opt_state=ocp.args.StandardSave(state.opt_state),
+                    window=ocp.args.JsonSave({"rows": list(window_rows)}),
+                ),
+            )
+        except Exception as e:
+            raise self._failed(e, int(state.step)) from None
+        self.in_flight = int(state.step)
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise self._failed(e, self.in_flight) from None
+        self.in_flight = None
+
+    def _failed(self, error: Exception, step: int | None) -> CheckpointError:
+        """The one line for a save that failed; its torn directory removed (the space back)."""
+        self.quiet.failed = True
+        complete = steps(os.path.dirname(self.path))
+        if self.in_flight is not None and self.in_flight not in complete:
+            step = self.in_flight  # the save in the background failed, not this one
+        text = str(error)
+        reason = next(
+            (r for r in ("No space left on device", "Permission denied", "Read-only") if r in text),
+            f"{type(error).__name__}: {text.strip().splitlines()[0][:160] if text.strip() else ''}",
+        )
+        if jax.process_index() == 0:
+            for torn in _torn(self.path) if os.path.isdir(self.path) else []:
+                shutil.rmtree(os.path.join(self.path, torn), ignore_errors=True)
+        complete = [s for s in complete if s != step]
+        kept = f"the one at step {complete[-1]} is kept" if complete else "no checkpoint is kept"
+        return CheckpointError(
+            f"could not save the checkpoint at step {step} in {self.path} ({reason}); {kept}: "
+            "make room (or fix the directory) and re-run the same command to resume"
+        )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -125,10 +166,16 @@ class CheckpointError(ValueError):
     """Checkpoints exist and none of them can be read."""
 
 
-def _first_readable(steps_, read, quiet: QuietAbandonedReads):
+MISMATCH = ("is not compatible with the stored shape", "tree structure", "do not match")
+
+
+def _first_readable(steps_, read, quiet: QuietAbandonedReads, others=()):
     """(what `read(step)` returns, step, damaged steps) for the newest step that reads; a
-    failed read is reported (process 0), told to `quiet`, and the next older one tried."""
-    damaged, first_error = [], None
+    failed read is reported (process 0), told to `quiet`, and the next older one tried. None
+    read: CheckpointError whose advice keeps data — checkpoints that do not match the
+    config.json (not damaged) or readable ones among `others` (steps not tried) are never
+    to be deleted."""
+    damaged, first_error, mismatch = [], None, False
     for step in sorted(steps_, reverse=True):
         try:
             return read(step), step, damaged
@@ -139,17 +186,32 @@ def _first_readable(steps_, read, quiet: QuietAbandonedReads):
                 raise
             lines = str(e).strip().splitlines() or [""]
             reason = f"{type(e).__name__}: {lines[0][:160]}"
+            mismatch = mismatch or any(m in str(e) for m in MISMATCH)
         gc.collect()  # the abandoned reads, now that the traceback holding them is gone
         quiet.failed, first_error = True, first_error or reason
         damaged.append(step)
         if jax.process_index() == 0:
             warn(f"the checkpoint at step {step} is unreadable ({reason})")
     if damaged:
-        raise CheckpointError(
-            f"no checkpoint can be read (steps {sorted(damaged)}; {first_error}): delete ckpt/ "
-            "to start over, or use a new workdir"
-        )
+        raise CheckpointError(_advice(sorted(damaged), first_error, mismatch, sorted(others)))
     return None, None, damaged
+
+
+def _advice(damaged: list[int], error: str, mismatch: bool, others: list[int]) -> str:
+    if mismatch:
+        return (
+            f"its checkpoints (steps {damaged}) do not match its config.json ({error}): they "
+            "are not damaged; restore the config.json that wrote them, or use a new workdir"
+        )
+    if others:
+        return (
+            f"the checkpoint at step {damaged[-1]} is unreadable ({error}); steps {others} "
+            "may be: load one of them (--step), or the latest readable one (no --step)"
+        )
+    return (
+        f"no checkpoint can be read (steps {damaged}; {error}): delete ckpt/ to start over, "
+        "or use a new workdir"
+    )
 
 
 class QuietAbandonedReads:
@@ -195,6 +257,43 @@ class QuietAbandonedReads:
             gc.collect()
         sys.unraisablehook, sys.excepthook = self.previous
         return False
+
+
+class QuietFailedSaves(QuietAbandonedReads):
+    """While a Store is open: a background save that fails (a full disk) reports from each of
+    orbax's threads — an ERROR log line with its traceback, asyncio's unretrieved task, and
+    TensorStore's closed-loop tracebacks — before the failure reaches the loop, which reports
+    it in one line (Store._failed). Those reports are dropped; every other one is passed on."""
+
+    def __enter__(self):
+        super().__enter__()
+        self.filter = _OrbaxSaveReports(self)
+        for name in ("absl", "asyncio"):
+            logging.getLogger(name).addFilter(self.filter)
+        return self
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        for name in ("absl", "asyncio"):
+            logging.getLogger(name).removeFilter(self.filter)
+        return False
+
+
+class _OrbaxSaveReports(logging.Filter):
+    def __init__(self, quiet: QuietFailedSaves):
+        super().__init__()
+        self.quiet = quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        ours = (record.name == "absl" and "orbax" in record.pathname) or (
+            record.name == "asyncio" and "orbax" in message
+        )
+        if ours and record.levelno >= logging.ERROR:
+            self.quiet.failed = True
+            self.quiet._drop()
+            return False
+        return True
 
 
 def _closed_loop(error) -> bool:
@@ -248,9 +347,9 @@ def restore_params(workdir: str, abstract_params, step: int | None = None):
 
     try:
         with QuietAbandonedReads() as quiet:
-            params, step, _ = _first_readable(
-                [step] if step is not None else available, read, quiet
-            )
+            tried = [step] if step is not None else available
+            others = [s for s in available if s not in tried]
+            params, step, _ = _first_readable(tried, read, quiet, others)
     except CheckpointError as e:
         raise ValueError(f"workdir={workdir!r}: {e}") from None
     return params, step

@@ -13,7 +13,7 @@ import json
 import math
 import os
 
-from rectbert.files import write_atomic
+from rectbert.files import WriteError, write_atomic
 from rectbert.warn import warn
 
 
@@ -91,8 +91,11 @@ def append(workdir: str, step: int, scalars: dict) -> None:
     """One more line."""
     line = json.dumps(_row(step, scalars), allow_nan=False) + "\n"
     _heal(workdir)
-    with open(_path(workdir), "a") as f:
-        f.write(line)
+    try:
+        with open(_path(workdir), "a") as f:
+            f.write(line)
+    except OSError as e:  # a line cut short is torn: the next read drops it, with a warning
+        raise WriteError(_path(workdir), e) from None
 
 
 def put(workdir: str, step: int, scalars: dict) -> None:

@@ -1,22 +1,82 @@
-"""Stopping a run cleanly: SIGTERM and SIGINT become a request to stop at the next step, where
-the loop saves a checkpoint and raises Interrupted.
+"""Stopping a run cleanly. In training, SIGTERM and SIGINT become a request to stop at the
+next step, where the loop saves a checkpoint and raises Interrupted; in the stages after it
+(the final evaluation, the oracle, the curve, the samples, the figures: each a few seconds to
+minutes of work that no step boundary splits) they raise Interrupted at once, and stage() says
+what the stage kept and how to finish it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+import time
 
 from jax.experimental import multihost_utils
 
+from rectbert import files
+
+CAUGHT = (signal.SIGTERM, signal.SIGINT)
+
 
 class Interrupted(RuntimeError):
-    """SIGTERM or SIGINT stopped training; a checkpoint at the current step was saved."""
+    """SIGTERM or SIGINT stopped the run: training (a checkpoint at the current step was
+    saved) or a stage after it (what it kept is in the message). `told`: the message already
+    says what was kept."""
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, *, told: bool = False):
         super().__init__(message)
-        self.signum = signum
+        self.signum, self.told = signum, told
+
+
+def _raise(signum, frame) -> None:
+    raise Interrupted(f"stopped by signal {signum}", signum)
+
+
+@contextlib.contextmanager
+def promptly():
+    """For the block, SIGTERM and SIGINT raise Interrupted at once (in the main thread, where
+    handlers run; elsewhere nothing changes); the previous handlers come back on leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in CAUGHT}
+    for s in CAUGHT:
+        signal.signal(s, _raise)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def stage(workdir: str, what: str, *, kept: str = "", finish: str = "re-run the same command"):
+    """A stage that writes into `workdir`, stopped by a signal (Interrupted) or a file it
+    cannot write (files.FileError): either leaves in one line saying what the stage was
+    doing, what is kept (`kept`, and the files it wrote whole before it stopped) and how to
+    finish it. Its files are each written whole (files.write_atomic), so none is half there."""
+    start = time.time()
+
+    def said() -> str:
+        written = files.written_since(workdir, start)
+        parts = [p for p in (kept, ", ".join(written)) if p]
+        return "kept " + " and ".join(parts) if parts else "nothing of it written"
+
+    try:
+        yield
+    except Interrupted as e:
+        if e.told:
+            raise
+        message = f"stopped by signal {e.signum} during {what}; {said()}; {finish} to finish it"
+        raise Interrupted(message, e.signum, told=True) from None
+    except files.FileError as e:
+        if getattr(e, "told", False):
+            raise
+        error = files.FileError(f"{e} during {what}; {said()}; {finish} once it can write")
+        error.told = True
+        raise error from None
 
 
 class StopSignals:
@@ -27,7 +87,7 @@ class StopSignals:
     it as a SIGTERM, so both signals behave alike."""
 
     def __init__(self, multi: bool):
-        self.multi, self.received, self.previous = multi, [], {}
+        self.multi, self.received, self.previous, self.immediate = multi, [], {}, False
 
     def __enter__(self):
         caught = (signal.SIGINT,) if self.multi else (signal.SIGTERM, signal.SIGINT)
@@ -41,6 +101,23 @@ class StopSignals:
         self.received.append(signum)
         if self.multi:  # to the preemption service's handler (jax's, not Python's)
             os.kill(os.getpid(), signal.SIGTERM)
+        elif self.immediate:
+            raise Interrupted(f"stopped by signal {signum}", signum)
+
+    @contextlib.contextmanager
+    def now(self):
+        """For the block (a stage after the last step, one process), a signal raises
+        Interrupted at once; one received before the block raises on entering it."""
+        if self.multi:  # every process must stop at an agreed step: no stop mid-collective
+            yield
+            return
+        if self.received:
+            raise Interrupted(f"stopped by signal {self.received[0]}", self.received[0])
+        self.immediate = True
+        try:
+            yield
+        finally:
+            self.immediate = False
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():

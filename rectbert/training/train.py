@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from rectbert import config
 from rectbert.data import tasks
 from rectbert.model import encoder
-from rectbert.training import checkpoint, evaluation, metrics
+from rectbert.training import checkpoint, evaluation, metrics, signals
 from rectbert.training import workdir as workdir_lib
 from rectbert.training.engine import (
     RunConfig,
@@ -111,7 +111,7 @@ def train(
         writer = stack.enter_context(metrics.Writer(workdir, start, enabled=main))
         stop = stack.enter_context(StopSignals(multi=jax.process_count() > 1))
         profiler = stack.enter_context(Profiler(workdir, profile_steps, start, progress))
-        evaluate = _evaluator(task, run.model, cfg, mesh, writer, progress, on_eval)
+        evaluate = _evaluator(task, run.model, cfg, mesh, (writer, progress, stop), on_eval)
         state, last_eval, last_step = _loop(
             state, Window(pending), step_fn, cfg, store, writer, stop, progress, evaluate, profiler
         )
@@ -135,14 +135,26 @@ def _banner(task, state, cfg: TrainConfig, mesh: Mesh, workdir: str, start: int)
     return line + (f"\nresumed from checkpoint at step {start}" if start else "")
 
 
-def _evaluator(task, model_cfg, cfg: TrainConfig, mesh: Mesh, writer, progress, on_eval):
+def _evaluator(task, model_cfg, cfg: TrainConfig, mesh: Mesh, outputs, on_eval):
     """evaluate(state, step, final, replace=False) -> metrics: the held-out evaluation, its row
-    written (replacing the step's own with `replace`), a progress line, and on_eval called."""
+    written (replacing the step's own with `replace`), a progress line, and on_eval called.
+    The final one, and what on_eval does after it, stops at once on a signal (training's
+    stop waits for the next step), keeping the checkpoint saved before it."""
+    writer, progress, stop = outputs
     evaluator = evaluation.Evaluator(
         task, model_cfg, batch_size=cfg.eval_batch_size, train_batch_size=cfg.batch_size
     )
 
     def evaluate(state, step, final, replace=False):
+        if not final:
+            return once(state, step, final, replace)
+        what = f"the final evaluation at step {step} and the analyses after it"
+        kept = f"the checkpoint at step {step}"
+        finish = "re-run the same command (it trains nothing more)"
+        with stop.now(), signals.stage(writer.workdir, what, kept=kept, finish=finish):
+            return once(state, step, final, replace)
+
+    def once(state, step, final, replace):
         # every process evaluates the whole set on its first device (small, no collective)
         params = local_copy(state.params, mesh)
         scalars, preds = evaluator(params)
@@ -183,6 +195,7 @@ def _loop(
                 f"stopped by signal {signum} at step {step}; checkpoint saved, re-run the same "
                 "command to resume",
                 signum,
+                told=True,
             )
         profiler.before(step, state)
         state, scalars = step_fn(state, np.int32(step))
@@ -197,12 +210,13 @@ def _loop(
             writer.write(done, {**means, "lr": float(lr(step)), "steps_per_sec": sps})
             progress.line(done, means, sps)
             window = Window()
+        if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
+            store.save(state, window.host_rows())  # checked above; before the evaluation, so
+            # a stop during the final one keeps the trained state
         if done % cfg.eval_every == 0 or done == cfg.num_steps:
             _check(window, done, store)  # never evaluate (and log) a broken state
             with progress.paused():  # steps/s counts training only
                 last_eval = evaluate(state, done, final=done == cfg.num_steps)
-        if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
-            store.save(state, window.host_rows())  # checked above
     return state, last_eval, scalars
 
 

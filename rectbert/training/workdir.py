@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from rectbert.files import FileError, write_atomic
+from rectbert.files import FileError, WriteError, write_atomic
 
 # config.json's layout; a workdir written with another (an earlier rectbert's) is refused, not
 # guessed at: a run it records may need settings this version no longer has or draws differently
@@ -139,8 +139,8 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
             write_atomic(os.path.join(workdir, "config.json"), json.dumps(record, indent=1))
         for name, text in (files or {}).items():
             write_atomic(os.path.join(workdir, name), text)
-    except OSError as e:
-        raise WorkdirError(f"not a writable directory ({e.strerror})") from e
+    except (OSError, WriteError) as e:
+        raise WorkdirError(f"not a writable directory ({e.strerror})") from None
 
 
 @contextlib.contextmanager
@@ -189,7 +189,7 @@ def _take(workdir: str) -> tuple[int | None, str]:
             os.path.join(workdir, "lock"),
             f"pid {os.getpid()} on {socket.gethostname()}, since {when}\n",
         )
-    except OSError as e:
+    except (OSError, WriteError) as e:
         os.close(fd)
         raise WorkdirError(f"not a writable directory ({e.strerror})") from e
     return fd, ""

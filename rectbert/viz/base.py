@@ -9,15 +9,19 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
+from rectbert.files import WriteError
+
 
 def save(fig: Figure, path: str) -> str:
     """Write the PNG whole or not at all: to a temporary name beside it, then renamed (a
     reader, or a second run writing the same figure, never sees half a file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
         os.replace(tmp, path)
+    except OSError as e:
+        raise WriteError(path, e) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

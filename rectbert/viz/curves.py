@@ -133,7 +133,8 @@ def reliability(calib: dict, path: str, *, title: str = "") -> str:
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
     colors = {"model": "tab:blue", "oracle": "k"}
-    for who, c in calib.items():
+    for who in ("model", "oracle"):
+        c = calib[who]
         n = np.array(c["count"], float)
         keep = n > 0
         conf, acc = np.array(c["confidence"])[keep], np.array(c["accuracy"])[keep]
