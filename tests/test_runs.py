@@ -102,11 +102,18 @@ def test_codebook_experiment_claims_its_workdir(tmp_path, capsys):
     with workdir_lib.claim(str(grid_dir), plan.run.record(), files={"flags.txt": "--x=1\n"}):
         plan.run.task.prepare(str(grid_dir))  # claimed, its codebook fitted: as if killed here
     trained = (grid_dir / "codebook.npy").read_bytes()
-    flags_txt = (grid_dir / "flags.txt").read_text()
-    # another prior is refused, the codebook kept
-    with pytest.raises(cli.Error, match="task.scene.max_side: 192.0 -> 200.0"):
-        cli.run(grid, *grid_flags(grid_dir), "--min_side=150", "--max_side=200")
-    assert (grid_dir / "flags.txt").read_text() == flags_txt
+    # that run never started (no checkpoint, no metrics line): it binds nothing. Another
+    # prior takes the workdir, with a warning, and its codebook (fitted for the other prior,
+    # which it would load as its own) is gone
+    other = build(grid, *grid_flags(grid_dir), "--min_side=150", "--max_side=200")
+    with pytest.warns(RectbertWarning, match="never saved a checkpoint or logged a step"):
+        with workdir_lib.claim(str(grid_dir), other.run.record(), files={"flags.txt": "-"}):
+            assert not (grid_dir / "codebook.npy").exists()
+    assert json.loads((grid_dir / "config.json").read_text())["task"]["scene"]["max_side"] == 200
+    with pytest.warns(RectbertWarning, match="never saved"):  # and back: fitted again, the same
+        with workdir_lib.claim(str(grid_dir), plan.run.record(), files={"flags.txt": "--x=1\n"}):
+            plan.run.task.prepare(str(grid_dir))
+    assert (grid_dir / "codebook.npy").read_bytes() == trained
     # a damaged codebook.npy is one line, not a traceback
     (grid_dir / "codebook.npy").write_bytes(trained[:40])
     with pytest.raises(cli.Error, match="codebook.npy is unreadable"):

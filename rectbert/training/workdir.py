@@ -21,6 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from rectbert.files import FileError, WriteError, write_atomic
+from rectbert.warn import warn
 
 # config.json's layout; a workdir written with another (an earlier rectbert's) is refused, not
 # guessed at: a run it records may need settings this version no longer has or draws differently
@@ -102,7 +103,7 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
     """Claim `workdir` for the run `record` describes: refuse one recorded with other settings
     (WorkdirError, one line), then (process 0) write config.json and `files` {name: text}."""
     record = {"format": FORMAT, **record}
-    old = read_record(workdir)
+    old, new = read_record(workdir), json.loads(json.dumps(record))
     if old is None:
         left = [n for n in ("ckpt", "metrics.jsonl", "codebook.npy") if _exists(workdir, n)]
         if left:
@@ -110,8 +111,11 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
                 f"it holds a run's {', '.join(left)} but no config.json to say what made them; "
                 "restore config.json or use a new workdir"
             )
+    if old is not None and _never_started(workdir, old, new):
+        _unbind(workdir, old, main)
+        old = None
     if old is not None:
-        changed = differences(old, json.loads(json.dumps(record)))
+        changed = differences(old, new)
         lacks = set(_flatten(record)) - set(_flatten(old))
         if changed and all(c.split(":")[0] in lacks for c in changed):  # settings added since
             raise WorkdirError(
@@ -135,12 +139,45 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
         return
     try:
         os.makedirs(workdir, exist_ok=True)
-        if old != json.loads(json.dumps(record)):
+        if old != new:
             write_atomic(os.path.join(workdir, "config.json"), json.dumps(record, indent=1))
         for name, text in (files or {}).items():
             write_atomic(os.path.join(workdir, name), text)
     except (OSError, WriteError) as e:
         raise WorkdirError(f"not a writable directory ({e.strerror})") from None
+
+
+# what a training run writes before its first step
+STARTING = {"config.json", "flags.txt", "lock", "codebook.npy", "ckpt", "metrics.jsonl"}
+
+
+def _never_started(workdir: str, old: dict, record: dict) -> bool:
+    """Whether `old` records a training run that failed to start (no checkpoint, no metrics
+    line: killed or failed while compiling, out of memory at its first step, ...) and
+    `record` is another training run: nothing is bound to it, the workdir is free again."""
+    if "train" not in old or "train" not in record or not differences(old, record):
+        return False
+    if set(os.listdir(workdir)) - STARTING:  # figures, a study's runs, ...: it did start
+        return False
+    ckpt = os.path.join(workdir, "ckpt")
+    saved = os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt))
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    logged = os.path.exists(metrics) and os.path.getsize(metrics) > 0
+    return not saved and not logged
+
+
+def _unbind(workdir: str, old: dict, main: bool) -> None:
+    """Forget the run that never started: its record is replaced, its codebook.npy (fitted for
+    its settings, which another run would load as its own) removed."""
+    if not main:
+        return
+    what = f"{old.get('task', {}).get('name', 'a')} run"
+    warn(
+        f"the {what} recorded in {workdir}/config.json never saved a checkpoint or logged a "
+        "step (it failed to start): its record is replaced by this run's"
+    )
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(workdir, "codebook.npy"))
 
 
 @contextlib.contextmanager
