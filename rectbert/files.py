@@ -37,10 +37,12 @@ def write_atomic(path: str, data: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # an OSError, or a signal's Interrupted half-way: no trace left
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise WriteError(path, e) from None
+        if isinstance(e, OSError):
+            raise WriteError(path, e) from None
+        raise
 
 
 def written_since(workdir: str, start: float) -> list[str]:
