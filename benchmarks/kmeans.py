@@ -12,8 +12,9 @@ import warnings
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from benchmarks import usage
 from rectbert import scenes
 from rectbert.data import points
 from rectbert.geometry import codebook, shapes
@@ -32,8 +33,18 @@ def timed(fn):
     return time.perf_counter() - t, out
 
 
+def check(n_points: int, k: int, repeats: int, n_init: int) -> None:
+    """A usage.Error naming the flag whose value is not allowed (before any compute)."""
+    why = " (the [points, 16] patch vectors fit 2**31 float32 elements)"
+    usage.integer("points", n_points, 1, 2**31 // 16, why)
+    usage.integer("k", k, 1, min(n_points, 2**16), " (at most --points, and 2**16)")
+    usage.integer("repeats", repeats, 1, 1000)
+    usage.integer("n_init", n_init, 1, 1000)
+
+
 def main(argv):
-    del argv
+    del argv  # none (usage.run)
+    check(FLAGS.points, FLAGS.k, FLAGS.repeats, FLAGS.n_init)
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_info
 
@@ -87,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    usage.run(main)

@@ -11,9 +11,10 @@ import dataclasses
 import time
 
 import jax
-from absl import app, flags
+from absl import flags
 
-from rectbert import scenes
+from benchmarks import usage
+from rectbert import config, scenes
 from rectbert.analysis import oracle
 from rectbert.data import tasks
 from rectbert.data.scene_tasks import SparseTask
@@ -23,10 +24,18 @@ flags.DEFINE_bool("double", True, "Also run with twice the samples and chains.")
 FLAGS = flags.FLAGS
 
 
+def check(examples: int) -> SparseTask:
+    """The benchmark's task, or a usage.Error naming --examples (before any compute)."""
+    try:
+        return SparseTask(scenes.scene("rect"), tasks.MaskSpec(5), eval_examples=examples)
+    except config.ConfigError as e:
+        raise usage.refuse("examples", examples, e.allowed) from None
+
+
 def main(argv):
-    del argv
-    scene = scenes.scene("rect")
-    task = SparseTask(scene, tasks.MaskSpec(5), eval_examples=FLAGS.examples)
+    del argv  # none (usage.run)
+    task = check(FLAGS.examples)
+    scene = task.scene
     task = task.with_codebook(task.fit_codebook()[0])
     centroids = task.codebook
     batch = jax.block_until_ready(task.eval_set())
@@ -65,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    usage.run(main)

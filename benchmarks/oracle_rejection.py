@@ -12,8 +12,9 @@ from __future__ import annotations
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
+from benchmarks import usage
 from tests import test_oracle_rejection as reference
 
 flags.DEFINE_list("cases", ["rect-8-12"], f"Cases of {list(reference.CASES)}.")
@@ -21,10 +22,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv) -> None:
-    del argv
-    unknown = [c for c in FLAGS.cases if c not in reference.CASES]
-    if unknown or not FLAGS.cases:
-        sys.exit(f"--cases must be names in {list(reference.CASES)}; got {FLAGS.cases}")
+    del argv  # none (usage.run)
+    usage.names("cases", FLAGS.cases, reference.CASES)
     failed = []
     for case in FLAGS.cases:
         start = time.time()
@@ -39,4 +38,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    usage.run(main)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from benchmarks import usage
 from benchmarks.train_throughput import SEQ_LEN, SIZES, grid_task, model_flops
+from rectbert import config
 from rectbert.model import encoder
 from rectbert.training import engine
 
@@ -35,11 +37,27 @@ def activation_bytes(task, model_cfg, batch: int) -> int:
     return compiled.memory_analysis().temp_size_in_bytes
 
 
+def check(global_batch: int, chips, peak_tflops: float, mfu: float, gbps: float) -> tuple:
+    """The device counts from the flags' values, or a usage.Error naming the flag (before
+    any compute)."""
+    try:  # the train step's own bounds
+        engine.TrainConfig(num_steps=1, batch_size=global_batch)
+    except config.ConfigError as e:
+        raise usage.refuse("global_batch", global_batch, e.allowed) from None
+    counts = usage.integers("chips", chips, 1, global_batch)
+    if any(global_batch % c for c in counts):
+        raise usage.refuse("chips", chips, f"counts that divide --global_batch={global_batch}")
+    usage.positive("peak_tflops", peak_tflops)
+    usage.positive("mfu", mfu, 1.0)
+    usage.positive("allreduce_gbps", gbps)
+    return counts
+
+
 def main(argv):
-    del argv
-    chips = [int(c) for c in FLAGS.chips]
-    if any(c < 1 or FLAGS.global_batch % c for c in chips):
-        raise app.UsageError(f"--chips={FLAGS.chips}: each must divide --global_batch")
+    del argv  # none (usage.run)
+    chips = check(
+        FLAGS.global_batch, FLAGS.chips, FLAGS.peak_tflops, FLAGS.mfu, FLAGS.allreduce_gbps
+    )
     size = SIZES["seed"]
     task = grid_task("fixed")
     model_cfg = encoder.ModelConfig(
@@ -82,4 +100,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    usage.run(main)

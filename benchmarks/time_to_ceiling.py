@@ -36,9 +36,9 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from benchmarks import ceiling_sets
+from benchmarks import ceiling_sets, usage
 from benchmarks.peak import matmul_peak_tflops
 from rectbert import config
 from rectbert.model import losses
@@ -128,14 +128,51 @@ def parse_settings(items: list[str]) -> dict:
     for item in items:
         name, _, text = item.partition("=")
         if name not in known:
-            raise app.UsageError(
-                f"--setting={item}: {name!r} is not a setting of the sparse recipe"
-            )
+            raise usage.refuse("setting", item, "name=value, a setting of the sparse recipe")
         try:
             out[name] = config.from_text(known[name], text)
-        except ValueError as e:
-            raise app.UsageError(f"--setting={item} is not allowed: {e}") from None
+        except (ValueError, OverflowError):
+            raise usage.refuse("setting", item, f"{name} must be {_kind(known[name])}") from None
     return out
+
+
+def _kind(f) -> str:
+    """What a setting's text must be (config.from_text's kinds), as a flag's error says it."""
+    kind = f.metadata.get("kind")
+    lists = {"counts": "whole numbers 'a,b,...'", "range": "two numbers 'lo,hi', or empty"}
+    if kind in lists:
+        return lists[kind]
+    if isinstance(f.default, bool):
+        return "true or false"
+    return "an integer" if kind == "int" or isinstance(f.default, int) else "a number"
+
+
+def check(configs, settings, visible, validation_examples, eval_every, rounds):
+    """(the configurations to time, the visible counts) from the flags' values, or a
+    usage.Error naming the flag, before any compute: every configuration is built (with the
+    oracle's checks) as the sparse experiment would."""
+    allowed = f"names from {list(CONFIGS)} (at least one, or a --setting)"
+    if any(c not in CONFIGS for c in configs) or not (configs or settings):
+        raise usage.refuse("configs", configs, allowed)
+    usage.integer("validation_examples", validation_examples, 64, 2**20)
+    usage.integer("eval_every", eval_every, 1)
+    usage.integer("interleaved_rounds", rounds, 0, 10**4)
+    counts = usage.integers("visible", visible, 1)
+    todo = {c: CONFIGS[c] for c in configs}
+    if settings:
+        todo["custom"] = parse_settings(settings)
+    for name, values in todo.items():
+        try:
+            task = build({**values, "eval_oracle": True}, codebook=False)[0]
+        except (ValueError, KeyError) as e:  # a ConfigError names its field's flag
+            said = f"--{e.flag} must be {e.allowed}" if isinstance(e, config.ConfigError) else e
+            if name != "custom":
+                raise usage.Error(f"configuration {name}: {said}") from None
+            raise usage.refuse("setting", settings, str(said)) from None
+        if task.mask.schedule != "fixed" and not all(v < task.seq_len for v in counts):
+            allowed = f"counts in [1, {task.seq_len - 1}] ({name} is any-count)"
+            raise usage.refuse("visible", visible, allowed)
+    return todo, counts
 
 
 def dispatch_seconds(state, calls: int = 200) -> float:
@@ -308,39 +345,17 @@ def write_json(device: str, peak: float, rows: list[dict]) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    unknown = [c for c in FLAGS.configs if c not in CONFIGS]
-    if unknown:
-        raise app.UsageError(f"--configs={unknown} is not allowed: names from {list(CONFIGS)}")
-    if FLAGS.validation_examples < 64 or FLAGS.eval_every < 1:
-        raise app.UsageError("--validation_examples must be >= 64 and --eval_every >= 1")
-    try:
-        visible = tuple(int(v) for v in FLAGS.visible)
-    except ValueError:
-        visible = ()
-    if not visible:
-        raise app.UsageError(f"--visible={FLAGS.visible} is not allowed: integers") from None
-    if FLAGS.interleaved_rounds < 0:
-        raise app.UsageError(f"--interleaved_rounds={FLAGS.interleaved_rounds}: must be >= 0")
-    for path in (FLAGS.cache_dir, os.path.dirname(os.path.abspath(FLAGS.json or "."))):
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError:
-            pass  # refused just below
-        if not os.access(path, os.W_OK):
-            raise app.UsageError(f"{path} is not writable (--cache_dir / --json go there)")
-    todo = {c: CONFIGS[c] for c in FLAGS.configs}
-    if FLAGS.setting:
-        todo["custom"] = parse_settings(FLAGS.setting)
-    for name, settings in todo.items():  # every configuration is valid before any compute
-        try:  # with the oracle's checks
-            task = build({**settings, "eval_oracle": True}, codebook=False)[0]
-        except (ValueError, KeyError) as e:
-            raise app.UsageError(f"configuration {name}: {e}") from None
-        if task.mask.schedule != "fixed" and not all(0 < v < task.seq_len for v in visible):
-            allowed = f"counts in [1, {task.seq_len - 1}]"
-            raise app.UsageError(f"--visible={FLAGS.visible} is not allowed: {allowed}")
+    del argv  # none (usage.run)
+    todo, _ = check(
+        FLAGS.configs,
+        FLAGS.setting,
+        FLAGS.visible,
+        FLAGS.validation_examples,
+        FLAGS.eval_every,
+        FLAGS.interleaved_rounds,
+    )
+    usage.folder("cache_dir", FLAGS.cache_dir)
+    usage.output("json", FLAGS.json)
     peak = 1e12 * max(matmul_peak_tflops(d) for d in ("float32", "bfloat16"))
     device = jax.devices()[0].device_kind
     print(f"{device} ({jax.default_backend()}), matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
@@ -361,4 +376,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    usage.run(main)

@@ -20,10 +20,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from benchmarks import usage
 from benchmarks.peak import matmul_peak_tflops
-from rectbert import scenes
+from rectbert import config, scenes
 from rectbert.data import tasks
 from rectbert.data.scene_tasks import GridTask
 from rectbert.model import encoder, losses
@@ -268,17 +269,24 @@ def run_peer_child(batch: int) -> list[dict]:
             return json.load(f)
 
 
+def check(steps: int, variants, size: str, batch_size: int) -> int:
+    """The global batch from the flags' values, or a usage.Error naming the flag (before any
+    compute)."""
+    usage.integer("steps", steps, 20, 10**6)
+    usage.names("variants", variants, VARIANTS)
+    batch = batch_size or SIZES[size]["batch_size"]
+    try:  # the train step's own bounds
+        engine.TrainConfig(num_steps=1, batch_size=batch)
+    except config.ConfigError as e:
+        raise usage.refuse("batch_size", batch_size, f"0 (the size's) or {e.allowed}") from None
+    return batch
+
+
 def main(argv):
-    del argv
-    if FLAGS.steps < 20:
-        raise app.UsageError(f"--steps={FLAGS.steps} is not allowed: an integer >= 20")
-    unknown = [v for v in FLAGS.variants if v not in VARIANTS]
-    if unknown or not FLAGS.variants:
-        raise app.UsageError(f"--variants={unknown} is not allowed: names from {list(VARIANTS)}")
+    del argv  # none (usage.run)
+    batch = check(FLAGS.steps, FLAGS.variants, FLAGS.size, FLAGS.batch_size)
+    usage.output("json", FLAGS.json)
     size = SIZES[FLAGS.size]
-    batch = FLAGS.batch_size or size["batch_size"]
-    if batch < 1:
-        raise app.UsageError(f"--batch_size={batch} is not allowed: an integer >= 1")
     if FLAGS.peer_only:  # the child: never touches JAX's backend
         json.dump(time_peers(SIZES[FLAGS.size], batch, FLAGS.dtype), open(FLAGS.json, "w"))
         return
@@ -350,4 +358,4 @@ def report(row: dict, size: dict, batch: int, peak: float, ours_params: int | No
 
 
 if __name__ == "__main__":
-    app.run(main)
+    usage.run(main)

@@ -17,6 +17,9 @@ from rectbert import config, scenes
 from rectbert.config import setting
 from rectbert.data import keys, masking, points
 from rectbert.data.tasks import (
+    BUDGET,
+    MAX_ELEMENTS,
+    MAX_LEN,
     Batch,
     MaskSpec,
     Task,
@@ -27,6 +30,7 @@ from rectbert.data.tasks import (
     masked,
     presentations_setting,
     seed_setting,
+    size_checks,
     stream_indices,
 )
 from rectbert.files import FileError
@@ -59,13 +63,26 @@ class SceneTask(Task):
     has_values: ClassVar[bool] = True
 
     def __post_init__(self):
-        n_patches = self.codebook_examples * (shapes.CANVAS // shapes.CELL - shapes.GRID + 1) ** 2
+        per_shape = (shapes.CANVAS // shapes.CELL - shapes.GRID + 1) ** 2  # patches
+        n_patches = self.codebook_examples * per_shape
         c_shape = None if self.centroids is None else tuple(jnp.shape(self.centroids))
+        most_train = MAX_ELEMENTS // (self.seq_len * shapes.GRID**2)
+        most_fit = MAX_ELEMENTS // (per_shape * shapes.GRID**2)
         config.validate(
             self,
             [
-                (self.num_train >= 0, "num_train", "an integer >= 0 (0: fresh shapes)"),
-                (self.codebook_examples >= 1, "codebook_examples", "an integer >= 1"),
+                (
+                    0 <= self.num_train <= most_train,
+                    "num_train",
+                    f"an integer in [0, {most_train}] (0: fresh shapes; the set's [shapes, "
+                    f"{self.seq_len}, 16] float32 patch values {BUDGET})",
+                ),
+                (
+                    1 <= self.codebook_examples <= most_fit,
+                    "codebook_examples",
+                    f"an integer in [1, {most_fit}] (their [shapes x {per_shape}, 16] float32 "
+                    f"patches {BUDGET})",
+                ),
                 (
                     2 <= self.num_clusters <= n_patches,
                     "num_clusters",
@@ -234,10 +251,15 @@ class SparseTask(SceneTask):
     seq_len = property(lambda self: self.num_points)
 
     def __post_init__(self):
+        room = f"at most {MAX_LEN} points per example, whose [L, L] attention scores {BUDGET}"
         config.validate(
             self,
             [
-                (self.num_points >= 2, "num_points", "an integer >= 2"),
+                (
+                    2 <= self.num_points <= MAX_LEN,
+                    "num_points",
+                    f"an integer in [2, {MAX_LEN}] ({room})",
+                ),
                 (
                     lambda: points.SAMPLERS[self.sampler].supports(self.scene),
                     "sampler",
@@ -249,7 +271,11 @@ class SparseTask(SceneTask):
                     "fixed_points",
                     "false with fresh shapes (num_train=0): there is no set to fix points of",
                 ),
-                (self.extra_targets >= 0, "extra_targets", "an integer >= 0"),
+                (
+                    0 <= self.extra_targets <= MAX_LEN - self.num_points,
+                    "extra_targets",
+                    f"an integer in [0, {MAX_LEN - self.num_points}] (with num_points: {room})",
+                ),
                 (
                     not (self.extra_targets and self.fixed_points),
                     "extra_targets",
@@ -263,6 +289,8 @@ class SparseTask(SceneTask):
         if self.extra_targets and model_cfg.attention != "context":
             allowed = "context with extra targets (full attention would show them to the model)"
             raise config.error(model_cfg, "attention", allowed)
+        said = " (num_points + extra_targets)" if self.extra_targets else ""
+        size_checks(model_cfg, train_cfg, self.num_points + self.extra_targets, said)
 
     def examples(self, key, params_NxD, spec: MaskSpec | None = None) -> Batch:
         """Points, exact patch values, tokens and a mask for each shape."""

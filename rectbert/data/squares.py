@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import jax
@@ -13,6 +14,9 @@ from rectbert import config
 from rectbert.config import setting
 from rectbert.data import keys
 from rectbert.data.tasks import (
+    BUDGET,
+    MAX_ELEMENTS,
+    MAX_LEN,
     Batch,
     MaskSpec,
     Task,
@@ -45,18 +49,33 @@ class SquaresTask(Task):
     centroids: ClassVar[None] = None
 
     def __post_init__(self):
+        side = math.isqrt(MAX_LEN)  # n * n tokens per image
         config.validate(
             self,
             [
-                (self.n >= 1, "n", "an integer >= 1"),
+                (
+                    1 <= self.n <= side,
+                    "n",
+                    f"an integer in [1, {side}] (n * n tokens: at most {MAX_LEN} per example, "
+                    f"whose [L, L] attention scores {BUDGET})",
+                ),
                 (1 <= self.min_side <= self.n, "min_side", f"an integer in [1, n={self.n}]"),
                 (
                     self.min_side <= self.max_side <= self.n,
                     "max_side",
                     f"an integer in [min_side={self.min_side}, n={self.n}]",
                 ),
-                *common_checks(self, self.n * self.n),
             ],
+        )
+        # then (its size known) the image set, [num_examples, n * n] tokens, and the rest
+        images = self.num_examples * self.n * self.n
+        allowed = (
+            f"a side whose {self.num_examples} squares' [squares, n * n] images fit 2**31 "
+            "elements (a smaller n or max_side)"
+        )
+        config.validate(
+            self,
+            [(images <= MAX_ELEMENTS, "n", allowed), *common_checks(self, self.n**2, width=2)],
         )
 
     num_tokens = property(lambda self: 2)

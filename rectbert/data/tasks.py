@@ -50,6 +50,41 @@ class MaskSpec:
         config.validate(self, [(self.count >= 1, "count", "an integer >= 1")])
 
 
+# What memory bounds, checked with the settings before anything is computed or written: one
+# array of a run (a batch's activations, the held-out set, the codebook's patches, one head's
+# attention scores) holds at most MAX_ELEMENTS elements (8 GiB of float32; int32 indexes it),
+# so one example has at most MAX_LEN tokens (its [L, L] scores fit), and steps and counts
+# that go through int32 arrays stay below 2**31.
+MAX_ELEMENTS = 2**31
+MAX_LEN = 2**15
+INT32_MAX = 2**31 - 1
+BUDGET = "fit 2**31 elements"
+
+
+def size_checks(model_cfg, train_cfg, length: int, said: str = "") -> None:
+    """A ConfigError where a training batch of `length`-token examples would hold an array
+    over MAX_ELEMENTS: [batch, L, max(embed_dim, mlp_dim)] activations or [batch, heads, L, L]
+    attention scores. Names the batch size (or, where one example alone is too much, the
+    model's widest setting)."""
+    width = max(model_cfg.embed_dim, model_cfg.mlp_dim)
+    per_example = max(length * width, model_cfg.num_heads * length * length)
+    if per_example > MAX_ELEMENTS:
+        if length * width >= model_cfg.num_heads * length * length:
+            field = "embed_dim" if model_cfg.embed_dim == width else "mlp_dim"
+            hi, what = MAX_ELEMENTS // length, f"[{length}{said}, {field}] activations"
+        else:
+            field, hi = "num_heads", MAX_ELEMENTS // (length * length)
+            what = f"[heads, {length}{said}, {length}] attention scores"
+        raise config.error(model_cfg, field, f"an integer <= {hi} (an example's {what} {BUDGET})")
+    hi = MAX_ELEMENTS // per_example
+    if train_cfg.batch_size > hi:
+        allowed = (
+            f"an integer in [1, {hi}] (a batch's [batch, {length}{said}, {width}] activations "
+            f"and [batch, {model_cfg.num_heads}, {length}, {length}] attention scores {BUDGET})"
+        )
+        raise config.error(train_cfg, "batch_size", allowed)
+
+
 class Task(Protocol):
     """What train() uses of a task; every task is one (and subclasses it for the defaults of
     check() and prepare())."""
@@ -80,7 +115,9 @@ class Task(Protocol):
 
     def check(self, model_cfg, train_cfg) -> None:
         """Refuse (ConfigError) a model or training config only this task cannot train; what
-        every task needs of them is checked by training's RunConfig."""
+        every task needs of them is checked by training's RunConfig. Here: that a training
+        batch fits memory (size_checks)."""
+        size_checks(model_cfg, train_cfg, self.seq_len)
 
     def prepare(self, workdir: str, *, main: bool = True) -> Task:
         """The task bound to the files of the run in `workdir` (a scene task: its codebook,
@@ -144,11 +181,26 @@ def fixed(spec: MaskSpec) -> MaskSpec:
     return dataclasses.replace(spec, schedule="fixed")
 
 
-def common_checks(task, seq_len: int) -> list:
+def common_checks(task, seq_len: int, width: int = 16) -> list:
+    """The checks every task makes: its seed, presentations (an epoch of num_examples x
+    presentations is counted in int32) and held-out examples (their [examples, seq_len,
+    width] arrays fit MAX_ELEMENTS), and its mask."""
+    epoch = INT32_MAX // max(task.num_examples, 1)
+    most = MAX_ELEMENTS // (seq_len * width)
     return [
         (keys.valid_seed(task.seed), "seed", f"an integer in [0, {keys.MAX_SEED}]"),
-        (task.presentations >= 1, "presentations", "an integer >= 1"),
-        (task.eval_examples >= 1, "eval_examples", "an integer >= 1"),
+        (
+            1 <= task.presentations <= epoch,
+            "presentations",
+            f"an integer in [1, {epoch}] (an epoch of {task.num_examples} examples x "
+            "presentations is counted in int32)",
+        ),
+        (
+            1 <= task.eval_examples <= most,
+            "eval_examples",
+            f"an integer in [1, {most}] (the held-out set's [examples, {seq_len}, {width}] "
+            f"float32 arrays {BUDGET})",
+        ),
         (
             task.mask.count < seq_len,
             "mask",

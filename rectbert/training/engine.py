@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from rectbert import config
 from rectbert.config import setting
-from rectbert.data import keys
+from rectbert.data import keys, tasks
 from rectbert.geometry import shapes
 from rectbert.model import encoder, losses, positions
 
@@ -65,14 +65,23 @@ class TrainConfig:
     )
 
     def __post_init__(self):
-        positive = ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every")
+        steps = ("num_steps", "log_every", "eval_every", "checkpoint_every")
+        in_int32 = f"an integer in [1, {tasks.INT32_MAX}] (steps are int32)"
+        # a batch holds >= 2 tokens x width 4 per example; the task bounds it by its sizes
+        most = tasks.MAX_ELEMENTS // 8
+        batch = f"an integer in [1, {most}] (a batch's activations {tasks.BUDGET})"
         config.validate(
             self,
             [
-                *((getattr(self, f) >= 1, f, "an integer >= 1") for f in positive),
-                (self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1"),
+                *((1 <= getattr(self, f) <= tasks.INT32_MAX, f, in_int32) for f in steps),
+                (1 <= self.batch_size <= most, "batch_size", batch),
+                (1 <= self.eval_batch_size <= most, "eval_batch_size", batch),
                 (self.learning_rate > 0, "learning_rate", "a number > 0"),
-                (self.warmup_steps >= 0, "warmup_steps", "an integer >= 0"),
+                (
+                    0 <= self.warmup_steps <= tasks.INT32_MAX,
+                    "warmup_steps",
+                    f"an integer in [0, {tasks.INT32_MAX}] (steps are int32)",
+                ),
                 (self.weight_decay >= 0, "weight_decay", "a number >= 0"),
                 (self.grad_clip > 0, "grad_clip", "a number > 0"),
                 (0 <= self.label_smoothing < 1, "label_smoothing", "a fraction in [0, 1)"),

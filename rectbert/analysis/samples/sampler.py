@@ -30,7 +30,7 @@ ORDERS = ("random", "confident")
 class SampleConfig:
     method: str = "joint"  # METHODS
     order: str = "random"  # joint only: ORDERS
-    temperature: float = 1.0  # logits / temperature; 0: argmax draws (joint: greedy decoding)
+    temperature: float = 1.0  # logits / temperature (tempered()); 0: argmax draws (joint: greedy)
     per_step: int = 1  # joint only: positions revealed per model call
 
     def __post_init__(self):
@@ -57,13 +57,29 @@ class SampleConfig:
         )
 
 
+def tempered(logits_BxLxK, temperature: float):
+    """logits / temperature (temperature > 0), never nan where the logits are finite: below
+    1 each row's distances below its max are divided (logits / t overflows for a tiny t, and
+    inf - inf is nan), the argmax's kept 0 (a t below float32's normal range is 0 to XLA:
+    0 / 0), the rest falling towards -inf: the limit t -> 0 is the argmax exactly. At t >= 1
+    the division cannot overflow and is done as it always was (subtracting the max first
+    would round the draws differently)."""
+    if temperature >= 1:
+        return logits_BxLxK / temperature
+    below = logits_BxLxK - jnp.max(logits_BxLxK, -1, keepdims=True)
+    # the argmax by its index, not by `below == 0`: XLA may fuse the model's last op into the
+    # max and into the differences with their own roundings (the max's own then is not 0)
+    top = jnp.arange(below.shape[-1]) == jnp.argmax(logits_BxLxK, -1)[..., None]
+    return jnp.where(top | (below >= 0), 0.0, below / temperature)
+
+
 def _draw(key, logits_BxLxK, temperature: float):
     """[B, L] tokens drawn from softmax(logits / temperature) and their probabilities."""
     logits = logits_BxLxK.astype(jnp.float32)
     if temperature == 0:
         tokens = jnp.argmax(logits, -1)
     else:
-        logits = logits / temperature
+        logits = tempered(logits, temperature)
         tokens = jax.random.categorical(key, logits, axis=-1)
     logp = jax.nn.log_softmax(logits, -1)
     return tokens.astype(jnp.int32), jnp.take_along_axis(logp, tokens[..., None], -1)[..., 0]
