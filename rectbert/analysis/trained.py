@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rectbert import scenes
-from rectbert.analysis import oracle_curve
+from rectbert.analysis import oracle, oracle_curve
 from rectbert.analysis.samples import sampler
 from rectbert.data import scene_tasks, squares, tasks
 from rectbert.data.tasks import Batch
 from rectbert.files import FileError
 from rectbert.geometry import codebook as codebook_lib
-from rectbert.model import encoder
+from rectbert.geometry import shapes
+from rectbert.model import encoder, positions
 from rectbert.training import checkpoint, evaluation
 from rectbert.training import workdir as workdir_lib
 
@@ -70,6 +72,17 @@ class Run:
         """(rows, calibration) of oracle_curve.curve for this sparse run at these visible
         counts (default: oracle_curve.default_visible), on its task's first `examples`
         held-out examples."""
+        if isinstance(visible, int | np.integer) and not isinstance(visible, bool):
+            visible = (visible,)  # one count
+        elif visible is not None and not isinstance(visible, Iterable):
+            raise ValueError(
+                f"visible must be a visible count or a sequence of counts (None: the default "
+                f"counts); got {type(visible).__name__}"
+            )
+        if cfg is not None and not isinstance(cfg, oracle.OracleConfig):
+            raise ValueError(
+                f"cfg must be an oracle.OracleConfig or None; got {type(cfg).__name__}"
+            )
         task = self.task()
         if task.name != "sparse":
             raise ValueError(f"workdir={self.workdir!r}: the oracle curve needs a sparse run")
@@ -81,6 +94,11 @@ class Run:
         points: the exact coverage of each point's window, quantised with the run's codebook."""
         if self.codebook is None or self.scene is None:
             raise ValueError(f"workdir={self.workdir!r}: a run without a scene or codebook")
+        shapes_BxD, points_BxPx2 = (
+            _array(shapes_BxD, "shapes_BxD"),
+            _array(points_BxPx2, "points_BxPx2"),
+        )
+        self.scene.check(shapes_BxD, points_BxPx2, names=("shapes_BxD", "points_BxPx2"))
         values = self.scene.coverage(jnp.asarray(shapes_BxD), jnp.asarray(points_BxPx2))
         return codebook_lib.quantise(values, jnp.asarray(self.codebook))
 
@@ -89,19 +107,110 @@ class Run:
 
         Invisible entries of tokens_BxP are ignored (the model sees [mask] there).
         """
-        visible = jnp.asarray(visible_BxP, bool)
-        tokens = jnp.where(visible, jnp.asarray(tokens_BxP, jnp.int32), 0)
-        batch = Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
+        batch = self._batch(points_BxPx2, tokens_BxP, visible_BxP)
         return jax.nn.softmax(_predict_fn(self.model_config)(self.params, batch), axis=-1)
 
     def sample(self, points_BxPx2, tokens_BxP, visible_BxP, key, cfg=None):
         """[B, P] completions: the visible tokens kept, the others drawn from the model
         (sampler.SampleConfig: joint in random order by default; argmax; independent)."""
-        visible = jnp.asarray(visible_BxP, bool)
-        tokens = jnp.where(visible, jnp.asarray(tokens_BxP, jnp.int32), 0)
-        batch = Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
+        batch = self._batch(points_BxPx2, tokens_BxP, visible_BxP)
+        _check_key(key)
+        if cfg is not None and not isinstance(cfg, sampler.SampleConfig):
+            raise ValueError(f"cfg must be a SampleConfig or None; got {type(cfg).__name__}")
         predict = _predict_fn(self.model_config)
         return sampler.sample(predict, self.params, batch, key, cfg or sampler.SampleConfig())
+
+    def _batch(self, points_BxPx2, tokens_BxP, visible_BxP) -> Batch:
+        """The model's batch of a user's arrays, checked first (_check_batch). visible_BxP may
+        be [1, P], one mask for every example."""
+        points_BxPx2, tokens_BxP, visible_BxP = (
+            _array(a, n)
+            for a, n in [
+                (points_BxPx2, "points_BxPx2"),
+                (tokens_BxP, "tokens_BxP"),
+                (visible_BxP, "visible_BxP"),
+            ]
+        )
+        tokens_BxP = _check_batch(self.model_config, points_BxPx2, tokens_BxP, visible_BxP)
+        b, p = jnp.shape(tokens_BxP)
+        visible = jnp.broadcast_to(jnp.asarray(visible_BxP, bool), (b, p))
+        tokens = jnp.where(visible, jnp.asarray(tokens_BxP, jnp.int32), 0)
+        return Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
+
+
+def _array(x, name: str):
+    """x itself when it is an array (or a tracer), else as a numpy array; ValueError naming it
+    when it is none (a ragged list, a dict, None)."""
+    if isinstance(x, jax.Array | np.ndarray):
+        return x
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be an array of numbers; got {type(x).__name__}")
+    return a
+
+
+def _check_batch(model_cfg, points_BxPx2, tokens_BxP, visible_BxP):
+    """ValueError (one line, naming the argument and what is allowed) unless points_BxPx2 is
+    [B, P, 2] finite reals (B, P >= 1), tokens_BxP [B, P] integer ids in [0, K) where
+    visible, visible_BxP [B, P] (or [1, P]) booleans or 0/1; the values are checked unless
+    they are traced (inside a jit). Returns tokens_BxP, hidden entries set to 0 there."""
+    shape, k = jnp.shape(points_BxPx2), model_cfg.num_tokens
+    if len(shape) != 3 or shape[2] != 2 or min(shape[:2]) < 1:
+        raise ValueError(
+            f"points_BxPx2 must have shape [B, P, 2] with B, P >= 1 (a batch of (x, y) points); "
+            f"got {shape}"
+        )
+    b, p = shape[:2]
+    most = model_cfg.num_positions
+    if not positions.POSITIONS[model_cfg.position].continuous and p > most:
+        raise ValueError(
+            f"points_BxPx2 must have P <= {most} (the run's learned position table); got P = {p}"
+        )
+    if jnp.shape(tokens_BxP) != (b, p):
+        raise ValueError(
+            f"tokens_BxP must have shape [B, P] = [{b}, {p}] (as points_BxPx2); "
+            f"got {jnp.shape(tokens_BxP)}"
+        )
+    if jnp.shape(visible_BxP) not in ((b, p), (1, p)):
+        raise ValueError(
+            f"visible_BxP must have shape [B, P] = [{b}, {p}] (as points_BxPx2), or [1, {p}]; "
+            f"got {jnp.shape(visible_BxP)}"
+        )
+    arrays = (points_BxPx2, tokens_BxP, visible_BxP)
+    if any(isinstance(a, jax.core.Tracer) for a in arrays):
+        return tokens_BxP
+    pts, toks, vis = (np.asarray(a) for a in arrays)
+    if pts.dtype.kind not in "iuf":
+        raise ValueError(f"points_BxPx2 must be finite real numbers; got dtype {pts.dtype}")
+    if not shapes.finite32(pts):
+        raise ValueError("points_BxPx2 must be finite (as float32); got non-finite values")
+    if vis.dtype != bool and not (vis.dtype.kind in "iuf" and np.all((vis == 0) | (vis == 1))):
+        raise ValueError(f"visible_BxP must be booleans (or 0 and 1); got dtype {vis.dtype}")
+    vis = np.broadcast_to(vis.astype(bool), (b, p))
+    if toks.dtype.kind not in "iu":
+        raise ValueError(f"tokens_BxP must be integer token ids; got dtype {toks.dtype}")
+    bad = vis & ((toks < 0) | (toks >= k))
+    if bad.any():
+        e, i = np.argwhere(bad)[0]
+        raise ValueError(
+            f"tokens_BxP must be token ids in [0, {k}) (the run's num_tokens) where visible; "
+            f"tokens_BxP[{e}, {i}] = {toks[e, i]}"
+        )
+    return np.where(vis, toks, 0)
+
+
+def _check_key(key) -> None:
+    """ValueError unless key is one PRNG key: jax.random.key(seed), or a raw uint32 [2] key."""
+    if isinstance(key, jax.Array | np.ndarray):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.shape == ():
+                return
+        elif key.dtype == np.uint32 and key.shape == (2,):
+            return
+    raise ValueError(f"key must be one PRNG key (jax.random.key(seed)); got {key!r:.60}")
 
 
 _PREDICT_CACHE: dict = {}
@@ -115,17 +224,21 @@ def _predict_fn(model_cfg):
 
 def load_run(workdir: str, step: int | None = None) -> Run:
     """The run in `workdir` at its latest checkpoint (or at `step`)."""
+    if not isinstance(workdir, str | os.PathLike) or not os.fspath(workdir):
+        raise ValueError(f"workdir must be a trained run's directory (a path); got {workdir!r}")
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0
+    ):
+        raise ValueError(
+            f"step must be a checkpoint's step (an integer >= 0) or None; got {step!r}"
+        )
     try:
         config = workdir_lib.read_record(workdir)
     except workdir_lib.WorkdirError as e:
         raise ValueError(f"workdir={workdir!r}: {e}") from None
     if config is None or "model" not in config:
         raise ValueError(f"workdir={workdir!r} holds no trained run's config.json")
-    fields = {f.name for f in dataclasses.fields(encoder.ModelConfig)}
-    if set(config["model"]) != fields:
-        odd = sorted(set(config["model"]) ^ fields)
-        raise ValueError(f"workdir={workdir!r}: config.json's model has other fields ({odd})")
-    model_cfg = encoder.ModelConfig(**config["model"])
+    model_cfg = _model_config(workdir, config["model"])
     # the parameter structure, to restore into (shapes only; nothing is computed)
     model = encoder.Encoder(model_cfg)
     length = max(model_cfg.num_positions, 1)
@@ -143,3 +256,28 @@ def load_run(workdir: str, step: int | None = None) -> Run:
         except FileError as e:
             raise ValueError(f"workdir={workdir!r}: {e}") from None
     return Run(workdir, config, model_cfg, params, int(step), codebook)
+
+
+_TYPES = {"int": (int, "an integer"), "float": (int | float, "a number"), "str": (str, "a string")}
+
+
+def _model_config(workdir, record) -> encoder.ModelConfig:
+    """config.json's model as a ModelConfig; ValueError (one line, naming the workdir and the
+    field) for other fields, a value of the wrong type, or one its checks refuse."""
+    fields = {f.name: f for f in dataclasses.fields(encoder.ModelConfig)}
+    if not isinstance(record, dict):
+        raise ValueError(f"workdir={workdir!r}: config.json's model is not a record of fields")
+    if set(record) != set(fields):
+        odd = sorted(set(record) ^ set(fields))
+        raise ValueError(f"workdir={workdir!r}: config.json's model has other fields ({odd})")
+    for name, f in fields.items():
+        kind, what = _TYPES.get(f.type, (object, "anything"))
+        value = record[name]
+        if kind is not object and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise ValueError(
+                f"workdir={workdir!r}: config.json's model.{name}={value!r} must be {what}"
+            )
+    try:
+        return encoder.ModelConfig(**record)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"workdir={workdir!r}: config.json's model is refused ({e})") from None

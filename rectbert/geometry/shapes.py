@@ -24,16 +24,28 @@ def _concrete(x) -> np.ndarray | None:
     return np.asarray(x)
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def finite32(value: np.ndarray) -> bool:
+    """Whether every entry is finite as float32 too (what the computations run in)."""
+    if not np.all(np.isfinite(value)):
+        return False
+    return value.dtype.kind != "f" or not value.size or np.abs(value).max() <= F32_MAX
+
+
 def check_rects(rects_Nx4, name: str = "rects_Nx4") -> None:
     """Shape check always (static); value check (finite, x0 < x1, y0 < y1) when concrete."""
-    shape = jnp.shape(rects_Nx4)
+    shape = np.shape(rects_Nx4)
     if len(shape) != 2 or shape[1] != 4:
         raise ValueError(f"{name} must have shape [N, 4] as (x0, y0, x1, y1); got {shape}")
     value = _concrete(rects_Nx4)
     if value is None:
         return
-    if not np.all(np.isfinite(value)):
-        raise ValueError(f"{name} must be finite; got non-finite values")
+    if value.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be finite real numbers; got dtype {value.dtype}")
+    if not finite32(value):
+        raise ValueError(f"{name} must be finite (as float32); got non-finite values")
     bad = np.flatnonzero((value[:, 0] >= value[:, 2]) | (value[:, 1] >= value[:, 3]))
     if bad.size:
         raise ValueError(
@@ -101,12 +113,17 @@ def coverage(rects_Nx4, points_NxPx2, *, cell: int = CELL, grid: int = GRID):
     with r; entries are row-major, so at the lattice points they equal downsample's patches.
     """
     check_rects(rects_Nx4)
-    shape = jnp.shape(points_NxPx2)
-    if len(shape) != 3 or shape[2] != 2 or shape[0] != jnp.shape(rects_Nx4)[0]:
+    shape = np.shape(points_NxPx2)
+    if len(shape) != 3 or shape[2] != 2 or shape[0] != np.shape(rects_Nx4)[0]:
         raise ValueError(
-            f"points_NxPx2 must have shape [N, P, 2] with N = {jnp.shape(rects_Nx4)[0]} "
+            f"points_NxPx2 must have shape [N, P, 2] with N = {np.shape(rects_Nx4)[0]} "
             f"(the number of rects); got {shape}"
         )
+    points = _concrete(points_NxPx2)
+    if points is not None and points.dtype.kind not in "iuf":
+        raise ValueError(f"points_NxPx2 must be finite real numbers; got dtype {points.dtype}")
+    if points is not None and not finite32(points):
+        raise ValueError("points_NxPx2 must be finite (as float32); got non-finite values")
     check_window(cell, grid)
     return _coverage(rects_Nx4, points_NxPx2, cell, grid)
 

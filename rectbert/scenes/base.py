@@ -19,6 +19,7 @@ from rectbert import config
 from rectbert.geometry import polygons, shapes
 
 SCENES: dict[str, type[Scene]] = {}
+SUPPORT_TOL = 1e-5  # relative margin of the support check (a sample's float32 rounding)
 
 
 def register(cls):
@@ -105,6 +106,9 @@ class Scene:
     name: ClassVar[str]
     param_dim: ClassVar[int]
     size: int
+    # (shape, point) pairs per compiled coverage call at most (in_chunks): about 300 MB of
+    # work memory for rotated (~1 KB a pair) and rects (<= 1.3 KB); junction sets its own
+    chunk_pairs: ClassVar[int] = 2**18
 
     def sample(self, key, n: int):
         """[n, D] parameters drawn from the family's prior."""
@@ -166,26 +170,58 @@ class Scene:
     def record(self) -> dict:
         return {"name": self.name, **config.fields_record(self)}
 
-    def check(self, params_NxD, points_NxPx2=None) -> None:
-        """ValueError unless params_NxD is [N, param_dim] and points_NxPx2 [N, P, 2]; and,
-        when they hold values (not inside a jit), finite."""
-        shape, d = jnp.shape(params_NxD), self.param_dim
+    def check(self, params_NxD, points_NxPx2=None, *, names=("params_NxD", "points_NxPx2")) -> None:
+        """ValueError (one line, naming the argument: `names`) unless params_NxD is
+        [N, param_dim] and points_NxPx2 [N, P, 2]; and, when they hold values (not inside a
+        jit), finite and the parameters inside the scene's support (outside())."""
+        shape, d = np.shape(params_NxD), self.param_dim
         if len(shape) != 2 or shape[1] != d:
             raise ValueError(
-                f"params_NxD of scene {self.name!r} must have shape [N, {d}]; got {shape}"
+                f"{names[0]} of scene {self.name!r} must have shape [N, {d}]; got {shape}"
             )
-        arrays = [("params_NxD", params_NxD)]
+        arrays = [(names[0], params_NxD)]
         if points_NxPx2 is not None:
-            p = jnp.shape(points_NxPx2)
+            p = np.shape(points_NxPx2)
             if len(p) != 3 or p[2] != 2 or p[0] != shape[0]:
                 raise ValueError(
-                    f"points_NxPx2 must have shape [N, P, 2] with N = {shape[0]} (the number "
+                    f"{names[1]} must have shape [N, P, 2] with N = {shape[0]} (the number "
                     f"of shapes); got {p}"
                 )
-            arrays.append(("points_NxPx2", points_NxPx2))
-        for name, a in arrays:
-            if not isinstance(a, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(a))):
-                raise ValueError(f"{name} must be finite; got non-finite values")
+            arrays.append((names[1], points_NxPx2))
+        if any(isinstance(a, jax.core.Tracer) for _, a in arrays):
+            return
+        values = [finite(a, name) for name, a in arrays]
+        why = self.outside(values[0].astype(np.float64))
+        if why:
+            raise ValueError(f"{names[0]} of scene {self.name!r} must lie in its support: {why}")
+
+    def outside(self, params_NxD: np.ndarray) -> str | None:
+        """What the first row outside the scene's support breaks (its column, the allowed
+        range, the value), or None: here, outside the box support() (the sampler's ranges:
+        sizes > 0, shapes on the canvas)."""
+        return outside_box(params_NxD, self.support())
+
+
+def outside_box(params_NxD: np.ndarray, box_Dx2) -> str | None:
+    """The first entry of params_NxD outside box_Dx2 (lo, hi per column), said in words, or
+    None; with a margin of SUPPORT_TOL for a sampler's float32 rounding."""
+    box = np.asarray(box_Dx2, np.float64)
+    tol = SUPPORT_TOL * np.maximum(1.0, np.abs(box))
+    bad = np.argwhere((params_NxD < box[:, 0] - tol[:, 0]) | (params_NxD > box[:, 1] + tol[:, 1]))
+    if not bad.size:
+        return None
+    r, c = bad[0]
+    return f"column {c} in [{box[c, 0]:g}, {box[c, 1]:g}]; row {r} has {params_NxD[r, c]:g}"
+
+
+def finite(array, name: str) -> np.ndarray:
+    """`array` on the host; ValueError (one line, naming it) unless it holds finite reals."""
+    value = np.asarray(array)
+    if value.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be finite real numbers; got dtype {value.dtype}")
+    if not shapes.finite32(value):
+        raise ValueError(f"{name} must be finite (as float32); got non-finite values")
+    return value
 
 
 def _window_cells(points_NxPx2, cell, grid):
@@ -201,16 +237,45 @@ def _window_cells(points_NxPx2, cell, grid):
 
 def compiled(coverage):
     """A family's coverage checked (Scene.check), then run as one compiled program (the scene
-    and the sizes static): polygon clipping is many small operations, slow one by one."""
+    and the sizes static): polygon clipping is many small operations, slow one by one. A large
+    batch runs in chunks of the family's chunk_pairs (shape, point) pairs (in_chunks)."""
     fn = jax.jit(coverage, static_argnums=0, static_argnames=("cell", "grid"))
 
     @functools.wraps(coverage)
     def checked(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
         self.check(params_NxD, points_NxPx2)
         shapes.check_window(cell, grid)
-        return fn(self, params_NxD, points_NxPx2, cell=cell, grid=grid)
+        run = functools.partial(fn, self, cell=cell, grid=grid)
+        return in_chunks(run, params_NxD, points_NxPx2, self.chunk_pairs)
 
     return checked
+
+
+def in_chunks(fn, params_NxD, points_NxPx2, pairs: int):
+    """fn(params_NxD, points_NxPx2) -> [N, P, ...] (each row of shape and point on its own), at
+    most `pairs` (shape, point) pairs per call when N x P is more (not inside a jit): blocks
+    of rows, and of points when one row has more. Every call has the same shape (the last
+    block padded with copies of the last row or point, then dropped): one compilation."""
+    n, p = np.shape(points_NxPx2)[:2]
+    if n * p <= pairs or _tracing(params_NxD, points_NxPx2):
+        return fn(params_NxD, points_NxPx2)
+    cols = min(p, max(1, pairs))
+    rows = max(1, pairs // cols)
+    params, points = np.asarray(params_NxD), np.asarray(points_NxPx2)
+    params = np.pad(params, ((0, -n % rows), (0, 0)), mode="edge")
+    points = np.pad(points, ((0, -n % rows), (0, -p % cols), (0, 0)), mode="edge")
+
+    def block(i, j):  # one call's work at a time: the memory stays bounded
+        return fn(params[i : i + rows], points[i : i + rows, j : j + cols]).block_until_ready()
+
+    blocks = [[block(i, j) for j in range(0, p, cols)] for i in range(0, n, rows)]
+    return jnp.concatenate([jnp.concatenate(b, 1) for b in blocks])[:n, :p]
+
+
+def _tracing(*arrays) -> bool:
+    """Whether these are traced, or this runs inside a jit trace (there jnp gives a tracer
+    even of a constant)."""
+    return any(isinstance(a, jax.core.Tracer) for a in (*arrays, jnp.zeros(())))
 
 
 def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid, clip=True):

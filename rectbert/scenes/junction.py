@@ -42,6 +42,7 @@ class Junction(Scene):
     max_length: float = option(120.0, "Longest stroke, canvas pixels.")
     size: int = shapes.CANVAS
     slots: ClassVar[int] = 4
+    chunk_pairs: ClassVar[int] = 2**13  # ~33 KB of clipping work a (shape, point) pair
 
     def __post_init__(self):
         w = self.stroke_width

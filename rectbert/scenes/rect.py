@@ -12,7 +12,7 @@ import numpy as np
 
 from rectbert import config
 from rectbert.geometry import shapes
-from rectbert.scenes.base import Scene, option, register, sampler
+from rectbert.scenes.base import Scene, option, outside_box, register, sampler
 
 
 @register
@@ -97,9 +97,11 @@ class Rect(Scene):
         return jnp.stack([x0, y0, x0 + w, y0 + h], axis=-1)
 
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        self.check(params_NxD, points_NxPx2)  # separable, already compiled: little memory
         return shapes.coverage(params_NxD, points_NxPx2, cell=cell, grid=grid)
 
     def downsample(self, params_NxD, *, cell: int = shapes.CELL):
+        self.check(params_NxD)
         return shapes.downsample(params_NxD, size=self.size, cell=cell)  # separable: faster
 
     def log_density(self, params_NxD):
@@ -115,6 +117,10 @@ class Rect(Scene):
         log_p = -math.log(max(w_hi - w_lo, 1e-12)) - jnp.log(jnp.maximum(h_hi - h_lo, 1e-12))
         log_p -= jnp.log(jnp.maximum(x_hi - x_lo, 1e-12)) + jnp.log(jnp.maximum(y_hi - y_lo, 1e-12))
         return jnp.where(ok, log_p, -jnp.inf)
+
+    def outside(self, params_NxD: np.ndarray) -> str | None:
+        # any rectangle on the canvas (its coverage is exact), not only the prior's sides
+        return on_canvas(params_NxD.reshape(len(params_NxD), 1, 4), self.size)
 
     def support(self) -> np.ndarray:
         lo, top = self.min_side, float(self.size)
@@ -150,3 +156,21 @@ class Rect(Scene):
             [t < w, t < w + h, t < 2 * w + h], [y0, y0 + (t - w), y1], y1 - (t - 2 * w - h)
         )
         return jnp.stack([x, y], axis=-1)
+
+
+def on_canvas(rects_NxMx4: np.ndarray, size: int) -> str | None:
+    """Why a row of M rectangle slots (x0, y0, x1, y1) is not on the size x size canvas with
+    x0 < x1 and y0 < y1 in each slot (all 0: an empty slot, where M > 1), or None."""
+    n, m = rects_NxMx4.shape[:2]
+    why = outside_box(rects_NxMx4.reshape(n, 4 * m), [(0.0, float(size))] * (4 * m))
+    if why:
+        return f"the canvas: {why}"
+    r = rects_NxMx4
+    empty = np.all(r == 0, -1) if m > 1 else np.zeros((n, m), bool)
+    bad = np.argwhere(~empty & ((r[..., 0] >= r[..., 2]) | (r[..., 1] >= r[..., 3])))
+    if not bad.size:
+        return None
+    row, slot = bad[0]
+    where = f"row {row}" if m == 1 else f"row {row} slot {slot} (columns {4 * slot}-{4 * slot + 3})"
+    empty_ok = " (or all 0: an empty slot)" if m > 1 else ""
+    return f"x0 < x1 and y0 < y1{empty_ok}; {where} is {r[row, slot].tolist()}"

@@ -13,7 +13,7 @@ import numpy as np
 from rectbert import config
 from rectbert.geometry import shapes
 from rectbert.scenes.base import Scene, compiled, option, register, sampler
-from rectbert.scenes.rect import Rect
+from rectbert.scenes.rect import Rect, on_canvas
 
 
 @register
@@ -115,6 +115,10 @@ class Rects(Scene):
         one = self._one().support().copy()
         one[2:, 0] = 0.0  # an empty slot is all zeros
         return np.tile(one, (self.num_rects, 1))
+
+    def outside(self, params_NxD: np.ndarray) -> str | None:
+        # each slot empty or a rectangle on the canvas (as rect), not only the prior's sides
+        return on_canvas(params_NxD.reshape(len(params_NxD), self.num_rects, 4), self.size)
 
     def outlines(self, params_D) -> list[np.ndarray]:
         r = np.asarray(params_D, np.float64).reshape(self.num_rects, 4)
