@@ -198,10 +198,11 @@ def test_run_predict_and_sample_refuse_bad_inputs_in_one_line(run):
         cfg={"method": "argmax"},
     )
     refused("key must be one PRNG key", run.sample, points, tokens, visible, 0)
-    # hidden entries are ignored (any integer), and one [1, P] mask serves every example
+    # hidden entries are ignored (any integer), and one [1, P] or [P] mask serves every example
     junk = np.where(visible, tokens, -7)
     np.testing.assert_array_equal(np.asarray(run.predict(points, junk, visible)), probs)
     np.testing.assert_array_equal(np.asarray(run.predict(points, tokens, visible[:1])), probs)
+    np.testing.assert_array_equal(np.asarray(run.predict(points, tokens, visible[0])), probs)
     drawn = np.asarray(run.sample(points, junk, visible, jax.random.key(1)))
     np.testing.assert_array_equal(drawn[:, :3], tokens[:, :3])
     assert drawn.min() >= 0 and drawn.max() < k

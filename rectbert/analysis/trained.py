@@ -122,7 +122,7 @@ class Run:
 
     def _batch(self, points_BxPx2, tokens_BxP, visible_BxP) -> Batch:
         """The model's batch of a user's arrays, checked first (_check_batch). visible_BxP may
-        be [1, P], one mask for every example."""
+        be [1, P] or [P], one mask for every example."""
         points_BxPx2, tokens_BxP, visible_BxP = (
             _array(a, n)
             for a, n in [
@@ -174,10 +174,10 @@ def _check_batch(model_cfg, points_BxPx2, tokens_BxP, visible_BxP):
             f"tokens_BxP must have shape [B, P] = [{b}, {p}] (as points_BxPx2); "
             f"got {jnp.shape(tokens_BxP)}"
         )
-    if jnp.shape(visible_BxP) not in ((b, p), (1, p)):
+    if jnp.shape(visible_BxP) not in ((b, p), (1, p), (p,)):  # one mask for every example
         raise ValueError(
-            f"visible_BxP must have shape [B, P] = [{b}, {p}] (as points_BxPx2), or [1, {p}]; "
-            f"got {jnp.shape(visible_BxP)}"
+            f"visible_BxP must have shape [B, P] = [{b}, {p}] (as points_BxPx2), or [1, {p}] or "
+            f"[{p}] (one for every example); got {jnp.shape(visible_BxP)}"
         )
     arrays = (points_BxPx2, tokens_BxP, visible_BxP)
     if any(isinstance(a, jax.core.Tracer) for a in arrays):
