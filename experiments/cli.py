@@ -9,6 +9,7 @@ Only this module reads flags (the library never does).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -227,6 +228,18 @@ def _show(message, category, filename, lineno, file=None, line=None) -> None:
 _default_show = warnings.showwarning
 
 
+def _leave(code: int, line: str) -> None:
+    """Exit now with `code` after one line on stderr. Everything the run keeps is written and
+    closed by then (the with-blocks it left); what is still running is work it abandoned —
+    XLA computations in flight, orbax's and TensorStore's threads after a failed save — whose
+    teardown in interpreter shutdown could print tracebacks or crash (a segfault after a
+    signal): the process ends without it."""
+    print(line, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def main(recipe) -> None:
     """The entry point of `python -m experiments.<name>`: the recipe's flags beside absl's,
     and every expected failure as one line with a non-zero exit."""
@@ -252,12 +265,11 @@ def main(recipe) -> None:
             with signals.promptly():  # training defers a stop to its next step; the rest stop now
                 invoke(recipe, fv, argv)
         except Error as e:
-            sys.exit(f"error: {e}")
+            _leave(1, f"error: {e}")
         except (Interrupted, KeyboardInterrupt) as e:
             signum = getattr(e, "signum", signal.SIGINT)
             if not getattr(e, "told", False):  # not in training nor in a stage that says more
                 e = f"stopped by signal {signum}; re-run the same command: what is finished is kept"
-            print(e, file=sys.stderr, flush=True)
-            sys.exit(128 + signum)
+            _leave(128 + signum, str(e))
 
     app.run(guarded, flags_parser=parse_all)

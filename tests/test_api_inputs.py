@@ -342,3 +342,18 @@ def test_property_run_predict_gives_a_result_or_one_value_error(run, case):
         return
     assert probs.shape == (2, 5, run.model_config.num_tokens) and np.all(np.isfinite(probs))
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_window_and_image_sizes_are_whole_and_bounded():
+    rects = np.array([[40.0, 50.0, 120.0, 90.0]])
+    pts = np.full((1, 2, 2), 100.0)
+    for kwargs, name in [
+        ({"grid": 10**5}, "grid"),
+        ({"grid": 2.5}, "grid"),
+        ({"cell": True}, "cell"),
+        ({"cell": 1.5}, "cell"),
+        ({"cell": float("nan")}, "cell"),
+    ]:
+        refused(f"{name} must be an integer in", rectbert.coverage, rects, pts, **kwargs)
+    refused("size must be an integer in", rectbert.downsample, rects, size=10**6)
+    refused("cell must be an integer in", rectbert.downsample, rects, cell=0)

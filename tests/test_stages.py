@@ -187,3 +187,38 @@ def test_a_signal_in_a_final_stage_stops_it_and_says_what_was_kept(tmp_path, any
     assert not os.path.exists(os.path.join(other, "oracle_curve.json"))
     with workdir_lib.lock(other):  # released
         pass
+
+
+def test_a_stop_during_a_restore_is_not_damage(tmp_path, monkeypatch, squares_run):
+    # a signal that lands while a checkpoint is read stops the command; it does not make the
+    # checkpoint "unreadable" (to be moved aside by a resume)
+    workdir = copy(squares_run, tmp_path)
+
+    def stopped(params):
+        raise signals.Interrupted("stopped by signal 15", 15)
+
+    monkeypatch.setattr(checkpoint, "_check_finite", stopped)
+    with pytest.raises(signals.Interrupted):
+        rectbert.load_run(workdir)
+    with pytest.raises(signals.Interrupted):
+        train.train(RunConfig(SQUARES, SQUARES_MODEL, SQUARES_TRAIN), workdir)
+    assert checkpoint.steps(workdir) == checkpoint.steps(squares_run)
+    assert not os.path.exists(os.path.join(workdir, "damaged"))
+
+
+def test_a_failed_final_save_is_said_before_the_final_stage_claims_it(tmp_path, monkeypatch):
+    real = ocp.CheckpointManager.save
+
+    def full_disk(self, step, *a, **k):
+        if step == 9:
+            raise ValueError("RESOURCE_EXHAUSTED: No space left on device")
+        return real(self, step, *a, **k)
+
+    def figures(ev):  # the final stage's own write fails too
+        if ev.final:
+            raise files.FileError("could not write figures/x.png (No space left on device)")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    run = RunConfig(SQUARES, SQUARES_MODEL, SQUARES_TRAIN)
+    with pytest.raises(checkpoint.CheckpointError, match="step 9.*the one at step 6 is kept"):
+        train.train(run, str(tmp_path / "run"), on_eval=figures)

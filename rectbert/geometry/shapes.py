@@ -53,17 +53,28 @@ def check_rects(rects_Nx4, name: str = "rects_Nx4") -> None:
         )
 
 
+MAX_GRID, MAX_SIZE = 64, 8192  # a window of 64 x 64 cells; an image of 8192^2 pixels (256 MB)
+
+
+def _whole(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {value!r}")
+
+
 def check_window(cell: int, grid: int) -> None:
-    """A point's window: grid x grid cells of cell pixels, both > 0."""
-    if cell <= 0 or grid <= 0:
-        raise ValueError(f"cell and grid must be > 0; got cell={cell}, grid={grid}")
+    """A point's window: grid x grid cells of cell pixels, whole numbers within bounds (a
+    point's [grid * grid] values and its cells' areas must fit memory)."""
+    _whole("cell", cell, 1, MAX_SIZE)
+    _whole("grid", grid, 1, MAX_GRID)
 
 
 def check_cell(size: int, cell: int, grid: int | None = None) -> None:
-    if cell <= 0 or size <= 0 or size % cell:
-        raise ValueError(f"cell must divide size with both > 0; got size={size}, cell={cell}")
-    if grid is not None and not 0 < grid <= size // cell:
-        raise ValueError(f"grid must be in [1, size // cell = {size // cell}]; got {grid}")
+    _whole("size", size, 1, MAX_SIZE)
+    _whole("cell", cell, 1, size)
+    if size % cell:
+        raise ValueError(f"cell must divide size; got size={size}, cell={cell}")
+    if grid is not None:
+        _whole("grid", grid, 1, size // cell)
 
 
 # ----------------------------------------------------------------------------- coverage

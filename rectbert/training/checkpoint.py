@@ -7,6 +7,7 @@ complete, so a save killed half-way is never restored.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from rectbert.training.signals import Interrupted
 from rectbert.warn import warn
 
 
@@ -85,13 +87,20 @@ class Store:
                     window=ocp.args.JsonSave({"rows": list(window_rows)}),
                 ),
             )
+        except Interrupted:
+            raise
         except Exception as e:
+            with contextlib.suppress(Exception):  # did the save before this one complete?
+                self.manager.wait_until_finished()
+                self.in_flight = None
             raise self._failed(e, int(state.step)) from None
         self.in_flight = int(state.step)
 
     def wait(self) -> None:
         try:
             self.manager.wait_until_finished()
+        except Interrupted:
+            raise
         except Exception as e:
             raise self._failed(e, self.in_flight) from None
         self.in_flight = None
@@ -179,7 +188,7 @@ def _first_readable(steps_, read, quiet: QuietAbandonedReads, others=()):
     for step in sorted(steps_, reverse=True):
         try:
             return read(step), step, damaged
-        except MemoryError:
+        except (MemoryError, Interrupted):  # not the file's fault: a stop is not damage
             raise
         except Exception as e:  # orbax and TensorStore raise many kinds for a damaged file
             if "RESOURCE_EXHAUSTED" in str(e):  # out of device memory: not the file's fault
@@ -287,7 +296,7 @@ class _OrbaxSaveReports(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         ours = (record.name == "absl" and "orbax" in record.pathname) or (
-            record.name == "asyncio" and "orbax" in message
+            record.name == "asyncio" and ("orbax" in message or "RESOURCE_EXHAUSTED" in message)
         )
         if ours and record.levelno >= logging.ERROR:
             self.quiet.failed = True

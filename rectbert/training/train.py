@@ -111,7 +111,8 @@ def train(
         writer = stack.enter_context(metrics.Writer(workdir, start, enabled=main))
         stop = stack.enter_context(StopSignals(multi=jax.process_count() > 1))
         profiler = stack.enter_context(Profiler(workdir, profile_steps, start, progress))
-        evaluate = _evaluator(task, run.model, cfg, mesh, (writer, progress, stop), on_eval)
+        outputs = (writer, progress, stop, store)
+        evaluate = _evaluator(task, run.model, cfg, mesh, outputs, on_eval)
         state, last_eval, last_step = _loop(
             state, Window(pending), step_fn, cfg, store, writer, stop, progress, evaluate, profiler
         )
@@ -140,7 +141,7 @@ def _evaluator(task, model_cfg, cfg: TrainConfig, mesh: Mesh, outputs, on_eval):
     written (replacing the step's own with `replace`), a progress line, and on_eval called.
     The final one, and what on_eval does after it, stops at once on a signal (training's
     stop waits for the next step), keeping the checkpoint saved before it."""
-    writer, progress, stop = outputs
+    writer, progress, stop, store = outputs
     evaluator = evaluation.Evaluator(
         task, model_cfg, batch_size=cfg.eval_batch_size, train_batch_size=cfg.batch_size
     )
@@ -148,6 +149,7 @@ def _evaluator(task, model_cfg, cfg: TrainConfig, mesh: Mesh, outputs, on_eval):
     def evaluate(state, step, final, replace=False):
         if not final:
             return once(state, step, final, replace)
+        store.wait()  # the checkpoint the stage's message says is kept is complete (or: one line)
         what = f"the final evaluation at step {step} and the analyses after it"
         kept = f"the checkpoint at step {step}"
         finish = "re-run the same command (it trains nothing more)"
