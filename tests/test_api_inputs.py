@@ -357,3 +357,17 @@ def test_window_and_image_sizes_are_whole_and_bounded():
         refused(f"{name} must be an integer in", rectbert.coverage, rects, pts, **kwargs)
     refused("size must be an integer in", rectbert.downsample, rects, size=10**6)
     refused("cell must be an integer in", rectbert.downsample, rects, cell=0)
+
+
+def test_kmeans_and_sample_refuse_bad_arguments_in_one_line():
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    key = jax.random.key(0)
+    refused("x_NxD must be finite", rectbert.kmeans, key, x * np.nan, 4)
+    refused("k must be an integer", rectbert.kmeans, key, x, 2.5)
+    refused("k must be an integer", rectbert.kmeans, key, x, 21)
+    refused("key must be a PRNG key", rectbert.kmeans, 0, x, 4)
+    refused("tol must be", rectbert.kmeans, key, x, 4, tol=float("nan"))
+    for w in (-np.ones(20), np.zeros(20), np.full(20, np.nan)):
+        refused("weights_N must be finite", rectbert.kmeans, key, x, 4, weights_N=w)
+    refused("predict must be a function", rectbert.sample, None, None, None, None)
+    refused("cfg must be a SampleConfig", rectbert.sample, len, {}, None, key, {"x": 1})

@@ -124,6 +124,39 @@ def _merge_duplicates(x_NxD, w_N):
     return rows_NxD, weights_N, group_N[-1] + 1
 
 
+def _whole(name: str, value, lo: int, hi: float = float("inf")) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
+        bound = f"[{lo}, {hi}]" if hi != float("inf") else f">= {lo}"
+        raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
+
+
+def _check_kmeans(key, x_NxD, k, weights_N, iters, tol, n_init) -> None:
+    """kmeans's arguments, in one ValueError naming the first that is wrong (values are
+    checked where they are concrete: not inside a jit)."""
+    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        if not (isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32):
+            raise ValueError(f"key must be a PRNG key (jax.random.key(seed)); got {key!r:.60}")
+    shape = jnp.shape(x_NxD)
+    if len(shape) != 2 or 0 in shape:
+        raise ValueError(f"x_NxD must have shape [N, D] with N, D >= 1; got {shape}")
+    _whole("k", k, 1, shape[0])
+    _whole("iters", iters, 1)
+    _whole("n_init", n_init, 1)
+    if not (isinstance(tol, int | float | np.floating) and np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}")
+    if weights_N is not None and jnp.shape(weights_N) != shape[:1]:
+        raise ValueError(f"weights_N must have shape [{shape[0]}]; got {jnp.shape(weights_N)}")
+    if isinstance(x_NxD, jax.core.Tracer) or isinstance(weights_N, jax.core.Tracer):
+        return
+    x = np.asarray(x_NxD)
+    if x.dtype.kind not in "iuf" or not np.all(np.isfinite(x.astype(np.float64))):
+        raise ValueError(f"x_NxD must be finite real numbers; got dtype {x.dtype} or non-finite")
+    if weights_N is not None:
+        w = np.asarray(weights_N, np.float64)
+        if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+            raise ValueError("weights_N must be finite and >= 0, with a positive sum")
+
+
 def kmeans(
     key,
     x_NxD,
@@ -146,17 +179,10 @@ def kmeans(
     run stopped). Deterministic for a key.
     """
     shape = jnp.shape(x_NxD)
-    if len(shape) != 2:
-        raise ValueError(f"x_NxD must have shape [N, D]; got {shape}")
-    if not 1 <= k <= shape[0]:
-        raise ValueError(f"k must be in [1, N = {shape[0]}] (the number of points); got {k}")
-    if iters < 1 or n_init < 1 or tol < 0:
-        raise ValueError(f"need iters >= 1, n_init >= 1, tol >= 0; got {iters}, {n_init}, {tol}")
+    _check_kmeans(key, x_NxD, k, weights_N, iters, tol, n_init)
     x_NxD = jnp.asarray(x_NxD, jnp.float32)
     if weights_N is None:
         w_N = jnp.ones(shape[:1], jnp.float32)
-    elif jnp.shape(weights_N) != shape[:1]:
-        raise ValueError(f"weights_N must have shape [{shape[0]}]; got {jnp.shape(weights_N)}")
     else:
         w_N = jnp.asarray(weights_N, jnp.float32)
     if merge_duplicates:

@@ -119,5 +119,11 @@ def sample(predict, params, batch: Batch, key, cfg: SampleConfig = SampleConfig(
     ceil(most hidden in any example / per_step) model calls.
     """
     if not isinstance(cfg, SampleConfig):
-        raise TypeError(f"cfg must be a SampleConfig; got {type(cfg).__name__}")
+        raise ValueError(f"cfg must be a SampleConfig; got {type(cfg).__name__}")
+    if not callable(predict):
+        raise ValueError(f"predict must be a function (params, batch) -> logits; got {predict!r}")
+    if not isinstance(batch, Batch):
+        raise ValueError(
+            f"batch must be a Batch (points, tokens, mask); got {type(batch).__name__}"
+        )
     return _sample(predict, params, batch, key, cfg)
