@@ -42,6 +42,8 @@ def good(name, n=2):
 def test_non_finite_points_are_refused_by_every_scene_and_rectbert_coverage(name, bad):
     scene, params = good(name)
     refused("points_NxPx2 must be finite", scene.coverage, params, PTS.at[1, 2, 0].set(bad))
+    far = PTS.at[0, 0, 0].set(3e38)  # finite, but its window's corners overflow: NaN before
+    refused("points_NxPx2 must lie within", scene.coverage, params, far)
     with np.errstate(invalid="ignore"):  # inf x an empty slot's 0 is nan: non-finite too
         odd = params.astype(float) * bad
     refused("params_NxD must be finite", scene.coverage, odd, PTS)
@@ -107,6 +109,7 @@ def test_parameters_outside_the_support_are_refused_naming_the_column_and_range(
     refused(r"column 2 in \[32, 160\]; row 0 has 161", rot.check, over + [0, 0, 1, 0, 0])
 
 
+@pytest.mark.slow  # 20,000 junctions x 24 points compiled in chunks
 def test_large_batches_run_in_chunks_of_bounded_size(monkeypatch):
     # in_chunks with a spy: every call holds at most `pairs` (shape, point) pairs, all calls
     # have one shape (one compilation), and the rows come back in order (exact arithmetic)
@@ -137,7 +140,10 @@ def test_large_batches_run_in_chunks_of_bounded_size(monkeypatch):
     assert compiled.compile().memory_analysis().temp_size_in_bytes < 2**30
 
 
-@pytest.mark.parametrize("name", ["rotated", "junction"])
+@pytest.mark.parametrize(
+    "name",
+    ["rotated", pytest.param("junction", marks=pytest.mark.slow)],  # junction: 4 s here
+)
 def test_chunked_coverage_equals_unchunked_and_shapely(monkeypatch, name):
     scene, params = good(name, 5)
     pts = np.random.default_rng(1).uniform(20, 236, (5, 6, 2)).astype(np.float32)

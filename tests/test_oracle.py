@@ -69,6 +69,7 @@ def test_pinned_down_rectangles_are_predicted_as_confidently_as_the_tokens_allow
     assert np.all(np.asarray(ess) > 0)
 
 
+@pytest.mark.slow  # the oracle compiled for its shapes and 4,096 samples
 def test_with_nothing_visible_it_predicts_the_priors_most_likely_token(centroids):
     pts = jnp.array([[[128.0, 128.0], [40.0, 40.0], [200.0, 60.0]]])
     tokens = jnp.zeros((1, 3), jnp.int32)

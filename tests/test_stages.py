@@ -115,6 +115,7 @@ def test_a_failed_checkpoint_save_is_one_line_and_the_next_run_resumes(
     assert same_params(state.params, rectbert.load_run(squares_run).params)
 
 
+@pytest.mark.slow  # damaged and mismatched checkpoints read: 4 s here
 @pytest.mark.filterwarnings(QUIET_READS)
 def test_advice_never_deletes_a_readable_checkpoint(tmp_path, squares_run):
     workdir = copy(squares_run, tmp_path)
@@ -189,6 +190,7 @@ def test_a_signal_in_a_final_stage_stops_it_and_says_what_was_kept(tmp_path, any
         pass
 
 
+@pytest.mark.slow  # a restore and a resume stopped
 def test_a_stop_during_a_restore_is_not_damage(tmp_path, monkeypatch, squares_run):
     # a signal that lands while a checkpoint is read stops the command; it does not make the
     # checkpoint "unreadable" (to be moved aside by a resume)
@@ -206,6 +208,7 @@ def test_a_stop_during_a_restore_is_not_damage(tmp_path, monkeypatch, squares_ru
     assert not os.path.exists(os.path.join(workdir, "damaged"))
 
 
+@pytest.mark.slow  # a run trained to a failing final save
 def test_a_failed_final_save_is_said_before_the_final_stage_claims_it(tmp_path, monkeypatch):
     real = ocp.CheckpointManager.save
 

@@ -182,6 +182,7 @@ def test_odd_checkpoint_directories_are_survived_or_refused(tmp_path, squares_ru
         train.train(RunConfig(TASK, MODEL, CFG), odd)
 
 
+@pytest.mark.slow  # four short runs, one extended: 13 s here
 def test_resuming_with_more_steps_is_refused_or_equals_the_longer_run(tmp_path, squares_run):
     short = squares_run  # refused before anything is written
     longer = dataclasses.replace(CFG, num_steps=18)
