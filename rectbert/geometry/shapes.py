@@ -34,6 +34,23 @@ def finite32(value: np.ndarray) -> bool:
     return value.dtype.kind != "f" or not value.size or np.abs(value).max() <= F32_MAX
 
 
+MAX_COORD = 1e6  # a point's coordinates: far enough off the canvas to cover nothing, and
+# small enough that its window's corners (float32) stay exact to a 16th of a pixel
+
+
+def check_points(points: np.ndarray, name: str = "points_NxPx2") -> None:
+    """ValueError (one line) unless the concrete points are finite reals within MAX_COORD."""
+    if points.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be finite real numbers; got dtype {points.dtype}")
+    if not finite32(points):
+        raise ValueError(f"{name} must be finite (as float32); got non-finite values")
+    if points.size and np.abs(points).max() > MAX_COORD:
+        raise ValueError(
+            f"{name} must lie within +-{MAX_COORD:g} (the canvas is [0, {CANVAS}]); got "
+            f"{np.abs(points).max():g}"
+        )
+
+
 def check_rects(rects_Nx4, name: str = "rects_Nx4") -> None:
     """Shape check always (static); value check (finite, x0 < x1, y0 < y1) when concrete."""
     shape = np.shape(rects_Nx4)
@@ -131,10 +148,8 @@ def coverage(rects_Nx4, points_NxPx2, *, cell: int = CELL, grid: int = GRID):
             f"(the number of rects); got {shape}"
         )
     points = _concrete(points_NxPx2)
-    if points is not None and points.dtype.kind not in "iuf":
-        raise ValueError(f"points_NxPx2 must be finite real numbers; got dtype {points.dtype}")
-    if points is not None and not finite32(points):
-        raise ValueError("points_NxPx2 must be finite (as float32); got non-finite values")
+    if points is not None:
+        check_points(points)
     check_window(cell, grid)
     return _coverage(rects_Nx4, points_NxPx2, cell, grid)
 

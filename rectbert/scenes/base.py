@@ -191,6 +191,8 @@ class Scene:
         if any(isinstance(a, jax.core.Tracer) for _, a in arrays):
             return
         values = [finite(a, name) for name, a in arrays]
+        if len(values) > 1:
+            shapes.check_points(values[1], names[1])
         why = self.outside(values[0].astype(np.float64))
         if why:
             raise ValueError(f"{names[0]} of scene {self.name!r} must lie in its support: {why}")
