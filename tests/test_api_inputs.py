@@ -371,7 +371,7 @@ def test_kmeans_and_sample_refuse_bad_arguments_in_one_line():
     refused("x_NxD must be finite", rectbert.kmeans, key, x * np.nan, 4)
     refused("k must be an integer", rectbert.kmeans, key, x, 2.5)
     refused("k must be an integer", rectbert.kmeans, key, x, 21)
-    refused("key must be a PRNG key", rectbert.kmeans, 0, x, 4)
+    refused("key must be one PRNG key", rectbert.kmeans, 0, x, 4)
     refused("tol must be", rectbert.kmeans, key, x, 4, tol=float("nan"))
     for w in (-np.ones(20), np.zeros(20), np.full(20, np.nan)):
         refused("weights_N must be finite", rectbert.kmeans, key, x, 4, weights_N=w)

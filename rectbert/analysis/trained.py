@@ -114,7 +114,7 @@ class Run:
         """[B, P] completions: the visible tokens kept, the others drawn from the model
         (sampler.SampleConfig: joint in random order by default; argmax; independent)."""
         batch = self._batch(points_BxPx2, tokens_BxP, visible_BxP)
-        _check_key(key)
+        shapes.check_key(key)
         if cfg is not None and not isinstance(cfg, sampler.SampleConfig):
             raise ValueError(f"cfg must be a SampleConfig or None; got {type(cfg).__name__}")
         predict = _predict_fn(self.model_config)
@@ -183,10 +183,7 @@ def _check_batch(model_cfg, points_BxPx2, tokens_BxP, visible_BxP):
     if any(isinstance(a, jax.core.Tracer) for a in arrays):
         return tokens_BxP
     pts, toks, vis = (np.asarray(a) for a in arrays)
-    if pts.dtype.kind not in "iuf":
-        raise ValueError(f"points_BxPx2 must be finite real numbers; got dtype {pts.dtype}")
-    if not shapes.finite32(pts):
-        raise ValueError("points_BxPx2 must be finite (as float32); got non-finite values")
+    shapes.finite(pts, "points_BxPx2")
     if vis.dtype != bool and not (vis.dtype.kind in "iuf" and np.all((vis == 0) | (vis == 1))):
         raise ValueError(f"visible_BxP must be booleans (or 0 and 1); got dtype {vis.dtype}")
     vis = np.broadcast_to(vis.astype(bool), (b, p))
@@ -200,17 +197,6 @@ def _check_batch(model_cfg, points_BxPx2, tokens_BxP, visible_BxP):
             f"tokens_BxP[{e}, {i}] = {toks[e, i]}"
         )
     return np.where(vis, toks, 0)
-
-
-def _check_key(key) -> None:
-    """ValueError unless key is one PRNG key: jax.random.key(seed), or a raw uint32 [2] key."""
-    if isinstance(key, jax.Array | np.ndarray):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            if key.shape == ():
-                return
-        elif key.dtype == np.uint32 and key.shape == (2,):
-            return
-    raise ValueError(f"key must be one PRNG key (jax.random.key(seed)); got {key!r:.60}")
 
 
 _PREDICT_CACHE: dict = {}

@@ -124,33 +124,23 @@ def _merge_duplicates(x_NxD, w_N):
     return rows_NxD, weights_N, group_N[-1] + 1
 
 
-def _whole(name: str, value, lo: int, hi: float = float("inf")) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
-        bound = f"[{lo}, {hi}]" if hi != float("inf") else f">= {lo}"
-        raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
-
-
 def _check_kmeans(key, x_NxD, k, weights_N, iters, tol, n_init) -> None:
     """kmeans's arguments, in one ValueError naming the first that is wrong (values are
     checked where they are concrete: not inside a jit)."""
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        if not (isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32):
-            raise ValueError(f"key must be a PRNG key (jax.random.key(seed)); got {key!r:.60}")
+    shapes.check_key(key)
     shape = jnp.shape(x_NxD)
     if len(shape) != 2 or 0 in shape:
         raise ValueError(f"x_NxD must have shape [N, D] with N, D >= 1; got {shape}")
-    _whole("k", k, 1, shape[0])
-    _whole("iters", iters, 1)
-    _whole("n_init", n_init, 1)
+    shapes.whole("k", k, 1, shape[0])
+    shapes.whole("iters", iters, 1)
+    shapes.whole("n_init", n_init, 1)
     if not (isinstance(tol, int | float | np.floating) and np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}")
     if weights_N is not None and jnp.shape(weights_N) != shape[:1]:
         raise ValueError(f"weights_N must have shape [{shape[0]}]; got {jnp.shape(weights_N)}")
     if isinstance(x_NxD, jax.core.Tracer) or isinstance(weights_N, jax.core.Tracer):
         return
-    x = np.asarray(x_NxD)
-    if x.dtype.kind not in "iuf" or not np.all(np.isfinite(x.astype(np.float64))):
-        raise ValueError(f"x_NxD must be finite real numbers; got dtype {x.dtype} or non-finite")
+    shapes.finite(x_NxD, "x_NxD")
     if weights_N is not None:
         w = np.asarray(weights_N, np.float64)
         if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):

@@ -6,6 +6,7 @@ Pure jnp, jit/vmap friendly; the conventions (docs: design) are defined here.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -38,12 +39,38 @@ MAX_COORD = 1e6  # a point's coordinates: far enough off the canvas to cover not
 # small enough that its window's corners (float32) stay exact to a 16th of a pixel
 
 
+def finite(array, name: str) -> np.ndarray:
+    """`array` on the host; ValueError (one line, naming it) unless it holds finite reals (as
+    float32 too: what the computations run in)."""
+    value = np.asarray(array)
+    if value.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be finite real numbers; got dtype {value.dtype}")
+    if not finite32(value):
+        raise ValueError(f"{name} must be finite (as float32); got non-finite values")
+    return value
+
+
+def check_key(key, name: str = "key") -> None:
+    """ValueError unless `key` is one PRNG key: jax.random.key(seed), or a raw uint32 [2] key."""
+    if isinstance(key, jax.Array | np.ndarray):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.shape == ():
+                return
+        elif key.dtype == np.uint32 and key.shape == (2,):
+            return
+    raise ValueError(f"{name} must be one PRNG key (jax.random.key(seed)); got {key!r:.60}")
+
+
+def whole(name: str, value, lo: int, hi: float = math.inf) -> None:
+    """ValueError (one line) unless `value` is an integer (not a bool) in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
+        bound = f"in [{lo}, {hi}]" if hi != math.inf else f">= {lo}"
+        raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
+
+
 def check_points(points: np.ndarray, name: str = "points_NxPx2") -> None:
     """ValueError (one line) unless the concrete points are finite reals within MAX_COORD."""
-    if points.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be finite real numbers; got dtype {points.dtype}")
-    if not finite32(points):
-        raise ValueError(f"{name} must be finite (as float32); got non-finite values")
+    points = finite(points, name)
     if points.size and np.abs(points).max() > MAX_COORD:
         raise ValueError(
             f"{name} must lie within +-{MAX_COORD:g} (the canvas is [0, {CANVAS}]); got "
@@ -59,10 +86,7 @@ def check_rects(rects_Nx4, name: str = "rects_Nx4") -> None:
     value = _concrete(rects_Nx4)
     if value is None:
         return
-    if value.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be finite real numbers; got dtype {value.dtype}")
-    if not finite32(value):
-        raise ValueError(f"{name} must be finite (as float32); got non-finite values")
+    value = finite(value, name)
     bad = np.flatnonzero((value[:, 0] >= value[:, 2]) | (value[:, 1] >= value[:, 3]))
     if bad.size:
         raise ValueError(
@@ -73,25 +97,20 @@ def check_rects(rects_Nx4, name: str = "rects_Nx4") -> None:
 MAX_GRID, MAX_SIZE = 64, 8192  # a window of 64 x 64 cells; an image of 8192^2 pixels (256 MB)
 
 
-def _whole(name: str, value, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {value!r}")
-
-
 def check_window(cell: int, grid: int) -> None:
     """A point's window: grid x grid cells of cell pixels, whole numbers within bounds (a
     point's [grid * grid] values and its cells' areas must fit memory)."""
-    _whole("cell", cell, 1, MAX_SIZE)
-    _whole("grid", grid, 1, MAX_GRID)
+    whole("cell", cell, 1, MAX_SIZE)
+    whole("grid", grid, 1, MAX_GRID)
 
 
 def check_cell(size: int, cell: int, grid: int | None = None) -> None:
-    _whole("size", size, 1, MAX_SIZE)
-    _whole("cell", cell, 1, size)
+    whole("size", size, 1, MAX_SIZE)
+    whole("cell", cell, 1, size)
     if size % cell:
         raise ValueError(f"cell must divide size; got size={size}, cell={cell}")
     if grid is not None:
-        _whole("grid", grid, 1, size // cell)
+        whole("grid", grid, 1, size // cell)
 
 
 # ----------------------------------------------------------------------------- coverage

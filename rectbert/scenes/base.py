@@ -190,7 +190,7 @@ class Scene:
             arrays.append((names[1], points_NxPx2))
         if any(isinstance(a, jax.core.Tracer) for _, a in arrays):
             return
-        values = [finite(a, name) for name, a in arrays]
+        values = [shapes.finite(a, name) for name, a in arrays]
         if len(values) > 1:
             shapes.check_points(values[1], names[1])
         why = self.outside(values[0].astype(np.float64))
@@ -214,16 +214,6 @@ def outside_box(params_NxD: np.ndarray, box_Dx2) -> str | None:
         return None
     r, c = bad[0]
     return f"column {c} in [{box[c, 0]:g}, {box[c, 1]:g}]; row {r} has {params_NxD[r, c]:g}"
-
-
-def finite(array, name: str) -> np.ndarray:
-    """`array` on the host; ValueError (one line, naming it) unless it holds finite reals."""
-    value = np.asarray(array)
-    if value.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be finite real numbers; got dtype {value.dtype}")
-    if not shapes.finite32(value):
-        raise ValueError(f"{name} must be finite (as float32); got non-finite values")
-    return value
 
 
 def _window_cells(points_NxPx2, cell, grid):
