@@ -93,6 +93,34 @@ CONFIGS = {  # name -> the sparse recipe's settings over its defaults (lr pinned
     "anycount_quick": ANYCOUNT_QUICK,
     "anycount_lr3e-3": {**ANYCOUNT_QUICK, "learning_rate": 3e-3, "num_steps": 3000},
 }
+# relative geometry in attention (issue 27), each at the wall of the configuration it varies:
+# its steps scaled by the step times measured in turn on this CPU (2026-12-02, one process:
+# none 18.5 ms, rope 23.3, rope_mixed 31.4, bias 42.8, te 52.1 for 64 x 3 at batch 64)
+RELATIVE_COST = {
+    "rope": 23.3 / 18.5,
+    "rope_mixed": 31.4 / 18.5,
+    "bias": 42.8 / 18.5,
+    "te": 52.1 / 18.5,
+}
+# rotated's oracle runs at ~0.5 examples/s here: its held-out set is scored on 128 examples
+ROTATED = {"scene": "rotated", "eval_examples": 128}
+
+
+ANYCOUNT_ROTATED = {**ANYCOUNT_QUICK, **ROTATED, "eval_examples": 64}
+
+
+def _relative(base: dict, steps: int, name: str) -> dict:
+    position = {"position": "none"} if name == "te" else {}
+    return {**base, "relative": name, **position, "num_steps": round(steps / RELATIVE_COST[name])}
+
+
+for _rel in RELATIVE_COST:
+    CONFIGS[_rel] = _relative({}, 6000, _rel)
+    CONFIGS[f"rotated_{_rel}"] = _relative(ROTATED, 6000, _rel)
+    CONFIGS[f"anycount_{_rel}"] = _relative(ANYCOUNT_QUICK, 2700, _rel)
+    CONFIGS[f"anycount_rotated_{_rel}"] = _relative(ANYCOUNT_ROTATED, 2700, _rel)
+CONFIGS["rotated"] = ROTATED
+CONFIGS["anycount_rotated"] = ANYCOUNT_ROTATED
 
 flags.DEFINE_list("configs", ["default"], f"Configurations to time: {', '.join(CONFIGS)}.")
 flags.DEFINE_multi_string(

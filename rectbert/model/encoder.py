@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from rectbert import config
 from rectbert.config import setting
-from rectbert.model import positions
+from rectbert.model import positions, relative
 from rectbert.warn import warn
 
 ATTENTIONS = ("full", "context")
@@ -32,6 +32,11 @@ class ModelConfig:
     extent: float = 256.0  # canvas side in pixels (coordinates are normalised by it)
     unit: float = 16.0  # pixels per lattice step (sincos wavelengths are in these units)
     position: str = setting("learned", "Position embedding.", choices=positions.POSITIONS)
+    relative: str = setting(
+        "none",
+        "Relative geometry in attention (docs: performance, relative geometry).",
+        choices=relative.RELATIVES,
+    )
     fourier_scale: float = setting(10.0, "Std of Fourier-feature frequencies (per canvas).")
     fourier_seed: int = 0  # the frequencies are drawn from this run seed's "fourier" key
     attention: str = setting(
@@ -75,6 +80,27 @@ class ModelConfig:
                     impl_ok or self.dtype != "float32",
                     "attention_impl",
                     "xla or auto with float32 compute (cuDNN attention is bf16/fp16 only)",
+                ),
+                (
+                    impl_ok or relative.RELATIVES[self.relative].flash,
+                    "attention_impl",
+                    f"xla or auto with relative={self.relative!r} (it adds a bias cuDNN's "
+                    "flash attention does not take)",
+                ),
+                (
+                    relative.RELATIVES[self.relative].absolute or self.position == "none",
+                    "position",
+                    f"none with relative={self.relative!r} (translation-equivariant: no "
+                    "absolute position)",
+                ),
+                (
+                    lambda: (
+                        not self.relative.startswith("rope")
+                        or (self.embed_dim // self.num_heads) % 2 == 0
+                    ),
+                    "embed_dim",
+                    f"num_heads={self.num_heads} times an even head dimension (rotary "
+                    "attention turns pairs)",
                 ),
                 (self.pad_to >= 0, "pad_to", ">= 0 (0: auto)"),
                 (self.num_heads >= 1, "num_heads", "an integer >= 1"),
@@ -130,13 +156,14 @@ def resolve_attention(cfg: ModelConfig) -> tuple[str, int]:
     """(implementation, pad multiple) for this config on the default backend.
 
     auto picks cuDNN flash attention on an Ampere-or-later NVIDIA GPU for bf16 full attention
-    (f32 and arbitrary masks stay on XLA), and then pads the sequence to a multiple of 8
+    (f32, arbitrary masks and a relative geometry that adds a bias stay on XLA), and then pads the sequence to a multiple of 8
     (169 -> 176) so its tiles and the tensor-core matmuls see friendly shapes; the padding is
     masked with key_value_seq_lengths, which cuDNN accepts where it rejects a broadcast bias.
     """
     impl = cfg.attention_impl
     if impl == "auto":
         fits = cfg.dtype != "float32" and cfg.attention == "full"
+        fits = fits and relative.RELATIVES[cfg.relative].flash
         impl = "cudnn" if fits and modern_cuda_gpu() else "xla"
     pad_to = cfg.pad_to or (8 if impl == "cudnn" else 1)
     return impl, pad_to
@@ -176,23 +203,24 @@ class Block(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxD, attn_mask, kv_len_B, train: bool):
+    def __call__(self, x_BxLxD, points_BxLx2, attn_mask, kv_len_B, train: bool):
         cfg = self.cfg
         impl, _ = resolve_attention(cfg)
         dtype = jnp.dtype(cfg.dtype)
         d, h = cfg.embed_dim, cfg.num_heads
+        geometry = relative.get(cfg.relative).fn
 
         def attend(q, k, v):
-            kwargs = dict(mask=attn_mask, key_value_seq_lengths=kv_len_B)
+            args = (points_BxLx2, attn_mask, kv_len_B)
             try:
-                return jax.nn.dot_product_attention(q, k, v, implementation=impl, **kwargs)
+                return geometry(cfg, q, k, v, *args, impl)
             except (NotImplementedError, RuntimeError, ValueError) as e:
                 # cuDNN checks its limits (head dim, cuDNN version, GPU) when traced: under
                 # auto a refusal falls back to XLA; asked for by name, it is raised
                 if impl != "cudnn" or cfg.attention_impl != "auto":
                     raise
                 _warn_once(f"cuDNN attention unavailable ({e}); using XLA attention")
-                return jax.nn.dot_product_attention(q, k, v, implementation="xla", **kwargs)
+                return geometry(cfg, q, k, v, *args, "xla")
 
         def attention(y):
             b, l_, _ = y.shape
@@ -235,15 +263,17 @@ class Encoder(nn.Module):
         _, pad_to = resolve_attention(cfg)
         pad = -seq_len % pad_to
         kv_len_B = None
+        points = jnp.broadcast_to(points_BxLx2, (b, seq_len, 2))
         if pad:  # padded keys are masked out; padded queries are computed, then dropped
             x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
+            points = jnp.pad(points, ((0, 0), (0, pad), (0, 0)))
             kv_len_B = jnp.full((b,), seq_len, jnp.int32)
             if attn_mask is not None:
                 attn_mask = jnp.pad(
                     attn_mask, ((0, 0), (0, 0), (0, pad), (0, pad)), constant_values=True
                 )
         for i in range(cfg.num_layers):
-            x = Block(cfg, name=f"block{i}")(x, attn_mask, kv_len_B, train)
+            x = Block(cfg, name=f"block{i}")(x, points, attn_mask, kv_len_B, train)
         x = x[:, :seq_len]
         if cfg.norm == "pre":
             x = nn.LayerNorm(dtype=dtype, name="final_norm")(x)

@@ -75,6 +75,11 @@ def nerf_features(points_BxLx2, dim: int, extent: float):
     return feats.reshape(*points_BxLx2.shape[:-1], -1)
 
 
+@register("none", "no absolute position (for --relative=te, or to ablate)")
+def no_position(cfg, points_BxLx2):
+    return jnp.zeros((1, points_BxLx2.shape[1], cfg.embed_dim), jnp.float32)
+
+
 @register("learned", "a learned table over sequence (lattice) indices", continuous=False)
 def learned(cfg, points_BxLx2):
     index_L = jnp.arange(points_BxLx2.shape[1])

@@ -1,0 +1,196 @@
+"""Relative geometry in attention: a registry, name -> how a block's attention sees where
+each key lies from its query.
+
+Every entry has one signature, fn(cfg, q, k, v, points, mask, kv_len, impl) -> out, with
+q, k, v [B, L, H, Dh] (Dh = embed_dim / num_heads), points [B, L, 2] in canvas pixels,
+mask None or [B, 1 or H, L, L] (True: attend), kv_len None or [B] (keys past it are padding)
+and out [B, L, H, Dh]. It runs inside the block's compact call, so it may create parameters.
+Adding one: a function here and its @register line; --relative's choices and help follow.
+
+- none: today's attention, plain dot products; the only geometry is the absolute position
+  embedding added to the tokens (ModelConfig.position).
+- rope: 2-D rotary embedding, axial: half of each head's pairs rotate by x, half by y, at
+  wavelengths from 2 to 64 lattice units, so q.k depends on the displacement only.
+- rope_mixed: rotary with learned mixed frequencies (RoPE-Mixed, Heo et al., ECCV 2024):
+  each pair rotates by f . (x, y) for a learned 2-vector f per layer, head and pair.
+- bias: a learned displacement bias (Swin V2's continuous position bias): an MLP of the
+  log-spaced displacement gives one logit bias per head and key.
+- te: translation-equivariant attention (TE-TNP, Ashman et al., ICML 2024): the logits are an
+  MLP of (displacement, per-head q.k) and each head's output also carries the attention-
+  weighted displacement; no absolute position anywhere (ModelConfig.position must be none).
+
+Displacements are key minus query, in lattice units (cfg.unit pixels). The rotary entries
+change only q and k, so cuDNN flash attention stays usable (`flash`); the others add a
+[B, H, L, L] term that runs on XLA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class Relative:
+    fn: Callable
+    help: str
+    flash: bool  # q and k changed only: cuDNN flash attention still applies
+    absolute: bool  # the absolute position embedding may be added to the tokens
+
+
+RELATIVES: dict[str, Relative] = {}
+
+
+def register(name: str, help: str, *, flash: bool, absolute: bool = True):
+    def add(fn):
+        RELATIVES[name] = Relative(fn, help, flash, absolute)
+        return fn
+
+    return add
+
+
+def get(name: str) -> Relative:
+    if name not in RELATIVES:
+        raise ValueError(f"relative must be one of {sorted(RELATIVES)}; got {name!r}")
+    return RELATIVES[name]
+
+
+def dot_product(q, k, v, mask, kv_len, impl, bias=None):
+    """jax.nn.dot_product_attention (its scale, 1/sqrt(Dh)) with the encoder's mask and
+    padding; a bias [B, H, L, L] is added to the scaled logits."""
+    return jax.nn.dot_product_attention(
+        q, k, v, bias=bias, mask=mask, key_value_seq_lengths=kv_len, implementation=impl
+    )
+
+
+def displacement(points_BxLx2, unit: float):
+    """[B, L, L, 2]: key j minus query i, in lattice units."""
+    u = points_BxLx2.astype(jnp.float32) / unit
+    return u[:, None, :, :] - u[:, :, None, :]
+
+
+def log_spaced(delta, extent_units: float):
+    """Swin V2's log-spaced coordinates: sign(d) log2(1 + |d|) / log2(1 + extent), in [-1, 1]
+    over the canvas: fine near the query, coarse far from it."""
+    return jnp.sign(delta) * jnp.log2(1.0 + jnp.abs(delta)) / math.log2(1.0 + extent_units)
+
+
+def rotate(x_BxLxHxD, angles_BxLxHxP):
+    """Rotate consecutive pairs (x[2p], x[2p+1]) of each head by angles[p]."""
+    pairs = x_BxLxHxD.astype(jnp.float32).reshape(*x_BxLxHxD.shape[:-1], -1, 2)
+    cos, sin = jnp.cos(angles_BxLxHxP), jnp.sin(angles_BxLxHxP)
+    a, b = pairs[..., 0], pairs[..., 1]
+    out = jnp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1)
+    return out.reshape(x_BxLxHxD.shape).astype(x_BxLxHxD.dtype)
+
+
+def axial_frequencies(pairs: int):
+    """[pairs, 2] angular frequencies (radians per lattice unit): the first half along x, the
+    second along y, wavelengths geometric from 2 to 64 units (the canvas is 16)."""
+    n = pairs // 2
+    wavelengths = 2.0 * 32.0 ** (jnp.arange(n, dtype=jnp.float32) / max(n - 1, 1))
+    omega = 2 * jnp.pi / wavelengths
+    zeros = jnp.zeros_like(omega)
+    fx = jnp.stack([omega, zeros], -1)
+    fy = jnp.stack([zeros, omega], -1)
+    freqs = jnp.concatenate([fx, fy])
+    return jnp.concatenate([freqs, jnp.zeros((pairs - len(freqs), 2))])  # odd pairs: unrotated
+
+
+class Param(nn.Module):
+    """One raw parameter, so an entry (a function) can own one: Param(initializer, shape)()."""
+
+    initializer: Callable
+    shape: tuple
+
+    @nn.compact
+    def __call__(self):
+        return self.param("value", self.initializer, self.shape)
+
+
+def _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs_HxPx2):
+    if q.shape[-1] % 2:
+        raise ValueError(f"rotary attention needs an even head dimension; got {q.shape[-1]}")
+    u = points.astype(jnp.float32) / cfg.unit
+    angles = jnp.einsum("blc,hpc->blhp", u, freqs_HxPx2)
+    return dot_product(rotate(q, angles), rotate(k, angles), v, mask, kv_len, impl)
+
+
+def mixed_init(key, shape):
+    """RoPE-Mixed's initialisation: the axial magnitudes, each head's pairs along a random
+    direction (first half) and its perpendicular (second half)."""
+    h, pairs, _ = shape
+    magnitudes = jnp.linalg.norm(axial_frequencies(pairs), axis=-1)  # [pairs]
+    theta_H = jax.random.uniform(key, (h,), maxval=2 * jnp.pi)
+    half = jnp.arange(pairs) >= pairs // 2
+    angle_HxP = theta_H[:, None] + jnp.where(half, jnp.pi / 2, 0.0)[None]
+    direction = jnp.stack([jnp.cos(angle_HxP), jnp.sin(angle_HxP)], -1)
+    return magnitudes[None, :, None] * direction
+
+
+def _mlp(x, hidden: int, out: int, name: str):
+    """A 2-layer MLP over the last axis (GELU), its layers named name_in / name_out."""
+    return nn.Dense(out, name=f"{name}_out")(nn.gelu(nn.Dense(hidden, name=f"{name}_in")(x)))
+
+
+def _extent_units(cfg) -> float:
+    return cfg.extent / cfg.unit
+
+
+@register("none", "plain dot products: the absolute position embedding only", flash=True)
+def none(cfg, q, k, v, points, mask, kv_len, impl):
+    del cfg, points
+    return dot_product(q, k, v, mask, kv_len, impl)
+
+
+@register("rope", "2-D rotary embedding of (x, y) on q and k, axial frequencies", flash=True)
+def rope(cfg, q, k, v, points, mask, kv_len, impl):
+    h, pairs = q.shape[2], q.shape[3] // 2
+    freqs = jnp.broadcast_to(axial_frequencies(pairs), (h, pairs, 2))
+    return _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs)
+
+
+@register("rope_mixed", "2-D rotary embedding, learned mixed frequencies (RoPE-Mixed)", flash=True)
+def rope_mixed(cfg, q, k, v, points, mask, kv_len, impl):
+    h, pairs = q.shape[2], q.shape[3] // 2
+    freqs = Param(mixed_init, (h, pairs, 2), name="rope_freqs")()
+    return _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs)
+
+
+BIAS_HIDDEN = 32  # the displacement MLPs' hidden width
+
+
+@register("bias", "a learned bias per head: an MLP of the log-spaced displacement", flash=False)
+def bias(cfg, q, k, v, points, mask, kv_len, impl):
+    delta = log_spaced(displacement(points, cfg.unit), _extent_units(cfg))
+    b = _mlp(delta, BIAS_HIDDEN, q.shape[2], "rel_bias")  # [B, L, L, H]
+    return dot_product(q, k, v, mask, kv_len, impl, bias=b.transpose(0, 3, 1, 2).astype(q.dtype))
+
+
+@register(
+    "te",
+    "translation-equivariant (TE-TNP): logits an MLP of (displacement, q.k), no absolute "
+    "position (--position=none)",
+    flash=False,
+    absolute=False,
+)
+def te(cfg, q, k, v, points, mask, kv_len, impl):
+    del impl  # the logits are an MLP of the dot products: computed here, on XLA
+    b, seq, h, dh = q.shape
+    delta = log_spaced(displacement(points, cfg.unit), _extent_units(cfg))  # [B, L, L, 2]
+    dots = jnp.einsum("bihd,bjhd->bijh", q, k).astype(jnp.float32) / math.sqrt(dh)
+    logits = dots + _mlp(jnp.concatenate([delta, dots], -1), BIAS_HIDDEN, h, "te_logits")
+    keep = jnp.ones((b, 1, seq, seq), bool) if mask is None else mask
+    if kv_len is not None:
+        keep = keep & (jnp.arange(seq)[None, None, None, :] < kv_len[:, None, None, None])
+    logits = jnp.where(keep.transpose(0, 2, 3, 1), logits, -1e30)
+    weights = jax.nn.softmax(logits, axis=2)  # over keys j: [B, L, L, H]
+    out = jnp.einsum("bijh,bjhd->bihd", weights.astype(v.dtype), v)
+    where = jnp.einsum("bijh,bijc->bihc", weights, delta)  # attention-weighted displacement
+    w = Param(nn.initializers.lecun_normal(), (h, 2, dh), name="te_values")()
+    return out + jnp.einsum("bihc,hcd->bihd", where, w).astype(out.dtype)
