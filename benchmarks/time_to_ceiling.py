@@ -94,13 +94,14 @@ CONFIGS = {  # name -> the sparse recipe's settings over its defaults (lr pinned
     "anycount_lr3e-3": {**ANYCOUNT_QUICK, "learning_rate": 3e-3, "num_steps": 3000},
 }
 # relative geometry in attention (issue 27), each at the wall of the configuration it varies:
-# its steps scaled by the step times measured in turn on this CPU (2026-12-02, one process:
-# none 18.5 ms, rope 23.3, rope_mixed 31.4, bias 42.8, te 52.1 for 64 x 3 at batch 64)
+# its steps scaled by the step times measured in turn on this CPU (2026-12-02, one process,
+# 64 x 3 at batch 64: none 20.2 ms, rope 23.9, rope_mixed 28.0, bias 45.2, te 52.4); the
+# "_steps" ones at the same steps instead (what a GPU, where the extra terms cost little, sees)
 RELATIVE_COST = {
-    "rope": 23.3 / 18.5,
-    "rope_mixed": 31.4 / 18.5,
-    "bias": 42.8 / 18.5,
-    "te": 52.1 / 18.5,
+    "rope": 23.9 / 20.2,
+    "rope_mixed": 28.0 / 20.2,
+    "bias": 45.2 / 20.2,
+    "te": 52.4 / 20.2,
 }
 # rotated's oracle runs at ~0.5 examples/s here: its held-out set is scored on 128 examples
 ROTATED = {"scene": "rotated", "eval_examples": 128}
@@ -119,6 +120,7 @@ for _rel in RELATIVE_COST:
     CONFIGS[f"rotated_{_rel}"] = _relative(ROTATED, 6000, _rel)
     CONFIGS[f"anycount_{_rel}"] = _relative(ANYCOUNT_QUICK, 2700, _rel)
     CONFIGS[f"anycount_rotated_{_rel}"] = _relative(ANYCOUNT_ROTATED, 2700, _rel)
+    CONFIGS[f"{_rel}_steps"] = {**CONFIGS[_rel], "num_steps": 6000}
 CONFIGS["rotated"] = ROTATED
 CONFIGS["anycount_rotated"] = ANYCOUNT_ROTATED
 
@@ -293,6 +295,8 @@ def time_config(name: str, settings: dict, peak_flops: float) -> dict:
         "held_out_ratio": float(held.mean() / oracle_held_out.mean()),
         "held_out_minus_oracle": diff,
         "held_out_minus_oracle_stderr": diff_se,
+        # per hidden held-out token, 1 right: rows of one run compare paired (paired())
+        "held_out_right": "".join(str(int(r)) for r in held),
         "curve": curve,
     }
     for n in sets if len(sets) > 1 else ():

@@ -253,6 +253,7 @@ def _model_config(workdir, record) -> encoder.ModelConfig:
     fields = {f.name: f for f in dataclasses.fields(encoder.ModelConfig)}
     if not isinstance(record, dict):
         raise ValueError(f"workdir={workdir!r}: config.json's model is not a record of fields")
+    record = {**{k: v for k, v in encoder.ADDED_FIELDS.items() if k not in record}, **record}
     if set(record) != set(fields):
         odd = sorted(set(record) ^ set(fields))
         raise ValueError(f"workdir={workdir!r}: config.json's model has other fields ({odd})")

@@ -82,13 +82,13 @@ class ModelConfig:
                     "xla or auto with float32 compute (cuDNN attention is bf16/fp16 only)",
                 ),
                 (
-                    impl_ok or relative.RELATIVES[self.relative].flash,
+                    lambda: impl_ok or relative.RELATIVES[self.relative].flash,
                     "attention_impl",
                     f"xla or auto with relative={self.relative!r} (it adds a bias cuDNN's "
                     "flash attention does not take)",
                 ),
                 (
-                    relative.RELATIVES[self.relative].absolute or self.position == "none",
+                    lambda: relative.RELATIVES[self.relative].absolute or self.position == "none",
                     "position",
                     f"none with relative={self.relative!r} (translation-equivariant: no "
                     "absolute position)",
@@ -123,6 +123,11 @@ class ModelConfig:
                 ),
             ],
         )
+
+
+# ModelConfig fields added after runs were recorded without them, with the value that
+# reproduces such a run: load_run and a resume read an older config.json with these filled in
+ADDED_FIELDS = {"relative": "none"}
 
 
 @flax.struct.dataclass

@@ -81,12 +81,14 @@ def log_spaced(delta, extent_units: float):
 
 
 def rotate(x_BxLxHxD, angles_BxLxHxP):
-    """Rotate consecutive pairs (x[2p], x[2p+1]) of each head by angles[p]."""
-    pairs = x_BxLxHxD.astype(jnp.float32).reshape(*x_BxLxHxD.shape[:-1], -1, 2)
+    """Rotate each head's pairs (x[p], x[p + P]) by angles[p], P = D / 2 (the half-split
+    layout: slices, not a reshape into pairs, which costs layout copies on a CPU)."""
+    p = angles_BxLxHxP.shape[-1]
     cos, sin = jnp.cos(angles_BxLxHxP), jnp.sin(angles_BxLxHxP)
-    a, b = pairs[..., 0], pairs[..., 1]
-    out = jnp.stack([a * cos - b * sin, a * sin + b * cos], axis=-1)
-    return out.reshape(x_BxLxHxD.shape).astype(x_BxLxHxD.dtype)
+    a = x_BxLxHxD[..., :p].astype(jnp.float32)
+    b = x_BxLxHxD[..., p:].astype(jnp.float32)
+    out = jnp.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
+    return out.astype(x_BxLxHxD.dtype)
 
 
 def axial_frequencies(pairs: int):
@@ -117,7 +119,10 @@ def _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs_HxPx2):
     if q.shape[-1] % 2:
         raise ValueError(f"rotary attention needs an even head dimension; got {q.shape[-1]}")
     u = points.astype(jnp.float32) / cfg.unit
-    angles = jnp.einsum("blc,hpc->blhp", u, freqs_HxPx2)
+    # f . u as two broadcast products (a contraction over 2 lowers to a slow dot on a CPU)
+    angles = (
+        u[:, :, None, None, 0] * freqs_HxPx2[..., 0] + u[:, :, None, None, 1] * freqs_HxPx2[..., 1]
+    )
     return dot_product(rotate(q, angles), rotate(k, angles), v, mask, kv_len, impl)
 
 

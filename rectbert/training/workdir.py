@@ -21,6 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from rectbert.files import FileError, WriteError, write_atomic
+from rectbert.model.encoder import ADDED_FIELDS
 from rectbert.warn import warn
 
 # config.json's layout; a workdir written with another (an earlier rectbert's) is refused, not
@@ -111,6 +112,8 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
                 f"it holds a run's {', '.join(left)} but no config.json to say what made them; "
                 "restore config.json or use a new workdir"
             )
+    if old is not None and isinstance(old.get("model"), dict):  # fields added since it was made
+        old = {**old, "model": {**ADDED_FIELDS, **old["model"]}}
     if old is not None and _never_started(workdir, old, new):
         _unbind(workdir, old, main)
         old = None

@@ -1,0 +1,276 @@
+"""Relative geometry in attention (--relative): each variant by a hand-computed case or a
+brute-force numpy reference, the invariance it promises, and the masks it must keep."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rectbert import config
+from rectbert.model import encoder, relative
+from rectbert.model.encoder import Encoder, ModelConfig
+
+RELATIVE = [name for name in relative.RELATIVES if name != "none"]
+
+
+def model(rel: str, attention: str = "context", position: str = "none", **kw) -> ModelConfig:
+    return ModelConfig(
+        num_tokens=6,
+        position=position,
+        relative=rel,
+        attention=attention,
+        embed_dim=16,
+        mlp_dim=32,
+        num_heads=2,
+        num_layers=2,
+        **kw,
+    )
+
+
+def logits(cfg, tokens, points, params=None):
+    m = Encoder(cfg)
+    if params is None:
+        params = jax.jit(m.init)(jax.random.key(3), tokens, points)
+    return np.asarray(jax.jit(m.apply)(params, tokens, points).logits), params
+
+
+def inputs(b=3, length=12, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 6, (b, length))
+    tokens[:, ::3] = 6  # [mask]: every third point hidden
+    points = rng.uniform(0, 256, (b, length, 2)).astype(np.float32)
+    return jnp.asarray(tokens), jnp.asarray(points)
+
+
+def attention_numpy(q, k, v, logit_bias_HxLxL=None):
+    """Softmax attention by loops: one batch element, q/k/v [L, H, D]."""
+    length, h, d = q.shape
+    out = np.zeros_like(v, dtype=np.float64)
+    for head in range(h):
+        for i in range(length):
+            s = np.array([q[i, head] @ k[j, head] / math.sqrt(d) for j in range(length)])
+            if logit_bias_HxLxL is not None:
+                s = s + logit_bias_HxLxL[head, i]
+            w = np.exp(s - s.max())
+            out[i, head] = (w / w.sum()) @ v[:, head]
+    return out
+
+
+def test_rope_by_hand_a_pair_turns_by_the_displacement():
+    # head dim 4: one x pair (dims 0, 2) and one y pair (1, 3), both at wavelength 2 units (pi per unit).
+    # q = k = (1, 0, 0, 0): rotating both by their own angles leaves q.k = cos(pi dx)
+    cfg = model("rope", unit=16.0)
+    q = jnp.zeros((1, 3, 1, 4)).at[..., 0].set(1.0)
+    v = jnp.eye(4)[:3][None, :, None, :]  # v_j = e_j: the output reads the weights w_0j
+    points = jnp.array([[[0.0, 0.0], [8.0, 100.0], [16.0, 3.0]]])  # dx = 0, 0.5, 1 unit
+    out = np.asarray(relative.rope(cfg, q, q, v, points, None, None, "xla"))
+    s = np.cos(np.pi * np.array([0.0, 0.5, 1.0])) / 2.0  # / sqrt(4); y pairs see zeros
+    w = np.exp(s) / np.exp(s).sum()
+    np.testing.assert_allclose(out[0, 0, 0, :3], w, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["rope", "rope_mixed"])
+def test_rotary_attention_equals_explicit_rotations_in_numpy(name):
+    cfg = model(name)
+    rng = np.random.default_rng(1)
+    q, k, v = (rng.normal(size=(1, 5, 2, 8)).astype(np.float32) for _ in range(3))
+    points = rng.uniform(0, 256, (1, 5, 2)).astype(np.float32)
+    fn = relative.RELATIVES[name].fn
+    if name == "rope":
+        freqs = np.broadcast_to(np.asarray(relative.axial_frequencies(4)), (2, 4, 2))
+        out = np.asarray(fn(cfg, q, k, v, points, None, None, "xla"))
+    else:
+
+        class Wrap(relative.nn.Module):
+            @relative.nn.compact
+            def __call__(self, *a):
+                return fn(cfg, *a)
+
+        params = Wrap().init(jax.random.key(0), q, k, v, points, None, None, "xla")
+        freqs = np.asarray(params["params"]["rope_freqs"]["value"])
+        out = np.asarray(Wrap().apply(params, q, k, v, points, None, None, "xla"))
+        # RoPE-Mixed's start: per head, the axial magnitudes along two perpendicular directions
+        mags = np.linalg.norm(freqs, axis=-1)
+        np.testing.assert_allclose(mags[0], mags[1], rtol=1e-6)
+        np.testing.assert_allclose(np.einsum("hc,hc->h", freqs[:, 0], freqs[:, 2]), 0, atol=1e-5)
+
+    def turned(x):  # x [L, H, D] rotated pair by pair, by explicit 2 x 2 matrices
+        y = np.zeros_like(x, dtype=np.float64)
+        for i in range(x.shape[0]):
+            for h in range(x.shape[1]):
+                for p in range(x.shape[2] // 2):
+                    a = freqs[h, p] @ (points[0, i] / cfg.unit)
+                    r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+                    pair = [p, p + x.shape[2] // 2]  # the half-split layout
+                    y[i, h, pair] = r @ x[i, h, pair]
+        return y
+
+    want = attention_numpy(turned(q[0]), turned(k[0]), v[0])
+    np.testing.assert_allclose(out[0], want, atol=2e-5)
+
+
+def test_bias_is_an_mlp_of_the_log_spaced_displacement():
+    cfg = model("bias")
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.normal(size=(1, 4, 2, 8)).astype(np.float32) for _ in range(3))
+    points = rng.uniform(0, 256, (1, 4, 2)).astype(np.float32)
+    fn = relative.RELATIVES["bias"].fn
+
+    class Wrap(relative.nn.Module):
+        @relative.nn.compact
+        def __call__(self, *a):
+            return fn(cfg, *a)
+
+    params = Wrap().init(jax.random.key(0), q, k, v, points, None, None, "xla")
+    out = np.asarray(Wrap().apply(params, q, k, v, points, None, None, "xla"))
+    p = jax.tree.map(np.asarray, params["params"])
+    bias = np.zeros((2, 4, 4))
+    for i in range(4):
+        for j in range(4):
+            d = (points[0, j] - points[0, i]) / 16.0
+            x = np.sign(d) * np.log2(1 + np.abs(d)) / np.log2(17.0)
+            hidden = x @ p["rel_bias_in"]["kernel"] + p["rel_bias_in"]["bias"]
+            hidden = np.asarray(jax.nn.gelu(hidden))
+            bias[:, i, j] = hidden @ p["rel_bias_out"]["kernel"] + p["rel_bias_out"]["bias"]
+    np.testing.assert_allclose(out[0], attention_numpy(q[0], k[0], v[0], bias), atol=2e-5)
+
+
+@pytest.mark.parametrize("name", RELATIVE)
+def test_without_absolute_positions_the_model_is_translation_invariant(name):
+    tokens, points = inputs()
+    got, params = logits(model(name), tokens, points)
+    moved, _ = logits(model(name), tokens, points + jnp.array([37.5, -11.25]), params)
+    np.testing.assert_allclose(moved, got, atol=2e-4)
+
+
+def test_the_baseline_with_absolute_positions_is_not_translation_invariant():
+    # the invariance test above can fail: today's model sees where the points are
+    tokens, points = inputs()
+    cfg = model("none", position="sincos")
+    got, params = logits(cfg, tokens, points)
+    moved, _ = logits(cfg, tokens, points + jnp.array([37.5, -11.25]), params)
+    assert np.abs(moved - got).max() > 1e-2
+
+
+@pytest.mark.parametrize("name", [*RELATIVE, "none"])
+def test_context_attention_keeps_hidden_points_apart(name):
+    # a hidden point's prediction depends on the visible points and itself only: moving
+    # another hidden point changes nothing (te builds its own mask: this guards it)
+    tokens, points = inputs()
+    pos = "none" if name == "te" else "sincos"
+    cfg = model(name, position=pos)
+    got, params = logits(cfg, tokens, points)
+    moved, _ = logits(cfg, tokens, points.at[:, 3].add(40.0), params)  # index 3 is hidden
+    hidden = np.asarray(tokens[0] == 6)
+    others = hidden & (np.arange(tokens.shape[1]) != 3)
+    np.testing.assert_allclose(moved[:, others], got[:, others], atol=1e-5)
+    assert np.abs(moved[:, 3] - got[:, 3]).max() > 1e-4  # the moved one itself does change
+    # and with full attention, they do see each other
+    cfg = model(name, attention="full", position=pos)
+    got, params = logits(cfg, tokens, points)
+    moved, _ = logits(cfg, tokens, points.at[:, 3].add(40.0), params)
+    assert np.abs(moved[:, others] - got[:, others]).max() > 1e-5
+
+
+@pytest.mark.parametrize("name", RELATIVE)
+def test_padding_the_sequence_changes_no_logit(name):
+    # pad_to pads keys that must be masked (as cuDNN's path pads 169 -> 176)
+    tokens, points = inputs(length=13)
+    pos = "none" if name == "te" else "sincos"
+    got, params = logits(model(name, position=pos, pad_to=1), tokens, points)
+    padded, _ = logits(model(name, position=pos, pad_to=8), tokens, points, params)
+    np.testing.assert_allclose(padded, got, atol=1e-5)
+
+
+def test_te_values_carry_where_the_attended_points_lie():
+    # a query with one key (itself) and another visible key: the output moves with the
+    # displacement even when the tokens are equal (the values' displacement term)
+    cfg = model("te")
+    q = k = v = jnp.ones((1, 2, 2, 8))
+    a = jnp.array([[[10.0, 10.0], [60.0, 10.0]]])
+    b = jnp.array([[[10.0, 10.0], [10.0, 90.0]]])
+
+    class Wrap(relative.nn.Module):
+        @relative.nn.compact
+        def __call__(self, *x):
+            return relative.te(cfg, *x)
+
+    params = Wrap().init(jax.random.key(0), q, k, v, a, None, None, "xla")
+    out_a = Wrap().apply(params, q, k, v, a, None, None, "xla")
+    out_b = Wrap().apply(params, q, k, v, b, None, None, "xla")
+    assert np.abs(np.asarray(out_a - out_b)).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("kw", "flag", "said"),
+    [
+        (dict(relative="te", position="sincos"), "position", "none with relative='te'"),
+        (
+            dict(relative="bias", attention_impl="cudnn", dtype="bfloat16", attention="full"),
+            "attention_impl",
+            "relative='bias'",
+        ),
+        (dict(relative="rope", embed_dim=12, num_heads=4), "embed_dim", "even head dimension"),
+        (dict(relative="alibi"), "relative", "one of ['none', 'rope'"),
+    ],
+)
+def test_bad_combinations_are_refused_naming_the_flag(kw, flag, said):
+    with pytest.raises(config.ConfigError) as e:
+        ModelConfig(num_tokens=6, **kw)
+    assert e.value.flag == flag and said in str(e.value)
+
+
+def test_auto_keeps_flash_attention_only_where_the_variant_allows(monkeypatch):
+    monkeypatch.setattr(encoder, "modern_cuda_gpu", lambda: True)
+    for name, rel in relative.RELATIVES.items():
+        pos = "none" if not rel.absolute else "sincos"
+        cfg = ModelConfig(
+            num_tokens=6, relative=name, position=pos, dtype="bfloat16", attention="full"
+        )
+        assert encoder.resolve_attention(cfg)[0] == ("cudnn" if rel.flash else "xla"), name
+    assert relative.RELATIVES["rope"].flash and not relative.RELATIVES["bias"].flash
+
+
+def test_every_variant_trains_one_step_to_finite_values():
+    tokens, points = inputs(b=4)
+    for name, rel in relative.RELATIVES.items():
+        cfg = model(name, position="sincos" if rel.absolute else "none")
+        m = Encoder(cfg)
+        params = m.init(jax.random.key(0), tokens, points)
+
+        @functools.partial(jax.grad)
+        def grad(p):
+            return jnp.mean(m.apply(p, tokens, points).logits ** 2)
+
+        g = grad(params)
+        assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(g)), name
+        assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g)) > 0, name
+
+
+def test_a_run_recorded_before_relative_existed_loads_and_resumes_as_none(anycount_run, tmp_path):
+    import json
+    import os
+
+    import rectbert
+    from rectbert.training import workdir as wd
+    from tests.conftest import copy
+
+    run = copy(anycount_run, tmp_path)
+    path = os.path.join(run, "config.json")
+    record = json.loads(open(path).read())
+    points = np.array([[[5.0, 7.0], [100.0, 90.0], [30.0, 200.0]]], np.float32)
+    tokens, visible = np.array([[1, 0, 2]]), np.array([[True, False, True]])
+    want = np.asarray(rectbert.load_run(run).predict(points, tokens, visible))
+    older = {**record, "model": {k: v for k, v in record["model"].items() if k != "relative"}}
+    with open(path, "w") as f:
+        json.dump(older, f)
+    loaded = rectbert.load_run(run)
+    assert loaded.model_config.relative == "none"
+    np.testing.assert_array_equal(np.asarray(loaded.predict(points, tokens, visible)), want)
+    fresh = {k: v for k, v in record.items() if k != "format"}
+    wd.begin(run, fresh)  # the same run, now with relative="none" recorded: not refused
+    with pytest.raises(wd.WorkdirError, match="other settings"):
+        wd.begin(run, {**fresh, "model": {**fresh["model"], "relative": "rope"}})
