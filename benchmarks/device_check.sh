@@ -4,7 +4,8 @@
 #   here (CPU):   OUT=/tmp/dc bash benchmarks/device_check.sh   (small size, grid_quick: tests the script)
 # Steps run in order of importance, each capped so the whole call stays within BUDGET seconds
 # (default 540, under the device tool's 600 s per call): throughput against the peer first.
-# ONLY=throughput,grid,tests,scenes,ceiling,ttc,triton picks steps (default ttc,tests,scenes,ceiling:
+# ONLY=throughput,grid,tests,scenes,ceiling,ttc,relative,triton picks steps (default
+# ttc,relative,tests,scenes,ceiling:
 # what no card has measured yet; throughput, grid
 # and triton are measured on the H100 and the H200 already), e.g. ONLY=grid for grid_seed.
 set -uo pipefail
@@ -22,13 +23,15 @@ left() {  # seconds for the next step: its cap, or what the budget has left minu
   echo "$cap"
 }
 
-ONLY=${ONLY:-ttc,tests,scenes,ceiling}
+ONLY=${ONLY:-ttc,relative,tests,scenes,ceiling}
+REL=${REL:-rope}  # the relative geometry (issue 27) timed against today's fast path
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if python -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
   SIZE=seed GRID=experiments/flags/grid_seed.flags
   SCENE_ARGS=(--num_steps=1500 --log_every=500 --eval_every=1500 --checkpoint_every=1500)
   CURVE=64 SAMPLES=16
   TTC=(--configs=gpu --validation_examples=512 --eval_every=500)
+  REL_TTC=(--configs=gpu_$REL --validation_examples=512 --eval_every=500)
 else  # tests the script: tiny sizes
   SIZE=small GRID=experiments/flags/grid_quick.flags
   SCENE_ARGS=(--num_steps=2 --log_every=1 --eval_every=2 --checkpoint_every=2 --batch_size=8
@@ -37,6 +40,7 @@ else  # tests the script: tiny sizes
   TTC=(--configs= --validation_examples=64 --eval_every=20
     --setting=num_steps=40 --setting=embed_dim=32 --setting=mlp_dim=64 --setting=num_layers=1
     --setting=num_heads=2)
+  REL_TTC=("${TTC[@]}" --setting=relative=$REL)
 fi
 step "machine"
 date -u | keep
@@ -69,6 +73,20 @@ timeout "$limit" python -m benchmarks.time_to_ceiling "${TTC[@]}" --cache_dir="$
   | tail -12 | keep
 rc=${PIPESTATUS[0]}
 echo "time to ceiling wall $(( SECONDS - start )) s, exit $rc (124: stopped at ${limit} s)" | keep
+fi
+
+if want relative; then
+step "relative geometry: the write-up's model, fast vs fast_$REL (same batch), then ${REL_TTC[*]}"
+timeout "$(left 120)" python -m benchmarks.train_throughput --size=$SIZE --nopeer \
+  --variants=fast,fast_$REL --json="$OUT/throughput_relative.json" 2>&1 | grep -e "^rectbert" \
+  -e "rror" | keep
+start=$SECONDS
+limit=$(left 150)
+timeout "$limit" python -m benchmarks.time_to_ceiling "${REL_TTC[@]}" --cache_dir="$OUT/ttc_cache" \
+  --json="$OUT/time_to_ceiling_relative.json" 2>&1 | grep -e "oracle" -e "step" -e "summary" \
+  -e "rror" | tail -12 | keep
+rc=${PIPESTATUS[0]}
+echo "time to ceiling ($REL) wall $(( SECONDS - start )) s, exit $rc (124: stopped at ${limit} s)" | keep
 fi
 
 if want tests; then

@@ -34,12 +34,14 @@ SIZES = {  # the write-up's model, and one this CPU times in seconds
     "seed": dict(embed_dim=640, mlp_dim=1600, num_heads=8, num_layers=6, batch_size=1024),
     "small": dict(embed_dim=128, mlp_dim=320, num_heads=4, num_layers=2, batch_size=64),
 }
-# variant -> (dtype, attention_impl, pad_to); "fast" is what the experiments run by default
+# variant -> (dtype, attention_impl, pad_to, relative); "fast" is what the experiments run by
+# default; fast_<relative>: the same with that relative geometry in attention (issue 27)
 VARIANTS = {
-    "plain": ("float32", "xla", 1),
-    "bf16": ("bfloat16", "xla", 1),
-    "bf16_pad": ("bfloat16", "xla", 8),
-    "fast": (None, "auto", 0),
+    "plain": ("float32", "xla", 1, "none"),
+    "bf16": ("bfloat16", "xla", 1, "none"),
+    "bf16_pad": ("bfloat16", "xla", 8, "none"),
+    "fast": (None, "auto", 0, "none"),
+    **{f"fast_{r}": (None, "auto", 0, r) for r in ("rope", "rope_mixed", "bias", "te")},
 }
 
 flags.DEFINE_enum("size", "small", list(SIZES), "seed: the write-up's 22.3 M model; small: CPU.")
@@ -94,8 +96,10 @@ def grid_task(data: str):
 
 
 def variant_config(task, size: dict, variant: str, dtype: str) -> encoder.ModelConfig:
-    v_dtype, impl, pad_to = VARIANTS[variant]
+    v_dtype, impl, pad_to, rel = VARIANTS[variant]
     return encoder.ModelConfig(
+        relative=rel,
+        position="none" if rel == "te" else "learned",  # te: translation-equivariant
         num_tokens=task.num_tokens,
         num_positions=SEQ_LEN,
         embed_dim=size["embed_dim"],

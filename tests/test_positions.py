@@ -76,8 +76,8 @@ def test_fourier_embedding_uses_the_configured_scale_and_the_seeds_key(scale):
 
 
 def test_registry_names_every_embedding_and_refuses_unknown_ones():
-    assert set(positions.POSITIONS) == {"learned", "sincos", "fourier", "nerf", "mlp"}
-    assert positions.continuous() == ["sincos", "fourier", "nerf", "mlp"]
+    assert set(positions.POSITIONS) == {"none", "learned", "sincos", "fourier", "nerf", "mlp"}
+    assert positions.continuous() == ["none", "sincos", "fourier", "nerf", "mlp"]
     with pytest.raises(ValueError, match="position"):
         ModelConfig(num_tokens=3, position="rope")
 

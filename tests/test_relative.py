@@ -1,7 +1,6 @@
 """Relative geometry in attention (--relative): each variant by a hand-computed case or a
 brute-force numpy reference, the invariance it promises, and the masks it must keep."""
 
-import functools
 import math
 
 import jax
@@ -60,8 +59,8 @@ def attention_numpy(q, k, v, logit_bias_HxLxL=None):
 
 
 def test_rope_by_hand_a_pair_turns_by_the_displacement():
-    # head dim 4: one x pair (dims 0, 2) and one y pair (1, 3), both at wavelength 2 units (pi per unit).
-    # q = k = (1, 0, 0, 0): rotating both by their own angles leaves q.k = cos(pi dx)
+    # head dim 4: one x pair (dims 0, 2) and one y pair (1, 3), both at wavelength 2 units
+    # (pi per unit). q = k = (1, 0, 0, 0): rotating both by their angles leaves cos(pi dx)
     cfg = model("rope", unit=16.0)
     q = jnp.zeros((1, 3, 1, 4)).at[..., 0].set(1.0)
     v = jnp.eye(4)[:3][None, :, None, :]  # v_j = e_j: the output reads the weights w_0j
@@ -241,11 +240,10 @@ def test_every_variant_trains_one_step_to_finite_values():
         m = Encoder(cfg)
         params = m.init(jax.random.key(0), tokens, points)
 
-        @functools.partial(jax.grad)
-        def grad(p):
+        def loss(p, m=m):
             return jnp.mean(m.apply(p, tokens, points).logits ** 2)
 
-        g = grad(params)
+        g = jax.grad(loss)(params)
         assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(g)), name
         assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g)) > 0, name
 
@@ -274,3 +272,42 @@ def test_a_run_recorded_before_relative_existed_loads_and_resumes_as_none(anycou
     wd.begin(run, fresh)  # the same run, now with relative="none" recorded: not refused
     with pytest.raises(wd.WorkdirError, match="other settings"):
         wd.begin(run, {**fresh, "model": {**fresh["model"], "relative": "rope"}})
+
+
+def test_the_extending_pages_example_registers_and_runs():
+    # docs/extending.md's "gauss" entry, as written there, inside relative.py's namespace
+    import os
+    import re
+
+    page = os.path.join(os.path.dirname(__file__), "..", "docs", "extending.md")
+    code = re.search(r'```python\n(@register\("gauss".*?)```', open(page).read(), re.S)
+    exec(code.group(1), vars(relative))
+    try:
+        tokens, points = inputs()
+        got, _ = logits(model("gauss", position="sincos"), tokens, points)
+        assert got.shape == (3, 12, 6) and np.isfinite(got).all()
+    finally:
+        relative.RELATIVES.pop("gauss", None)
+
+
+@pytest.mark.slow
+def test_the_device_checks_relative_step_runs_here(tmp_path):
+    # benchmarks/device_check.sh's relative step at its CPU size: the GPU call must not be the
+    # first to find a broken command line in it
+    import os
+    import subprocess
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    env = {**os.environ, "OUT": str(tmp_path), "ONLY": "relative", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        ["bash", "benchmarks/device_check.sh"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    summary = (tmp_path / "summary.txt").read_text()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rectbert fast_rope " in summary and "rectbert fast " in summary, summary
+    assert "time to ceiling (rope) wall" in summary and ", exit 0 " in summary, summary

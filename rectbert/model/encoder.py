@@ -161,9 +161,10 @@ def resolve_attention(cfg: ModelConfig) -> tuple[str, int]:
     """(implementation, pad multiple) for this config on the default backend.
 
     auto picks cuDNN flash attention on an Ampere-or-later NVIDIA GPU for bf16 full attention
-    (f32, arbitrary masks and a relative geometry that adds a bias stay on XLA), and then pads the sequence to a multiple of 8
-    (169 -> 176) so its tiles and the tensor-core matmuls see friendly shapes; the padding is
-    masked with key_value_seq_lengths, which cuDNN accepts where it rejects a broadcast bias.
+    (f32, arbitrary masks and a relative geometry that adds a bias stay on XLA), and then
+    pads the sequence to a multiple of 8 (169 -> 176) so its tiles and the tensor-core
+    matmuls see friendly shapes; the padding is masked with key_value_seq_lengths, which
+    cuDNN accepts where it rejects a broadcast bias.
     """
     impl = cfg.attention_impl
     if impl == "auto":

@@ -37,7 +37,9 @@ class StudyConfig:
         tuple(REGIMES), f"Regimes, of {list(REGIMES)}.", kind="names"
     )
     positions: tuple[str, ...] = setting(
-        tuple(positions.continuous()), "Position embeddings.", kind="names"
+        tuple(p for p in positions.continuous() if p != "none"),
+        "Position embeddings (none: the ablation, on request).",
+        kind="names",
     )
     attentions: tuple[str, ...] = setting(encoder.ATTENTIONS, "Attentions.", kind="names")
     scenes: tuple[str, ...] = setting(

@@ -1,0 +1,107 @@
+"""Rows of `benchmarks/time_to_ceiling.py --json` side by side: each against a baseline row,
+paired on the same held-out tokens, and a figure of model / oracle against training seconds.
+
+python -m benchmarks.ceiling_report --json=A.json[,B.json ...] [--baseline=default] [--figure=F.png]
+
+Rows are matched to the baseline by their held-out set: the same scene, schedule and
+eval_examples draw the same held-out tokens (its key is fixed), so the difference of two rows'
+right/wrong vectors is paired; its standard error treats tokens as independent, as the
+experiments' `eval/model_minus_oracle_stderr` does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from absl import flags
+
+from benchmarks import usage
+from rectbert.model import losses
+
+flags.DEFINE_list("json", [], "time_to_ceiling --json files, their rows read in order.")
+flags.DEFINE_string("baseline", "default", "The row the others are compared with (its name).")
+flags.DEFINE_string("figure", "", "Also draw model / oracle against training seconds here.")
+flags.DEFINE_string("title", "", "The figure's title.")
+FLAGS = flags.FLAGS
+
+
+def load(paths: list[str]) -> list[dict]:
+    rows = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                rows += json.load(f)["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise usage.Error(f"{path}: not a time_to_ceiling --json file ({e})") from None
+    return rows
+
+
+def right(row) -> np.ndarray | None:
+    text = row.get("held_out_right")
+    return None if text is None else np.frombuffer(text.encode(), np.uint8) - ord("0")
+
+
+def paired(rows: list[dict], baseline: str) -> list[str]:
+    """One line per row: held-out accuracy, its ratio to the oracle, and its paired
+    difference from the baseline row (points, with the standard error)."""
+    base = [r for r in rows if r["name"] == baseline]
+    if not base:
+        raise usage.refuse("baseline", baseline, f"a row's name: {[r['name'] for r in rows]}")
+    b = right(base[0])
+    lines = []
+    for row in rows:
+        line = (
+            f"{row['name']:>18}: {row['steps']:>5} steps, {row['train_s']:5.0f} s, held-out "
+            f"{row['held_out']:.4f} = {row['held_out_ratio']:.4f} of the oracle"
+        )
+        r = right(row)
+        if row is not base[0] and r is not None and b is not None and r.size == b.size:
+            diff, se = losses.paired_difference(r, b)
+            line += f"; minus {baseline}: {100 * diff:+.2f} +- {100 * se:.2f} pt"
+        lines.append(line)
+    return lines
+
+
+def figure(rows: list[dict], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharey=True)
+    for ax, key, label in [
+        (axes[0], "train_s", "training seconds (this machine, compile excluded)"),
+        (axes[1], "step", "training steps"),
+    ]:
+        for row in rows:
+            curve = row["curve"]
+            ax.plot([c[key] for c in curve], [c["ratio"] for c in curve], label=row["name"])
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(0.995, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel(label)
+        ax.set_ylim(0.9, 1.005)
+    axes[0].set_ylabel("validation accuracy / oracle's (worst count)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv):
+    del argv  # none (usage.run)
+    paths = FLAGS.json
+    if not paths:
+        raise usage.refuse("json", paths, "one or more time_to_ceiling --json files")
+    if FLAGS.figure:
+        usage.output("figure", FLAGS.figure)
+    rows = load(paths)
+    for line in paired(rows, FLAGS.baseline):
+        print(line)
+    if FLAGS.figure:
+        figure(rows, FLAGS.figure, FLAGS.title)
+
+
+if __name__ == "__main__":
+    usage.run(main)
