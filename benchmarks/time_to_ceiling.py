@@ -42,6 +42,7 @@ from benchmarks import ceiling_sets, usage
 from benchmarks.ceiling_configs import CONFIGS
 from benchmarks.peak import matmul_peak_tflops
 from rectbert import config
+from rectbert.geometry import shapes
 from rectbert.model import losses
 from rectbert.recipes import common, sparse
 from rectbert.training import engine, evaluation
@@ -222,12 +223,36 @@ def time_config(name: str, settings: dict, peak_flops: float) -> dict:
         # per hidden held-out token, 1 right: rows of one run compare paired (paired())
         "held_out_right": "".join(str(int(r)) for r in held),
         "curve": curve,
+        "edge": edge_split(held, oracle_held_out, held_out, model_cfg),
     }
     for n in sets if len(sets) > 1 else ():
         when = ", ".join(f"{100 * f:g}% {_when(row['reached_by_set'][n], f)}" for f in FRACTIONS)
         print(f"  {n}: {when}", flush=True)
+    e = row["edge"]
+    print(
+        f"  held-out within a lattice unit of the points' region's edge ({e['near_tokens']} tokens): "
+        f"model / oracle {e['near_ratio']:.4f}; inside ({e['far_tokens']}): {e['far_ratio']:.4f}",
+        flush=True,
+    )
     print(f"  {summary(row)}", flush=True)
     return row
+
+
+def edge_split(model_right_N, oracle_right_N, batch, model_cfg) -> dict:
+    """Model / oracle for the held-out hidden tokens whose point lies within one lattice unit
+    of the points' region's edge (there its window reaches the canvas's edge), and for the
+    others: where the canvas shapes the prior (a shape lies inside it), a model without
+    absolute positions cannot see it."""
+    lo, hi = shapes.point_bounds()
+    points = np.asarray(batch.points)[np.asarray(batch.mask)]  # the order right() uses
+    to_edge = np.minimum(points - lo, hi - points).min(-1)
+    near = to_edge < model_cfg.unit
+    out = {}
+    for name, where in (("near", near), ("far", ~near)):
+        n = int(where.sum())
+        m, o = model_right_N[where].mean(), oracle_right_N[where].mean()
+        out |= {f"{name}_tokens": n, f"{name}_ratio": float(m / o) if n and o else float("nan")}
+    return out
 
 
 def _compiled(task, model_cfg, cfg):

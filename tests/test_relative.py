@@ -231,6 +231,8 @@ def test_auto_keeps_flash_attention_only_where_the_variant_allows(monkeypatch):
         )
         assert encoder.resolve_attention(cfg)[0] == ("cudnn" if rel.flash else "xla"), name
     assert relative.RELATIVES["rope"].flash and not relative.RELATIVES["bias"].flash
+    said = [m for m in encoder._WARNED if "relative='bias'" in m]
+    assert said and "chose XLA attention, not cuDNN's flash attention" in said[0]
 
 
 def test_every_variant_trains_one_step_to_finite_values():

@@ -169,8 +169,13 @@ def resolve_attention(cfg: ModelConfig) -> tuple[str, int]:
     impl = cfg.attention_impl
     if impl == "auto":
         fits = cfg.dtype != "float32" and cfg.attention == "full"
-        fits = fits and relative.RELATIVES[cfg.relative].flash
-        impl = "cudnn" if fits and modern_cuda_gpu() else "xla"
+        flash = relative.RELATIVES[cfg.relative].flash
+        impl = "cudnn" if fits and flash and modern_cuda_gpu() else "xla"
+        if fits and not flash and modern_cuda_gpu():
+            _warn_once(
+                f"attention_impl=auto chose XLA attention, not cuDNN's flash attention: "
+                f"relative={cfg.relative!r} adds a bias it does not take"
+            )
     pad_to = cfg.pad_to or (8 if impl == "cudnn" else 1)
     return impl, pad_to
 
