@@ -3,10 +3,10 @@ paired on the same held-out tokens, and a figure of model / oracle against train
 
 python -m benchmarks.ceiling_report --json=A.json[,B.json ...] [--baseline=default] [--figure=F.png]
 
-Rows are matched to the baseline by their held-out set: the same scene, schedule and
-eval_examples draw the same held-out tokens (its key is fixed), so the difference of two rows'
-right/wrong vectors is paired; its standard error treats tokens as independent, as the
-experiments' `eval/model_minus_oracle_stderr` does.
+A row is paired with the baseline only where both drew the same held-out set (HELD_OUT: the
+settings it depends on; its key is fixed), so the difference of their right/wrong vectors is
+paired; its standard error treats tokens as independent, as the experiments'
+`eval/model_minus_oracle_stderr` does. Other rows are listed unpaired, saying why.
 """
 
 from __future__ import annotations
@@ -18,6 +18,21 @@ from absl import flags
 
 from benchmarks import usage
 from rectbert.model import losses
+from rectbert.recipes import common, sparse
+
+# the settings the held-out set depends on (the task's and the scene's, and the seed)
+HELD_OUT = (
+    "seed",
+    "scene",
+    "mask_schedule",
+    "mask_ratio",
+    "num_points",
+    "point_sampler",
+    "eval_examples",
+    "num_train_rects",
+    "fixed_points",
+    "extra_targets",
+)
 
 flags.DEFINE_list("json", [], "time_to_ceiling --json files, their rows read in order.")
 flags.DEFINE_string("baseline", "default", "The row the others are compared with (its name).")
@@ -48,7 +63,7 @@ def paired(rows: list[dict], baseline: str) -> list[str]:
     base = [r for r in rows if r["name"] == baseline]
     if not base:
         raise usage.refuse("baseline", baseline, f"a row's name: {[r['name'] for r in rows]}")
-    b = right(base[0])
+    b, b_key = right(base[0]), held_out(base[0])
     lines = []
     for row in rows:
         line = (
@@ -56,11 +71,20 @@ def paired(rows: list[dict], baseline: str) -> list[str]:
             f"{row['held_out']:.4f} = {row['held_out_ratio']:.4f} of the oracle"
         )
         r = right(row)
-        if row is not base[0] and r is not None and b is not None and r.size == b.size:
+        if row is base[0] or r is None or b is None:
+            pass
+        elif held_out(row) != b_key or r.size != b.size:
+            line += f"; not paired: another held-out set than {baseline}'s"
+        else:
             diff, se = losses.paired_difference(r, b)
             line += f"; minus {baseline}: {100 * diff:+.2f} +- {100 * se:.2f} pt"
         lines.append(line)
     return lines
+
+
+def held_out(row) -> tuple:
+    values = common.values(sparse, **row["settings"])
+    return tuple(str(values.get(k)) for k in HELD_OUT)
 
 
 def figure(rows: list[dict], path: str, title: str) -> None:

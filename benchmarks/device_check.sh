@@ -41,6 +41,7 @@ else  # tests the script: tiny sizes
     --setting=num_steps=40 --setting=embed_dim=32 --setting=mlp_dim=64 --setting=num_layers=1
     --setting=num_heads=2)
   REL_TTC=("${TTC[@]}" --setting=relative=$REL)
+  [[ $REL == te ]] && REL_TTC+=(--setting=position=none)  # te sees no absolute position
 fi
 step "machine"
 date -u | keep
@@ -93,7 +94,8 @@ if want tests; then
 step "fast-path tests on this device (cuDNN on a GPU)"
 if python -c "import pytest" 2>/dev/null; then
   timeout "$(left 90)" python -m pytest -q -p no:cacheprovider -o addopts="" tests/test_model.py \
-    -k "fast_path or padding or auto_attention or one_hot or falls_back" 2>&1 | tail -2 | keep
+    tests/test_relative.py -k "fast_path or padding or auto_attention or one_hot or falls_back \
+    or cudnn" 2>&1 | tail -2 | keep
 else
   echo "no pytest here: the throughput step's fast path check stands in" | keep
 fi

@@ -225,17 +225,25 @@ def time_config(name: str, settings: dict, peak_flops: float) -> dict:
         "curve": curve,
         "edge": edge_split(held, oracle_held_out, held_out, model_cfg),
     }
-    for n in sets if len(sets) > 1 else ():
-        when = ", ".join(f"{100 * f:g}% {_when(row['reached_by_set'][n], f)}" for f in FRACTIONS)
+    report(row)
+    return row
+
+
+def report(row: dict) -> None:
+    """A finished configuration's lines: per set where there are several, the held-out
+    split by distance to the edge, the summary."""
+    sets, counts = row["reached_by_set"], row["oracle_validation"]
+    for n in counts if len(counts) > 1 else ():
+        when = ", ".join(f"{100 * f:g}% {_when(sets.get(n, {}), f)}" for f in FRACTIONS)
         print(f"  {n}: {when}", flush=True)
     e = row["edge"]
     print(
-        f"  held-out within a lattice unit of the points' region's edge ({e['near_tokens']} tokens): "
-        f"model / oracle {e['near_ratio']:.4f}; inside ({e['far_tokens']}): {e['far_ratio']:.4f}",
+        f"  held-out within a lattice unit of the points' region's edge ({e['near_tokens']} "
+        f"tokens): model / oracle {e['near_ratio']:.4f}; inside ({e['far_tokens']}): "
+        f"{e['far_ratio']:.4f}",
         flush=True,
     )
     print(f"  {summary(row)}", flush=True)
-    return row
 
 
 def edge_split(model_right_N, oracle_right_N, batch, model_cfg) -> dict:

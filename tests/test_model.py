@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert.model import encoder, positions
+from rectbert.model import encoder, positions, relative
 from rectbert.warn import RectbertWarning
 
 
@@ -152,7 +152,8 @@ def test_one_hot_embedding_is_an_exact_table_lookup():
     np.testing.assert_array_equal(np.asarray(got), table[np.asarray(tokens)])
 
 
-def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys):
+@pytest.mark.parametrize("rel", ["none", "rope_mixed"])  # rope_mixed: parameters in the entry
+def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys, rel):
     # pretend this is an Ampere GPU whose cuDNN refuses when traced (on a CPU the real one
     # does: "cuDNN is not detected"; on a GPU it would not): auto picks cuDNN, and the model
     # must then run XLA attention on the same padded input
@@ -165,17 +166,19 @@ def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys):
 
     monkeypatch.setattr(jax.nn, "dot_product_attention", refusing)
     monkeypatch.setattr(encoder, "modern_cuda_gpu", lambda: True)
-    monkeypatch.setattr(encoder, "_WARNED", set())
-    auto = write_up_sized(dtype="bfloat16", num_layers=2)
+    monkeypatch.setattr(relative, "_WARNED", set())
+    auto = write_up_sized(dtype="bfloat16", num_layers=2, relative=rel)
     assert encoder.resolve_attention(auto) == ("cudnn", 8)
     tokens, hidden, points = grid_like_batch()
-    params = init(write_up_sized(num_layers=2), 169)
+    params = init(write_up_sized(num_layers=2, relative=rel), 169)
     with pytest.warns(RectbertWarning) as said:
         got = jax.jit(encoder.Encoder(auto).apply)({"params": params}, tokens, points).logits
-    xla = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="xla", pad_to=8)
+    xla = write_up_sized(
+        dtype="bfloat16", num_layers=2, attention_impl="xla", pad_to=8, relative=rel
+    )
     want = jax.jit(encoder.Encoder(xla).apply)({"params": params}, tokens, points).logits
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert sum("using XLA attention" in str(w.message) for w in said) == 1  # not per layer
     with pytest.raises(RuntimeError):  # asked for by name, cuDNN's refusal is not hidden
-        cudnn = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="cudnn")
+        cudnn = write_up_sized(dtype="bfloat16", num_layers=2, attention_impl="cudnn", relative=rel)
         jax.jit(encoder.Encoder(cudnn).apply)({"params": params}, tokens, points)

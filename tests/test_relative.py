@@ -213,12 +213,13 @@ def test_te_values_carry_where_the_attended_points_lie():
             "relative='bias'",
         ),
         (dict(relative="rope", embed_dim=12, num_heads=4), "embed_dim", "even head dimension"),
+        (dict(relative="rope_mixed", embed_dim=8, num_heads=4), "embed_dim", ">= 4"),
         (dict(relative="alibi"), "relative", "one of ['none', 'rope'"),
     ],
 )
 def test_bad_combinations_are_refused_naming_the_flag(kw, flag, said):
     with pytest.raises(config.ConfigError) as e:
-        ModelConfig(num_tokens=6, **kw)
+        ModelConfig(num_tokens=6, **{"position": "sincos", **kw})
     assert e.value.flag == flag and said in str(e.value)
 
 
@@ -231,11 +232,14 @@ def test_auto_keeps_flash_attention_only_where_the_variant_allows(monkeypatch):
         )
         assert encoder.resolve_attention(cfg)[0] == ("cudnn" if rel.flash else "xla"), name
     assert relative.RELATIVES["rope"].flash and not relative.RELATIVES["bias"].flash
-    said = [m for m in encoder._WARNED if "relative='bias'" in m]
+    said = [m for m in relative._WARNED if "relative='bias'" in m]
     assert said and "chose XLA attention, not cuDNN's flash attention" in said[0]
 
 
-def test_every_variant_trains_one_step_to_finite_values():
+OWN = {"rope_mixed": "rope_freqs", "bias": "rel_bias", "te": "te_"}  # each entry's parameters
+
+
+def test_every_variant_trains_one_step_and_its_own_parameters_learn():
     tokens, points = inputs(b=4)
     for name, rel in relative.RELATIVES.items():
         cfg = model(name, position="sincos" if rel.absolute else "none")
@@ -245,9 +249,13 @@ def test_every_variant_trains_one_step_to_finite_values():
         def loss(p, m=m):
             return jnp.mean(m.apply(p, tokens, points).logits ** 2)
 
-        g = jax.grad(loss)(params)
+        g = jax.grad(loss)(params)["params"]
         assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(g)), name
-        assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g)) > 0, name
+        if name in OWN:
+            flat = jax.tree_util.tree_flatten_with_path(g)[0]
+            own = [x for path, x in flat if OWN[name] in jax.tree_util.keystr(path)]
+            assert len(own) >= cfg.num_layers, name  # in every block
+            assert all(float(jnp.abs(x).sum()) > 0 for x in own), name
 
 
 def test_a_run_recorded_before_relative_existed_loads_and_resumes_as_none(anycount_run, tmp_path):
@@ -313,3 +321,67 @@ def test_the_device_checks_relative_step_runs_here(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rectbert fast_rope " in summary and "rectbert fast " in summary, summary
     assert "time to ceiling (rope) wall" in summary and ", exit 0 " in summary, summary
+
+
+class Entry(relative.nn.Module):
+    """One registry entry as a module, so a test can hold its parameters."""
+
+    cfg: ModelConfig
+    name_: str
+
+    @relative.nn.compact
+    def __call__(self, *a):
+        return relative.RELATIVES[self.name_].fn(self.cfg, *a)
+
+
+def test_te_equals_its_definition_by_loops_in_numpy():
+    # logits_ij = q.k / sqrt(D) + MLP([log-spaced (x_j - x_i), every head's q.k])_h; the
+    # softmax over keys j; out_i = sum_j w_ij v_j + (sum_j w_ij log-spaced delta_ij) W_h
+    cfg = model("te")
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.normal(size=(1, 4, 2, 8)).astype(np.float32) for _ in range(3))
+    points = rng.uniform(0, 256, (1, 4, 2)).astype(np.float32)
+    entry = Entry(cfg, "te")
+    params = entry.init(jax.random.key(0), q, k, v, points, None, None, "xla")
+    out = np.asarray(entry.apply(params, q, k, v, points, None, None, "xla"))
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params["params"])
+    want = np.zeros((4, 2, 8))
+    for i in range(4):
+        delta = np.array([(points[0, j] - points[0, i]) / 16.0 for j in range(4)])
+        delta = np.sign(delta) * np.log2(1 + np.abs(delta)) / np.log2(17.0)  # [j, 2]
+        dots = np.array(
+            [[q[0, i, h] @ k[0, j, h] / np.sqrt(8) for h in range(2)] for j in range(4)]
+        )
+        hidden = np.concatenate([delta, dots], -1) @ p["te_logits_in"]["kernel"]
+        hidden = np.asarray(jax.nn.gelu(hidden + p["te_logits_in"]["bias"]))
+        logits = dots + hidden @ p["te_logits_out"]["kernel"] + p["te_logits_out"]["bias"]
+        for h in range(2):
+            w = np.exp(logits[:, h] - logits[:, h].max())
+            w /= w.sum()
+            want[i, h] = w @ v[0, :, h] + (w @ delta) @ p["te_values"]["value"][h]
+    np.testing.assert_allclose(out[0], want, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", RELATIVE)
+def test_lattice_points_given_once_equal_them_given_per_example(name):
+    # a lattice task passes points [1, L, 2]: the displacement MLPs then run once, not B times
+    tokens, points = inputs()
+    pos = "none" if name == "te" else "sincos"
+    got, params = logits(model(name, position=pos), tokens, points[:1])
+    each, _ = logits(model(name, position=pos), tokens, jnp.repeat(points[:1], 3, 0), params)
+    np.testing.assert_allclose(got, each, atol=1e-6)
+
+
+@pytest.mark.skipif(not encoder.modern_cuda_gpu(), reason="needs an Ampere-or-later GPU")
+@pytest.mark.parametrize("name", ["rope", "rope_mixed"])
+def test_rotary_on_cudnn_equals_rotary_on_xla(name):
+    # device_check.sh runs this on the card: rotary keeps cuDNN's flash attention, same values
+    tokens, points = inputs(length=32)
+    kw = dict(dtype="bfloat16", attention="full", embed_dim=64, num_heads=4)
+    got, params = logits(
+        model(name, position="sincos", attention_impl="cudnn", **kw), tokens, points
+    )
+    want, _ = logits(
+        model(name, position="sincos", attention_impl="xla", **kw), tokens, points, params
+    )
+    np.testing.assert_allclose(got, want, atol=5e-2)

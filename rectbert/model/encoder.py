@@ -15,7 +15,6 @@ import jax.numpy as jnp
 from rectbert import config
 from rectbert.config import setting
 from rectbert.model import positions, relative
-from rectbert.warn import warn
 
 ATTENTIONS = ("full", "context")
 NORMS = ("pre", "post")
@@ -81,27 +80,6 @@ class ModelConfig:
                     "attention_impl",
                     "xla or auto with float32 compute (cuDNN attention is bf16/fp16 only)",
                 ),
-                (
-                    lambda: impl_ok or relative.RELATIVES[self.relative].flash,
-                    "attention_impl",
-                    f"xla or auto with relative={self.relative!r} (it adds a bias cuDNN's "
-                    "flash attention does not take)",
-                ),
-                (
-                    lambda: relative.RELATIVES[self.relative].absolute or self.position == "none",
-                    "position",
-                    f"none with relative={self.relative!r} (translation-equivariant: no "
-                    "absolute position)",
-                ),
-                (
-                    lambda: (
-                        not self.relative.startswith("rope")
-                        or (self.embed_dim // self.num_heads) % 2 == 0
-                    ),
-                    "embed_dim",
-                    f"num_heads={self.num_heads} times an even head dimension (rotary "
-                    "attention turns pairs)",
-                ),
                 (self.pad_to >= 0, "pad_to", ">= 0 (0: auto)"),
                 (self.num_heads >= 1, "num_heads", "an integer >= 1"),
                 (self.embed_dim >= 1, "embed_dim", "an integer >= 1"),
@@ -121,6 +99,7 @@ class ModelConfig:
                     "num_positions",
                     ">= 1 (an embedding indexed by sequence position)",
                 ),
+                *relative.checks(self),
             ],
         )
 
@@ -172,9 +151,9 @@ def resolve_attention(cfg: ModelConfig) -> tuple[str, int]:
         flash = relative.RELATIVES[cfg.relative].flash
         impl = "cudnn" if fits and flash and modern_cuda_gpu() else "xla"
         if fits and not flash and modern_cuda_gpu():
-            _warn_once(
+            relative.warn_once(
                 f"attention_impl=auto chose XLA attention, not cuDNN's flash attention: "
-                f"relative={cfg.relative!r} adds a bias it does not take"
+                f"relative={cfg.relative!r} adds a term to the logits"
             )
     pad_to = cfg.pad_to or (8 if impl == "cudnn" else 1)
     return impl, pad_to
@@ -186,15 +165,6 @@ def context_mask(tokens_BxL, mask_id: int):
     visible_BxL = tokens_BxL != mask_id
     eye_LxL = jnp.eye(tokens_BxL.shape[1], dtype=bool)
     return (visible_BxL[:, None, :] | eye_LxL[None])[:, None]
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warn(message)
 
 
 class OneHotEmbed(nn.Embed):
@@ -220,18 +190,11 @@ class Block(nn.Module):
         dtype = jnp.dtype(cfg.dtype)
         d, h = cfg.embed_dim, cfg.num_heads
         geometry = relative.get(cfg.relative).fn
+        if impl == "cudnn" and cfg.attention_impl == "auto":
+            impl = relative.CUDNN_OR_XLA  # a refusal when traced falls back to XLA, once
 
         def attend(q, k, v):
-            args = (points_BxLx2, attn_mask, kv_len_B)
-            try:
-                return geometry(cfg, q, k, v, *args, impl)
-            except (NotImplementedError, RuntimeError, ValueError) as e:
-                # cuDNN checks its limits (head dim, cuDNN version, GPU) when traced: under
-                # auto a refusal falls back to XLA; asked for by name, it is raised
-                if impl != "cudnn" or cfg.attention_impl != "auto":
-                    raise
-                _warn_once(f"cuDNN attention unavailable ({e}); using XLA attention")
-                return geometry(cfg, q, k, v, *args, "xla")
+            return geometry(cfg, q, k, v, points_BxLx2, attn_mask, kv_len_B, impl)
 
         def attention(y):
             b, l_, _ = y.shape
@@ -274,7 +237,7 @@ class Encoder(nn.Module):
         _, pad_to = resolve_attention(cfg)
         pad = -seq_len % pad_to
         kv_len_B = None
-        points = jnp.broadcast_to(points_BxLx2, (b, seq_len, 2))
+        points = points_BxLx2  # [B or 1, L, 2]: a lattice's MLPs of displacements run once
         if pad:  # padded keys are masked out; padded queries are computed, then dropped
             x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
             points = jnp.pad(points, ((0, 0), (0, pad), (0, 0)))

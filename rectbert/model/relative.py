@@ -2,8 +2,9 @@
 each key lies from its query.
 
 Every entry has one signature, fn(cfg, q, k, v, points, mask, kv_len, impl) -> out, with
-q, k, v [B, L, H, Dh] (Dh = embed_dim / num_heads), points [B, L, 2] in canvas pixels,
-mask None or [B, 1 or H, L, L] (True: attend), kv_len None or [B] (keys past it are padding)
+q, k, v [B, L, H, Dh] (Dh = embed_dim / num_heads), points [B or 1, L, 2] in canvas pixels
+(1: a lattice, the same for every example),
+mask None or [B, 1, L, L] (True: attend), kv_len None or [B] (keys past it are padding)
 and out [B, L, H, Dh]. It runs inside the block's compact call, so it may create parameters.
 Adding one: a function here and its @register line; --relative's choices and help follow.
 
@@ -21,7 +22,8 @@ Adding one: a function here and its @register line; --relative's choices and hel
 
 Displacements are key minus query, in lattice units (cfg.unit pixels). The rotary entries
 change only q and k, so cuDNN flash attention stays usable (`flash`); the others add a
-[B, H, L, L] term that runs on XLA.
+[B or 1, H, L, L] term to the logits, which rectbert runs on XLA (attention_impl=auto says so
+on a GPU; cuDNN's own bias path is not used).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rectbert.warn import warn
+
 
 @dataclasses.dataclass(frozen=True)
 class Relative:
@@ -41,17 +45,56 @@ class Relative:
     help: str
     flash: bool  # q and k changed only: cuDNN flash attention still applies
     absolute: bool  # the absolute position embedding may be added to the tokens
+    rotary: bool  # turns pairs of each head's dimensions: needs an even head dimension >= 4
 
 
 RELATIVES: dict[str, Relative] = {}
+# the implementation the encoder passes under attention_impl=auto where it chose cuDNN:
+# dot_product tries cuDNN and, if cuDNN refuses when traced, warns once and runs XLA
+CUDNN_OR_XLA = "cudnn_or_xla"
 
 
-def register(name: str, help: str, *, flash: bool, absolute: bool = True):
+def register(name: str, help: str, *, flash: bool, absolute: bool = True, rotary: bool = False):
     def add(fn):
-        RELATIVES[name] = Relative(fn, help, flash, absolute)
+        RELATIVES[name] = Relative(fn, help, flash, absolute, rotary)
         return fn
 
     return add
+
+
+def checks(cfg) -> list:
+    """ModelConfig's checks of its relative geometry, as config.validate takes them."""
+    rel = lambda: RELATIVES[cfg.relative]  # noqa: E731  (called after the choices check)
+    head = lambda: cfg.embed_dim // cfg.num_heads  # noqa: E731  (after num_heads >= 1)
+    return [
+        (
+            lambda: cfg.attention_impl != "cudnn" or rel().flash,
+            "attention_impl",
+            f"xla or auto with relative={cfg.relative!r} (it adds a term to the logits: "
+            "rectbert runs it on XLA, not through cuDNN's flash attention)",
+        ),
+        (
+            lambda: rel().absolute or cfg.position == "none",
+            "position",
+            f"none with relative={cfg.relative!r} (translation-equivariant: no absolute "
+            "position)",
+        ),
+        (
+            lambda: not rel().rotary or (head() % 2 == 0 and head() >= 4),
+            "embed_dim",
+            f"num_heads={cfg.num_heads} times an even head dimension >= 4 (rotary attention "
+            "turns pairs, along x and along y)",
+        ),
+    ]
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warn(message)
 
 
 def get(name: str) -> Relative:
@@ -62,10 +105,17 @@ def get(name: str) -> Relative:
 
 def dot_product(q, k, v, mask, kv_len, impl, bias=None):
     """jax.nn.dot_product_attention (its scale, 1/sqrt(Dh)) with the encoder's mask and
-    padding; a bias [B, H, L, L] is added to the scaled logits."""
-    return jax.nn.dot_product_attention(
-        q, k, v, bias=bias, mask=mask, key_value_seq_lengths=kv_len, implementation=impl
-    )
+    padding; a bias [B or 1, H, L, L] is added to the scaled logits. impl: xla, cudnn, or
+    CUDNN_OR_XLA (auto: cuDNN checks its limits -- head dim, version, GPU -- when traced, and
+    a refusal falls back to XLA; asked for by name, it is raised)."""
+    kwargs = dict(bias=bias, mask=mask, key_value_seq_lengths=kv_len)
+    if impl != CUDNN_OR_XLA:
+        return jax.nn.dot_product_attention(q, k, v, implementation=impl, **kwargs)
+    try:
+        return jax.nn.dot_product_attention(q, k, v, implementation="cudnn", **kwargs)
+    except (NotImplementedError, RuntimeError, ValueError) as e:
+        warn_once(f"cuDNN attention unavailable ({e}); using XLA attention")
+        return jax.nn.dot_product_attention(q, k, v, implementation="xla", **kwargs)
 
 
 def displacement(points_BxLx2, unit: float):
@@ -116,8 +166,6 @@ class Param(nn.Module):
 
 
 def _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs_HxPx2):
-    if q.shape[-1] % 2:
-        raise ValueError(f"rotary attention needs an even head dimension; got {q.shape[-1]}")
     u = points.astype(jnp.float32) / cfg.unit
     # f . u as two broadcast products (a contraction over 2 lowers to a slow dot on a CPU)
     angles = (
@@ -153,14 +201,21 @@ def none(cfg, q, k, v, points, mask, kv_len, impl):
     return dot_product(q, k, v, mask, kv_len, impl)
 
 
-@register("rope", "2-D rotary embedding of (x, y) on q and k, axial frequencies", flash=True)
+@register(
+    "rope", "2-D rotary embedding of (x, y) on q and k, axial frequencies", flash=True, rotary=True
+)
 def rope(cfg, q, k, v, points, mask, kv_len, impl):
     h, pairs = q.shape[2], q.shape[3] // 2
     freqs = jnp.broadcast_to(axial_frequencies(pairs), (h, pairs, 2))
     return _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs)
 
 
-@register("rope_mixed", "2-D rotary embedding, learned mixed frequencies (RoPE-Mixed)", flash=True)
+@register(
+    "rope_mixed",
+    "2-D rotary embedding, learned mixed frequencies (RoPE-Mixed)",
+    flash=True,
+    rotary=True,
+)
 def rope_mixed(cfg, q, k, v, points, mask, kv_len, impl):
     h, pairs = q.shape[2], q.shape[3] // 2
     freqs = Param(mixed_init, (h, pairs, 2), name="rope_freqs")()
@@ -173,7 +228,7 @@ BIAS_HIDDEN = 32  # the displacement MLPs' hidden width
 @register("bias", "a learned bias per head: an MLP of the log-spaced displacement", flash=False)
 def bias(cfg, q, k, v, points, mask, kv_len, impl):
     delta = log_spaced(displacement(points, cfg.unit), _extent_units(cfg))
-    b = _mlp(delta, BIAS_HIDDEN, q.shape[2], "rel_bias")  # [B, L, L, H]
+    b = _mlp(delta, BIAS_HIDDEN, q.shape[2], "rel_bias")  # [B or 1, L, L, H]
     return dot_product(q, k, v, mask, kv_len, impl, bias=b.transpose(0, 3, 1, 2).astype(q.dtype))
 
 
@@ -187,8 +242,10 @@ def bias(cfg, q, k, v, points, mask, kv_len, impl):
 def te(cfg, q, k, v, points, mask, kv_len, impl):
     del impl  # the logits are an MLP of the dot products: computed here, on XLA
     b, seq, h, dh = q.shape
-    delta = log_spaced(displacement(points, cfg.unit), _extent_units(cfg))  # [B, L, L, 2]
-    dots = jnp.einsum("bihd,bjhd->bijh", q, k).astype(jnp.float32) / math.sqrt(dh)
+    delta = log_spaced(displacement(points, cfg.unit), _extent_units(cfg))
+    delta = jnp.broadcast_to(delta, (b, seq, seq, 2))  # lattice points come as [1, L, 2]
+    dots = jnp.einsum("bihd,bjhd->bijh", q, k, preferred_element_type=jnp.float32)
+    dots = dots / math.sqrt(dh)
     logits = dots + _mlp(jnp.concatenate([delta, dots], -1), BIAS_HIDDEN, h, "te_logits")
     keep = jnp.ones((b, 1, seq, seq), bool) if mask is None else mask
     if kv_len is not None:
@@ -197,5 +254,5 @@ def te(cfg, q, k, v, points, mask, kv_len, impl):
     weights = jax.nn.softmax(logits, axis=2)  # over keys j: [B, L, L, H]
     out = jnp.einsum("bijh,bjhd->bihd", weights.astype(v.dtype), v)
     where = jnp.einsum("bijh,bijc->bihc", weights, delta)  # attention-weighted displacement
-    w = Param(nn.initializers.lecun_normal(), (h, 2, dh), name="te_values")()
+    w = Param(nn.initializers.normal(2**-0.5), (h, 2, dh), name="te_values")()  # fan-in 2
     return out + jnp.einsum("bihc,hcd->bihd", where, w).astype(out.dtype)
