@@ -385,3 +385,14 @@ def test_rotary_on_cudnn_equals_rotary_on_xla(name):
         model(name, position="sincos", attention_impl="xla", **kw), tokens, points, params
     )
     np.testing.assert_allclose(got, want, atol=5e-2)
+
+
+def test_the_study_refuses_te_with_absolute_positions_naming_its_axis():
+    from experiments import cli
+    from rectbert.recipes import sparse_study
+    from tests.conftest import build
+
+    with pytest.raises(cli.Error, match=r"^--positions=.* none with --relative=te"):
+        build(sparse_study, "--relative=te", "--workdir=/nonexistent/x")
+    plan = build(sparse_study, "--relative=te", "--positions=none", "--workdir=/nonexistent/x")
+    assert {(r.run.model.position, r.run.model.relative) for r in plan.rows} == {("none", "te")}

@@ -33,7 +33,7 @@ class ModelConfig:
     position: str = setting("learned", "Position embedding.", choices=positions.POSITIONS)
     relative: str = setting(
         "none",
-        "Relative geometry in attention (docs: performance, relative geometry).",
+        "Relative geometry in attention (docs/performance.md#relative).",
         choices=relative.RELATIVES,
     )
     fourier_scale: float = setting(10.0, "Std of Fourier-feature frequencies (per canvas).")

@@ -76,8 +76,7 @@ def checks(cfg) -> list:
         (
             lambda: rel().absolute or cfg.position == "none",
             "position",
-            f"none with relative={cfg.relative!r} (translation-equivariant: no absolute "
-            "position)",
+            f"none with relative={cfg.relative!r} (translation-equivariant: no absolute position)",
         ),
         (
             lambda: not rel().rotary or (head() % 2 == 0 and head() >= 4),

@@ -17,7 +17,7 @@ from rectbert import config, scenes
 from rectbert.config import setting
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.files import write_atomic
-from rectbert.model import encoder, positions
+from rectbert.model import encoder, positions, relative
 from rectbert.recipes import common, sparse
 from rectbert.training import train, workdir
 from rectbert.training.engine import RunConfig
@@ -104,6 +104,12 @@ def build(v: dict) -> Plan:
         raise config.ConfigError(
             "scene", "scene", v["scene"], "unset with --scenes (it names the scenes)"
         )
+    rel = v.get("relative", "none")
+    if rel in relative.RELATIVES and not relative.RELATIVES[rel].absolute:
+        if any(p != "none" for p in study.positions):
+            allowed = f"none with --relative={rel} (it sees no absolute position)"
+            raise config.ConfigError("StudyConfig", "positions", study.positions, allowed)
+    v = {**v, "position": study.positions[0]}  # each row sets its own
     names, several = common.scene_names(v), bool(study.scenes)
     bases = [
         common.run_config(SparseTask, v, num_examples=0, scene=common.scene(v, n, study.scenes))
