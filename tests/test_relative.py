@@ -396,3 +396,31 @@ def test_the_study_refuses_te_with_absolute_positions_naming_its_axis():
         build(sparse_study, "--relative=te", "--workdir=/nonexistent/x")
     plan = build(sparse_study, "--relative=te", "--positions=none", "--workdir=/nonexistent/x")
     assert {(r.run.model.position, r.run.model.relative) for r in plan.rows} == {("none", "te")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RELATIVE)
+def test_a_trained_run_of_each_variant_predicts_samples_and_meets_the_oracle(name, tmp_path):
+    # the sparse command's any-count run with the variant, then the public API on it
+    import rectbert
+    from experiments import cli
+    from rectbert.recipes import sparse
+    from rectbert.training import train
+    from tests.conftest import ANYCOUNT, parse
+
+    pos = ["--position=none"] if name == "te" else []
+    fv = parse(sparse, f"--workdir={tmp_path}", f"--relative={name}", *pos, *ANYCOUNT)
+    train.train(cli.build(sparse, fv).run, str(tmp_path))
+    run = rectbert.load_run(str(tmp_path))
+    assert run.model_config.relative == name
+    rng = np.random.default_rng(0)
+    points = rng.uniform(32, 224, (2, 6, 2)).astype(np.float32)
+    tokens = rng.integers(0, run.model_config.num_tokens, (2, 6))
+    visible = np.array([True, True, False, True, False, False])
+    probs = np.asarray(run.predict(points, tokens, visible))
+    assert probs.shape == (2, 6, run.model_config.num_tokens)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    drawn = np.asarray(run.sample(points, tokens, visible, jax.random.key(1)))
+    np.testing.assert_array_equal(drawn[:, visible], tokens[:, visible])
+    rows, _ = run.oracle_curve(visible=(2,), examples=4)
+    assert rows[0]["visible"] == 2 and 0.0 <= rows[0]["model_accuracy"] <= 1.0
