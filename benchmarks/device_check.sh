@@ -39,7 +39,7 @@ else  # tests the script: tiny sizes
   CURVE=2 SAMPLES=2
   TTC=(--configs= --validation_examples=64 --eval_every=20
     --setting=num_steps=40 --setting=embed_dim=32 --setting=mlp_dim=64 --setting=num_layers=1
-    --setting=num_heads=2)
+    --setting=num_heads=2 --setting=eval_examples=64)
   REL_TTC=("${TTC[@]}" --setting=relative=$REL)
   [[ $REL == te ]] && REL_TTC+=(--setting=position=none)  # te sees no absolute position
 fi
