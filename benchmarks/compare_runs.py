@@ -4,10 +4,11 @@ tokens: the oracle curve's held-out examples and masks, no oracle needed.
 python -m benchmarks.compare_runs --workdirs=runs/a,runs/b[,...] [--visible=1,2,4,8,12,16,20,23]
                                   [--examples=256]
 
-Each run after the first is compared with the first: accuracy at each count and the paired
-difference (points, with the standard error over hidden tokens, as the curve's own
-model − oracle column). The runs must share their task (scene, schedule, points, seed): the
-held-out examples are then the same tokens; a run with another task is refused.
+Each run after the first is compared with the first: accuracy and NLL at each count and their
+paired differences (points and nats, with the standard error over hidden tokens, as the
+curve's own model − oracle column). The runs must share their task (scene, schedule,
+points, seed) and codebook: the held-out examples are then the same tokens; a run with
+another is refused.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ flags.DEFINE_integer("examples", 256, "Held-out examples per count (the curve's 
 FLAGS = flags.FLAGS
 
 
-def right_at(run, task, visible: int, examples: int) -> np.ndarray:
+def scored_at(run, task, visible: int, examples: int) -> tuple[np.ndarray, np.ndarray]:
     """Per hidden token of the curve's held-out batch at `visible`: 1 where the run's argmax
-    is the true token."""
+    is the true token, and the true token's negative log-probability (nats)."""
     batch = oracle_curve.held_out(task, visible, examples)
     predict = evaluation.make_predict(run.model_config)
     probs = oracle_curve.model_probs(predict, run.params, batch)
-    mask = np.asarray(batch.mask)
-    return (probs.argmax(-1) == np.asarray(batch.tokens))[mask].astype(np.float64)
+    mask, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
+    right = (probs.argmax(-1) == tokens)[mask].astype(np.float64)
+    p_true = np.take_along_axis(probs, tokens[..., None], -1)[..., 0][mask]
+    return right, -np.log(np.maximum(p_true, 1e-30))
 
 
 def main(argv):
@@ -57,11 +60,16 @@ def main(argv):
     if any(v >= task.seq_len for v in counts):
         raise usage.refuse("visible", FLAGS.visible, f"counts in [1, {task.seq_len - 1}]")
     for v in counts:
-        rights = [right_at(run, run.task(), v, FLAGS.examples) for run in runs]
-        line = f"visible {v:2d}: {FLAGS.workdirs[0]} {rights[0].mean():.4f}"
-        for w, r in zip(FLAGS.workdirs[1:], rights[1:], strict=True):
-            diff, se = losses.paired_difference(r, rights[0])
-            line += f"; {w} {r.mean():.4f} ({100 * diff:+.2f} +- {100 * se:.2f} pt)"
+        scored = [scored_at(run, run.task(), v, FLAGS.examples) for run in runs]
+        (r0, n0), line = scored[0], f"visible {v:2d}: {FLAGS.workdirs[0]}"
+        line += f" {r0.mean():.4f} NLL {n0.mean():.3f}"
+        for w, (r, nll) in zip(FLAGS.workdirs[1:], scored[1:], strict=True):
+            diff, se = losses.paired_difference(r, r0)
+            d_nll, se_nll = losses.paired_difference(nll, n0)
+            line += (
+                f"; {w} {r.mean():.4f} ({100 * diff:+.2f} +- {100 * se:.2f} pt), NLL "
+                f"{nll.mean():.3f} ({d_nll:+.3f} +- {se_nll:.3f})"
+            )
         print(line, flush=True)
 
 
