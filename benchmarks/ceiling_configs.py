@@ -2,6 +2,8 @@
 settings over its defaults (`--configs=a,b,...`). Each was a question; RESULTS.md has its
 prediction and what it measured."""
 
+from rectbert.model import relative
+
 # sparse_anycount_quick.flags, as its settings (the any-count configurations start from it)
 ANYCOUNT_QUICK = dict(
     mask_schedule="anycount",
@@ -67,7 +69,7 @@ ANYCOUNT_ROTATED = {**ANYCOUNT_QUICK, **ROTATED, "eval_examples": 64}
 
 
 def _relative(base: dict, steps: int, name: str) -> dict:
-    position = {"position": "none"} if name == "te" else {}
+    position = {} if relative.RELATIVES[name].absolute else {"position": "none"}
     return {**base, "relative": name, **position, "num_steps": round(steps / RELATIVE_COST[name])}
 
 

@@ -27,7 +27,7 @@ from benchmarks.peak import matmul_peak_tflops
 from rectbert import config, scenes
 from rectbert.data import tasks
 from rectbert.data.scene_tasks import GridTask
-from rectbert.model import encoder, losses
+from rectbert.model import encoder, losses, relative
 from rectbert.training import engine
 
 SIZES = {  # the write-up's model, and one this CPU times in seconds
@@ -41,7 +41,7 @@ VARIANTS = {
     "bf16": ("bfloat16", "xla", 1, "none"),
     "bf16_pad": ("bfloat16", "xla", 8, "none"),
     "fast": (None, "auto", 0, "none"),
-    **{f"fast_{r}": (None, "auto", 0, r) for r in ("rope", "rope_mixed", "bias", "te")},
+    **{f"fast_{r}": (None, "auto", 0, r) for r in relative.RELATIVES if r != "none"},
 }
 
 flags.DEFINE_enum("size", "small", list(SIZES), "seed: the write-up's 22.3 M model; small: CPU.")
@@ -99,7 +99,8 @@ def variant_config(task, size: dict, variant: str, dtype: str) -> encoder.ModelC
     v_dtype, impl, pad_to, rel = VARIANTS[variant]
     return encoder.ModelConfig(
         relative=rel,
-        position="none" if rel == "te" else "learned",  # te: translation-equivariant
+        # an entry that sees no absolute position (te) gets none
+        position="learned" if relative.RELATIVES[rel].absolute else "none",
         num_tokens=task.num_tokens,
         num_positions=SEQ_LEN,
         embed_dim=size["embed_dim"],

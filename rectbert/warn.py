@@ -14,3 +14,13 @@ class RectbertWarning(UserWarning):
 
 def warn(message: str) -> None:
     warnings.warn(message, RectbertWarning, stacklevel=3)
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """warn(message) the first time this process is told it (e.g. once per traced layer)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warn(message)

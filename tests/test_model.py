@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rectbert.model import encoder, positions, relative
+import rectbert.warn
+from rectbert.model import encoder, positions
 from rectbert.warn import RectbertWarning
 
 
@@ -166,7 +167,7 @@ def test_auto_falls_back_to_xla_where_cudnn_refuses(monkeypatch, capsys, rel):
 
     monkeypatch.setattr(jax.nn, "dot_product_attention", refusing)
     monkeypatch.setattr(encoder, "modern_cuda_gpu", lambda: True)
-    monkeypatch.setattr(relative, "_WARNED", set())
+    monkeypatch.setattr(rectbert.warn, "_WARNED", set())
     auto = write_up_sized(dtype="bfloat16", num_layers=2, relative=rel)
     assert encoder.resolve_attention(auto) == ("cudnn", 8)
     tokens, hidden, points = grid_like_batch()

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import rectbert.warn
 from rectbert import config
 from rectbert.model import encoder, relative
 from rectbert.model.encoder import Encoder, ModelConfig
@@ -232,7 +233,7 @@ def test_auto_keeps_flash_attention_only_where_the_variant_allows(monkeypatch):
         )
         assert encoder.resolve_attention(cfg)[0] == ("cudnn" if rel.flash else "xla"), name
     assert relative.RELATIVES["rope"].flash and not relative.RELATIVES["bias"].flash
-    said = [m for m in relative._WARNED if "relative='bias'" in m]
+    said = [m for m in rectbert.warn._WARNED if "relative='bias'" in m]
     assert said and "chose XLA attention, not cuDNN's flash attention" in said[0]
 
 
@@ -392,7 +393,7 @@ def test_the_study_refuses_te_with_absolute_positions_naming_its_axis():
     from rectbert.recipes import sparse_study
     from tests.conftest import build
 
-    with pytest.raises(cli.Error, match=r"^--positions=.* none with --relative=te"):
+    with pytest.raises(cli.Error, match=r"^--positions=.* none with relative='te'"):
         build(sparse_study, "--relative=te", "--workdir=/nonexistent/x")
     plan = build(sparse_study, "--relative=te", "--positions=none", "--workdir=/nonexistent/x")
     assert {(r.run.model.position, r.run.model.relative) for r in plan.rows} == {("none", "te")}

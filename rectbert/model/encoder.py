@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from rectbert import config
 from rectbert.config import setting
 from rectbert.model import positions, relative
+from rectbert.warn import warn_once
 
 ATTENTIONS = ("full", "context")
 NORMS = ("pre", "post")
@@ -151,7 +152,7 @@ def resolve_attention(cfg: ModelConfig) -> tuple[str, int]:
         flash = relative.RELATIVES[cfg.relative].flash
         impl = "cudnn" if fits and flash and modern_cuda_gpu() else "xla"
         if fits and not flash and modern_cuda_gpu():
-            relative.warn_once(
+            warn_once(
                 f"attention_impl=auto chose XLA attention, not cuDNN's flash attention: "
                 f"relative={cfg.relative!r} adds a term to the logits"
             )

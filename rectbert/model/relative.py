@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rectbert.warn import warn
+from rectbert.warn import warn_once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,15 +85,6 @@ def checks(cfg) -> list:
             "turns pairs, along x and along y)",
         ),
     ]
-
-
-_WARNED: set[str] = set()
-
-
-def warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warn(message)
 
 
 def get(name: str) -> Relative:

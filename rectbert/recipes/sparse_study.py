@@ -17,7 +17,7 @@ from rectbert import config, scenes
 from rectbert.config import setting
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.files import write_atomic
-from rectbert.model import encoder, positions, relative
+from rectbert.model import encoder, positions
 from rectbert.recipes import common, sparse
 from rectbert.training import train, workdir
 from rectbert.training.engine import RunConfig
@@ -104,17 +104,15 @@ def build(v: dict) -> Plan:
         raise config.ConfigError(
             "scene", "scene", v["scene"], "unset with --scenes (it names the scenes)"
         )
-    rel = v.get("relative", "none")
-    if rel in relative.RELATIVES and not relative.RELATIVES[rel].absolute:
-        if any(p != "none" for p in study.positions):
-            allowed = f"none with --relative={rel} (it sees no absolute position)"
-            raise config.ConfigError("StudyConfig", "positions", study.positions, allowed)
     v = {**v, "position": study.positions[0]}  # each row sets its own
     names, several = common.scene_names(v), bool(study.scenes)
-    bases = [
-        common.run_config(SparseTask, v, num_examples=0, scene=common.scene(v, n, study.scenes))
-        for n in names
-    ]
+    try:
+        bases = [
+            common.run_config(SparseTask, v, num_examples=0, scene=common.scene(v, n, study.scenes))
+            for n in names
+        ]
+    except config.ConfigError as e:  # e.g. --relative=te with an absolute position
+        raise on_axes(e, f"with --positions={study.positions[0]}") from None
     rows = []
     for base in bases:
         root = os.path.join(output.workdir, base.task.scene.name) if several else output.workdir
@@ -123,6 +121,13 @@ def build(v: dict) -> Plan:
     info = {"scenes": [b.task.scene.record() for b in bases]} if several else {}
     head = dataclasses.replace(bases[0], info=info)
     return Plan(head, several, tuple(rows), output.workdir, output.window(head.train.num_steps))
+
+
+def on_axes(e: config.ConfigError, where: str) -> config.ConfigError:
+    """`e` against the study's axis flag (--regimes, --positions, --attentions) where its field
+    is one, saying where it arose."""
+    flag = AXES.get(e.field, "regimes" if e.field == "fixed_points" else e.flag)
+    return config.ConfigError(e.owner, e.field, e.value, f"{e.allowed} ({where})", flag)
 
 
 def row(base: RunConfig, regime: str, position: str, attention: str, root: str) -> Row:
@@ -135,9 +140,7 @@ def row(base: RunConfig, regime: str, position: str, attention: str, root: str) 
         model = dataclasses.replace(base.model, position=position, attention=attention)
         run = RunConfig(task, model, base.train, {"regime": regime})
     except config.ConfigError as e:
-        flag = AXES.get(e.field, "regimes" if e.field == "fixed_points" else e.flag)
-        allowed = f"{e.allowed} (row {name})"
-        raise config.ConfigError(e.owner, e.field, e.value, allowed, flag) from None
+        raise on_axes(e, f"row {name}") from None
     return Row(task.scene.name, regime, position, attention, run, os.path.join(root, name))
 
 
