@@ -69,8 +69,6 @@ BAD_FLAGS = [
     (sparse, ["--mask_count=-1"], "mask_count"),
     (sparse, ["--num_points=1"], "num_points"),
     (sparse, ["--eval_oracle", "--point_sampler=edges"], "eval_oracle"),
-    (sparse, ["--eval_oracle", "--scene=junction"], "eval_oracle"),
-    (sparse, ["--oracle_curve", "--scene=rects", "--min_rects=1"], "oracle_curve"),
     (sparse, ["--oracle_curve", "--curve_visible=24"], "curve_visible"),
     (sparse, ["--dense_spacing=0"], "dense_spacing"),
     (sparse, ["--dense_spacing=0.001"], "dense_spacing"),  # 37 billion queries

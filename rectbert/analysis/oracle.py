@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
-from rectbert.analysis.smc import posterior_one, replica
+from rectbert.analysis.smc import posterior_one, replica, seen_points
 from rectbert.data import points
 
 
@@ -52,9 +52,9 @@ class OracleConfig:
         )
 
 
-@functools.partial(jax.jit, static_argnames=("scene", "cfg"))
-def _posterior(keys, points, tokens, visible, centroids, scene, cfg):
-    fn = functools.partial(posterior_one, centroids_KxG=centroids, scene=scene, cfg=cfg)
+@functools.partial(jax.jit, static_argnames=("scene", "cfg", "seen"))
+def _posterior(keys, points, tokens, visible, centroids, scene, cfg, seen):
+    fn = functools.partial(posterior_one, centroids_KxG=centroids, scene=scene, cfg=cfg, seen=seen)
     return jax.lax.map(lambda a: fn(*a), (keys, points, tokens, visible))
 
 
@@ -76,18 +76,45 @@ def check(scene) -> None:
         raise ValueError(f"the oracle does not support {why}")
 
 
-def _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg):
-    """(probs [B, P, K], ess [B], chain states [B, C, D], on-posterior [B, C])."""
+@dataclasses.dataclass(frozen=True)
+class Posterior:
+    """The oracle's answer for B examples (numpy arrays)."""
+
+    probs: np.ndarray  # [B, P, K] posterior-predictive token probabilities
+    ess: np.ndarray  # [B] effective sample size, measured from two replicas
+    samples: np.ndarray  # [B, chains, D] final chain states, the scene's parameters
+    live: np.ndarray  # [B, chains] whether each state is on the posterior
+    components: np.ndarray  # [B, M] p(component | visible tokens) (Scene.components)
+    log_evidence: np.ndarray  # [B] log p(visible tokens), the points' density left out
+    evidence_error: np.ndarray  # [B] relative Monte Carlo error of the evidence (replicas)
+
+
+def posterior(
+    key,
+    points_BxPx2,
+    tokens_BxP,
+    visible_BxP,
+    centroids_KxG,
+    scene,
+    cfg: OracleConfig = OracleConfig(),
+) -> Posterior:
+    """The posterior of B examples given their visible (point, token) pairs, every output of
+    the sampler. Invisible entries of tokens_BxP are ignored; `scene` is the task's scene
+    (its prior); the points are assumed uniformly sampled."""
     check(scene)
-    return _posterior(
-        jax.random.split(key, jnp.shape(tokens_BxP)[0]),
+    visible = np.asarray(visible_BxP, bool)
+    most = int(visible.sum(-1).max()) if visible.size else 0
+    out = _posterior(
+        jax.random.split(key, visible.shape[0]),
         jnp.asarray(points_BxPx2, jnp.float32),
         jnp.asarray(tokens_BxP, jnp.int32),
-        jnp.asarray(visible_BxP, bool),
+        jnp.asarray(visible),
         jnp.asarray(centroids_KxG, jnp.float32),
         scene,
         cfg,
+        seen_points(most, visible.shape[1]),
     )
+    return Posterior(*(np.asarray(a) for a in out))
 
 
 def posterior_samples(
@@ -100,7 +127,8 @@ def posterior_samples(
     cfg: OracleConfig = OracleConfig(),
 ):
     """[B, chains, D] final MCMC states and [B, chains] whether each is on the posterior."""
-    return _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)[2:]
+    post = posterior(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)
+    return post.samples, post.live
 
 
 def posterior_predictive(
@@ -112,12 +140,9 @@ def posterior_predictive(
     scene,
     cfg: OracleConfig = OracleConfig(),
 ):
-    """([B, P, K] posterior-predictive token probabilities, [B] effective sample sizes).
-
-    Invisible entries of tokens_BxP are ignored; `scene` is the task's scene (its prior); the
-    points are assumed uniformly sampled.
-    """
-    return _run(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)[:2]
+    """([B, P, K] posterior-predictive token probabilities, [B] effective sample sizes)."""
+    post = posterior(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)
+    return post.probs, post.ess
 
 
 CHECK = OracleConfig(num_samples=512, chains=64, anneal_steps=24, mcmc_steps=1)
@@ -125,10 +150,16 @@ CHECK = OracleConfig(num_samples=512, chains=64, anneal_steps=24, mcmc_steps=1)
 
 @functools.partial(jax.jit, static_argnames=("scene", "cfg"))
 def _consistent(keys, points, tokens, centroids, scene, cfg):
-    def one(a):
+    def one(a):  # each component searched; the first that finds a shape is the witness
         k, p, t = a
-        _, _, x, live = replica(k, p, t, jnp.ones(t.shape, bool), centroids, scene, cfg)
-        return jnp.any(live), jnp.where(jnp.any(live), x[jnp.argmax(live)], jnp.nan)
+        found, witness = jnp.bool_(False), jnp.full(scene.param_dim, jnp.nan)
+        for m, (_, part) in enumerate(scene.components()):
+            every = jnp.ones(t.shape, bool)
+            _, _, x, live, _ = replica(jax.random.fold_in(k, m), p, t, every, centroids, part, cfg)
+            x = scene.lift(m, x)
+            witness = jnp.where(~found & jnp.any(live), x[jnp.argmax(live)], witness)
+            found = found | jnp.any(live)
+        return found, witness
 
     return jax.lax.map(one, (keys, points, tokens))
 

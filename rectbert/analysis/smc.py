@@ -33,6 +33,23 @@ def _tokens(scene, params_NxD, points_Px2, centroids_KxG):
     return codebook.quantise(scene.coverage(params_NxD, points), centroids_KxG)
 
 
+def seen_points(num_visible: int, num_points: int) -> int:
+    """How many points the likelihood looks at (the visible ones first, then hidden ones it
+    ignores) for examples of at most num_visible visible points: a power of two from 4 on, or
+    all of them; a few sizes, so a few compilations (the sampler is compiled per size)."""
+    size = 4
+    while size < num_visible:
+        size *= 2
+    return min(size, num_points)
+
+
+def _mean_exp(log_x):
+    """log mean exp(log_x) over the last axis (-inf when all are -inf)."""
+    top = jnp.max(log_x, -1)
+    safe = jnp.where(jnp.isfinite(top), top, 0.0)
+    return safe + jnp.log(jnp.mean(jnp.exp(log_x - safe[..., None]), -1))
+
+
 def _log_q(params_NxD, log_prior_N, box_Dx2, share):
     """log density of one round's proposal: share x prior + (1 - share) x U(box)."""
     inside = _inside(params_NxD, box_Dx2)
@@ -97,156 +114,240 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0):
 BETA_MAX = 40.0  # a mismatch weighs exp(-40): past this the tempering jumps to the posterior
 
 
-def _slice_sweep(key, x, logp, t, beta, width, target, cfg):
+def _slice_sweep(key, x, logp, beta, width, target, scene, shrinks):
     """One slice-sampling sweep of every chain, coordinate by coordinate with a shrinking
-    bracket, at temperature beta (inf: the exact posterior). Loops, not unrolled."""
+    bracket, at temperature beta (inf: the exact posterior). A candidate is the scene's
+    canonical form of the moved point (Scene.wrap: e.g. rotated's seam, where (w, h, theta)
+    is (h, w, theta - pi/2), or a periodic angle), so the bracket may cross the
+    parametrisation's edges. Loops, not unrolled."""
     chains, dim = x.shape
 
     def coordinate(j, carry):
-        key, x, logp, t = carry
+        key, x, logp = carry
         key, k_level, k_pos = jax.random.split(key, 3)
         level = logp + jnp.log(jax.random.uniform(k_level, (chains,)))
-        lo = x[:, j] - width[j] * jax.random.uniform(k_pos, (chains,))
+        start, here = x, x[:, j]
+        lo = here - width[j] * jax.random.uniform(k_pos, (chains,))
 
         def shrink(_, c):
-            key, x, logp, t, lo, hi = c
+            key, x, logp, lo, hi = c
             key, k_try = jax.random.split(key)
             cand = lo + (hi - lo) * jax.random.uniform(k_try, (chains,))
-            prop = x.at[:, j].set(cand)
-            logp_p, t_p = target(prop, beta)
+            prop = scene.wrap(start.at[:, j].set(cand))
+            logp_p = target(prop, beta)
             ok = logp_p > level  # a chain off the posterior (-inf) takes any point on it
             x = jnp.where(ok[:, None], prop, x)
-            logp, t = jnp.where(ok, logp_p, logp), jnp.where(ok[:, None], t_p, t)
-            lo = jnp.where(ok, x[:, j], jnp.where(cand < x[:, j], cand, lo))
-            hi = jnp.where(ok, x[:, j], jnp.where(cand >= x[:, j], cand, hi))
-            return key, x, logp, t, lo, hi
+            logp = jnp.where(ok, logp_p, logp)
+            lo = jnp.where(ok, cand, jnp.where(cand < here, cand, lo))  # accepted: collapse
+            hi = jnp.where(ok, cand, jnp.where(cand >= here, cand, hi))
+            return key, x, logp, lo, hi
 
-        key, x, logp, t, _, _ = jax.lax.fori_loop(
-            0, cfg.shrinks, shrink, (key, x, logp, t, lo, lo + width[j])
+        key, x, logp, _, _ = jax.lax.fori_loop(
+            0, shrinks, shrink, (key, x, logp, lo, lo + width[j])
         )
-        return key, x, logp, t
+        return key, x, logp
 
-    _, x, logp, t = jax.lax.fori_loop(0, dim, coordinate, (key, x, logp, t))
-    return x, logp, t
+    _, x, logp = jax.lax.fori_loop(0, dim, coordinate, (key, x, logp))
+    return x, logp
 
 
-def _tempered_move(key, pool, pool_log_w, pool_mism, width, target, mismatches, k, cfg):
+WIDTH = 2.5  # slice bracket = this x the chains' spread per coordinate (re-measured per step)
+
+
+def _widths(x, fallback, hard):
+    """[D] slice brackets from the chains' spread (WIDTH standard deviations), where the
+    chains are copies of one (spread 0) the importance stage's fallback; at most the hard
+    bounds' range."""
+    spread = jnp.std(x, axis=0)
+    return jnp.minimum(jnp.where(spread > 0, WIDTH * spread, fallback), hard[:, 1] - hard[:, 0])
+
+
+def _tempered_move(
+    key, pool, pool_log_w, pool_mism, fallback, hard, target, mismatches, scene, cfg
+):
     """Sequential Monte Carlo from the importance pool to the posterior: chains drawn from the
     pool tempered at the largest beta that keeps an ESS of `chains` (weights prior / proposal
     x exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
-    chains), chains reweighted and resampled, one slice sweep at beta, until beta reaches
-    BETA_MAX or anneal_steps. Last, the exact
-    posterior: chains off it dropped by resampling, then `mcmc_steps` exact sweeps whose
-    token counts are the estimate. Returns (states, log posterior, counts [P, K], how many
-    chains were on the posterior before that last resampling)."""
+    chains), chains reweighted and resampled, one slice sweep at beta (brackets from the
+    chains' spread), until beta reaches BETA_MAX or anneal_steps. Last, the exact posterior:
+    chains off it dropped by resampling. Returns (states, log posterior, how many chains were
+    on the posterior before that last resampling, log evidence).
+
+    The evidence Z = integral of prior x 1[every visible token matches] is SMC's normalising
+    constant: the importance stage's estimate of the first tempered target's (pool weights
+    over num_samples per round: the balance heuristic), times each step's mean incremental
+    weight exp(-(beta' - beta) x mismatches), times the share of chains on the posterior."""
     c = cfg.chains
     key, k_start = jax.random.split(key)
     base = jnp.where(jnp.isfinite(pool_log_w), pool_log_w, -1e30)
     beta = _next_beta(jnp.float32(0.0), pool_mism, float(c), base)
     start = jnp.where(jnp.isfinite(pool_log_w), pool_log_w - beta * pool_mism, -jnp.inf)
+    log_z = jax.nn.logsumexp(start) - jnp.log(float(cfg.num_samples))
     x = pool[jax.random.categorical(k_start, start, shape=(c,))]
 
     def anneal(carry):
-        key, x, mism, beta, i = carry
+        key, x, mism, beta, log_z, i = carry
         key, k_pick, k_move = jax.random.split(key, 3)
         nxt = _next_beta(beta, mism, c / 2)
-        x = x[jax.random.categorical(k_pick, -(nxt - beta) * mism, shape=(c,))]
-        logp, t = target(x, nxt)
-        x, _, _ = _slice_sweep(k_move, x, logp, t, nxt, width, target, cfg)
-        return key, x, mismatches(x), nxt, i + 1
+        log_inc = -(nxt - beta) * mism
+        log_z = log_z + _mean_exp(log_inc)
+        x = x[jax.random.categorical(k_pick, log_inc, shape=(c,))]
+        width = _widths(x, fallback, hard)
+        x, _ = _slice_sweep(k_move, x, target(x, nxt), nxt, width, target, scene, cfg.shrinks)
+        return key, x, mismatches(x), nxt, log_z, i + 1
 
     def cold(carry):
         # go on until a mismatch weighs exp(-BETA_MAX) and half the chains are on the
         # posterior (chains all tied at one mismatch leave the ESS alone: beta jumps to the
         # cap without any chain on the posterior), or anneal_steps
-        _, _, mism, beta, i = carry
+        _, _, mism, beta, _, i = carry
         done = (beta >= BETA_MAX) & (jnp.mean(mism == 0) >= 0.5)
         return (i < cfg.anneal_steps) & ~done
 
-    key, x, _, _, _ = jax.lax.while_loop(cold, anneal, (key, x, mismatches(x), beta, 0))
+    key, x, mism, _, log_z, _ = jax.lax.while_loop(
+        cold, anneal, (key, x, mismatches(x), beta, log_z, 0)
+    )
     key, k_pick = jax.random.split(key)
-    on = mismatches(x) == 0
-    distinct = jnp.sum(on)
+    on = mism == 0
+    log_z = log_z + jnp.log(jnp.mean(on.astype(jnp.float32)))
     x = x[jax.random.categorical(k_pick, jnp.where(on, 0.0, -jnp.inf), shape=(c,))]
+    return x, target(x, jnp.inf), jnp.sum(on), log_z
+
+
+def _exact_sweeps(key, x, logp, fallback, hard, target, tokens_all, shape, scene, cfg):
+    """`mcmc_steps` slice sweeps of the exact posterior; after each, every chain on it counts
+    its tokens at all points: ([P, K] counts, states, log posterior)."""
 
     def exact(_, carry):
-        key, x, logp, t, counts = carry
+        key, x, logp, counts = carry
         key, k_move = jax.random.split(key)
-        x, logp, t = _slice_sweep(k_move, x, logp, t, jnp.inf, width, target, cfg)
+        width = _widths(x, fallback, hard)
+        x, logp = _slice_sweep(k_move, x, logp, jnp.inf, width, target, scene, cfg.shrinks)
         live = jnp.isfinite(logp).astype(jnp.float32)
-        return key, x, logp, t, counts + jnp.einsum("c,cpk->pk", live, jax.nn.one_hot(t, k))
+        one_hot = jax.nn.one_hot(tokens_all(x), shape[1])
+        return key, x, logp, counts + jnp.einsum("c,cpk->pk", live, one_hot)
 
-    logp, t = target(x, jnp.inf)
-    counts = jnp.zeros((t.shape[1], k))
-    _, x, logp, _, counts = jax.lax.fori_loop(0, cfg.mcmc_steps, exact, (key, x, logp, t, counts))
-    return x, logp, counts, jnp.where(jnp.any(on), distinct, 0)
+    counts = jnp.zeros(shape)
+    _, x, logp, counts = jax.lax.fori_loop(0, cfg.mcmc_steps, exact, (key, x, logp, counts))
+    return counts, x, logp
 
 
-def replica(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg):
-    """One estimate of the posterior-predictive token probabilities [P, K] for one example
-    (and whether it found the posterior at all, the chains' states, which are on it):
-    importance sampling, all rounds weighted by the balance heuristic (prior / mean of the
-    rounds' proposal densities: multiple importance sampling), then tempered SMC."""
-    k = centroids_KxG.shape[0]
-    # a visible token other than the empty patch's means coverage > 0: the shape meets that
-    # point's window, which bounds its parameters (exactly: the box holds the posterior)
-    zero_token = codebook.quantise(jnp.zeros(centroids_KxG.shape[1]), centroids_KxG)
-    hard = scene.hard_bounds(points_Px2, visible_P & (tokens_P != zero_token))
-
-    def tokens_of(params):
-        return _tokens(scene, params, points_Px2, centroids_KxG)
-
-    key, params, toks, mism, boxes, share = _importance(
-        key, hard, tokens_of, scene, tokens_P, visible_P, cfg
-    )
-    log_prior = scene.log_density(params)
-    log_q_mix = jax.nn.logsumexp(jax.vmap(lambda b: _log_q(params, log_prior, b, share))(boxes), 0)
-    log_w = jnp.where(mism == 0, scene.log_density(params) - log_q_mix, -jnp.inf)
+def _weighed(params, toks, mism, log_w_all, hard, k, cfg):
+    """The importance stage's estimates from its pool (weights prior / mixture proposal,
+    exact matches only): the predictive [P, K], its ESS, log Z, and the slice brackets
+    [D] of chains that are all copies (from the matches' spread)."""
+    log_w = jnp.where(mism == 0, log_w_all, -jnp.inf)
     top = jnp.max(log_w)
     w = jnp.exp(log_w - jnp.where(jnp.isfinite(top), top, 0.0))  # all 0 when nothing matched
     w_sum = jnp.sum(w)
     ess_is = jnp.where(w_sum > 0, w_sum**2 / jnp.maximum(jnp.sum(w**2), 1e-30), 0.0)
     probs_is = jnp.einsum("n,npk->pk", w, jax.nn.one_hot(toks, k))
     probs_is = probs_is / jnp.maximum(w_sum, 1e-30)
-    # tempered sequential Monte Carlo from the whole pool (prior / mixture proposal weights)
+    log_z_is = jax.nn.logsumexp(log_w) - jnp.log(float(cfg.num_samples))
     mean = (w @ params) / jnp.maximum(w_sum, 1e-30)
     spread = jnp.sqrt((w @ (params - mean) ** 2) / jnp.maximum(w_sum, 1e-30))
     scale = jnp.where(w_sum > 0, jnp.clip(spread, 0.5, 32.0), 8.0)
-    width = jnp.minimum(hard[:, 1] - hard[:, 0], 8.0 * scale)
+    return probs_is, ess_is, log_z_is, jnp.minimum(hard[:, 1] - hard[:, 0], 8.0 * scale)
+
+
+def replica(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen=None):
+    """One estimate for one example, of one fixed-dimension scene (a mixture's component):
+    the posterior-predictive token probabilities [P, K], whether it found the posterior at
+    all, the chains' states, which are on it, and the log evidence (log Z: the prior
+    probability of the visible tokens). Importance sampling, all rounds weighted by the
+    balance heuristic (prior / mean of the rounds' proposal densities: multiple importance
+    sampling), then tempered SMC. The likelihood looks at `seen` points (the visible ones
+    first: seen_points), the counted sweeps' tokens at all of them."""
+    k = centroids_KxG.shape[0]
+    # a visible token other than the empty patch's means coverage > 0: the shape meets that
+    # point's window, which bounds its parameters (exactly: the box holds the posterior)
+    zero_token = codebook.quantise(jnp.zeros(centroids_KxG.shape[1]), centroids_KxG)
+    hard = scene.hard_bounds(points_Px2, visible_P & (tokens_P != zero_token))
+    first = jnp.argsort(~visible_P, stable=True)[: seen or points_Px2.shape[0]]
+    lik_points, lik_tokens, lik_on = points_Px2[first], tokens_P[first], visible_P[first]
+
+    def tokens_all(params):
+        return _tokens(scene, params, points_Px2, centroids_KxG)
+
+    key, params, toks, mism, boxes, share = _importance(
+        key, hard, tokens_all, scene, tokens_P, visible_P, cfg
+    )
+    log_prior = scene.log_density(params)
+    log_q_mix = jax.nn.logsumexp(jax.vmap(lambda b: _log_q(params, log_prior, b, share))(boxes), 0)
+    probs_is, ess_is, log_z_is, fallback = _weighed(
+        params, toks, mism, log_prior - log_q_mix, hard, k, cfg
+    )
 
     def mismatches(r):
-        return jnp.sum((tokens_of(r) != tokens_P) & visible_P, axis=-1)
+        t = _tokens(scene, r, lik_points, centroids_KxG)
+        return jnp.sum((t != lik_tokens) & lik_on, axis=-1)
 
     def target(r, beta):
-        t = tokens_of(r)
-        mism = jnp.sum((t != tokens_P) & visible_P, axis=-1)
-        log_p = scene.log_density(r)
-        return jnp.where(mism == 0, log_p, log_p - beta * mism), t
+        mism, log_p = mismatches(r), scene.log_density(r)
+        return jnp.where(mism == 0, log_p, log_p - beta * mism)
 
-    pool_log_w = scene.log_density(params) - log_q_mix
-    key, k_walk = jax.random.split(key)
-    x, logp, counts, live_chains = _tempered_move(
-        k_walk, params, pool_log_w, mism, width, target, mismatches, k, cfg
+    key, k_walk, k_exact = jax.random.split(key, 3)
+    x, logp, live_chains, log_z = _tempered_move(
+        k_walk, params, log_prior - log_q_mix, mism, fallback, hard, target, mismatches, scene, cfg
+    )
+    shape = (points_Px2.shape[0], k)
+    counts, x, logp = _exact_sweeps(
+        k_exact, x, logp, fallback, hard, target, tokens_all, shape, scene, cfg
     )
     probs_mc = counts / jnp.maximum(counts.sum(-1, keepdims=True), 1e-30)
     weight = ess_is + live_chains  # the two estimates pooled by importance ESS and chains
     probs = (ess_is * probs_is + live_chains * probs_mc) / jnp.maximum(weight, 1e-30)
-    return probs, weight > 0, x, jnp.isfinite(logp)
+    # the evidence pooled as the predictive is: importance's by its ESS, SMC's by its chains
+    # on the posterior (both estimate Z; IS is the sharper one where it found many matches)
+    log_z = jax.nn.logsumexp(
+        jnp.stack([log_z_is, log_z]),
+        b=jnp.stack([ess_is, live_chains]) / jnp.maximum(weight, 1e-30),
+    )
+    return probs, weight > 0, x, jnp.isfinite(logp), log_z
 
 
-def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg):
-    """Posterior-predictive token probabilities [P, K] and the ESS for one example, from two
-    independent replicas of half the samples and chains each (`replica`), averaged.
+def _replicas(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen):
+    """Two independent replicas of half the samples and chains each (`replica`), stacked."""
+    half = dataclasses.replace(cfg, num_samples=cfg.num_samples // 2, chains=cfg.chains // 2)
+
+    def one(k):
+        return replica(k, points_Px2, tokens_P, visible_P, centroids_KxG, scene, half, seen)
+
+    # a coverage that branches (lax.cond) runs one replica after the other: vmap would
+    # compute both branches
+    keys = jax.random.split(key)
+    return jax.lax.map(one, keys) if scene.branches else jax.vmap(one)(keys)
+
+
+def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen=None):
+    """For one example: posterior-predictive token probabilities [P, K], the ESS, the chains'
+    states [C, D] and which are on the posterior [C], the posterior over the scene's
+    components [M] and the log evidence with its Monte Carlo error (both replicas' totals).
+
+    A scene whose prior is a mixture of fixed-dimension components (Scene.components: e.g.
+    junction's 2, 3 or 4 strokes) is sampled per component and the components weighed by
+    their evidence, p(m | visible) = p(m) Z_m / sum; the predictive is the mixture.
 
     The ESS is measured, not counted: resampled chains are copies, decorrelated only as far
     as their moves go, so counting chains overstates it and counting their ancestors
     understates it. Two independent estimates of n/2 samples each differ by
     E (p1 - p2)^2 = 4 p (1 - p) / n per token and class, so n = 4 sum p(1 - p) / sum
-    (p1 - p2)^2 over the hidden tokens (at most `chains`; 0 when a replica found nothing)."""
-    half = dataclasses.replace(cfg, num_samples=cfg.num_samples // 2, chains=cfg.chains // 2)
-    probs2, found2, x2, live2 = jax.vmap(
-        lambda k: replica(k, points_Px2, tokens_P, visible_P, centroids_KxG, scene, half)
-    )(jax.random.split(key))
+    (p1 - p2)^2 over the hidden tokens (at most `chains`; 0 when a replica found nothing).
+    Each replica's estimate is its own mixture (its own evidences): the ESS measures the
+    weighing's noise too."""
+    parts = scene.components()
+    keys = jax.random.split(key, len(parts))
+    runs = [
+        _replicas(kc, points_Px2, tokens_P, visible_P, centroids_KxG, sc, cfg, seen)
+        for kc, (_, sc) in zip(keys, parts, strict=True)
+    ]
+    log_prior_m = jnp.asarray([w for w, _ in parts], jnp.float32)
+    probs_m2 = jnp.stack([r[0] for r in runs])  # [M, 2, P, K]
+    log_z_m2 = jnp.stack([jnp.where(r[1], r[4], -jnp.inf) for r in runs])  # [M, 2]
+    log_joint = log_prior_m[:, None] + log_z_m2  # [M, 2]
+    found2 = jnp.any(jnp.isfinite(log_joint), 0)  # [2]
+    mix2 = jax.nn.softmax(jnp.where(found2[None], log_joint, 0.0), axis=0)  # [M, 2]
+    probs2 = jnp.einsum("mr,mrpk->rpk", mix2, probs_m2)
     k = centroids_KxG.shape[0]
     hidden = (~visible_P)[:, None]
     both = jnp.all(found2)
@@ -258,4 +359,30 @@ def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cf
     ess = jnp.where(both, jnp.where(diff2 > 0, ess, float(cfg.chains)), 0.0)
     uniform = jnp.full((points_Px2.shape[0], k), 1.0 / k)
     probs = jnp.where(jnp.any(found2), mean, uniform)
-    return probs, ess, x2.reshape(-1, x2.shape[-1]), live2.reshape(-1)
+    # the components' posterior and the evidence, from both replicas' estimates pooled
+    log_pooled = _mean_exp(log_joint)  # [M]: log p(m) + log mean of the two Z_m
+    components = jax.nn.softmax(jnp.where(jnp.any(found2), log_pooled, log_prior_m))
+    log_evidence = jax.nn.logsumexp(log_pooled)
+    z2 = jnp.exp(jax.nn.logsumexp(log_joint, 0) - jnp.where(jnp.any(found2), log_evidence, 0.0))
+    error = jnp.where(both, jnp.abs(z2[0] - z2[1]) / jnp.maximum(z2[0] + z2[1], 1e-30), jnp.inf)
+    x, live = _pick_chains(keys[0], runs, parts, scene, components, cfg.chains)
+    return probs, ess, x, live, components, log_evidence, error
+
+
+def _pick_chains(key, runs, parts, scene, components_M, chains):
+    """[C, D] chain states in the scene's own parametrisation and [C] which are on the
+    posterior: one component's own; a mixture's drawn from every component's live chains,
+    each component with its posterior weight."""
+    states = [scene.lift(m, r[2].reshape(-1, r[2].shape[-1])) for m, r in enumerate(runs)]
+    lives = [r[3].reshape(-1) for r in runs]
+    if len(parts) == 1:
+        return states[0], lives[0]
+    x, live = jnp.concatenate(states), jnp.concatenate(lives)
+    per = jnp.concatenate(
+        [
+            jnp.full(on.shape, jnp.log(components_M[m]) - jnp.log(jnp.maximum(jnp.sum(on), 1)))
+            for m, on in enumerate(lives)
+        ]
+    )
+    pick = jax.random.categorical(key, jnp.where(live, per, -jnp.inf), shape=(chains,))
+    return x[pick], live[pick]

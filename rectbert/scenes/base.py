@@ -109,6 +109,7 @@ class Scene:
     # (shape, point) pairs per compiled coverage call at most (in_chunks): about 300 MB of
     # work memory for rotated (~1 KB a pair) and rects (<= 1.3 KB); junction sets its own
     chunk_pairs: ClassVar[int] = 2**18
+    branches: ClassVar[bool] = False  # coverage takes a lax.cond (batch it with care: not vmap)
 
     def sample(self, key, n: int):
         """[n, D] parameters drawn from the family's prior."""
@@ -126,6 +127,26 @@ class Scene:
     def support(self) -> np.ndarray:
         """[D, 2] a box (lo, hi per parameter) that holds the prior's whole support."""
         raise NotImplementedError
+
+    def components(self) -> tuple[tuple[float, Scene], ...]:
+        """The prior as a mixture of fixed-dimension scenes: ((log p(m), scene_m), ...), the
+        oracle samples each and weighs them by their evidence. One component, the scene
+        itself, unless its dimension varies (junction's stroke count, rects' rectangle count):
+        then each component's parameters are lifted into this scene's by lift()."""
+        return ((0.0, self),)
+
+    def lift(self, m: int, params_NxDm):
+        """[N, D] component m's parameters in this scene's own (default: the used slots
+        first, the unused ones 0, as junction and rects write them)."""
+        del m
+        p = jnp.asarray(params_NxDm, jnp.float32)
+        return jnp.pad(p, ((0, 0), (0, self.param_dim - p.shape[1])))
+
+    def wrap(self, params_NxD):
+        """[N, D] the canonical parameters of the same shape (inside the support's box where a
+        symmetry allows: a periodic angle, a seam), for points moved past the box's edges by
+        the oracle's sampler; identity unless a family knows one."""
+        return params_NxD
 
     def hard_bounds(self, points_Px2, hit_P):
         """[D, 2] a box holding every parameter row whose shape meets the window of each point
@@ -216,17 +237,6 @@ def outside_box(params_NxD: np.ndarray, box_Dx2) -> str | None:
     return f"column {c} in [{box[c, 0]:g}, {box[c, 1]:g}]; row {r} has {params_NxD[r, c]:g}"
 
 
-def _window_cells(points_NxPx2, cell, grid):
-    """([N, P, grid*grid] x0, y0) of the cells of each point's window, row-major."""
-    offsets = (jnp.arange(grid, dtype=jnp.float32) - grid / 2) * cell
-    pts = jnp.asarray(points_NxPx2, jnp.float32)
-    x0 = pts[..., 0, None, None] + offsets[None, :]  # [N, P, 1, G]
-    y0 = pts[..., 1, None, None] + offsets[:, None]  # [N, P, G, 1]
-    x0, y0 = jnp.broadcast_arrays(x0, y0)
-    n, p = pts.shape[:2]
-    return x0.reshape(n, p, grid * grid), y0.reshape(n, p, grid * grid)
-
-
 def compiled(coverage):
     """A family's coverage checked (Scene.check), then run as one compiled program (the scene
     and the sizes static): polygon clipping is many small operations, slow one by one. A large
@@ -273,11 +283,26 @@ def _tracing(*arrays) -> bool:
 def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid, clip=True):
     """[N, P, grid*grid]: sum over s of signs_S[s] x the area of polygon s inside each cell of
     each point's window, as a fraction of the cell (one polygon, or inclusion-exclusion;
-    clip=False for a partial sum)."""
-    x0, y0 = _window_cells(points_NxPx2, cell, grid)
-    polys = jnp.asarray(polys_NxSxVx2, jnp.float32)[:, None, None]  # [N, 1, 1, S, V, 2]
-    area = polygons.box_area(
-        polys, *(v[..., None] for v in (x0, y0, x0 + cell, y0 + cell))
-    )  # [N, P, G*G, S]
-    total = jnp.sum(area * jnp.asarray(signs_S, jnp.float32), -1) / cell**2
+    clip=False for a partial sum). Polygons of either orientation."""
+    polys = jnp.asarray(polys_NxSxVx2, jnp.float32)
+    n, s, v = polys.shape[:3]
+    a, b, turn = polygons.ring_segments(polys)  # [N, S, V, 2] twice, [N, S] orientation
+    weight = jnp.broadcast_to((turn * jnp.asarray(signs_S, jnp.float32))[..., None], (n, s, v))
+    return boundary_coverage(
+        a.reshape(n, s * v, 2),
+        b.reshape(n, s * v, 2),
+        weight.reshape(n, s * v),
+        points_NxPx2,
+        cell,
+        grid,
+        clip,
+    )
+
+
+def boundary_coverage(a_NxSx2, b_NxSx2, weight_NxS, points_NxPx2, cell, grid, clip=True):
+    """[N, P, grid*grid]: the covered fraction of each cell of each point's window by the
+    region whose counter-clockwise boundary is the directed segments a -> b (each weighted;
+    polygons.window_area), clipped to [0, 1] unless clip=False."""
+    corner = jnp.asarray(points_NxPx2, jnp.float32) - grid * cell / 2
+    total = polygons.window_area(a_NxSx2, b_NxSx2, weight_NxS, corner, cell, grid) / cell**2
     return jnp.clip(total, 0.0, 1.0) if clip else total

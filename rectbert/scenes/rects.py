@@ -102,14 +102,11 @@ class Rects(Scene):
         log_p = jnp.sum(jnp.where(empty, 0.0, each), -1) - math.log(m - self._lo() + 1)
         return jnp.where(ok, log_p, -jnp.inf)
 
-    def oracle_unsupported(self) -> str | None:
-        if self._lo() == self.num_rects:
-            return None
-        return (
-            f"rects with a varying count (min_rects={self.min_rects} < num_rects="
-            f"{self.num_rects}): the posterior is over a varying dimension, the oracle samples "
-            "a fixed one; use min_rects=0"
-        )
+    def components(self):
+        """Exactly k rectangles for each count k (4k parameters)."""
+        counts = range(self._lo(), self.num_rects + 1)
+        log_p = -math.log(len(counts))
+        return tuple((log_p, dataclasses.replace(self, num_rects=k, min_rects=0)) for k in counts)
 
     def support(self) -> np.ndarray:
         one = self._one().support().copy()

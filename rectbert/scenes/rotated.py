@@ -85,6 +85,16 @@ class Rotated(Scene):
         log_p -= jnp.log(jnp.maximum(self.size - 2 * ey, 1e-12))
         return jnp.where(ok, log_p, -jnp.inf)
 
+    def wrap(self, params_NxD):
+        # the same rectangle is (w, h, theta) and (h, w, theta -+ pi/2): the seam at
+        # theta = 0 | pi/2, which the oracle's moves cross here
+        p = jnp.asarray(params_NxD, jnp.float32)
+        turns = jnp.floor(p[:, 4] / (jnp.pi / 2))
+        odd = (jnp.abs(turns) % 2 == 1)[:, None]
+        theta = p[:, 4] - turns * (jnp.pi / 2)
+        sides = jnp.where(odd, p[:, 3:1:-1], p[:, 2:4])
+        return jnp.concatenate([p[:, :2], sides, theta[:, None]], -1)
+
     def support(self) -> np.ndarray:
         s, lo, hi = float(self.size), self.min_side, self.max_side
         return np.array(
