@@ -52,6 +52,7 @@ class Junction(Scene):
     slots: ClassVar[int] = 4
     chunk_pairs: ClassVar[int] = 2**13  # ~33 KB of clipping work a (shape, point) pair
     branches: ClassVar[bool] = True  # coverage: the non-empty boundary segments, or all
+    segment_cap: ClassVar[int | None] = None  # how many non-empty (None: 4 x slots + 4)
 
     def __post_init__(self):
         w = self.stroke_width
@@ -162,7 +163,7 @@ class Junction(Scene):
     @compiled
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
         seg = self._boundary(params_NxD)
-        cap = 4 * self.slots + 4  # non-empty segments: 12 of 64 typical for 4 strokes, 17 seen
+        cap = self.segment_cap or 4 * self.slots + 4  # 12 of 64 typical for 4 strokes, 17 seen
         if seg[0].shape[1] <= cap:
             return boundary_coverage(*seg, points_NxPx2, cell, grid)
         # the empty segments (a gap of length 0) add exactly 0: compute the non-empty ones

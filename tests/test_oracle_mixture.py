@@ -1,0 +1,141 @@
+"""The oracle over scenes whose prior is a mixture of fixed-dimension components (junction's
+stroke count, rects' rectangle count), the union-boundary coverage and the moves that wrap
+across a parametrisation's edges. Against rejection sampling: tests/test_oracle_rejection.py
+(slow tier)."""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import shapely
+
+import rectbert
+from rectbert.analysis import oracle
+from rectbert.data import tasks
+from rectbert.data.scene_tasks import SparseTask
+from rectbert.scenes.junction import Junction
+from tests.test_scenes_beyond import reference, true_polygons
+
+FAST = oracle.OracleConfig(num_samples=512, chains=64, anneal_steps=8, mcmc_steps=2)
+
+
+def test_nothing_visible_gives_the_prior_over_components_and_evidence_one():
+    scene = rectbert.scene("rects", num_rects=3, min_rects=1)
+    task = SparseTask(scene, tasks.MaskSpec(5), eval_examples=4, seed=2)
+    task = task.with_codebook(task.fit_codebook()[0])
+    b = task.eval_set()
+    post = oracle.posterior(
+        jax.random.key(0),
+        b.points,
+        b.tokens,
+        jnp.zeros(b.tokens.shape, bool),
+        task.codebook,
+        scene,
+        FAST,
+    )
+    # three components of prior 1/3 each; every shape matches nothing-visible: Z = 1
+    np.testing.assert_allclose(post.components, 1 / 3, atol=0.03)
+    np.testing.assert_allclose(post.log_evidence, 0.0, atol=0.05)
+    assert post.samples.shape == (4, FAST.chains, 12) and post.live.all()
+    used = np.any(post.samples.reshape(4, -1, 3, 4) != 0, -1).sum(-1)  # lifted: used first
+    assert set(np.unique(used)) == {1, 2, 3}
+    assert np.isfinite(np.asarray(scene.log_density(post.samples.reshape(-1, 12)))).all()
+
+
+def test_a_visible_token_only_a_big_union_makes_favours_more_rectangles():
+    # a 1-or-2-rectangle prior of sides 72-80; two far-apart windows (64 px) wholly covered:
+    # one rectangle cannot cover both, so everything is on two rectangles (by hand)
+    scene = rectbert.scene("rects", num_rects=2, min_rects=1, min_side=72.0, max_side=80.0)
+    task = SparseTask(scene, tasks.MaskSpec(5), eval_examples=2, seed=2)
+    task = task.with_codebook(task.fit_codebook()[0])
+    full = int(task.tokens_of(np.ones((1, 16), np.float32))[0])
+    points = np.zeros((1, 24, 2), np.float32) + 128
+    points[0, 0], points[0, 1] = (40.0, 40.0), (200.0, 200.0)
+    tokens = np.zeros((1, 24), np.int32)
+    tokens[0, :2] = full
+    visible = np.zeros((1, 24), bool)
+    visible[0, :2] = True
+    post = oracle.posterior(jax.random.key(1), points, tokens, visible, task.codebook, scene, FAST)
+    assert post.components[0, 1] > 0.99  # components weighed equally would give 1/2
+
+
+@pytest.mark.parametrize(
+    "angles",
+    [
+        (0.0, math.pi, math.pi / 2),
+        (0.0, math.pi / 2, math.pi, 3 * math.pi / 2),
+        (0.3, 0.3 + math.pi),
+    ],
+    ids=["T", "X", "bar"],
+)
+def test_union_boundary_of_straight_bars_through_the_junction_equals_shapely(angles):
+    # strokes at exactly opposite angles share their start edges (in opposite directions)
+    scene = rectbert.scene("junction", stroke_width=(8.0, 24.0))
+    row = [128.0, 120.0, 16.0]
+    for i in range(4):
+        row += [70.0 + 10 * i, angles[i]] if i < len(angles) else [0.0, 0.0]
+    params = np.array([row], np.float32)
+    pts = np.random.default_rng(0).uniform(40, 216, (1, 60, 2)).astype(np.float32)
+    grid = np.stack(np.meshgrid(np.arange(110, 150, 4.0), np.arange(100, 140, 4.0)), -1)
+    pts = np.concatenate([pts, grid.reshape(1, -1, 2).astype(np.float32)], 1)  # near j
+    got = np.asarray(scene.coverage(params, pts))[0]
+    np.testing.assert_allclose(got, reference(scene, params[0], pts[0]), atol=2e-5)
+
+
+def test_more_boundary_segments_than_the_cap_take_every_segment():
+    @dataclasses.dataclass(frozen=True)
+    class Tight(Junction):
+        segment_cap = 2  # every junction has more: the branch that takes all of them
+
+    scene, tight = rectbert.scene("junction"), Tight()
+    params = scene.sample(jax.random.key(3), 6)
+    pts = jnp.asarray(np.random.default_rng(1).uniform(30, 226, (6, 40, 2)), jnp.float32)
+    want = np.stack([reference(scene, p, q) for p, q in zip(np.asarray(params), pts, strict=True)])
+    np.testing.assert_allclose(np.asarray(tight.coverage(params, pts)), want, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(scene.coverage(params, pts)), want, atol=2e-5)
+
+
+def test_wrap_is_the_same_shape_inside_the_support():
+    rng = np.random.default_rng(4)
+    rot = rectbert.scene("rotated")
+    p = np.asarray(rot.sample(jax.random.key(5), 50))
+    moved = p.copy()
+    moved[:, 4] += rng.choice([-2, -1, 1, 2, 3], 50) * math.pi / 2 + rng.uniform(-0.2, 0.2, 50)
+    back = np.asarray(rot.wrap(jnp.asarray(moved)))
+    assert np.all((back[:, 4] >= 0) & (back[:, 4] < math.pi / 2))
+    junction = rectbert.scene("junction")
+    q = np.asarray(junction.sample(jax.random.key(6), 50))
+    spun = q.copy()
+    spun[:, 4::2] += np.where(q[:, 3::2] > 0, rng.choice([-2, -1, 1], (50, 4)) * 2 * math.pi, 0)
+    q_back = np.asarray(junction.wrap(jnp.asarray(spun)))
+    assert np.all((q_back[:, 4::2] >= 0) & (q_back[:, 4::2] < 2 * math.pi))
+    for name, before, after in (("rotated", moved, back), ("junction", spun, q_back)):
+        for a, b in zip(before, after, strict=True):
+            for x, y in zip(true_polygons(name, a), true_polygons(name, b), strict=True):
+                assert x.symmetric_difference(y).area < 1e-2
+    # wrapped, the prior is finite exactly where the (moved) rectangle lies inside the canvas
+    canvas = shapely.box(0, 0, rot.size, rot.size).buffer(1e-3)
+    inside = [canvas.contains(true_polygons("rotated", b)[0]) for b in back]
+    assert 0 < sum(inside) < len(inside)
+    np.testing.assert_array_equal(np.isfinite(np.asarray(rot.log_density(back))), inside)
+
+
+def test_the_rotated_posterior_crosses_the_seam():
+    # a rectangle turned by 0.004 rad, 16 visible points: its posterior straddles theta = 0,
+    # i.e. holds (w, h, theta ~ 0) and (h, w, theta ~ pi/2); without the seam move the
+    # chains stay on the side they started (planted: wrap = identity fails here)
+    scene = rectbert.scene("rotated")
+    task = SparseTask(scene, tasks.MaskSpec(5), eval_examples=2, seed=2)
+    task = task.with_codebook(task.fit_codebook()[0])
+    params = np.array([[128.0, 128.0, 100.0, 60.0, 0.004]] * 2, np.float32)
+    pts = np.random.default_rng(2).uniform(40, 216, (2, 24, 2)).astype(np.float32)
+    tokens = np.asarray(task.tokens_of(scene.coverage(params, pts).reshape(-1, 16)))
+    visible = np.arange(24)[None].repeat(2, 0) < 16
+    post = oracle.posterior(
+        jax.random.key(2), pts, tokens.reshape(2, 24), visible, task.codebook, scene
+    )
+    theta = post.samples[..., 4][post.live]
+    assert 0.05 < np.mean(theta > math.pi / 4) < 0.95
