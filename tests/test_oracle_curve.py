@@ -155,12 +155,16 @@ def test_the_curve_of_a_uniform_model_against_a_sure_oracle_by_hand(
 
     def sure(key, batch, centroids, scene, cfg=None, chunk=256):
         probs = np.eye(k)[np.asarray(batch.tokens)]
-        return probs, np.full(len(probs), 192.0)
+        b = len(probs)
+        one = np.ones((b, 1))
+        return oracle.Posterior(
+            probs, np.full(b, 192.0), one, one > 0, one, 0 * one[:, 0], 0.1 + one[:, 0]
+        )
 
     def uniform(params, batch):
         return jnp.zeros((*batch.tokens.shape, k))
 
-    monkeypatch.setattr(oracle, "predict_batch", sure)
+    monkeypatch.setattr(oracle, "posterior_batch", sure)
     task = dataclasses.replace(sparse_task, mask=MaskSpec(5, "anycount"), eval_examples=6)
     cfg = oracle_curve.CurveConfig(visible=(23, 1), examples=6)
     rows = oracle_curve.run(task, uniform, None, 7, str(tmp_path), cfg, log=lambda *a: None)
@@ -177,6 +181,7 @@ def test_the_curve_of_a_uniform_model_against_a_sure_oracle_by_hand(
         assert r["oracle_nll"] == pytest.approx(-np.log(1 - floor + floor / k), rel=1e-6)
         assert r["step"] == 7 and r["mask_schedule"] == "anycount"
         assert r["oracle_unreliable"] == 0 and r["examples"] == 6
+        assert r["oracle_components"] == [1.0] and r["oracle_median_evidence_error"] == 1.1
     assert json.loads((tmp_path / "oracle_curve.json").read_text()) == rows
     calib = json.loads((tmp_path / "calibration.json").read_text())
     assert sum(calib["oracle"]["count"]) == sum(r["hidden_tokens"] for r in rows)

@@ -195,12 +195,12 @@ def consistent(
     return np.concatenate(found), np.concatenate(witness)
 
 
-def predict_batch(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
-    """posterior_predictive on a Batch (its hidden tokens are `mask`), in chunks of examples
-    (memory): ([B, P, K], [B] ESS) as numpy arrays."""
-    probs, ess = [], []
-    for i in range(0, batch.tokens.shape[0], chunk):
-        p, e = posterior_predictive(
+def posterior_batch(
+    key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256
+) -> Posterior:
+    """posterior() on a Batch (its hidden tokens are `mask`), in chunks of examples (memory)."""
+    parts = [
+        posterior(
             jax.random.fold_in(key, i),
             batch.points[i : i + chunk],
             batch.tokens[i : i + chunk],
@@ -209,15 +209,42 @@ def predict_batch(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleCo
             scene,
             cfg,
         )
-        probs.append(np.asarray(p))
-        ess.append(np.asarray(e))
-    return np.concatenate(probs), np.concatenate(ess)
+        for i in range(0, batch.tokens.shape[0], chunk)
+    ]
+    fields = [f.name for f in dataclasses.fields(Posterior)]
+    return Posterior(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+
+
+def predict_batch(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
+    """posterior_batch's ([B, P, K] posterior predictive, [B] ESS) as numpy arrays."""
+    post = posterior_batch(key, batch, centroids_KxG, scene, cfg, chunk)
+    return post.probs, post.ess
+
+
+def summary(post: Posterior) -> dict:
+    """Over the examples: the evidence's median relative Monte Carlo error and, per component
+    (in Scene.components' order: junction 2, 3, 4 strokes; rects min_rects ... num_rects),
+    the mean posterior probability; each example's own are in the Posterior."""
+    return {
+        "oracle_median_evidence_error": float(np.median(post.evidence_error)),
+        "oracle_components": [round(float(c), 4) for c in post.components.mean(0)],
+    }
+
+
+def _scalars(summary_: dict) -> dict:
+    """summary() as eval/ scalars: a mixture's components one each (eval/oracle_component_m)."""
+    out = {"eval/oracle_median_evidence_error": summary_["oracle_median_evidence_error"]}
+    parts = summary_["oracle_components"]
+    out.update({f"eval/oracle_component_{m}": c for m, c in enumerate(parts) if len(parts) > 1})
+    return out
 
 
 def evaluate(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
     """Oracle metrics on a sparse eval batch: accuracy on the hidden tokens, its argmax
-    tokens [B, P], the ESS per example and how many examples fall under cfg.min_ess."""
-    probs, ess = predict_batch(key, batch, centroids_KxG, scene, cfg, chunk)
+    tokens [B, P], the ESS per example, how many examples fall under cfg.min_ess, and the
+    summary() of the evidence and the components."""
+    post = posterior_batch(key, batch, centroids_KxG, scene, cfg, chunk)
+    probs, ess = post.probs, post.ess
     pred = probs.argmax(-1)
     mask, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
     correct = (pred == tokens)[mask]
@@ -227,6 +254,7 @@ def evaluate(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(
             "eval/oracle_accuracy_stderr": float(correct.std() / np.sqrt(max(correct.size, 1))),
             "eval/oracle_unreliable": int(np.sum(ess < cfg.min_ess)),
             "eval/oracle_median_ess": float(np.median(ess)),
+            **_scalars(summary(post)),
         },
         pred,
         ess,

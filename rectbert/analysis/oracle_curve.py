@@ -218,15 +218,15 @@ def curve(
     for i, v in enumerate(counts):
         batch = held_out(task, v, examples, base)
         probs_m = model_probs(predict, params, batch)
-        probs_o, ess = oracle.predict_batch(
+        post = oracle.posterior_batch(
             jax.random.fold_in(keys.key(task.seed, "oracle"), 1000 + v),
             batch,
             task.codebook,
             task.scene,
             cfg,
         )
-        s = scores(batch.tokens, np.asarray(batch.mask), probs_m, probs_o)
-        rows.append(row(v, s, ess, cfg.min_ess))
+        s = scores(batch.tokens, np.asarray(batch.mask), probs_m, post.probs)
+        rows.append({**row(v, s, post.ess, cfg.min_ess), **oracle.summary(post)})
         pooled.append(s)
         r, elapsed = rows[-1], time.time() - start
         log(
