@@ -96,6 +96,7 @@ BAD_FLAGS = [
     (sparse_study, ["--regimes=fresh,other"], "regimes"),
     (sparse_study, ["--positions=learned"], "positions"),
     (sparse_study, ["--scenes=rect,rect"], "scenes"),
+    (sparse_study, ["--oracle_examples=-1"], "oracle_examples"),
     (sparse_study, ["--scenes=rect", "--scene=rotated"], "scene"),
     (sparse_study, ["--scenes=rect", "--num_rects=3"], "num_rects"),  # an option of rects
     (codebook_recipe, ["--eval_rects=0"], "eval_rects"),

@@ -227,7 +227,9 @@ def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name
     if experiment == "sparse_study":  # one row of one scene; its own codebook
         rows = ["--regimes=fresh", "--positions=sincos", "--attentions=context"]
         cli.run(recipe, *args, f"--scenes={name}", *rows)
-        assert f"| {name} | fresh | sincos | context |" in (workdir / "study.md").read_text()
+        table = (workdir / "study.md").read_text()
+        assert f"| {name} | fresh | sincos | context |" in table
+        assert "(n=16) |" in table and (workdir / name / "oracle.json").exists()  # its ceiling
         workdir = workdir / name / "fresh-sincos-context"  # a row loads on its own
     else:
         extra = ["--dense_spacing=48"] if experiment == "sparse" else []

@@ -7,14 +7,19 @@ and rows: <workdir>/<scene>/codebook.npy, <workdir>/<scene>/<row>/."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
+import time
 
 import jax
+import numpy as np
 
 from rectbert import config, scenes
+from rectbert.analysis import oracle
 from rectbert.config import setting
+from rectbert.data import keys
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.files import write_atomic
 from rectbert.model import encoder, positions
@@ -48,6 +53,11 @@ class StudyConfig:
         "options from the flags); empty: --scene alone.",
         kind="names",
     )
+    oracle_examples: int = setting(
+        128,
+        "Held-out shapes of each scene the oracle scores for the table's ceiling column (the "
+        "first of the rows' held-out set, at most --eval_examples; 0: no column).",
+    )
 
     def __post_init__(self):
         for name, allowed in (
@@ -58,6 +68,8 @@ class StudyConfig:
             chosen = getattr(self, name)
             if not chosen or any(c not in allowed for c in chosen):
                 raise config.error(self, name, f"a non-empty subset of {allowed}")
+        if not (isinstance(self.oracle_examples, int) and self.oracle_examples >= 0):
+            raise config.error(self, "oracle_examples", "an integer >= 0")
         known = sorted(scenes.SCENES)
         if any(n not in known for n in self.scenes) or len(set(self.scenes)) != len(self.scenes):
             raise config.error(self, "scenes", f"distinct names of {known}, or empty")
@@ -95,6 +107,7 @@ class Plan:
     several: bool  # rows and codebooks go to <workdir>/<scene>/
     rows: tuple[Row, ...]
     workdir: str
+    oracle_examples: int
     profile: tuple[int, int] | None
 
 
@@ -120,7 +133,14 @@ def build(v: dict) -> Plan:
             rows.append(row(base, *axes, root))
     info = {"scenes": [b.task.scene.record() for b in bases]} if several else {}
     head = dataclasses.replace(bases[0], info=info)
-    return Plan(head, several, tuple(rows), output.workdir, output.window(head.train.num_steps))
+    return Plan(
+        head,
+        several,
+        tuple(rows),
+        output.workdir,
+        output.window(head.train.num_steps),
+        min(study.oracle_examples, head.task.eval_examples),
+    )
 
 
 def on_axes(e: config.ConfigError, where: str) -> config.ConfigError:
@@ -146,13 +166,16 @@ def row(base: RunConfig, regime: str, position: str, attention: str, root: str) 
 
 def main(plan: Plan, files: dict | None = None) -> None:
     main_process = jax.process_index() == 0
-    results, books = [], {}
+    results, books, ceilings = [], {}, {}
     with workdir.claim(plan.workdir, plan.base.record(), main=main_process, files=files):
         for row in plan.rows:
             if row.scene not in books:  # the scene's codebook: fitted once, then read
                 root = os.path.dirname(row.workdir)
                 books[row.scene] = row.run.task.prepare(root, main=main_process).codebook
             task = row.run.task.with_codebook(books[row.scene])
+            if row.scene not in ceilings:
+                root = os.path.dirname(row.workdir)
+                ceilings[row.scene] = ceiling(task, root, plan.oracle_examples, main_process)
             print(f"== {os.path.relpath(row.workdir, plan.workdir)}", flush=True)
             run = dataclasses.replace(row.run, task=task)
             _, m = train.train(run, row.workdir, profile_steps=plan.profile)
@@ -164,10 +187,57 @@ def main(plan: Plan, files: dict | None = None) -> None:
                     "position": row.position,
                     "attention": row.attention,
                     **shown,
+                    **ceilings[row.scene],
                 }
             )
         if main_process:
             write_table(plan, results)
+
+
+def ceiling(task, root: str, examples: int, main: bool) -> dict:
+    """The oracle on the scene's first `examples` held-out shapes (the same for every row):
+    {"oracle/accuracy", "oracle/accuracy_stderr", "oracle/examples", ...}, read from
+    <root>/oracle.json when made for this task and count (a resumed study reuses it); {} when
+    off or where the oracle cannot score the task (it says why)."""
+    if not examples:
+        return {}
+    why = oracle.unsupported(task)
+    if why:
+        print(f"note: no oracle column for {task.scene.name}: {why}", flush=True)
+        return {}
+    path = os.path.join(root, "oracle.json")
+    rows_vary = ("num_train", "presentations", "fixed_points")  # not the held-out shapes
+    made_for = {k: v for k, v in task.record().items() if k not in rows_vary}
+    book = hashlib.sha256(np.asarray(task.codebook, np.float32).tobytes()).hexdigest()
+    made_for.update(examples=examples, codebook_sha256=book)
+    if os.path.exists(path):
+        try:
+            cached = json.load(open(path))
+            if cached.get("made_for") == json.loads(json.dumps(made_for)):
+                return cached["scores"]
+        except (OSError, ValueError, KeyError):  # torn or foreign: made again
+            pass
+    print(f"oracle: {examples} held-out {task.scene.name} shapes (the ceiling column)", flush=True)
+    start = time.time()
+    batch = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())
+    m, _, _ = oracle.evaluate(keys.key(task.seed, "oracle"), batch, task.codebook, task.scene)
+    scores = {f"oracle/{k[len('eval/oracle_') :]}": v for k, v in m.items()}
+    scores["oracle/examples"] = examples
+    print(
+        f"oracle accuracy {scores['oracle/accuracy']:.4f} +- "
+        f"{scores['oracle/accuracy_stderr']:.4f} [{time.time() - start:.0f} s]",
+        flush=True,
+    )
+    if main:
+        write_atomic(path, json.dumps({"made_for": made_for, "scores": scores}, indent=1) + "\n")
+    return scores
+
+
+def _ceiling(r: dict) -> str:
+    if "oracle/accuracy" not in r:
+        return "-"
+    acc, se, n = r["oracle/accuracy"], r["oracle/accuracy_stderr"], r["oracle/examples"]
+    return f"{acc:.3f} +- {se:.3f} (n={n})"
 
 
 def write_table(plan: Plan, rows: list[dict]) -> None:
@@ -181,8 +251,8 @@ def write_table(plan: Plan, rows: list[dict]) -> None:
         f"{task.eval_examples} held-out shapes (same for every row of a scene).",
         "",
         "| scene | regime | position | attention | held-out acc | train-shape acc | gap | nearest "
-        "| majority |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| majority | oracle |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {r["scene"]: i for i, r in reversed(list(enumerate(rows)))}
     for r in sorted(rows, key=lambda r: (order[r["scene"]], -r["eval/masked_accuracy"])):
@@ -190,7 +260,13 @@ def write_table(plan: Plan, rows: list[dict]) -> None:
             f"| {r['scene']} | {r['regime']} | {r['position']} | {r['attention']} | "
             f"{r['eval/masked_accuracy']:.3f} | {r['eval/train_masked_accuracy']:.3f} | "
             f"{r['eval/gap']:+.3f} | {r['eval/nearest_accuracy']:.3f} | "
-            f"{r['eval/majority_accuracy']:.3f} |"
+            f"{r['eval/majority_accuracy']:.3f} | {_ceiling(r)} |"
         )
+    if any("oracle/accuracy" in r for r in rows):
+        lines += [
+            "",
+            "oracle: the Bayes-optimal accuracy (the scene's exact posterior, sampled) on the "
+            "first n held-out shapes of the scene, +- its standard error; the same for every row.",
+        ]
     write_atomic(os.path.join(plan.workdir, "study.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
