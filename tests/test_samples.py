@@ -2,6 +2,7 @@
 hand-derived impossibilities and shapely's areas, the MMD's joint sensitivity, and the
 samples command end to end."""
 
+import dataclasses
 import itertools
 import json
 import os
@@ -293,7 +294,12 @@ def test_scenes_the_oracle_cannot_sample_get_accuracy_and_diversity_only(sparse_
     from rectbert.model import encoder
     from rectbert.training import evaluation
 
-    scene = scenes.scene("rects", num_rects=2, min_rects=1)  # a varying count: unsupported
+    @dataclasses.dataclass(frozen=True)
+    class Opaque(type(scenes.scene("rect"))):  # every built-in scene is sampled: declare one not
+        def oracle_unsupported(self):
+            return "an opaque test scene"
+
+    scene = Opaque()
     task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), num_clusters=12, eval_examples=4)
     task = task.with_codebook(sparse_task.codebook)
     cfg = encoder.ModelConfig(
