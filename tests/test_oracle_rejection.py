@@ -59,7 +59,7 @@ CASES = {  # scene (options), held-out examples, visible counts (of 24), prior d
     "rotated": ("rotated", {}, 4, (1, 2, 4), 100_000, 0.05),
     "rects": ("rects", {"num_rects": 2}, 8, (1, 2, 4), 100_000, 0.08),
     # mixtures: the count of strokes / rectangles varies, the oracle weighs its components
-    "junction": ("junction", {}, 6, (1, 2, 4), 100_000, 0.08),
+    "junction": ("junction", {}, 4, (1, 2, 4), 100_000, 0.08),
     "rects-1-3": ("rects", {"num_rects": 3, "min_rects": 1}, 6, (1, 2, 4), 100_000, 0.08),
 }
 IN_SUITE = ("rect", "rotated", "rects", "junction", "rects-1-3")

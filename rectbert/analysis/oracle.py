@@ -22,17 +22,22 @@ from rectbert.data import points
 
 @dataclasses.dataclass(frozen=True)
 class OracleConfig:
-    num_samples: int = 1024  # proposals per round, per example (half to each replica)
+    num_samples: int = 1024  # proposals per round, per example (half to each replica), where
+    # the likelihood sees all points; x points / points seen where it sees fewer (as chains)
     rounds: int = 4  # round 0 proposes from the hard bounds; later rounds adapt a box
     keep: float = 0.05  # a round's box is fitted to its best (fewest mismatches) 5 %
     defensive: float = 0.25  # share of each round drawn from the prior (full support)
     margin: float = 0.25  # fitted box = kept range +- margin x range (+ 2 px)
     min_ess: float = 30.0  # below this (measured from two replicas) an example is unreliable
-    chains: int = 192  # sequential Monte Carlo chains (half to each replica)
+    chains: int = 192  # sequential Monte Carlo chains (half to each replica), stretched as
+    # num_samples; the states returned and the ESS's cap: this many
     anneal_steps: int = 16  # at most this many tempered sweeps (beta raised adaptively, chains
     # resampled, then moved); fewer when beta reaches BETA_MAX (IS found the posterior)
     mcmc_steps: int = 4  # exact-posterior sweeps whose tokens are counted
     shrinks: int = 3  # tries per coordinate and sweep
+    ensemble_moves: int | None = None  # per sweep, after the coordinates: moves of each half
+    # of the chains along the difference of two chains of the other half (they follow a
+    # posterior's correlations); None: the scene's Scene.ensemble_moves
 
     def __post_init__(self):
         config.validate(
@@ -48,6 +53,11 @@ class OracleConfig:
                 (self.anneal_steps >= 0, "anneal_steps", "an integer >= 0"),
                 (self.mcmc_steps >= 1, "mcmc_steps", "an integer >= 1 (its tokens are counted)"),
                 (self.shrinks >= 1, "shrinks", "an integer >= 1"),
+                (
+                    self.ensemble_moves is None or self.ensemble_moves >= 0,
+                    "ensemble_moves",
+                    "an integer >= 0, or None (the scene's)",
+                ),
             ],
         )
 

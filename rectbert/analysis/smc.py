@@ -11,6 +11,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from rectbert.analysis import moves
 from rectbert.geometry import codebook
 
 
@@ -59,21 +60,22 @@ def _log_q(params_NxD, log_prior_N, box_Dx2, share):
     )
 
 
-def _importance(key, hard, tokens_of, scene, tokens_P, visible_P, cfg):
+def _importance(key, hard, seen_tokens, lik_tokens, lik_on, scene, n, cfg):
     """Adaptive importance sampling: each round proposes uniformly in a box (the hard bounds
     first) plus a defensive share from the prior itself (which holds the whole posterior, and
     finds it as often as rejection sampling would); the box is
     refitted to the round's best samples (exact matches once there are enough, else the
-    fewest mismatches: tempering). Returns every round's (params, tokens, mismatches), stacked
-    round after round, and the boxes they were drawn from. Rounds are a scan: compiled once."""
-    n, n_def = cfg.num_samples, int(round(cfg.num_samples * cfg.defensive))
+    fewest mismatches: tempering). n proposals a round. Returns every round's (params,
+    tokens at the likelihood's points, mismatches at the visible ones), stacked round after
+    round, and the boxes they were drawn from. Rounds are a scan: compiled once."""
+    n_def = int(round(n * cfg.defensive))
 
     def one_round(carry, _):
         key, box = carry
         key, k_def, k_box = jax.random.split(key, 3)
         params = jnp.concatenate([scene.sample(k_def, n_def), _uniform_in(k_box, box, n - n_def)])
-        toks_NxP = tokens_of(params)
-        mism = jnp.sum((toks_NxP != tokens_P) & visible_P, axis=-1)
+        toks = seen_tokens(params)
+        mism = jnp.sum((toks != lik_tokens) & lik_on, axis=-1)
         mism = jnp.where(jnp.isfinite(scene.log_density(params)), mism, 10**6)
         # refit the box: exact matches when there are enough, else the best `keep` share
         cut = jnp.where(jnp.sum(mism == 0) >= 32, 0, jnp.sort(mism)[int(cfg.keep * n)])
@@ -82,7 +84,7 @@ def _importance(key, hard, tokens_of, scene, tokens_P, visible_P, cfg):
         hi = jnp.max(jnp.where(kept, params, -jnp.inf), axis=0)
         pad = cfg.margin * (hi - lo) + 2.0
         new = jnp.stack([jnp.maximum(lo - pad, hard[:, 0]), jnp.minimum(hi + pad, hard[:, 1])], 1)
-        return (key, new), (params, toks_NxP, mism, box)
+        return (key, new), (params, toks, mism, box)
 
     (key, _), (params, toks, mism, boxes) = jax.lax.scan(
         one_round, (key, hard), None, length=cfg.rounds
@@ -114,57 +116,7 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0):
 BETA_MAX = 40.0  # a mismatch weighs exp(-40): past this the tempering jumps to the posterior
 
 
-def _slice_sweep(key, x, logp, beta, width, target, scene, shrinks):
-    """One slice-sampling sweep of every chain, coordinate by coordinate with a shrinking
-    bracket, at temperature beta (inf: the exact posterior). A candidate is the scene's
-    canonical form of the moved point (Scene.wrap: e.g. rotated's seam, where (w, h, theta)
-    is (h, w, theta - pi/2), or a periodic angle), so the bracket may cross the
-    parametrisation's edges. Loops, not unrolled."""
-    chains, dim = x.shape
-
-    def coordinate(j, carry):
-        key, x, logp = carry
-        key, k_level, k_pos = jax.random.split(key, 3)
-        level = logp + jnp.log(jax.random.uniform(k_level, (chains,)))
-        start, here = x, x[:, j]
-        lo = here - width[j] * jax.random.uniform(k_pos, (chains,))
-
-        def shrink(_, c):
-            key, x, logp, lo, hi = c
-            key, k_try = jax.random.split(key)
-            cand = lo + (hi - lo) * jax.random.uniform(k_try, (chains,))
-            prop = scene.wrap(start.at[:, j].set(cand))
-            logp_p = target(prop, beta)
-            ok = logp_p > level  # a chain off the posterior (-inf) takes any point on it
-            x = jnp.where(ok[:, None], prop, x)
-            logp = jnp.where(ok, logp_p, logp)
-            lo = jnp.where(ok, cand, jnp.where(cand < here, cand, lo))  # accepted: collapse
-            hi = jnp.where(ok, cand, jnp.where(cand >= here, cand, hi))
-            return key, x, logp, lo, hi
-
-        key, x, logp, _, _ = jax.lax.fori_loop(
-            0, shrinks, shrink, (key, x, logp, lo, lo + width[j])
-        )
-        return key, x, logp
-
-    _, x, logp = jax.lax.fori_loop(0, dim, coordinate, (key, x, logp))
-    return x, logp
-
-
-WIDTH = 2.5  # slice bracket = this x the chains' spread per coordinate (re-measured per step)
-
-
-def _widths(x, fallback, hard):
-    """[D] slice brackets from the chains' spread (WIDTH standard deviations), where the
-    chains are copies of one (spread 0) the importance stage's fallback; at most the hard
-    bounds' range."""
-    spread = jnp.std(x, axis=0)
-    return jnp.minimum(jnp.where(spread > 0, WIDTH * spread, fallback), hard[:, 1] - hard[:, 0])
-
-
-def _tempered_move(
-    key, pool, pool_log_w, pool_mism, fallback, hard, target, mismatches, scene, cfg
-):
+def _tempered_move(key, pool, fallback, hard, target, mismatches, scene, cfg):
     """Sequential Monte Carlo from the importance pool to the posterior: chains drawn from the
     pool tempered at the largest beta that keeps an ESS of `chains` (weights prior / proposal
     x exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
@@ -177,12 +129,13 @@ def _tempered_move(
     constant: the importance stage's estimate of the first tempered target's (pool weights
     over num_samples per round: the balance heuristic), times each step's mean incremental
     weight exp(-(beta' - beta) x mismatches), times the share of chains on the posterior."""
+    pool, pool_log_w, pool_mism, per_round = pool  # the importance stage's (n a round)
     c = cfg.chains
     key, k_start = jax.random.split(key)
     base = jnp.where(jnp.isfinite(pool_log_w), pool_log_w, -1e30)
     beta = _next_beta(jnp.float32(0.0), pool_mism, float(c), base)
     start = jnp.where(jnp.isfinite(pool_log_w), pool_log_w - beta * pool_mism, -jnp.inf)
-    log_z = jax.nn.logsumexp(start) - jnp.log(float(cfg.num_samples))
+    log_z = jax.nn.logsumexp(start) - jnp.log(float(per_round))
     x = pool[jax.random.categorical(k_start, start, shape=(c,))]
 
     def anneal(carry):
@@ -192,8 +145,8 @@ def _tempered_move(
         log_inc = -(nxt - beta) * mism
         log_z = log_z + _mean_exp(log_inc)
         x = x[jax.random.categorical(k_pick, log_inc, shape=(c,))]
-        width = _widths(x, fallback, hard)
-        x, _ = _slice_sweep(k_move, x, target(x, nxt), nxt, width, target, scene, cfg.shrinks)
+        width = moves.widths(x, fallback, hard)
+        x, _ = moves.slice_sweep(k_move, x, target(x, nxt), nxt, width, target, scene, cfg)
         return key, x, mismatches(x), nxt, log_z, i + 1
 
     def cold(carry):
@@ -221,8 +174,8 @@ def _exact_sweeps(key, x, logp, fallback, hard, target, tokens_all, shape, scene
     def exact(_, carry):
         key, x, logp, counts = carry
         key, k_move = jax.random.split(key)
-        width = _widths(x, fallback, hard)
-        x, logp = _slice_sweep(k_move, x, logp, jnp.inf, width, target, scene, cfg.shrinks)
+        width = moves.widths(x, fallback, hard)
+        x, logp = moves.slice_sweep(k_move, x, logp, jnp.inf, width, target, scene, cfg)
         live = jnp.isfinite(logp).astype(jnp.float32)
         one_hot = jax.nn.one_hot(tokens_all(x), shape[1])
         return key, x, logp, counts + jnp.einsum("c,cpk->pk", live, one_hot)
@@ -232,22 +185,38 @@ def _exact_sweeps(key, x, logp, fallback, hard, target, tokens_all, shape, scene
     return counts, x, logp
 
 
-def _weighed(params, toks, mism, log_w_all, hard, k, cfg):
+def _weighed(key, params, log_w_all, mism, per_round, hard, every, k, cfg):
     """The importance stage's estimates from its pool (weights prior / mixture proposal,
     exact matches only): the predictive [P, K], its ESS, log Z, and the slice brackets
-    [D] of chains that are all copies (from the matches' spread)."""
+    [D] of chains that are all copies (from the matches' spread). The predictive needs the
+    tokens at every point: of at most num_samples matches (a uniform random subset of them
+    where there are more: the self-normalised estimate stays consistent; its ESS is the
+    subset's)."""
     log_w = jnp.where(mism == 0, log_w_all, -jnp.inf)
+    log_z_is = jax.nn.logsumexp(log_w) - jnp.log(float(per_round))
     top = jnp.max(log_w)
     w = jnp.exp(log_w - jnp.where(jnp.isfinite(top), top, 0.0))  # all 0 when nothing matched
     w_sum = jnp.sum(w)
-    ess_is = jnp.where(w_sum > 0, w_sum**2 / jnp.maximum(jnp.sum(w**2), 1e-30), 0.0)
-    probs_is = jnp.einsum("n,npk->pk", w, jax.nn.one_hot(toks, k))
-    probs_is = probs_is / jnp.maximum(w_sum, 1e-30)
-    log_z_is = jax.nn.logsumexp(log_w) - jnp.log(float(cfg.num_samples))
     mean = (w @ params) / jnp.maximum(w_sum, 1e-30)
     spread = jnp.sqrt((w @ (params - mean) ** 2) / jnp.maximum(w_sum, 1e-30))
     scale = jnp.where(w_sum > 0, jnp.clip(spread, 0.5, 32.0), 8.0)
+    score = jnp.where(mism == 0, jax.random.uniform(key, mism.shape), -1.0)
+    _, pick = jax.lax.top_k(score, min(cfg.num_samples, mism.shape[0]))
+    w = jnp.where(score[pick] >= 0, w[pick], 0.0)
+    w_sum = jnp.sum(w)
+    ess_is = jnp.where(w_sum > 0, w_sum**2 / jnp.maximum(jnp.sum(w**2), 1e-30), 0.0)
+    probs_is = jnp.einsum("n,npk->pk", w, jax.nn.one_hot(every(pick), k))
+    probs_is = probs_is / jnp.maximum(w_sum, 1e-30)
     return probs_is, ess_is, log_z_is, jnp.minimum(hard[:, 1] - hard[:, 0], 8.0 * scale)
+
+
+def _pool_tokens(first, toks, params, tokens_all, num_points):
+    """pick -> [len(pick), P] tokens of the pool's rows at every point: the pool's own where
+    the likelihood saw every point (first, reordered), else computed."""
+    if first.shape[0] == num_points:
+        order = jnp.argsort(first)
+        return lambda pick: toks[pick][:, order]
+    return lambda pick: tokens_all(params[pick])
 
 
 def replica(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen=None):
@@ -269,26 +238,32 @@ def replica(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, see
     def tokens_all(params):
         return _tokens(scene, params, points_Px2, centroids_KxG)
 
-    key, params, toks, mism, boxes, share = _importance(
-        key, hard, tokens_all, scene, tokens_P, visible_P, cfg
-    )
-    log_prior = scene.log_density(params)
-    log_q_mix = jax.nn.logsumexp(jax.vmap(lambda b: _log_q(params, log_prior, b, share))(boxes), 0)
-    probs_is, ess_is, log_z_is, fallback = _weighed(
-        params, toks, mism, log_prior - log_q_mix, hard, k, cfg
-    )
+    def seen_tokens(params):
+        return _tokens(scene, params, lik_points, centroids_KxG)
 
     def mismatches(r):
-        t = _tokens(scene, r, lik_points, centroids_KxG)
-        return jnp.sum((t != lik_tokens) & lik_on, axis=-1)
+        return jnp.sum((seen_tokens(r) != lik_tokens) & lik_on, axis=-1)
 
     def target(r, beta):
         mism, log_p = mismatches(r), scene.log_density(r)
         return jnp.where(mism == 0, log_p, log_p - beta * mism)
 
-    key, k_walk, k_exact = jax.random.split(key, 3)
+    # the likelihood costs proposals (and chains) x points seen: where it sees fewer (fewer
+    # visible), the same cost buys more of both, where the posterior is broad and they pay
+    stretch = points_Px2.shape[0] / first.shape[0]
+    per_round = int(round(cfg.num_samples * stretch))
+    walk = dataclasses.replace(cfg, chains=int(round(cfg.chains * stretch)))
+    key, params, toks, mism, boxes, share = _importance(
+        key, hard, seen_tokens, lik_tokens, lik_on, scene, per_round, cfg
+    )
+    every = _pool_tokens(first, toks, params, tokens_all, points_Px2.shape[0])
+    log_prior = scene.log_density(params)
+    log_q_mix = jax.nn.logsumexp(jax.vmap(lambda b: _log_q(params, log_prior, b, share))(boxes), 0)
+    pool = (params, log_prior - log_q_mix, mism, per_round)
+    key, k_pick, k_walk, k_exact = jax.random.split(key, 4)
+    probs_is, ess_is, log_z_is, fallback = _weighed(k_pick, *pool, hard, every, k, cfg)
     x, logp, live_chains, log_z = _tempered_move(
-        k_walk, params, log_prior - log_q_mix, mism, fallback, hard, target, mismatches, scene, cfg
+        k_walk, pool, fallback, hard, target, mismatches, scene, walk
     )
     shape = (points_Px2.shape[0], k)
     counts, x, logp = _exact_sweeps(
@@ -371,12 +346,13 @@ def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cf
 
 def _pick_chains(key, runs, parts, scene, components_M, chains):
     """[C, D] chain states in the scene's own parametrisation and [C] which are on the
-    posterior: one component's own; a mixture's drawn from every component's live chains,
-    each component with its posterior weight."""
+    posterior (C = chains; a replica may have run more): one component's own; a mixture's
+    drawn from every component's live chains, each component with its posterior weight."""
     states = [scene.lift(m, r[2].reshape(-1, r[2].shape[-1])) for m, r in enumerate(runs)]
     lives = [r[3].reshape(-1) for r in runs]
-    if len(parts) == 1:
-        return states[0], lives[0]
+    if len(parts) == 1:  # each replica's first chains (exchangeable): chains // 2 of each
+        x, on = runs[0][2][:, : chains // 2], runs[0][3][:, : chains // 2]
+        return scene.lift(0, x.reshape(-1, x.shape[-1])), on.reshape(-1)
     x, live = jnp.concatenate(states), jnp.concatenate(lives)
     per = jnp.concatenate(
         [

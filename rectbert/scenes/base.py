@@ -110,6 +110,10 @@ class Scene:
     # work memory for rotated (~1 KB a pair) and rects (<= 1.3 KB); junction sets its own
     chunk_pairs: ClassVar[int] = 2**18
     branches: ClassVar[bool] = False  # coverage takes a lax.cond (batch it with care: not vmap)
+    # the oracle's sampler: differential moves per sweep (moves.differential), which follow a
+    # posterior's correlations (rotated's centre, sides and angle); a family whose posterior
+    # the coordinate moves mix alone (rect's axis-aligned edges) sets 0 and runs faster
+    ensemble_moves: ClassVar[int] = 2
 
     def sample(self, key, n: int):
         """[n, D] parameters drawn from the family's prior."""

@@ -27,6 +27,7 @@ class Rect(Scene):
 
     name: ClassVar[str] = "rect"
     param_dim: ClassVar[int] = 4
+    ensemble_moves: ClassVar[int] = 0  # the oracle: axis-aligned edges, coordinate moves mix
     min_side: float = option(32.0, "Smallest rectangle side, canvas pixels.")
     max_side: float = option(192.0, "Largest rectangle side, canvas pixels.")
     aspect: tuple[float, float] | None = option(

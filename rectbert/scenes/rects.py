@@ -27,6 +27,7 @@ class Rects(Scene):
     """
 
     name: ClassVar[str] = "rects"
+    ensemble_moves: ClassVar[int] = 0  # the oracle: axis-aligned edges, coordinate moves mix
     num_rects: int = option(2, "Rectangles per image (at most; 1-4).")
     min_rects: int = option(0, "Fewest rectangles per image (0: always num_rects).")
     min_side: float = option(32.0, "Smallest rectangle side, canvas pixels.")
