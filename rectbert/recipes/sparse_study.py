@@ -107,8 +107,8 @@ class Plan:
     several: bool  # rows and codebooks go to <workdir>/<scene>/
     rows: tuple[Row, ...]
     workdir: str
-    oracle_examples: int
     profile: tuple[int, int] | None
+    oracle_examples: int  # held-out shapes per scene for the table's ceiling column
 
 
 def build(v: dict) -> Plan:
