@@ -19,6 +19,8 @@ setup(
         "numpy>=1.26",
         "matplotlib>=3.8",
         "absl-py>=2.1",
+        "Hershey-Fonts>=2.1",  # the glyph scene's stroke fonts (MIT)
+        "shapely>=2.0",  # thickens and unites the drawings' strokes into polygons
     ],
     extras_require={
         "test": [
@@ -28,13 +30,16 @@ setup(
             "scikit-learn>=1.5",
             "scikit-image>=0.24",
             "hypothesis>=6.100",  # property tests (the flag space)
-            "shapely>=2.0",  # polygon areas, the reference for exact coverage
             "nbclient>=0.10",  # runs docs/tutorial.ipynb (the slow tier)
             "nbformat>=5.9",
             "ipykernel>=6.29",
+            "kanjivg>=20250422",  # the kanji scene's tests (the package's own extra: kanji)
         ],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocs-jupyter>=0.24"],
         "tensorboard": ["tensorboardX>=2.6"],
+        # the kanji scene's drawings: KanjiVG (CC BY-SA 3.0, kanjivg.tagaini.net), read at
+        # run time from the installed package (nothing derived from it is committed)
+        "kanji": ["kanjivg>=20250422"],
         # TPU VMs (launch.sh): libtpu matching jax; pip needs jax's libtpu find-links page
         "tpu": ["jax[tpu]>=0.10.0,<0.12"],
         # the PyTorch peer of benchmarks/train_throughput.py

@@ -104,6 +104,10 @@ BAD_FLAGS = [
     (sparse_study, ["--extra_targets=3", "--attentions=context"], "extra_targets"),
     (codebook_recipe, ["--num_clusters=1"], "num_clusters"),
     (grid, ["--num_rects=2"], "num_rects"),  # an option of another family
+    (sparse, ["--glyphs=ABC"], "glyphs"),  # glyph's, not rect's
+    (sparse, ["--scene=glyph", "--font=nope"], "font"),
+    (sparse, ["--scene=glyph", "--glyphs=AB", "--unseen_glyphs=B"], "unseen_glyphs"),
+    (sparse, ["--scene=glyph", "--glyphs=\u00e9"], "glyphs"),  # no such glyph in futural
     (sparse, ["--curve_visible=30"], "curve_visible"),  # validated without --oracle_curve
     (sparse, ["--sample_examples=1"], "sample_examples"),  # and without --samples
     (squares, ["stray"], "stray"),  # a positional argument is not a flag

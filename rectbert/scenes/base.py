@@ -66,8 +66,18 @@ def _typed(cls, f: dataclasses.Field, value):
     def number(v):
         return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
 
-    d = f.default
-    if f.metadata.get("kind") == "range":
+    d, kind = f.default, f.metadata.get("kind")
+    if kind == "names":
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        want = "names 'a,b,...'"
+    elif kind == "str" or isinstance(d, str):
+        if isinstance(value, str):
+            return value
+        want = "text"
+    elif kind == "range":
         if value is None or (isinstance(value, tuple | list) and len(value) == 0):
             return None
         if isinstance(value, tuple | list) and all(number(v) for v in value):
@@ -157,6 +167,11 @@ class Scene:
         where hit_P is True (the oracle proposes in it); the support unless a family knows more."""
         del points_Px2, hit_P
         return jnp.asarray(self.support(), jnp.float32)
+
+    def unseen(self) -> Scene | None:
+        """The same family over shapes held out of training (e.g. glyphs or fonts never
+        seen), evaluated beside the held-out set as `eval/unseen_*`; None: no such split."""
+        return None
 
     def oracle_unsupported(self) -> str | None:
         """Why the oracle (a sampler over a continuous density on support()) cannot give this

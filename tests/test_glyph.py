@@ -1,0 +1,279 @@
+"""The glyph and kanji scenes: coverage against shapely's areas of the placed polygon (placed by
+shapely.affinity, intersected with every cell by shapely), the polygon against the raw strokes
+the libraries give, Bézier flattening against dense evaluation, placement inside the canvas,
+the unseen split and one-line refusals."""
+
+import importlib.metadata
+import math
+import string
+
+import jax
+import numpy as np
+import pytest
+import shapely
+import shapely.affinity
+from shapely.geometry import LineString, Point
+
+import rectbert
+from rectbert import config
+from rectbert.geometry import drawings, shapes
+
+RNG = np.random.default_rng(7)
+
+
+def reference(scene, params_D, points_Px2):
+    """[P, 16] each window cell's covered fraction by shapely: the scene's em polygon scaled,
+    rotated and moved by shapely.affinity, intersected with each cell box."""
+    i, size, angle, x, y = (float(v) for v in params_D)
+    poly = scene.library.shapes[int(round(i))]
+    poly = shapely.affinity.scale(poly, size, size, origin=(0, 0))
+    poly = shapely.affinity.rotate(poly, angle, origin=(0, 0), use_radians=True)
+    poly = shapely.affinity.translate(poly, x, y)
+    c, g = shapes.CELL, shapes.GRID
+    boxes = []
+    for px, py in points_Px2:
+        x0, y0 = px - g * c / 2, py - g * c / 2
+        boxes += [
+            shapely.box(x0 + j * c, y0 + r * c, x0 + (j + 1) * c, y0 + (r + 1) * c)
+            for r in range(g)
+            for j in range(g)
+        ]  # row-major: row = y
+    area = shapely.area(shapely.intersection(poly, np.array(boxes)))
+    return area.reshape(len(points_Px2), g * g) / c**2
+
+
+def check_exact(scene, rows: int):
+    params = np.array(scene.sample(jax.random.key(3), rows))
+    params[:, 0] = np.arange(rows) % scene.count  # every drawing
+    lattice = np.asarray(shapes.lattice_points())
+    pts = np.stack([np.concatenate([lattice, RNG.uniform(0, 256, (24, 2))]) for _ in range(rows)])
+    got = np.asarray(scene.coverage(params, pts))
+    want = np.stack([reference(scene, params[r], pts[r]) for r in range(rows)])
+    return np.abs(got - want).max()
+
+
+@pytest.mark.parametrize("font", ["futural", "timesr"])
+def test_glyph_coverage_is_shapely_area_for_every_glyph(font):
+    scene = rectbert.scene("glyph", font=(font,), rotation=(-40.0, 40.0), glyph_size=(96.0, 160.0))
+    assert scene.count == 26
+    assert check_exact(scene, 26) < 2e-5
+
+
+def test_glyph_polygon_is_the_thickened_strokes():
+    """Against the raw strokes HersheyFonts gives: every centreline point is inside, every
+    point farther than half the width x sqrt 2 (a square cap's corner) from all strokes is not;
+    and the area is at least the strokes' length x width minus what their overlaps can take."""
+    from HersheyFonts import HersheyFonts
+
+    font = HersheyFonts()
+    font.load_default_font("futural")
+    scene = rectbert.scene("glyph", stroke_weight=0.1)
+    for i, char in enumerate(string.ascii_uppercase):
+        lines = [LineString(s) for s in font.strokes_for_text(char) if len(s) > 1]
+        raw = shapely.union_all(lines)
+        x0, y0, x1, y1 = raw.buffer(0.1 * 32 / 2, cap_style="square").bounds
+        em = shapely.affinity.translate(
+            shapely.affinity.scale(scene.library.shapes[i], 32, 32, origin=(0, 0)),
+            (x0 + x1) / 2,
+            (y0 + y1) / 2,
+        )
+        half = 0.1 * 32 / 2
+        for line in lines:
+            for t in np.linspace(0, 1, 11):
+                assert em.buffer(1e-6).contains(line.interpolate(t, normalized=True))
+        probe = [Point(p) for p in RNG.uniform((x0 - 5, y0 - 5), (x1 + 5, y1 + 5), (400, 2))]
+        far = [p for p in probe if raw.distance(p) > half * math.sqrt(2) + 1e-6]
+        assert not any(em.contains(p) for p in far), char
+
+
+def test_glyph_placement_fits_the_canvas_and_density_matches():
+    scene = rectbert.scene("glyph", rotation=(-90.0, 90.0), glyph_size=(100.0, 150.0))
+    p = np.array(scene.sample(jax.random.key(0), 300))
+    assert np.all(np.isfinite(np.asarray(scene.log_density(p))))
+    for row in p[:60]:
+        ring = np.concatenate(scene.outlines(row))
+        assert ring.min() >= -1e-3 and ring.max() <= 256 + 1e-3
+    # (x, y)'s density: 1 / the span of places where the placed polygon fits, by shapely
+    row = p[0].astype(np.float64)
+    i, size, angle = int(row[0]), row[1], row[2]
+    poly = shapely.affinity.rotate(
+        shapely.affinity.scale(scene.library.shapes[i], size, size, origin=(0, 0)),
+        angle,
+        origin=(0, 0),
+        use_radians=True,
+    )
+    bx0, by0, bx1, by1 = poly.bounds
+    span = (256 - (bx1 - bx0)) * (256 - (by1 - by0))
+    want = -math.log(26) - math.log(50) - math.log(math.pi) - math.log(span)
+    assert float(scene.log_density(p[:1])[0]) == pytest.approx(want, abs=1e-3)
+    moved = p[:1].copy()
+    moved[0, 3] = -bx0 - 0.5  # half a pixel off the canvas
+    assert float(scene.log_density(moved)[0]) == -np.inf
+
+
+def test_glyph_components_cover_the_set_with_equal_prior():
+    scene = rectbert.scene("glyph", glyphs="ABC", font=("futural", "timesr"))
+    parts = scene.components()
+    assert len(parts) == 6
+    assert np.allclose(np.exp([w for w, _ in parts]), 1 / 6)
+    part = parts[4][1]
+    x = np.asarray(part.sample(jax.random.key(1), 8))
+    assert x.shape == (8, 3)  # upright: size, x, y
+    full = np.asarray(scene.lift(4, x))
+    assert np.all(full[:, 0] == 4) and np.all(full[:, 2] == 0)
+    # the component's density is the parent's given the glyph
+    assert np.allclose(part.log_density(x), scene.log_density(full) + math.log(6), atol=1e-5)
+    pts = np.asarray(scene.sample(jax.random.key(2), 8))[:, 3:5][:, None]
+    assert np.array_equal(part.coverage(x, pts), scene.coverage(full, pts))
+
+
+def test_unseen_split():
+    scene = rectbert.scene("glyph", glyphs="ABCDEFGHIJKLM", unseen_glyphs="NOPQRSTUVWXYZ")
+    held = scene.unseen()
+    assert held.library.names[0] == "futural:N" and held.count == 13 and held.unseen() is None
+    fonts = rectbert.scene("glyph", unseen_fonts=("timesr", "scripts")).unseen()
+    assert fonts.count == 52 and fonts.library.names[26] == "scripts:A"
+    assert rectbert.scene("glyph").unseen() is None
+    with pytest.raises(config.ConfigError, match="outside the training set"):
+        rectbert.scene("glyph", glyphs="ABC", unseen_glyphs="CDE")
+    with pytest.raises(config.ConfigError, match="outside the training set"):
+        rectbert.scene("glyph", unseen_fonts=("futural",))
+
+
+@pytest.mark.parametrize(
+    "opts, says",
+    [
+        ({"font": ("nope",)}, "Hershey fonts"),
+        ({"glyphs": ""}, "at least one character"),
+        ({"glyphs": "é"}, "no glyph"),
+        ({"glyph_size": (200.0, 100.0)}, "0 < lo < hi"),
+        (
+            {"glyph_size": (100.0, 256.0), "rotation": (0.0, 45.0), "stroke_weight": 0.25},
+            "must fit",
+        ),
+        ({"rotation": (0.0, 400.0)}, "degrees"),
+        ({"stroke_weight": 0.0}, "of the em"),
+    ],
+)
+def test_glyph_refuses_in_one_line(opts, says):
+    with pytest.raises(config.ConfigError, match=says) as e:
+        rectbert.scene("glyph", **opts)
+    assert "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------- kanji
+def _has_kanjivg():
+    try:
+        importlib.metadata.distribution("kanjivg")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+needs_kanjivg = pytest.mark.skipif(not _has_kanjivg(), reason="needs the kanji extra")
+
+
+@needs_kanjivg
+def test_kanji_coverage_is_shapely_area():
+    scene = rectbert.scene("kanji", rotation=(-20.0, 20.0))
+    assert check_exact(scene, scene.count) < 2e-5
+
+
+def test_svg_path_hand_computed():
+    # M 10,20 then a relative line by (5, -5), a relative cubic that is a straight line
+    # (control points on it), and S mirroring the last control point; Z closes
+    lines = drawings.svg_path("M10,20l5-5c1,0,2,0,3,0s2,0,3,0Z", 0.01)
+    (poly,) = lines
+    assert np.allclose(poly[0], [10, 20]) and np.allclose(poly[1], [15, 15])
+    assert np.allclose(poly[-2], [21, 15]) and np.allclose(poly[-1], [10, 20])
+    assert np.allclose(poly[2:-1, 1], 15)  # the straight cubics stay on y = 15
+
+
+def test_bezier_flattening_within_tolerance():
+    ctrl = np.array([[0.0, 0.0], [30.0, 80.0], [70.0, -60.0], [100.0, 10.0]])
+    for tol in (1.0, 0.1, 0.01):
+        poly = LineString(drawings._flatten(ctrl, tol))
+        t = np.linspace(0, 1, 2001)[:, None]
+        dense = (
+            (1 - t) ** 3 * ctrl[0]
+            + 3 * (1 - t) ** 2 * t * ctrl[1]
+            + 3 * (1 - t) * t**2 * ctrl[2]
+            + t**3 * ctrl[3]
+        )
+        far = max(poly.distance(Point(p)) for p in dense)
+        assert far <= tol
+        assert len(poly.coords) < 4 * math.sqrt(1000 / tol)  # and not absurdly many
+
+
+def test_kanji_refuses_without_the_extra(monkeypatch):
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    drawings._kanji_paths.cache_clear()
+    from rectbert.scenes import glyph
+
+    glyph._kanji_library.cache_clear()
+    with pytest.raises(config.ConfigError, match=r"pip install -e '\.\[kanji\]'") as e:
+        rectbert.scene("kanji", kanji="木")
+    assert "\n" not in str(e.value)
+    glyph._kanji_library.cache_clear()
+
+
+# ----------------------------------------------------------------------------- the split
+def test_unseen_eval_set_draws_from_the_held_out_glyphs():
+    """The unseen set's tokens are the codebook's nearest to shapely's areas of the held-out
+    glyphs' polygons (N-Z), and none of the training glyphs."""
+    from rectbert.data.scene_tasks import SparseTask
+    from rectbert.data.tasks import MaskSpec
+
+    scene = rectbert.scene("glyph", glyphs="ABCDEFGHIJKLM", unseen_glyphs="NOPQRSTUVWXYZ")
+    task = SparseTask(scene=scene, mask=MaskSpec(5), eval_examples=12, codebook_examples=10)
+    task = task.with_codebook(task.fit_codebook()[0])
+    seen, new = task.eval_set(), task.unseen_eval_set()
+    held = scene.unseen()
+    assert new.tokens.shape == seen.tokens.shape and not np.array_equal(new.points, seen.points)
+    centroids = np.asarray(task.codebook)
+    for r in range(4):
+        values = reference(held, np.asarray(new.scenes[r]), np.asarray(new.points[r]))
+        dist = ((values[:, None] - centroids[None]) ** 2).sum(-1)
+        gap = np.take_along_axis(dist, np.asarray(new.tokens[r])[:, None], -1)[:, 0] - dist.min(-1)
+        assert np.all(gap < 1e-4)
+    names = {held.name_of(np.asarray(p)) for p in new.scenes}
+    assert names <= {f"futural:{c}" for c in "NOPQRSTUVWXYZ"} and len(names) > 3
+    plain = SparseTask(scene=rectbert.scene("glyph"), mask=MaskSpec(5), eval_examples=12)
+    assert plain.unseen_eval_set() is None
+
+
+@pytest.mark.slow
+def test_unseen_split_end_to_end(tmp_path):
+    """A tiny sparse run trained on A-M logs the unseen glyphs' accuracy, loss, baseline and
+    gap, figures them, and loads (load_run) with its scene."""
+    import json
+
+    from experiments import cli
+    from rectbert.recipes import sparse
+    from tests.conftest import TINY, TINY_CODEBOOK
+
+    workdir = tmp_path / "run"
+    cli.run(
+        sparse,
+        f"--workdir={workdir}",
+        "--num_steps=3",
+        *TINY,
+        *TINY_CODEBOOK,
+        "--scene=glyph",
+        "--glyphs=ABCDEFGHIJKLM",
+        "--unseen_glyphs=NOPQRSTUVWXYZ",
+        "--num_train_rects=0",
+    )
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in rows if "eval/unseen_masked_accuracy" in r][-1]
+    gap = last["eval/masked_accuracy"] - last["eval/unseen_masked_accuracy"]
+    assert last["eval/unseen_gap"] == pytest.approx(gap)
+    assert 0 <= last["eval/unseen_nearest_accuracy"] <= 1 and last["eval/unseen_loss"] > 0
+    assert (workdir / "figures" / "RectangleContinuousTrainingLoss.png").exists()
+    run = rectbert.load_run(str(workdir))
+    assert run.scene == rectbert.scene(
+        "glyph", glyphs="ABCDEFGHIJKLM", unseen_glyphs="NOPQRSTUVWXYZ"
+    )
