@@ -23,6 +23,7 @@ _PURPOSES = {
     "samples": 14,  # completions drawn from model and oracle (analysis/samples)
     "validation": 15,  # a validation set apart from the held-out one (benchmarks)
     "extra_targets": 16,  # the extra hidden training points (SparseTask.extra_targets)
+    "unseen": 17,  # the evaluation set of shapes held out of training (Scene.unseen)
 }
 
 

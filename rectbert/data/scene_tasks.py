@@ -154,6 +154,17 @@ class SceneTask(Task):
         k = jax.random.fold_in(keys.key(self.seed, "held_out"), 0)
         return self.scene.sample(k, self.eval_examples)
 
+    def unseen_eval_set(self):
+        """eval_examples shapes of the scene's unseen() kinds (glyphs, fonts never trained
+        on), their points and masks drawn as the held-out set's, from a key of their own; or
+        None where the scene has no such split."""
+        held = self.scene.unseen()
+        if held is None:
+            return None
+        k_shapes, k_examples = jax.random.split(keys.key(self.seed, "unseen"))
+        params = held.sample(k_shapes, self.eval_examples)
+        return dataclasses.replace(self, scene=held).eval_batch(k_examples, params)
+
     def shapes_at(self, key, step, batch: int):
         """[batch, D] the training shapes of a step: fresh, or from the fixed set's stream."""
         if self.train_params is None:
@@ -194,10 +205,13 @@ class GridTask(SceneTask):
         return self._batch(k_mask, self.train_params[idx], self._train_values[idx], self.mask)
 
     def eval_set(self) -> Batch:
-        k = jax.random.fold_in(keys.key(self.seed, "held_out"), 1)
-        return self._batch(
-            k, self.eval_params, patches(self.scene, self.eval_params), fixed(self.mask)
+        return self.eval_batch(
+            jax.random.fold_in(keys.key(self.seed, "held_out"), 1), self.eval_params
         )
+
+    def eval_batch(self, key, params_NxD) -> Batch:
+        """These shapes as evaluation examples (every patch; the fixed mask's count)."""
+        return self._batch(key, params_NxD, patches(self.scene, params_NxD), fixed(self.mask))
 
     def train_eval_set(self, batch: int) -> None:
         return None
@@ -348,8 +362,13 @@ class SparseTask(SceneTask):
         )
 
     def eval_set(self) -> Batch:
-        k = jax.random.fold_in(keys.key(self.seed, "held_out"), 1)
-        return self.examples(k, self.eval_params, fixed(self.mask))
+        return self.eval_batch(
+            jax.random.fold_in(keys.key(self.seed, "held_out"), 1), self.eval_params
+        )
+
+    def eval_batch(self, key, params_NxD) -> Batch:
+        """These shapes as evaluation examples (new points; the fixed mask's count)."""
+        return self.examples(key, params_NxD, fixed(self.mask))
 
     def train_eval_set(self, batch: int) -> Batch:
         """Shapes the model trained on (those of the first steps), with new points (with

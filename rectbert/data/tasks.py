@@ -119,6 +119,11 @@ class Task(Protocol):
         batch fits memory (size_checks)."""
         size_checks(model_cfg, train_cfg, self.seq_len)
 
+    def unseen_eval_set(self) -> Batch | None:
+        """Held-out examples of shapes never trained on (a scene's unseen(): glyphs or fonts
+        held out), evaluated as eval/unseen_*; None (the default): no such split."""
+        return None
+
     def prepare(self, workdir: str, *, main: bool = True) -> Task:
         """The task bound to the files of the run in `workdir` (a scene task: its codebook,
         read from codebook.npy or fitted and written by process 0); called by train() once

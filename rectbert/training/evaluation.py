@@ -1,5 +1,6 @@
 """Held-out evaluation: a jitted predict, masked loss and accuracy over a whole evaluation set,
-the task's own extras, and the same measures on examples the model trained on (the gap).
+the task's own extras, the same measures on examples the model trained on (the gap), and on
+shapes of a kind never trained on where the task has them (unseen glyphs or fonts).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Evaluator:
         self.held_out = jax.jit(task.eval_set)()  # one program, not op by op
         self.trained_on = jax.jit(task.train_eval_set, static_argnums=0)(train_batch_size)
         self.extra = jax.jit(task.eval_extra)
+        self.unseen = jax.jit(task.unseen_eval_set)()  # None where the task has no split
 
     def __call__(self, params) -> tuple[dict, jax.Array]:
         metrics, preds = evaluate(self.predict, params, self.held_out, self.batch_size)
@@ -72,4 +74,14 @@ class Evaluator:
             metrics["eval/train_masked_accuracy"] = seen["eval/masked_accuracy"]
             metrics["eval/train_loss"] = seen["eval/loss"]
             metrics["eval/gap"] = seen["eval/masked_accuracy"] - metrics["eval/masked_accuracy"]
+        if self.unseen is not None:
+            new, new_preds = evaluate(self.predict, params, self.unseen, self.batch_size)
+            extra = self.extra(new_preds, self.unseen)
+            metrics["eval/unseen_masked_accuracy"] = new["eval/masked_accuracy"]
+            metrics["eval/unseen_loss"] = new["eval/loss"]
+            if "eval/nearest_accuracy" in extra:  # the sparse task's baseline, on them
+                metrics["eval/unseen_nearest_accuracy"] = extra["eval/nearest_accuracy"]
+            metrics["eval/unseen_gap"] = (
+                metrics["eval/masked_accuracy"] - new["eval/masked_accuracy"]
+            )
         return {k: float(v) for k, v in metrics.items()}, preds

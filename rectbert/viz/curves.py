@@ -41,6 +41,8 @@ def generalisation_curves(rows: list[dict], path: str, *, title: str = "") -> st
         ("eval/loss", ax_loss, "s-", "C1", "held-out shapes"),
         ("eval/train_masked_accuracy", ax_acc, "o-", "C0", "training rectangles"),
         ("eval/masked_accuracy", ax_acc, "s-", "C1", "held-out shapes"),
+        ("eval/unseen_loss", ax_loss, "^-", "C3", "unseen kinds (glyphs, fonts)"),
+        ("eval/unseen_masked_accuracy", ax_acc, "^-", "C3", "unseen kinds (glyphs, fonts)"),
     ]
     for key, ax, style, color, label in series:
         pts = [(r["step"], r[key]) for r in rows if key in r]
@@ -51,6 +53,9 @@ def generalisation_curves(rows: list[dict], path: str, *, title: str = "") -> st
     if last is not None:
         ax_acc.axhline(last["eval/nearest_accuracy"], color="0.4", ls="--", label="nearest visible")
         ax_acc.axhline(last["eval/majority_accuracy"], color="0.6", ls=":", label="majority token")
+        if "eval/unseen_nearest_accuracy" in last:
+            said = "nearest visible, unseen kinds"
+            ax_acc.axhline(last["eval/unseen_nearest_accuracy"], color="C3", ls="--", label=said)
     ax_loss.set_yscale("log")
     ax_loss.set_title("masked cross-entropy")
     ax_acc.set_title("masked accuracy")
