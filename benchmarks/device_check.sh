@@ -46,6 +46,12 @@ fi
 step "machine"
 date -u | keep
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | keep
+# the drawings' packages (Hershey-Fonts, shapely, kanjivg), which the card's machine has no
+# registry to install: carried as wheels (bash benchmarks/wheels.sh here, then the device
+# tool's carry=[".wheels"]); without them the glyph and kanji steps say so and skip
+if ls .wheels/*.whl >/dev/null 2>&1; then
+  pip install -q --no-deps --no-index .wheels/*.whl 2>&1 | tail -1 | keep
+fi
 python -c "import jax, flax, optax, orbax.checkpoint as o, sys; print('python', sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, jax.devices())" 2>&1 | keep
 
 if want throughput; then
@@ -104,8 +110,13 @@ fi
 if want scenes; then
 # the full-size flagfile of every scene beyond rect, shortened to ${SCENE_ARGS[0]}: steps/s
 # at full size (x 50,000 steps = the full run's time) and a finished evaluation with figures
-for run in sparse_rotated sparse_rects sparse_junction grid_rotated; do
+for run in sparse_rotated sparse_rects sparse_junction grid_rotated sparse_glyph sparse_kanji; do
   step "scene at full size: $run ${SCENE_ARGS[*]}"
+  if [[ $run == sparse_glyph || $run == sparse_kanji ]] &&
+    ! python -c "import HersheyFonts, shapely, importlib.metadata as m; m.distribution('kanjivg')" 2>/dev/null; then
+    echo "$run skipped: Hershey-Fonts, shapely or kanjivg missing (carry .wheels)" | keep
+    continue
+  fi
   start=$SECONDS
   limit=$(left 60)
   timeout "$limit" python -m experiments.${run%%_*} --flagfile=experiments/flags/$run.flags \

@@ -211,13 +211,13 @@ def test_kanji_refuses_without_the_extra(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     drawings._kanji_paths.cache_clear()
-    from rectbert.scenes import glyph
+    from rectbert.scenes import kanji
 
-    glyph._kanji_library.cache_clear()
+    kanji._kanji_library.cache_clear()
     with pytest.raises(config.ConfigError, match=r"pip install -e '\.\[kanji\]'") as e:
         rectbert.scene("kanji", kanji="木")
     assert "\n" not in str(e.value)
-    glyph._kanji_library.cache_clear()
+    kanji._kanji_library.cache_clear()
 
 
 # ----------------------------------------------------------------------------- the split
@@ -277,3 +277,16 @@ def test_unseen_split_end_to_end(tmp_path):
     assert run.scene == rectbert.scene(
         "glyph", glyphs="ABCDEFGHIJKLM", unseen_glyphs="NOPQRSTUVWXYZ"
     )
+
+
+def test_the_oracle_refuses_many_drawings_in_one_line_and_takes_one():
+    from rectbert.analysis import oracle
+
+    many, one = rectbert.scene("glyph"), rectbert.scene("glyph", glyphs="A", rotation=(-10.0, 10.0))
+    assert "26 drawings" in many.oracle_unsupported() and "\n" not in many.oracle_unsupported()
+    assert one.oracle_unsupported() is None
+    ((_, part),) = one.components()
+    x = np.asarray(part.sample(jax.random.key(0), 4))
+    assert x.shape == (4, 4)  # size, angle, x, y
+    assert np.allclose(one.lift(0, x)[:, 1:], x) and np.all(np.asarray(one.lift(0, x))[:, 0] == 0)
+    oracle.check(one)

@@ -2,9 +2,10 @@
 package) and KanjiVG's kanji (the optional `kanjivg` package), their stroke centrelines
 thickened (square caps, mitre joins) and united with shapely, once per drawing, in numpy.
 
-The scenes (rectbert/scenes/glyph.py) only move these polygons by a similarity transform
-inside jit, so their coverage is exact for the polygon built here. Coordinates are the
-library's own (Hershey font units, KanjiVG's 109-unit box), y down as on the canvas.
+The scenes (rectbert/scenes/glyph.py and kanji.py, on drawn.py) only move these polygons by a
+similarity transform inside jit, so their coverage is exact for the polygon built here.
+Coordinates are the library's own (Hershey font units, KanjiVG's 109-unit box), y down as on
+the canvas.
 """
 
 from __future__ import annotations

@@ -1,0 +1,295 @@
+"""What the line-drawing scenes (glyph, kanji) share: a set of drawings, each an exact polygon
+built once (rectbert/geometry/drawings.py), placed by a random similarity transform; and one
+drawing of a set, the oracle's mixture component. Registers no family."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rectbert import config
+from rectbert.geometry import drawings, shapes
+from rectbert.scenes.base import Scene, boundary_coverage, compiled, sampler
+
+
+def names(text: str) -> tuple[str, ...]:
+    """The characters of `text` in order, each once, white space left out."""
+    return tuple(dict.fromkeys(c for c in text if not c.isspace()))
+
+
+class Drawn(Scene):
+    """What `glyph` and `kanji` share: a set of drawings (`_drawings()`: names and a
+    drawings.Library), each placed by (drawing index, size, angle, x, y).
+
+    The drawing's polygon lives in em units centred on its box; the image is
+    (x, y) + size x R(angle) v for each vertex v (size: the em's side in canvas pixels). The
+    index is uniform over the set, the size on glyph_size, the angle on rotation (degrees
+    in the option, radians in the parameters), and (x, y) uniform over the places where the
+    whole placed polygon lies inside the canvas (exact, from its vertices)."""
+
+    param_dim: ClassVar[int] = 5
+    set_field: ClassVar[str]  # the option naming the set (for errors)
+    glyph_size: tuple[float, float] | None
+    rotation: tuple[float, float] | None
+    stroke_weight: float
+
+    # --------------------------------------------------------------- what a family says
+    def _drawings(self) -> tuple[tuple[str, ...], drawings.Library]:
+        raise NotImplementedError
+
+    def _held_out(self) -> Drawn | None:
+        """The same family over the drawings held out of training (unseen()), or None."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- derived
+    @functools.cached_property
+    def library(self) -> drawings.Library:
+        return self._drawings()[1]
+
+    @property
+    def count(self) -> int:
+        return len(self.library.names)
+
+    @property
+    def chunk_pairs(self) -> int:  # ~1 KB of window work a segment and (shape, point) pair
+        return max(256, 2**28 // (self.library.a.shape[1] * 1024))
+
+    def _angles(self):
+        lo, hi = self.rotation
+        return math.radians(lo), math.radians(hi)
+
+    def _check_common(self, extra_checks) -> None:
+        s, r = self.glyph_size, self.rotation
+        config.validate(
+            self,
+            [
+                (
+                    s is not None and len(s) == 2 and 0 < s[0] < s[1] <= self.size,
+                    "glyph_size",
+                    f"two numbers 'lo,hi' with 0 < lo < hi <= {self.size}",
+                ),
+                (
+                    r is not None and len(r) == 2 and -180 <= r[0] <= r[1] <= 180,
+                    "rotation",
+                    "two angles in degrees 'lo,hi' with -180 <= lo <= hi <= 180",
+                ),
+                (0 < self.stroke_weight <= 0.25, "stroke_weight", "in (0, 0.25] (of the em)"),
+                *extra_checks,
+            ],
+        )
+        try:
+            lib = self._drawings()[1]
+        except drawings.MissingError as e:  # not installed, or no such drawing: one line
+            raise config.error(self, self.set_field, str(e)) from None
+        widest = self._widest(lib)
+        if widest * s[1] > self.size:
+            fit = self.size / widest
+            raise config.error(
+                self,
+                "glyph_size",
+                f"at most {fit:.1f} here (the widest drawing at that size and angle must fit the "
+                f"{self.size}-pixel canvas)",
+            )
+
+    def _widest(self, lib) -> float:
+        """The largest width or height of any drawing at any allowed angle, in ems (an angle
+        grid, with the radius x the grid step as margin between its points)."""
+        lo, hi = self._angles()
+        n = 1 if lo == hi else 721
+        theta = np.linspace(lo, hi, n)
+        c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+        v = lib.vertices.astype(np.float64)[None]  # [1, G, V, 2]
+        x, y = c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]
+        span = np.maximum(x.max(-1) - x.min(-1), y.max(-1) - y.min(-1))  # [n, G]
+        margin = 0.0 if n == 1 else 2 * float(lib.radius.max()) * (hi - lo) / (n - 1)
+        return float(span.max()) + margin
+
+    # --------------------------------------------------------------- placement
+    def _extent(self, index_N, size_N, angle_N):
+        """([N, 2] lowest, [N, 2] highest offset of the placed polygon from (x, y))."""
+        v = jnp.asarray(self.library.vertices)[index_N]  # [N, V, 2]
+        c, s = jnp.cos(angle_N)[:, None], jnp.sin(angle_N)[:, None]
+        x = c * v[..., 0] - s * v[..., 1]
+        y = s * v[..., 0] + c * v[..., 1]
+        lo = jnp.stack([x.min(-1), y.min(-1)], -1) * size_N[:, None]
+        hi = jnp.stack([x.max(-1), y.max(-1)], -1) * size_N[:, None]
+        return lo, hi
+
+    def _index(self, params_NxD):
+        return jnp.clip(jnp.round(params_NxD[:, 0]), 0, self.count - 1).astype(jnp.int32)
+
+    def placed(self, params_NxD):
+        """The placed polygon's boundary: ([N, S, 2] starts, [N, S, 2] ends, [N, S] weights)."""
+        p = jnp.asarray(params_NxD, jnp.float32)
+        idx = self._index(p)
+        size, angle = p[:, 1, None, None], p[:, 2, None]
+        c, s = jnp.cos(angle), jnp.sin(angle)
+        lib = self.library
+
+        def move(v):  # [N, S, 2] em units -> canvas pixels
+            v = jnp.asarray(v)[idx] * size
+            x = c * v[..., 0] - s * v[..., 1]
+            y = s * v[..., 0] + c * v[..., 1]
+            return jnp.stack([x, y], -1) + p[:, None, 3:5]
+
+        return move(lib.a), move(lib.b), jnp.asarray(lib.weight)[idx]
+
+    @sampler
+    def sample(self, key, n: int):
+        return self._sample(key, n, None)
+
+    def _sample(self, key, n: int, index: int | None):
+        ki, ks, ka, kx = jax.random.split(key, 4)
+        if index is None:
+            idx = jax.random.randint(ki, (n,), 0, self.count)
+        else:
+            idx = jnp.full((n,), index, jnp.int32)
+        size = jax.random.uniform(ks, (n,), minval=self.glyph_size[0], maxval=self.glyph_size[1])
+        a_lo, a_hi = self._angles()
+        angle = jax.random.uniform(ka, (n,), minval=a_lo, maxval=a_hi)
+        lo, hi = self._extent(idx, size, angle)
+        u = jax.random.uniform(kx, (n, 2))
+        xy = -lo + (self.size - hi + lo) * u
+        return jnp.concatenate(
+            [idx[:, None].astype(jnp.float32), size[:, None], angle[:, None], xy], -1
+        )
+
+    @compiled
+    def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        return boundary_coverage(*self.placed(params_NxD), points_NxPx2, cell, grid)
+
+    def log_density(self, params_NxD):
+        p = jnp.asarray(params_NxD, jnp.float32)
+        idx, size, angle, xy = p[:, 0], p[:, 1], p[:, 2], p[:, 3:5]
+        s_lo, s_hi = self.glyph_size
+        a_lo, a_hi = (np.float32(a) for a in self._angles())
+        ok = (idx == jnp.round(idx)) & (idx >= 0) & (idx <= self.count - 1)
+        ok &= (size >= s_lo) & (size <= s_hi) & (angle >= a_lo) & (angle <= a_hi)
+        lo, hi = self._extent(self._index(p), size, angle)
+        room = self.size - hi + lo  # [N, 2]: the span of places for (x, y)
+        ok &= jnp.all((xy >= -lo) & (xy <= self.size - hi), -1)
+        log_p = -math.log(self.count) - math.log(s_hi - s_lo)
+        if a_hi > a_lo:  # a fixed angle is a point mass: no density term
+            log_p -= math.log(float(a_hi) - float(a_lo))
+        log_p = log_p - jnp.sum(jnp.log(jnp.maximum(room, 1e-12)), -1)
+        return jnp.where(ok, log_p, -jnp.inf)
+
+    def support(self) -> np.ndarray:
+        a_lo, a_hi = self._angles()
+        edge = [0.0, float(self.size)]
+        rows = [[0.0, self.count - 1.0], list(self.glyph_size), [a_lo, a_hi], edge, edge]
+        return np.array(rows, np.float32)
+
+    def hard_bounds(self, points_Px2, hit_P):
+        """The support, with (x, y) within radius x the largest size + half the window of
+        every point whose window the shape meets."""
+        box = jnp.asarray(self.support(), jnp.float32)
+        reach = (
+            float(self.library.radius.max()) * self.glyph_size[1] + shapes.GRID * shapes.CELL / 2
+        )
+        pts = jnp.asarray(points_Px2, jnp.float32)
+        hit = jnp.asarray(hit_P)[:, None]
+        lo = jnp.max(jnp.where(hit, pts - reach, -jnp.inf), 0)
+        hi = jnp.min(jnp.where(hit, pts + reach, jnp.inf), 0)
+        xy = jnp.stack([jnp.maximum(box[3:, 0], lo), jnp.minimum(box[3:, 1], hi)], -1)
+        xy = jnp.stack([jnp.minimum(xy[:, 0], xy[:, 1]), xy[:, 1]], -1)
+        return box.at[3:].set(xy)
+
+    # --------------------------------------------------------------- mixture
+    def components(self):
+        """One component per drawing: the transform's posterior given that drawing (size,
+        angle where it varies, x, y), each of prior probability 1 / count."""
+        log_p = -math.log(self.count)
+        return tuple((log_p, _One(self, m)) for m in range(self.count))
+
+    def lift(self, m: int, params_NxDm):
+        p = jnp.asarray(params_NxDm, jnp.float32)
+        n = p.shape[0]
+        idx = jnp.full((n, 1), float(m), jnp.float32)
+        if p.shape[1] == 3:  # the angle fixed: its one value
+            angle = jnp.full((n, 1), float(np.float32(self._angles()[0])), jnp.float32)
+            return jnp.concatenate([idx, p[:, :1], angle, p[:, 1:]], -1)
+        return jnp.concatenate([idx, p], -1)
+
+    def unseen(self) -> Scene | None:
+        return self._held_out()
+
+    def oracle_unsupported(self) -> str | None:
+        if self.count == 1:
+            return None
+        # measured here: one drawing 2.5 s an example at 4 visible; 5 drawings 46 s, after a
+        # compile of 290 s (the oracle traces each component on its own: one program each)
+        return (
+            f"sets of {self.count} drawings yet: it runs one sampler per drawing, each traced on "
+            "its own (minutes to compile, about 10 s a drawing per example on a CPU); a set of "
+            "one drawing (e.g. --glyphs=A) works"
+        )
+
+    # --------------------------------------------------------------- figures
+    def outlines(self, params_D) -> list[np.ndarray]:
+        a, b, w = (np.asarray(x[0], np.float64) for x in self.placed(jnp.asarray(params_D)[None]))
+        return _chains(a[w > 0], b[w > 0])
+
+    def name_of(self, params_D) -> str:
+        return self.library.names[int(round(float(np.asarray(params_D)[0])))]
+
+
+def _chains(a_Sx2: np.ndarray, b_Sx2: np.ndarray) -> list[np.ndarray]:
+    """The rings of a boundary given as consecutive segments (each ring's in order)."""
+    rings, start = [], 0
+    for i in range(len(a_Sx2)):
+        if i == len(a_Sx2) - 1 or not np.allclose(b_Sx2[i], a_Sx2[i + 1]):
+            rings.append(a_Sx2[start : i + 1])
+            start = i + 1
+    return rings
+
+
+@dataclasses.dataclass(frozen=True)
+class _One(Scene):
+    """One drawing of a Drawn scene (a mixture component of the oracle): parameters (size,
+    angle, x, y), or (size, x, y) where the angle is fixed; the parent's conditional prior
+    given the drawing. Not registered."""
+
+    parent: Drawn
+    index: int
+    ensemble_moves: ClassVar[int] = 2
+
+    name = property(lambda self: self.parent.name)
+    size = property(lambda self: self.parent.size)
+    free_angle = property(lambda self: self.parent._angles()[0] < self.parent._angles()[1])
+    param_dim = property(lambda self: 4 if self.free_angle else 3)
+    chunk_pairs = property(lambda self: self.parent.chunk_pairs)
+
+    def _keep(self):
+        return [1, 2, 3, 4] if self.free_angle else [1, 3, 4]
+
+    def full(self, params_NxD):
+        return self.parent.lift(self.index, params_NxD)
+
+    @sampler
+    def sample(self, key, n: int):
+        return self.parent._sample(key, n, self.index)[:, jnp.asarray(self._keep())]
+
+    @compiled
+    def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
+        return boundary_coverage(
+            *self.parent.placed(self.full(params_NxD)), points_NxPx2, cell, grid
+        )
+
+    def log_density(self, params_NxD):
+        return self.parent.log_density(self.full(params_NxD)) + math.log(self.parent.count)
+
+    def support(self) -> np.ndarray:
+        return self.parent.support()[self._keep()]
+
+    def hard_bounds(self, points_Px2, hit_P):
+        return self.parent.hard_bounds(points_Px2, hit_P)[jnp.asarray(self._keep())]
+
+    def outlines(self, params_D) -> list[np.ndarray]:
+        return self.parent.outlines(self.full(jnp.asarray(params_D)[None])[0])
