@@ -147,6 +147,8 @@ def values(recipe, fv) -> dict:
 def _error(fv, flag: str, allowed: str, value=None) -> Error:
     """`--flag=value is not allowed: allowed` (an unset flag: the value it took, its default)."""
     shown = fv[flag].serialize() if flag in fv else ""
+    if not shown.isprintable():  # a value with a newline or a control character: quoted
+        shown = f"--{flag}={fv[flag].value!r}"
     if not shown:
         shown = f"--{flag}" if value is None else f"--{flag} (unset: {value!r})"
     return Error(f"{shown} is not allowed: {allowed}")
