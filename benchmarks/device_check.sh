@@ -112,8 +112,9 @@ if want scenes; then
 # at full size (x 50,000 steps = the full run's time) and a finished evaluation with figures
 for run in sparse_rotated sparse_rects sparse_junction grid_rotated sparse_glyph sparse_kanji; do
   step "scene at full size: $run ${SCENE_ARGS[*]}"
-  if [[ $run == sparse_glyph || $run == sparse_kanji ]] &&
-    ! python -c "import HersheyFonts, shapely, importlib.metadata as m; m.distribution('kanjivg')" 2>/dev/null; then
+  need="import HersheyFonts, shapely, importlib.metadata as m"
+  [[ $run == sparse_kanji ]] && need+="; m.distribution('kanjivg')"
+  if [[ $run == sparse_glyph || $run == sparse_kanji ]] && ! python -c "$need" 2>/dev/null; then
     echo "$run skipped: Hershey-Fonts, shapely or kanjivg missing (carry .wheels)" | keep
     continue
   fi

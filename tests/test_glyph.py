@@ -59,31 +59,43 @@ def test_glyph_coverage_is_shapely_area_for_every_glyph(font):
     assert check_exact(scene, 26) < 2e-5
 
 
-def test_glyph_polygon_is_the_thickened_strokes():
-    """Against the raw strokes HersheyFonts gives: every centreline point is inside, every
-    point farther than half the width x sqrt 2 (a square cap's corner) from all strokes is not;
-    and the area is at least the strokes' length x width minus what their overlaps can take."""
+@pytest.mark.parametrize("font", ["futural", "timesr"])
+def test_glyph_polygon_is_the_thickened_strokes(font):
+    """Against the raw strokes HersheyFonts gives: every centreline point is inside, and no
+    point is farther than 2.5 half-widths from all strokes (a square cap's corner is at
+    sqrt 2; a mitre cut at the limit of 2 half-widths along a hairpin's bisector has corners
+    at about sqrt 5 = 2.24, the most measured on timesr's serifs; futural's joins stay under
+    sqrt 2). Spikes of the limit 5 (4.4-5 half-widths) fail it."""
     from HersheyFonts import HersheyFonts
 
-    font = HersheyFonts()
-    font.load_default_font("futural")
-    scene = rectbert.scene("glyph", stroke_weight=0.1)
+    hershey = HersheyFonts()
+    hershey.load_default_font(font)
+    scene = rectbert.scene("glyph", font=(font,), stroke_weight=0.1)
+    half = 0.1 * 32 / 2
     for i, char in enumerate(string.ascii_uppercase):
-        lines = [LineString(s) for s in font.strokes_for_text(char) if len(s) > 1]
+        lines = [LineString(s) for s in hershey.strokes_for_text(char) if len(s) > 1]
         raw = shapely.union_all(lines)
-        x0, y0, x1, y1 = raw.buffer(0.1 * 32 / 2, cap_style="square").bounds
-        em = shapely.affinity.translate(
-            shapely.affinity.scale(scene.library.shapes[i], 32, 32, origin=(0, 0)),
-            (x0 + x1) / 2,
-            (y0 + y1) / 2,
-        )
-        half = 0.1 * 32 / 2
+        em = shapely.affinity.scale(scene.library.shapes[i], 32, 32, origin=(0, 0))
+        # the drawing was centred on its polygon's box: find that offset from the raw strokes
+        bx0, by0, bx1, by1 = shapely.union_all(
+            [raw.buffer(half, cap_style="square", join_style="mitre", mitre_limit=2.0)]
+        ).bounds
+        em = shapely.affinity.translate(em, (bx0 + bx1) / 2, (by0 + by1) / 2)
         for line in lines:
             for t in np.linspace(0, 1, 11):
-                assert em.buffer(1e-6).contains(line.interpolate(t, normalized=True))
-        probe = [Point(p) for p in RNG.uniform((x0 - 5, y0 - 5), (x1 + 5, y1 + 5), (400, 2))]
-        far = [p for p in probe if raw.distance(p) > half * math.sqrt(2) + 1e-6]
+                assert em.buffer(1e-6).contains(line.interpolate(t, normalized=True)), char
+        box = np.array([bx0 - 5, by0 - 5]), np.array([bx1 + 5, by1 + 5])
+        probe = [Point(p) for p in RNG.uniform(*box, (400, 2))]
+        far = [p for p in probe if raw.distance(p) > 2.5 * half]
         assert not any(em.contains(p) for p in far), char
+        vertices = np.concatenate([np.asarray(r.coords) for r in _rings(em)])
+        assert max(raw.distance(Point(v)) for v in vertices) <= 2.5 * half, char
+
+
+def _rings(shape):
+    for poly in getattr(shape, "geoms", [shape]):
+        yield poly.exterior
+        yield from poly.interiors
 
 
 def test_glyph_placement_fits_the_canvas_and_density_matches():
@@ -153,12 +165,24 @@ def test_unseen_split():
         ),
         ({"rotation": (0.0, 400.0)}, "degrees"),
         ({"stroke_weight": 0.0}, "of the em"),
+        ({"font": ("futural", "futural")}, "each font once"),
+        ({"unseen_glyphs": " "}, "characters, or ''"),
+        ({"unseen_glyphs": "é"}, "unseen_glyphs=.*no glyph"),  # names the flag the user set
+        ({"unseen_fonts": ("markers",)}, "unseen_fonts=.*no glyph"),
     ],
 )
 def test_glyph_refuses_in_one_line(opts, says):
     with pytest.raises(config.ConfigError, match=says) as e:
         rectbert.scene("glyph", **opts)
     assert "\n" not in str(e.value)
+
+
+def test_the_largest_size_said_to_fit_fits():
+    opts = {"rotation": (0.0, 45.0), "stroke_weight": 0.25}
+    with pytest.raises(config.ConfigError, match=r"at most (\d+\.\d)") as e:
+        rectbert.scene("glyph", glyph_size=(100.0, 256.0), **opts)
+    fit = float(e.value.allowed.split("at most ")[1].split()[0])
+    rectbert.scene("glyph", glyph_size=(100.0, fit), **opts)  # accepted
 
 
 # ----------------------------------------------------------------------------- kanji
@@ -187,6 +211,20 @@ def test_svg_path_hand_computed():
     assert np.allclose(poly[0], [10, 20]) and np.allclose(poly[1], [15, 15])
     assert np.allclose(poly[-2], [21, 15]) and np.allclose(poly[-1], [10, 20])
     assert np.allclose(poly[2:-1, 1], 15)  # the straight cubics stay on y = 15
+    # a curved S: its first control point mirrors (10, 10) about (10, 0): (10, -10), so the
+    # second cubic (10,0) (10,-10) (20,-10) (20,0) passes (15, -7.5) at t = 1/2; the same
+    # written relative (s) and as an implicit repeat of C; then H and V (absolute, relative)
+    for d in (
+        "M0,0C0,10 10,10 10,0S20,-10 20,0",
+        "M0,0c0,10 10,10 10,0s10,-10 10,0",
+        "M0,0C0,10 10,10 10,0 10,-10 20,-10 20,0",
+    ):
+        (poly,) = drawings.svg_path(d, 1e-4)
+        second = LineString(poly[poly[:, 0] >= 10])
+        assert second.distance(Point(15, -7.5)) < 1e-3, d
+        assert np.allclose(poly[-1], [20, 0])
+    (poly,) = drawings.svg_path("M1,2H5v3h-2V0", 0.1)
+    assert np.allclose(poly, [[1, 2], [5, 2], [5, 5], [3, 5], [3, 0]])
 
 
 def test_bezier_flattening_within_tolerance():

@@ -86,16 +86,24 @@ class Drawn(Scene):
         try:
             lib = self._drawings()[1]
         except drawings.MissingError as e:  # not installed, or no such drawing: one line
-            raise config.error(self, self.set_field, str(e)) from None
+            raise config.error(self, self.set_field, f"drawings the libraries have ({e})") from None
         widest = self._widest(lib)
         if widest * s[1] > self.size:
-            fit = self.size / widest
+            fit = math.floor(self.size / widest * 10) / 10  # shown rounded down: it fits
             raise config.error(
                 self,
                 "glyph_size",
                 f"at most {fit:.1f} here (the widest drawing at that size and angle must fit the "
                 f"{self.size}-pixel canvas)",
             )
+
+    def _check_held_out(self, field: str) -> None:
+        """The held-out set made now (a missing drawing, or one too wide, is refused in one
+        line naming `field`, before any compute), not mid-run."""
+        try:
+            self._held_out()
+        except config.ConfigError as e:
+            raise config.error(self, field, f"a set the scene can draw: {e.allowed}") from None
 
     def _widest(self, lib) -> float:
         """The largest width or height of any drawing at any allowed angle, in ems (an angle

@@ -70,11 +70,22 @@ class Glyph(Drawn):
                     "font",
                     f"Hershey fonts 'a,b': of {list(fonts)}",
                 ),
+                (len(set(self.font)) == len(self.font), "font", "each font once"),
                 (len(names(self.glyphs)) > 0, "glyphs", "at least one character"),
                 (
                     all(f in fonts for f in self.unseen_fonts),
                     "unseen_fonts",
                     f"Hershey fonts 'a,b' (or empty): of {list(fonts)}",
+                ),
+                (
+                    len(set(self.unseen_fonts)) == len(self.unseen_fonts),
+                    "unseen_fonts",
+                    "each font once",
+                ),
+                (
+                    not self.unseen_glyphs or names(self.unseen_glyphs),
+                    "unseen_glyphs",
+                    "characters, or '' for none",
                 ),
                 (
                     not (held & seen),
@@ -83,8 +94,7 @@ class Glyph(Drawn):
                 ),
             ]
         )
-        if held:  # a missing drawing: one line now, not mid-run
-            self._held_out()
+        self._check_held_out("unseen_glyphs" if self.unseen_glyphs else "unseen_fonts")
 
     def _held_pairs(self) -> set:
         if not (self.unseen_glyphs or self.unseen_fonts):

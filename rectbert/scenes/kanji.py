@@ -51,14 +51,18 @@ class Kanji(Drawn):
             [
                 (len(names(self.kanji)) > 0, "kanji", "at least one character"),
                 (
+                    not self.unseen_kanji or names(self.unseen_kanji),
+                    "unseen_kanji",
+                    "characters, or '' for none",
+                ),
+                (
                     not (set(names(self.unseen_kanji)) & set(names(self.kanji))),
                     "unseen_kanji",
                     "characters outside the training set",
                 ),
             ]
         )
-        if self.unseen_kanji:  # a missing drawing: one line now, not mid-run
-            self._held_out()
+        self._check_held_out("unseen_kanji")
 
     def _drawings(self):
         tolerance = self.tolerance_px * drawings.KANJI_EM / float(self.glyph_size[1])
