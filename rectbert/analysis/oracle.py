@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
-from rectbert.analysis.smc import posterior_one, replica, seen_points
+from rectbert.analysis.mixture import posterior_one
+from rectbert.analysis.smc import replica, seen_points
 from rectbert.data import points
 
 
@@ -160,15 +161,27 @@ CHECK = OracleConfig(num_samples=512, chains=64, anneal_steps=24, mcmc_steps=1)
 
 @functools.partial(jax.jit, static_argnames=("scene", "cfg"))
 def _consistent(keys, points, tokens, centroids, scene, cfg):
+    def search(k, p, t, part, m):
+        every = jnp.ones(t.shape, bool)
+        _, _, x, live, _ = replica(k, p, t, every, centroids, part, cfg)
+        x = scene.lift(m, x)
+        return jnp.any(live), x[jnp.argmax(live)]
+
     def one(a):  # each component searched; the first that finds a shape is the witness
         k, p, t = a
+        batch = scene.component_batch()
+        if batch is not None:  # one program over the components' index
+            m_all = jnp.arange(len(batch[0]))
+            found_m, x_m = jax.lax.map(
+                lambda m: search(jax.random.fold_in(k, m), p, t, batch[1](m), m), m_all
+            )
+            first = jnp.argmax(found_m)
+            return jnp.any(found_m), jnp.where(jnp.any(found_m), x_m[first], jnp.nan)
         found, witness = jnp.bool_(False), jnp.full(scene.param_dim, jnp.nan)
         for m, (_, part) in enumerate(scene.components()):
-            every = jnp.ones(t.shape, bool)
-            _, _, x, live, _ = replica(jax.random.fold_in(k, m), p, t, every, centroids, part, cfg)
-            x = scene.lift(m, x)
-            witness = jnp.where(~found & jnp.any(live), x[jnp.argmax(live)], witness)
-            found = found | jnp.any(live)
+            hit, x = search(jax.random.fold_in(k, m), p, t, part, m)
+            witness = jnp.where(~found & hit, x, witness)
+            found = found | hit
         return found, witness
 
     return jax.lax.map(one, (keys, points, tokens))

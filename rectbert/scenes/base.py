@@ -149,6 +149,13 @@ class Scene:
         then each component's parameters are lifted into this scene's by lift()."""
         return ((0.0, self),)
 
+    def component_batch(self):
+        """None, or the components() as one shape mapped over their index: (log p(m) [M],
+        scene_of(m) -> component m for a traced index m). The oracle then runs them as one
+        program (one compilation, whatever M: a glyph per component); otherwise each
+        component is its own (junction's differ in dimension)."""
+        return None
+
     def lift(self, m: int, params_NxDm):
         """[N, D] component m's parameters in this scene's own (default: the used slots
         first, the unused ones 0, as junction and rects write them)."""

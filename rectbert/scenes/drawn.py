@@ -216,10 +216,13 @@ class Drawn(Scene):
         log_p = -math.log(self.count)
         return tuple((log_p, _One(self, m)) for m in range(self.count))
 
+    def component_batch(self):
+        return np.full(self.count, -math.log(self.count)), functools.partial(_One, self)
+
     def lift(self, m: int, params_NxDm):
         p = jnp.asarray(params_NxDm, jnp.float32)
         n = p.shape[0]
-        idx = jnp.full((n, 1), float(m), jnp.float32)
+        idx = jnp.full((n, 1), m, jnp.float32)  # m an int, or traced (component_batch)
         if p.shape[1] == 3:  # the angle fixed: its one value
             angle = jnp.full((n, 1), float(np.float32(self._angles()[0])), jnp.float32)
             return jnp.concatenate([idx, p[:, :1], angle, p[:, 1:]], -1)
@@ -227,17 +230,6 @@ class Drawn(Scene):
 
     def unseen(self) -> Scene | None:
         return self._held_out()
-
-    def oracle_unsupported(self) -> str | None:
-        if self.count == 1:
-            return None
-        # measured here: one drawing 2.5 s an example at 4 visible; 5 drawings 46 s, after a
-        # compile of 290 s (the oracle traces each component on its own: one program each)
-        return (
-            f"sets of {self.count} drawings yet: it runs one sampler per drawing, each traced on "
-            "its own (minutes to compile, about 10 s a drawing per example on a CPU); a set of "
-            "one drawing (e.g. --glyphs=A) works"
-        )
 
     # --------------------------------------------------------------- figures
     def outlines(self, params_D) -> list[np.ndarray]:
@@ -265,7 +257,7 @@ class _One(Scene):
     given the drawing. Not registered."""
 
     parent: Drawn
-    index: int
+    index: int  # or a traced int32 scalar (component_batch)
     ensemble_moves: ClassVar[int] = 2
 
     name = property(lambda self: self.parent.name)
@@ -280,11 +272,12 @@ class _One(Scene):
     def full(self, params_NxD):
         return self.parent.lift(self.index, params_NxD)
 
-    @sampler
+    # plain methods, not @sampler / @compiled: the index may be traced (component_batch),
+    # and a traced value cannot be a compiled program's static argument; the oracle, their
+    # caller, is compiled as a whole
     def sample(self, key, n: int):
         return self.parent._sample(key, n, self.index)[:, jnp.asarray(self._keep())]
 
-    @compiled
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
         return boundary_coverage(
             *self.parent.placed(self.full(params_NxD)), points_NxPx2, cell, grid
