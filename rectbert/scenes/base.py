@@ -69,7 +69,7 @@ def _typed(cls, f: dataclasses.Field, value):
     d, kind = f.default, f.metadata.get("kind")
     if kind == "names":
         if isinstance(value, str):
-            value = tuple(v.strip() for v in value.split(",") if v.strip())
+            value = config.from_text(f, value)
         if isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
             return tuple(value)
         want = "names 'a,b,...'"

@@ -15,7 +15,7 @@ import numpy as np
 
 from rectbert import config
 from rectbert.geometry import drawings, shapes
-from rectbert.scenes.base import Scene, boundary_coverage, compiled, sampler
+from rectbert.scenes.base import Scene, boundary_coverage, compiled, option, sampler
 
 
 def names(text: str) -> tuple[str, ...]:
@@ -23,6 +23,7 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in text if not c.isspace()))
 
 
+@dataclasses.dataclass(frozen=True)
 class Drawn(Scene):
     """What `glyph` and `kanji` share: a set of drawings (`_drawings()`: names and a
     drawings.Library), each placed by (drawing index, size, angle, x, y).
@@ -35,9 +36,14 @@ class Drawn(Scene):
 
     param_dim: ClassVar[int] = 5
     set_field: ClassVar[str]  # the option naming the set (for errors)
-    glyph_size: tuple[float, float] | None
-    rotation: tuple[float, float] | None
-    stroke_weight: float
+    glyph_size: tuple[float, float] | None = option(
+        (128.0, 224.0), "Em side range 'lo,hi', canvas pixels.", kind="range"
+    )
+    rotation: tuple[float, float] | None = option(
+        (0.0, 0.0), "Rotation range 'lo,hi', degrees (0,0: upright).", kind="range"
+    )
+    stroke_weight: float = option(0.08, "Stroke width, a fraction of the em (of the size).")
+    size: int = shapes.CANVAS
 
     # --------------------------------------------------------------- what a family says
     def _drawings(self) -> tuple[tuple[str, ...], drawings.Library]:
@@ -258,7 +264,6 @@ class _One(Scene):
 
     parent: Drawn
     index: int  # or a traced int32 scalar (component_batch)
-    ensemble_moves: ClassVar[int] = 2
 
     name = property(lambda self: self.parent.name)
     size = property(lambda self: self.parent.size)

@@ -8,7 +8,7 @@ import functools
 import string
 from typing import ClassVar
 
-from rectbert.geometry import drawings, shapes
+from rectbert.geometry import drawings
 from rectbert.scenes.base import option, register
 from rectbert.scenes.drawn import Drawn, names
 
@@ -50,14 +50,6 @@ class Glyph(Drawn):
     unseen_fonts: tuple[str, ...] = option(
         (), "Fonts held out of training, evaluated as unseen ('' : none).", kind="names"
     )
-    glyph_size: tuple[float, float] | None = option(
-        (128.0, 224.0), "Em side range 'lo,hi', canvas pixels.", kind="range"
-    )
-    rotation: tuple[float, float] | None = option(
-        (0.0, 0.0), "Rotation range 'lo,hi', degrees (0,0: upright).", kind="range"
-    )
-    stroke_weight: float = option(0.08, "Stroke width, a fraction of the em (of the size).")
-    size: int = shapes.CANVAS
 
     def __post_init__(self):
         fonts = drawings.hershey_fonts()

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 from typing import ClassVar
 
-from rectbert.geometry import drawings, shapes
+from rectbert.geometry import drawings
 from rectbert.scenes.base import option, register
 from rectbert.scenes.drawn import Drawn, names
 
@@ -36,14 +36,6 @@ class Kanji(Drawn):
     unseen_kanji: str = option(
         "", "Kanji held out of training, evaluated as unseen ('' : none).", kind="str"
     )
-    glyph_size: tuple[float, float] | None = option(
-        (128.0, 224.0), "Em side range 'lo,hi', canvas pixels.", kind="range"
-    )
-    rotation: tuple[float, float] | None = option(
-        (0.0, 0.0), "Rotation range 'lo,hi', degrees (0,0: upright).", kind="range"
-    )
-    stroke_weight: float = option(0.08, "Stroke width, a fraction of the em (of the size).")
-    size: int = shapes.CANVAS
     tolerance_px: ClassVar[float] = 0.1  # Bézier flattening, at the largest size
 
     def __post_init__(self):
