@@ -127,6 +127,48 @@ def record(obj):
     return obj
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """A nested record as {dotted path: value} ({"model": {"relative": "none"}} ->
+    {"model.relative": "none"})."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def defaults(obj, prefix: str = "") -> dict:
+    """{dotted path: declared default, as recorded} of every field of the config `obj` that
+    declares a default: of an instance, those its record keeps, the configs its fields hold
+    included, with the name of each named one (a task's, a scene's: "task.scene.name"); of a
+    class, its own. What a record written before a field existed is read with
+    (training.workdir.inherit)."""
+    if isinstance(obj, type):
+        fields = dataclasses.fields(obj)
+        return {prefix + f.name: record(f.default) for f in fields if _has_default(f)}
+    recorded = flatten(record(obj))
+    return {prefix + k: v for k, v in _declared(obj).items() if k in recorded}
+
+
+def _declared(obj, prefix: str = "") -> dict:
+    out = {}
+    if isinstance(getattr(obj, "name", None), str):
+        out[f"{prefix}name"] = obj.name
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name, None)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out.update(_declared(value, f"{prefix}{f.name}."))
+        elif _has_default(f):
+            out[f"{prefix}{f.name}"] = record(f.default)
+    return out
+
+
+def _has_default(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING
+
+
 def fields_record(obj, skip: tuple[str, ...] = ()) -> dict:
     """A dataclass's fields as a JSON-able dict, leaving out `skip` (e.g. arrays)."""
     return {

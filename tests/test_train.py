@@ -241,32 +241,62 @@ def test_load_run_predict_agrees_with_training_eval(tmp_path, squares_run):
     )
     with pytest.raises(ValueError, match="config.json"):
         rectbert.load_run(str(tmp_path))
-    # a run recorded by an earlier rectbert (no format; a model field since added) is refused
-    # by load_run and by a resume, in one line, instead of loaded with today's defaults
+    # a run recorded by an earlier rectbert (no format) is refused by load_run and a resume
     path = os.path.join(workdir, "config.json")
     good = json.loads(open(path).read())
-    old = {k: v for k, v in good.items() if k != "format"}
-    old["model"] = {k: v for k, v in good["model"].items() if k != "fourier_seed"}
-    for record, match in [(old, "format none"), ({**good, "model": old["model"]}, "fourier_seed")]:
-        with open(path, "w") as f:
-            json.dump(record, f)
-        with pytest.raises(ValueError, match=match) as e:
-            rectbert.load_run(workdir)
-        assert "\n" not in str(e.value)
     with open(path, "w") as f:
-        json.dump(old, f)
-    with pytest.raises(workdir_lib.WorkdirError, match="format none"):
-        train.train(RunConfig(TASK, MODEL, CFG), workdir)
-    # of this format but from before a setting existed: refused, saying so (not as drift)
-    lacking = {**good, "train": {k: v for k, v in good["train"].items() if k != "optimizer"}}
+        json.dump({k: v for k, v in good.items() if k != "format"}, f)
+    for fn in (rectbert.load_run, lambda w: train.train(RunConfig(TASK, MODEL, CFG), w)):
+        with pytest.raises(ValueError, match="format none") as e:
+            fn(workdir)
+        assert "\n" not in str(e.value)
+    # a field that has no default and is missing, or one this rectbert does not have (removed
+    # or renamed): refused in one line naming it
+    lacking = {**good, "model": {k: v for k, v in good["model"].items() if k != "num_tokens"}}
+    renamed = {**good, "model": {**good["model"], "rbf_centres": 16}}
     with open(path, "w") as f:
         json.dump(lacking, f)
-    with pytest.raises(workdir_lib.WorkdirError, match="earlier rectbert.*no train.optimizer"):
+    with pytest.raises(ValueError, match=r"lacks \['num_tokens'\], which have no default"):
+        rectbert.load_run(workdir)
+    with open(path, "w") as f:
+        json.dump(renamed, f)
+    with pytest.raises(ValueError, match="rbf_centres.*removed or renamed") as e:
+        rectbert.load_run(workdir)
+    assert "\n" not in str(e.value)
+    with pytest.raises(workdir_lib.WorkdirError, match="model.rbf_centres.*removed or renamed"):
         train.train(RunConfig(TASK, MODEL, CFG), workdir)
     with open(path, "w") as f:
         f.write('{"format": 2, "mod')  # torn by hand
     with pytest.raises(ValueError, match="unreadable"):
         rectbert.load_run(workdir)
+
+
+def test_a_run_recorded_before_a_setting_existed_reads_it_at_its_default(tmp_path, squares_run):
+    # config.json written before model.relative, train.optimizer and the task's seed existed:
+    # load_run and a resume read it with their declared defaults, and say so once, naming them
+    workdir = copy(squares_run, tmp_path)
+    path = os.path.join(workdir, "config.json")
+    good = json.loads(open(path).read())
+    old = json.loads(json.dumps(good))
+    del old["model"]["relative"], old["train"]["optimizer"], old["task"]["seed"]
+    assert (MODEL.relative, CFG.optimizer, TASK.seed) == ("none", "adamw", 0)  # the defaults
+    with open(path, "w") as f:
+        json.dump(old, f)
+    with pytest.warns(RectbertWarning) as said:
+        run = rectbert.load_run(workdir)
+    assert run.model_config == MODEL and run.config == good
+    (line,) = [str(w.message) for w in said if "predates" in str(w.message)]
+    assert all(k in line for k in ("model.relative", "train.optimizer", "task.seed"))
+    # a resume (nothing left to train: it re-evaluates) takes it and records the defaults
+    with pytest.warns(RectbertWarning, match="predates the settings .*model.relative"):
+        train.train(RunConfig(TASK, MODEL, CFG), workdir)
+    assert json.loads(open(path).read()) == good
+    # a new run that sets one of them otherwise is another run: refused, naming it
+    with open(path, "w") as f:
+        json.dump(old, f)
+    lion = dataclasses.replace(CFG, optimizer="lion")
+    with pytest.raises(workdir_lib.WorkdirError, match="train.optimizer: adamw -> lion.*default"):
+        train.train(RunConfig(TASK, MODEL, lion), workdir)
 
 
 def test_schedules():
@@ -344,3 +374,22 @@ def test_same_flags_same_metrics(tmp_path, squares_run):
     train.train(RunConfig(TASK, MODEL, CFG), str(tmp_path / "again"))
     again, first = strip(read_rows(str(tmp_path / "again"))), strip(read_rows(squares_run))
     assert again == first and len(first) > 9
+
+
+def test_inherit_fills_only_under_configs_of_the_same_name():
+    # hand-made records: a scene option is inherited by the family that declares it, not by
+    # another family's record, nor inside a part the record does not have
+    old = {"task": {"name": "sparse", "scene": {"name": "rect", "min_side": 32.0}}}
+    declared = {
+        "task.name": "sparse",
+        "task.points": "uniform",
+        "task.scene.name": "glyph",
+        "task.scene.stroke_weight": 0.08,
+        "model.relative": "none",
+    }
+    got, added = workdir_lib.inherit(old, declared)
+    assert added == ["task.points"] and got["task"]["points"] == "uniform"
+    assert got["task"]["scene"] == {"name": "rect", "min_side": 32.0} and "model" not in got
+    same = {**declared, "task.scene.name": "rect"}
+    assert workdir_lib.inherit(old, same)[1] == ["task.points", "task.scene.stroke_weight"]
+    assert old == {"task": {"name": "sparse", "scene": {"name": "rect", "min_side": 32.0}}}

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rectbert import config as config_lib
 from rectbert import scenes
 from rectbert.analysis import oracle, oracle_curve
 from rectbert.analysis.samples import sampler
@@ -25,6 +26,7 @@ from rectbert.geometry import shapes
 from rectbert.model import encoder, positions
 from rectbert.training import checkpoint, evaluation
 from rectbert.training import workdir as workdir_lib
+from rectbert.training.engine import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,25 +48,8 @@ class Run:
     def task(self):
         """The run's task rebuilt from config.json (the same held-out set, points and masks),
         with the run's codebook for grid and sparse runs."""
-        rec = dict(self.config.get("task") or {})
-        classes = {
-            c.name: c for c in (squares.SquaresTask, scene_tasks.GridTask, scene_tasks.SparseTask)
-        }
-        name = rec.pop("name", None)
-        if name not in classes:
-            raise ValueError(
-                f"workdir={self.workdir!r}: config.json names no known task ({name!r})"
-            )
-        try:
-            rec["mask"] = tasks.MaskSpec(**rec["mask"])
-            if "scene" in rec:
-                rec["scene"] = scenes.from_record(rec["scene"])
-            task = classes[name](**rec)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(
-                f"workdir={self.workdir!r}: config.json's task is damaged ({e!r})"
-            ) from None
-        if self.codebook is not None and name != "squares":
+        task = _task(self.workdir, self.config)
+        if self.codebook is not None and task.name != "squares":
             task = task.with_codebook(self.codebook)
         return task
 
@@ -136,6 +121,26 @@ class Run:
         visible = jnp.broadcast_to(jnp.asarray(visible_BxP, bool), (b, p))
         tokens = jnp.where(visible, jnp.asarray(tokens_BxP, jnp.int32), 0)
         return Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
+
+
+def _task(workdir: str, record: dict):
+    """The task config.json records (its scene and mask made anew; a setting the record lacks
+    at its default); ValueError (one line, naming the workdir) when it names no known task or
+    is damaged."""
+    rec = dict(record.get("task") or {})
+    classes = {
+        c.name: c for c in (squares.SquaresTask, scene_tasks.GridTask, scene_tasks.SparseTask)
+    }
+    name = rec.pop("name", None)
+    if name not in classes:
+        raise ValueError(f"workdir={workdir!r}: config.json names no known task ({name!r})")
+    try:
+        rec["mask"] = tasks.MaskSpec(**rec["mask"])
+        if "scene" in rec:
+            rec["scene"] = scenes.from_record(rec["scene"])
+        return classes[name](**rec)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"workdir={workdir!r}: config.json's task is damaged ({e!r})") from None
 
 
 def _array(x, name: str):
@@ -225,6 +230,14 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     if config is None or "model" not in config:
         raise ValueError(f"workdir={workdir!r} holds no trained run's config.json")
     model_cfg = _model_config(workdir, config["model"])
+    declared = {
+        **config_lib.defaults(model_cfg, "model."),
+        **config_lib.defaults(_task(workdir, config), "task."),
+        **config_lib.defaults(TrainConfig, "train."),
+    }
+    config, added = workdir_lib.inherit(config, declared)
+    if added:
+        workdir_lib.said_inherited(workdir, config, added)
     # the parameter structure, to restore into (shapes only; nothing is computed)
     model = encoder.Encoder(model_cfg)
     length = max(model_cfg.num_positions, 1)
@@ -248,18 +261,28 @@ _TYPES = {"int": (int, "an integer"), "float": (int | float, "a number"), "str":
 
 
 def _model_config(workdir, record) -> encoder.ModelConfig:
-    """config.json's model as a ModelConfig; ValueError (one line, naming the workdir and the
-    field) for other fields, a value of the wrong type, or one its checks refuse."""
+    """config.json's model as a ModelConfig, a field the record lacks at its declared default
+    (load_run says which); ValueError (one line, naming the workdir and the field) for a field
+    this rectbert does not have, one without a default that is missing, a value of the wrong
+    type, or one its checks refuse."""
     fields = {f.name: f for f in dataclasses.fields(encoder.ModelConfig)}
     if not isinstance(record, dict):
         raise ValueError(f"workdir={workdir!r}: config.json's model is not a record of fields")
-    record = {**{k: v for k, v in encoder.ADDED_FIELDS.items() if k not in record}, **record}
-    if set(record) != set(fields):
-        odd = sorted(set(record) ^ set(fields))
-        raise ValueError(f"workdir={workdir!r}: config.json's model has other fields ({odd})")
-    for name, f in fields.items():
-        kind, what = _TYPES.get(f.type, (object, "anything"))
-        value = record[name]
+    unknown = sorted(set(record) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"workdir={workdir!r}: config.json's model has {unknown}, which this rectbert does "
+            "not have (removed or renamed since it was written): load it with the rectbert "
+            "that wrote it"
+        )
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
+    lacking = [n for n in required if n not in record]
+    if lacking:
+        raise ValueError(
+            f"workdir={workdir!r}: config.json's model lacks {lacking}, which have no default"
+        )
+    for name, value in record.items():
+        kind, what = _TYPES.get(fields[name].type, (object, "anything"))
         if kind is not object and (isinstance(value, bool) or not isinstance(value, kind)):
             raise ValueError(
                 f"workdir={workdir!r}: config.json's model.{name}={value!r} must be {what}"

@@ -105,11 +105,6 @@ class ModelConfig:
         )
 
 
-# ModelConfig fields added after runs were recorded without them, with the value that
-# reproduces such a run: load_run and a resume read an older config.json with these filled in
-ADDED_FIELDS = {"relative": "none"}
-
-
 @flax.struct.dataclass
 class Output:
     """What the Encoder returns, always: token logits and, with aux_dim > 0, the aux values."""

@@ -59,7 +59,8 @@ def main(plan: Plan, files: dict | None = None) -> None:
     """Claims the workdir (a workdir in use, or holding another run, is refused), then fits."""
     record = {"experiment": "codebook", "task": plan.task.record()}
     main_process = jax.process_index() == 0
-    with workdir.claim(plan.workdir, record, main=main_process, files=files):
+    declared = config.defaults(plan.task, "task.")
+    with workdir.claim(plan.workdir, record, declared=declared, main=main_process, files=files):
         summary, task, counts = fit(plan.task)
         if main_process:
             codebook.save(os.path.join(plan.workdir, "codebook.npy"), task.codebook)

@@ -167,7 +167,8 @@ def row(base: RunConfig, regime: str, position: str, attention: str, root: str) 
 def main(plan: Plan, files: dict | None = None) -> None:
     main_process = jax.process_index() == 0
     results, books, ceilings = [], {}, {}
-    with workdir.claim(plan.workdir, plan.base.record(), main=main_process, files=files):
+    record, declared = plan.base.record(), config.defaults(plan.base)
+    with workdir.claim(plan.workdir, record, declared=declared, main=main_process, files=files):
         for row in plan.rows:
             if row.scene not in books:  # the scene's codebook: fitted once, then read
                 root = os.path.dirname(row.workdir)

@@ -100,7 +100,10 @@ def train(
         raise config.error(cfg, "batch_size", allowed)
     main = jax.process_index() == 0
     with contextlib.ExitStack() as stack:
-        stack.enter_context(workdir_lib.claim(workdir, run.record(), main=main, files=files))
+        claim = workdir_lib.claim(
+            workdir, run.record(), declared=config.defaults(run), main=main, files=files
+        )
+        stack.enter_context(claim)
         task = run.task.prepare(workdir, main=main)
         state, step_fn = build(task, run.model, cfg, mesh)
         store = stack.enter_context(checkpoint.Store(workdir))

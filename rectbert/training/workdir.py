@@ -10,6 +10,7 @@ refused before it computes or writes anything.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import os
@@ -20,9 +21,9 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from rectbert import config
 from rectbert.files import FileError, WriteError, write_atomic
-from rectbert.model.encoder import ADDED_FIELDS
-from rectbert.warn import warn
+from rectbert.warn import warn, warn_once
 
 # config.json's layout; a workdir written with another (an earlier rectbert's) is refused, not
 # guessed at: a run it records may need settings this version no longer has or draws differently
@@ -44,16 +45,6 @@ class WorkdirError(FileError):
     """The workdir cannot take this run (unwritable, or it holds another run)."""
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _safe(key: str, old_flat: dict) -> bool:
     """Whether a resume may change `key`. The step count is the cosine schedule's horizon: a
     cosine run resumed with more steps would not be the run started with them (the learning
@@ -70,7 +61,7 @@ def _safe(key: str, old_flat: dict) -> bool:
 def differences(old: dict, new: dict) -> list[str]:
     """'path: old -> new' for every setting that differs, beside the safe ones; names (the
     task's, the scene's) first: they say the most."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = config.flatten(old), config.flatten(new)
     missing = "(absent)"
     keys = sorted(set(a) | set(b), key=lambda k: (not k.endswith(".name"), k))
     return [
@@ -100,11 +91,55 @@ def read_record(workdir: str) -> dict | None:
     return record
 
 
-def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None = None) -> None:
+def inherit(old: dict, declared: dict) -> tuple[dict, list[str]]:
+    """(old with each setting of `declared` it lacks at that default, the paths added): a
+    config.json written before a setting existed reads as a run that kept its default. Only
+    inside a part old records, under configs of the same name (a scene's options are not a
+    rect's). declared: config.defaults() of the configs that read it."""
+    flat, out, added = config.flatten(old), copy.deepcopy(old), []
+    for path, value in declared.items():
+        parts = path.split(".")
+        if path in flat or parts[-1] == "name" or parts[0] not in old:
+            continue
+        above = [".".join(parts[:i]) + ".name" for i in range(1, len(parts))]
+        if any(flat.get(n) != declared[n] for n in above if n in declared):
+            continue
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+        added.append(path)
+    return out, added
+
+
+def _removed(old: dict, new: dict) -> list[str]:
+    """The settings old records that this rectbert's record of the same configs lacks (a
+    setting removed or renamed since): inside a part both record, under the same names."""
+    a, b = config.flatten(old), config.flatten(new)
+
+    def same_configs(path: str) -> bool:
+        parts = path.split(".")
+        above = [".".join(parts[:i]) + ".name" for i in range(1, len(parts))]
+        return parts[0] in new and all(a.get(n) == b.get(n) for n in above)
+
+    return [k for k in a if k not in b and len(k.split(".")) > 1 and same_configs(k)]
+
+
+def begin(
+    workdir: str,
+    record: dict,
+    *,
+    declared: dict | None = None,
+    main: bool = True,
+    files: dict | None = None,
+) -> None:
     """Claim `workdir` for the run `record` describes: refuse one recorded with other settings
-    (WorkdirError, one line), then (process 0) write config.json and `files` {name: text}."""
+    (WorkdirError, one line), then (process 0) write config.json and `files` {name: text}.
+    declared: the record's configs' declared defaults (config.defaults), which a config.json
+    written before one of them existed takes (inherit), saying so once."""
     record = {"format": FORMAT, **record}
-    old, new = read_record(workdir), json.loads(json.dumps(record))
+    raw, new = read_record(workdir), json.loads(json.dumps(record))
+    old, added = (None, []) if raw is None else inherit(raw, declared or {})
     if old is None:
         left = [n for n in ("ckpt", "metrics.jsonl", "codebook.npy") if _exists(workdir, n)]
         if left:
@@ -112,18 +147,24 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
                 f"it holds a run's {', '.join(left)} but no config.json to say what made them; "
                 "restore config.json or use a new workdir"
             )
-    if old is not None and isinstance(old.get("model"), dict):  # fields added since it was made
-        old = {**old, "model": {**ADDED_FIELDS, **old["model"]}}
     if old is not None and _never_started(workdir, old, new):
         _unbind(workdir, old, main)
         old = None
     if old is not None:
+        removed = _removed(old, new)
+        if removed:
+            raise WorkdirError(
+                f"its config.json records {', '.join(removed)}, which this rectbert does not "
+                "have (removed or renamed since it was written): resume it with the rectbert "
+                "that wrote it, or use a new workdir"
+            )
         changed = differences(old, new)
-        lacks = set(_flatten(record)) - set(_flatten(old))
+        lacks = set(config.flatten(record)) - set(config.flatten(old))
         if changed and all(c.split(":")[0] in lacks for c in changed):  # settings added since
             raise WorkdirError(
                 f"its config.json was written by an earlier rectbert (it has no "
-                f"{changed[0].split(':')[0]}): resume it with that version, or use a new workdir"
+                f"{changed[0].split(':')[0]}, which has no default to read it with): resume it "
+                "with that version, or use a new workdir"
             )
         if changed:
             more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
@@ -134,15 +175,19 @@ def begin(workdir: str, record: dict, *, main: bool = True, files: dict | None =
                     "evaluates off the cadence: only a --lr_schedule=constant run that ended on "
                     "its log_every and eval_every cadence may change it)"
                 )
+            if any(c.split(":")[0] in added for c in changed):
+                why += " (a setting config.json lacks is read at its default)"
             raise WorkdirError(
                 f"it holds a run with other settings ({'; '.join(changed[:4])}{more}){why}; "
                 "resume with the original ones or use a new workdir"
             )
+        if added and main:
+            said_inherited(workdir, old, added)
     if not main:
         return
     try:
         os.makedirs(workdir, exist_ok=True)
-        if old != new:
+        if raw != new:
             write_atomic(os.path.join(workdir, "config.json"), json.dumps(record, indent=1))
         for name, text in (files or {}).items():
             write_atomic(os.path.join(workdir, name), text)
@@ -181,6 +226,16 @@ def _unbind(workdir: str, old: dict, main: bool) -> None:
     )
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(workdir, "codebook.npy"))
+
+
+def said_inherited(workdir: str, old: dict, added: list[str]) -> None:
+    """Warn (once a process) that `workdir`'s config.json predates these settings."""
+    flat = config.flatten(old)
+    values = ", ".join(f"{k}={flat[k]!r}" for k in added)
+    warn_once(
+        f"{workdir}/config.json predates the settings {', '.join(added)}: the run is read with "
+        f"their defaults ({values})"
+    )
 
 
 @contextlib.contextmanager
@@ -246,10 +301,17 @@ def _holder(workdir: str) -> str:
 
 
 @contextlib.contextmanager
-def claim(workdir: str, record: dict, *, main: bool = True, files: dict | None = None):
+def claim(
+    workdir: str,
+    record: dict,
+    *,
+    declared: dict | None = None,
+    main: bool = True,
+    files: dict | None = None,
+):
     """lock() the workdir, then begin() the run `record` describes in it, for the block."""
     with lock(workdir, main=main):
-        begin(workdir, record, main=main, files=files)
+        begin(workdir, record, declared=declared, main=main, files=files)
         yield
 
 
