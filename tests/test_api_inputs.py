@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 import rectbert
 from rectbert.analysis import oracle, trained
 from rectbert.scenes import base
+from tests import references
 from tests.conftest import copy
-from tests.test_scenes_beyond import reference
 
-NAMES = ("rect", "rotated", "rects", "junction")
+NAMES = tuple(sorted(rectbert.scenes.SCENES))  # every registered family
 PTS = jnp.full((2, 3, 2), 128.0)
 
 
@@ -148,7 +148,12 @@ def test_chunked_coverage_equals_unchunked_and_shapely(monkeypatch, name):
     scene, params = good(name, 5)
     pts = np.random.default_rng(1).uniform(20, 236, (5, 6, 2)).astype(np.float32)
     whole = np.asarray(scene.coverage(params, pts))
-    want = np.stack([reference(scene, p, q) for p, q in zip(params, pts, strict=True)])
+    want = np.stack(
+        [
+            references.cell_areas(references.region(scene.outlines(p)), q)
+            for p, q in zip(params, pts, strict=True)
+        ]
+    )
     for pairs in (4, 13):  # blocks of points within a row; blocks of rows, the last padded
         monkeypatch.setattr(type(scene), "chunk_pairs", pairs)
         got = np.asarray(scene.coverage(params, pts))

@@ -11,13 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import shapely
+from shapely.ops import unary_union
 
 import rectbert
 from rectbert.analysis import oracle
 from rectbert.data import tasks
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.scenes.junction import Junction
-from tests.test_scenes_beyond import reference, true_polygons
+from tests import references
 
 FAST = oracle.OracleConfig(num_samples=512, chains=64, anneal_steps=8, mcmc_steps=2)
 
@@ -82,7 +83,8 @@ def test_union_boundary_of_straight_bars_through_the_junction_equals_shapely(ang
     grid = np.stack(np.meshgrid(np.arange(110, 150, 4.0), np.arange(100, 140, 4.0)), -1)
     pts = np.concatenate([pts, grid.reshape(1, -1, 2).astype(np.float32)], 1)  # near j
     got = np.asarray(scene.coverage(params, pts))[0]
-    np.testing.assert_allclose(got, reference(scene, params[0], pts[0]), atol=2e-5)
+    want = references.cell_areas(unary_union(references.junction_of(params[0])), pts[0])
+    np.testing.assert_allclose(got, want, atol=2e-5)
 
 
 def test_more_boundary_segments_than_the_cap_take_every_segment():
@@ -93,7 +95,12 @@ def test_more_boundary_segments_than_the_cap_take_every_segment():
     scene, tight = rectbert.scene("junction"), Tight()
     params = scene.sample(jax.random.key(3), 6)
     pts = jnp.asarray(np.random.default_rng(1).uniform(30, 226, (6, 40, 2)), jnp.float32)
-    want = np.stack([reference(scene, p, q) for p, q in zip(np.asarray(params), pts, strict=True)])
+    want = np.stack(
+        [
+            references.cell_areas(unary_union(references.junction_of(p)), q)
+            for p, q in zip(np.asarray(params), np.asarray(pts), strict=True)
+        ]
+    )
     np.testing.assert_allclose(np.asarray(tight.coverage(params, pts)), want, atol=2e-5)
     np.testing.assert_allclose(np.asarray(scene.coverage(params, pts)), want, atol=2e-5)
 
@@ -112,13 +119,14 @@ def test_wrap_is_the_same_shape_inside_the_support():
     spun[:, 4::2] += np.where(q[:, 3::2] > 0, rng.choice([-2, -1, 1], (50, 4)) * 2 * math.pi, 0)
     q_back = np.asarray(junction.wrap(jnp.asarray(spun)))
     assert np.all((q_back[:, 4::2] >= 0) & (q_back[:, 4::2] < 2 * math.pi))
-    for name, before, after in (("rotated", moved, back), ("junction", spun, q_back)):
+    pairs = ((references.rotated_of, moved, back), (references.junction_of, spun, q_back))
+    for definition, before, after in pairs:
         for a, b in zip(before, after, strict=True):
-            for x, y in zip(true_polygons(name, a), true_polygons(name, b), strict=True):
+            for x, y in zip(definition(a), definition(b), strict=True):
                 assert x.symmetric_difference(y).area < 1e-2
     # wrapped, the prior is finite exactly where the (moved) rectangle lies inside the canvas
     canvas = shapely.box(0, 0, rot.size, rot.size).buffer(1e-3)
-    inside = [canvas.contains(true_polygons("rotated", b)[0]) for b in back]
+    inside = [canvas.contains(references.rotated_of(b)[0]) for b in back]
     assert 0 < sum(inside) < len(inside)
     np.testing.assert_array_equal(np.isfinite(np.asarray(rot.log_density(back))), inside)
 

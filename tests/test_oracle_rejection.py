@@ -64,21 +64,36 @@ CASES = {  # scene (options), held-out examples, visible counts (of 24), prior d
     # the letter is the component (one sampler program mapped over them, a shared budget);
     # six of the capitals: the 26 take ~40 s an example here
     "glyph": ("glyph", {"glyphs": "AHLOTX"}, 4, (1, 2, 4), 100_000, 0.08),
+    "kanji": ("kanji", {"kanji": "一二人口日木"}, 4, (1, 2, 4), 100_000, 0.08),
 }
-IN_SUITE = ("rect", "rotated", "rects", "junction", "rects-1-3", "glyph")
+# every registered family the oracle serves and no case above pins: at its defaults, so a
+# family added is a family checked against rejection
+for _name in sorted(scenes.SCENES):
+    if _name not in {c[0] for c in CASES.values()} and not scenes.scene(_name).oracle_unsupported():
+        CASES[_name] = (_name, {}, 4, (1, 2, 4), 100_000, 0.08)
+IN_SUITE = [c for c in CASES if c != "rect-8-12"]
 COMPONENT_TOL = 0.1  # mean |p(k | visible) - accepted share of k| over examples and counts
 EVIDENCE_TOL = 0.25  # median |log(oracle's evidence / rejection's acceptance rate)|
 
 
-def count_of(name, shapes_MxD):
-    """[M] the prior draws' component: strokes (junction) or rectangles (rects) used, here
-    read off the parameters' definition (an unused slot is all 0), nothing of the oracle;
-    a glyph's is its index (the first parameter)."""
-    if name == "glyph":
-        return np.round(shapes_MxD[:, 0]).astype(int)
-    if name == "junction":
-        return np.sum(shapes_MxD[:, 3::2] > 0, 1)
-    return np.sum(np.any(shapes_MxD.reshape(len(shapes_MxD), -1, 4) != 0, -1), 1)
+def prior_draws(scene, draws: int, key):
+    """([M, D] draws from the scene's prior, [M] the component of components() each is of).
+    One component: the scene's own sampler. A mixture: multinomial counts over p(m), each
+    component's draws lifted into the scene's parameters (test_contracts.py checks that a
+    lifted component's density is p(m) times its own)."""
+    parts = scene.components()
+    if len(parts) == 1:
+        return np.asarray(scene.sample(key, draws)), np.zeros(draws, int)
+    p = np.exp(np.array([lp for lp, _ in parts], np.float64))
+    counts = np.random.default_rng(0).multinomial(draws, p / p.sum())
+    shapes, kind = [], []
+    for m, ((_, part), c) in enumerate(zip(parts, counts, strict=True)):
+        if c:
+            shapes.append(
+                np.asarray(scene.lift(m, part.sample(jax.random.fold_in(key, m), int(c))))
+            )
+            kind.append(np.full(c, m))
+    return np.concatenate(shapes), np.concatenate(kind)
 
 
 def compare(case):
@@ -91,10 +106,8 @@ def compare(case):
     task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), eval_examples=n, seed=1)
     task = task.with_codebook(task.fit_codebook()[0])
     centroids, k = task.codebook, task.num_tokens
-    shapes_MxD = np.asarray(scene.sample(jax.random.key(7), draws))
+    shapes_MxD, kind = prior_draws(scene, draws, jax.random.key(7))
     parts = scene.components()
-    kind = count_of(name, shapes_MxD) if len(parts) > 1 else np.zeros(draws, int)
-    first_count = int(kind.min())
     agree, tv, qualified, esses, comp, evidence = [], [], 0, [], [], []
     batches = {v: oracle_curve.held_out(task, v, n) for v in counts}  # nested masks, same points
     answers = {
@@ -118,7 +131,7 @@ def compare(case):
             agree.append(probs[hidden].argmax(-1) == freq[hidden].argmax(-1))
             tv.append(0.5 * np.abs(probs[hidden] - freq[hidden]).sum(-1))
             if len(parts) > 1:
-                share = np.bincount(kind[which] - first_count, minlength=len(parts))
+                share = np.bincount(kind[which], minlength=len(parts))
                 comp.append(np.abs(post.components[e] - share / share.sum()).mean())
     out = np.concatenate(agree), np.concatenate(tv), esses, np.asarray(comp)
     return qualified, *out, np.asarray(evidence)

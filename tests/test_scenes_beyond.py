@@ -1,7 +1,7 @@
-"""The scene families beyond one rectangle, against shapely's polygon areas (an independent
-reference): exact coverage at random continuous points and at the 169 lattice points, the
-polygon clipping itself, invariants, samples inside the canvas, and densities against the
-samplers' own frequencies."""
+"""The scene families beyond one rectangle, pinned: their outlines against each family's own
+definition of its parameters, the polygon clipping against shapely, invariants, densities
+against the samplers' own frequencies, and each scene through an experiment. What every
+family must do is in test_contracts.py."""
 
 import os
 
@@ -13,98 +13,38 @@ from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 
 import rectbert
-from rectbert import config, scenes
+from rectbert import config
 from rectbert.geometry import polygons, shapes
-
-SCENES = [
-    ("rotated", {}),
-    ("rotated", dict(min_side=8.0, max_side=60.0)),
-    ("rects", dict(num_rects=3, min_rects=1)),
-    ("rects", dict(num_rects=4, min_side=10.0, max_side=120.0)),
-    ("junction", dict(min_strokes=2, max_strokes=4, stroke_width=(12.0, 40.0))),
-]
-CUT = {"junction"}  # families whose shapes may leave the canvas (cut off there)
+from tests import references
 
 
-def true_polygons(name: str, params_D) -> list[Polygon]:
-    """The shape, built here from the issue's definition of each family's parameters (not
-    from the library's own polygons): rects (x0, y0, x1, y1) per slot, empty when x0 = x1;
-    rotated (cx, cy, w, h, theta), corners c + R(theta)(+-w/2, +-h/2); junction (jx, jy,
-    width, then length, angle per stroke), corners j +- (w/2) n and j + length u +- (w/2) n."""
-    p = np.asarray(params_D, np.float64)
-    if name == "rects":
-        return [box(*r) for r in p.reshape(-1, 4) if r[0] != r[2]]
-    if name == "rotated":
-        cx, cy, w, h, t = p
-        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-        half = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
-        return [Polygon(np.array([cx, cy]) + half @ rot.T)]
-    assert name == "junction"
-    j, half, out = p[:2], p[2] / 2, []
-    for length, a in p[3:].reshape(-1, 2):
-        if length > 0:
-            u, n = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
-            far = j + length * u
-            out.append(Polygon([j - half * n, far - half * n, far + half * n, j + half * n]))
-    return out
+@pytest.mark.parametrize(
+    "name,definition",
+    [
+        ("rotated", references.rotated_of),
+        ("rects", references.rects_of),
+        ("junction", references.junction_of),
+    ],
+)
+def test_outlines_are_the_shape_the_parameters_define(name, definition):
+    # the contract test (test_contracts.py) checks coverage against the outlines' areas; here
+    # the outlines against each family's own definition of its parameters
+    scene = rectbert.scene(name)
+    for q in np.asarray(scene.sample(jax.random.key(2), 50)):
+        drawn = references.region(scene.outlines(q))
+        assert drawn.symmetric_difference(unary_union(definition(q))).area < 1e-2
 
 
-def reference(scene, params_D, points_Px2, cell=shapes.CELL, grid=shapes.GRID):
-    """[P, grid*grid] by shapely: the true shape's polygons, unioned, clipped to cells."""
-    shape = unary_union(true_polygons(scene.name, params_D))
-    out = np.zeros((len(points_Px2), grid * grid))
-    for i, (px, py) in enumerate(points_Px2):
-        for r in range(grid):
-            for c in range(grid):
-                x0 = px + (c - grid / 2) * cell
-                y0 = py + (r - grid / 2) * cell
-                out[i, r * grid + c] = shape.intersection(box(x0, y0, x0 + cell, y0 + cell)).area
-    return out / cell**2
-
-
-@pytest.mark.parametrize("name,opts", SCENES, ids=[f"{n}-{len(o)}" for n, o in SCENES])
-def test_coverage_equals_shapely_at_random_and_lattice_points(name, opts):
-    scene = rectbert.scene(name, **opts)
-    n = 5
-    params = scene.sample(jax.random.key(0), n)
-    lo, hi = shapes.point_bounds()
-    random = np.random.default_rng(1).uniform(lo, hi, (n, 12, 2)).astype(np.float32)
-    lattice = np.broadcast_to(shapes.lattice_points(), (1, 169, 2)).astype(np.float32)
-    for shapes_, pts in ((params, random), (params[:1], lattice)):
-        got = np.asarray(scene.coverage(shapes_, jnp.asarray(pts)))
-        want = np.stack(
-            [reference(scene, p, q) for p, q in zip(np.asarray(shapes_), pts, strict=True)]
-        )
-        np.testing.assert_allclose(got, want, atol=2e-5)
-    # the downsampled image holds the whole shape (on the canvas): its sum is that area
-    image = np.asarray(scene.downsample(params))
+def test_junction_strokes_may_leave_the_canvas_and_are_cut_there():
+    scene = rectbert.scene("junction")
+    params = np.asarray(scene.sample(jax.random.key(2), 300))
     canvas = box(0, 0, scene.size, scene.size)
-    areas = [
-        unary_union(true_polygons(name, q)).intersection(canvas).area for q in np.asarray(params)
-    ]
+    inside = [canvas.buffer(1e-3).contains(unary_union(references.junction_of(p))) for p in params]
+    assert 0 < np.mean(inside) < 1
+    cut = params[~np.asarray(inside)][:3]
+    image = np.asarray(scene.downsample(cut))
+    areas = [unary_union(references.junction_of(q)).intersection(canvas).area for q in cut]
     np.testing.assert_allclose(image.sum((1, 2)) * shapes.CELL**2, areas, rtol=1e-5)
-    # the figures' outlines are the same shape
-    for q in np.asarray(params):
-        drawn = unary_union([Polygon(o) for o in scene.outlines(q)])
-        assert drawn.symmetric_difference(unary_union(true_polygons(name, q))).area < 1e-2
-
-
-@pytest.mark.parametrize("name,opts", SCENES, ids=[f"{n}-{len(o)}" for n, o in SCENES])
-def test_samples_lie_inside_the_canvas_and_the_support(name, opts):
-    scene = rectbert.scene(name, **opts)
-    params = np.asarray(scene.sample(jax.random.key(2), 3000))
-    canvas = box(-1e-3, -1e-3, scene.size + 1e-3, scene.size + 1e-3)
-    inside = [all(canvas.contains(q) for q in true_polygons(name, p)) for p in params[:300]]
-    if name in CUT:  # some leave it, and are cut off (the coverage test checks the cut)
-        assert 0 < np.mean(inside) < 1
-    else:
-        assert all(inside)
-    support = scene.support()
-    assert np.all((params >= support[:, 0] - 1e-3) & (params <= support[:, 1] + 1e-3))
-    assert np.all(np.isfinite(np.asarray(scene.log_density(params))))
-    outside = params.copy()
-    outside[:, 0] = -50.0  # a shape off the canvas has no density
-    assert np.all(np.asarray(scene.log_density(outside)) == -np.inf)
 
 
 def test_rotated_density_matches_its_sampler():
@@ -194,10 +134,7 @@ def test_convex_clipping_and_cell_areas_against_shapely():
     )
 
 
-def test_registry_and_records():
-    for name, opts in SCENES:
-        scene = rectbert.scene(name, **opts)
-        assert scenes.from_record(scene.record()) == scene
+def test_options_that_would_not_fit_are_refused():
     with pytest.raises(config.ConfigError, match="sqrt 2"):
         rectbert.scene("rotated", max_side=200.0)  # would not fit the canvas at 45 degrees
     with pytest.raises(config.ConfigError, match="num_rects"):
@@ -247,7 +184,10 @@ def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name
     tokens = np.asarray(run.tokens(shapes_, pts))
     # the tokens are the nearest centroids of the exact coverage (shapely's, here)
     values = np.stack(
-        [reference(run.scene, p, q) for p, q in zip(np.asarray(shapes_), pts, strict=True)]
+        [
+            references.cell_areas(references.region(run.scene.outlines(p)), q)
+            for p, q in zip(np.asarray(shapes_), pts, strict=True)
+        ]
     )
     dist = ((values[..., None, :] - run.codebook[None, None]) ** 2).sum(-1)
     gap = np.take_along_axis(dist, tokens[..., None], -1)[..., 0] - dist.min(-1)
@@ -255,26 +195,3 @@ def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name
     hidden = np.arange(5) < 2
     probs = np.asarray(run.predict(pts, tokens, np.broadcast_to(~hidden, (6, 5))))
     assert probs.shape == (6, 5, 8) and np.allclose(probs.sum(-1), 1, atol=1e-5)
-
-
-def test_bad_parameters_and_points_are_refused_in_one_line():
-    pts = jnp.full((1, 3, 2), 128.0)
-    for name, _ in SCENES[::2]:
-        scene = rectbert.scene(name)
-        good = scene.sample(jax.random.key(0), 1)
-        d = good.shape[1]
-        for params, points, match in [
-            (good[:, :-1], pts, f"shape \\[N, {d}\\]"),  # a row too short
-            (jnp.concatenate([good, good[:, :1]], 1), pts, f"shape \\[N, {d}\\]"),
-            (good, pts[..., :1], "points_NxPx2"),
-            (good, jnp.concatenate([pts, pts]), "N = 1"),  # one shape, two rows of points
-            (good.at[0, 0].set(jnp.nan), pts, "finite"),
-            (good, pts.at[0, 0, 0].set(jnp.inf), "finite"),
-        ]:
-            with pytest.raises(ValueError, match=match):
-                scene.coverage(params, points)
-        with pytest.raises(ValueError, match="finite"):
-            scene.rasterise(good.at[0, 0].set(jnp.nan), 16)
-        for n in (-1, 2.5):
-            with pytest.raises(ValueError, match="count"):
-                scene.sample(jax.random.key(0), n)

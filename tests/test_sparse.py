@@ -12,7 +12,7 @@ from rectbert.data import keys
 from rectbert.data.scene_tasks import nearest_visible_tokens, patches
 from rectbert.geometry import codebook, shapes
 from rectbert.model import encoder as model_lib
-from rectbert.model import losses, positions
+from rectbert.model import losses
 from rectbert.training import evaluation
 from tests.conftest import RECT
 
@@ -35,8 +35,8 @@ def encoder(position, attention, **kw):
     return model, params, tokens, points
 
 
-@pytest.mark.parametrize("position", positions.continuous())
-@pytest.mark.parametrize("attention", model_lib.ATTENTIONS)
+@pytest.mark.parametrize("position", ["sincos"])  # every one, full attention: test_contracts
+@pytest.mark.parametrize("attention", ["context"])
 def test_continuous_embeddings_are_permutation_equivariant(position, attention):
     model, params, tokens, points = encoder(position, attention)
     out = np.asarray(jax.jit(model.apply)({"params": params}, tokens, points).logits)
@@ -150,7 +150,9 @@ def test_soft_targets_and_smoothing(sparse_task, centroids):
     np.testing.assert_allclose(smooth.max(-1), 1 - 0.12 + 0.01, rtol=1e-5)
     logits = jax.random.normal(jax.random.key(0), (8, 24, 12))
     g = jax.grad(
-        lambda z: losses.training_loss(model_lib.Output(z), b, kind="soft", centroids_KxG=centroids)
+        lambda z: losses.training_loss(
+            model_lib.EncoderOutput(z), b, kind="soft", centroids_KxG=centroids
+        )
     )(logits)
     assert np.all(np.asarray(g)[~np.asarray(b.mask)] == 0)
 

@@ -29,8 +29,10 @@ def _hershey_library(fonts: tuple[str, ...], glyphs: str, weight: float):
 @register
 @dataclasses.dataclass(frozen=True)
 class Glyph(Drawn):
-    """A letter of a Hershey stroke font (`Hershey-Fonts`, MIT), thickened and placed by a random
-    similarity transform: parameters (glyph index, size, angle, x, y).
+    """A letter of a Hershey stroke font, thickened and placed at a random size, angle and place.
+
+    The fonts are the `Hershey-Fonts` package's (MIT); a random similarity transform places the
+    letter: parameters (glyph index, size, angle, x, y).
 
     The set is every character of `glyphs` in every font of `font` (index: font-major).
     Strokes are `stroke_weight` ems wide, square-capped and mitre-joined, the union's polygon

@@ -191,7 +191,11 @@ class Junction(Scene):
         ok &= (count >= self.min_strokes) & (count <= self.max_strokes)
         ok &= jnp.all(used[:, :-1] | ~used[:, 1:], -1)  # no used slot after an unused one
         ok &= jnp.all(
-            jnp.where(used, (length >= self.min_length) & (length <= self.max_length), angle == 0),
+            jnp.where(
+                used,
+                (length >= self.min_length) & (length <= self.max_length),
+                (length == 0) & (angle == 0),  # an unused slot is (0, 0): no negative length
+            ),
             -1,
         )
         ok &= jnp.all((angle >= 0) & (angle < 2 * jnp.pi), -1)

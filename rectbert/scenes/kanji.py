@@ -25,10 +25,12 @@ def _kanji_library(kanji: str, weight: float, tolerance: float):
 @register
 @dataclasses.dataclass(frozen=True)
 class Kanji(Drawn):
-    """A kanji of KanjiVG (CC BY-SA 3.0, kanjivg.tagaini.net; the optional extra `kanji`), its
-    stroke centrelines (cubic Béziers, flattened to within 0.1 canvas pixel at the largest
-    size) thickened and placed as `glyph`'s: parameters (kanji index, size, angle, x, y); size
-    is the side of KanjiVG's 109-unit box in canvas pixels."""
+    """A kanji of KanjiVG, its strokes thickened and placed as glyph's letters are.
+
+    KanjiVG (CC BY-SA 3.0, kanjivg.tagaini.net) is the optional extra `kanji`. Its stroke
+    centrelines (cubic Béziers, flattened to within 0.1 canvas pixel at the largest size) are
+    thickened and placed as `glyph`'s: parameters (kanji index, size, angle, x, y); size is the
+    side of KanjiVG's 109-unit box in canvas pixels."""
 
     name: ClassVar[str] = "kanji"
     set_field: ClassVar[str] = "kanji"

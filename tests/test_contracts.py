@@ -1,0 +1,290 @@
+"""Every registered entry against its registry's contract: scene families (rectbert.scenes),
+position embeddings and relative geometries (through the encoder), point samplers. The
+cases come from the registries, so an entry added is an entry tested, and a broken one fails
+with its name; tests elsewhere pin specific entries' exact values.
+
+The references are independent: shapely's areas of the rings a scene's outlines() gives
+(tests/references.py), a baseline encoder without the entry, brute-force bounds."""
+
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+import rectbert
+from rectbert import scenes
+from rectbert.data import points as point_samplers
+from rectbert.geometry import shapes
+from rectbert.model import positions, relative
+from rectbert.model.encoder import Encoder, ModelConfig
+from tests import references
+
+# every family at its defaults, and option sets pinned here beside them (a variant reaches
+# code the defaults do not: a count of rectangles from 1, strokes from 2, a free angle)
+VARIANTS = [
+    ("rotated", (("min_side", 8.0), ("max_side", 60.0))),
+    ("rects", (("num_rects", 3), ("min_rects", 1))),
+    ("junction", (("min_strokes", 2), ("max_strokes", 4), ("stroke_width", (12.0, 40.0)))),
+    ("glyph", (("rotation", (-20.0, 20.0)), ("glyph_size", (96.0, 160.0)))),
+]
+CASES = [(name, ()) for name in sorted(scenes.SCENES)] + VARIANTS
+IDS = [name + "".join(f"-{k}" for k, _ in opts) for name, opts in CASES]
+N = 3  # shapes per case
+
+
+@functools.cache
+def made(name: str, opts: tuple):
+    """(scene, [N, D] prior draws, [N, P, 2] points: uniform ones, ones near the outline and
+    the 169 lattice points, [N, P, 16] its coverage there): once per case and process."""
+    scene = rectbert.scene(name, **dict(opts))
+    params = np.asarray(scene.sample(jax.random.key(0), N))
+    rng = np.random.default_rng(1)
+    lo, hi = shapes.point_bounds()
+    uniform = rng.uniform(lo, hi, (N, 8, 2))
+    near = []  # points where the drawing is: jittered outline vertices (thin strokes)
+    for p in params:
+        vertices = np.concatenate(scene.outlines(p))
+        pick = vertices[rng.choice(len(vertices), 8)] + rng.normal(0, 6, (8, 2))
+        near.append(np.clip(pick, lo, hi))
+    lattice = np.broadcast_to(shapes.lattice_points(), (N, 169, 2))
+    pts = np.concatenate([uniform, np.stack(near), lattice], 1).astype(np.float32)
+    return scene, params, pts, np.asarray(scene.coverage(params, pts))
+
+
+def case(name, opts):
+    try:
+        return made(name, opts)
+    except Exception as e:  # the entry's name on whatever broke first
+        raise AssertionError(f"scene {name} {dict(opts)}: {e!r}") from e
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+def test_scene_samples_lie_in_its_support_with_a_finite_density(name, opts):
+    scene, params, _, _ = case(name, opts)
+    more = np.asarray(scene.sample(jax.random.key(0), 64))
+    np.testing.assert_array_equal(more[:N], params)  # one key, the same shapes, any n
+    assert not np.array_equal(np.asarray(scene.sample(jax.random.key(1), N)), params), name
+    box = scene.support()
+    assert box.shape == (scene.param_dim, 2) and np.all(box[:, 0] <= box[:, 1]), name
+    tol = 1e-5 * np.maximum(1, np.abs(box))
+    assert np.all((more >= box[:, 0] - tol[:, 0]) & (more <= box[:, 1] + tol[:, 1])), name
+    scene.check(more)  # the scene's own check takes its samples
+    assert np.all(np.isfinite(np.asarray(scene.log_density(more)))), name
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+def test_scene_density_is_minus_inf_outside_its_support_box(name, opts):
+    scene, params, _, _ = case(name, opts)
+    box = scene.support().astype(np.float64)
+    reach = np.maximum(1.0, 0.5 * (box[:, 1] - box[:, 0]))
+    rows = []
+    for d in range(scene.param_dim):  # each column past each end of its range
+        for value in (box[d, 1] + reach[d], box[d, 0] - reach[d]):
+            row = params[0].astype(np.float64).copy()
+            row[d] = value
+            rows.append(row)
+    dens = np.asarray(scene.log_density(jnp.asarray(np.array(rows), jnp.float32)))
+    assert np.all(dens == -np.inf), (name, np.flatnonzero(dens != -np.inf))
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+def test_scene_coverage_is_shapelys_cell_areas_of_its_outlines(name, opts):
+    scene, params, pts, got = case(name, opts)
+    assert got.shape == (N, pts.shape[1], 16) and got.min() >= 0 and got.max() <= 1, name
+    want = np.stack(
+        [
+            references.cell_areas(references.region(scene.outlines(p)), q)
+            for p, q in zip(params, pts, strict=True)
+        ]
+    )
+    np.testing.assert_allclose(got, want, atol=5e-5, err_msg=name)
+    assert (want[:, 8:16] > 0).any(), name  # the points near the outline see the shape
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+def test_scene_rasterise_is_shapelys_pixel_areas_and_the_lattice_windows(name, opts):
+    scene, params, _, cover = case(name, opts)
+    image = np.asarray(scene.rasterise(params, 16))
+    assert image.shape == (N, 16, 16), name
+    want = references.pixel_areas(references.region(scene.outlines(params[0])), 16, scene.size)
+    np.testing.assert_allclose(image[0], want, atol=5e-5, err_msg=name)
+    # the convention: the lattice point (i, j)'s tokens are downsampled[i:i+4, j:j+4]
+    lattice = cover[:, 16:].reshape(N, 13, 13, 4, 4)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (4, 4), axis=(1, 2))
+    np.testing.assert_allclose(lattice, windows, atol=5e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+def test_scene_record_round_trips_through_json(name, opts):
+    scene = case(name, opts)[0]
+    record = json.loads(json.dumps(scene.record()))
+    assert record["name"] == name and scenes.from_record(record) == scene
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+def test_scene_refuses_bad_arrays_in_one_value_error_naming_them(name, opts):
+    scene, params, pts, _ = case(name, opts)
+    pts = pts[:, :3]
+    box = scene.support()
+    far = params.copy()
+    far[0, 0] = box[0, 1] + max(1.0, float(box[0, 1] - box[0, 0]))
+    nan = params.copy()
+    nan[-1, -1] = np.nan
+    for bad_params, bad_points, said in [
+        (params[:, :-1], pts, "params_NxD"),
+        (np.concatenate([params, params[:, :1]], 1), pts, "params_NxD"),
+        (params[0], pts, "params_NxD"),
+        (nan, pts, "params_NxD must be finite"),
+        (far, pts, "params_NxD .* must lie in its support"),
+        (params, pts[..., :1], "points_NxPx2"),
+        (params, pts[:1], "points_NxPx2"),
+        (params, np.where(np.arange(3)[:, None] == 1, np.inf, pts), "points_NxPx2 must be finite"),
+    ]:
+        with pytest.raises(ValueError, match=said) as e:
+            scene.coverage(bad_params, bad_points)
+        assert type(e.value) is ValueError and "\n" not in str(e.value), (name, str(e.value))
+    for n in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="count"):
+            scene.sample(jax.random.key(0), n)
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+def test_scene_components_are_a_prior_whose_parts_lift_into_its_density(name, opts):
+    scene = case(name, opts)[0]
+    parts = scene.components()
+    log_p = np.array([lp for lp, _ in parts], np.float64)
+    assert logsumexp(log_p) == pytest.approx(0.0, abs=1e-5), name  # p(m) sums to one
+    batch = scene.component_batch()
+    if batch is not None:  # the same prior, as one program mapped over the index
+        np.testing.assert_allclose(np.asarray(batch[0]), log_p, atol=1e-6, err_msg=name)
+    for m in sorted({0, len(parts) - 1}):  # the density of a part, lifted: p(m) p(x | m)
+        lp, part = parts[m]
+        x = np.asarray(part.sample(jax.random.key(m), 8))
+        lifted = np.asarray(scene.lift(m, x))
+        assert lifted.shape == (8, scene.param_dim), name
+        want = lp + np.asarray(part.log_density(x))
+        got = np.asarray(scene.log_density(lifted))
+        assert np.all(np.isfinite(want)), name
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3, err_msg=f"{name} part {m}")
+
+
+# ------------------------------------------------------------------------- point samplers
+def supported(sampler):
+    """The registered families (at their defaults) the sampler serves."""
+    return [n for n in sorted(scenes.SCENES) if sampler.supports(rectbert.scene(n))]
+
+
+@pytest.mark.parametrize("name", sorted(point_samplers.SAMPLERS))
+def test_point_sampler_draws_p_points_inside_the_bounds_one_set_per_key(name):
+    sampler = point_samplers.get(name)
+    served = supported(sampler)
+    assert served, f"{name} serves no registered scene"
+    lo, hi = shapes.point_bounds()
+    for family in served:
+        scene, params, _, _ = case(family, ())
+        got = np.asarray(point_samplers.sample(name, jax.random.key(4), scene, params, 40))
+        assert got.shape == (N, 40, 2) and np.all(np.isfinite(got)), (name, family)
+        assert got.min() >= lo - 1e-4 and got.max() <= hi + 1e-4, (name, family)
+        again = point_samplers.sample(name, jax.random.key(4), scene, params, 40)
+        np.testing.assert_array_equal(np.asarray(again), got, err_msg=f"{name} on {family}")
+        other = point_samplers.sample(name, jax.random.key(5), scene, params, 40)
+        assert not np.array_equal(np.asarray(other), got), (name, family)
+        if sampler.uniform:  # independent of the shape, as the oracle's likelihood assumes
+            moved = np.asarray(scene.sample(jax.random.key(9), N))
+            same = point_samplers.sample(name, jax.random.key(4), scene, moved, 40)
+            np.testing.assert_array_equal(np.asarray(same), got, err_msg=f"{name} on {family}")
+
+
+# ------------------------------------------------------- position embeddings and geometry
+B, L, K = 2, 12, 6
+
+
+def tiny(**kw) -> ModelConfig:
+    return ModelConfig(
+        num_tokens=K,
+        num_positions=L,
+        embed_dim=16,
+        mlp_dim=32,
+        num_heads=2,
+        num_layers=1,
+        attention="full",
+        **kw,
+    )
+
+
+def inputs():
+    tokens = jax.random.randint(jax.random.key(3), (B, L), 0, K + 1)
+    pts = jax.random.uniform(jax.random.key(4), (B, L, 2), minval=32, maxval=224)
+    return tokens, pts
+
+
+def through_the_encoder(cfg):
+    """(logits [B, L, K], the gradient of a loss wrt every parameter, by path, the params)."""
+    model, (tokens, pts) = Encoder(cfg), inputs()
+    params = jax.jit(model.init)(jax.random.key(1), tokens, pts)
+
+    def loss(p):
+        return jnp.mean(jax.nn.log_softmax(model.apply(p, tokens, pts).logits)[..., 0])
+
+    logits = np.asarray(jax.jit(model.apply)(params, tokens, pts).logits)
+    grads = jax.tree_util.tree_flatten_with_path(jax.jit(jax.grad(loss))(params))[0]
+    return logits, {jax.tree_util.keystr(p): np.asarray(g) for p, g in grads}, params
+
+
+@functools.cache
+def baseline_paths() -> frozenset:
+    """The parameters of the encoder with no position embedding and plain attention."""
+    return frozenset(through_the_encoder(tiny(position="none"))[1])
+
+
+def check_own_parameters_learn(what: str, grads: dict) -> None:
+    """The entry's own parameters (those the baseline lacks) all receive a gradient."""
+    assert all(np.all(np.isfinite(g)) for g in grads.values()), what
+    for path in set(grads) - baseline_paths():
+        assert np.abs(grads[path]).sum() > 0, f"{what}: no gradient reaches {path}"
+
+
+@pytest.mark.parametrize("name", sorted(positions.POSITIONS))
+def test_position_embedding_through_the_encoder(name):
+    cfg = tiny(position=name)
+    logits, grads, params = through_the_encoder(cfg)
+    assert logits.shape == (B, L, K) and np.all(np.isfinite(logits)), name
+    check_own_parameters_learn(name, grads)
+    tokens, pts = inputs()
+    bf16 = Encoder(ModelConfig(**{**cfg.__dict__, "dtype": "bfloat16"}))
+    low = np.asarray(jax.jit(bf16.apply)(params, tokens, pts).logits)
+    np.testing.assert_allclose(low, logits, atol=0.1, err_msg=name)  # the fast path agrees
+    if positions.POSITIONS[name].continuous:  # a function of (x, y): order does not matter
+        perm = np.random.default_rng(0).permutation(L)
+        model = Encoder(cfg)
+        permuted = np.asarray(jax.jit(model.apply)(params, tokens[:, perm], pts[:, perm]).logits)
+        np.testing.assert_allclose(permuted, logits[:, perm], atol=2e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(relative.RELATIVES))
+def test_relative_geometry_through_the_encoder(name):
+    # without an absolute position the model sees displacements only: translation invariant
+    cfg = tiny(position="none", relative=name)
+    logits, grads, params = through_the_encoder(cfg)
+    assert logits.shape == (B, L, K) and np.all(np.isfinite(logits)), name
+    check_own_parameters_learn(name, grads)
+    tokens, pts = inputs()
+    moved = np.asarray(
+        jax.jit(Encoder(cfg).apply)(params, tokens, pts + jnp.array([37.5, -11.25])).logits
+    )
+    np.testing.assert_allclose(moved, logits, atol=2e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(scenes.SCENES))
+def test_scene_family_says_what_it_is_in_one_line_that_scenes_help_shows_whole(name):
+    from experiments import cli
+    from rectbert.recipes import sparse
+
+    lines = (scenes.SCENES[name].__doc__ or "").strip().splitlines()
+    assert lines and lines[0].endswith("."), f"{name}: a docstring opening with one sentence"
+    assert len(lines) == 1 or not lines[1].strip(), f"{name}: its summary is one line"
+    assert f"{name}: {lines[0]}" in cli.define(sparse)["scene"].help
