@@ -59,7 +59,7 @@ class _ListSerializer(flags.ArgumentSerializer):
 
 
 PARSERS = {  # kind -> (item parser, what it must be)
-    "counts": (config.whole, "whole numbers 'a,b,...'"),
+    "counts": (config.whole_number, "whole numbers 'a,b,...'"),
     "names": (str, "names 'a,b,...'"),
     "range": (float, "two numbers 'lo,hi', or empty"),
 }

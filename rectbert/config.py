@@ -39,7 +39,7 @@ def setting(default, help: str, *, flag=None, choices=None, kind=None, **metadat
     return dataclasses.field(default=default, metadata=md)
 
 
-def whole(text) -> int:
+def whole_number(text) -> int:
     """A whole number from its text ('4' or '4.0'); ValueError otherwise."""
     number = float(text)
     if not number.is_integer():
@@ -52,7 +52,7 @@ def from_text(f: dataclasses.Field, text: str):
     range, counts or names; true/false; a number of the default's type. ValueError if not."""
     kind = f.metadata.get("kind")
     if kind in ("range", "counts", "names"):
-        item = {"range": float, "counts": whole, "names": str}[kind]
+        item = {"range": float, "counts": whole_number, "names": str}[kind]
         return tuple(item(p.strip()) for p in text.split(",") if p.strip())
     if kind == "str" or isinstance(f.default, str) or "choices" in f.metadata:
         return text

@@ -7,12 +7,93 @@ Everything here is traced inside one jit per (scene, config); `cfg` is an oracle
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from rectbert.analysis import moves
 from rectbert.geometry import codebook
+
+
+@dataclasses.dataclass(frozen=True)
+class Likelihood:
+    """What one example's likelihood sees (traced, inside the oracle's jit): the scene, the
+    codebook, every point, and the `seen` points it looks at (the visible ones first:
+    seen_points), their tokens and which of them are visible. A shape's likelihood is
+    1[every visible token matches]; tempered, exp(-beta x mismatches)."""
+
+    scene: object
+    centroids_KxG: jax.Array
+    points_Px2: jax.Array
+    first_S: jax.Array  # [S] the seen points' indices in points_Px2
+    tokens_S: jax.Array  # [S] their tokens
+    visible_S: jax.Array  # [S] which of them are visible
+
+    @classmethod
+    def of(cls, points_Px2, tokens_P, visible_P, centroids_KxG, scene, seen=None):
+        first = jnp.argsort(~visible_P, stable=True)[: seen or points_Px2.shape[0]]
+        return cls(scene, centroids_KxG, points_Px2, first, tokens_P[first], visible_P[first])
+
+    def tokens(self, params_NxD):
+        """[N, P] the shapes' tokens at every point."""
+        return _tokens(self.scene, params_NxD, self.points_Px2, self.centroids_KxG)
+
+    def seen_tokens(self, params_NxD):
+        """[N, S] their tokens at the seen points."""
+        return _tokens(self.scene, params_NxD, self.points_Px2[self.first_S], self.centroids_KxG)
+
+    def mismatches_of(self, tokens_NxS):
+        return jnp.sum((tokens_NxS != self.tokens_S) & self.visible_S, axis=-1)
+
+    def mismatches(self, params_NxD):
+        return self.mismatches_of(self.seen_tokens(params_NxD))
+
+    def target(self, params_NxD, beta):
+        """log prior - beta x mismatches (beta inf: the exact posterior, -inf off it)."""
+        mism, log_p = self.mismatches(params_NxD), self.scene.log_density(params_NxD)
+        return jnp.where(mism == 0, log_p, log_p - beta * mism)
+
+    def pool_tokens(self, pool: Pool, pick_M):
+        """[M, P] tokens of the pool's rows `pick_M` at every point: the pool's own where the
+        likelihood saw every point (reordered), else computed."""
+        if self.first_S.shape[0] == self.points_Px2.shape[0]:
+            return pool.tokens[pick_M][:, jnp.argsort(self.first_S)]
+        return self.tokens(pool.params[pick_M])
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """The importance stage's proposals, every round's: [M, D] parameters, [M, S] their tokens
+    at the seen points, [M] visible mismatches, [M] log weights prior / the rounds' mixture
+    proposal (the balance heuristic); per_round of them a round."""
+
+    params: jax.Array
+    tokens: jax.Array
+    mism: jax.Array
+    log_w: jax.Array | None
+    per_round: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Brackets:
+    """Where the slice moves look: [D, 2] the hard bounds, and [D] the fallback bracket for
+    chains that are all copies of one (from the importance stage's matches)."""
+
+    hard: jax.Array
+    fallback: jax.Array
+
+    def widths(self, x_CxD):
+        return moves.widths(x_CxD, self.fallback, self.hard)
+
+
+class Estimate(NamedTuple):
+    """One stage's estimate: the predictive [P, K], its weight in the pooled one (importance's
+    ESS, or chains on the posterior) and the log evidence."""
+
+    probs: jax.Array
+    weight: jax.Array
+    log_z: jax.Array
 
 
 def _uniform_in(key, box_Dx2, n):
@@ -60,22 +141,22 @@ def _log_q(params_NxD, log_prior_N, box_Dx2, share):
     )
 
 
-def _importance(key, hard, seen_tokens, lik_tokens, lik_on, scene, n, cfg):
+def _importance(key, lik: Likelihood, hard, n, cfg):
     """Adaptive importance sampling: each round proposes uniformly in a box (the hard bounds
     first) plus a defensive share from the prior itself (which holds the whole posterior, and
     finds it as often as rejection sampling would); the box is
     refitted to the round's best samples (exact matches once there are enough, else the
-    fewest mismatches: tempering). n proposals a round. Returns every round's (params,
-    tokens at the likelihood's points, mismatches at the visible ones), stacked round after
-    round, and the boxes they were drawn from. Rounds are a scan: compiled once."""
-    n_def = int(round(n * cfg.defensive))
+    fewest mismatches: tempering). n proposals a round. Returns (key, every round's proposals
+    stacked round after round, a Pool without weights yet, the boxes they were drawn from,
+    the defensive share). Rounds are a scan: compiled once."""
+    n_def, scene = int(round(n * cfg.defensive)), lik.scene
 
     def one_round(carry, _):
         key, box = carry
         key, k_def, k_box = jax.random.split(key, 3)
         params = jnp.concatenate([scene.sample(k_def, n_def), _uniform_in(k_box, box, n - n_def)])
-        toks = seen_tokens(params)
-        mism = jnp.sum((toks != lik_tokens) & lik_on, axis=-1)
+        toks = lik.seen_tokens(params)
+        mism = lik.mismatches_of(toks)
         mism = jnp.where(jnp.isfinite(scene.log_density(params)), mism, 10**6)
         # refit the box: exact matches when there are enough, else the best `keep` share
         cut = jnp.where(jnp.sum(mism == 0) >= 32, 0, jnp.sort(mism)[int(cfg.keep * n)])
@@ -89,8 +170,14 @@ def _importance(key, hard, seen_tokens, lik_tokens, lik_on, scene, n, cfg):
     (key, _), (params, toks, mism, boxes) = jax.lax.scan(
         one_round, (key, hard), None, length=cfg.rounds
     )
-    flat = (params.reshape(-1, params.shape[-1]), toks.reshape(-1, toks.shape[-1]), mism.ravel())
-    return key, *flat, boxes, n_def / n
+    pool = Pool(
+        params.reshape(-1, params.shape[-1]),
+        toks.reshape(-1, toks.shape[-1]),
+        mism.ravel(),
+        None,
+        n,
+    )
+    return key, pool, boxes, n_def / n
 
 
 def _ess(log_w):
@@ -116,7 +203,7 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0):
 BETA_MAX = 40.0  # a mismatch weighs exp(-40): past this the tempering jumps to the posterior
 
 
-def _tempered_move(key, pool, fallback, hard, target, mismatches, scene, cfg):
+def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg):
     """Sequential Monte Carlo from the importance pool to the posterior: chains drawn from the
     pool tempered at the largest beta that keeps an ESS of `chains` (weights prior / proposal
     x exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
@@ -129,14 +216,13 @@ def _tempered_move(key, pool, fallback, hard, target, mismatches, scene, cfg):
     constant: the importance stage's estimate of the first tempered target's (pool weights
     over num_samples per round: the balance heuristic), times each step's mean incremental
     weight exp(-(beta' - beta) x mismatches), times the share of chains on the posterior."""
-    pool, pool_log_w, pool_mism, per_round = pool  # the importance stage's (n a round)
-    c = cfg.chains
+    pool_log_w, pool_mism, c = pool.log_w, pool.mism, cfg.chains
     key, k_start = jax.random.split(key)
     base = jnp.where(jnp.isfinite(pool_log_w), pool_log_w, -1e30)
     beta = _next_beta(jnp.float32(0.0), pool_mism, float(c), base)
     start = jnp.where(jnp.isfinite(pool_log_w), pool_log_w - beta * pool_mism, -jnp.inf)
-    log_z = jax.nn.logsumexp(start) - jnp.log(float(per_round))
-    x = pool[jax.random.categorical(k_start, start, shape=(c,))]
+    log_z = jax.nn.logsumexp(start) - jnp.log(float(pool.per_round))
+    x = pool.params[jax.random.categorical(k_start, start, shape=(c,))]
 
     def anneal(carry):
         key, x, mism, beta, log_z, i = carry
@@ -145,9 +231,11 @@ def _tempered_move(key, pool, fallback, hard, target, mismatches, scene, cfg):
         log_inc = -(nxt - beta) * mism
         log_z = log_z + _mean_exp(log_inc)
         x = x[jax.random.categorical(k_pick, log_inc, shape=(c,))]
-        width = moves.widths(x, fallback, hard)
-        x, _ = moves.slice_sweep(k_move, x, target(x, nxt), nxt, width, target, scene, cfg)
-        return key, x, mismatches(x), nxt, log_z, i + 1
+        width = brackets.widths(x)
+        x, _ = moves.slice_sweep(
+            k_move, x, lik.target(x, nxt), nxt, width, lik.target, lik.scene, cfg
+        )
+        return key, x, lik.mismatches(x), nxt, log_z, i + 1
 
     def cold(carry):
         # go on until a mismatch weighs exp(-BETA_MAX) and half the chains are on the
@@ -158,26 +246,27 @@ def _tempered_move(key, pool, fallback, hard, target, mismatches, scene, cfg):
         return (i < cfg.anneal_steps) & ~done
 
     key, x, mism, _, log_z, _ = jax.lax.while_loop(
-        cold, anneal, (key, x, mismatches(x), beta, log_z, 0)
+        cold, anneal, (key, x, lik.mismatches(x), beta, log_z, 0)
     )
     key, k_pick = jax.random.split(key)
     on = mism == 0
     log_z = log_z + jnp.log(jnp.mean(on.astype(jnp.float32)))
     x = x[jax.random.categorical(k_pick, jnp.where(on, 0.0, -jnp.inf), shape=(c,))]
-    return x, target(x, jnp.inf), jnp.sum(on), log_z
+    return x, lik.target(x, jnp.inf), jnp.sum(on), log_z
 
 
-def _exact_sweeps(key, x, logp, fallback, hard, target, tokens_all, shape, scene, cfg):
+def _exact_sweeps(key, x, logp, brackets: Brackets, lik: Likelihood, cfg):
     """`mcmc_steps` slice sweeps of the exact posterior; after each, every chain on it counts
     its tokens at all points: ([P, K] counts, states, log posterior)."""
+    shape = (lik.points_Px2.shape[0], lik.centroids_KxG.shape[0])
 
     def exact(_, carry):
         key, x, logp, counts = carry
         key, k_move = jax.random.split(key)
-        width = moves.widths(x, fallback, hard)
-        x, logp = moves.slice_sweep(k_move, x, logp, jnp.inf, width, target, scene, cfg)
+        width = brackets.widths(x)
+        x, logp = moves.slice_sweep(k_move, x, logp, jnp.inf, width, lik.target, lik.scene, cfg)
         live = jnp.isfinite(logp).astype(jnp.float32)
-        one_hot = jax.nn.one_hot(tokens_all(x), shape[1])
+        one_hot = jax.nn.one_hot(lik.tokens(x), shape[1])
         return key, x, logp, counts + jnp.einsum("c,cpk->pk", live, one_hot)
 
     counts = jnp.zeros(shape)
@@ -185,15 +274,15 @@ def _exact_sweeps(key, x, logp, fallback, hard, target, tokens_all, shape, scene
     return counts, x, logp
 
 
-def _weighed(key, params, log_w_all, mism, per_round, hard, every, k, cfg):
-    """The importance stage's estimates from its pool (weights prior / mixture proposal,
-    exact matches only): the predictive [P, K], its ESS, log Z, and the slice brackets
-    [D] of chains that are all copies (from the matches' spread). The predictive needs the
-    tokens at every point: of at most num_samples matches (a uniform random subset of them
-    where there are more: the self-normalised estimate stays consistent; its ESS is the
-    subset's)."""
-    log_w = jnp.where(mism == 0, log_w_all, -jnp.inf)
-    log_z_is = jax.nn.logsumexp(log_w) - jnp.log(float(per_round))
+def _weighed(key, pool: Pool, lik: Likelihood, hard, cfg):
+    """The importance stage's Estimate from its pool (weights prior / mixture proposal,
+    exact matches only; the weight its ESS), and the slice brackets [D] of chains that are
+    all copies (from the matches' spread). The predictive needs the tokens at every point:
+    of at most num_samples matches (a uniform random subset of them where there are more:
+    the self-normalised estimate stays consistent; its ESS is the subset's)."""
+    params, mism, k = pool.params, pool.mism, lik.centroids_KxG.shape[0]
+    log_w = jnp.where(mism == 0, pool.log_w, -jnp.inf)
+    log_z_is = jax.nn.logsumexp(log_w) - jnp.log(float(pool.per_round))
     top = jnp.max(log_w)
     w = jnp.exp(log_w - jnp.where(jnp.isfinite(top), top, 0.0))  # all 0 when nothing matched
     w_sum = jnp.sum(w)
@@ -205,18 +294,10 @@ def _weighed(key, params, log_w_all, mism, per_round, hard, every, k, cfg):
     w = jnp.where(score[pick] >= 0, w[pick], 0.0)
     w_sum = jnp.sum(w)
     ess_is = jnp.where(w_sum > 0, w_sum**2 / jnp.maximum(jnp.sum(w**2), 1e-30), 0.0)
-    probs_is = jnp.einsum("n,npk->pk", w, jax.nn.one_hot(every(pick), k))
+    probs_is = jnp.einsum("n,npk->pk", w, jax.nn.one_hot(lik.pool_tokens(pool, pick), k))
     probs_is = probs_is / jnp.maximum(w_sum, 1e-30)
-    return probs_is, ess_is, log_z_is, jnp.minimum(hard[:, 1] - hard[:, 0], 8.0 * scale)
-
-
-def _pool_tokens(first, toks, params, tokens_all, num_points):
-    """pick -> [len(pick), P] tokens of the pool's rows at every point: the pool's own where
-    the likelihood saw every point (first, reordered), else computed."""
-    if first.shape[0] == num_points:
-        order = jnp.argsort(first)
-        return lambda pick: toks[pick][:, order]
-    return lambda pick: tokens_all(params[pick])
+    fallback = jnp.minimum(hard[:, 1] - hard[:, 0], 8.0 * scale)
+    return Estimate(probs_is, ess_is, log_z_is), fallback
 
 
 def replica(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen=None):
@@ -227,58 +308,44 @@ def replica(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, see
     balance heuristic (prior / mean of the rounds' proposal densities: multiple importance
     sampling), then tempered SMC. The likelihood looks at `seen` points (the visible ones
     first: seen_points), the counted sweeps' tokens at all of them."""
-    k = centroids_KxG.shape[0]
+    lik = Likelihood.of(points_Px2, tokens_P, visible_P, centroids_KxG, scene, seen)
     # a visible token other than the empty patch's means coverage > 0: the shape meets that
     # point's window, which bounds its parameters (exactly: the box holds the posterior)
     zero_token = codebook.quantise(jnp.zeros(centroids_KxG.shape[1]), centroids_KxG)
     hard = scene.hard_bounds(points_Px2, visible_P & (tokens_P != zero_token))
-    first = jnp.argsort(~visible_P, stable=True)[: seen or points_Px2.shape[0]]
-    lik_points, lik_tokens, lik_on = points_Px2[first], tokens_P[first], visible_P[first]
-
-    def tokens_all(params):
-        return _tokens(scene, params, points_Px2, centroids_KxG)
-
-    def seen_tokens(params):
-        return _tokens(scene, params, lik_points, centroids_KxG)
-
-    def mismatches(r):
-        return jnp.sum((seen_tokens(r) != lik_tokens) & lik_on, axis=-1)
-
-    def target(r, beta):
-        mism, log_p = mismatches(r), scene.log_density(r)
-        return jnp.where(mism == 0, log_p, log_p - beta * mism)
-
     # the likelihood costs proposals (and chains) x points seen: where it sees fewer (fewer
     # visible), the same cost buys more of both, where the posterior is broad and they pay
-    stretch = points_Px2.shape[0] / first.shape[0]
-    per_round = int(round(cfg.num_samples * stretch))
+    stretch = points_Px2.shape[0] / lik.first_S.shape[0]
     walk = dataclasses.replace(cfg, chains=int(round(cfg.chains * stretch)))
-    key, params, toks, mism, boxes, share = _importance(
-        key, hard, seen_tokens, lik_tokens, lik_on, scene, per_round, cfg
+    key, pool, boxes, share = _importance(
+        key, lik, hard, int(round(cfg.num_samples * stretch)), cfg
     )
-    every = _pool_tokens(first, toks, params, tokens_all, points_Px2.shape[0])
-    log_prior = scene.log_density(params)
-    log_q_mix = jax.nn.logsumexp(jax.vmap(lambda b: _log_q(params, log_prior, b, share))(boxes), 0)
-    pool = (params, log_prior - log_q_mix, mism, per_round)
+    log_prior = scene.log_density(pool.params)
+    log_q_mix = jax.nn.logsumexp(
+        jax.vmap(lambda b: _log_q(pool.params, log_prior, b, share))(boxes), 0
+    )
+    pool = dataclasses.replace(pool, log_w=log_prior - log_q_mix)
     key, k_pick, k_walk, k_exact = jax.random.split(key, 4)
-    probs_is, ess_is, log_z_is, fallback = _weighed(k_pick, *pool, hard, every, k, cfg)
-    x, logp, live_chains, log_z = _tempered_move(
-        k_walk, pool, fallback, hard, target, mismatches, scene, walk
-    )
-    shape = (points_Px2.shape[0], k)
-    counts, x, logp = _exact_sweeps(
-        k_exact, x, logp, fallback, hard, target, tokens_all, shape, scene, cfg
-    )
-    probs_mc = counts / jnp.maximum(counts.sum(-1, keepdims=True), 1e-30)
-    weight = ess_is + live_chains  # the two estimates pooled by importance ESS and chains
-    probs = (ess_is * probs_is + live_chains * probs_mc) / jnp.maximum(weight, 1e-30)
-    # the evidence pooled as the predictive is: importance's by its ESS, SMC's by its chains
-    # on the posterior (both estimate Z; IS is the sharper one where it found many matches)
+    by_is, fallback = _weighed(k_pick, pool, lik, hard, cfg)
+    brackets = Brackets(hard, fallback)
+    x, logp, live_chains, log_z = _tempered_move(k_walk, pool, brackets, lik, walk)
+    counts, x, logp = _exact_sweeps(k_exact, x, logp, brackets, lik, cfg)
+    by_mc = Estimate(counts / jnp.maximum(counts.sum(-1, keepdims=True), 1e-30), live_chains, log_z)
+    probs, found, log_z = _pooled(by_is, by_mc)
+    return probs, found, x, jnp.isfinite(logp), log_z
+
+
+def _pooled(a: Estimate, b: Estimate):
+    """(predictive, whether either found the posterior, log evidence) of two estimates,
+    pooled by their weights: importance's by its ESS, SMC's by its chains on the posterior
+    (both estimate Z; IS is the sharper one where it found many matches)."""
+    weight = a.weight + b.weight
+    probs = (a.weight * a.probs + b.weight * b.probs) / jnp.maximum(weight, 1e-30)
     log_z = jax.nn.logsumexp(
-        jnp.stack([log_z_is, log_z]),
-        b=jnp.stack([ess_is, live_chains]) / jnp.maximum(weight, 1e-30),
+        jnp.stack([a.log_z, b.log_z]),
+        b=jnp.stack([a.weight, b.weight]) / jnp.maximum(weight, 1e-30),
     )
-    return probs, weight > 0, x, jnp.isfinite(logp), log_z
+    return probs, weight > 0, log_z
 
 
 def _replicas(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen):

@@ -131,9 +131,9 @@ def _check_kmeans(key, x_NxD, k, weights_N, iters, tol, n_init) -> None:
     shape = jnp.shape(x_NxD)
     if len(shape) != 2 or 0 in shape:
         raise ValueError(f"x_NxD must have shape [N, D] with N, D >= 1; got {shape}")
-    shapes.whole("k", k, 1, shape[0])
-    shapes.whole("iters", iters, 1)
-    shapes.whole("n_init", n_init, 1)
+    shapes.check_whole("k", k, 1, shape[0])
+    shapes.check_whole("iters", iters, 1)
+    shapes.check_whole("n_init", n_init, 1)
     if not (isinstance(tol, int | float | np.floating) and np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}")
     if weights_N is not None and jnp.shape(weights_N) != shape[:1]:
@@ -161,12 +161,27 @@ def kmeans(
 ):
     """k-means of the rows of x_NxD: greedy k-means++ initialisation, then Lloyd iterations.
 
-    Returns (centroids_KxD, inertia), the best of `n_init` runs (each from its own key);
-    `weights_N` weights the rows (as scikit-learn's sample_weight). Lloyd stops after `iters`
-    updates or when the centres' squared shift is below tol x the data's mean variance.
-    Exact duplicate rows are merged into weighted rows first (the same clustering, faster).
-    With return_history also the inertia before each update, [n_init, iters] (NaN after the
-    run stopped). Deterministic for a key.
+    Lloyd stops after `iters` updates or when the centres' squared shift is below tol x the
+    data's mean variance. Exact duplicate rows are merged into weighted rows first (the same
+    clustering, faster). Deterministic for a key.
+
+    Args:
+        key: a jax.random key.
+        x_NxD: the rows to cluster, finite, N >= k.
+        k: the number of centroids.
+        weights_N: None, or a weight >= 0 per row (as scikit-learn's sample_weight).
+        iters: Lloyd updates at most; tol: the stopping shift, relative.
+        n_init: runs from their own keys; the best (least inertia) is returned.
+        merge_duplicates: merge identical rows first (False: as given).
+        return_history: also return the inertia before each update.
+
+    Returns:
+        (centroids_KxD float32, inertia): the weighted sum of squared distances to the
+        nearest centroid; with return_history also [n_init, iters] inertias (NaN after a run
+        stopped).
+
+    Raises:
+        ValueError: one line naming the argument, before compute.
     """
     shape = jnp.shape(x_NxD)
     _check_kmeans(key, x_NxD, k, weights_N, iters, tol, n_init)

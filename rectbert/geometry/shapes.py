@@ -61,7 +61,7 @@ def check_key(key, name: str = "key") -> None:
     raise ValueError(f"{name} must be one PRNG key (jax.random.key(seed)); got {key!r:.60}")
 
 
-def whole(name: str, value, lo: int, hi: float = math.inf) -> None:
+def check_whole(name: str, value, lo: int, hi: float = math.inf) -> None:
     """ValueError (one line) unless `value` is an integer (not a bool) in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
         bound = f"in [{lo}, {hi}]" if hi != math.inf else f">= {lo}"
@@ -100,17 +100,17 @@ MAX_GRID, MAX_SIZE = 64, 8192  # a window of 64 x 64 cells; an image of 8192^2 p
 def check_window(cell: int, grid: int) -> None:
     """A point's window: grid x grid cells of cell pixels, whole numbers within bounds (a
     point's [grid * grid] values and its cells' areas must fit memory)."""
-    whole("cell", cell, 1, MAX_SIZE)
-    whole("grid", grid, 1, MAX_GRID)
+    check_whole("cell", cell, 1, MAX_SIZE)
+    check_whole("grid", grid, 1, MAX_GRID)
 
 
 def check_cell(size: int, cell: int, grid: int | None = None) -> None:
-    whole("size", size, 1, MAX_SIZE)
-    whole("cell", cell, 1, size)
+    check_whole("size", size, 1, MAX_SIZE)
+    check_whole("cell", cell, 1, size)
     if size % cell:
         raise ValueError(f"cell must divide size; got size={size}, cell={cell}")
     if grid is not None:
-        whole("grid", grid, 1, size // cell)
+        check_whole("grid", grid, 1, size // cell)
 
 
 # ----------------------------------------------------------------------------- coverage
@@ -158,6 +158,18 @@ def coverage(rects_Nx4, points_NxPx2, *, cell: int = CELL, grid: int = GRID):
 
     Cell (r, c) of point (px, py) is x in [px - grid*cell/2 + cell*c, ... + cell), same for y
     with r; entries are row-major, so at the lattice points they equal downsample's patches.
+
+    Args:
+        rects_Nx4: one rectangle (x0, y0, x1, y1) per row, x0 < x1 and y0 < y1, canvas pixels.
+        points_NxPx2: P points (x, y) per rectangle, finite.
+        cell: a cell's side in pixels (16).
+        grid: cells per side of each point's window (4).
+
+    Returns:
+        [N, P, grid*grid] float32: the exact fraction of each cell the rectangle covers.
+
+    Raises:
+        ValueError: one line naming the argument, for a bad shape or value, before compute.
     """
     check_rects(rects_Nx4)
     shape = np.shape(points_NxPx2)

@@ -106,7 +106,7 @@ class ModelConfig:
 
 
 @flax.struct.dataclass
-class Output:
+class EncoderOutput:
     """What the Encoder returns, always: token logits and, with aux_dim > 0, the aux values."""
 
     logits: jax.Array  # [B, L, K] float32
@@ -213,13 +213,15 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    """tokens_BxL (id K = [mask]) and points_BxLx2 -> Output(logits_BxLxK over the K real
+    """tokens_BxL (id K = [mask]) and points_BxLx2 -> EncoderOutput(logits_BxLxK over the K real
     tokens, aux values or None)."""
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens_BxL, points_BxLx2, attn_mask=None, train: bool = False) -> Output:
+    def __call__(
+        self, tokens_BxL, points_BxLx2, attn_mask=None, train: bool = False
+    ) -> EncoderOutput:
         cfg = self.cfg
         dtype = jnp.dtype(cfg.dtype)
         x = OneHotEmbed(cfg.num_tokens + 1, cfg.embed_dim, name="token_embed")(tokens_BxL)
@@ -249,9 +251,9 @@ class Encoder(nn.Module):
             x = nn.LayerNorm(dtype=dtype, name="final_norm")(x)
         logits = nn.Dense(cfg.num_tokens, dtype=jnp.float32, name="head")(x).astype(jnp.float32)
         if not cfg.aux_dim:
-            return Output(logits)
+            return EncoderOutput(logits)
         aux = nn.Dense(cfg.aux_dim, dtype=jnp.float32, name="aux_head")(x)
-        return Output(logits, aux.astype(jnp.float32))
+        return EncoderOutput(logits, aux.astype(jnp.float32))
 
 
 def count_params(params) -> int:

@@ -65,7 +65,7 @@ def training_loss(
     aux_weight=0.0,
     centroids_KxG=None,
 ):
-    """The loss to minimise over hidden positions (a model.Output); visible ones add nothing."""
+    """The loss to minimise over hidden positions (an EncoderOutput); visible ones add nothing."""
     targets = target_distribution(
         batch,
         output.logits.shape[-1],

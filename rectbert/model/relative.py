@@ -155,13 +155,13 @@ class Param(nn.Module):
         return self.param("value", self.initializer, self.shape)
 
 
-def _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs_HxPx2):
-    u = points.astype(jnp.float32) / cfg.unit
+def _rotary_angles(points, unit: float, freqs_HxPx2):
+    """[B or 1, L, H, pairs] each pair's angle f . (x, y) / unit."""
+    u = points.astype(jnp.float32) / unit
     # f . u as two broadcast products (a contraction over 2 lowers to a slow dot on a CPU)
-    angles = (
+    return (
         u[:, :, None, None, 0] * freqs_HxPx2[..., 0] + u[:, :, None, None, 1] * freqs_HxPx2[..., 1]
     )
-    return dot_product(rotate(q, angles), rotate(k, angles), v, mask, kv_len, impl)
 
 
 def mixed_init(key, shape):
@@ -197,7 +197,8 @@ def none(cfg, q, k, v, points, mask, kv_len, impl):
 def rope(cfg, q, k, v, points, mask, kv_len, impl):
     h, pairs = q.shape[2], q.shape[3] // 2
     freqs = jnp.broadcast_to(axial_frequencies(pairs), (h, pairs, 2))
-    return _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs)
+    angles = _rotary_angles(points, cfg.unit, freqs)
+    return dot_product(rotate(q, angles), rotate(k, angles), v, mask, kv_len, impl)
 
 
 @register(
@@ -209,7 +210,8 @@ def rope(cfg, q, k, v, points, mask, kv_len, impl):
 def rope_mixed(cfg, q, k, v, points, mask, kv_len, impl):
     h, pairs = q.shape[2], q.shape[3] // 2
     freqs = Param(mixed_init, (h, pairs, 2), name="rope_freqs")()
-    return _rotary(cfg, q, k, v, points, mask, kv_len, impl, freqs)
+    angles = _rotary_angles(points, cfg.unit, freqs)
+    return dot_product(rotate(q, angles), rotate(k, angles), v, mask, kv_len, impl)
 
 
 BIAS_HIDDEN = 32  # the displacement MLPs' hidden width

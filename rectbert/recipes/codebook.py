@@ -35,7 +35,7 @@ class Measure:
 
 NAME = "codebook"
 SCENES = True
-SETTINGS = (common.Output, GridTask, Measure)
+SETTINGS = (common.OutputSettings, GridTask, Measure)
 DEFAULTS = {"workdir": "runs/codebook"}
 # it trains nothing; its held-out shapes are --eval_rects (the task's eval_examples)
 FIXED = {"profile_steps": "", "num_train_rects": 0, "presentations": 1, "eval_examples": None}
@@ -52,7 +52,7 @@ def build(v: dict) -> Plan:
     task = config.build(
         GridTask, v, scene=common.scene(v), mask=MaskSpec(1), eval_examples=measure.eval_rects
     )
-    return Plan(task, config.build(common.Output, v).workdir)
+    return Plan(task, config.build(common.OutputSettings, v).workdir)
 
 
 def main(plan: Plan, files: dict | None = None) -> None:

@@ -21,7 +21,7 @@ from rectbert.training.engine import RunConfig, TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class Output:
+class OutputSettings:
     """Where a run writes, and what it traces."""
 
     workdir: str = setting("runs/run", "Run directory; re-running the same command resumes.")
@@ -102,7 +102,7 @@ class Length:
 
 
 # what every training recipe takes beside its task (and, for scene tasks, the scene)
-TRAINING = (Output, DistributedConfig, Length, MaskSpec, ModelConfig, TrainConfig)
+TRAINING = (OutputSettings, DistributedConfig, Length, MaskSpec, ModelConfig, TrainConfig)
 TRAINING_DEFAULTS = {"dtype": "auto"}  # the flags' default: the fast path where there is one
 
 

@@ -8,7 +8,7 @@ import dataclasses
 from rectbert import config
 from rectbert.analysis import report
 from rectbert.analysis.samples import figure as samples_figure
-from rectbert.analysis.samples.scores import ScoreConfig
+from rectbert.analysis.samples.settings import ScoreConfig
 from rectbert.data.scene_tasks import GridTask
 from rectbert.recipes import common
 from rectbert.training import evaluation, train
@@ -31,7 +31,7 @@ class Plan:
 
 
 def build(v: dict) -> Plan:
-    output = config.build(common.Output, v)
+    output = config.build(common.OutputSettings, v)
     run = common.run_config(GridTask, v, scene=common.scene(v))
     samples, rep = config.build(ScoreConfig, v), config.build(report.GridReport, v)
     if rep.samples or samples != ScoreConfig():  # checked when used, and when given

@@ -12,7 +12,7 @@ import dataclasses
 
 from rectbert import config
 from rectbert.analysis.samples import figure
-from rectbert.analysis.samples.scores import ScoreConfig
+from rectbert.analysis.samples.settings import ScoreConfig
 from rectbert.recipes import finished
 from rectbert.training import evaluation, signals
 from rectbert.training import workdir as workdir_lib

@@ -10,7 +10,7 @@ from rectbert import config
 from rectbert.analysis import oracle_curve, report
 from rectbert.analysis.oracle_curve import CurveConfig
 from rectbert.analysis.samples import figure as samples_figure
-from rectbert.analysis.samples.scores import ScoreConfig
+from rectbert.analysis.samples.settings import ScoreConfig
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.recipes import common
 from rectbert.training import evaluation, train
@@ -52,7 +52,7 @@ def regime(num_train: int, fixed_points: bool) -> str:
 
 
 def build(v: dict) -> Plan:
-    output = config.build(common.Output, v)
+    output = config.build(common.OutputSettings, v)
     info = {"regime": regime(v["num_train_rects"], v["fixed_points"])}
     run = common.run_config(SparseTask, v, scene=common.scene(v), info=info)
     rep, curve = config.build(report.SparseReport, v), config.build(CurveConfig, v)

@@ -112,7 +112,7 @@ class Plan:
 
 
 def build(v: dict) -> Plan:
-    study, output = config.build(StudyConfig, v), config.build(common.Output, v)
+    study, output = config.build(StudyConfig, v), config.build(common.OutputSettings, v)
     if study.scenes and v.get("scene") is not None:
         raise config.ConfigError(
             "scene", "scene", v["scene"], "unset with --scenes (it names the scenes)"

@@ -27,7 +27,7 @@ class Plan:
 
 
 def build(v: dict) -> Plan:
-    output = config.build(common.Output, v)
+    output = config.build(common.OutputSettings, v)
     run = common.run_config(SquaresTask, v)
     return Plan(run, output.workdir, output.window(run.train.num_steps))
 

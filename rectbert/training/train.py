@@ -62,6 +62,17 @@ class Window:
 
 
 @dataclasses.dataclass(frozen=True)
+class Outputs:
+    """Where the loop reports: metrics.jsonl, progress lines, the stop signals it honours and
+    the checkpoint store."""
+
+    writer: metrics.Writer
+    progress: Progress
+    stop: StopSignals
+    store: checkpoint.Store
+
+
+@dataclasses.dataclass(frozen=True)
 class Evaluation:
     """What on_eval is given after each held-out evaluation (on process 0)."""
 
@@ -114,10 +125,10 @@ def train(
         writer = stack.enter_context(metrics.Writer(workdir, start, enabled=main))
         stop = stack.enter_context(StopSignals(multi=jax.process_count() > 1))
         profiler = stack.enter_context(Profiler(workdir, profile_steps, start, progress))
-        outputs = (writer, progress, stop, store)
+        outputs = Outputs(writer, progress, stop, store)
         evaluate = _evaluator(task, run.model, cfg, mesh, outputs, on_eval)
         state, last_eval, last_step = _loop(
-            state, Window(pending), step_fn, cfg, store, writer, stop, progress, evaluate, profiler
+            state, Window(pending), step_fn, cfg, outputs, evaluate, profiler
         )
         if start >= cfg.num_steps:
             past = f" (past num_steps={cfg.num_steps})" if start > cfg.num_steps else ""
@@ -139,12 +150,12 @@ def _banner(task, state, cfg: TrainConfig, mesh: Mesh, workdir: str, start: int)
     return line + (f"\nresumed from checkpoint at step {start}" if start else "")
 
 
-def _evaluator(task, model_cfg, cfg: TrainConfig, mesh: Mesh, outputs, on_eval):
+def _evaluator(task, model_cfg, cfg: TrainConfig, mesh: Mesh, outputs: Outputs, on_eval):
     """evaluate(state, step, final, replace=False) -> metrics: the held-out evaluation, its row
     written (replacing the step's own with `replace`), a progress line, and on_eval called.
     The final one, and what on_eval does after it, stops at once on a signal (training's
     stop waits for the next step), keeping the checkpoint saved before it."""
-    writer, progress, stop, store = outputs
+    writer, progress, stop, store = outputs.writer, outputs.progress, outputs.stop, outputs.store
     evaluator = evaluation.Evaluator(
         task, model_cfg, batch_size=cfg.eval_batch_size, train_batch_size=cfg.batch_size
     )
@@ -180,13 +191,12 @@ def _devices(mesh: Mesh) -> str:
     return devices
 
 
-def _loop(
-    state, window, step_fn, cfg: TrainConfig, store, writer, stop, progress, evaluate, profiler
-):
+def _loop(state, window, step_fn, cfg: TrainConfig, outputs: Outputs, evaluate, profiler):
     """Steps from the state's step to cfg.num_steps; `window`: the training scalars since the
     last log line (a resumed run's come from its checkpoint).
 
     Returns (state, the last evaluation's metrics, the last step's training scalars)."""
+    writer, progress, stop, store = outputs.writer, outputs.progress, outputs.stop, outputs.store
     lr = learning_rate_fn(cfg)
     last_eval, scalars = {}, None
     for step in range(int(state.step), cfg.num_steps):
