@@ -18,7 +18,7 @@ import rectbert
 from experiments import cli
 from rectbert import config
 from rectbert.analysis import oracle, oracle_curve
-from rectbert.analysis.samples import figure, sampler, scores
+from rectbert.analysis.samples import figure, metrics, posterior, sampler, scores, settings
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.data.tasks import Batch
 from rectbert.recipes import sample as sample_recipe
@@ -172,15 +172,15 @@ def test_mmd_sees_the_joint_law_not_only_the_marginals():
     def independent(n):  # the same marginals, independent
         return rng.integers(0, 2, (n, 6))
 
-    same = [scores.mmd2(joint(16), joint(16)) for _ in range(200)]
-    other = [scores.mmd2(independent(16), joint(16)) for _ in range(200)]
+    same = [metrics.mmd2(joint(16), joint(16)) for _ in range(200)]
+    other = [metrics.mmd2(independent(16), joint(16)) for _ in range(200)]
     assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(200)  # unbiased: 0 in expectation
     assert np.mean(other) > 0.2
     # diversity by hand: 3 completions of 4 tokens, tokens 1 and 3 hidden
     x = np.array([[0, 1, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]])
     hidden = np.array([False, True, False, True])
     # pairs: (0,1) 1 of 2 differ, (0,2) 2 of 2, (1,2) 1 of 2 -> mean (0.5 + 1 + 0.5) / 3
-    assert scores.diversity(x, hidden) == pytest.approx(2 / 3)
+    assert metrics.diversity(x, hidden) == pytest.approx(2 / 3)
 
 
 @pytest.mark.slow  # the oracle's posterior and consistency search, compiled for the run: 55 s
@@ -280,7 +280,7 @@ def test_grid_completions_keep_the_visible_and_grid_truths_are_shapes(sparse_tas
     np.testing.assert_array_equal(drawn[visible], np.asarray(batch.tokens)[visible])
     assert drawn.shape == (2, 169) and 0 <= drawn.min() and drawn.max() < 12
     # the grid's tokens are the scene's coverage at the lattice points: the search finds them
-    ok = scores.consistency(
+    ok = posterior.consistency(
         task, batch.points, np.asarray(batch.tokens)[:, None], jax.random.key(2)
     )
     assert ok.all()
@@ -309,7 +309,7 @@ def test_scenes_the_oracle_cannot_sample_get_accuracy_and_diversity_only(sparse_
     params = jax.jit(encoder.Encoder(cfg).init)(jax.random.key(0), batch.tokens, batch.points)
     params = params["params"]
     predict = evaluation.make_predict(cfg)
-    cfg = scores.ScoreConfig(visible=(3,), examples=3, per_example=2)
+    cfg = settings.ScoreConfig(visible=(3,), examples=3, per_example=2)
     rows, kept = scores.score(task, predict, params, cfg, log=lambda _: None)
     assert [r["method"] for r in rows] == ["argmax", "independent", "joint", "joint"]
     for r in rows:
@@ -328,8 +328,8 @@ def test_posterior_sets_are_shapes_and_their_marginals_alone_are_not(sparse_task
     task = SparseTask(sparse_task.scene, sparse_task.mask, num_clusters=12, eval_examples=4)
     task = task.with_codebook(sparse_task.codebook)
     batch = oracle_curve.held_out(task, 2, 4)
-    chosen, toks, marginal, found = scores.posterior(
-        task, batch, jax.random.key(0), 6, scores.POSTERIOR
+    chosen, toks, marginal, found = posterior.posterior(
+        task, batch, jax.random.key(0), 6, posterior.POSTERIOR
     )
     assert found.all() and not np.array_equal(chosen[:, 0], chosen[:, 1])
     visible = ~np.asarray(batch.mask)
@@ -339,5 +339,5 @@ def test_posterior_sets_are_shapes_and_their_marginals_alone_are_not(sparse_task
             np.where(visible[:, None], sample, 0), np.broadcast_to(shown, sample.shape)
         )
     every = np.concatenate([toks[:, 0], toks[:, 1], marginal], 1)
-    ok = scores.consistency(task, batch.points, every, jax.random.key(1))
+    ok = posterior.consistency(task, batch.points, every, jax.random.key(1))
     assert ok[:, :12].mean() >= 0.9 and ok[:, 12:].mean() <= 0.4

@@ -16,7 +16,7 @@ import numpy as np
 
 from rectbert import config
 from rectbert.analysis import oracle, render
-from rectbert.analysis.samples import scores
+from rectbert.analysis.samples import settings as samples_settings
 from rectbert.config import setting
 from rectbert.data import keys, points
 from rectbert.model import losses
@@ -165,7 +165,7 @@ def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, s
 class GridReport:
     """What a grid run's final evaluation adds beside its figures."""
 
-    samples: bool = scores.samples_setting()
+    samples: bool = samples_settings.samples_setting()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +184,7 @@ class SparseReport:
         "At the final evaluation (also of a finished workdir) score model and oracle at every "
         "visible count of --curve_visible: oracle_curve.json, figures/oracle_curve.png.",
     )
-    samples: bool = scores.samples_setting()
+    samples: bool = samples_settings.samples_setting()
 
     def __post_init__(self):
         # finer than a pixel renders nothing new (and 0.001 px would be 37 billion queries)

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert.analysis import render
-from rectbert.analysis.samples import sampler, scores
+from rectbert.analysis.samples import output, sampler, scores
 from rectbert.analysis.samples.scores import draw
+from rectbert.analysis.samples.settings import ScoreConfig, scored
 from rectbert.data import keys
 from rectbert.data.tasks import Batch
 from rectbert.geometry import codebook
@@ -115,7 +116,7 @@ def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spac
     return panels.samples(truth, shown_points, rows, path, title=title, extent=float(scene.size))
 
 
-def run(task, predict, params, step: int, workdir: str, cfg: scores.ScoreConfig, log=scores.SAY):
+def run(task, predict, params, step: int, workdir: str, cfg: ScoreConfig, log=output.say):
     """Score the completions of the run at `step` and write samples.json and
     figures/samples.png into `workdir`; says what it does and where it wrote."""
     counts = cfg.counts(task)
@@ -123,13 +124,13 @@ def run(task, predict, params, step: int, workdir: str, cfg: scores.ScoreConfig,
         f"samples: {len(counts)} visible counts x {cfg.examples} held-out examples x "
         f"{cfg.per_example} completions per method (step {step})"
     )
-    if not scores.scored(task):
+    if not scored(task):
         why = task.scene.oracle_unsupported()
         log(f"note: the oracle does not support {why}: accuracy and diversity only")
     rows, kept = scores.score(task, predict, params, cfg, log=log)
     for r in rows:
         r["step"], r["mask_schedule"] = step, task.mask.schedule
-    log(f"wrote {scores.write(workdir, rows)}")  # the JSON first: drawing may fail
+    log(f"wrote {output.write(workdir, rows)}")  # the JSON first: drawing may fail
     path = os.path.join(workdir, "figures", "samples.png")
     log(f"wrote {figure(task, predict, params, kept, path)}")
     return rows

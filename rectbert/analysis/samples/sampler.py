@@ -112,11 +112,22 @@ def _sample(predict, params, batch: Batch, key, cfg: SampleConfig):
 
 
 def sample(predict, params, batch: Batch, key, cfg: SampleConfig = SampleConfig()):
-    """[B, L] int32: batch.tokens where visible, drawn from the model where batch.mask.
+    """Completions of a batch's hidden tokens drawn from the model. Jitted; joint sampling
+    makes ceil(most hidden in any example / per_step) model calls.
 
-    `predict(params, batch) -> logits [B, L, K]` is evaluation.make_predict's function (the
-    hidden tokens' values in `batch` are never read). Jitted; joint sampling makes
-    ceil(most hidden in any example / per_step) model calls.
+    Args:
+        predict: (params, batch) -> logits [B, L, K] (evaluation.make_predict's function).
+        params: the model's parameters.
+        batch: a Batch; its mask says what is hidden (the hidden tokens are never read).
+        key: a jax.random key.
+        cfg: SampleConfig: joint in random order by default; most-confident-first, argmax,
+            independent, a temperature, positions revealed per call.
+
+    Returns:
+        [B, L] int32: batch.tokens where visible, drawn from the model where batch.mask.
+
+    Raises:
+        ValueError: one line, for a cfg, predict or batch of the wrong kind.
     """
     if not isinstance(cfg, SampleConfig):
         raise ValueError(f"cfg must be a SampleConfig; got {type(cfg).__name__}")
