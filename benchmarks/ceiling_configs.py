@@ -18,7 +18,7 @@ ANYCOUNT_QUICK = dict(
 CONFIGS = {  # name -> the sparse recipe's settings over its defaults (lr pinned where measured)
     "default": {},  # `python -m experiments.sparse` as it ships
     "before": dict(embed_dim=64, mlp_dim=128, num_layers=3, num_steps=6000, learning_rate=1e-3),
-    # issue 17's second row: 0.9996 of the oracle in 20 min
+    # the time-to-ceiling goal's second configuration: 0.9996 of the oracle in 20 min
     "wide4": dict(embed_dim=128, mlp_dim=512, num_layers=4, num_steps=8000, learning_rate=1e-3),
     "lr2e-3": dict(learning_rate=2e-3),
     "batch32": dict(batch_size=32, num_steps=11000, learning_rate=1e-3),
@@ -51,7 +51,7 @@ CONFIGS = {  # name -> the sparse recipe's settings over its defaults (lr pinned
     "anycount_quick": ANYCOUNT_QUICK,
     "anycount_lr3e-3": {**ANYCOUNT_QUICK, "learning_rate": 3e-3, "num_steps": 3000},
 }
-# relative geometry in attention (issue 27), each at the wall of the configuration it varies:
+# relative geometry in attention (--relative), each at the wall of the configuration it varies:
 # its steps scaled by the step times measured in turn on this CPU (2026-12-02, one process,
 # 64 x 3 at batch 64: none 20.2 ms, rope 23.9, rope_mixed 28.0, bias 45.2, te 52.4); the
 # "_steps" ones at the same steps instead (what a GPU, where the extra terms cost little, sees)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check of the performance and scale-out issues in one call; results land in $OUT.
+# Every GPU check of performance and scale-out in one call; results land in $OUT.
 #   device tool:  bash benchmarks/device_check.sh          (PYTHONPATH=., no install needed)
 #   here (CPU):   OUT=/tmp/dc bash benchmarks/device_check.sh   (small size, grid_quick: tests the script)
 # Steps run in order of importance, each capped so the whole call stays within BUDGET seconds
@@ -24,7 +24,7 @@ left() {  # seconds for the next step: its cap, or what the budget has left minu
 }
 
 ONLY=${ONLY:-ttc,relative,tests,scenes,ceiling}
-REL=${REL:-rope}  # the relative geometry (issue 27) timed against today's fast path
+REL=${REL:-rope}  # the relative geometry (--relative) timed against today's fast path
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if python -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
   SIZE=seed GRID=experiments/flags/grid_seed.flags

@@ -35,7 +35,7 @@ SIZES = {  # the write-up's model, and one this CPU times in seconds
     "small": dict(embed_dim=128, mlp_dim=320, num_heads=4, num_layers=2, batch_size=64),
 }
 # variant -> (dtype, attention_impl, pad_to, relative); "fast" is what the experiments run by
-# default; fast_<relative>: the same with that relative geometry in attention (issue 27)
+# default; fast_<relative>: the same with that relative geometry in attention (--relative)
 VARIANTS = {
     "plain": ("float32", "xla", 1, "none"),
     "bf16": ("bfloat16", "xla", 1, "none"),

@@ -8,6 +8,9 @@ import shlex
 import pytest
 
 from experiments import cli
+from rectbert import scenes
+from rectbert.data import points
+from rectbert.model import positions, relative
 from rectbert.recipes import codebook, grid, sparse, sparse_study, squares
 from tests.conftest import ROOT
 
@@ -67,3 +70,58 @@ def test_the_site_home_is_the_readme():
     readme = open(os.path.join(ROOT, "README.md")).read()
     index = open(os.path.join(ROOT, "docs", "index.md")).read()
     assert index == home(readme), "docs/index.md: write tests.test_docs.home(README.md) there"
+
+
+def listed(page: str, marker: str) -> list[str]:
+    """The `names` of the clause after `marker` on `page` (to the next | ; ( ) or sentence end),
+    its lines joined."""
+    text = " ".join(open(os.path.join(ROOT, page)).read().split())
+    assert marker in text, f"{page} no longer says {marker!r}"
+    clause = re.split(r"[|;()]|\. ", text[text.index(marker) + len(marker) :], maxsplit=1)[0]
+    return re.findall(r"`([a-z_0-9]+)`", clause)
+
+
+EXPERIMENTS = sorted(
+    f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments")) if f.endswith(".py")
+)
+
+
+@pytest.mark.parametrize(
+    "page,marker,registry",
+    [
+        ("README.md", "`--scene` is one of", scenes.SCENES),
+        ("docs/design.md", "one module per family:", scenes.SCENES),
+        ("docs/design.md", "point samplers' registry (`points`:", points.SAMPLERS),
+        ("docs/design.md", "position embeddings' registry (`positions`:", positions.POSITIONS),
+        ("docs/design.md", "in attention (`relative`:", relative.RELATIVES),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+def test_the_docs_lists_are_the_registries(page, marker, registry):
+    assert sorted(listed(page, marker)) == sorted(registry), f"{page}: {marker}"
+
+
+def test_the_readme_lists_every_experiment():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text.split("## The experiments", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^- `([a-z_]+)` —", section, flags=re.M)
+    assert sorted(named) == [e for e in EXPERIMENTS if e not in ("__init__", "cli")]
+
+
+def test_every_test_the_docs_cite_exists():
+    # `tests/test_x.py::test_y` (or `::test_y` after it on the same page) names a test there
+    defined = {
+        f: set(re.findall(r"^def (test_\w+)", open(os.path.join(ROOT, "tests", f)).read(), re.M))
+        for f in os.listdir(os.path.join(ROOT, "tests"))
+        if f.startswith("test_") and f.endswith(".py")
+    }
+    missing = []
+    for page in PAGES:
+        if page.endswith(".md"):
+            current = None
+            text = open(os.path.join(ROOT, page)).read()
+            for file, name in re.findall(r"`(?:tests/(test_\w+\.py))?(?:::(test_\w+))?`", text):
+                current = file or current
+                if name and name not in defined.get(current, set()):
+                    missing.append(f"{page}: {current}::{name}")
+    assert not missing, missing

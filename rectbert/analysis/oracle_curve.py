@@ -27,7 +27,7 @@ from rectbert.data.tasks import Batch
 from rectbert.files import write_atomic
 from rectbert.viz import curves
 
-VISIBLE = (1, 2, 4, 8, 12, 16, 20, 23)  # of 24 points (the counts)
+VISIBLE = (1, 2, 4, 8, 12, 16, 20, 23)  # of 24 points (the curve's default counts)
 FLOOR = 1e-3  # the oracle's probabilities, for its NLL only, mixed with this share of uniform
 BINS = 10  # reliability diagram / ECE: equal-width confidence bins
 SAY = functools.partial(print, flush=True)  # progress lines go to stdout as they happen

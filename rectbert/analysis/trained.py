@@ -46,17 +46,25 @@ class Run:
         return None if rec is None else scenes.from_record(rec)
 
     def task(self):
-        """The run's task rebuilt from config.json (the same held-out set, points and masks),
-        with the run's codebook for grid and sparse runs."""
+        """Returns the run's task rebuilt from config.json (the same held-out set, points and
+        masks), with the run's codebook for grid and sparse runs."""
         task = _task(self.workdir, self.config)
         if self.codebook is not None and task.name != "squares":
             task = task.with_codebook(self.codebook)
         return task
 
     def oracle_curve(self, visible=None, examples: int = 256, cfg=None):
-        """(rows, calibration) of oracle_curve.curve for this sparse run at these visible
-        counts (default: oracle_curve.default_visible), on its task's first `examples`
-        held-out examples."""
+        """The model against the Bayes-optimal oracle at each visible count (sparse runs).
+
+        Args:
+            visible: a count or counts of visible points (None: oracle_curve.default_visible).
+            examples: the task's first held-out examples scored.
+            cfg: an oracle.OracleConfig (None: its defaults).
+
+        Returns:
+            (rows, calibration) of oracle_curve.curve: a row per count (accuracy, NLL, KL,
+            ESS, ... of both), and the reliability bins.
+        """
         if isinstance(visible, int | np.integer) and not isinstance(visible, bool):
             visible = (visible,)  # one count
         elif visible is not None and not isinstance(visible, Iterable):
@@ -75,8 +83,15 @@ class Run:
         return oracle_curve.curve(task, predict, self.params, visible, examples, cfg)
 
     def tokens(self, shapes_BxD, points_BxPx2):
-        """[B, P] the true tokens of these shapes (rows of run.scene's parameters) at these
-        points: the exact coverage of each point's window, quantised with the run's codebook."""
+        """The true tokens of shapes at points: exact coverage, quantised with the codebook.
+
+        Args:
+            shapes_BxD: rows of run.scene's parameters, inside its support.
+            points_BxPx2: P points (x, y) per shape, canvas pixels.
+
+        Returns:
+            [B, P] int32 token ids in [0, K).
+        """
         if self.codebook is None or self.scene is None:
             raise ValueError(f"workdir={self.workdir!r}: a run without a scene or codebook")
         shapes_BxD, points_BxPx2 = (
@@ -88,16 +103,32 @@ class Run:
         return codebook_lib.quantise(values, jnp.asarray(self.codebook))
 
     def predict(self, points_BxPx2, tokens_BxP, visible_BxP):
-        """Token probabilities [B, P, K] at every position, given the visible tokens.
+        """The model's token probabilities at every position, given the visible tokens.
 
-        Invisible entries of tokens_BxP are ignored (the model sees [mask] there).
+        Args:
+            points_BxPx2: the points (x, y), canvas pixels (grid runs: the 169 lattice points).
+            tokens_BxP: token ids in [0, K) where visible; invisible entries are ignored
+                (the model sees [mask] there).
+            visible_BxP: booleans (or 0/1), [B, P], or [1, P] / [P] for every example.
+
+        Returns:
+            [B, P, K] float32 probabilities, visible positions included.
         """
         batch = self._batch(points_BxPx2, tokens_BxP, visible_BxP)
         return jax.nn.softmax(_predict_fn(self.model_config)(self.params, batch), axis=-1)
 
     def sample(self, points_BxPx2, tokens_BxP, visible_BxP, key, cfg=None):
-        """[B, P] completions: the visible tokens kept, the others drawn from the model
-        (sampler.SampleConfig: joint in random order by default; argmax; independent)."""
+        """Completions of the hidden tokens, drawn from the model.
+
+        Args:
+            points_BxPx2, tokens_BxP, visible_BxP: as predict's.
+            key: a jax.random key.
+            cfg: a SampleConfig (None: joint in random order; also most-confident-first,
+                argmax, independent).
+
+        Returns:
+            [B, P] int32: the visible tokens kept, the others drawn.
+        """
         batch = self._batch(points_BxPx2, tokens_BxP, visible_BxP)
         shapes.check_key(key)
         if cfg is not None and not isinstance(cfg, sampler.SampleConfig):
@@ -214,7 +245,23 @@ def _predict_fn(model_cfg):
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
-    """The run in `workdir` at its latest checkpoint (or at `step`)."""
+    """A trained run, read from what training wrote: config.json, codebook.npy, ckpt/.
+
+    A config.json written before a setting existed reads it at its default, with a warning
+    naming it; one that records a setting this rectbert does not have is refused.
+
+    Args:
+        workdir: the run's directory.
+        step: a checkpoint's step (None: the latest readable one; an unreadable newer one is
+            skipped with a warning).
+
+    Returns:
+        A Run: .config, .model_config, .params, .step, .codebook; .predict, .tokens,
+        .sample, .task(), .scene, .oracle_curve.
+
+    Raises:
+        ValueError: one line naming the workdir and what is wrong with it.
+    """
     if not isinstance(workdir, str | os.PathLike) or not os.fspath(workdir):
         raise ValueError(f"workdir must be a trained run's directory (a path); got {workdir!r}")
     if step is not None and (

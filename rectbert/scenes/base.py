@@ -47,7 +47,21 @@ options = config.settings  # the options a user may set (the canvas size is not 
 
 
 def scene(name: str, **opts) -> Scene:
-    """The scene family `name` with these options, its defaults for the rest."""
+    """A scene family, made with these options.
+
+    Args:
+        name: a registered family (SCENES: rect, rotated, rects, junction, glyph, kanji, ...).
+        **opts: its options (the fields declared with option()); the rest take their
+            defaults. A value of another type is taken where it means the same (an int for a
+            float, a list for a range, 'a,b' for names).
+
+    Returns:
+        The family's frozen dataclass (a Scene).
+
+    Raises:
+        ConfigError (a ValueError): one line naming the option and what it allows, for an
+        unknown name, an option the family lacks or a value it refuses.
+    """
     if name not in SCENES:
         raise config.ConfigError("scene", "scene", name, f"one of {sorted(SCENES)}")
     cls = SCENES[name]
@@ -126,27 +140,60 @@ class Scene:
     ensemble_moves: ClassVar[int] = 2
 
     def sample(self, key, n: int):
-        """[n, D] parameters drawn from the family's prior."""
+        """Shapes drawn from the family's prior (one compiled program per n).
+
+        Args:
+            key: a jax.random key (the same key gives the same shapes).
+            n: how many, an integer >= 0.
+
+        Returns:
+            [n, D] float32 parameters, one row per shape, inside support().
+        """
         raise NotImplementedError
 
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
-        """[N, P, grid*grid]: the exact covered fraction of each cell of the grid x grid
-        window of cell-pixel cells centred on each point (row-major)."""
+        """The exact covered fraction of each cell of the window centred on each point.
+
+        Args:
+            params_NxD: one shape per row, inside the support (check()).
+            points_NxPx2: P points (x, y) per shape, canvas pixels, finite.
+            cell, grid: the window is grid x grid cells of cell pixels (4 x 16).
+
+        Returns:
+            [N, P, grid*grid] float32 in [0, 1], cells row-major (design: conventions).
+
+        Raises:
+            ValueError: one line naming the argument, for a bad shape or value, before
+            compute (check()).
+        """
         raise NotImplementedError
 
     def log_density(self, params_NxD):
-        """[N] the prior's log density; -inf outside its support."""
+        """The prior's log density (the oracle's target).
+
+        Args:
+            params_NxD: parameter rows, any values.
+
+        Returns:
+            [N] float32: log p(params), -inf outside the support (and outside support()).
+        """
         raise NotImplementedError
 
     def support(self) -> np.ndarray:
-        """[D, 2] a box (lo, hi per parameter) that holds the prior's whole support."""
+        """Returns [D, 2] float32: a box (lo, hi per parameter) holding the prior's whole
+        support: log_density is -inf outside it."""
         raise NotImplementedError
 
     def components(self) -> tuple[tuple[float, Scene], ...]:
-        """The prior as a mixture of fixed-dimension scenes: ((log p(m), scene_m), ...), the
-        oracle samples each and weighs them by their evidence. One component, the scene
-        itself, unless its dimension varies (junction's stroke count, rects' rectangle count):
-        then each component's parameters are lifted into this scene's by lift()."""
+        """The prior as a mixture of fixed-dimension scenes; the oracle samples each and
+        weighs them by their evidence.
+
+        Returns:
+            ((log p(m), scene_m), ...): the log p(m) sum to one in probability, and the
+            density of lift(m, x) is p(m) x scene_m's density of x. One component, the scene
+            itself, unless its dimension varies (junction's stroke count, rects' rectangle
+            count) or the drawing is a choice (glyph, kanji: one per drawing).
+        """
         return ((0.0, self),)
 
     def component_batch(self):
@@ -196,14 +243,31 @@ class Scene:
         return self.coverage(params_NxD, points, cell=cell, grid=1).reshape(-1, n, n)
 
     def rasterise(self, params_NxD, size: int | None = None):
-        """[N, size, size] image (default: the canvas' resolution), pixels exact fractions."""
+        """The shapes' images, area-downsampled exactly.
+
+        Args:
+            params_NxD: one shape per row, inside the support.
+            size: the image side, a divisor of the canvas' (None: the canvas' own).
+
+        Returns:
+            [N, size, size] float32: each pixel the fraction of it the shape covers.
+        """
         size = self.size if size is None else size
         if size < 1 or self.size % size:
             raise ValueError(f"size must divide the canvas side {self.size}; got {size}")
         return self.downsample(params_NxD, cell=self.size // size)
 
     def outlines(self, params_D) -> list[np.ndarray]:
-        """The shape's outline as closed polygons [V, 2] (x, y), for figures."""
+        """The shape's boundary, for figures and as the registry's contract test's reference.
+
+        Args:
+            params_D: one shape's parameters.
+
+        Returns:
+            Closed rings [V, 2] (x, y), float64. From the largest ring to the smallest, one
+            of positive signed area (counter-clockwise in (x, y)) adds its inside, one of
+            negative area cuts a hole; rings of one sign may overlap (their union).
+        """
         raise NotImplementedError
 
     def corners(self, params_NxD):
@@ -215,6 +279,8 @@ class Scene:
         raise NotImplementedError(f"scene {self.name!r} has no boundary sampler")
 
     def record(self) -> dict:
+        """Returns the family's name and options, JSON-able (config.json records it;
+        from_record makes the scene again)."""
         return {"name": self.name, **config.fields_record(self)}
 
     def check(self, params_NxD, points_NxPx2=None, *, names=("params_NxD", "points_NxPx2")) -> None:
