@@ -80,7 +80,7 @@ def prior_draws(scene, draws: int, key):
     """([M, D] draws from the scene's prior, [M] the component of components() each is of).
     One component: the scene's own sampler. A mixture: multinomial counts over p(m), each
     component's draws lifted into the scene's parameters (test_contracts.py checks that a
-    lifted component's density is p(m) times its own)."""
+    lifted component's density is p(m) times its own), in random order."""
     parts = scene.components()
     if len(parts) == 1:
         return np.asarray(scene.sample(key, draws)), np.zeros(draws, int)
@@ -93,7 +93,8 @@ def prior_draws(scene, draws: int, key):
                 np.asarray(scene.lift(m, part.sample(jax.random.fold_in(key, m), int(c))))
             )
             kind.append(np.full(c, m))
-    return np.concatenate(shapes), np.concatenate(kind)
+    order = np.random.default_rng(1).permutation(draws)  # rejection keeps the first accepted
+    return np.concatenate(shapes)[order], np.concatenate(kind)[order]
 
 
 def compare(case):

@@ -125,6 +125,42 @@ def _removed(old: dict, new: dict) -> list[str]:
     return [k for k in a if k not in b and len(k.split(".")) > 1 and same_configs(k)]
 
 
+def _refuse_another(old: dict, new: dict, added: list[str]) -> None:
+    """WorkdirError (one line) unless `old` (config.json, its settings `added` read at their
+    defaults) records the run `new` describes: a setting removed or renamed since, a new one
+    with no default, or other values."""
+    removed = _removed(old, new)
+    if removed:
+        raise WorkdirError(
+            f"its config.json records {', '.join(removed)}, which this rectbert does not "
+            "have (removed or renamed since it was written): resume it with the rectbert "
+            "that wrote it, or use a new workdir"
+        )
+    changed = differences(old, new)
+    lacks = set(config.flatten(new)) - set(config.flatten(old))
+    if changed and all(c.split(":")[0] in lacks for c in changed):  # settings added since
+        raise WorkdirError(
+            f"its config.json was written by an earlier rectbert (it has no "
+            f"{changed[0].split(':')[0]}, which has no default to read it with): resume it "
+            "with that version, or use a new workdir"
+        )
+    if changed:
+        more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
+        why = ""
+        if any(c.startswith("train.num_steps:") for c in changed):
+            why = (
+                " (num_steps is the cosine schedule's horizon, and a run's end logs and "
+                "evaluates off the cadence: only a --lr_schedule=constant run that ended on "
+                "its log_every and eval_every cadence may change it)"
+            )
+        if any(c.split(":")[0] in added for c in changed):
+            why += " (a setting config.json lacks is read at its default)"
+        raise WorkdirError(
+            f"it holds a run with other settings ({'; '.join(changed[:4])}{more}){why}; "
+            "resume with the original ones or use a new workdir"
+        )
+
+
 def begin(
     workdir: str,
     record: dict,
@@ -151,36 +187,7 @@ def begin(
         _unbind(workdir, old, main)
         old = None
     if old is not None:
-        removed = _removed(old, new)
-        if removed:
-            raise WorkdirError(
-                f"its config.json records {', '.join(removed)}, which this rectbert does not "
-                "have (removed or renamed since it was written): resume it with the rectbert "
-                "that wrote it, or use a new workdir"
-            )
-        changed = differences(old, new)
-        lacks = set(config.flatten(record)) - set(config.flatten(old))
-        if changed and all(c.split(":")[0] in lacks for c in changed):  # settings added since
-            raise WorkdirError(
-                f"its config.json was written by an earlier rectbert (it has no "
-                f"{changed[0].split(':')[0]}, which has no default to read it with): resume it "
-                "with that version, or use a new workdir"
-            )
-        if changed:
-            more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
-            why = ""
-            if any(c.startswith("train.num_steps:") for c in changed):
-                why = (
-                    " (num_steps is the cosine schedule's horizon, and a run's end logs and "
-                    "evaluates off the cadence: only a --lr_schedule=constant run that ended on "
-                    "its log_every and eval_every cadence may change it)"
-                )
-            if any(c.split(":")[0] in added for c in changed):
-                why += " (a setting config.json lacks is read at its default)"
-            raise WorkdirError(
-                f"it holds a run with other settings ({'; '.join(changed[:4])}{more}){why}; "
-                "resume with the original ones or use a new workdir"
-            )
+        _refuse_another(old, new, added)
         if added and main:
             said_inherited(workdir, old, added)
     if not main:
