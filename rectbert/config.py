@@ -147,7 +147,7 @@ def defaults(obj, prefix: str = "") -> dict:
     (training.workdir.inherit)."""
     if isinstance(obj, type):
         fields = dataclasses.fields(obj)
-        return {prefix + f.name: record(f.default) for f in fields if _has_default(f)}
+        return {prefix + f.name: record(_default(f)) for f in fields if has_default(f)}
     recorded = flatten(record(obj))
     return {prefix + k: v for k, v in _declared(obj).items() if k in recorded}
 
@@ -160,13 +160,18 @@ def _declared(obj, prefix: str = "") -> dict:
         value = getattr(obj, f.name, None)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             out.update(_declared(value, f"{prefix}{f.name}."))
-        elif _has_default(f):
-            out[f"{prefix}{f.name}"] = record(f.default)
+        elif has_default(f):
+            out[f"{prefix}{f.name}"] = record(_default(f))
     return out
 
 
-def _has_default(f: dataclasses.Field) -> bool:
-    return f.default is not dataclasses.MISSING
+def has_default(f: dataclasses.Field) -> bool:
+    """Whether the field declares a default (a value or a factory)."""
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _default(f: dataclasses.Field):
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def fields_record(obj, skip: tuple[str, ...] = ()) -> dict:

@@ -1,6 +1,7 @@
 """Shared tiny configurations and helpers: small enough that a test trains in seconds."""
 
 import fcntl
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -118,6 +119,24 @@ SQUARES_TRAIN = engine.TrainConfig(
     eval_batch_size=32,
 )
 RECT = scenes.scene("rect")
+
+
+def installed(family: str) -> bool:
+    """Whether the distributions the scene family requires (an optional extra) are here."""
+    try:
+        for name in scenes.SCENES[family].requires:
+            importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def family_param(name: str, *rest, id=None, family=None):
+    """pytest.param(name, *rest) skipped where the scene family's (default: `name`) optional
+    extra is not installed."""
+    family = family or name
+    skip = pytest.mark.skipif(not installed(family), reason=f"{family} needs its optional extra")
+    return pytest.param(name, *rest, marks=skip, id=id)
 
 
 @pytest.fixture(scope="session")

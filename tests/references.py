@@ -74,3 +74,13 @@ def junction_of(params_D) -> list[Polygon]:
             far = j + length * u
             out.append(Polygon([j - half * n, far - half * n, far + half * n, j + half * n]))
     return out
+
+
+def coverage(scene, params_NxD, points_NxPx2, cell: float = 16.0, grid: int = 4) -> np.ndarray:
+    """[N, P, grid*grid] by shapely: each shape's region (its outlines) in each window."""
+    return np.stack(
+        [
+            cell_areas(region(scene.outlines(p)), q, cell, grid)
+            for p, q in zip(np.asarray(params_NxD), np.asarray(points_NxPx2), strict=True)
+        ]
+    )

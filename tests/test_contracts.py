@@ -18,20 +18,24 @@ import rectbert
 from rectbert import scenes
 from rectbert.data import points as point_samplers
 from rectbert.geometry import shapes
-from rectbert.model import positions, relative
+from rectbert.model import encoder, positions, relative
 from rectbert.model.encoder import Encoder, ModelConfig
 from tests import references
+from tests.conftest import family_param, installed
 
 # every family at its defaults, and option sets pinned here beside them (a variant reaches
 # code the defaults do not: a count of rectangles from 1, strokes from 2, a free angle)
 VARIANTS = [
     ("rotated", (("min_side", 8.0), ("max_side", 60.0))),
     ("rects", (("num_rects", 3), ("min_rects", 1))),
+    ("rects", (("num_rects", 4), ("min_side", 10.0), ("max_side", 120.0))),
     ("junction", (("min_strokes", 2), ("max_strokes", 4), ("stroke_width", (12.0, 40.0)))),
     ("glyph", (("rotation", (-20.0, 20.0)), ("glyph_size", (96.0, 160.0)))),
 ]
-CASES = [(name, ()) for name in sorted(scenes.SCENES)] + VARIANTS
-IDS = [name + "".join(f"-{k}" for k, _ in opts) for name, opts in CASES]
+CASES = [
+    family_param(name, opts, id=name + "".join(f"-{k}" for k, _ in opts))
+    for name, opts in [(n, ()) for n in sorted(scenes.SCENES)] + VARIANTS
+]
 N = 3  # shapes per case
 
 
@@ -61,7 +65,7 @@ def case(name, opts):
         raise AssertionError(f"scene {name} {dict(opts)}: {e!r}") from e
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+@pytest.mark.parametrize("name,opts", CASES)
 def test_scene_samples_lie_in_its_support_with_a_finite_density(name, opts):
     scene, params, _, _ = case(name, opts)
     more = np.asarray(scene.sample(jax.random.key(0), 64))
@@ -76,7 +80,7 @@ def test_scene_samples_lie_in_its_support_with_a_finite_density(name, opts):
     assert np.all(np.isfinite(np.asarray(scene.log_density(more)))), name
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+@pytest.mark.parametrize("name,opts", CASES)
 def test_scene_density_is_minus_inf_outside_its_support_box(name, opts):
     scene, params, _, _ = case(name, opts)
     box = scene.support().astype(np.float64)
@@ -91,21 +95,16 @@ def test_scene_density_is_minus_inf_outside_its_support_box(name, opts):
     assert np.all(dens == -np.inf), (name, np.flatnonzero(dens != -np.inf))
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+@pytest.mark.parametrize("name,opts", CASES)
 def test_scene_coverage_is_shapelys_cell_areas_of_its_outlines(name, opts):
     scene, params, pts, got = case(name, opts)
     assert got.shape == (N, pts.shape[1], 16) and got.min() >= 0 and got.max() <= 1, name
-    want = np.stack(
-        [
-            references.cell_areas(references.region(scene.outlines(p)), q)
-            for p, q in zip(params, pts, strict=True)
-        ]
-    )
+    want = references.coverage(scene, params, pts)
     np.testing.assert_allclose(got, want, atol=5e-5, err_msg=name)
     assert (want[:, 8:16] > 0).any(), name  # the points near the outline see the shape
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+@pytest.mark.parametrize("name,opts", CASES)
 def test_scene_rasterise_is_shapelys_pixel_areas_and_the_lattice_windows(name, opts):
     scene, params, _, cover = case(name, opts)
     image = np.asarray(scene.rasterise(params, 16))
@@ -118,14 +117,14 @@ def test_scene_rasterise_is_shapelys_pixel_areas_and_the_lattice_windows(name, o
     np.testing.assert_allclose(lattice, windows, atol=5e-5, err_msg=name)
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+@pytest.mark.parametrize("name,opts", CASES)
 def test_scene_record_round_trips_through_json(name, opts):
     scene = case(name, opts)[0]
     record = json.loads(json.dumps(scene.record()))
     assert record["name"] == name and scenes.from_record(record) == scene
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+@pytest.mark.parametrize("name,opts", CASES)
 def test_scene_refuses_bad_arrays_in_one_value_error_naming_them(name, opts):
     scene, params, pts, _ = case(name, opts)
     pts = pts[:, :3]
@@ -147,12 +146,15 @@ def test_scene_refuses_bad_arrays_in_one_value_error_naming_them(name, opts):
         with pytest.raises(ValueError, match=said) as e:
             scene.coverage(bad_params, bad_points)
         assert type(e.value) is ValueError and "\n" not in str(e.value), (name, str(e.value))
+    with pytest.raises(ValueError, match="params_NxD must be finite") as e:
+        scene.rasterise(nan, 16)
+    assert "\n" not in str(e.value), name
     for n in (-1, 2.5, True):
         with pytest.raises(ValueError, match="count"):
             scene.sample(jax.random.key(0), n)
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=IDS)
+@pytest.mark.parametrize("name,opts", CASES)
 def test_scene_components_are_a_prior_whose_parts_lift_into_its_density(name, opts):
     scene = case(name, opts)[0]
     parts = scene.components()
@@ -170,12 +172,16 @@ def test_scene_components_are_a_prior_whose_parts_lift_into_its_density(name, op
         got = np.asarray(scene.log_density(lifted))
         assert np.all(np.isfinite(want)), name
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3, err_msg=f"{name} part {m}")
+        back = np.asarray(scene.component_of(lifted))  # which part a shape is of: m again
+        np.testing.assert_array_equal(back, m, err_msg=f"{name}: component_of part {m}")
 
 
 # ------------------------------------------------------------------------- point samplers
 def supported(sampler):
-    """The registered families (at their defaults) the sampler serves."""
-    return [n for n in sorted(scenes.SCENES) if sampler.supports(rectbert.scene(n))]
+    """The registered families (at their defaults, their extras installed) it serves."""
+    return [
+        n for n in sorted(scenes.SCENES) if installed(n) and sampler.supports(rectbert.scene(n))
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(point_samplers.SAMPLERS))
@@ -210,8 +216,7 @@ def tiny(**kw) -> ModelConfig:
         embed_dim=16,
         mlp_dim=32,
         num_heads=2,
-        num_layers=1,
-        attention="full",
+        num_layers=2,  # an entry's parameters in every block
         **kw,
     )
 
@@ -260,9 +265,12 @@ def test_position_embedding_through_the_encoder(name):
     np.testing.assert_allclose(low, logits, atol=0.1, err_msg=name)  # the fast path agrees
     if positions.POSITIONS[name].continuous:  # a function of (x, y): order does not matter
         perm = np.random.default_rng(0).permutation(L)
-        model = Encoder(cfg)
-        permuted = np.asarray(jax.jit(model.apply)(params, tokens[:, perm], pts[:, perm]).logits)
-        np.testing.assert_allclose(permuted, logits[:, perm], atol=2e-5, err_msg=name)
+        for attention in encoder.ATTENTIONS:  # the same parameters, either attention
+            model = Encoder(ModelConfig(**{**cfg.__dict__, "attention": attention}))
+            apply = jax.jit(model.apply)
+            out = np.asarray(apply(params, tokens, pts).logits)
+            permuted = np.asarray(apply(params, tokens[:, perm], pts[:, perm]).logits)
+            np.testing.assert_allclose(permuted, out[:, perm], atol=2e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("name", sorted(relative.RELATIVES))
@@ -279,7 +287,7 @@ def test_relative_geometry_through_the_encoder(name):
     np.testing.assert_allclose(moved, logits, atol=2e-4, err_msg=name)
 
 
-@pytest.mark.parametrize("name", sorted(scenes.SCENES))
+@pytest.mark.parametrize("name", [family_param(n) for n in sorted(scenes.SCENES)])
 def test_scene_family_says_what_it_is_in_one_line_that_scenes_help_shows_whole(name):
     from experiments import cli
     from rectbert.recipes import sparse

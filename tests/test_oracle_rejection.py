@@ -18,6 +18,7 @@ from rectbert.analysis import oracle, oracle_curve
 from rectbert.data import tasks
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.geometry import codebook
+from tests.conftest import family_param
 
 KEEP = 2_000  # accepted shapes used for the predictive (the first ones: still exact)
 MIN_ACCEPT = 200
@@ -71,30 +72,9 @@ CASES = {  # scene (options), held-out examples, visible counts (of 24), prior d
 for _name in sorted(scenes.SCENES):
     if _name not in {c[0] for c in CASES.values()} and not scenes.scene(_name).oracle_unsupported():
         CASES[_name] = (_name, {}, 4, (1, 2, 4), 100_000, 0.08)
-IN_SUITE = [c for c in CASES if c != "rect-8-12"]
+IN_SUITE = [family_param(c, id=c, family=CASES[c][0]) for c in CASES if c != "rect-8-12"]
 COMPONENT_TOL = 0.1  # mean |p(k | visible) - accepted share of k| over examples and counts
 EVIDENCE_TOL = 0.25  # median |log(oracle's evidence / rejection's acceptance rate)|
-
-
-def prior_draws(scene, draws: int, key):
-    """([M, D] draws from the scene's prior, [M] the component of components() each is of).
-    One component: the scene's own sampler. A mixture: multinomial counts over p(m), each
-    component's draws lifted into the scene's parameters (test_contracts.py checks that a
-    lifted component's density is p(m) times its own), in random order."""
-    parts = scene.components()
-    if len(parts) == 1:
-        return np.asarray(scene.sample(key, draws)), np.zeros(draws, int)
-    p = np.exp(np.array([lp for lp, _ in parts], np.float64))
-    counts = np.random.default_rng(0).multinomial(draws, p / p.sum())
-    shapes, kind = [], []
-    for m, ((_, part), c) in enumerate(zip(parts, counts, strict=True)):
-        if c:
-            shapes.append(
-                np.asarray(scene.lift(m, part.sample(jax.random.fold_in(key, m), int(c))))
-            )
-            kind.append(np.full(c, m))
-    order = np.random.default_rng(1).permutation(draws)  # rejection keeps the first accepted
-    return np.concatenate(shapes)[order], np.concatenate(kind)[order]
 
 
 def compare(case):
@@ -107,8 +87,11 @@ def compare(case):
     task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), eval_examples=n, seed=1)
     task = task.with_codebook(task.fit_codebook()[0])
     centroids, k = task.codebook, task.num_tokens
-    shapes_MxD, kind = prior_draws(scene, draws, jax.random.key(7))
+    # the scene's own sampler (nothing of the oracle); a draw's component by component_of,
+    # which the registry's contract test checks against components() and lift()
+    shapes_MxD = np.asarray(scene.sample(jax.random.key(7), draws))
     parts = scene.components()
+    kind = np.asarray(scene.component_of(shapes_MxD))
     agree, tv, qualified, esses, comp, evidence = [], [], 0, [], [], []
     batches = {v: oracle_curve.held_out(task, v, n) for v in counts}  # nested masks, same points
     answers = {

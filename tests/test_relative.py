@@ -342,7 +342,7 @@ def test_lattice_points_given_once_equal_them_given_per_example(name):
 
 
 @pytest.mark.skipif(not encoder.modern_cuda_gpu(), reason="needs an Ampere-or-later GPU")
-@pytest.mark.parametrize("name", ["rope", "rope_mixed"])
+@pytest.mark.parametrize("name", [n for n, r in relative.RELATIVES.items() if r.rotary])
 def test_rotary_on_cudnn_equals_rotary_on_xla(name):
     # device_check.sh runs this on the card: rotary keeps cuDNN's flash attention, same values
     tokens, points = inputs(length=32)

@@ -18,7 +18,7 @@ import rectbert
 from experiments import cli
 from rectbert import config
 from rectbert.analysis import oracle, oracle_curve
-from rectbert.analysis.samples import figure, metrics, posterior, sampler, scores, settings
+from rectbert.analysis.samples import figure, measures, posterior, sampler, scores, settings
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.data.tasks import Batch
 from rectbert.recipes import sample as sample_recipe
@@ -172,15 +172,15 @@ def test_mmd_sees_the_joint_law_not_only_the_marginals():
     def independent(n):  # the same marginals, independent
         return rng.integers(0, 2, (n, 6))
 
-    same = [metrics.mmd2(joint(16), joint(16)) for _ in range(200)]
-    other = [metrics.mmd2(independent(16), joint(16)) for _ in range(200)]
+    same = [measures.mmd2(joint(16), joint(16)) for _ in range(200)]
+    other = [measures.mmd2(independent(16), joint(16)) for _ in range(200)]
     assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(200)  # unbiased: 0 in expectation
     assert np.mean(other) > 0.2
     # diversity by hand: 3 completions of 4 tokens, tokens 1 and 3 hidden
     x = np.array([[0, 1, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]])
     hidden = np.array([False, True, False, True])
     # pairs: (0,1) 1 of 2 differ, (0,2) 2 of 2, (1,2) 1 of 2 -> mean (0.5 + 1 + 0.5) / 3
-    assert metrics.diversity(x, hidden) == pytest.approx(2 / 3)
+    assert measures.diversity(x, hidden) == pytest.approx(2 / 3)
 
 
 @pytest.mark.slow  # the oracle's posterior and consistency search, compiled for the run: 55 s

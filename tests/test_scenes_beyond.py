@@ -35,6 +35,16 @@ def test_outlines_are_the_shape_the_parameters_define(name, definition):
         assert drawn.symmetric_difference(unary_union(definition(q))).area < 1e-2
 
 
+@pytest.mark.parametrize(
+    "name,definition", [("rotated", references.rotated_of), ("rects", references.rects_of)]
+)
+def test_rotated_and_rects_shapes_lie_inside_the_canvas(name, definition):
+    scene = rectbert.scene(name)
+    canvas = box(0, 0, scene.size, scene.size).buffer(1e-3)
+    params = np.asarray(scene.sample(jax.random.key(2), 300))
+    assert all(canvas.contains(unary_union(definition(p))) for p in params)
+
+
 def test_junction_strokes_may_leave_the_canvas_and_are_cut_there():
     scene = rectbert.scene("junction")
     params = np.asarray(scene.sample(jax.random.key(2), 300))
@@ -183,12 +193,7 @@ def test_every_scene_trains_evaluates_draws_and_loads(tmp_path, experiment, name
     pts = np.asarray(jax.random.uniform(jax.random.key(8), (6, 5, 2), minval=32, maxval=224))
     tokens = np.asarray(run.tokens(shapes_, pts))
     # the tokens are the nearest centroids of the exact coverage (shapely's, here)
-    values = np.stack(
-        [
-            references.cell_areas(references.region(run.scene.outlines(p)), q)
-            for p, q in zip(np.asarray(shapes_), pts, strict=True)
-        ]
-    )
+    values = references.coverage(run.scene, shapes_, pts)
     dist = ((values[..., None, :] - run.codebook[None, None]) ** 2).sum(-1)
     gap = np.take_along_axis(dist, tokens[..., None], -1)[..., 0] - dist.min(-1)
     assert np.all(gap < 1e-4)  # the chosen centroid is the nearest (ties within rounding)

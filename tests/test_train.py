@@ -265,6 +265,25 @@ def test_load_run_predict_agrees_with_training_eval(tmp_path, squares_run):
     assert "\n" not in str(e.value)
     with pytest.raises(workdir_lib.WorkdirError, match="model.rbf_centres.*removed or renamed"):
         train.train(RunConfig(TASK, MODEL, CFG), workdir)
+    for part, extra in [("train", "warm_restarts"), ("task", "corners"), ("task.mask", "shape")]:
+        record = json.loads(json.dumps(good))
+        node = record
+        for key in part.split("."):
+            node = node[key]
+        node[extra] = 3
+        with open(path, "w") as f:
+            json.dump(record, f)
+        with pytest.raises(ValueError, match=f"records {part}.{extra}, .*removed or renamed"):
+            rectbert.load_run(workdir)
+        with pytest.raises(workdir_lib.WorkdirError, match=f"{part}.{extra}.*removed or renamed"):
+            train.train(RunConfig(TASK, MODEL, CFG), workdir)
+    # a part of another type is not a record to fill: refused as other settings, one line
+    for broken in ({**good, "train": None}, {**good, "task": {**good["task"], "mask": "x"}}):
+        with open(path, "w") as f:
+            json.dump(broken, f)
+        with pytest.raises(workdir_lib.WorkdirError, match="other settings") as e:
+            train.train(RunConfig(TASK, MODEL, CFG), workdir)
+        assert "\n" not in str(e.value)
     with open(path, "w") as f:
         f.write('{"format": 2, "mod')  # torn by hand
     with pytest.raises(ValueError, match="unreadable"):
@@ -287,9 +306,13 @@ def test_a_run_recorded_before_a_setting_existed_reads_it_at_its_default(tmp_pat
     assert run.model_config == MODEL and run.config == good
     (line,) = [str(w.message) for w in said if "predates" in str(w.message)]
     assert all(k in line for k in ("model.relative", "train.optimizer", "task.seed"))
-    # a resume (nothing left to train: it re-evaluates) takes it and records the defaults
-    with pytest.warns(RectbertWarning, match="predates the settings .*model.relative"):
+    # a resume (nothing left to train: it re-evaluates) takes it and records the defaults;
+    # its warning is load_run's, said once a process (a fresh process here)
+    assert line in rectbert.warn._WARNED
+    rectbert.warn._WARNED.discard(line)
+    with pytest.warns(RectbertWarning, match="predates the settings .*model.relative") as again:
         train.train(RunConfig(TASK, MODEL, CFG), workdir)
+    assert [str(w.message) for w in again if "predates" in str(w.message)] == [line]
     assert json.loads(open(path).read()) == good
     # a new run that sets one of them otherwise is another run: refused, naming it
     with open(path, "w") as f:

@@ -154,24 +154,70 @@ class Run:
         return Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
 
 
+_TASKS = {c.name: c for c in (squares.SquaresTask, scene_tasks.GridTask, scene_tasks.SparseTask)}
+
+
 def _task(workdir: str, record: dict):
     """The task config.json records (its scene and mask made anew; a setting the record lacks
     at its default); ValueError (one line, naming the workdir) when it names no known task or
     is damaged."""
     rec = dict(record.get("task") or {})
-    classes = {
-        c.name: c for c in (squares.SquaresTask, scene_tasks.GridTask, scene_tasks.SparseTask)
-    }
     name = rec.pop("name", None)
-    if name not in classes:
+    if name not in _TASKS:
         raise ValueError(f"workdir={workdir!r}: config.json names no known task ({name!r})")
     try:
         rec["mask"] = tasks.MaskSpec(**rec["mask"])
         if "scene" in rec:
             rec["scene"] = scenes.from_record(rec["scene"])
-        return classes[name](**rec)
+        return _TASKS[name](**rec)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"workdir={workdir!r}: config.json's task is damaged ({e!r})") from None
+
+
+def _inherited(workdir: str, config: dict, model_cfg) -> dict:
+    """config.json's record with the settings added since it was written at their declared
+    defaults (workdir.inherit, as a resume reads it; a warning names them); ValueError (one
+    line) for a setting it records that this rectbert does not have. A task that cannot be
+    rebuilt is left as it is (Run.task() says why)."""
+    unknown = _unknown(config)
+    if unknown:
+        raise ValueError(
+            f"workdir={workdir!r}: config.json records {', '.join(unknown)}, which this "
+            "rectbert does not have (removed or renamed since it was written): load it with "
+            "the rectbert that wrote it"
+        )
+    declared = {
+        **config_lib.defaults(model_cfg, "model."),
+        **config_lib.defaults(TrainConfig, "train."),
+    }
+    try:
+        declared.update(config_lib.defaults(_task(workdir, config), "task."))
+    except ValueError:
+        pass
+    config, added = workdir_lib.inherit(config, declared)
+    if added:
+        workdir_lib.said_inherited(workdir, config, added)
+    return config
+
+
+def _unknown(config: dict) -> list[str]:
+    """The settings config.json records under a config this rectbert has (by its name) that
+    the config does not declare: a setting removed or renamed since."""
+    task = config.get("task") if isinstance(config.get("task"), dict) else {}
+    scene = task.get("scene") if isinstance(task.get("scene"), dict) else {}
+    family = scenes.SCENES.get(scene.get("name"))
+    known = [
+        ("train", config.get("train"), TrainConfig),
+        ("task", task, _TASKS.get(task.get("name"))),
+        ("task.mask", task.get("mask"), tasks.MaskSpec),
+        ("task.scene", scene, family),
+    ]
+    out = []
+    for where, rec, cls in known:
+        if isinstance(rec, dict) and cls is not None:
+            fields = {f.name for f in dataclasses.fields(cls)} | {"name"}
+            out += [f"{where}.{k}" for k in rec if k not in fields]
+    return out
 
 
 def _array(x, name: str):
@@ -277,14 +323,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     if config is None or "model" not in config:
         raise ValueError(f"workdir={workdir!r} holds no trained run's config.json")
     model_cfg = _model_config(workdir, config["model"])
-    declared = {
-        **config_lib.defaults(model_cfg, "model."),
-        **config_lib.defaults(_task(workdir, config), "task."),
-        **config_lib.defaults(TrainConfig, "train."),
-    }
-    config, added = workdir_lib.inherit(config, declared)
-    if added:
-        workdir_lib.said_inherited(workdir, config, added)
+    config = _inherited(workdir, config, model_cfg)
     # the parameter structure, to restore into (shapes only; nothing is computed)
     model = encoder.Encoder(model_cfg)
     length = max(model_cfg.num_positions, 1)
@@ -322,7 +361,7 @@ def _model_config(workdir, record) -> encoder.ModelConfig:
             "not have (removed or renamed since it was written): load it with the rectbert "
             "that wrote it"
         )
-    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
+    required = [n for n, f in fields.items() if not config_lib.has_default(f)]
     lacking = [n for n in required if n not in record]
     if lacking:
         raise ValueError(

@@ -50,7 +50,7 @@ def scene(name: str, **opts) -> Scene:
     """A scene family, made with these options.
 
     Args:
-        name: a registered family (SCENES: rect, rotated, rects, junction, glyph, kanji, ...).
+        name: a registered family (a key of SCENES).
         **opts: its options (the fields declared with option()); the rest take their
             defaults. A value of another type is taken where it means the same (an int for a
             float, a list for a range, 'a,b' for names).
@@ -138,6 +138,9 @@ class Scene:
     # posterior's correlations (rotated's centre, sides and angle); a family whose posterior
     # the coordinate moves mix alone (rect's axis-aligned edges) sets 0 and runs faster
     ensemble_moves: ClassVar[int] = 2
+    # distributions it reads beyond rectbert's own requirements (an optional extra): without
+    # them it is refused when made, in one line naming the extra
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def sample(self, key, n: int):
         """Shapes drawn from the family's prior (one compiled program per n).
@@ -202,6 +205,11 @@ class Scene:
         program (one compilation, whatever M: a glyph per component); otherwise each
         component is its own (junction's differ in dimension)."""
         return None
+
+    def component_of(self, params_NxD):
+        """[N] int32: the index in components() of each shape's component (lift's inverse
+        choice: the count of strokes or rectangles used, the drawing); 0 with one component."""
+        return jnp.zeros(jnp.shape(params_NxD)[0], jnp.int32)
 
     def lift(self, m: int, params_NxDm):
         """[N, D] component m's parameters in this scene's own (default: the used slots

@@ -225,6 +225,9 @@ class Drawn(Scene):
     def component_batch(self):
         return np.full(self.count, -math.log(self.count)), functools.partial(_One, self)
 
+    def component_of(self, params_NxD):
+        return self._index(jnp.asarray(params_NxD, jnp.float32))
+
     def lift(self, m: int, params_NxDm):
         p = jnp.asarray(params_NxDm, jnp.float32)
         n = p.shape[0]

@@ -218,6 +218,10 @@ class Junction(Scene):
         opts.update(min_length=self.min_length, max_length=self.max_length)
         return tuple((log_p, _strokes(k)(min_strokes=k, max_strokes=k, **opts)) for k in counts)
 
+    def component_of(self, params_NxD):
+        used = jnp.sum(jnp.asarray(params_NxD, jnp.float32)[:, 3::2] > 0, -1)
+        return (used - self.min_strokes).astype(jnp.int32)
+
     def wrap(self, params_NxD):
         p = jnp.asarray(params_NxD, jnp.float32)
         angles = jnp.mod(p[:, 4::2], 2 * jnp.pi)  # periodic; an unused slot's 0 stays 0

@@ -34,6 +34,7 @@ class Kanji(Drawn):
 
     name: ClassVar[str] = "kanji"
     set_field: ClassVar[str] = "kanji"
+    requires: ClassVar[tuple[str, ...]] = ("kanjivg",)
     kanji: str = option(KANJI, "Characters of the kanji set.", kind="str")
     unseen_kanji: str = option(
         "", "Kanji held out of training, evaluated as unseen ('' : none).", kind="str"

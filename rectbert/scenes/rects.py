@@ -109,6 +109,10 @@ class Rects(Scene):
         log_p = -math.log(len(counts))
         return tuple((log_p, dataclasses.replace(self, num_rects=k, min_rects=0)) for k in counts)
 
+    def component_of(self, params_NxD):
+        r = jnp.asarray(params_NxD, jnp.float32).reshape(-1, self.num_rects, 4)
+        return (jnp.sum(jnp.any(r != 0, -1), -1) - self._lo()).astype(jnp.int32)
+
     def support(self) -> np.ndarray:
         one = self._one().support().copy()
         one[2:, 0] = 0.0  # an empty slot is all zeros

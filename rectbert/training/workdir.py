@@ -92,37 +92,51 @@ def read_record(workdir: str) -> dict | None:
 
 
 def inherit(old: dict, declared: dict) -> tuple[dict, list[str]]:
-    """(old with each setting of `declared` it lacks at that default, the paths added): a
-    config.json written before a setting existed reads as a run that kept its default. Only
-    inside a part old records, under configs of the same name (a scene's options are not a
-    rect's). declared: config.defaults() of the configs that read it."""
+    """(old with each setting of `declared` it lacks at that default, the paths added, sorted):
+    a config.json written before a setting existed reads as a run that kept its default.
+    declared: config.defaults() of the configs that read it. Only inside a part old records
+    as a record (a dict), under configs of the same name (a scene's options are not
+    another family's)."""
     flat, out, added = config.flatten(old), copy.deepcopy(old), []
     for path, value in declared.items():
-        parts = path.split(".")
-        if path in flat or parts[-1] == "name" or parts[0] not in old:
+        if path in flat or path.endswith(".name") or not _within(path, old, declared):
             continue
-        above = [".".join(parts[:i]) + ".name" for i in range(1, len(parts))]
-        if any(flat.get(n) != declared[n] for n in above if n in declared):
-            continue
+        *above, leaf = path.split(".")
         node = out
-        for part in parts[:-1]:
+        for part in above:
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node[leaf] = value
         added.append(path)
-    return out, added
+    return out, sorted(added)
+
+
+def _within(path: str, record: dict, names: dict) -> bool:
+    """Whether `path` lies in a part `record` holds (its first level there), every level
+    above the leaf a record where present, each named as `names` ({"task.scene.name": "rect",
+    ...}, flattened) names it."""
+    parts, node = path.split("."), record
+    for i, part in enumerate(parts[:-1]):
+        node = node.get(part) if isinstance(node, dict) else None
+        if (i == 0 and node is None) or (node is not None and not isinstance(node, dict)):
+            return False
+        name = ".".join(parts[: i + 1]) + ".name"
+        if node is not None and name in names and node.get("name") != names[name]:
+            return False
+    return True
 
 
 def _removed(old: dict, new: dict) -> list[str]:
     """The settings old records that this rectbert's record of the same configs lacks (a
     setting removed or renamed since): inside a part both record, under the same names."""
     a, b = config.flatten(old), config.flatten(new)
-
-    def same_configs(path: str) -> bool:
-        parts = path.split(".")
-        above = [".".join(parts[:i]) + ".name" for i in range(1, len(parts))]
-        return parts[0] in new and all(a.get(n) == b.get(n) for n in above)
-
-    return [k for k in a if k not in b and len(k.split(".")) > 1 and same_configs(k)]
+    names = {k: v for k, v in b.items() if k.endswith(".name")}
+    records = {k.rsplit(".", i)[0] for k in b for i in range(1, k.count(".") + 1)}
+    return [
+        k
+        for k in a
+        if k not in b and k not in records and "." in k and k.split(".")[0] in new
+        if _within(k, old, names)
+    ]
 
 
 def _refuse_another(old: dict, new: dict, added: list[str]) -> None:
@@ -139,9 +153,17 @@ def _refuse_another(old: dict, new: dict, added: list[str]) -> None:
     changed = differences(old, new)
     lacks = set(config.flatten(new)) - set(config.flatten(old))
     if changed and all(c.split(":")[0] in lacks for c in changed):  # settings added since
+        paths = [c.split(":")[0] for c in changed]
+        parts = sorted(
+            {p.split(".")[0] for p in paths if not isinstance(old.get(p.split(".")[0]), dict)}
+        )
+        what = (
+            f"no record of its {', '.join(parts)}"
+            if parts
+            else f"no {paths[0]}, which has no default to read it with"
+        )
         raise WorkdirError(
-            f"its config.json was written by an earlier rectbert (it has no "
-            f"{changed[0].split(':')[0]}, which has no default to read it with): resume it "
+            f"its config.json was written by an earlier rectbert (it has {what}): resume it "
             "with that version, or use a new workdir"
         )
     if changed:

@@ -3,13 +3,13 @@ samples.json."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
+from rectbert.analysis import oracle_curve
 from rectbert.files import write_atomic
 
-say = functools.partial(print, flush=True)  # progress lines go to stdout as they happen
+say = oracle_curve.SAY  # progress lines go to stdout as they happen, as the curve's do
 
 
 def line(label: str, r: dict, elapsed: float) -> str:

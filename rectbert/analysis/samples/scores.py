@@ -7,7 +7,7 @@ completion), independent sampling, joint sampling in random order and most-confi
 (sampler.py); two references come from the oracle: its posterior samples (`oracle`)
 and its per-token posterior marginals drawn independently (`oracle_marginals`: independent
 sampling at its best). What is drawn: settings.py; the oracle's references: posterior.py;
-the scores of a row: metrics.py; what is said and written: output.py.
+the scores of a row: measures.py; what is said and written: output.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert.analysis import oracle, oracle_curve
-from rectbert.analysis.samples import metrics, output, sampler
+from rectbert.analysis.samples import measures, output, sampler
 from rectbert.analysis.samples.posterior import POSTERIOR, Posterior, consistency, posterior
 from rectbert.analysis.samples.settings import ScoreConfig, methods, scored
 from rectbert.data import keys
@@ -102,7 +102,7 @@ def score(
             ok = consistent_by_method(task, c, jax.random.fold_in(k_v, 200), check_cfg)
         for m in methods(cfg.temperature):
             if m.label in c.made:
-                rows.append(metrics.row(m, v, c, ok, cfg))
+                rows.append(measures.row(m, v, c, ok, cfg))
                 log(output.line(m.label, rows[-1], time.time() - start))
         kept[v] = c
         elapsed, done = time.time() - start, (i + 1) / len(counts)
