@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import rectbert
 from rectbert.analysis import oracle, trained
-from rectbert.scenes import base
+from rectbert.scenes import exact
 from tests import references
 from tests.conftest import copy, installed
 
@@ -124,12 +124,12 @@ def test_large_batches_run_in_chunks_of_bounded_size(monkeypatch):
     want = points[..., :1] * 1000 + params[:, None, :1]
     for pairs, shape in [(10, (2, 5)), (3, (1, 3)), (35, (7, 5))]:
         calls.clear()
-        np.testing.assert_array_equal(np.asarray(base.in_chunks(spy, params, points, pairs)), want)
+        np.testing.assert_array_equal(np.asarray(exact.in_chunks(spy, params, points, pairs)), want)
         assert set(calls) == {shape} and shape[0] * shape[1] <= pairs
     # junction coverage of 20,000 shapes x 24 points (15.8 GB at once): calls of at most
     # chunk_pairs pairs, whose compiled program's work memory is bounded (< 1 GiB)
     sizes = []
-    monkeypatch.setattr(base, "in_chunks", lambda fn, a, p, pairs: sizes.append(pairs))
+    monkeypatch.setattr(exact, "in_chunks", lambda fn, a, p, pairs: sizes.append(pairs))
     junction = rectbert.scene("junction")
     many = np.tile(good("junction", 1)[1], (20_000, 1))
     junction.coverage(many, np.full((20_000, 24, 2), 128.0, np.float32))

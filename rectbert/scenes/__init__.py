@@ -15,32 +15,22 @@ import pkgutil
 from rectbert.scenes.base import (
     SCENES,
     Scene,
-    compiled,
     from_record,
     implements,
     option,
     options,
-    polygon_coverage,
     register,
     sampler,
     scene,
 )
+from rectbert.scenes.exact import compiled, polygon_coverage
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
+for _module in pkgutil.iter_modules(__path__):  # each family's module registers it
+    if _module.name not in ("base", "exact"):
         importlib.import_module(f"{__name__}.{_module.name}")
-
-from rectbert.scenes.junction import Junction  # noqa: E402  (the families, by name)
-from rectbert.scenes.rect import Rect  # noqa: E402
-from rectbert.scenes.rects import Rects  # noqa: E402
-from rectbert.scenes.rotated import Rotated  # noqa: E402
 
 __all__ = [
     "SCENES",
-    "Junction",
-    "Rect",
-    "Rects",
-    "Rotated",
     "Scene",
     "compiled",
     "from_record",

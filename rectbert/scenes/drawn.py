@@ -15,7 +15,8 @@ import numpy as np
 
 from rectbert import config
 from rectbert.geometry import drawings, shapes
-from rectbert.scenes.base import Scene, boundary_coverage, compiled, option, sampler
+from rectbert.scenes.base import Scene, option, sampler
+from rectbert.scenes.exact import boundary_coverage, compiled
 
 
 def names(text: str) -> tuple[str, ...]:

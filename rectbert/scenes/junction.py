@@ -14,14 +14,8 @@ import numpy as np
 
 from rectbert import config
 from rectbert.geometry import shapes
-from rectbert.scenes.base import (
-    Scene,
-    boundary_coverage,
-    compiled,
-    option,
-    register,
-    sampler,
-)
+from rectbert.scenes.base import Scene, option, register, sampler
+from rectbert.scenes.exact import boundary_coverage, compiled
 
 
 @register

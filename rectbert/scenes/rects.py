@@ -12,7 +12,8 @@ import numpy as np
 
 from rectbert import config
 from rectbert.geometry import shapes
-from rectbert.scenes.base import Scene, compiled, option, register, sampler
+from rectbert.scenes.base import Scene, option, register, sampler
+from rectbert.scenes.exact import compiled
 from rectbert.scenes.rect import Rect, on_canvas
 
 
