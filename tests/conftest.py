@@ -131,12 +131,12 @@ def installed(family: str) -> bool:
     return True
 
 
-def family_param(name: str, *rest, id=None, family=None):
+def family_param(name: str, *rest, id=None, family=None, slow=False):
     """pytest.param(name, *rest) skipped where the scene family's (default: `name`) optional
-    extra is not installed."""
+    extra is not installed; in the slow tier with `slow`."""
     family = family or name
-    skip = pytest.mark.skipif(not installed(family), reason=f"{family} needs its optional extra")
-    return pytest.param(name, *rest, marks=skip, id=id)
+    marks = [pytest.mark.skipif(not installed(family), reason=f"{family} needs its extra")]
+    return pytest.param(name, *rest, marks=marks + [pytest.mark.slow] * slow, id=id)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ from tests import references
 from tests.conftest import family_param, installed
 
 # every family at its defaults, and option sets pinned here beside them (a variant reaches
-# code the defaults do not: a count of rectangles from 1, strokes from 2, a free angle)
+# code the defaults do not: a count of rectangles from 1, strokes from 2, a free angle; the
+# slow tier runs them)
 VARIANTS = [
     ("rotated", (("min_side", 8.0), ("max_side", 60.0))),
     ("rects", (("num_rects", 3), ("min_rects", 1))),
@@ -32,8 +33,8 @@ VARIANTS = [
     ("junction", (("min_strokes", 2), ("max_strokes", 4), ("stroke_width", (12.0, 40.0)))),
     ("glyph", (("rotation", (-20.0, 20.0)), ("glyph_size", (96.0, 160.0)))),
 ]
-CASES = [
-    family_param(name, opts, id=name + "".join(f"-{k}" for k, _ in opts))
+CASES = [  # the defaults in the default tier, the variants in the slow one
+    family_param(name, opts, id=name + "".join(f"-{k}" for k, _ in opts), slow=bool(opts))
     for name, opts in [(n, ()) for n in sorted(scenes.SCENES)] + VARIANTS
 ]
 N = 3  # shapes per case

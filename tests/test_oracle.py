@@ -27,6 +27,7 @@ def centroids(task):
     return task.codebook
 
 
+@pytest.mark.slow  # 11 s here: the oracle on 16 examples at the default's half size
 def test_pinned_down_rectangles_are_predicted_as_confidently_as_the_tokens_allow(centroids):
     # every edge well inside the point region, so all 40 edge points lie on the edges
     rng = np.random.default_rng(0)

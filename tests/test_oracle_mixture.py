@@ -23,6 +23,7 @@ from tests import references
 FAST = oracle.OracleConfig(num_samples=512, chains=64, anneal_steps=8, mcmc_steps=2)
 
 
+@pytest.mark.slow  # 19 s here: three components compiled
 def test_nothing_visible_gives_the_prior_over_components_and_evidence_one():
     scene = rectbert.scene("rects", num_rects=3, min_rects=1)
     task = SparseTask(scene, tasks.MaskSpec(5), eval_examples=4, seed=2)
@@ -131,6 +132,7 @@ def test_wrap_is_the_same_shape_inside_the_support():
     np.testing.assert_array_equal(np.isfinite(np.asarray(rot.log_density(back))), inside)
 
 
+@pytest.mark.slow  # a convergence check, 16 s here
 def test_the_rotated_posterior_crosses_the_seam():
     # a rectangle turned by 0.004 rad, 16 visible points: its posterior straddles theta = 0,
     # i.e. holds (w, h, theta ~ 0) and (h, w, theta ~ pi/2); without the seam move the
