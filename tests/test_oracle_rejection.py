@@ -18,7 +18,7 @@ from rectbert.analysis import oracle, oracle_curve
 from rectbert.data import tasks
 from rectbert.data.scene_tasks import SparseTask
 from rectbert.geometry import codebook
-from tests.conftest import family_param
+from tests.conftest import family_param, installed
 
 KEEP = 2_000  # accepted shapes used for the predictive (the first ones: still exact)
 MIN_ACCEPT = 200
@@ -75,7 +75,9 @@ BENCHMARK_ONLY = ("rect-8-12", "junction", "glyph", "kanji")
 # on two examples, so a family added is a family checked against rejection (a family whose
 # oracle is slow at its defaults pins a small case here, as glyph and kanji do)
 for _name in sorted(scenes.SCENES):
-    if _name not in {c[0] for c in CASES.values()} and not scenes.scene(_name).oracle_unsupported():
+    if _name in {c[0] for c in CASES.values()} or not installed(_name):
+        continue
+    if not scenes.scene(_name).oracle_unsupported():
         CASES[_name] = (_name, {}, 2, (1, 2), 100_000, 0.08)
 IN_SUITE = [family_param(c, id=c, family=CASES[c][0]) for c in CASES if c not in BENCHMARK_ONLY]
 COMPONENT_TOL = 0.1  # mean |p(k | visible) - accepted share of k| over examples and counts
@@ -139,7 +141,7 @@ def test_the_oracle_matches_rejection_sampling_from_the_prior(case):
         + f"; evidence / acceptance rate: median |log| {np.median(np.abs(evidence)):.3f}, "
         f"max {np.abs(evidence).max():.3f}"
     )
-    assert qualified >= n // 2
+    assert qualified >= n * len(counts) // 2  # (example, count) pairs with enough accepted
     # near-ties flip; the mean TV is mostly Monte Carlo noise: the oracle's ESS ~ 200 alone
     # gives ~0.03-0.06 on these broad posteriors (two oracle runs differ by that much), the
     # reference's 2,000 samples ~0.02. Measured (agreement / TV): rect 0.986 / 0.037, rect at

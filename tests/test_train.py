@@ -415,4 +415,10 @@ def test_inherit_fills_only_under_configs_of_the_same_name():
     assert got["task"]["scene"] == {"name": "rect", "min_side": 32.0} and "model" not in got
     same = {**declared, "task.scene.name": "rect"}
     assert workdir_lib.inherit(old, same)[1] == ["task.points", "task.scene.stroke_weight"]
+    # a named config the record lacks entirely is not made up from another's defaults
+    bare = {"task": {"name": "sparse"}}
+    assert workdir_lib.inherit(bare, same) == (
+        {"task": {"name": "sparse", "points": "uniform"}},
+        ["task.points"],
+    )
     assert old == {"task": {"name": "sparse", "scene": {"name": "rect", "min_side": 32.0}}}

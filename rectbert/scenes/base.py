@@ -139,7 +139,7 @@ class Scene:
     # the coordinate moves mix alone (rect's axis-aligned edges) sets 0 and runs faster
     ensemble_moves: ClassVar[int] = 2
     # distributions it reads beyond rectbert's own requirements (an optional extra): without
-    # them it is refused when made, in one line naming the extra
+    # them it is refused when made, in one line naming the extra; the tests skip it
     requires: ClassVar[tuple[str, ...]] = ()
 
     def sample(self, key, n: int):
@@ -208,7 +208,8 @@ class Scene:
 
     def component_of(self, params_NxD):
         """[N] int32: the index in components() of each shape's component (lift's inverse
-        choice: the count of strokes or rectangles used, the drawing); 0 with one component."""
+        choice: the count of strokes or rectangles used, the drawing); 0 with one component.
+        For shapes inside the support (outside it the index may be out of range)."""
         return jnp.zeros(jnp.shape(params_NxD)[0], jnp.int32)
 
     def lift(self, m: int, params_NxDm):

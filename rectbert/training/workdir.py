@@ -99,7 +99,9 @@ def inherit(old: dict, declared: dict) -> tuple[dict, list[str]]:
     another family's)."""
     flat, out, added = config.flatten(old), copy.deepcopy(old), []
     for path, value in declared.items():
-        if path in flat or path.endswith(".name") or not _within(path, old, declared):
+        if path in flat or path.endswith(".name") or "." not in path:
+            continue
+        if not _within(path, old, declared):
             continue
         *above, leaf = path.split(".")
         node = out
@@ -113,13 +115,16 @@ def inherit(old: dict, declared: dict) -> tuple[dict, list[str]]:
 def _within(path: str, record: dict, names: dict) -> bool:
     """Whether `path` lies in a part `record` holds (its first level there), every level
     above the leaf a record where present, each named as `names` ({"task.scene.name": "rect",
-    ...}, flattened) names it."""
+    ...}, flattened) names it; a named config it lacks entirely is another config, not one
+    to fill."""
     parts, node = path.split("."), record
     for i, part in enumerate(parts[:-1]):
         node = node.get(part) if isinstance(node, dict) else None
-        if (i == 0 and node is None) or (node is not None and not isinstance(node, dict)):
-            return False
         name = ".".join(parts[: i + 1]) + ".name"
+        if node is None and (i == 0 or name in names):
+            return False
+        if node is not None and not isinstance(node, dict):
+            return False
         if node is not None and name in names and node.get("name") != names[name]:
             return False
     return True
@@ -139,6 +144,16 @@ def _removed(old: dict, new: dict) -> list[str]:
     ]
 
 
+def _missing_record(path: str, old: dict) -> str | None:
+    """The shallowest part above `path`'s leaf that `old` does not hold as a record."""
+    parts, node = path.split("."), old
+    for i, part in enumerate(parts[:-1]):
+        node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            return ".".join(parts[: i + 1])
+    return None
+
+
 def _refuse_another(old: dict, new: dict, added: list[str]) -> None:
     """WorkdirError (one line) unless `old` (config.json, its settings `added` read at their
     defaults) records the run `new` describes: a setting removed or renamed since, a new one
@@ -154,9 +169,7 @@ def _refuse_another(old: dict, new: dict, added: list[str]) -> None:
     lacks = set(config.flatten(new)) - set(config.flatten(old))
     if changed and all(c.split(":")[0] in lacks for c in changed):  # settings added since
         paths = [c.split(":")[0] for c in changed]
-        parts = sorted(
-            {p.split(".")[0] for p in paths if not isinstance(old.get(p.split(".")[0]), dict)}
-        )
+        parts = sorted({m for m in (_missing_record(p, old) for p in paths) if m})
         what = (
             f"no record of its {', '.join(parts)}"
             if parts
