@@ -185,6 +185,77 @@ def test_the_largest_size_said_to_fit_fits():
     rectbert.scene("glyph", glyph_size=(100.0, fit), **opts)  # accepted
 
 
+def test_the_thinnest_stroke_allowed_is_still_the_drawing():
+    """A stroke thinner than the bound is refused in one line naming stroke_weight, before any
+    polygon is built (1e-300 was an IndexError from the empty union). At the bound, the
+    polygon placed in float32 canvas pixels near (250, 250) keeps shapely's area of the em
+    polygon x size^2 (measured: 0.03 % at 224 px, 1.3 % at 8 px; 1e-7 em: 3 %, 100 %)."""
+    from rectbert.scenes import drawn
+
+    thin = [("glyph", 1e-300), ("glyph", 1e-16), ("glyph", 5e-5)]
+    for family, weight in thin + [("kanji", 1e-20)] * _has_kanjivg():
+        with pytest.raises(config.ConfigError, match=r"stroke_weight=.*in \[0.0001, 0.25\]") as e:
+            rectbert.scene(family, stroke_weight=weight)
+        assert "\n" not in str(e.value)
+    w = drawn.MIN_STROKE_WEIGHT
+    scene = rectbert.scene("glyph", stroke_weight=w, glyph_size=(8.0, 224.0), rotation=(-180, 180))
+    exact = np.array([g.area for g in scene.library.shapes])
+    for size, xy, most in [(224.0, 128.0, 1e-3), (8.0, 250.0, 3e-2)]:
+        rows = np.array([[i, size, 0.2 * i - 2.5, xy, xy] for i in range(26)], np.float32)
+        a, b, weight = (np.asarray(x, np.float64) for x in jax.jit(scene.placed)(rows))
+        area = 0.5 * np.sum(weight * (a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]), -1)
+        assert np.abs(area / (exact * size**2) - 1).max() < most, size
+
+
+def test_an_outline_float64_cannot_thicken_is_refused_in_one_line():
+    line = [np.array([[0.0, 0.0], [1.0, 0.0]])]
+    # hand-computed: square caps add half a width at each end, (1 + w) x w
+    assert drawings.outline(line, 0.1).area == pytest.approx(0.11)
+    assert drawings.outline(line, 1e-9).area == pytest.approx(1e-9, rel=1e-6)
+    slant = [np.array([[0.1, 0.2], [0.7, 0.5]])]  # shapely at 1e-16: 0.62 x its area
+    for strokes, width in [(line, 1e-300), (slant, 1e-16), (line, 1e-13), (line, 0.0)]:
+        with pytest.raises(ValueError, match="too thin") as e:
+            drawings.outline(strokes, width)  # 1e-300: shapely's union is empty
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="make no polygon"):
+        drawings.outline([], 0.1)
+    with pytest.raises(ValueError, match="^bar: strokes 1e-300 wide"):
+        drawings.library(["bar"], lambda name: line, 1.0, 1e-300)
+
+
+def test_tokens_refuse_a_drawing_index_between_two_drawings():
+    """run.tokens (scene.check) took index 2.7 and drew drawing 3, where log_density is -inf."""
+    from rectbert.analysis import trained
+
+    scene = rectbert.scene("glyph")
+    run = trained.Run("run", {"task": {"scene": scene.record()}}, None, {}, 0, np.eye(16))
+    rows = np.array([[2.0, 150.0, 0.0, 128.0, 128.0], [2.7, 150.0, 0.0, 128.0, 128.0]])
+    points = np.full((2, 1, 2), 128.0)
+    scene.check(rows[:1], points[:1])  # a whole index: inside
+    for fn in (run.tokens, scene.coverage):
+        with pytest.raises(
+            ValueError,
+            match=r"column 0, the drawing index, a whole number in "
+            r"\[0, 25\]; row 1 has 2.7$",
+        ) as e:
+            fn(rows, points)
+        assert "\n" not in str(e.value)
+
+
+def test_a_range_of_another_type_is_told_what_is_allowed():
+    """glyph_size (a range that must be given) was told '... or None', then refused None."""
+    with pytest.raises(config.ConfigError) as e:
+        rectbert.scene("glyph", glyph_size=5)
+    assert e.value.allowed == "two numbers (lo, hi)"
+    for value in (None, ()):  # indeed not allowed
+        with pytest.raises(config.ConfigError, match="glyph_size"):
+            rectbert.scene("glyph", glyph_size=value)
+    with pytest.raises(config.ConfigError) as e:
+        rectbert.scene("rect", aspect=5)
+    assert e.value.allowed == "two numbers (lo, hi), or None"
+    assert rectbert.scene("rect", aspect=None).aspect is None  # as it says
+
+
 # ----------------------------------------------------------------------------- kanji
 def _has_kanjivg():
     try:

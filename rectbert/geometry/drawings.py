@@ -18,9 +18,16 @@ import re
 
 import numpy as np
 
+from rectbert import warn
+
 KANJI_EXTRA = "pip install -e '.[kanji]'"  # KanjiVG: CC BY-SA 3.0, kanjivg.tagaini.net
 HERSHEY_EM = 32.0  # font units of a Hershey em: its glyphs span about -16..16 vertically
 KANJI_EM = 109.0  # KanjiVG's drawing box
+# Two drawings are one when their centred em-unit polygons agree on this grid (key()): coarse
+# enough that the float64 noise of thickening a translated copy (~1e-16 em) never tells them
+# apart, fine enough that no two drawings merge (Hershey's coordinates step by 1/32 em); and
+# 2^6 divides 10^6, so the multiples of 1/64 em a centred Hershey drawing has sit on the grid.
+KEY_GRID = 1e-6
 
 
 class MissingError(ValueError):
@@ -138,7 +145,8 @@ def _flatten(ctrl_4x2: np.ndarray, tolerance: float) -> list[np.ndarray]:
 
 @functools.cache
 def _kanji_paths(char: str) -> tuple[str, ...]:
-    text = open(kanji_file(char), encoding="utf-8").read()
+    with open(kanji_file(char), encoding="utf-8") as f:
+        text = f.read()
     body = text.split('id="kvg:StrokeNumbers')[0]  # the stroke paths, not the numbers
     return tuple(re.findall(r'<path[^>]*\sd="([^"]+)"', body))
 
@@ -154,18 +162,44 @@ def outline(strokes: list[np.ndarray], width: float):
     exact) and united: a shapely Polygon or MultiPolygon, rings oriented counter-clockwise
     (holes clockwise) in the (x, y) sense of polygons.signed_area. A join sharper than the
     mitre limit 2 is cut there (serif fonts draw serifs as hairpins, which would spike): no
-    point lies farther than about sqrt 5 half-widths from a centreline."""
+    point lies farther than about sqrt 5 half-widths from a centreline. ValueError (one line)
+    for a width float64 cannot thicken by (under 1e-12 of the coordinates: from about 1e-16
+    the union is empty, or a sliver of the wrong area)."""
     import shapely
     from shapely.geometry import MultiLineString, Polygon
     from shapely.geometry.polygon import orient
+
+    scale = max((float(np.abs(s).max()) for s in strokes if np.size(s)), default=0.0)
+    if not width > 1e-12 * scale:
+        raise ValueError(
+            f"strokes {width:g} wide are too thin to thicken at coordinates up to {scale:g}: "
+            "at least 1e-12 of them"
+        )
 
     lines = MultiLineString([s.tolist() for s in strokes])
     shape = lines.buffer(width / 2, cap_style="square", join_style="mitre", mitre_limit=2.0)
     shape = shapely.make_valid(shape)
     parts = [g for g in getattr(shape, "geoms", [shape]) if isinstance(g, Polygon) and g.area]
     merged = shapely.union_all([orient(g, 1.0) for g in parts])
-    parts = [orient(g, 1.0) for g in getattr(merged, "geoms", [merged])]
+    parts = [
+        orient(g, 1.0)
+        for g in getattr(merged, "geoms", [merged])
+        if isinstance(g, Polygon) and g.area > 0
+    ]
+    if not parts:  # no strokes, or none with a length or a width
+        raise ValueError(f"strokes {width:g} wide make no polygon: their union is empty")
     return shapely.MultiPolygon(parts) if len(parts) > 1 else parts[0]
+
+
+def key(shape) -> bytes:
+    """The drawing's polygon in a canonical form, as bytes: equal for two polygons that cover
+    the same region to within KEY_GRID (whatever their vertices' order, start, or collinear
+    vertices), so a set can tell a drawing it repeats. `shape` in em units, centred."""
+    import shapely
+
+    snapped = shapely.normalize(shapely.set_precision(shape, KEY_GRID))
+    snapped = shapely.set_precision(shapely.simplify(snapped, KEY_GRID), KEY_GRID)
+    return shapely.to_wkb(shapely.normalize(snapped))
 
 
 def rings(shape) -> list[np.ndarray]:
@@ -180,11 +214,12 @@ def rings(shape) -> list[np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class Library:
-    """Drawings as fixed-size arrays, one row per drawing, centred on their boxes' centres:
-    the boundary segments a -> b [G, S, 2] (region on the left; padding segments weigh 0),
-    their weights [G, S], the vertices [G, V, 2] (padding repeats a vertex) and the
+    """Drawings as fixed-size arrays, one row per distinct drawing, centred on their boxes'
+    centres: the boundary segments a -> b [G, S, 2] (region on the left; padding segments
+    weigh 0), their weights [G, S], the vertices [G, V, 2] (padding repeats a vertex) and the
     half-extent radius [G] (the farthest vertex from the centre), all in em units (the
-    library's em = 1)."""
+    library's em = 1); and each drawing's polygon key() (what tells two sets' drawings
+    apart)."""
 
     names: tuple[str, ...]
     a: np.ndarray
@@ -193,21 +228,51 @@ class Library:
     vertices: np.ndarray
     radius: np.ndarray
     shapes: tuple  # the shapely polygons, centred and in em units (tests, figures)
+    keys: tuple[bytes, ...]  # key() of each shape
 
 
 def library(names, strokes_of, em: float, weight: float) -> Library:
-    """The Library of drawings `names`, strokes_of(name) -> polylines in units where one em
-    is `em`; strokes `weight` em wide."""
+    """The Library of the distinct drawings of `names`, strokes_of(name) -> polylines in units
+    where one em is `em`; strokes `weight` em wide. A drawing whose polygon repeats one before
+    it (key(): Hershey's rowmans capitals are futural's, futural's l is its I) is left out,
+    and one warning (once a process) says how many, naming a few."""
     import shapely.affinity
 
-    shapes_, ring_sets = [], []
+    first: dict[bytes, str] = {}  # key -> the name kept
+    kept, shapes_, repeats = [], [], []
     for name in names:
-        strokes = [s / em for s in strokes_of(name)]
-        shape = outline(strokes, weight)
+        strokes = [s / em for s in strokes_of(name)]  # MissingError: no such drawing
+        try:
+            shape = outline(strokes, weight)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
         x0, y0, x1, y1 = shape.bounds
         shape = shapely.affinity.translate(shape, -(x0 + x1) / 2, -(y0 + y1) / 2)
+        k = key(shape)
+        if k in first:
+            repeats.append(f"{name} is {first[k]}")
+            continue
+        first[k] = name
+        kept.append(name)
         shapes_.append(shape)
-        ring_sets.append(rings(shape))
+    if repeats:
+        warn.warn_once(
+            f"{len(repeats)} of the {len(repeats) + len(kept)} drawings repeat an earlier one "
+            f"and are left out (the set is the {len(kept)} distinct ones): {listed(repeats)}"
+        )
+    return _arrays(tuple(kept), tuple(shapes_), tuple(first))
+
+
+def listed(items, most: int = 6) -> str:
+    """The first `most` items joined by commas, then 'and N more' for the rest."""
+    items = list(items)
+    shown = ", ".join(items[:most])
+    return shown if len(items) <= most else f"{shown} and {len(items) - most} more"
+
+
+def _arrays(names, shapes_, keys) -> Library:
+    """The Library of these centred polygons: their rings as padded arrays."""
+    ring_sets = [rings(shape) for shape in shapes_]
     s = max(sum(len(r) for r in rs) for rs in ring_sets)
     g = len(names)
     a, b = np.zeros((g, s, 2)), np.zeros((g, s, 2))
@@ -221,11 +286,12 @@ def library(names, strokes_of, em: float, weight: float) -> Library:
     radius = np.max(np.linalg.norm(verts, axis=-1), -1)
     f32 = np.float32
     return Library(
-        tuple(names),
+        names,
         a.astype(f32),
         b.astype(f32),
         w.astype(f32),
         verts.astype(f32),
         radius.astype(f32),
-        tuple(shapes_),
+        shapes_,
+        keys,
     )

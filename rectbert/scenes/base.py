@@ -96,7 +96,8 @@ def _typed(cls, f: dataclasses.Field, value):
             return None
         if isinstance(value, tuple | list) and all(number(v) for v in value):
             return tuple(float(v) for v in value)
-        want = "two numbers (lo, hi), or None"
+        # None only where it is the default (rect's aspect: any); glyph_size must be a range
+        want = "two numbers (lo, hi)" + (", or None" if d is None else "")
     elif isinstance(d, bool):
         if isinstance(value, bool | np.bool_):
             return bool(value)

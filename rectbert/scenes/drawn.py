@@ -18,6 +18,14 @@ from rectbert.geometry import drawings, shapes
 from rectbert.scenes.base import Scene, option, sampler
 from rectbert.scenes.exact import boundary_coverage, compiled
 
+# The thinnest stroke, in ems. The library keeps float32 em-unit vertices and the scene places
+# them in float32 canvas pixels (~1.5e-5 px apart near 256), so a stroke w ems wide at size s
+# px is off in area by about 1e-5 / (w s) of it. Measured on futural's capitals placed near
+# (250, 250): at 1e-4 em the placed polygon's area is within 0.03 % of the exact one at 224 px
+# and 1.3 % at 8 px; at 1e-5 em, 0.3 % and 8 %; from 1e-6 em its rings cross themselves, and
+# from about 1e-16 em there is no polygon left (drawings.outline refuses).
+MIN_STROKE_WEIGHT = 1e-4
+
 
 def names(text: str) -> tuple[str, ...]:
     """The characters of `text` in order, each once, white space left out."""
@@ -26,8 +34,8 @@ def names(text: str) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class Drawn(Scene):
-    """What `glyph` and `kanji` share: a set of drawings (`_drawings()`: names and a
-    drawings.Library), each placed by (drawing index, size, angle, x, y).
+    """What `glyph` and `kanji` share: a set of drawings (`_drawings()`: a drawings.Library of
+    the distinct ones), each placed by (drawing index, size, angle, x, y).
 
     The drawing's polygon lives in em units centred on its box; the image is
     (x, y) + size x R(angle) v for each vertex v (size: the em's side in canvas pixels). The
@@ -43,11 +51,14 @@ class Drawn(Scene):
     rotation: tuple[float, float] | None = option(
         (0.0, 0.0), "Rotation range 'lo,hi', degrees (0,0: upright).", kind="range"
     )
-    stroke_weight: float = option(0.08, "Stroke width, a fraction of the em (of the size).")
+    stroke_weight: float = option(
+        0.08, "Stroke width, a fraction of the em (of the size), in [0.0001, 0.25]."
+    )
     size: int = shapes.CANVAS
 
     # --------------------------------------------------------------- what a family says
-    def _drawings(self) -> tuple[tuple[str, ...], drawings.Library]:
+    def _drawings(self) -> drawings.Library:
+        """The set's distinct drawings (a repeat left out: drawings.library)."""
         raise NotImplementedError
 
     def _held_out(self) -> Drawn | None:
@@ -57,7 +68,7 @@ class Drawn(Scene):
     # --------------------------------------------------------------- derived
     @functools.cached_property
     def library(self) -> drawings.Library:
-        return self._drawings()[1]
+        return self._drawings()
 
     @property
     def count(self) -> int:
@@ -86,12 +97,17 @@ class Drawn(Scene):
                     "rotation",
                     "two angles in degrees 'lo,hi' with -180 <= lo <= hi <= 180",
                 ),
-                (0 < self.stroke_weight <= 0.25, "stroke_weight", "in (0, 0.25] (of the em)"),
+                (
+                    MIN_STROKE_WEIGHT <= self.stroke_weight <= 0.25,
+                    "stroke_weight",
+                    f"in [{MIN_STROKE_WEIGHT:g}, 0.25] (of the em; thinner, the polygon placed "
+                    "in float32 canvas pixels is no longer the drawing's)",
+                ),
                 *extra_checks,
             ],
         )
         try:
-            lib = self._drawings()[1]
+            lib = self._drawings()
         except drawings.MissingError as e:  # not installed, or no such drawing: one line
             raise config.error(self, self.set_field, f"drawings the libraries have ({e})") from None
         widest = self._widest(lib)
@@ -106,11 +122,27 @@ class Drawn(Scene):
 
     def _check_held_out(self, field: str) -> None:
         """The held-out set made now (a missing drawing, or one too wide, is refused in one
-        line naming `field`, before any compute), not mid-run."""
+        line naming `field`, before any compute), not mid-run; and refused where it shares a
+        drawing with the training set, by polygon (drawings.key), whatever their names."""
         try:
-            self._held_out()
+            held = self._held_out()
         except config.ConfigError as e:
             raise config.error(self, field, f"a set the scene can draw: {e.allowed}") from None
+        if held is None:
+            return
+        trained = dict(zip(self.library.keys, self.library.names, strict=True))
+        shared = [
+            name if trained[k] == name else f"{name} is {trained[k]}"
+            for k, name in zip(held.library.keys, held.library.names, strict=True)
+            if k in trained
+        ]
+        if shared:
+            raise config.error(
+                self,
+                field,
+                "drawings outside the training set, compared by polygon (these are in it: "
+                f"{drawings.listed(shared)})",
+            )
 
     def _widest(self, lib) -> float:
         """The largest width or height of any drawing at any allowed angle, in ems (an angle
@@ -200,6 +232,22 @@ class Drawn(Scene):
         edge = [0.0, float(self.size)]
         rows = [[0.0, self.count - 1.0], list(self.glyph_size), [a_lo, a_hi], edge, edge]
         return np.array(rows, np.float32)
+
+    def outside(self, params_NxD: np.ndarray) -> str | None:
+        """Outside the box support(), or a drawing index that is not a whole number (coverage
+        would round it where log_density is -inf)."""
+        why = super().outside(params_NxD)
+        if why:
+            return why
+        index = params_NxD[:, 0].astype(np.float32)  # as coverage and log_density read it
+        bad = np.flatnonzero(index != np.round(index))
+        if not bad.size:
+            return None
+        r = bad[0]
+        return (
+            f"column 0, the drawing index, a whole number in [0, {self.count - 1}]; row {r} has "
+            f"{params_NxD[r, 0]:g}"
+        )
 
     def hard_bounds(self, points_Px2, hit_P):
         """The support, with (x, y) within radius x the largest size + half the window of
