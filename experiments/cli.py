@@ -18,6 +18,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from rectbert import config, scenes
+from rectbert.analysis import calls
 from rectbert.files import FileError
 from rectbert.recipes import common
 from rectbert.training import checkpoint, metrics, signals
@@ -159,6 +160,7 @@ def build(recipe, fv, v: dict | None = None, *, join: bool = False):
     failed check is one Error line naming the flag. With `join`, a --distributed process
     joins its job first (before any other jax call: the plan may ask for the devices)."""
     v = values(recipe, fv) if v is None else v
+    _recordable(fv)
     try:
         if DistributedConfig in recipe.SETTINGS:
             distributed = config.build(DistributedConfig, v)
@@ -167,6 +169,19 @@ def build(recipe, fv, v: dict | None = None, *, join: bool = False):
         return recipe.build(v)
     except config.ConfigError as e:
         raise _error(fv, e.flag, e.allowed, e.value) from None
+
+
+def _recordable(fv) -> None:
+    """Every text value as flags.txt can keep it, or one Error line: a flagfile line loses the
+    white space at its ends, and a line break would split it in two."""
+    for name in fv:
+        value = fv[name].value
+        for text in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(text, str) and (text != text.strip() or "\n" in text or "\r" in text):
+                raise Error(
+                    f"--{name}={text!r} is not allowed: text without white space at either end "
+                    "and without a line break (flags.txt could not record it)"
+                )
 
 
 def flags_text(recipe, fv, v: dict) -> str:
@@ -211,7 +226,7 @@ def invoke(recipe, fv, argv=()) -> None:
         raise _error(fv, e.flag, e.allowed, e.value) from None
     except (FileError, metrics.MetricsError) as e:
         raise Error(f"--workdir={v.get('workdir')}: {e}") from None
-    except (metrics.NonFiniteError, checkpoint.CheckpointError) as e:
+    except (metrics.NonFiniteError, checkpoint.CheckpointError, calls.TooLarge) as e:
         raise Error(str(e)) from None
 
 

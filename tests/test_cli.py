@@ -13,7 +13,7 @@ from experiments import cli
 from rectbert import scenes
 from rectbert.recipes import codebook as codebook_recipe
 from rectbert.recipes import grid, sparse, sparse_study, squares
-from tests.conftest import ROOT, build, parse, run_module
+from tests.conftest import ROOT, build, installed, parse, run_module
 
 DISTRIBUTED = ["--distributed", "--coordinator_address=127.0.0.1:9", "--num_processes=2"]
 BAD_FLAGS = [
@@ -215,6 +215,48 @@ RERUNS = [
     (sparse_study, ["--scenes=rect,rotated", "--max_side=150", "--regimes=fresh"]),
     (sparse_study, ["--scene=rotated", "--positions=sincos,mlp"]),
 ]
+
+
+# white space a flagfile line loses at its ends, or splits on: every kind there is
+SPACES = [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x85", "\u2028", "\u3000"]
+TEXT_FLAGS = [  # (flag, the characters its text is made of, the flags beside it)
+    ("glyphs", "ABC", ["--scene=glyph"]),
+    ("unseen_glyphs", "234", ["--scene=glyph"]),
+    ("kanji", "一二三", ["--scene=kanji"]),
+    ("workdir", "run/", []),
+]
+
+
+@pytest.mark.parametrize("flag,alphabet,args", TEXT_FLAGS, ids=[t[0] for t in TEXT_FLAGS])
+def test_any_accepted_text_value_survives_flags_txt(tmp_path, flag, alphabet, args):
+    # property: a text value is refused in one line before anything is written, or the
+    # flags.txt the run writes reads back (absl's --flagfile) to the same value and run
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    if "--scene=kanji" in args and not installed("kanji"):
+        pytest.skip("KanjiVG is not installed")
+    letters = st.sampled_from([*alphabet, *SPACES])
+
+    @settings(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.text(letters, min_size=1, max_size=6))
+    def check(text):
+        value = str(tmp_path / text) if flag == "workdir" else text
+        where = [] if flag == "workdir" else [f"--workdir={tmp_path / 'run'}"]
+        given_args = [*args, *where, f"--{flag}={value}"]
+        fv = parse(sparse, *given_args)
+        v = cli.values(sparse, fv)
+        try:
+            first = cli.build(sparse, fv, v)
+        except cli.Error as e:
+            assert "\n" not in str(e) and f"--{flag}" in str(e), str(e)
+            return
+        (tmp_path / "flags.txt").write_text(cli.flags_text(sparse, fv, v), encoding="utf-8")
+        again = parse(sparse, f"--flagfile={tmp_path / 'flags.txt'}")
+        assert again[flag].value == value
+        assert _record(cli.build(sparse, again)) == _record(first)
+
+    check()
 
 
 def _record(plan) -> dict:
