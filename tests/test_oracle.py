@@ -123,10 +123,10 @@ def test_a_repeated_comparison_replaces_its_row(task, tmp_path, monkeypatch):
     # re-running a finished workdir with --eval_oracle: one oracle row at the step, not two,
     # and the model's own evaluation row at that step untouched (the row's bookkeeping: the
     # oracle itself is replaced by one that is always right and sure)
-    def right(key, batch, centroids, scene, cfg=None):
+    def right(key, batch, centroids, scene, cfg=None, say=None):
         return {"eval/oracle_accuracy": 1.0}, np.asarray(batch.tokens), None
 
-    def sure(key, points, tokens, visible, centroids, scene, cfg=None):
+    def sure(key, points, tokens, visible, centroids, scene, cfg=None, say=None):
         return np.zeros((tokens.shape[0], 2, scene.param_dim)), np.zeros((tokens.shape[0], 2), bool)
 
     monkeypatch.setattr(oracle, "evaluate", right)

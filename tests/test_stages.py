@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -187,6 +188,27 @@ def test_a_signal_in_a_final_stage_stops_it_and_says_what_was_kept(tmp_path, any
     assert "nothing of it written" in lines[0]
     assert not os.path.exists(os.path.join(other, "oracle_curve.json"))
     with workdir_lib.lock(other):  # released
+        pass
+
+
+@pytest.mark.slow  # the samples command in a process of its own, signalled mid-computation
+def test_a_stop_during_the_samples_is_seen_in_seconds(tmp_path, anycount_run):
+    # a SIGTERM a few seconds into the samples lands inside a compilation or a compiled call
+    # of the model's sampler or the oracle (each of seconds to minutes): the command still
+    # leaves within seconds, in one line, its lock let go
+    workdir = copy(anycount_run, tmp_path)
+    proc = _start("experiments.sample", f"--workdir={workdir}", "--sample_examples=16")
+    assert proc.stdout.readline().startswith("samples:")
+    time.sleep(3)
+    assert proc.poll() is None, "finished before the signal: the test says nothing"
+    start = time.time()
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert time.time() - start < 5 and proc.returncode == 128 + signal.SIGTERM, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "during the samples at step 3" in lines[0], err
+    assert not os.path.exists(os.path.join(workdir, "samples.json"))
+    with workdir_lib.lock(workdir):  # released
         pass
 
 

@@ -21,7 +21,7 @@ def test_the_ceiling_is_measured_once_kept_and_remade_when_stale(
 ):
     calls = []
 
-    def fake(key, batch, centroids, scene, cfg=None, chunk=256):
+    def fake(key, batch, centroids, scene, cfg=None, chunk=256, say=None):
         calls.append(int(batch.tokens.shape[0]))
         return {"eval/oracle_accuracy": 0.9, "eval/oracle_accuracy_stderr": 0.01}, None, None
 

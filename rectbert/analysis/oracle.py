@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
+from rectbert.analysis import calls
 from rectbert.analysis.mixture import posterior_one
 from rectbert.analysis.smc import replica, seen_points
 from rectbert.data import points
@@ -100,6 +101,9 @@ class Posterior:
     evidence_error: np.ndarray  # [B] relative Monte Carlo error of the evidence (replicas)
 
 
+CHUNK = 8  # examples a compiled call (calls.in_chunks): a stop waits for none, memory is one's
+
+
 def posterior(
     key,
     points_BxPx2,
@@ -108,24 +112,35 @@ def posterior(
     centroids_KxG,
     scene,
     cfg: OracleConfig = OracleConfig(),
+    *,
+    say=None,
 ) -> Posterior:
     """The posterior of B examples given their visible (point, token) pairs, every output of
     the sampler. Invisible entries of tokens_BxP are ignored; `scene` is the task's scene
-    (its prior); the points are assumed uniformly sampled."""
+    (its prior); the points are assumed uniformly sampled. In calls of CHUNK examples
+    (calls.in_chunks: a signal stops it at once; calls.TooLarge where one will not fit); `say`
+    takes a progress line (examples/s, ETA) every few seconds of a long one."""
+    keys = jax.random.split(key, np.shape(visible_BxP)[0])
+    return _in_calls(keys, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg, say)
+
+
+def _in_calls(keys_B, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg, say):
+    """posterior() with each example's own key."""
     check(scene)
     visible = np.asarray(visible_BxP, bool)
     most = int(visible.sum(-1).max()) if visible.size else 0
-    out = _posterior(
-        jax.random.split(key, visible.shape[0]),
+    arrays = (
+        keys_B,
         jnp.asarray(points_BxPx2, jnp.float32),
         jnp.asarray(tokens_BxP, jnp.int32),
         jnp.asarray(visible),
-        jnp.asarray(centroids_KxG, jnp.float32),
-        scene,
-        cfg,
-        seen_points(most, visible.shape[1]),
     )
-    return Posterior(*(np.asarray(a) for a in out))
+    shared = (jnp.asarray(centroids_KxG, jnp.float32),)
+    statics = (scene, cfg, seen_points(most, visible.shape[1]))
+    what = f"the oracle's posterior ({scene.name})"
+    return Posterior(
+        *calls.in_chunks(_posterior, arrays, shared, statics, CHUNK, what=what, say=say)
+    )
 
 
 def posterior_samples(
@@ -136,9 +151,11 @@ def posterior_samples(
     centroids_KxG,
     scene,
     cfg: OracleConfig = OracleConfig(),
+    *,
+    say=None,
 ):
     """[B, chains, D] final MCMC states and [B, chains] whether each is on the posterior."""
-    post = posterior(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg)
+    post = posterior(key, points_BxPx2, tokens_BxP, visible_BxP, centroids_KxG, scene, cfg, say=say)
     return post.samples, post.live
 
 
@@ -188,59 +205,56 @@ def _consistent(keys, points, tokens, centroids, scene, cfg):
 
 
 def consistent(
-    key, points_BxPx2, tokens_BxP, centroids_KxG, scene, cfg: OracleConfig = CHECK, chunk=256
+    key,
+    points_BxPx2,
+    tokens_BxP,
+    centroids_KxG,
+    scene,
+    cfg: OracleConfig = CHECK,
+    chunk=CHUNK,
+    *,
+    say=None,
 ):
     """Whether each example's full token set is the token set of some shape of the scene:
     ([B] bool, [B, D] a witness shape, NaN where none was found). The oracle's sampler with
     every token visible searches for one; True is certain (the witness has exactly these
     tokens), False means the search found none (its miss rate on true completions is
-    measured by the caller: the `oracle` rows of sampling scores)."""
+    measured by the caller: the `oracle` rows of sampling scores). In calls of `chunk`
+    examples, as posterior()'s."""
     check(scene)
-    points, tokens = np.asarray(points_BxPx2, np.float32), np.asarray(tokens_BxP, np.int32)
-    b = tokens.shape[0]
-    found, witness = [], []
-    for i in range(0, b, chunk):  # padded to a power of two: few compilations
-        n = min(chunk, b - i)
-        size = min(chunk, max(4, 1 << max(n - 1, 0).bit_length()))
-        idx = np.minimum(np.arange(i, i + size), b - 1)
-        f, w = _consistent(  # row j's key is fold_in(key, j): what it is batched with is moot
-            jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.asarray(idx)),
-            jnp.asarray(points[idx]),
-            jnp.asarray(tokens[idx]),
-            jnp.asarray(centroids_KxG, jnp.float32),
-            scene,
-            cfg,
-        )
-        found.append(np.asarray(f)[:n])
-        witness.append(np.asarray(w)[:n])
-    if not found:
+    b = np.shape(tokens_BxP)[0]
+    if b == 0:
         return np.zeros(0, bool), np.zeros((0, scene.param_dim), np.float32)
-    return np.concatenate(found), np.concatenate(witness)
+    arrays = (  # row j's key is fold_in(key, j): what it is batched with is moot
+        jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(b)),
+        jnp.asarray(points_BxPx2, jnp.float32),
+        jnp.asarray(tokens_BxP, jnp.int32),
+    )
+    shared = (jnp.asarray(centroids_KxG, jnp.float32),)
+    what = f"the consistency search ({scene.name})"
+    return calls.in_chunks(_consistent, arrays, shared, (scene, cfg), chunk, what=what, say=say)
 
 
 def posterior_batch(
-    key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256
+    key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256, *, say=None
 ) -> Posterior:
-    """posterior() on a Batch (its hidden tokens are `mask`), in chunks of examples (memory)."""
-    parts = [
-        posterior(
-            jax.random.fold_in(key, i),
-            batch.points[i : i + chunk],
-            batch.tokens[i : i + chunk],
-            ~batch.mask[i : i + chunk],
-            centroids_KxG,
-            scene,
-            cfg,
-        )
-        for i in range(0, batch.tokens.shape[0], chunk)
-    ]
-    fields = [f.name for f in dataclasses.fields(Posterior)]
-    return Posterior(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+    """posterior() on a Batch (its hidden tokens are `mask`); example j's key is the j % chunk
+    th of split(fold_in(key, j // chunk)), as when the blocks were computed one by one."""
+    b = batch.tokens.shape[0]
+    keys = jnp.concatenate(
+        [
+            jax.random.split(jax.random.fold_in(key, i), min(chunk, b - i))
+            for i in range(0, b, chunk)
+        ]
+    )
+    return _in_calls(keys, batch.points, batch.tokens, ~batch.mask, centroids_KxG, scene, cfg, say)
 
 
-def predict_batch(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
+def predict_batch(
+    key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256, *, say=None
+):
     """posterior_batch's ([B, P, K] posterior predictive, [B] ESS) as numpy arrays."""
-    post = posterior_batch(key, batch, centroids_KxG, scene, cfg, chunk)
+    post = posterior_batch(key, batch, centroids_KxG, scene, cfg, chunk, say=say)
     return post.probs, post.ess
 
 
@@ -262,11 +276,13 @@ def _scalars(summary_: dict) -> dict:
     return out
 
 
-def evaluate(key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256):
+def evaluate(
+    key, batch, centroids_KxG, scene, cfg: OracleConfig = OracleConfig(), chunk=256, *, say=None
+):
     """Oracle metrics on a sparse eval batch: accuracy on the hidden tokens, its argmax
     tokens [B, P], the ESS per example, how many examples fall under cfg.min_ess, and the
     summary() of the evidence and the components."""
-    post = posterior_batch(key, batch, centroids_KxG, scene, cfg, chunk)
+    post = posterior_batch(key, batch, centroids_KxG, scene, cfg, chunk, say=say)
     probs, ess = post.probs, post.ess
     pred = probs.argmax(-1)
     mask, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)

@@ -224,6 +224,7 @@ def curve(
             task.codebook,
             task.scene,
             cfg,
+            say=log,
         )
         s = scores(batch.tokens, np.asarray(batch.mask), probs_m, post.probs)
         rows.append({**row(v, s, post.ess, cfg.min_ess), **oracle.summary(post)})

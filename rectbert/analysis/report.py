@@ -8,6 +8,7 @@ except from keys of the task's seed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import jax
@@ -130,7 +131,8 @@ def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, s
     """The oracle on the model's held-out examples: its accuracy, the paired model - oracle
     difference on the same hidden tokens, and the posterior figure; appended to the metrics."""
     k_eval, k_samples = jax.random.split(keys.key(task.seed, "oracle"))
-    m, oracle_pred, _ = oracle.evaluate(k_eval, batch, task.codebook, task.scene)
+    say = functools.partial(print, flush=True)  # progress lines of a long oracle
+    m, oracle_pred, _ = oracle.evaluate(k_eval, batch, task.codebook, task.scene, say=say)
     mask, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
     diff, stderr = losses.paired_difference(
         (np.asarray(preds) == tokens)[mask], (oracle_pred == tokens)[mask]
@@ -146,6 +148,7 @@ def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, s
         ~batch.mask[pick],
         task.codebook,
         task.scene,
+        say=say,
     )
     samples, live = np.asarray(samples), np.asarray(live)
     panels.oracle_posterior(

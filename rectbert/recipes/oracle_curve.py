@@ -49,7 +49,7 @@ def main(plan: Plan, files: dict | None = None) -> None:
         workdir_lib.lock(workdir),
         signals.stage(workdir, f"the oracle curve at step {plan.run.step}"),
     ):
-        _main(plan)
+        signals.responsive(_main, plan)  # a stop is seen mid-call, the lock let go at once
 
 
 def _main(plan: Plan) -> None:

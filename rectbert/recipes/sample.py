@@ -47,7 +47,7 @@ def main(plan: Plan, files: dict | None = None) -> None:
     del files  # it records nothing but its results
     workdir = plan.run.workdir
     with workdir_lib.lock(workdir), signals.stage(workdir, f"the samples at step {plan.run.step}"):
-        _main(plan)
+        signals.responsive(_main, plan)  # a stop is seen mid-call, the lock let go at once
 
 
 def _main(plan: Plan) -> None:

@@ -7,6 +7,7 @@ and rows: <workdir>/<scene>/codebook.npy, <workdir>/<scene>/<row>/."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -221,7 +222,10 @@ def ceiling(task, root: str, examples: int, main: bool) -> dict:
     print(f"oracle: {examples} held-out {task.scene.name} shapes (the ceiling column)", flush=True)
     start = time.time()
     batch = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())
-    m, _, _ = oracle.evaluate(keys.key(task.seed, "oracle"), batch, task.codebook, task.scene)
+    key = keys.key(task.seed, "oracle")
+    m, _, _ = oracle.evaluate(
+        key, batch, task.codebook, task.scene, say=functools.partial(print, flush=True)
+    )
     scores = {f"oracle/{k[len('eval/oracle_') :]}": v for k, v in m.items()}
     scores["oracle/examples"] = examples
     print(

@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 from rectbert import files
 
 CAUGHT = (signal.SIGTERM, signal.SIGINT)
+WAIT = 0.1  # seconds between the main thread's looks at a running call (responsive)
 
 
 class Interrupted(RuntimeError):
@@ -49,6 +50,34 @@ def promptly():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def responsive(fn, *args, **kwargs):
+    """fn(*args, **kwargs), its result or its exception, with the main thread free to take a
+    signal meanwhile. Python runs a signal handler only between the main thread's bytecodes,
+    so a stop during a compiled call (or its compilation) of minutes would wait for it to
+    end: here fn runs in a worker thread (XLA lets go of the interpreter while it compiles
+    and computes) and the main thread waits in WAIT-second steps, so a handler that raises
+    (promptly, StopSignals.now) stops the caller at once; the command then leaves without
+    waiting for the abandoned call (experiments/cli.py). Off the main thread: fn called
+    directly. jax's thread-local contexts (a default device, a mesh) do not reach fn."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args, **kwargs)
+    out: dict = {}
+
+    def work():
+        try:
+            out["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 -- handed to the caller below
+            out["error"] = e
+
+    worker = threading.Thread(target=work, name="rectbert-call", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(WAIT)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 @contextlib.contextmanager

@@ -168,7 +168,9 @@ def _evaluator(task, model_cfg, cfg: TrainConfig, mesh: Mesh, outputs: Outputs, 
         kept = f"the checkpoint at step {step}"
         finish = "re-run the same command (it trains nothing more)"
         with stop.now(), signals.stage(writer.workdir, what, kept=kept, finish=finish):
-            return once(state, step, final, replace)
+            if stop.multi:  # every process stops at an agreed point: none mid-call
+                return once(state, step, final, replace)
+            return signals.responsive(once, state, step, final, replace)  # a stop seen mid-call
 
     def once(state, step, final, replace):
         # every process evaluates the whole set on its first device (small, no collective)

@@ -27,14 +27,15 @@ class Posterior(NamedTuple):
     found: np.ndarray  # [B] both replicas reached the posterior (else the example is unscored)
 
 
-def posterior(task, batch: Batch, key, s: int, cfg: oracle.OracleConfig) -> Posterior:
+def posterior(task, batch: Batch, key, s: int, cfg: oracle.OracleConfig, say=None) -> Posterior:
     """Two sets of s posterior samples per example, one from each of the oracle's two
     independent replicas, and s completions with each token drawn independently from the
     first replica's posterior marginals (its chains, position by position): (params
     [B, 2, s, D], tokens [B, 2, s, L], marginal tokens [B, s, L], found [B]: both replicas
-    reached the posterior; examples where one did not are left out of every score)."""
+    reached the posterior; examples where one did not are left out of every score). `say`
+    takes progress lines."""
     x, live = oracle.posterior_samples(
-        key, batch.points, batch.tokens, ~batch.mask, task.codebook, task.scene, cfg
+        key, batch.points, batch.tokens, ~batch.mask, task.codebook, task.scene, cfg, say=say
     )
     b, c, d = x.shape
     h, length = c // 2, batch.tokens.shape[1]
@@ -58,7 +59,7 @@ def posterior(task, batch: Batch, key, s: int, cfg: oracle.OracleConfig) -> Post
     return Posterior(chosen, np.take_along_axis(toks, pick[..., None], axis=2), marginal, found)
 
 
-def consistency(task, points_BxLx2, completions_BxSxL, key, cfg=oracle.CHECK):
+def consistency(task, points_BxLx2, completions_BxSxL, key, cfg=oracle.CHECK, say=None):
     """[B, S] whether each completion is some shape's token set (each distinct completion of
     an example searched once)."""
     b, s, length = completions_BxSxL.shape
@@ -67,5 +68,7 @@ def consistency(task, points_BxLx2, completions_BxSxL, key, cfg=oracle.CHECK):
     rows = np.concatenate([example[:, None], flat], 1)
     unique, inverse = np.unique(rows, axis=0, return_inverse=True)
     points = np.asarray(points_BxLx2)[unique[:, 0]]
-    found, _ = oracle.consistent(key, points, unique[:, 1:], task.codebook, task.scene, cfg)
+    found, _ = oracle.consistent(
+        key, points, unique[:, 1:], task.codebook, task.scene, cfg, say=say
+    )
     return found[inverse.ravel()].reshape(b, s)

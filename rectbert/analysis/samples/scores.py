@@ -52,7 +52,7 @@ class Completions:
     posterior: Posterior | None
 
 
-def complete(task, predict, params, batch, key, cfg: ScoreConfig, posterior_cfg):
+def complete(task, predict, params, batch, key, cfg: ScoreConfig, posterior_cfg, say=None):
     """Every method's completions of `batch` (the oracle's where it scores the scene)."""
     made, post = {}, None
     for m in methods(cfg.temperature):
@@ -60,18 +60,19 @@ def complete(task, predict, params, batch, key, cfg: ScoreConfig, posterior_cfg)
             k = jax.random.fold_in(key, m.key)
             made[m.label] = draw(predict, params, batch, k, m.cfg, cfg.per_example)
     if scored(task):
-        post = posterior(task, batch, jax.random.fold_in(key, 99), cfg.per_example, posterior_cfg)
+        k = jax.random.fold_in(key, 99)
+        post = posterior(task, batch, k, cfg.per_example, posterior_cfg, say=say)
         made["oracle"] = post.tokens[:, 0]  # set A; set B is the MMD's reference
         made["oracle_marginals"] = post.marginals
     return Completions(batch, made, post)
 
 
-def consistent_by_method(task, c: Completions, key, check_cfg) -> dict:
+def consistent_by_method(task, c: Completions, key, check_cfg, say=None) -> dict:
     """{label: [B, S] whether each completion is a shape}: every method's completions
     searched in one call (fewer, fuller batches)."""
     labels = list(c.made)
     together = np.concatenate([c.made[label] for label in labels], axis=1)
-    ok = consistency(task, c.batch.points, together, key, check_cfg)
+    ok = consistency(task, c.batch.points, together, key, check_cfg, say=say)
     s = c.made[labels[0]].shape[1]
     return {label: ok[:, m * s : (m + 1) * s] for m, label in enumerate(labels)}
 
@@ -96,10 +97,10 @@ def score(
     for i, v in enumerate(counts):
         k_v = jax.random.fold_in(root, v)
         batch = oracle_curve.held_out(task, v, cfg.examples, base)
-        c = complete(task, predict, params, batch, k_v, cfg, posterior_cfg or POSTERIOR)
+        c = complete(task, predict, params, batch, k_v, cfg, posterior_cfg or POSTERIOR, log)
         ok = None
         if c.posterior is not None:
-            ok = consistent_by_method(task, c, jax.random.fold_in(k_v, 200), check_cfg)
+            ok = consistent_by_method(task, c, jax.random.fold_in(k_v, 200), check_cfg, log)
         for m in methods(cfg.temperature):
             if m.label in c.made:
                 rows.append(measures.row(m, v, c, ok, cfg))
