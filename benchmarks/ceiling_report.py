@@ -34,22 +34,84 @@ HELD_OUT = (
     "extra_targets",
 )
 
-flags.DEFINE_list("json", [], "time_to_ceiling --json files, their rows read in order.")
-flags.DEFINE_string("baseline", "default", "The row the others are compared with (its name).")
-flags.DEFINE_string("figure", "", "Also draw model / oracle against training seconds here.")
-flags.DEFINE_string("title", "", "The figure's title.")
+NUMBERS = ("steps", "train_s", "held_out", "held_out_ratio")  # a row's line prints these
+CURVE = ("step", "train_s", "ratio")  # the figure draws these of each point of a row's curve
 FLAGS = flags.FLAGS
 
 
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
+    flags.DEFINE_list("json", [], "time_to_ceiling --json files, their rows read in order.")
+    flags.DEFINE_string("baseline", "default", "The row the others are compared with (its name).")
+    flags.DEFINE_string("figure", "", "Also draw model / oracle against training seconds here.")
+    flags.DEFINE_string("title", "", "The figure's title.")
+
+
+def check(paths, baseline: str, figure: str) -> list[dict]:
+    """The rows of the --json files, or a usage.Error naming the flag, or the file and what is
+    wrong in it (before anything is printed or drawn)."""
+    if not paths:
+        raise usage.refuse("json", paths, "one or more time_to_ceiling --json files")
+    rows = load(paths)
+    if baseline not in [r["name"] for r in rows]:
+        raise usage.refuse("baseline", baseline, f"a row's name: {[r['name'] for r in rows]}")
+    usage.output("figure", figure)  # last: it makes the folder
+    return rows
+
+
 def load(paths: list[str]) -> list[dict]:
+    """The rows of time_to_ceiling --json files, each checked; a usage.Error naming the file."""
     rows = []
     for path in paths:
         try:
             with open(path) as f:
-                rows += json.load(f)["rows"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
+                found = json.load(f)
+        except (OSError, ValueError) as e:
             raise usage.Error(f"{path}: not a time_to_ceiling --json file ({e})") from None
+        found = found.get("rows") if isinstance(found, dict) else None
+        if not isinstance(found, list):
+            raise usage.Error(f'{path}: not a time_to_ceiling --json file (no list "rows")')
+        for i, row in enumerate(found):
+            wrong = _wrong(row)
+            if wrong:
+                raise usage.Error(f"{path}: row {i} {wrong}")
+        rows += found
     return rows
+
+
+def _wrong(row) -> str:
+    """What is wrong with a row and what was expected, or "" (nothing)."""
+    if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+        return 'has no name: expected an object with a "name" string'
+
+    def got(key: str, expected: str) -> str:
+        shown = repr(row.get(key))
+        shown = shown if len(shown) <= 40 else f"{shown[:36]}..."
+        return f"({row['name']}): {key} is {shown}: expected {expected}"
+
+    for key in NUMBERS:
+        if not _number(row.get(key)):
+            return got(key, "a number")
+    settings = row.get("settings")
+    if not isinstance(settings, dict):
+        return got("settings", "an object of the sparse recipe's settings")
+    unknown = sorted(set(settings) - set(common.defaults(sparse)))
+    if unknown:
+        said = f"settings has {unknown[0]!r}, which the sparse recipe does not have"
+        return f"({row['name']}): {said}: expected its settings"
+    text = row.get("held_out_right")
+    if text is not None and not (isinstance(text, str) and text and set(text) <= {"0", "1"}):
+        return got("held_out_right", "a string of 0s and 1s, one per held-out token")
+    curve = row.get("curve")
+    if not isinstance(curve, list) or not all(
+        isinstance(c, dict) and all(_number(c.get(k)) for k in CURVE) for c in curve
+    ):
+        return got("curve", f"a list of objects with numbers {', '.join(CURVE)}")
+    return ""
+
+
+def _number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def right(row) -> np.ndarray | None:
@@ -61,8 +123,6 @@ def paired(rows: list[dict], baseline: str) -> list[str]:
     """One line per row: held-out accuracy, its ratio to the oracle, and its paired
     difference from the baseline row (points, with the standard error)."""
     base = [r for r in rows if r["name"] == baseline]
-    if not base:
-        raise usage.refuse("baseline", baseline, f"a row's name: {[r['name'] for r in rows]}")
     b, b_key = right(base[0]), held_out(base[0])
     lines = []
     for row in rows:
@@ -115,12 +175,7 @@ def figure(rows: list[dict], path: str, title: str) -> None:
 
 def main(argv):
     del argv  # none (usage.run)
-    paths = FLAGS.json
-    if not paths:
-        raise usage.refuse("json", paths, "one or more time_to_ceiling --json files")
-    if FLAGS.figure:
-        usage.output("figure", FLAGS.figure)
-    rows = load(paths)
+    rows = check(FLAGS.json, FLAGS.baseline, FLAGS.figure)
     for line in paired(rows, FLAGS.baseline):
         print(line)
     if FLAGS.figure:
@@ -128,4 +183,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     usage.run(main)

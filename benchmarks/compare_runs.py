@@ -23,10 +23,14 @@ from rectbert.analysis import oracle_curve
 from rectbert.model import losses
 from rectbert.training import evaluation
 
-flags.DEFINE_list("workdirs", [], "Trained sparse runs; the first is the baseline.")
-flags.DEFINE_list("visible", ["1", "2", "4", "8", "12", "16", "20", "23"], "Visible counts.")
-flags.DEFINE_integer("examples", 256, "Held-out examples per count (the curve's first ones).")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
+    flags.DEFINE_list("workdirs", [], "Trained sparse runs; the first is the baseline.")
+    flags.DEFINE_list("visible", ["1", "2", "4", "8", "12", "16", "20", "23"], "Visible counts.")
+    flags.DEFINE_integer("examples", 256, "Held-out examples per count (the curve's first ones).")
 
 
 def scored_at(run, task, visible: int, examples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,24 +45,34 @@ def scored_at(run, task, visible: int, examples: int) -> tuple[np.ndarray, np.nd
     return right, -np.log(np.maximum(p_true, 1e-30))
 
 
+def check(workdirs, visible, examples: int):
+    """(the runs, the visible counts) from the flags' values, or a usage.Error naming the flag
+    (before any compute): sparse runs of one task, which holds `examples` held-out examples."""
+    if len(workdirs) < 2:
+        raise usage.refuse("workdirs", workdirs, "two or more trained sparse runs")
+    counts = usage.integers("visible", visible, 1)
+    try:
+        runs = [rectbert.load_run(w) for w in workdirs]
+        task = runs[0].task()
+        others = [run.task() for run in runs[1:]]
+    except (ValueError, OSError) as e:
+        raise usage.Error(str(e)) from None
+    if task.name != "sparse":
+        said = f"trained sparse runs ({workdirs[0]} is a {task.name} run)"
+        raise usage.refuse("workdirs", workdirs, said)
+    for w, other in zip(workdirs[1:], others, strict=True):
+        if other.record() != task.record() or not np.array_equal(other.codebook, task.codebook):
+            raise usage.refuse("workdirs", w, f"a run of {workdirs[0]}'s task")
+    if any(v >= task.seq_len for v in counts):
+        raise usage.refuse("visible", visible, f"counts in [1, {task.seq_len - 1}]")
+    usage.integer("examples", examples, 1, task.eval_examples, " (the runs' held-out examples)")
+    return runs, counts
+
+
 def main(argv):
     del argv  # none (usage.run)
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every restore at INFO
-    if len(FLAGS.workdirs) < 2:
-        raise usage.refuse("workdirs", FLAGS.workdirs, "two or more trained sparse runs")
-    counts = usage.integers("visible", FLAGS.visible, 1)
-    usage.integer("examples", FLAGS.examples, 1, 2**16)
-    try:
-        runs = [rectbert.load_run(w) for w in FLAGS.workdirs]
-    except (ValueError, OSError) as e:
-        raise usage.Error(str(e)) from None
-    task = runs[0].task()
-    for w, run in zip(FLAGS.workdirs[1:], runs[1:], strict=True):
-        other = run.task()
-        if other.record() != task.record() or not np.array_equal(other.codebook, task.codebook):
-            raise usage.refuse("workdirs", w, f"a run of {FLAGS.workdirs[0]}'s task")
-    if any(v >= task.seq_len for v in counts):
-        raise usage.refuse("visible", FLAGS.visible, f"counts in [1, {task.seq_len - 1}]")
+    runs, counts = check(FLAGS.workdirs, FLAGS.visible, FLAGS.examples)
     for v in counts:
         scored = [scored_at(run, run.task(), v, FLAGS.examples) for run in runs]
         (r0, n0), line = scored[0], f"visible {v:2d}: {FLAGS.workdirs[0]}"
@@ -74,4 +88,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     usage.run(main)

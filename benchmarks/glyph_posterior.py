@@ -6,41 +6,67 @@ python -m benchmarks.glyph_posterior [--workdir=runs/sparse_glyph_quick] [--visi
     [--example=0] [--out=docs/figures/glyph_posterior.png]
 
 The workdir is a finished glyph run (sparse_glyph_quick). Its held-out example `example`
-keeps its 24 points; the first v are visible. The oracle is the mixture over the set's
-letters (one sampler program mapped over them); the rendering queries the model every 8 px
-(argmax tokens painted with their centroids); the joint completion samples the model's tokens
-on a 48 px lattice one at a time in random order, each seen by the next.
+(-1, the default: the one whose first points meet the letter most often) keeps its 24
+points; the first v are visible. The oracle is the mixture over the set's letters (one
+sampler program mapped over them); the rendering queries the model every 8 px (argmax tokens
+painted with their centroids); the joint completion samples the model's tokens on a 48 px
+lattice one at a time in random order, each seen by the next.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
 import numpy as np
+from absl import flags
+from absl import logging as absl_logging
 from matplotlib.figure import Figure
 
 import rectbert
+from benchmarks import usage
 from rectbert.analysis import oracle, render, trained
 from rectbert.viz.base import outline, save
 
+FLAGS = flags.FLAGS
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", default="runs/sparse_glyph_quick")
-    ap.add_argument("--visible", default="2,4,8")
-    ap.add_argument("--example", type=int, default=-1, help="-1: the one most points hit")
-    ap.add_argument("--out", default="docs/figures/glyph_posterior.png")
-    args = ap.parse_args(argv)
-    counts = [int(v) for v in args.visible.split(",")]
-    run = rectbert.load_run(args.workdir)
-    scene, task = run.scene, run.task()
-    if scene.component_batch() is None:
-        raise SystemExit(f"error: {args.workdir} is a {scene.name} run: a glyph run is needed")
-    batch = task.eval_set()
-    e = args.example
-    if e < 0:  # the held-out example whose first points most often meet the letter
+
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
+    flags.DEFINE_string("workdir", "runs/sparse_glyph_quick", "A finished glyph run.")
+    flags.DEFINE_list("visible", ["2", "4", "8"], "Visible counts, a row of the figure each.")
+    flags.DEFINE_integer("example", -1, "The held-out example; -1: the one most points hit.")
+    flags.DEFINE_string("out", "docs/figures/glyph_posterior.png", "The figure.")
+
+
+def check(workdir: str, visible, example: int, out: str):
+    """(the run, the visible counts, the example: -1 for the one most points hit) from the
+    flags' values, or a usage.Error naming the flag (before any compute)."""
+    counts = usage.integers("visible", visible, 1)
+    try:
+        run = rectbert.load_run(workdir)
+        task = run.task()
+    except (ValueError, OSError) as e:
+        raise usage.refuse("workdir", workdir, f"a finished glyph run ({e})") from None
+    scene = run.scene
+    if task.name != "sparse" or scene is None or scene.component_batch() is None:
+        kind = f"{scene.name} {task.name}" if scene else task.name
+        raise usage.refuse("workdir", workdir, f"a sparse glyph run (this is a {kind} run)")
+    points, held = task.seq_len, task.eval_examples
+    if max(counts) > points:
+        raise usage.refuse("visible", visible, f"counts in [1, {points}] (the run's points)")
+    said = f" (the run holds {held} held-out examples; -1: the one most points hit)"
+    usage.integer("example", example, -1, held - 1, said)
+    usage.output("out", out)  # last: it makes the folder
+    return run, counts, example
+
+
+def main(argv) -> None:
+    del argv  # none (usage.run)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every restore at INFO
+    run, counts, e = check(FLAGS.workdir, FLAGS.visible, FLAGS.example, FLAGS.out)
+    scene, batch = run.scene, run.task().eval_set()
+    if e == -1:  # the held-out example whose first points most often meet the letter
         empty = int(np.bincount(np.asarray(batch.tokens).ravel()).argmax())
         e = int(np.argmax(np.sum(np.asarray(batch.tokens)[:, : max(counts)] != empty, 1)))
     points, tokens, shape = batch.points[e], batch.tokens[e], np.asarray(batch.scenes[e])
@@ -49,8 +75,8 @@ def main(argv=None) -> None:
     axes = fig.subplots(len(counts), 4, squeeze=False)
     for row, v in enumerate(counts):
         _row(axes[row], run, points, tokens, shape, v, letters)
-    fig.suptitle(f"{args.workdir}: held-out example {e}")
-    print("wrote", save(fig, args.out))
+    fig.suptitle(f"{FLAGS.workdir}: held-out example {e}")
+    print("wrote", save(fig, FLAGS.out))
 
 
 def _row(axes, run, points, tokens, shape, v, letters) -> None:
@@ -114,4 +140,5 @@ def _row(axes, run, points, tokens, shape, v, letters) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    usage.run(main)

@@ -19,9 +19,13 @@ from rectbert.analysis import oracle
 from rectbert.data import tasks
 from rectbert.data.scene_tasks import SparseTask
 
-flags.DEFINE_integer("examples", 1000, "Held-out examples.")
-flags.DEFINE_bool("double", True, "Also run with twice the samples and chains.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
+    flags.DEFINE_integer("examples", 1000, "Held-out examples.")
+    flags.DEFINE_bool("double", True, "Also run with twice the samples and chains.")
 
 
 def check(examples: int) -> SparseTask:
@@ -74,4 +78,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     usage.run(main)

@@ -17,10 +17,12 @@ from absl import flags
 from benchmarks import usage
 from tests import test_oracle_rejection as reference
 
-flags.DEFINE_list(
-    "cases", list(reference.BENCHMARK_ONLY), f"Cases of {list(reference.CASES)}."
-)
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
+    flags.DEFINE_list("cases", list(reference.BENCHMARK_ONLY), f"Cases of {list(reference.CASES)}.")
 
 
 def main(argv) -> None:
@@ -40,4 +42,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     usage.run(main)

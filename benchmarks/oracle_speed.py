@@ -29,6 +29,7 @@ SCENES = {  # name -> options; rects with 1-4 rectangles is a mixture here, 2 fi
     "rects": {"num_rects": 2},
     "junction": {},
 }
+POINTS = 24  # points of each held-out example (the sparse task's default) and prior shape
 
 
 def measure(folder: str) -> None:
@@ -73,7 +74,8 @@ def measure(folder: str) -> None:
     json.dump(out, open(os.path.join(folder, f"{spec['tag']}.json"), "w"))
 
 
-def prepare(folder: str, examples: int, visible: int, junction_examples: int) -> dict:
+def prepare(folder: str, names, examples: int, visible: int, junction_examples: int) -> dict:
+    """The scenes' held-out examples, codebooks and prior shapes, in folder/<scene>.npz."""
     import jax
 
     import rectbert
@@ -82,14 +84,14 @@ def prepare(folder: str, examples: int, visible: int, junction_examples: int) ->
     from rectbert.data.scene_tasks import SparseTask
 
     counts = {}
-    for name, opts in SCENES.items():
-        scene = rectbert.scene(name, **opts)
+    for name in names:
+        scene = rectbert.scene(name, **SCENES[name])
         n = examples + 1  # the first compiles
         task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), eval_examples=n, seed=1)
         task = task.with_codebook(task.fit_codebook()[0])
         b = oracle_curve.held_out(task, visible, n)
         shapes = np.asarray(scene.sample(jax.random.key(3), 256))
-        pts = np.asarray(jax.random.uniform(jax.random.key(4), (256, 24, 2)) * scene.size)
+        pts = np.asarray(jax.random.uniform(jax.random.key(4), (256, POINTS, 2)) * scene.size)
         np.savez(
             os.path.join(folder, f"{name}.npz"),
             points=np.asarray(b.points),
@@ -103,47 +105,57 @@ def prepare(folder: str, examples: int, visible: int, junction_examples: int) ->
     return counts
 
 
+def check(scenes, examples: int, junction_examples: int, visible: int, against: str):
+    """(the scenes, this repository's root) from the flags' values, or a usage.Error naming
+    the flag (before any compute)."""
+    from benchmarks import usage
+
+    names = usage.names("scenes", scenes, SCENES)
+    usage.integer("examples", examples, 1, 1000)
+    usage.integer("junction_examples", junction_examples, 1, 1000)
+    said = f" (of {POINTS} points: one hidden at least, or there is nothing to predict)"
+    usage.integer("visible", visible, 1, POINTS - 1, said)
+    git = dict(capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+    root = subprocess.run(["git", "rev-parse", "--show-toplevel"], **git).stdout.strip()
+    rev = ["git", "rev-parse", "--verify", "--quiet", f"{against}^{{commit}}"]
+    if not root or subprocess.run(rev, **git).returncode:
+        raise usage.refuse("against", against, "a git revision of this repository")
+    return names, root
+
+
 def main(argv) -> None:
     from absl import flags
 
-    from benchmarks import usage
-
     FLAGS = flags.FLAGS
     del argv  # none (usage.run)
-    names = usage.names("scenes", FLAGS.scenes, SCENES)
-    usage.integer("examples", FLAGS.examples, 1, 1000)
-    usage.integer("junction_examples", FLAGS.junction_examples, 1, 1000)
-    usage.integer("visible", FLAGS.visible, 1, 24)
-    root = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    rev = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{FLAGS.against}^{{commit}}"],
-        capture_output=True,
-        text=True,
-        cwd=root,
+    names, root = check(
+        FLAGS.scenes, FLAGS.examples, FLAGS.junction_examples, FLAGS.visible, FLAGS.against
     )
-    if rev.returncode:
-        raise usage.refuse("against", FLAGS.against, "a git revision of this repository")
-    folder = tempfile.mkdtemp(prefix="oracle_speed_")
-    tree = os.path.join(folder, "tree")
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", "-q", tree, FLAGS.against], cwd=root, check=True
-    )
-    try:
-        counts = prepare(folder, FLAGS.examples, FLAGS.visible, FLAGS.junction_examples)
-        for tag, path in (("ours", root), ("ref", tree)):
-            spec = {"scenes": {n: SCENES[n] for n in names}, "examples": counts, "tag": tag}
-            json.dump(spec, open(os.path.join(folder, "spec.json"), "w"))
-            env = dict(os.environ, PYTHONPATH=path)
-            code = f"import sys; sys.path.insert(0, {path!r}); " + (
-                f"sys.path.insert(1, {os.path.dirname(__file__)!r}); "
-                f"import oracle_speed; oracle_speed.measure({folder!r})"
-            )
-            subprocess.run([sys.executable, "-c", code], env=env, cwd=path, check=True)
-        report(folder, names, FLAGS.against, FLAGS.visible)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=root, check=False)
+    compare(root, FLAGS.against, names, FLAGS.examples, FLAGS.visible, FLAGS.junction_examples)
+
+
+def compare(root: str, against: str, names, examples: int, visible: int, junction: int) -> None:
+    """Both trees measured and reported, in a temporary folder removed whatever happens (an
+    error, an interrupt), the revision's worktree in it."""
+    with tempfile.TemporaryDirectory(prefix="oracle_speed_") as folder:
+        tree = os.path.join(folder, "tree")
+        try:
+            add = ["git", "worktree", "add", "--detach", "-q", tree, against]
+            subprocess.run(add, cwd=root, check=True)
+            counts = prepare(folder, names, examples, visible, junction)
+            for tag, path in (("ours", root), ("ref", tree)):
+                spec = {"scenes": {n: SCENES[n] for n in names}, "examples": counts, "tag": tag}
+                json.dump(spec, open(os.path.join(folder, "spec.json"), "w"))
+                env = dict(os.environ, PYTHONPATH=path)
+                code = f"import sys; sys.path.insert(0, {path!r}); " + (
+                    f"sys.path.insert(1, {os.path.dirname(__file__)!r}); "
+                    f"import oracle_speed; oracle_speed.measure({folder!r})"
+                )
+                subprocess.run([sys.executable, "-c", code], env=env, cwd=path, check=True)
+            report(folder, names, against, visible)
+        finally:
+            remove = ["git", "worktree", "remove", "--force", tree]
+            subprocess.run(remove, cwd=root, capture_output=True)
 
 
 def report(folder: str, names, against: str, visible: int) -> None:
@@ -173,14 +185,19 @@ def report(folder: str, names, against: str, visible: int) -> None:
         )
 
 
-if __name__ == "__main__":
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
     from absl import flags
-
-    from benchmarks import usage
 
     flags.DEFINE_string("against", "510c607", "The git revision to time against.")
     flags.DEFINE_list("scenes", list(SCENES), f"Scenes of {list(SCENES)}.")
     flags.DEFINE_integer("examples", 6, "Held-out examples timed per scene (one a call).")
     flags.DEFINE_integer("junction_examples", 2, "The same for junction (slow at the ref).")
-    flags.DEFINE_integer("visible", 19, "Visible points of each example (of 24).")
+    flags.DEFINE_integer("visible", 19, f"Visible points of each example (of {POINTS}).")
+
+
+if __name__ == "__main__":
+    from benchmarks import usage
+
+    define_flags()
     usage.run(main)

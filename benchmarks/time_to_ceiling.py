@@ -49,19 +49,23 @@ from rectbert.training import engine, evaluation
 
 FRACTIONS = (0.95, 0.98, 0.99, 0.995)
 
-flags.DEFINE_list("configs", ["default"], f"Configurations to time: {', '.join(CONFIGS)}.")
-flags.DEFINE_multi_string(
-    "setting", [], "name=value: also time the sparse recipe with these settings, as 'custom'."
-)
-flags.DEFINE_integer("validation_examples", 2048, "Validation examples (own key).")
-flags.DEFINE_integer("eval_every", 250, "Steps between validation evaluations.")
-flags.DEFINE_list("visible", ["2", "8", "19"], "Visible counts scored for any-count tasks.")
-flags.DEFINE_string("cache_dir", "runs/time_to_ceiling", "Where the oracle's predictions go.")
-flags.DEFINE_string("json", "", "Also write every measurement to this JSON file.")
-flags.DEFINE_integer(
-    "interleaved_rounds", 5, "Rounds of the configurations' steps timed in turn (0: none)."
-)
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
+    flags.DEFINE_list("configs", ["default"], f"Configurations to time: {', '.join(CONFIGS)}.")
+    flags.DEFINE_multi_string(
+        "setting", [], "name=value: also time the sparse recipe with these settings, as 'custom'."
+    )
+    flags.DEFINE_integer("validation_examples", 2048, "Validation examples (own key).")
+    flags.DEFINE_integer("eval_every", 250, "Steps between validation evaluations.")
+    flags.DEFINE_list("visible", ["2", "8", "19"], "Visible counts scored for any-count tasks.")
+    flags.DEFINE_string("cache_dir", "runs/time_to_ceiling", "Where the oracle's predictions go.")
+    flags.DEFINE_string("json", "", "Also write every measurement to this JSON file.")
+    flags.DEFINE_integer(
+        "interleaved_rounds", 5, "Rounds of the configurations' steps timed in turn (0: none)."
+    )
 
 
 def build(settings: dict, codebook: bool = True):
@@ -365,4 +369,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     usage.run(main)

@@ -44,28 +44,39 @@ VARIANTS = {
     **{f"fast_{r}": (None, "auto", 0, r) for r in relative.RELATIVES if r != "none"},
 }
 
-flags.DEFINE_enum("size", "small", list(SIZES), "seed: the write-up's 22.3 M model; small: CPU.")
-flags.DEFINE_integer("batch_size", 0, "Global batch; 0: the size's default (seed 1024).")
-flags.DEFINE_integer("steps", 30, "Timed steps per measurement (median reported), >= 20.")
-flags.DEFINE_bool("peer", True, "Also time BertForMaskedLM (torch) when importable.")
-flags.DEFINE_bool("peer_compile", True, "Also time the peer under torch.compile.")
-flags.DEFINE_list("variants", ["fast"], f"rectbert variants to time: {', '.join(VARIANTS)}.")
-flags.DEFINE_enum(
-    "dtype", "auto", ["auto", "float32", "bfloat16"], "auto: bfloat16 on GPU/TPU, float32 on CPU."
-)
-flags.DEFINE_enum("data", "fixed", ["fixed", "fresh"], "100 fixed rectangles, or fresh ones.")
-flags.DEFINE_string("json", "", "Also write the measurements to this JSON file.")
-flags.DEFINE_bool(
-    "peer_only",
-    False,
-    "Internal: time only the peer and write its rows to --json (the child process that "
-    "main starts before JAX claims the accelerator's memory).",
-)
-flags.DEFINE_bool(
-    "check_fast_path", False, "First compare the fast variant's loss and gradients with float32."
-)
 FLAGS = flags.FLAGS
 SEQ_LEN, NUM_TOKENS, MASK_COUNT = 169, 20, 34
+
+
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
+    flags.DEFINE_enum(
+        "size", "small", list(SIZES), "seed: the write-up's 22.3 M model; small: CPU."
+    )
+    flags.DEFINE_integer("batch_size", 0, "Global batch; 0: the size's default (seed 1024).")
+    flags.DEFINE_integer("steps", 30, "Timed steps per measurement (median reported), >= 20.")
+    flags.DEFINE_bool("peer", True, "Also time BertForMaskedLM (torch) when importable.")
+    flags.DEFINE_bool("peer_compile", True, "Also time the peer under torch.compile.")
+    flags.DEFINE_list("variants", ["fast"], f"rectbert variants to time: {', '.join(VARIANTS)}.")
+    flags.DEFINE_enum(
+        "dtype",
+        "auto",
+        ["auto", "float32", "bfloat16"],
+        "auto: bfloat16 on GPU/TPU, float32 on CPU.",
+    )
+    flags.DEFINE_enum("data", "fixed", ["fixed", "fresh"], "100 fixed rectangles, or fresh ones.")
+    flags.DEFINE_string("json", "", "Also write the measurements to this JSON file.")
+    flags.DEFINE_bool(
+        "peer_only",
+        False,
+        "Internal: time only the peer and write its rows to --json (the child process that "
+        "main starts before JAX claims the accelerator's memory).",
+    )
+    flags.DEFINE_bool(
+        "check_fast_path",
+        False,
+        "First compare the fast variant's loss and gradients with float32.",
+    )
 
 
 def median_step_seconds(step, steps: int, warmup: int = 3) -> float:
@@ -274,23 +285,27 @@ def run_peer_child(batch: int) -> list[dict]:
             return json.load(f)
 
 
-def check(steps: int, variants, size: str, batch_size: int) -> int:
+def check(steps: int, variants, size: str, batch_size: int, json_path="", peer_only=False) -> int:
     """The global batch from the flags' values, or a usage.Error naming the flag (before any
     compute)."""
     usage.integer("steps", steps, 20, 10**6)
     usage.names("variants", variants, VARIANTS)
+    if peer_only and not json_path:
+        raise usage.refuse("peer_only", peer_only, "true only with --json (its rows go there)")
     batch = batch_size or SIZES[size]["batch_size"]
     try:  # the train step's own bounds
         engine.TrainConfig(num_steps=1, batch_size=batch)
     except config.ConfigError as e:
         raise usage.refuse("batch_size", batch_size, f"0 (the size's) or {e.allowed}") from None
+    usage.output("json", json_path)  # last: it makes the folder
     return batch
 
 
 def main(argv):
     del argv  # none (usage.run)
-    batch = check(FLAGS.steps, FLAGS.variants, FLAGS.size, FLAGS.batch_size)
-    usage.output("json", FLAGS.json)
+    batch = check(
+        FLAGS.steps, FLAGS.variants, FLAGS.size, FLAGS.batch_size, FLAGS.json, FLAGS.peer_only
+    )
     size = SIZES[FLAGS.size]
     if FLAGS.peer_only:  # the child: never touches JAX's backend
         json.dump(time_peers(SIZES[FLAGS.size], batch, FLAGS.dtype), open(FLAGS.json, "w"))
@@ -363,4 +378,5 @@ def report(row: dict, size: dict, batch: int, peak: float, ours_params: int | No
 
 
 if __name__ == "__main__":
+    define_flags()
     usage.run(main)

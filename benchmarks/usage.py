@@ -4,7 +4,9 @@ with a non-zero exit, before any compute; so is one absl cannot parse (not absl'
 ~50 lines with the error last), and a stray argument.
 
 A benchmark checks its flags' values with the helpers here (plain values in, so a test calls
-them in its own process) and runs through run(main)."""
+them in its own process) and runs through run(main). It defines its flags only when it runs
+(define_flags(), called under `if __name__ == "__main__"`): benchmarks share flag names
+(--visible, --json, --examples), and a test's process imports them all."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 
 from absl import app, flags
 
@@ -72,7 +75,7 @@ def output(flag: str, path: str) -> str:
         os.makedirs(folder, exist_ok=True)
     except OSError:
         pass  # refused just below
-    if not os.access(folder, os.W_OK):
+    if not _writable(folder):
         raise refuse(flag, path, f"a file in a writable directory ({folder} is not)")
     return path
 
@@ -83,9 +86,18 @@ def folder(flag: str, path: str) -> str:
         os.makedirs(path, exist_ok=True)
     except OSError:
         pass  # refused just below
-    if not (os.path.isdir(path) and os.access(path, os.W_OK)):
+    if not _writable(path):
         raise refuse(flag, path, "a writable directory")
     return path
+
+
+def _writable(folder: str) -> bool:
+    """Whether a file can be made in folder: tried (os.access says yes to root, even in /proc)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _parse(argv):

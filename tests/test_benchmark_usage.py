@@ -1,0 +1,291 @@
+"""The benchmarks' bad flags and input files: each refused in one line naming the flag (or the
+file) and what is allowed, before any compute, through the checks each benchmark's main runs
+first (in this process); a few as the commands themselves (slow)."""
+
+import importlib
+import json
+import os
+import pkgutil
+import types
+
+import pytest
+from absl import flags
+
+import benchmarks
+import rectbert
+from benchmarks import (
+    ceiling_report,
+    compare_runs,
+    glyph_posterior,
+    oracle_speed,
+    train_throughput,
+    usage,
+)
+from tests.conftest import copy, run_module
+
+COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
+    "ceiling_report",
+    "compare_runs",
+    "glyph_posterior",
+    "kmeans",
+    "oracle",
+    "oracle_rejection",
+    "oracle_speed",
+    "scaling",
+    "time_to_ceiling",
+    "train_throughput",
+]
+
+
+def refused(check, *args) -> str:
+    """The one line a check refuses these values with."""
+    with pytest.raises(usage.Error) as e:
+        check(*args)
+    assert "\n" not in str(e.value), str(e.value)
+    return str(e.value)
+
+
+def test_every_benchmark_imports_beside_the_others_and_defines_its_flags_only_when_run():
+    for m in pkgutil.iter_modules(benchmarks.__path__):
+        module = importlib.import_module(f"benchmarks.{m.name}")
+        assert (m.name in COMMANDS) == hasattr(module, "define_flags"), m.name
+    defined = [m for m in flags.FLAGS.flags_by_module_dict() if m.startswith("benchmarks")]
+    assert defined == []  # scaling imports train_throughput: its flags are not scaling's
+
+
+# ------------------------------------------------------------------------- glyph_posterior
+@pytest.fixture(scope="module")
+def glyph_record(anycount_run, tmp_path_factory) -> str:
+    """anycount_run with its config.json naming the glyph scene: a glyph run as far as the
+    checks read (the record: 16 held-out examples of 24 points), trained on rect."""
+    path = copy(anycount_run, tmp_path_factory.mktemp("glyph_record"))
+    with open(os.path.join(path, "config.json")) as f:
+        record = json.load(f)
+    record["task"]["scene"] = rectbert.scene("glyph").record()
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(record, f)
+    return path
+
+
+def test_glyph_posterior_refuses_a_bad_list_and_a_workdir_it_cannot_read(
+    tmp_path, anycount_run, squares_run
+):
+    none = str(tmp_path / "none")
+    assert refused(glyph_posterior.check, none, ["2"], -1, "").startswith(
+        f"--workdir={none} is not allowed: a finished glyph run (workdir="
+    )
+    allowed = "one or more integers in [1, 2147483647], 'a,b,...'"
+    for visible, shown in [(["abc"], "abc"), ([], ""), (["2", "0"], "2,0")]:
+        said = refused(glyph_posterior.check, none, visible, -1, "")  # before reading it
+        assert said == f"--visible={shown} is not allowed: {allowed}"
+    for run, kind in [(anycount_run, "rect sparse"), (squares_run, "squares")]:
+        assert refused(glyph_posterior.check, run, ["2"], -1, "") == (
+            f"--workdir={run} is not allowed: a sparse glyph run (this is a {kind} run)"
+        )
+
+
+@pytest.mark.parametrize(
+    "visible,example,out,said",
+    [
+        (["25"], -1, "", "--visible=25 is not allowed: counts in [1, 24] (the run's points)"),
+        (["2"], 16, "", "--example=16 is not allowed: an integer in [-1, 15] (the run holds 16"),
+        (["2"], 9999, "", "--example=9999 is not allowed: an integer in [-1, 15]"),
+        (["2"], -5, "", "--example=-5 is not allowed: an integer in [-1, 15]"),
+        (["2"], 0, "/proc/x.png", "--out=/proc/x.png is not allowed: a file in a writable"),
+    ],
+    ids=["visible=25", "example=16", "example=9999", "example=-5", "out=/proc/x.png"],
+)
+def test_glyph_posterior_refuses_what_the_run_does_not_hold(
+    glyph_record, visible, example, out, said
+):
+    assert refused(glyph_posterior.check, glyph_record, visible, example, out).startswith(said)
+
+
+def test_glyph_posterior_accepts_the_runs_bounds(glyph_record, tmp_path):
+    out = str(tmp_path / "figures" / "g.png")
+    run, counts, example = glyph_posterior.check(glyph_record, ["1", "24"], 15, out)
+    assert counts == (1, 24) and example == 15 and run.scene.name == "glyph"
+    assert glyph_posterior.check(glyph_record, ["2"], -1, "")[2] == -1  # the one most points hit
+    assert os.listdir(tmp_path) == ["figures"]  # made for the figure, nothing in it
+
+
+# ---------------------------------------------------------------------------- compare_runs
+def test_compare_runs_refuses_more_examples_than_the_runs_hold(anycount_run):
+    runs = [anycount_run, anycount_run]  # 16 held-out examples each
+    assert refused(compare_runs.check, runs, ["1", "8"], 1000) == (
+        "--examples=1000 is not allowed: an integer in [1, 16] (the runs' held-out examples)"
+    )
+    assert refused(compare_runs.check, runs, ["1"], 17).startswith("--examples=17 is not")
+    loaded, counts = compare_runs.check(runs, ["1", "23"], 16)
+    assert len(loaded) == 2 and counts == (1, 23)
+
+
+# -------------------------------------------------------------------------- ceiling_report
+ROW = {  # a row as time_to_ceiling --json writes it (the keys the report reads)
+    "name": "default",
+    "settings": {},
+    "steps": 6000,
+    "train_s": 600.5,
+    "held_out": 0.9,
+    "held_out_ratio": 0.99,
+    "held_out_right": "1101",
+    "curve": [{"step": 250, "train_s": 30.0, "ratio": 0.9}],
+}
+
+
+def write(tmp_path, content, name="a.json") -> str:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "content,said",
+    [
+        ("{", "not a time_to_ceiling --json file (Expecting"),
+        ({"rows": "abc"}, 'not a time_to_ceiling --json file (no list "rows")'),
+        ([ROW], 'not a time_to_ceiling --json file (no list "rows")'),
+        ({"rows": ["abc"]}, 'row 0 has no name: expected an object with a "name" string'),
+        (
+            {"rows": [ROW, {k: v for k, v in ROW.items() if k != "settings"}]},
+            "row 1 (default): settings is None: expected an object of the sparse recipe's",
+        ),
+        (
+            {"rows": [{**ROW, "settings": {"nope": 1}}]},
+            "row 0 (default): settings has 'nope', which the sparse recipe does not have",
+        ),
+        (
+            {"rows": [{**ROW, "held_out_right": "1x11"}]},
+            "row 0 (default): held_out_right is '1x11': expected a string of 0s and 1s",
+        ),
+        (
+            {"rows": [{**ROW, "held_out_right": 1011}]},
+            "row 0 (default): held_out_right is 1011: expected a string of 0s and 1s",
+        ),
+        ({"rows": [{**ROW, "train_s": "600"}]}, "row 0 (default): train_s is '600': expected a"),
+        ({"rows": [{**ROW, "curve": [{"step": 1}]}]}, "row 0 (default): curve is [{'step': 1}]"),
+    ],
+    ids=[
+        "not JSON",
+        "rows a string",
+        "a list",
+        "a row a string",
+        "no settings",
+        "a setting none now",
+        "held_out_right 1x11",
+        "held_out_right a number",
+        "train_s a string",
+        "a curve without ratio",
+    ],
+)
+def test_ceiling_report_refuses_a_malformed_file_naming_it(tmp_path, content, said):
+    path = write(tmp_path, content)
+    assert refused(ceiling_report.check, [path], "default", "").startswith(f"{path}: {said}")
+
+
+def test_ceiling_report_refuses_bad_flags_and_reads_a_good_file(tmp_path):
+    missing = str(tmp_path / "none.json")
+    assert refused(ceiling_report.check, [missing], "default", "").startswith(
+        f"{missing}: not a time_to_ceiling --json file ([Errno 2]"
+    )
+    good = write(tmp_path, {"rows": [ROW, {**ROW, "name": "b", "held_out_right": "1111"}]})
+    assert refused(ceiling_report.check, [], "default", "") == (
+        "--json= is not allowed: one or more time_to_ceiling --json files"
+    )
+    assert refused(ceiling_report.check, [good], "c", "") == (
+        "--baseline=c is not allowed: a row's name: ['default', 'b']"
+    )
+    assert refused(ceiling_report.check, [good], "default", "/proc/f.png").startswith(
+        "--figure=/proc/f.png is not allowed: a file in a writable directory"
+    )
+    rows = ceiling_report.check([good], "default", "")
+    # b - default per token: 0 0 1 0: mean +25 pt, standard error 43.30 pt (its sd) / sqrt(4)
+    assert ceiling_report.paired(rows, "default")[1].endswith("minus default: +25.00 +- 21.65 pt")
+
+
+# ---------------------------------------------------------------------------- oracle_speed
+def test_oracle_speed_refuses_visible_counts_that_hide_nothing():
+    assert refused(oracle_speed.check, ["rect"], 6, 2, 24, "HEAD") == (
+        "--visible=24 is not allowed: an integer in [1, 23] (of 24 points: one hidden at least, "
+        "or there is nothing to predict)"
+    )
+    assert refused(oracle_speed.check, ["rect"], 6, 2, 19, "no-such-rev").startswith(
+        "--against=no-such-rev is not allowed: a git revision"
+    )
+    names, root = oracle_speed.check(["junction"], 6, 2, 23, "HEAD")
+    assert names == ["junction"] and os.path.isdir(os.path.join(root, "benchmarks"))
+
+
+class Stop(Exception):
+    """Raised by a test's stand-in where the benchmark would compute."""
+
+
+def test_oracle_speed_prepares_only_the_scenes_asked_for(monkeypatch, tmp_path):
+    asked = []
+
+    def scene(name, **options):
+        asked.append(name)
+        raise Stop
+
+    monkeypatch.setattr(rectbert, "scene", scene)
+    with pytest.raises(Stop):
+        oracle_speed.prepare(str(tmp_path), ["junction"], 1, 19, 1)
+    assert asked == ["junction"]  # not rect's codebook first
+
+
+@pytest.mark.parametrize("stop", [Stop, KeyboardInterrupt])
+def test_oracle_speed_removes_its_folder_and_worktree_whatever_happens(monkeypatch, tmp_path, stop):
+    commands = []
+
+    def prepare(folder, *args):
+        open(os.path.join(folder, "rect.npz"), "w").close()
+        raise stop
+
+    monkeypatch.setattr(oracle_speed.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(oracle_speed, "prepare", prepare)
+    monkeypatch.setattr(
+        oracle_speed, "subprocess", types.SimpleNamespace(run=lambda c, **_: commands.append(c))
+    )
+    with pytest.raises(stop):
+        oracle_speed.compare("/repo", "HEAD", ["rect"], 1, 19, 1)
+    assert os.listdir(tmp_path) == []
+    tree = commands[0][-2]
+    assert commands == [
+        ["git", "worktree", "add", "--detach", "-q", tree, "HEAD"],
+        ["git", "worktree", "remove", "--force", tree],
+    ]
+
+
+# ------------------------------------------------------------------------ train_throughput
+def test_train_throughput_refuses_peer_only_without_json(tmp_path):
+    assert refused(train_throughput.check, 30, ["fast"], "small", 0, "", True) == (
+        "--peer_only=True is not allowed: true only with --json (its rows go there)"
+    )
+    assert train_throughput.check(30, ["fast"], "small", 0, str(tmp_path / "p.json"), True) == 64
+
+
+# ------------------------------------------------------------------------- the commands
+COMMAND_CASES = [  # module, flags ({run}: anycount_run, {glyph}: glyph_record), the line's start
+    ("glyph_posterior", ["--nope=1"], "error: Unknown command line flag 'nope'"),
+    ("glyph_posterior", ["--example=abc"], "error: flag --example=abc: invalid literal"),
+    ("glyph_posterior", ["--workdir={glyph}", "--example=9999"], "error: --example=9999 is not"),
+    ("compare_runs", ["--workdirs={run},{run}", "--examples=1000"], "error: --examples=1000 is"),
+    ("ceiling_report", ["--json={bad}"], "error: {bad}: row 0 (default): held_out_right is"),
+    ("oracle_speed", ["--visible=24"], "error: --visible=24 is not allowed: an integer in [1, 23]"),
+    ("scaling", ["--json=x.json"], "error: Unknown command line flag 'json'"),  # not its flag
+]
+
+
+@pytest.mark.slow  # a process each (~5 s)
+@pytest.mark.parametrize(
+    "module,args,start", COMMAND_CASES, ids=[" ".join(a) for _, a, _ in COMMAND_CASES]
+)
+def test_the_command_refuses_in_one_line_with_status_1(request, tmp_path, module, args, start):
+    names = {"bad": write(tmp_path, {"rows": [{**ROW, "held_out_right": "1x11"}]})}
+    for name, fixture in [("run", "anycount_run"), ("glyph", "glyph_record")]:
+        if any(f"{{{name}}}" in a for a in args):  # made only where a case needs it
+            names[name] = request.getfixturevalue(fixture)
+    out = run_module(f"benchmarks.{module}", *(a.format(**names) for a in args), timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert lines[0].startswith(start.format(**names)) and out.stdout == "", lines[0]
