@@ -85,6 +85,8 @@ def _define(fv, name: str, f, default, help_text: str | None = None) -> None:
         flags.DEFINE_enum(name, default, choices, help_text, flag_values=fv)
     elif kind in PARSERS:
         item, what = PARSERS[kind]
+        if kind == "range" and f.default is not None:  # empty (None) only where it is the default
+            what = what.removesuffix(", or empty")
         parser = _ListParser(item, what)
         flags.DEFINE(parser, name, default, help_text, fv, _ListSerializer())
     elif kind == "str" or isinstance(f.default, str):

@@ -309,3 +309,12 @@ def test_unwritable_workdir_fails_in_one_line():
         cli.run(squares, "--workdir=/proc/rectbert_cannot_write_here", "--num_steps=2")
     with pytest.raises(cli.Error, match="^--workdir= is not allowed: a directory's path$"):
         build(squares, "--workdir=")
+
+
+def test_a_range_flag_offers_empty_only_where_empty_is_allowed():
+    # --glyph_size= (empty) is refused by the scene, so its parse error must not offer it
+    for flag, empty in (("glyph_size", False), ("rotation", False), ("aspect", True)):
+        with pytest.raises(cli.Error) as e:
+            parse(sparse, "--scene=glyph", f"--{flag}=abc")
+        assert "two numbers 'lo,hi'" in str(e.value)
+        assert ("or empty" in str(e.value)) == empty, str(e.value)

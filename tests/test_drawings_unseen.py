@@ -172,3 +172,17 @@ def test_kanji_are_told_apart_by_polygon_too(monkeypatch):
     with pytest.warns(warn.RectbertWarning, match=f"{radical} is {char}$"):
         scene = rectbert.scene("kanji", kanji=char + "一" + radical)
     assert scene.library.names == (char, "一")
+
+
+def test_a_drawing_the_scene_turns_into_a_trained_one_is_not_unseen():
+    # futural's u is its n turned half a turn (shapely: the turned n, re-centred, covers the
+    # u's region): unseen upright, not where the scene places both at angles 180 apart
+    n, u = polygon("futural", "n"), polygon("futural", "u")
+    turned = shapely.affinity.rotate(n, 180, origin=(0, 0))
+    x0, y0, x1, y1 = turned.bounds
+    assert same(shapely.affinity.translate(turned, -(x0 + x1) / 2, -(y0 + y1) / 2), u)
+    assert not same(n, u)
+    rectbert.scene("glyph", glyphs="n", unseen_glyphs="u")  # upright: never the n
+    rectbert.scene("glyph", glyphs="n", unseen_glyphs="u", rotation=(0.0, 90.0))
+    allowed = refused("unseen_glyphs", glyphs="n", unseen_glyphs="u", rotation=(-90.0, 90.0))
+    assert "futural:u is futural:n turned 180 degrees" in allowed

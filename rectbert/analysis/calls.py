@@ -106,7 +106,10 @@ def in_chunks(jitted, mapped: tuple, shared: tuple, statics: tuple, chunk: int, 
         n = min(size, b - i)
         idx = np.minimum(np.arange(i, i + size), b - 1)
         args = (*(a[idx] for a in mapped), *shared)
+        t = time.time()
         program = compiled(jitted, args, statics, what)
+        if say is not None and time.time() - t >= EVERY:  # a long compilation: said
+            say(f"  {what}: compiled in {time.time() - t:.0f} s; {b - i} examples to go")
         out = responsive(lambda p=program, a=args: jax.device_get(p(*a)))
         parts.append(jax.tree.map(lambda x, n=n: np.asarray(x)[:n], out))
         rate.done(i + n)

@@ -202,6 +202,16 @@ def key(shape) -> bytes:
     return shapely.to_wkb(shapely.normalize(snapped))
 
 
+def turned_key(shape, degrees: float) -> bytes:
+    """key() of the centred polygon turned by `degrees` about its centre, then centred again
+    on its box (as library() centres a drawing)."""
+    import shapely.affinity
+
+    turned = shapely.affinity.rotate(shape, degrees, origin=(0.0, 0.0))
+    x0, y0, x1, y1 = turned.bounds
+    return key(shapely.affinity.translate(turned, -(x0 + x1) / 2, -(y0 + y1) / 2))
+
+
 def rings(shape) -> list[np.ndarray]:
     """Every ring of a (Multi)Polygon as [V, 2] vertices (the closing vertex dropped),
     exteriors counter-clockwise, holes clockwise."""

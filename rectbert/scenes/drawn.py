@@ -131,17 +131,23 @@ class Drawn(Scene):
         if held is None:
             return
         trained = dict(zip(self.library.keys, self.library.names, strict=True))
-        shared = [
-            name if trained[k] == name else f"{name} is {trained[k]}"
-            for k, name in zip(held.library.keys, held.library.names, strict=True)
-            if k in trained
-        ]
+        lo, hi = self.rotation
+        turns = [t for t in (90.0, -90.0, 180.0) if abs(t) <= hi - lo]  # placing turns one
+        shared = []
+        lib = held.library
+        for k, name, shape in zip(lib.keys, lib.names, lib.shapes, strict=True):
+            found = [(k, 0.0)] + [(drawings.turned_key(shape, t), t) for t in turns]
+            same = next(((trained[k], t) for k, t in found if k in trained), None)
+            if same is not None:
+                other, t = same
+                turned = f" turned {t:g} degrees" if t else ""
+                shared.append(name if other == name and not t else f"{name} is {other}{turned}")
         if shared:
             raise config.error(
                 self,
                 field,
-                "drawings outside the training set, compared by polygon (these are in it: "
-                f"{drawings.listed(shared)})",
+                "drawings outside the training set, compared by polygon at the angles the "
+                f"scene places them (these are in it: {drawings.listed(shared)})",
             )
 
     def _widest(self, lib) -> float:
