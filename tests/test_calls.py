@@ -52,9 +52,10 @@ def _mapped(x_B, y_B, shift):
 
 
 def test_chunks_give_what_one_call_gives_and_say_their_rate(monkeypatch):
-    # 13 examples in calls of 4 (the last padded, then dropped): numpy's answer, and a
-    # progress line after each call (EVERY 0) with the count, examples/s and an ETA
+    # 13 examples in calls of 4 (the last padded, then dropped): numpy's answer, and (EVERY
+    # 0) a line for the compilation, then one after each call with examples/s and an ETA
     monkeypatch.setattr(calls, "EVERY", 0.0)
+    calls._COMPILED.clear()  # compiled here: said once, first
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(13, 5)).astype(np.float32), rng.integers(0, 9, 13).astype(np.int32)
     lines = []
@@ -69,8 +70,14 @@ def test_chunks_give_what_one_call_gives_and_say_their_rate(monkeypatch):
     )
     np.testing.assert_allclose(out["sum"], x.sum(-1) + 0.5, rtol=1e-6)
     np.testing.assert_array_equal(out["y"], y * 2)
-    assert [ln.split(":")[1].split()[0] for ln in lines] == ["4/13", "8/13", "12/13", "13/13"]
-    assert all("examples/s" in ln and "ETA 0:00:0" in ln for ln in lines), lines
+    assert [ln.split(":")[1].split()[0] for ln in lines] == [
+        "compiled",
+        "4/13",
+        "8/13",
+        "12/13",
+        "13/13",
+    ]
+    assert all("examples/s" in ln and "ETA 0:00:0" in ln for ln in lines[1:]), lines
 
 
 def test_a_call_that_will_not_fit_is_refused_in_one_line_before_it_runs(monkeypatch):

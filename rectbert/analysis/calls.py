@@ -48,14 +48,18 @@ def free_bytes() -> int | None:
 _COMPILED: dict = {}
 
 
-def compiled(jitted, args: tuple, statics: tuple, what: str):
+def compiled(jitted, args: tuple, statics: tuple, what: str, say=None):
     """The compiled program of `jitted` for these arguments (dynamic `args` first, then the
     `statics`), compiled once per shapes and statics; TooLarge, in one line, when XLA's own
-    count of what one call holds (arguments, outputs, temporaries) is more than is free."""
+    count of what one call holds (arguments, outputs, temporaries) is more than is free. A
+    compilation of EVERY seconds or more is said to `say`."""
     shapes = tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in args)
     key = (jitted, shapes, statics)
     if key not in _COMPILED:
+        start = time.time()
         program = responsive(lambda: jitted.lower(*args, *statics).compile())
+        if say is not None and time.time() - start >= EVERY:  # a long compilation: said
+            say(f"  {what}: compiled in {time.time() - start:.0f} s")
         m = program.memory_analysis()
         need = None if m is None else m.temp_size_in_bytes + m.output_size_in_bytes
         if need is not None:
@@ -106,10 +110,7 @@ def in_chunks(jitted, mapped: tuple, shared: tuple, statics: tuple, chunk: int, 
         n = min(size, b - i)
         idx = np.minimum(np.arange(i, i + size), b - 1)
         args = (*(a[idx] for a in mapped), *shared)
-        t = time.time()
-        program = compiled(jitted, args, statics, what)
-        if say is not None and time.time() - t >= EVERY:  # a long compilation: said
-            say(f"  {what}: compiled in {time.time() - t:.0f} s; {b - i} examples to go")
+        program = compiled(jitted, args, statics, what, say)
         out = responsive(lambda p=program, a=args: jax.device_get(p(*a)))
         parts.append(jax.tree.map(lambda x, n=n: np.asarray(x)[:n], out))
         rate.done(i + n)
