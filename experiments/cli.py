@@ -163,14 +163,21 @@ def build(recipe, fv, v: dict | None = None, *, join: bool = False):
     joins its job first (before any other jax call: the plan may ask for the devices)."""
     v = values(recipe, fv) if v is None else v
     _recordable(fv)
-    try:
-        if DistributedConfig in recipe.SETTINGS:
-            distributed = config.build(DistributedConfig, v)
-            if join:
-                distributed.start()
-        return recipe.build(v)
-    except config.ConfigError as e:
-        raise _error(fv, e.flag, e.allowed, e.value) from None
+    # what the checks warn of (a set that repeats a drawing) is said once they pass: a
+    # refusal is its one line alone
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", RectbertWarning)
+        try:
+            if DistributedConfig in recipe.SETTINGS:
+                distributed = config.build(DistributedConfig, v)
+                if join:
+                    distributed.start()
+            plan = recipe.build(v)
+        except config.ConfigError as e:
+            raise _error(fv, e.flag, e.allowed, e.value) from None
+    for w in said:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return plan
 
 
 def _recordable(fv) -> None:

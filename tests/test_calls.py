@@ -80,6 +80,13 @@ def test_chunks_give_what_one_call_gives_and_say_their_rate(monkeypatch):
     assert all("examples/s" in ln and "ETA 0:00:0" in ln for ln in lines[1:]), lines
 
 
+def test_no_examples_make_outputs_of_none():
+    out = calls.in_chunks(
+        _mapped, (jnp.zeros((0, 5)), jnp.zeros(0, jnp.int32)), (jnp.float32(0),), (), 4, what="t"
+    )
+    assert out["sum"].shape == (0,) and out["y"].shape == (0,) and out["y"].dtype == np.int32
+
+
 def test_a_call_that_will_not_fit_is_refused_in_one_line_before_it_runs(monkeypatch):
     monkeypatch.setattr(calls, "free_bytes", lambda: 1000)
     calls._COMPILED.clear()

@@ -3,6 +3,7 @@ drawing with the training set is refused, and a set that repeats a drawing keeps
 references are the fonts' raw strokes and shapely's symmetric difference of two polygons."""
 
 import string
+import warnings
 
 import numpy as np
 import pytest
@@ -186,3 +187,19 @@ def test_a_drawing_the_scene_turns_into_a_trained_one_is_not_unseen():
     rectbert.scene("glyph", glyphs="n", unseen_glyphs="u", rotation=(0.0, 90.0))
     allowed = refused("unseen_glyphs", glyphs="n", unseen_glyphs="u", rotation=(-90.0, 90.0))
     assert "futural:u is futural:n turned 180 degrees" in allowed
+
+
+def test_a_refused_set_is_one_line_its_repeats_said_only_when_it_runs(fresh_warnings, tmp_path):
+    # the training set repeats 26 drawings and the unseen l is its I: the command says only
+    # its refusal; the same set accepted says its repeats once, as a warning
+    args = ["--scene=glyph", "--font=futural,rowmans", f"--workdir={tmp_path / 'run'}"]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(cli.Error, match="futural:l is futural:I"):
+            build(sparse, *args, "--unseen_glyphs=l")
+        assert not [w for w in said if issubclass(w.category, warn.RectbertWarning)]
+        warn._WARNED.clear()  # a new process
+        glyph._hershey_library.cache_clear()
+        build(sparse, *args)
+    told = [str(w.message) for w in said if issubclass(w.category, warn.RectbertWarning)]
+    assert len(told) == 1 and told[0].startswith("26 of the 52 drawings repeat"), told

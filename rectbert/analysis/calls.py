@@ -102,8 +102,10 @@ def in_chunks(jitted, mapped: tuple, shared: tuple, statics: tuple, chunk: int, 
     last example, then dropped), each responsive, its memory checked once (compiled); numpy
     outputs, and a progress line to `say` every EVERY seconds."""
     b = int(np.shape(mapped[0])[0])
-    if b == 0:
-        raise ValueError(f"{what}: no examples")
+    if b == 0:  # no call: the outputs' shapes, with no example
+        one = [jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), a.dtype) for a in mapped]
+        out = jax.eval_shape(lambda *a: jitted(*a, *statics), *one, *shared)
+        return jax.tree.map(lambda x: np.zeros((0, *x.shape[1:]), x.dtype), out)
     size = max(1, min(chunk, b))
     rate, parts = Rate(what, b, say), []
     for i in range(0, b, size):

@@ -223,8 +223,6 @@ def consistent(
     examples, as posterior()'s."""
     check(scene)
     b = np.shape(tokens_BxP)[0]
-    if b == 0:
-        return np.zeros(0, bool), np.zeros((0, scene.param_dim), np.float32)
     arrays = (  # row j's key is fold_in(key, j): what it is batched with is moot
         jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(b)),
         jnp.asarray(points_BxPx2, jnp.float32),

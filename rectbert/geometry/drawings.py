@@ -266,9 +266,12 @@ def library(names, strokes_of, em: float, weight: float) -> Library:
         kept.append(name)
         shapes_.append(shape)
     if repeats:
+        n, total = len(repeats), len(repeats) + len(kept)
+        verb = "repeats an earlier one and is" if n == 1 else "repeat an earlier one and are"
+        distinct = f"{len(kept)} distinct drawing" + "s" * (len(kept) != 1)
         warn.warn_once(
-            f"{len(repeats)} of the {len(repeats) + len(kept)} drawings repeat an earlier one "
-            f"and are left out (the set is the {len(kept)} distinct ones): {listed(repeats)}"
+            f"{n} of the {total} drawings {verb} left out (the set is {distinct}): "
+            f"{listed(repeats)}"
         )
     return _arrays(tuple(kept), tuple(shapes_), tuple(first))
 
