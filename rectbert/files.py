@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 
 import numpy as np
 
@@ -27,9 +28,22 @@ class WriteError(FileError):
         self.path, self.strerror = path, error.strerror or str(error)
 
 
+class Abandoned(RuntimeError):
+    """Raised in a call its caller left (a stop: signals.responsive) where it would write."""
+
+
+def check_live() -> None:
+    """Abandoned in a worker thread whose caller has left it (signals.responsive marks it):
+    what a stopped stage goes on computing writes nothing after its lock is let go."""
+    if getattr(threading.current_thread(), "abandoned", False):
+        raise Abandoned("a stopped call writes nothing")
+
+
 def write_atomic(path: str, data: str | bytes) -> None:
     """Replace `path` with `data` whole or not at all (a temporary file, fsync, rename);
-    WriteError when it cannot, with the temporary file removed and `path` as it was."""
+    WriteError when it cannot, with the temporary file removed and `path` as it was. Nothing
+    from an abandoned call (check_live)."""
+    check_live()
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:

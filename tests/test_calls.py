@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rectbert import files
 from rectbert.analysis import calls
 from rectbert.training import signals
 
@@ -27,7 +28,7 @@ def _slow(x):
     return jax.pure_callback(wait, jax.ShapeDtypeStruct(x.shape, x.dtype), x) + 1
 
 
-SECONDS = 3.0
+SECONDS = 2.0
 
 
 def test_a_signal_stops_a_long_compiled_call_at_once():
@@ -38,7 +39,25 @@ def test_a_signal_stops_a_long_compiled_call_at_once():
     start = time.time()
     with pytest.raises(signals.Interrupted), signals.promptly():
         signals.responsive(lambda: np.asarray(_slow(x)))
-    assert time.time() - start < 1.5  # the call itself takes 3 s
+    assert time.time() - start < 1.5  # the call itself takes 2 s
+
+
+def test_a_stopped_call_writes_nothing_after_its_caller_left(tmp_path):
+    # the stage goes on computing in its worker once the signal stopped its caller (and let
+    # the workdir's lock go): what it would write then is refused (files.check_live)
+    path, done = tmp_path / "late.json", threading.Event()
+
+    def stage():
+        try:
+            np.asarray(_slow(jnp.zeros(3)))
+            files.write_atomic(str(path), "late")
+        finally:
+            done.set()
+
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    with pytest.raises(signals.Interrupted), signals.promptly():
+        signals.responsive(stage)
+    assert done.wait(10) and not path.exists()
 
 
 def test_a_worker_s_exception_reaches_the_caller():

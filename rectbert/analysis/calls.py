@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 
+from rectbert import files
 from rectbert.training.progress import eta
 from rectbert.training.signals import responsive
 
@@ -58,10 +59,12 @@ def compiled(jitted, args: tuple, statics: tuple, what: str, say=None):
     if key not in _COMPILED:
         start = time.time()
         program = responsive(lambda: jitted.lower(*args, *statics).compile())
-        if say is not None and time.time() - start >= EVERY:  # a long compilation: said
-            say(f"  {what}: compiled in {time.time() - start:.0f} s")
+        seconds = time.time() - start
         m = program.memory_analysis()
         need = None if m is None else m.temp_size_in_bytes + m.output_size_in_bytes
+        if say is not None and seconds >= EVERY:  # a long compilation: said, with its cost
+            cost = "" if need is None else f"; {need / 2**30:.2f} GiB a call (XLA's count)"
+            say(f"  {what}: compiled in {seconds:.0f} s{cost}")
         if need is not None:
             need += m.argument_size_in_bytes
             free = free_bytes()
@@ -112,6 +115,7 @@ def in_chunks(jitted, mapped: tuple, shared: tuple, statics: tuple, chunk: int, 
         n = min(size, b - i)
         idx = np.minimum(np.arange(i, i + size), b - 1)
         args = (*(a[idx] for a in mapped), *shared)
+        files.check_live()  # a stopped stage's worker computes no further call
         program = compiled(jitted, args, statics, what, say)
         out = responsive(lambda p=program, a=args: jax.device_get(p(*a)))
         parts.append(jax.tree.map(lambda x, n=n: np.asarray(x)[:n], out))

@@ -13,7 +13,7 @@ import json
 import math
 import os
 
-from rectbert.files import WriteError, write_atomic
+from rectbert.files import WriteError, check_live, write_atomic
 from rectbert.warn import warn
 
 
@@ -90,6 +90,7 @@ def _heal(workdir: str) -> None:
 def append(workdir: str, step: int, scalars: dict) -> None:
     """One more line."""
     line = json.dumps(_row(step, scalars), allow_nan=False) + "\n"
+    check_live()
     _heal(workdir)
     try:
         with open(_path(workdir), "a") as f:

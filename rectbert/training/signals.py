@@ -64,17 +64,25 @@ def responsive(fn, *args, **kwargs):
     if threading.current_thread() is not threading.main_thread():
         return fn(*args, **kwargs)
     out: dict = {}
+    finished = threading.Event()
 
     def work():
         try:
             out["value"] = fn(*args, **kwargs)
         except BaseException as e:  # noqa: BLE001 -- handed to the caller below
             out["error"] = e
+        finally:
+            finished.set()
 
+    # waited for by an Event, not Thread.join: a join a signal interrupts marks the thread
+    # stopped while it still runs (CPython 3.11)
     worker = threading.Thread(target=work, name="rectbert-call", daemon=True)
     worker.start()
-    while worker.is_alive():
-        worker.join(WAIT)
+    try:
+        while not finished.wait(WAIT):
+            pass
+    finally:  # left by a signal: what it goes on computing writes nothing (files.check_live)
+        worker.abandoned = not finished.is_set()
     if "error" in out:
         raise out["error"]
     return out["value"]

@@ -9,12 +9,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
-from rectbert.files import WriteError
+from rectbert.files import WriteError, check_live
 
 
 def save(fig: Figure, path: str) -> str:
     """Write the PNG whole or not at all: to a temporary name beside it, then renamed (a
     reader, or a second run writing the same figure, never sees half a file)."""
+    check_live()
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
