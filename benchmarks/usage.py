@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 
 from absl import app, flags
+
+from rectbert.training import signals
 
 INT32_MAX = 2**31 - 1  # steps and counts go through int32 arrays
 
@@ -109,7 +112,8 @@ def _parse(argv):
 
 def run(main) -> None:
     """app.run(main) with every failure of the flags (absl's, a stray argument, an Error
-    raised by main's checks) as one line `error: ...` and exit status 1."""
+    raised by main's checks) as one line `error: ...` and exit status 1; a SIGTERM or Ctrl-C
+    as one line `stopped by signal N`, exit 128 + N, once the call in flight returns."""
 
     def guarded(argv):
         if len(argv) > 1:
@@ -117,9 +121,14 @@ def run(main) -> None:
                 f"error: {argv[1]!r} is not a flag (flags are --name=value): a stray argument?"
             )
         try:
-            main(argv)
+            with signals.promptly():  # SIGTERM and Ctrl-C: the cleanups run, then one line
+                main(argv)
         except Error as e:
             sys.exit(f"error: {e}")
+        except (signals.Interrupted, KeyboardInterrupt) as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            print(f"stopped by signal {signum}", file=sys.stderr, flush=True)
+            os._exit(128 + signum)  # not the teardown of the XLA work it abandoned
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # its backend search
     app.run(guarded, flags_parser=_parse)

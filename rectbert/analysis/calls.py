@@ -29,7 +29,7 @@ class TooLarge(ValueError):
 def free_bytes() -> int | None:
     """The memory free for a call on the default device: an accelerator's own (its limit less
     what is in use), the host's available memory on a CPU; None where neither is known."""
-    stats = getattr(jax.devices()[0], "memory_stats", lambda: None)()
+    stats = getattr(jax.local_devices()[0], "memory_stats", lambda: None)()
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     try:
@@ -72,7 +72,7 @@ def compiled(jitted, args: tuple, statics: tuple, what: str, say=None):
                 raise TooLarge(
                     f"{what} needs {need / 2**30:.1f} GiB a call (XLA's count for this scene and "
                     f"these points) and {free / 2**30:.1f} GiB is free on "
-                    f"{jax.devices()[0].platform}: a machine with more memory runs it"
+                    f"{jax.local_devices()[0].platform}: a machine with more memory runs it"
                 )
         if len(_COMPILED) >= KEEP:  # the oldest program goes
             _COMPILED.pop(next(iter(_COMPILED)))

@@ -19,7 +19,7 @@ from rectbert.data.scene_tasks import GridTask, patches
 from rectbert.data.tasks import MaskSpec
 from rectbert.geometry import codebook
 from rectbert.recipes import common
-from rectbert.training import metrics, workdir
+from rectbert.training import metrics, signals, workdir
 from rectbert.viz import panels
 
 
@@ -61,7 +61,7 @@ def main(plan: Plan, files: dict | None = None) -> None:
     main_process = jax.process_index() == 0
     declared = config.defaults(plan.task, "task.")
     with workdir.claim(plan.workdir, record, declared=declared, main=main_process, files=files):
-        summary, task, counts = fit(plan.task)
+        summary, task, counts = signals.responsive(fit, plan.task)  # a stop seen mid-fit
         if main_process:
             codebook.save(os.path.join(plan.workdir, "codebook.npy"), task.codebook)
             metrics.rewrite(plan.workdir, [summary])  # strict JSON, whole or not at all

@@ -115,7 +115,10 @@ def train(
             workdir, run.record(), declared=config.defaults(run), main=main, files=files
         )
         stack.enter_context(claim)
-        task = run.task.prepare(workdir, main=main)
+        if jax.process_count() == 1:  # its codebook's fit: a stop seen mid-call
+            task = signals.responsive(run.task.prepare, workdir, main=main)
+        else:  # every process fits it alike: none stops alone
+            task = run.task.prepare(workdir, main=main)
         state, step_fn = build(task, run.model, cfg, mesh)
         store = stack.enter_context(checkpoint.Store(workdir))
         state, pending = store.restore(state)
