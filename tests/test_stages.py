@@ -17,7 +17,7 @@ import pytest
 import rectbert
 from experiments import cli
 from rectbert import files
-from rectbert.analysis import oracle_curve
+from rectbert.analysis import calls, oracle_curve
 from rectbert.recipes import oracle_curve as curve_recipe
 from rectbert.recipes import sample as sample_recipe
 from rectbert.training import checkpoint, signals, train
@@ -207,6 +207,23 @@ def test_a_stop_during_the_samples_is_seen_in_seconds(tmp_path, anycount_run):
     assert time.time() - start < 5 and proc.returncode == 128 + signal.SIGTERM, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "during the samples at step 3" in lines[0], err
+    assert not os.path.exists(os.path.join(workdir, "samples.json"))
+    with workdir_lib.lock(workdir):  # released
+        pass
+
+
+@pytest.mark.slow  # the samples' model draws compiled before the oracle is refused: 20 s
+def test_an_oracle_that_will_not_fit_is_refused_in_one_line(tmp_path, monkeypatch, anycount_run):
+    # XLA's count of one posterior call against a machine with 1 kB free: one line naming
+    # both, nothing written, the workdir free again
+    workdir = copy(anycount_run, tmp_path)
+    monkeypatch.setattr(calls, "free_bytes", lambda: 1000)
+    calls._COMPILED.clear()
+    with pytest.raises(cli.Error) as e:
+        cli.run(sample_recipe, f"--workdir={workdir}", "--sample_examples=2")
+    message = str(e.value)
+    assert "\n" not in message and "the oracle's posterior (rect) needs" in message, message
+    assert "GiB a call" in message and "0.0 GiB is free" in message, message
     assert not os.path.exists(os.path.join(workdir, "samples.json"))
     with workdir_lib.lock(workdir):  # released
         pass

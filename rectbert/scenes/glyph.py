@@ -40,7 +40,8 @@ class Glyph(Drawn):
     wide, square-capped and mitre-joined, the union's polygon exact. size is the em's side in
     canvas pixels (a Hershey em is 32 font units: a capital is about 2/3 of it).
     unseen_glyphs / unseen_fonts name drawings held out of training (unseen()): none of their
-    polygons may be one of the training set's, whatever its name."""
+    polygons may be one of the training set's, whatever its name, at the angles the scene
+    places them (drawn.py)."""
 
     name: ClassVar[str] = "glyph"
     set_field: ClassVar[str] = "glyphs"
