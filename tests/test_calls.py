@@ -28,18 +28,18 @@ def _slow(x):
     return jax.pure_callback(wait, jax.ShapeDtypeStruct(x.shape, x.dtype), x) + 1
 
 
-SECONDS = 2.0
+SECONDS = 1.5
 
 
 def test_a_signal_stops_a_long_compiled_call_at_once():
     # the handler (signals.promptly) runs while the call is in flight, not after it ends
     x = jnp.zeros(3)
-    assert float(signals.responsive(_slow, x)[0]) == 1.0  # compiled; the result handed back
+    assert signals.responsive(lambda a, b=0: a + b, 41, b=1) == 42  # the result handed back
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
     start = time.time()
     with pytest.raises(signals.Interrupted), signals.promptly():
         signals.responsive(lambda: np.asarray(_slow(x)))
-    assert time.time() - start < 1.5  # the call itself takes 2 s
+    assert time.time() - start < 1.2  # the call itself takes 1.5 s
 
 
 def test_a_stopped_call_writes_nothing_after_its_caller_left(tmp_path):
