@@ -28,7 +28,7 @@ from rectbert import config, scenes
 from rectbert.data import tasks
 from rectbert.data.scene_tasks import GridTask
 from rectbert.model import encoder, losses, relative
-from rectbert.training import engine
+from rectbert.training import engine, signals
 
 SIZES = {  # the write-up's model, and one this CPU times in seconds
     "seed": dict(embed_dim=640, mlp_dim=1600, num_heads=8, num_layers=6, batch_size=1024),
@@ -252,6 +252,8 @@ def time_peers(size: dict, batch: int, dtype: str) -> list[dict]:
     for compiled in (False, True) if FLAGS.peer_compile else (False,):
         try:
             rows.append(time_peer(size, batch, dtype, FLAGS.steps, compiled))
+        except signals.Interrupted:  # a stop is not a failure to report and pass by
+            raise
         except Exception as e:  # noqa: BLE001  (torch.compile may lack a compiler)
             print(f"peer (compile={compiled}) failed: {type(e).__name__}: {str(e)[:300]}")
         finally:
@@ -332,6 +334,8 @@ def main(argv):
     for variant in FLAGS.variants:
         try:  # e.g. out of memory for float32 at a large batch: report it and go on
             rows.append(time_ours(task, size, batch, variant, dtype, FLAGS.steps))
+        except signals.Interrupted:  # a stop is not a failure to report and pass by
+            raise
         except Exception as e:  # noqa: BLE001
             print(f"rectbert {variant} failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
             continue

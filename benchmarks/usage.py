@@ -128,6 +128,8 @@ def run(main) -> None:
         except (signals.Interrupted, KeyboardInterrupt) as e:
             signum = getattr(e, "signum", signal.SIGINT)
             print(f"stopped by signal {signum}", file=sys.stderr, flush=True)
+            sys.stdout.flush()  # what it printed (to a file or a pipe) is kept
+            logging.shutdown()
             os._exit(128 + signum)  # not the teardown of the XLA work it abandoned
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # its backend search

@@ -165,19 +165,32 @@ def build(recipe, fv, v: dict | None = None, *, join: bool = False):
     _recordable(fv)
     # what the checks warn of (a set that repeats a drawing) is said once they pass: a
     # refusal is its one line alone
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always", RectbertWarning)
-        try:
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", RectbertWarning)
             if DistributedConfig in recipe.SETTINGS:
                 distributed = config.build(DistributedConfig, v)
                 if join:
                     distributed.start()
             plan = recipe.build(v)
-        except config.ConfigError as e:
-            raise _error(fv, e.flag, e.allowed, e.value) from None
-    for w in said:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    except config.ConfigError as e:
+        raise _error(fv, e.flag, e.allowed, e.value) from None
+    except BaseException:
+        _say_again(said)
+        raise
+    _say_again(said)
     return plan
+
+
+def _say_again(said) -> None:
+    """The warnings held while the checks ran, issued as they were (the module they came
+    from, so a filter by module still applies)."""
+    for w in said:
+        module = next(
+            (n for n, m in list(sys.modules.items()) if getattr(m, "__file__", None) == w.filename),
+            None,
+        )
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=module)
 
 
 def _recordable(fv) -> None:

@@ -199,7 +199,8 @@ def key(shape) -> bytes:
 
     snapped = shapely.normalize(shapely.set_precision(shape, KEY_GRID))
     snapped = shapely.set_precision(shapely.simplify(snapped, KEY_GRID), KEY_GRID)
-    return shapely.to_wkb(shapely.normalize(snapped))
+    snapped = shapely.transform(shapely.normalize(snapped), lambda xy: xy + 0.0)  # -0 is 0
+    return shapely.to_wkb(snapped)
 
 
 def turned_key(shape, degrees: float) -> bytes:
