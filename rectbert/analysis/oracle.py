@@ -239,12 +239,10 @@ def posterior_batch(
     """posterior() on a Batch (its hidden tokens are `mask`); example j's key is the j % chunk
     th of split(fold_in(key, j // chunk)), as when the blocks were computed one by one."""
     b = batch.tokens.shape[0]
-    keys = jnp.concatenate(
-        [
-            jax.random.split(jax.random.fold_in(key, i), min(chunk, b - i))
-            for i in range(0, b, chunk)
-        ]
-    )
+    blocks = [
+        jax.random.split(jax.random.fold_in(key, i), min(chunk, b - i)) for i in range(0, b, chunk)
+    ]
+    keys = jnp.concatenate(blocks) if blocks else jax.random.split(key, 0)
     return _in_calls(keys, batch.points, batch.tokens, ~batch.mask, centroids_KxG, scene, cfg, say)
 
 
