@@ -8,6 +8,7 @@ CPU) would hold a stop until it ends: each call here is signals.responsive.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -18,6 +19,7 @@ from rectbert import files
 from rectbert.training.progress import eta
 from rectbert.training.signals import responsive
 
+SAY = functools.partial(print, flush=True)  # progress lines go to stdout as they happen
 EVERY = 10.0  # seconds between progress lines
 KEEP = 16  # compiled programs kept (compiled)
 

@@ -10,7 +10,6 @@ example are not independent).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -20,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
-from rectbert.analysis import oracle
+from rectbert.analysis import calls, oracle
 from rectbert.config import setting
 from rectbert.data import keys
 from rectbert.data.tasks import Batch
@@ -30,7 +29,7 @@ from rectbert.viz import curves
 VISIBLE = (1, 2, 4, 8, 12, 16, 20, 23)  # of 24 points (the curve's default counts)
 FLOOR = 1e-3  # the oracle's probabilities, for its NLL only, mixed with this share of uniform
 BINS = 10  # reliability diagram / ECE: equal-width confidence bins
-SAY = functools.partial(print, flush=True)  # progress lines go to stdout as they happen
+SAY = calls.SAY
 
 
 def default_visible(num_points: int) -> tuple[int, ...]:

@@ -8,7 +8,6 @@ except from keys of the task's seed.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 
 import jax
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
-from rectbert.analysis import oracle, render
+from rectbert.analysis import calls, oracle, render
 from rectbert.analysis.samples import settings as samples_settings
 from rectbert.config import setting
 from rectbert.data import keys, points
@@ -131,8 +130,7 @@ def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, s
     """The oracle on the model's held-out examples: its accuracy, the paired model - oracle
     difference on the same hidden tokens, and the posterior figure; appended to the metrics."""
     k_eval, k_samples = jax.random.split(keys.key(task.seed, "oracle"))
-    say = functools.partial(print, flush=True)  # progress lines of a long oracle
-    m, oracle_pred, _ = oracle.evaluate(k_eval, batch, task.codebook, task.scene, say=say)
+    m, oracle_pred, _ = oracle.evaluate(k_eval, batch, task.codebook, task.scene, say=calls.SAY)
     mask, tokens = np.asarray(batch.mask), np.asarray(batch.tokens)
     diff, stderr = losses.paired_difference(
         (np.asarray(preds) == tokens)[mask], (oracle_pred == tokens)[mask]
@@ -148,7 +146,7 @@ def oracle_comparison(workdir: str, task, batch, preds, model_accuracy: float, s
         ~batch.mask[pick],
         task.codebook,
         task.scene,
-        say=say,
+        say=calls.SAY,
     )
     samples, live = np.asarray(samples), np.asarray(live)
     panels.oracle_posterior(

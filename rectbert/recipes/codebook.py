@@ -61,7 +61,10 @@ def main(plan: Plan, files: dict | None = None) -> None:
     main_process = jax.process_index() == 0
     declared = config.defaults(plan.task, "task.")
     with workdir.claim(plan.workdir, record, declared=declared, main=main_process, files=files):
-        summary, task, counts = signals.responsive(fit, plan.task)  # a stop seen mid-fit
+        if jax.process_count() == 1:  # a stop seen mid-fit
+            summary, task, counts = signals.responsive(fit, plan.task)
+        else:  # every process fits alike: none stops alone
+            summary, task, counts = fit(plan.task)
         if main_process:
             codebook.save(os.path.join(plan.workdir, "codebook.npy"), task.codebook)
             metrics.rewrite(plan.workdir, [summary])  # strict JSON, whole or not at all

@@ -7,7 +7,6 @@ and rows: <workdir>/<scene>/codebook.npy, <workdir>/<scene>/<row>/."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import itertools
 import json
@@ -18,7 +17,7 @@ import jax
 import numpy as np
 
 from rectbert import config, scenes
-from rectbert.analysis import oracle
+from rectbert.analysis import calls, oracle
 from rectbert.config import setting
 from rectbert.data import keys
 from rectbert.data.scene_tasks import SparseTask
@@ -223,9 +222,7 @@ def ceiling(task, root: str, examples: int, main: bool) -> dict:
     start = time.time()
     batch = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())
     key = keys.key(task.seed, "oracle")
-    m, _, _ = oracle.evaluate(
-        key, batch, task.codebook, task.scene, say=functools.partial(print, flush=True)
-    )
+    m, _, _ = oracle.evaluate(key, batch, task.codebook, task.scene, say=calls.SAY)
     scores = {f"oracle/{k[len('eval/oracle_') :]}": v for k, v in m.items()}
     scores["oracle/examples"] = examples
     print(
