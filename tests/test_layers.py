@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 # rectbert's layers, lowest first: a module may import its own layer and those below
 LAYERS = [
-    ("config", "files", "warn"),  # the foundation: validation, files, warnings
+    ("config", "files", "rate", "warn"),  # the foundation: validation, files, warnings
     ("geometry",),
     ("scenes",),
     ("data",),

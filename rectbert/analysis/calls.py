@@ -8,19 +8,18 @@ CPU) would hold a stop until it ends: each call here is signals.responsive.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 
 import jax
 import numpy as np
 
-from rectbert import files
-from rectbert.training.progress import eta
+from rectbert import files, rate
+from rectbert.rate import Rate
 from rectbert.training.signals import responsive
 
-SAY = functools.partial(print, flush=True)  # progress lines go to stdout as they happen
-EVERY = 10.0  # seconds between progress lines
+SAY = rate.SAY  # progress lines go to stdout as they happen
+EVERY = rate.EVERY  # seconds between progress lines
 KEEP = 16  # compiled programs kept (compiled)
 
 
@@ -82,25 +81,6 @@ def compiled(jitted, args: tuple, statics: tuple, what: str, say=None):
     return _COMPILED[key]
 
 
-class Rate:
-    """Progress of a stage over `total` examples: a line with examples/s and ETA at most every
-    EVERY seconds (nothing for a stage shorter than that)."""
-
-    def __init__(self, what: str, total: int, say=None):
-        self.what, self.total, self.say = what, total, say
-        self.start = self.last = time.time()
-
-    def done(self, n: int) -> None:
-        now = time.time()
-        if self.say is None or now - self.last < EVERY:
-            return
-        self.last, rate = now, n / max(now - self.start, 1e-9)
-        self.say(
-            f"  {self.what}: {n}/{self.total} examples  {rate:.3g} examples/s  "
-            f"ETA {eta((self.total - n) / rate)}"
-        )
-
-
 def in_chunks(jitted, mapped: tuple, shared: tuple, statics: tuple, chunk: int, *, what, say=None):
     """jitted(*mapped, *shared, *statics), a program mapped over the examples (the first axis
     of each of `mapped`), as calls of `chunk` examples (the last padded with copies of the
@@ -112,7 +92,7 @@ def in_chunks(jitted, mapped: tuple, shared: tuple, statics: tuple, chunk: int, 
         out = jax.eval_shape(lambda *a: jitted(*a, *statics), *one, *shared)
         return jax.tree.map(lambda x: np.zeros((0, *x.shape[1:]), x.dtype), out)
     size = max(1, min(chunk, b))
-    rate, parts = Rate(what, b, say), []
+    progress, parts = Rate(what, b, say, every=EVERY), []
     for i in range(0, b, size):
         n = min(size, b - i)
         idx = np.minimum(np.arange(i, i + size), b - 1)
@@ -121,5 +101,5 @@ def in_chunks(jitted, mapped: tuple, shared: tuple, statics: tuple, chunk: int, 
         program = compiled(jitted, args, statics, what, say)
         out = responsive(lambda p=program, a=args: jax.device_get(p(*a)))
         parts.append(jax.tree.map(lambda x, n=n: np.asarray(x)[:n], out))
-        rate.done(i + n)
+        progress.done(i + n)
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)

@@ -8,10 +8,7 @@ import time
 
 import jax
 
-
-def eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+from rectbert.rate import eta
 
 
 class Profiler:
