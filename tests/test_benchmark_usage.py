@@ -26,6 +26,7 @@ from tests.conftest import copy, run_module
 COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
     "ceiling_report",
     "compare_runs",
+    "coverage_cost",
     "glyph_posterior",
     "kmeans",
     "oracle",

@@ -74,10 +74,23 @@ def polygon_coverage(polys_NxSxVx2, signs_S, points_NxPx2, cell, grid, clip=True
     )
 
 
-def boundary_coverage(a_NxSx2, b_NxSx2, weight_NxS, points_NxPx2, cell, grid, clip=True):
+def boundary_coverage(
+    a_NxSx2, b_NxSx2, weight_NxS, points_NxPx2, cell, grid, clip=True, *, counts_N=None
+):
     """[N, P, grid*grid]: the covered fraction of each cell of each point's window by the
     region whose counter-clockwise boundary is the directed segments a -> b (each weighted;
-    polygons.window_area), clipped to [0, 1] unless clip=False."""
+    polygons.window_area), clipped to [0, 1] unless clip=False.
+
+    counts_N (optional, may be traced): row i's segments are its first counts_N[i], the rest
+    padding (left out). A set of drawings is padded to its largest one's segment count S;
+    without counts every row pays for all S segments, with them each row pays for about its
+    own count (polygons.window_area_counted), with the same result to float32 rounding."""
     corner = jnp.asarray(points_NxPx2, jnp.float32) - grid * cell / 2
-    total = polygons.window_area(a_NxSx2, b_NxSx2, weight_NxS, corner, cell, grid) / cell**2
+    if counts_N is None:
+        area = polygons.window_area(a_NxSx2, b_NxSx2, weight_NxS, corner, cell, grid)
+    else:
+        area = polygons.window_area_counted(
+            a_NxSx2, b_NxSx2, weight_NxS, counts_N, corner, cell, grid
+        )
+    total = area / cell**2
     return jnp.clip(total, 0.0, 1.0) if clip else total
