@@ -34,12 +34,17 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6.29",
             "kanjivg>=20250422",  # the kanji scene's tests (the package's own extra: kanji)
+            "pytablericons>=1.0",  # the icon scene's tests (the package's own extra: icons)
+            "svgelements>=1.9",  # an independent SVG reader: the curves' reference
         ],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocs-jupyter>=0.24"],
         "tensorboard": ["tensorboardX>=2.6"],
         # the kanji scene's drawings: KanjiVG (CC BY-SA 3.0, kanjivg.tagaini.net), read at
         # run time from the installed package (nothing derived from it is committed)
         "kanji": ["kanjivg>=20250422"],
+        # the icon scene's drawings: Tabler Icons' outline SVGs (MIT, tabler.io/icons), read at
+        # run time from the installed package (which brings pygame and Pillow along)
+        "icons": ["pytablericons>=1.0"],
         # TPU VMs (launch.sh): libtpu matching jax; pip needs jax's libtpu find-links page
         "tpu": ["jax[tpu]>=0.10.0,<0.12"],
         # the PyTorch peer of benchmarks/train_throughput.py

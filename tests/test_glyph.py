@@ -16,7 +16,7 @@ from shapely.geometry import LineString, Point
 
 import rectbert
 from rectbert import config
-from rectbert.geometry import drawings, shapes
+from rectbert.geometry import curves, drawings, shapes, sources, svg
 
 RNG = np.random.default_rng(7)
 
@@ -220,7 +220,7 @@ def test_an_outline_float64_cannot_thicken_is_refused_in_one_line():
     with pytest.raises(ValueError, match="make no polygon"):
         drawings.outline([], 0.1)
     with pytest.raises(ValueError, match="^bar: strokes 1e-300 wide"):
-        drawings.library(["bar"], lambda name: line, 1.0, 1e-300)
+        drawings.library(["bar"], lambda name: (line, ()), 1.0, 1e-300)
 
 
 def test_tokens_refuse_a_drawing_index_between_two_drawings():
@@ -277,7 +277,7 @@ def test_kanji_coverage_is_shapely_area():
 def test_svg_path_hand_computed():
     # M 10,20 then a relative line by (5, -5), a relative cubic that is a straight line
     # (control points on it), and S mirroring the last control point; Z closes
-    lines = drawings.svg_path("M10,20l5-5c1,0,2,0,3,0s2,0,3,0Z", 0.01)
+    lines = svg.path("M10,20l5-5c1,0,2,0,3,0s2,0,3,0Z", 0.01)
     (poly,) = lines
     assert np.allclose(poly[0], [10, 20]) and np.allclose(poly[1], [15, 15])
     assert np.allclose(poly[-2], [21, 15]) and np.allclose(poly[-1], [10, 20])
@@ -290,18 +290,18 @@ def test_svg_path_hand_computed():
         "M0,0c0,10 10,10 10,0s10,-10 10,0",
         "M0,0C0,10 10,10 10,0 10,-10 20,-10 20,0",
     ):
-        (poly,) = drawings.svg_path(d, 1e-4)
+        (poly,) = svg.path(d, 1e-4)
         second = LineString(poly[poly[:, 0] >= 10])
         assert second.distance(Point(15, -7.5)) < 1e-3, d
         assert np.allclose(poly[-1], [20, 0])
-    (poly,) = drawings.svg_path("M1,2H5v3h-2V0", 0.1)
+    (poly,) = svg.path("M1,2H5v3h-2V0", 0.1)
     assert np.allclose(poly, [[1, 2], [5, 2], [5, 5], [3, 5], [3, 0]])
 
 
 def test_bezier_flattening_within_tolerance():
     ctrl = np.array([[0.0, 0.0], [30.0, 80.0], [70.0, -60.0], [100.0, 10.0]])
     for tol in (1.0, 0.1, 0.01):
-        poly = LineString(drawings._flatten(ctrl, tol))
+        poly = LineString(curves.bezier(ctrl, tol))
         t = np.linspace(0, 1, 2001)[:, None]
         dense = (
             (1 - t) ** 3 * ctrl[0]
@@ -319,7 +319,7 @@ def test_kanji_refuses_without_the_extra(monkeypatch):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
-    drawings._kanji_paths.cache_clear()
+    sources._kanji_paths.cache_clear()
     from rectbert.scenes import kanji
 
     kanji._kanji_library.cache_clear()

@@ -1,170 +1,73 @@
-"""Line drawings people made, as exact polygons: Hershey stroke fonts (the `Hershey-Fonts`
-package) and KanjiVG's kanji (the optional `kanjivg` package), their stroke centrelines
-thickened (square caps, mitre joins) and united with shapely, once per drawing, in numpy.
+"""Line drawings people made, as exact polygons: the strokes sources.py reads (Hershey stroke
+fonts, KanjiVG's kanji, Tabler's outline icons), their centrelines thickened and united with
+shapely, once per drawing, in numpy; a set's drawings as arrays (Library), each once, and the
+stable hash that holds some out of training.
 
-The scenes (rectbert/scenes/glyph.py and kanji.py, on drawn.py) only move these polygons by a
-similarity transform inside jit, so their coverage is exact for the polygon built here.
-Coordinates are the library's own (Hershey font units, KanjiVG's 109-unit box), y down as on
-the canvas.
+Two pens (outline()): Hershey's polylines are the font's design, thickened with square caps
+and mitre joins (no arcs: the polygon is the strokes' own); KanjiVG and Tabler draw curves with
+a round pen (their SVGs say stroke-linecap and stroke-linejoin round), so theirs are every
+point within half a width of the curve: round caps and joins, the joins of a flattened curve
+then following the curve (a mitre on a tight hook sticks out by up to 1.4 px at 224 px).
+
+The scenes (rectbert/scenes/glyph.py, kanji.py, icon.py, on drawn.py) only move these polygons
+by a similarity transform inside jit, so their coverage is exact for the polygon built here.
+Coordinates are the library's own (Hershey font units, KanjiVG's 109-unit box, Tabler's
+24-unit grid), y down as on the canvas.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib.metadata
+import hashlib
 import math
-import re
 
 import numpy as np
 
-from rectbert import warn
+from rectbert import rate, warn
 
-KANJI_EXTRA = "pip install -e '.[kanji]'"  # KanjiVG: CC BY-SA 3.0, kanjivg.tagaini.net
-HERSHEY_EM = 32.0  # font units of a Hershey em: its glyphs span about -16..16 vertically
-KANJI_EM = 109.0  # KanjiVG's drawing box
 # Two drawings are one when their centred em-unit polygons agree on this grid (key()): coarse
 # enough that the float64 noise of thickening a translated copy (~1e-16 em) never tells them
 # apart, fine enough that no two drawings merge (Hershey's coordinates step by 1/32 em); and
 # 2^6 divides 10^6, so the multiples of 1/64 em a centred Hershey drawing has sit on the grid.
 KEY_GRID = 1e-6
+PEN_SHARE = 0.6  # of a round-pen drawing's tolerance: the pen (outline); the rest flattens curves
 
 
-class MissingError(ValueError):
-    """A font, glyph or character the installed libraries do not have (one line)."""
-
-
-# ----------------------------------------------------------------------------- Hershey
-@functools.cache
-def hershey_fonts() -> tuple[str, ...]:
-    from HersheyFonts import HersheyFonts
-
-    return tuple(HersheyFonts().default_font_names)
-
-
-@functools.cache
-def _hershey(font: str):
-    from HersheyFonts import HersheyFonts
-
-    if font not in hershey_fonts():
-        raise MissingError(f"font {font!r} is not a Hershey font: one of {list(hershey_fonts())}")
-    h = HersheyFonts()
-    h.load_default_font(font)
-    return h
-
-
-def hershey_strokes(font: str, char: str) -> list[np.ndarray]:
-    """The glyph's strokes, each a [V, 2] polyline in font units (MissingError if the font
-    has no such glyph, or it is blank)."""
-    strokes = [np.asarray(s, np.float64) for s in _hershey(font).strokes_for_text(char)]
-    strokes = [s for s in strokes if len(s) >= 2]
-    if len(char) != 1 or not strokes:
-        raise MissingError(f"font {font!r} has no glyph {char!r} with strokes")
-    return strokes
-
-
-# ----------------------------------------------------------------------------- KanjiVG
-def kanji_file(char: str) -> str:
-    """The path of the character's KanjiVG drawing (MissingError naming the extra when the
-    package is missing, or naming the character when it has no drawing)."""
-    if len(char) != 1:
-        raise MissingError(f"a kanji is one character; got {char!r}")
-    try:
-        dist = importlib.metadata.distribution("kanjivg")
-    except importlib.metadata.PackageNotFoundError:
-        raise MissingError(f"the kanji scene needs KanjiVG: {KANJI_EXTRA}") from None
-    path = dist.locate_file(f"kanji/{ord(char):05x}.svg")
-    if not path.exists():
-        raise MissingError(f"KanjiVG has no drawing of {char!r} (U+{ord(char):04X})")
-    return str(path)
-
-
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_COMMAND = re.compile(r"([MmLlCcSsZzHhVv])([^MmLlCcSsZzHhVv]*)")
-
-
-def svg_path(d: str, tolerance: float) -> list[np.ndarray]:
-    """An SVG path's subpaths as polylines [V, 2]: its cubic Béziers flattened so that no
-    point of a curve is farther than `tolerance` from the polyline (each cubic cut into
-    enough equal parameter steps: the chord error of a step h is at most h^2 / 8 x the
-    largest second derivative, which a cubic's control polygon bounds)."""
-    out, pts, cur, start, ctrl = [], [], np.zeros(2), np.zeros(2), None
-    for cmd, args in _COMMAND.findall(d):
-        nums = [float(x) for x in _NUMBER.findall(args)]
-        rel = cmd.islower()
-        c = cmd.upper()
-        if c == "Z":
-            pts.append(start.copy())
-            cur, ctrl = start.copy(), None
-            continue
-        step = {"M": 2, "L": 2, "C": 6, "S": 4, "H": 1, "V": 1}[c]
-        if len(nums) % step or not nums:
-            raise ValueError(f"malformed SVG path command {cmd}{args!r}")
-        for i in range(0, len(nums), step):
-            v = np.asarray(nums[i : i + step], np.float64)
-            if c == "H":
-                v = np.array([v[0] + (cur[0] if rel else 0.0), cur[1]])
-                c_eff, rel_eff = "L", False
-            elif c == "V":
-                v = np.array([cur[0], v[0] + (cur[1] if rel else 0.0)])
-                c_eff, rel_eff = "L", False
-            else:
-                c_eff, rel_eff = c, rel
-            v = v.reshape(-1, 2) + (cur if rel_eff else 0.0)
-            if c_eff == "M" and i == 0:
-                if len(pts) >= 2:
-                    out.append(np.asarray(pts))
-                pts, cur, start, ctrl = [v[0]], v[0], v[0], None
-            elif c_eff in ("L", "M"):
-                pts.append(v[0])
-                cur, ctrl = v[0], None
-            else:
-                if c_eff == "S":  # the first control point mirrors the last one
-                    first = 2 * cur - ctrl if ctrl is not None else cur
-                    v = np.concatenate([first[None], v])
-                pts.extend(_flatten(np.concatenate([cur[None], v]), tolerance)[1:])
-                cur, ctrl = v[2], v[1]
-    if len(pts) >= 2:
-        out.append(np.asarray(pts))
-    return out
-
-
-def _flatten(ctrl_4x2: np.ndarray, tolerance: float) -> list[np.ndarray]:
-    """A cubic Bézier as a polyline within `tolerance` of it (its end points exact)."""
-    p = ctrl_4x2
-    # |B''(t)| <= 6 max(|p0 - 2 p1 + p2|, |p1 - 2 p2 + p3|); chord error <= h^2 |B''| / 8
-    bend = 6 * max(np.linalg.norm(p[0] - 2 * p[1] + p[2]), np.linalg.norm(p[1] - 2 * p[2] + p[3]))
-    n = max(1, math.ceil(math.sqrt(bend / (8 * tolerance)))) if bend > 0 else 1
-    t = np.linspace(0.0, 1.0, n + 1)[:, None]
-    curve = (
-        (1 - t) ** 3 * p[0] + 3 * (1 - t) ** 2 * t * p[1] + 3 * (1 - t) * t**2 * p[2] + t**3 * p[3]
+# ----------------------------------------------------------------------------- the split
+def hashed(names) -> np.ndarray:
+    """[G] a number in [0, 1) for each name, the same on every machine, in every version of a
+    set: the first 8 bytes of the SHA-256 of its UTF-8 text, big-endian, over 2^64. A set
+    holds out of training the drawings whose number is under unseen_fraction."""
+    return np.array(
+        [int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big") / 2**64 for n in names],
+        np.float64,
     )
-    curve[0], curve[-1] = p[0], p[3]
-    return list(curve)
-
-
-@functools.cache
-def _kanji_paths(char: str) -> tuple[str, ...]:
-    with open(kanji_file(char), encoding="utf-8") as f:
-        text = f.read()
-    body = text.split('id="kvg:StrokeNumbers')[0]  # the stroke paths, not the numbers
-    return tuple(re.findall(r'<path[^>]*\sd="([^"]+)"', body))
-
-
-def kanji_strokes(char: str, tolerance: float) -> list[np.ndarray]:
-    """The character's strokes from KanjiVG as polylines in its 109-unit box."""
-    return [s for d in _kanji_paths(char) for s in svg_path(d, tolerance)]
 
 
 # ----------------------------------------------------------------------------- polygons
-def outline(strokes: list[np.ndarray], width: float):
-    """The strokes thickened to `width` (square caps, mitre joins: no arcs, so the polygon is
-    exact) and united: a shapely Polygon or MultiPolygon, rings oriented counter-clockwise
-    (holes clockwise) in the (x, y) sense of polygons.signed_area. A join sharper than the
-    mitre limit 2 is cut there (serif fonts draw serifs as hairpins, which would spike): no
-    point lies farther than about sqrt 5 half-widths from a centreline. ValueError (one line)
-    for a width float64 cannot thicken by (under 1e-12 of the coordinates: from about 1e-16
-    the union is empty, or a sliver of the wrong area)."""
+def quad_segs(radius: float, tolerance: float) -> int:
+    """Segments a quarter circle of `radius` needs so that no chord is farther than
+    `tolerance` from its arc (shapely's arcs put their vertices on the circle: a chord
+    spanning angle t is radius x (1 - cos t/2) inside it)."""
+    if tolerance >= radius:
+        return 1
+    return max(1, math.ceil((math.pi / 2) / (2 * math.acos(1 - tolerance / radius))))
+
+
+def outline(strokes: list[np.ndarray], width: float, tolerance: float | None = None, filled=()):
+    """The strokes thickened to `width` and united: a shapely Polygon or MultiPolygon, rings
+    oriented counter-clockwise (holes clockwise) in the (x, y) sense of polygons.signed_area.
+
+    tolerance None: square caps, mitre joins (no arcs, so the polygon is the strokes' own); a
+    join sharper than the mitre limit 2 is cut there (serif fonts draw serifs as hairpins,
+    which would spike): no point lies farther than about sqrt 5 half-widths from a centreline.
+    tolerance t: a round pen, every point within width/2 of a stroke (round caps and joins),
+    its arcs chords no farther than t/2 inside the true circle, then simplified to within t/2
+    (Douglas-Peucker, topology kept: the tiny arcs of a flattened curve's joins go, halving
+    the vertices); `filled` closed polylines are filled as well as stroked.
+
+    ValueError (one line) for a width float64 cannot thicken by (under 1e-12 of the
+    coordinates: from about 1e-16 the union is empty, or a sliver of the wrong area)."""
     import shapely
     from shapely.geometry import MultiLineString, Polygon
     from shapely.geometry.polygon import orient
@@ -177,7 +80,16 @@ def outline(strokes: list[np.ndarray], width: float):
         )
 
     lines = MultiLineString([s.tolist() for s in strokes])
-    shape = lines.buffer(width / 2, cap_style="square", join_style="mitre", mitre_limit=2.0)
+    if tolerance is None:
+        shape = lines.buffer(width / 2, cap_style="square", join_style="mitre", mitre_limit=2.0)
+    else:
+        q = quad_segs(width / 2, tolerance / 2)
+        pen = dict(cap_style="round", join_style="round", quad_segs=q)
+        shape = lines.buffer(width / 2, **pen)
+        if len(filled):
+            areas = [Polygon(f).buffer(width / 2, **pen) for f in filled]
+            shape = shapely.union_all([shape, *areas])
+        shape = shapely.simplify(shape, tolerance / 2, preserve_topology=True)
     shape = shapely.make_valid(shape)
     parts = [g for g in getattr(shape, "geoms", [shape]) if isinstance(g, Polygon) and g.area]
     merged = shapely.union_all([orient(g, 1.0) for g in parts])
@@ -226,11 +138,11 @@ def rings(shape) -> list[np.ndarray]:
 @dataclasses.dataclass(frozen=True)
 class Library:
     """Drawings as fixed-size arrays, one row per distinct drawing, centred on their boxes'
-    centres: the boundary segments a -> b [G, S, 2] (region on the left; padding segments
-    weigh 0), their weights [G, S], the vertices [G, V, 2] (padding repeats a vertex) and the
-    half-extent radius [G] (the farthest vertex from the centre), all in em units (the
-    library's em = 1); and each drawing's polygon key() (what tells two sets' drawings
-    apart)."""
+    centres: the boundary segments a -> b [G, S, 2] (region on the left; a row's first
+    counts[g] are its own, the rest padding that weighs 0), their weights [G, S], the vertices
+    [G, V, 2] (padding repeats a vertex) and the half-extent radius [G] (the farthest vertex
+    from the centre), all in em units (the library's em = 1); and each drawing's polygon
+    key() (what tells two sets' drawings apart)."""
 
     names: tuple[str, ...]
     a: np.ndarray
@@ -238,34 +150,44 @@ class Library:
     weight: np.ndarray
     vertices: np.ndarray
     radius: np.ndarray
+    counts: np.ndarray  # [G] int32: each drawing's own boundary segments
+    centres: np.ndarray  # [G, 2] float64: where each box centre was, in the library's em units
     shapes: tuple  # the shapely polygons, centred and in em units (tests, figures)
     keys: tuple[bytes, ...]  # key() of each shape
 
 
-def library(names, strokes_of, em: float, weight: float) -> Library:
-    """The Library of the distinct drawings of `names`, strokes_of(name) -> polylines in units
-    where one em is `em`; strokes `weight` em wide. A drawing whose polygon repeats one before
-    it (key(): Hershey's rowmans capitals are futural's, futural's l is its I) is left out,
-    and one warning (once a process) says how many, naming a few."""
+def library(names, parts_of, em: float, weight: float, tolerance=None, say=None) -> Library:
+    """The Library of the distinct drawings of `names`: parts_of(name) -> (strokes, filled),
+    polylines in units where one em is `em`; strokes `weight` em wide, thickened by outline()
+    (`tolerance` in ems: None, square caps and mitre joins; a number, a round pen). A drawing
+    whose polygon repeats one before it (key(): Hershey's rowmans capitals are futural's,
+    futural's l is its I) is left out, and one warning (once a process) says how many, naming
+    a few. A build of more than rate.EVERY seconds says its progress to `say` (default
+    stdout)."""
     import shapely.affinity
 
+    names = tuple(names)
+    progress = rate.Rate("building the drawings", len(names), say or rate.SAY, unit="drawings")
     first: dict[bytes, str] = {}  # key -> the name kept
-    kept, shapes_, repeats = [], [], []
-    for name in names:
-        strokes = [s / em for s in strokes_of(name)]  # MissingError: no such drawing
+    kept, shapes_, repeats, centres = [], [], [], []
+    for i, name in enumerate(names):
+        strokes, filled = parts_of(name)  # MissingError: no such drawing
+        strokes, filled = [s / em for s in strokes], [f / em for f in filled]
         try:
-            shape = outline(strokes, weight)
+            shape = outline(strokes, weight, tolerance, filled)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
         x0, y0, x1, y1 = shape.bounds
         shape = shapely.affinity.translate(shape, -(x0 + x1) / 2, -(y0 + y1) / 2)
         k = key(shape)
+        progress.done(i + 1)
         if k in first:
             repeats.append(f"{name} is {first[k]}")
             continue
         first[k] = name
         kept.append(name)
         shapes_.append(shape)
+        centres.append(((x0 + x1) / 2, (y0 + y1) / 2))
     if repeats:
         n, total = len(repeats), len(repeats) + len(kept)
         verb = "repeats an earlier one and is" if n == 1 else "repeat an earlier one and are"
@@ -274,7 +196,18 @@ def library(names, strokes_of, em: float, weight: float) -> Library:
             f"{n} of the {total} drawings {verb} left out (the set is {distinct}): "
             f"{listed(repeats)}"
         )
-    return _arrays(tuple(kept), tuple(shapes_), tuple(first))
+    return _arrays(tuple(kept), tuple(shapes_), tuple(first), np.asarray(centres))
+
+
+def subset(lib: Library, rows) -> Library:
+    """The Library of these rows of `lib` (a bool mask or indices), in their order."""
+    rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
+    return _arrays(
+        tuple(lib.names[i] for i in rows),
+        tuple(lib.shapes[i] for i in rows),
+        tuple(lib.keys[i] for i in rows),
+        lib.centres[rows],
+    )
 
 
 def listed(items, most: int = 6) -> str:
@@ -284,17 +217,18 @@ def listed(items, most: int = 6) -> str:
     return shown if len(items) <= most else f"{shown} and {len(items) - most} more"
 
 
-def _arrays(names, shapes_, keys) -> Library:
+def _arrays(names, shapes_, keys, centres) -> Library:
     """The Library of these centred polygons: their rings as padded arrays."""
     ring_sets = [rings(shape) for shape in shapes_]
     s = max(sum(len(r) for r in rs) for rs in ring_sets)
     g = len(names)
     a, b = np.zeros((g, s, 2)), np.zeros((g, s, 2))
     w, verts = np.zeros((g, s)), np.zeros((g, s, 2))
+    counts = np.zeros(g, np.int32)
     for i, rs in enumerate(ring_sets):
         starts = np.concatenate(rs)
         ends = np.concatenate([np.roll(r, -1, 0) for r in rs])
-        n = len(starts)
+        n = counts[i] = len(starts)
         a[i, :n], b[i, :n], w[i, :n] = starts, ends, 1.0
         verts[i, :n], verts[i, n:] = starts, starts[0]
     radius = np.max(np.linalg.norm(verts, axis=-1), -1)
@@ -306,6 +240,8 @@ def _arrays(names, shapes_, keys) -> Library:
         w.astype(f32),
         verts.astype(f32),
         radius.astype(f32),
+        counts,
+        np.asarray(centres, np.float64).reshape(g, 2),
         shapes_,
         keys,
     )

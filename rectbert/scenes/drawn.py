@@ -1,6 +1,7 @@
-"""What the line-drawing scenes (glyph, kanji) share: a set of drawings, each an exact polygon
-built once (rectbert/geometry/drawings.py), placed by a random similarity transform; and one
-drawing of a set, the oracle's mixture component. Registers no family."""
+"""What the line-drawing scenes (glyph, kanji, icon) share: a set of drawings, each an exact
+polygon built once (rectbert/geometry/drawings.py), placed by a random similarity transform;
+the drawings held out of training (by name, or a stable hash of the name: unseen_fraction);
+and one drawing of a set, the oracle's mixture component. Registers no family."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
-from rectbert.geometry import drawings, shapes
+from rectbert.geometry import drawings, shapes, sources
 from rectbert.scenes.base import Scene, option, sampler
+from rectbert.scenes.component import One, chains
 from rectbert.scenes.exact import boundary_coverage, compiled
 
 # The thinnest stroke, in ems. The library keeps float32 em-unit vertices and the scene places
@@ -45,6 +47,7 @@ class Drawn(Scene):
 
     param_dim: ClassVar[int] = 5
     set_field: ClassVar[str]  # the option naming the set (for errors)
+    _group_field: ClassVar[str] = "unseen_fraction"  # the option naming a family's groups
     glyph_size: tuple[float, float] | None = option(
         (128.0, 224.0), "Em side range 'lo,hi', canvas pixels.", kind="range"
     )
@@ -54,29 +57,80 @@ class Drawn(Scene):
     stroke_weight: float = option(
         0.08, "Stroke width, a fraction of the em (of the size), in [0.0001, 0.25]."
     )
+    unseen_fraction: float = option(
+        0.0,
+        "Fraction of the set held out of training, evaluated as unseen: the drawings whose "
+        "name's SHA-256 number is under it (0: none).",
+    )
     size: int = shapes.CANVAS
+    # which drawings of the set this scene draws: "train" (all but those held out) or
+    # "unseen" (those held out: unseen()); not an option, and not recorded (record())
+    part: str = "train"
 
     # --------------------------------------------------------------- what a family says
     def _drawings(self) -> drawings.Library:
-        """The set's distinct drawings (a repeat left out: drawings.library)."""
+        """The whole set's distinct drawings (drawings.library), those held out included."""
         raise NotImplementedError
 
     def _held_out(self) -> Drawn | None:
-        """The same family over the drawings held out of training (unseen()), or None."""
+        """The family over the drawings held out of training by name (unseen()), or None."""
         raise NotImplementedError
+
+    def _held_rows(self, lib: drawings.Library) -> np.ndarray:
+        """[G] which of the set's drawings are held out as a group (icon: its categories);
+        none by default. Those under unseen_fraction are held out as well (held())."""
+        return np.zeros(len(lib.names), bool)
+
+    def _grouped(self) -> bool:  # whether _held_rows holds out anything (its option is set)
+        return False
+
+    def _named(self) -> bool:  # whether drawings are held out by name (_held_out)
+        return False
 
     # --------------------------------------------------------------- derived
     @functools.cached_property
     def library(self) -> drawings.Library:
-        return self._drawings()
+        whole = self._drawings()
+        if not self._split():
+            return whole
+        held = self.held(whole)
+        return drawings.subset(whole, held if self.part == "unseen" else ~held)
+
+    def _split(self) -> bool:
+        return self.unseen_fraction > 0 or self._grouped()
+
+    def held(self, whole: drawings.Library) -> np.ndarray:
+        """[G] which drawings of the whole set are held out of training: those a family holds
+        out as a group, and those whose name's drawings.hashed number is under
+        unseen_fraction; less any that is a training drawing turned by an angle the scene
+        places it at (then it is one: it trains). The same on every machine."""
+        held = self._held_rows(whole) | (drawings.hashed(whole.names) < self.unseen_fraction)
+        turns = self._turns()
+        if turns and held.any() and not held.all():
+            trained = set(k for k, h in zip(whole.keys, held, strict=True) if not h)
+            for g in np.flatnonzero(held):
+                if any(drawings.turned_key(whole.shapes[g], t) in trained for t in turns):
+                    held[g] = False
+        return held
+
+    def _turns(self) -> list[float]:
+        """The quarter and half turns a placement reaches (a drawing turned by one of them is
+        the same drawing placed at another angle)."""
+        lo, hi = self.rotation
+        return [t for t in (90.0, -90.0, 180.0) if abs(t) <= hi - lo]
+
+    def record(self) -> dict:
+        rec = super().record()
+        rec.pop("part")  # a recorded scene is its training part
+        return rec
 
     @property
     def count(self) -> int:
         return len(self.library.names)
 
-    @property
-    def chunk_pairs(self) -> int:  # ~1 KB of window work a segment and (shape, point) pair
-        return max(256, 2**28 // (self.library.a.shape[1] * 1024))
+    # (shape, point) pairs a coverage call: its work memory is a chunk's of segments at a time
+    # (exact.boundary_coverage with counts), not the set's largest drawing's
+    chunk_pairs: ClassVar[int] = 2**16
 
     def _angles(self):
         lo, hi = self.rotation
@@ -103,13 +157,27 @@ class Drawn(Scene):
                     f"in [{MIN_STROKE_WEIGHT:g}, 0.25] (of the em; thinner, the polygon placed "
                     "in float32 canvas pixels is no longer the drawing's)",
                 ),
+                (
+                    0.0 <= self.unseen_fraction < 1.0,
+                    "unseen_fraction",
+                    "a fraction in [0, 1) (0: nothing held out)",
+                ),
+                (self.part in ("train", "unseen"), "part", "'train' or 'unseen'"),
+                (
+                    not (self._split() and self._named()),
+                    "unseen_fraction" if self.unseen_fraction > 0 else self._group_field,
+                    "0 or empty while drawings are held out by name (one way of holding out at "
+                    "a time)",
+                ),
                 *extra_checks,
             ],
         )
         try:
             lib = self._drawings()
-        except drawings.MissingError as e:  # not installed, or no such drawing: one line
+        except sources.MissingError as e:  # not installed, or no such drawing: one line
             raise config.error(self, self.set_field, f"drawings the libraries have ({e})") from None
+        if self._split():
+            self._check_split(lib)
         widest = self._widest(lib)
         if widest * s[1] > self.size:
             fit = math.floor(self.size / widest * 10) / 10  # shown rounded down: it fits
@@ -118,6 +186,20 @@ class Drawn(Scene):
                 "glyph_size",
                 f"at most {fit:.1f} here (the widest drawing at that size and angle must fit the "
                 f"{self.size}-pixel canvas)",
+            )
+
+    def _check_split(self, whole: drawings.Library) -> None:
+        """A split that leaves drawings on both sides."""
+        field = "unseen_fraction" if self.unseen_fraction > 0 else self._group_field
+        held = self.held(whole)
+        g = len(whole.names)
+        if not held.any() or held.all():
+            side = "none" if not held.any() else "every one"
+            raise config.error(
+                self,
+                field,
+                f"a split that holds out some of the set's {g} distinct drawings and trains on "
+                f"the rest (this one holds out {side})",
             )
 
     def _check_held_out(self, field: str) -> None:
@@ -131,8 +213,7 @@ class Drawn(Scene):
         if held is None:
             return
         trained = dict(zip(self.library.keys, self.library.names, strict=True))
-        lo, hi = self.rotation
-        turns = [t for t in (90.0, -90.0, 180.0) if abs(t) <= hi - lo]  # placing turns one
+        turns = self._turns()
         shared = []
         lib = held.library
         for k, name, shape in zip(lib.keys, lib.names, lib.shapes, strict=True):
@@ -178,7 +259,8 @@ class Drawn(Scene):
         return jnp.clip(jnp.round(params_NxD[:, 0]), 0, self.count - 1).astype(jnp.int32)
 
     def placed(self, params_NxD):
-        """The placed polygon's boundary: ([N, S, 2] starts, [N, S, 2] ends, [N, S] weights)."""
+        """The placed polygon's boundary: ([N, S, 2] starts, [N, S, 2] ends, [N, S] weights),
+        each row's own segments first (placed_counts)."""
         p = jnp.asarray(params_NxD, jnp.float32)
         idx = self._index(p)
         size, angle = p[:, 1, None, None], p[:, 2, None]
@@ -192,6 +274,16 @@ class Drawn(Scene):
             return jnp.stack([x, y], -1) + p[:, None, 3:5]
 
         return move(lib.a), move(lib.b), jnp.asarray(lib.weight)[idx]
+
+    def placed_counts(self, params_NxD):
+        """[N] each placed drawing's own boundary segments (the first of placed()'s rows): what
+        its coverage costs (exact.boundary_coverage), not the set's largest drawing's."""
+        return jnp.asarray(self.library.counts)[self._index(jnp.asarray(params_NxD, jnp.float32))]
+
+    def _coverage(self, params_NxD, points_NxPx2, cell, grid):
+        counts = self.placed_counts(params_NxD)
+        placed = self.placed(params_NxD)
+        return boundary_coverage(*placed, points_NxPx2, cell, grid, counts_N=counts)
 
     @sampler
     def sample(self, key, n: int):
@@ -215,7 +307,7 @@ class Drawn(Scene):
 
     @compiled
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
-        return boundary_coverage(*self.placed(params_NxD), points_NxPx2, cell, grid)
+        return self._coverage(params_NxD, points_NxPx2, cell, grid)
 
     def log_density(self, params_NxD):
         p = jnp.asarray(params_NxD, jnp.float32)
@@ -275,10 +367,10 @@ class Drawn(Scene):
         """One component per drawing: the transform's posterior given that drawing (size,
         angle where it varies, x, y), each of prior probability 1 / count."""
         log_p = -math.log(self.count)
-        return tuple((log_p, _One(self, m)) for m in range(self.count))
+        return tuple((log_p, One(self, m)) for m in range(self.count))
 
     def component_batch(self):
-        return np.full(self.count, -math.log(self.count)), functools.partial(_One, self)
+        return np.full(self.count, -math.log(self.count)), functools.partial(One, self)
 
     def component_of(self, params_NxD):
         return self._index(jnp.asarray(params_NxD, jnp.float32))
@@ -293,67 +385,16 @@ class Drawn(Scene):
         return jnp.concatenate([idx, p], -1)
 
     def unseen(self) -> Scene | None:
+        if self.part == "unseen":
+            return None
+        if self._split():
+            return dataclasses.replace(self, part="unseen")
         return self._held_out()
 
     # --------------------------------------------------------------- figures
     def outlines(self, params_D) -> list[np.ndarray]:
         a, b, w = (np.asarray(x[0], np.float64) for x in self.placed(jnp.asarray(params_D)[None]))
-        return _chains(a[w > 0], b[w > 0])
+        return chains(a[w > 0], b[w > 0])
 
     def name_of(self, params_D) -> str:
         return self.library.names[int(round(float(np.asarray(params_D)[0])))]
-
-
-def _chains(a_Sx2: np.ndarray, b_Sx2: np.ndarray) -> list[np.ndarray]:
-    """The rings of a boundary given as consecutive segments (each ring's in order)."""
-    rings, start = [], 0
-    for i in range(len(a_Sx2)):
-        if i == len(a_Sx2) - 1 or not np.allclose(b_Sx2[i], a_Sx2[i + 1]):
-            rings.append(a_Sx2[start : i + 1])
-            start = i + 1
-    return rings
-
-
-@dataclasses.dataclass(frozen=True)
-class _One(Scene):
-    """One drawing of a Drawn scene (a mixture component of the oracle): parameters (size,
-    angle, x, y), or (size, x, y) where the angle is fixed; the parent's conditional prior
-    given the drawing. Not registered."""
-
-    parent: Drawn
-    index: int  # or a traced int32 scalar (component_batch)
-
-    name = property(lambda self: self.parent.name)
-    size = property(lambda self: self.parent.size)
-    free_angle = property(lambda self: self.parent._angles()[0] < self.parent._angles()[1])
-    param_dim = property(lambda self: 4 if self.free_angle else 3)
-    chunk_pairs = property(lambda self: self.parent.chunk_pairs)
-
-    def _keep(self):
-        return [1, 2, 3, 4] if self.free_angle else [1, 3, 4]
-
-    def full(self, params_NxD):
-        return self.parent.lift(self.index, params_NxD)
-
-    # plain methods, not @sampler / @compiled: the index may be traced (component_batch),
-    # and a traced value cannot be a compiled program's static argument; the oracle, their
-    # caller, is compiled as a whole
-    def sample(self, key, n: int):
-        return self.parent._sample(key, n, self.index)[:, jnp.asarray(self._keep())]
-
-    def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):
-        return boundary_coverage(
-            *self.parent.placed(self.full(params_NxD)), points_NxPx2, cell, grid
-        )
-
-    def log_density(self, params_NxD):
-        return self.parent.log_density(self.full(params_NxD)) + math.log(self.parent.count)
-
-    def support(self) -> np.ndarray:
-        return self.parent.support()[self._keep()]
-
-    def hard_bounds(self, points_Px2, hit_P):
-        return self.parent.hard_bounds(points_Px2, hit_P)[jnp.asarray(self._keep())]
-
-    def outlines(self, params_D) -> list[np.ndarray]:
-        return self.parent.outlines(self.full(jnp.asarray(params_D)[None])[0])

@@ -8,22 +8,29 @@ import functools
 import string
 from typing import ClassVar
 
-from rectbert.geometry import drawings
+from rectbert.geometry import drawings, sources
 from rectbert.scenes.base import option, register
 from rectbert.scenes.drawn import Drawn, names
 
 CAPITALS = string.ascii_uppercase
 
 
+ALL = "all"  # every glyph a font draws
+
+
+def _chars(font: str, glyphs: str) -> str:
+    return sources.hershey_glyphs(font) if glyphs == ALL else "".join(names(glyphs))
+
+
 @functools.cache
 def _hershey_library(fonts: tuple[str, ...], glyphs: str, weight: float) -> drawings.Library:
-    keys = tuple(f"{font}:{c}" for font in fonts for c in names(glyphs))
+    keys = tuple(f"{font}:{c}" for font in fonts for c in _chars(font, glyphs))
 
-    def strokes(key):
+    def parts(key):
         font, c = key.split(":", 1)
-        return drawings.hershey_strokes(font, c)
+        return sources.hershey_strokes(font, c), ()
 
-    return drawings.library(keys, strokes, drawings.HERSHEY_EM, weight)
+    return drawings.library(keys, parts, sources.HERSHEY_EM, weight)
 
 
 @register
@@ -34,21 +41,25 @@ class Glyph(Drawn):
     The fonts are the `Hershey-Fonts` package's (MIT); a random similarity transform places the
     letter: parameters (glyph index, size, angle, x, y).
 
-    The set is every character of `glyphs` in every font of `font` (index: font-major), each
-    drawing once: one whose polygon repeats an earlier one's (futural's l is its I; rowmans'
-    capitals are futural's) is left out, with a warning. Strokes are `stroke_weight` ems
+    The set is every character of `glyphs` ('all': every glyph the font draws, 3,000 and
+    more over the 32 fonts) in every font of `font` (index: font-major), each drawing once:
+    one whose polygon repeats an earlier one's (futural's l is its I; rowmans' capitals are
+    futural's) is left out, with a warning. Strokes are `stroke_weight` ems
     wide, square-capped and mitre-joined, the union's polygon exact. size is the em's side in
     canvas pixels (a Hershey em is 32 font units: a capital is about 2/3 of it).
     unseen_glyphs / unseen_fonts name drawings held out of training (unseen()): none of their
     polygons may be one of the training set's, whatever its name, at the angles the scene
-    places them (drawn.py)."""
+    places them (drawn.py); or unseen_fraction holds out that fraction of the set by a stable
+    hash of 'font:character'."""
 
     name: ClassVar[str] = "glyph"
     set_field: ClassVar[str] = "glyphs"
     font: tuple[str, ...] = option(
         ("futural",), "Hershey fonts 'a,b' of the glyph set.", kind="names"
     )
-    glyphs: str = option(CAPITALS, "Characters of the glyph set (each font's).", kind="str")
+    glyphs: str = option(
+        CAPITALS, "Characters of the glyph set (each font's), or 'all' it draws.", kind="str"
+    )
     unseen_glyphs: str = option(
         "", "Characters held out of training, evaluated as unseen ('' : none).", kind="str"
     )
@@ -57,7 +68,7 @@ class Glyph(Drawn):
     )
 
     def __post_init__(self):
-        fonts = drawings.hershey_fonts()
+        fonts = sources.hershey_fonts()
         self._check_common(
             [
                 (
@@ -88,6 +99,9 @@ class Glyph(Drawn):
 
     def _drawings(self):
         return _hershey_library(tuple(self.font), self.glyphs, float(self.stroke_weight))
+
+    def _named(self) -> bool:
+        return bool(self.unseen_glyphs or self.unseen_fonts)
 
     def _held_out(self):
         if not (self.unseen_glyphs or self.unseen_fonts):
