@@ -16,6 +16,7 @@ import numpy as np
 
 from rectbert import config
 from rectbert.geometry import drawings, shapes, sources
+from rectbert.scenes import held_out
 from rectbert.scenes.base import Scene, option, sampler
 from rectbert.scenes.component import One, chains
 from rectbert.scenes.exact import boundary_coverage, compiled
@@ -27,6 +28,10 @@ from rectbert.scenes.exact import boundary_coverage, compiled
 # and 1.3 % at 8 px; at 1e-5 em, 0.3 % and 8 %; from 1e-6 em its rings cross themselves, and
 # from about 1e-16 em there is no polygon left (drawings.outline refuses).
 MIN_STROKE_WEIGHT = 1e-4
+# The oracle samples every drawing of a set as a mixture component (components()): the 26
+# futural capitals take 18-29 s an example on a 2-core CPU, and the cost grows with the set, so
+# a set of more drawings than this is refused for the oracle (oracle_unsupported), in one line
+ORACLE_MAX_DRAWINGS = 128
 
 
 def names(text: str) -> tuple[str, ...]:
@@ -100,24 +105,8 @@ class Drawn(Scene):
         return self.unseen_fraction > 0 or self._grouped()
 
     def held(self, whole: drawings.Library) -> np.ndarray:
-        """[G] which drawings of the whole set are held out of training: those a family holds
-        out as a group, and those whose name's drawings.hashed number is under
-        unseen_fraction; less any that is a training drawing turned by an angle the scene
-        places it at (then it is one: it trains). The same on every machine."""
-        held = self._held_rows(whole) | (drawings.hashed(whole.names) < self.unseen_fraction)
-        turns = self._turns()
-        if turns and held.any() and not held.all():
-            trained = set(k for k, h in zip(whole.keys, held, strict=True) if not h)
-            for g in np.flatnonzero(held):
-                if any(drawings.turned_key(whole.shapes[g], t) in trained for t in turns):
-                    held[g] = False
-        return held
-
-    def _turns(self) -> list[float]:
-        """The quarter and half turns a placement reaches (a drawing turned by one of them is
-        the same drawing placed at another angle)."""
-        lo, hi = self.rotation
-        return [t for t in (90.0, -90.0, 180.0) if abs(t) <= hi - lo]
+        """[G] which drawings of the whole set are held out of training (held_out.rows)."""
+        return held_out.rows(self, whole)
 
     def record(self) -> dict:
         rec = super().record()
@@ -177,7 +166,7 @@ class Drawn(Scene):
         except sources.MissingError as e:  # not installed, or no such drawing: one line
             raise config.error(self, self.set_field, f"drawings the libraries have ({e})") from None
         if self._split():
-            self._check_split(lib)
+            held_out.check_split(self, lib)
         widest = self._widest(lib)
         if widest * s[1] > self.size:
             fit = math.floor(self.size / widest * 10) / 10  # shown rounded down: it fits
@@ -188,48 +177,8 @@ class Drawn(Scene):
                 f"{self.size}-pixel canvas)",
             )
 
-    def _check_split(self, whole: drawings.Library) -> None:
-        """A split that leaves drawings on both sides."""
-        field = "unseen_fraction" if self.unseen_fraction > 0 else self._group_field
-        held = self.held(whole)
-        g = len(whole.names)
-        if not held.any() or held.all():
-            side = "none" if not held.any() else "every one"
-            raise config.error(
-                self,
-                field,
-                f"a split that holds out some of the set's {g} distinct drawings and trains on "
-                f"the rest (this one holds out {side})",
-            )
-
     def _check_held_out(self, field: str) -> None:
-        """The held-out set made now (a missing drawing, or one too wide, is refused in one
-        line naming `field`, before any compute), not mid-run; and refused where it shares a
-        drawing with the training set, by polygon (drawings.key), whatever their names."""
-        try:
-            held = self._held_out()
-        except config.ConfigError as e:
-            raise config.error(self, field, f"a set the scene can draw: {e.allowed}") from None
-        if held is None:
-            return
-        trained = dict(zip(self.library.keys, self.library.names, strict=True))
-        turns = self._turns()
-        shared = []
-        lib = held.library
-        for k, name, shape in zip(lib.keys, lib.names, lib.shapes, strict=True):
-            found = [(k, 0.0)] + [(drawings.turned_key(shape, t), t) for t in turns]
-            same = next(((trained[k], t) for k, t in found if k in trained), None)
-            if same is not None:
-                other, t = same
-                turned = f" turned {t:g} degrees" if t else ""
-                shared.append(name if other == name and not t else f"{name} is {other}{turned}")
-        if shared:
-            raise config.error(
-                self,
-                field,
-                "drawings outside the training set, compared by polygon at the angles the "
-                f"scene places them (these are in it: {drawings.listed(shared)})",
-            )
+        held_out.check_named(self, field)  # the held-out set by name: made now, and disjoint
 
     def _widest(self, lib) -> float:
         """The largest width or height of any drawing at any allowed angle, in ems (an angle
@@ -383,6 +332,15 @@ class Drawn(Scene):
             angle = jnp.full((n, 1), float(np.float32(self._angles()[0])), jnp.float32)
             return jnp.concatenate([idx, p[:, :1], angle, p[:, 1:]], -1)
         return jnp.concatenate([idx, p], -1)
+
+    def oracle_unsupported(self) -> str | None:
+        if self.count <= ORACLE_MAX_DRAWINGS:
+            return None
+        return (
+            f"a set of {self.count} drawings: it samples each drawing as a mixture component "
+            "(the 26 futural capitals take 18-29 s an example on a 2-core CPU, and the cost "
+            f"grows with the set), at most {ORACLE_MAX_DRAWINGS}"
+        )
 
     def unseen(self) -> Scene | None:
         if self.part == "unseen":
