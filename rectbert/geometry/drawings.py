@@ -18,6 +18,7 @@ Coordinates are the library's own (Hershey font units, KanjiVG's 109-unit box, T
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 
@@ -142,7 +143,8 @@ class Library:
     counts[g] are its own, the rest padding that weighs 0), their weights [G, S], the vertices
     [G, V, 2] (padding repeats a vertex) and the half-extent radius [G] (the farthest vertex
     from the centre), all in em units (the library's em = 1); and each drawing's polygon
-    key() (what tells two sets' drawings apart)."""
+    key() (what tells two sets' drawings apart; made when first asked for, as it costs a
+    fifth of the build)."""
 
     names: tuple[str, ...]
     a: np.ndarray
@@ -153,7 +155,14 @@ class Library:
     counts: np.ndarray  # [G] int32: each drawing's own boundary segments
     centres: np.ndarray  # [G, 2] float64: where each box centre was, in the library's em units
     shapes: tuple  # the shapely polygons, centred and in em units (tests, figures)
-    keys: tuple[bytes, ...]  # key() of each shape
+    known: dict = dataclasses.field(default_factory=dict, repr=False)  # row -> key, made so far
+
+    @functools.cached_property
+    def keys(self) -> tuple[bytes, ...]:
+        """key() of each shape."""
+        return tuple(
+            self.known[g] if g in self.known else key(s) for g, s in enumerate(self.shapes)
+        )
 
 
 def library(names, parts_of, em: float, weight: float, tolerance=None, say=None) -> Library:
@@ -168,8 +177,7 @@ def library(names, parts_of, em: float, weight: float, tolerance=None, say=None)
 
     names = tuple(names)
     progress = rate.Rate("building the drawings", len(names), say or rate.SAY, unit="drawings")
-    first: dict[bytes, str] = {}  # key -> the name kept
-    kept, shapes_, repeats, centres = [], [], [], []
+    shapes_, centres = [], []
     for i, name in enumerate(names):
         strokes, filled = parts_of(name)  # MissingError: no such drawing
         strokes, filled = [s / em for s in strokes], [f / em for f in filled]
@@ -178,25 +186,51 @@ def library(names, parts_of, em: float, weight: float, tolerance=None, say=None)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
         x0, y0, x1, y1 = shape.bounds
-        shape = shapely.affinity.translate(shape, -(x0 + x1) / 2, -(y0 + y1) / 2)
-        k = key(shape)
-        progress.done(i + 1)
-        if k in first:
-            repeats.append(f"{name} is {first[k]}")
-            continue
-        first[k] = name
-        kept.append(name)
-        shapes_.append(shape)
+        shapes_.append(shapely.affinity.translate(shape, -(x0 + x1) / 2, -(y0 + y1) / 2))
         centres.append(((x0 + x1) / 2, (y0 + y1) / 2))
+        progress.done(i + 1)
+    known = {i: key(shapes_[i]) for i in _maybe_repeated(shapes_)}
+    first: dict[bytes, int] = {}  # key -> the row kept
+    kept, repeats = [], []
+    for i, name in enumerate(names):
+        k = known.get(i)
+        if k in first:
+            repeats.append(f"{name} is {names[first[k]]}")
+            continue
+        if k is not None:
+            first[k] = i
+        kept.append(i)
     if repeats:
-        n, total = len(repeats), len(repeats) + len(kept)
+        n, total = len(repeats), len(names)
         verb = "repeats an earlier one and is" if n == 1 else "repeat an earlier one and are"
         distinct = f"{len(kept)} distinct drawing" + "s" * (len(kept) != 1)
         warn.warn_once(
             f"{n} of the {total} drawings {verb} left out (the set is {distinct}): "
             f"{listed(repeats)}"
         )
-    return _arrays(tuple(kept), tuple(shapes_), tuple(first), np.asarray(centres))
+    return _arrays(
+        tuple(names[i] for i in kept),
+        tuple(shapes_[i] for i in kept),
+        {g: known[i] for g, i in enumerate(kept) if i in known},
+        np.asarray(centres)[kept],
+    )
+
+
+def _maybe_repeated(shapes_) -> set[int]:
+    """The drawings whose area is within reach of another's: snapping to KEY_GRID moves a
+    vertex by under KEY_GRID, so two polygons of one key() differ in area by at most
+    KEY_GRID x (the sum of their perimeters). Only these need a key to find the repeats."""
+    area = np.array([s.area for s in shapes_])
+    reach = KEY_GRID * np.array([s.length for s in shapes_])
+    order = np.argsort(area, kind="stable")
+    out, widest = set(), 2 * float(reach.max(initial=0.0))
+    for n, i in enumerate(order):
+        for j in order[n + 1 :]:
+            if area[j] - area[i] > widest:
+                break
+            if area[j] - area[i] <= reach[i] + reach[j]:
+                out.update((int(i), int(j)))
+    return out
 
 
 def subset(lib: Library, rows) -> Library:
@@ -205,7 +239,7 @@ def subset(lib: Library, rows) -> Library:
     return _arrays(
         tuple(lib.names[i] for i in rows),
         tuple(lib.shapes[i] for i in rows),
-        tuple(lib.keys[i] for i in rows),
+        {g: lib.known[i] for g, i in enumerate(rows) if i in lib.known},
         lib.centres[rows],
     )
 
@@ -217,7 +251,7 @@ def listed(items, most: int = 6) -> str:
     return shown if len(items) <= most else f"{shown} and {len(items) - most} more"
 
 
-def _arrays(names, shapes_, keys, centres) -> Library:
+def _arrays(names, shapes_, known, centres) -> Library:
     """The Library of these centred polygons: their rings as padded arrays."""
     ring_sets = [rings(shape) for shape in shapes_]
     s = max(sum(len(r) for r in rs) for rs in ring_sets)
@@ -243,5 +277,5 @@ def _arrays(names, shapes_, keys, centres) -> Library:
         counts,
         np.asarray(centres, np.float64).reshape(g, 2),
         shapes_,
-        keys,
+        known,
     )
