@@ -46,9 +46,10 @@ fi
 step "machine"
 date -u | keep
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | keep
-# the drawings' packages (Hershey-Fonts, shapely, kanjivg), which the card's machine has no
-# registry to install: carried as wheels (bash benchmarks/wheels.sh here, then the device
-# tool's carry=[".wheels"]); without them the glyph and kanji steps say so and skip
+# the drawings' packages (Hershey-Fonts, shapely, kanjivg, pytablericons), which the card's
+# machine has no registry to install: carried as wheels (bash benchmarks/wheels.sh here, then
+# the device tool's carry=[".wheels"]); without them the glyph, kanji and icon steps say so and
+# skip
 if ls .wheels/*.whl >/dev/null 2>&1; then
   pip install -q --no-deps --no-index .wheels/*.whl 2>&1 | tail -1 | keep
 fi
@@ -110,12 +111,16 @@ fi
 if want scenes; then
 # the full-size flagfile of every scene beyond rect, shortened to ${SCENE_ARGS[0]}: steps/s
 # at full size (x 50,000 steps = the full run's time) and a finished evaluation with figures
-for run in sparse_rotated sparse_rects sparse_junction grid_rotated sparse_glyph sparse_kanji; do
+for run in sparse_rotated sparse_rects sparse_junction grid_rotated sparse_glyph sparse_kanji \
+  sparse_kanji_unseen sparse_icon_unseen; do
   step "scene at full size: $run ${SCENE_ARGS[*]}"
   need="import HersheyFonts, shapely, importlib.metadata as m"
-  [[ $run == sparse_kanji ]] && need+="; m.distribution('kanjivg')"
-  if [[ $run == sparse_glyph || $run == sparse_kanji ]] && ! python -c "$need" 2>/dev/null; then
-    echo "$run skipped: Hershey-Fonts, shapely or kanjivg missing (carry .wheels)" | keep
+  [[ $run == sparse_kanji* ]] && need+="; m.distribution('kanjivg')"
+  [[ $run == sparse_icon* ]] && need+="; m.distribution('pytablericons')"
+  if [[ $run == sparse_glyph* || $run == sparse_kanji* || $run == sparse_icon* ]] \
+    && ! python -c "$need" 2>/dev/null; then
+    echo "$run skipped: Hershey-Fonts, shapely, kanjivg or pytablericons missing (carry .wheels)" \
+      | keep
     continue
   fi
   start=$SECONDS

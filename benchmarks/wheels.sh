@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 rm -rf .wheels && mkdir -p .wheels
 pip download -q --no-deps -d .wheels --only-binary=:all: --python-version 3.12 \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-  "shapely>=2.0" "Hershey-Fonts>=2.1" "kanjivg>=20250422"
+  "shapely>=2.0" "Hershey-Fonts>=2.1" "kanjivg>=20250422" "pytablericons>=1.0"
+# pytablericons without its pygame and Pillow (--no-deps): rectbert reads its SVG files only
 ls -la .wheels
