@@ -331,3 +331,28 @@ def test_a_held_drawing_that_is_a_trained_one_turned_trains():
 def centred(shape):
     x0, y0, x1, y1 = shape.bounds
     return shapely.affinity.translate(shape, -(x0 + x1) / 2, -(y0 + y1) / 2)
+
+
+@pytest.mark.slow
+def test_hash_split_end_to_end(tmp_path):
+    """A tiny run on a hash split: the unseen drawings' metrics and figure, and load_run gives
+    the training part, whose unseen() is the held-out part, by name as SHA-256 says."""
+    import json
+
+    from experiments import cli
+    from rectbert.recipes import sparse
+    from tests.conftest import TINY, TINY_CODEBOOK
+
+    workdir = tmp_path / "run"
+    flags = ["--scene=glyph", "--unseen_fraction=0.3", "--num_train_rects=0"]
+    cli.run(sparse, f"--workdir={workdir}", "--num_steps=3", "--dense_spacing=48", *TINY,
+            *TINY_CODEBOOK, *flags)  # fmt: skip
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/unseen_masked_accuracy" in r for r in rows)
+    assert (workdir / "figures" / "unseen_rendering.png").exists()
+    run = rectbert.load_run(str(workdir))
+    held = {
+        f"futural:{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if sha_number(f"futural:{c}") < 0.3
+    }
+    assert set(run.scene.unseen().library.names) == held
+    assert not held & set(run.scene.library.names) and run.scene.count == 26 - len(held)

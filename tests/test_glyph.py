@@ -375,6 +375,7 @@ def test_unseen_split_end_to_end(tmp_path):
         "--glyphs=ABCDEFGHIJKLM",
         "--unseen_glyphs=NOPQRSTUVWXYZ",
         "--num_train_rects=0",
+        "--dense_spacing=48",
     )
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in rows if "eval/unseen_masked_accuracy" in r][-1]
@@ -382,6 +383,7 @@ def test_unseen_split_end_to_end(tmp_path):
     assert last["eval/unseen_gap"] == pytest.approx(gap)
     assert 0 <= last["eval/unseen_nearest_accuracy"] <= 1 and last["eval/unseen_loss"] > 0
     assert (workdir / "figures" / "RectangleContinuousTrainingLoss.png").exists()
+    assert (workdir / "figures" / "unseen_rendering.png").exists()
     run = rectbert.load_run(str(workdir))
     assert run.scene == rectbert.scene(
         "glyph", glyphs="ABCDEFGHIJKLM", unseen_glyphs="NOPQRSTUVWXYZ"

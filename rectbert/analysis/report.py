@@ -105,6 +105,35 @@ def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_sp
         _figure(workdir, "occlusion.png"),
         title="occlusion: the model fills a region it has no points in",
     )
+    unseen = task.unseen_eval_set()
+    if unseen is not None:  # drawings never trained on: the model's rendering, the true edge
+        shown = range(3)
+        held = task.scene.unseen()
+        panels.dense_rendering(
+            [
+                _unseen_row(task, held, predict, params, unseen, i, lattice, dense_spacing)
+                for i in shown
+            ],
+            _figure(workdir, "unseen_rendering.png"),
+            title="drawings never trained on: the model's rendering, their true outline dashed",
+            outlines=[held.outlines(p) for p in np.asarray(unseen.scenes[:3])],
+        )
+
+
+def _unseen_row(task, held, predict, params, batch, i: int, lattice, spacing: float):
+    """Example i of the unseen set rendered from its visible points (a panels row)."""
+    shape = batch.scenes[i : i + 1]
+    truth = np.asarray(held.rasterise(shape))[0]
+    vis = ~batch.mask[i]
+    img = _rendered(task, predict, params, batch.points[i][vis], batch.tokens[i][vis], lattice)
+    name = held.name_of(np.asarray(shape)[0]) if hasattr(held, "name_of") else "a shape"
+    return (
+        truth,
+        np.asarray(batch.points[i][vis]),
+        img,
+        f"unseen {name}: every {spacing:g} px",
+        None,
+    )
 
 
 def _dense_rows(task, predict, params, batch, i: int, lattice, spacing: float):

@@ -183,17 +183,26 @@ def _token_tile(ax, centroids_KxG, point, truth: int, guess, tile: float) -> Non
         image(truth, (x + tile / 2 + 2, x + tile, y, y - tile / 2))
 
 
-def dense_rendering(rows: list[tuple], path: str, *, title: str = "") -> str:
-    """Rows of (true image, visible points [V,2], rendered image, label): the model queried on
-    a dense lattice given only the visible points, stitched into an image."""
+def dense_rendering(
+    rows: list[tuple], path: str, *, title: str = "", outlines: list | None = None
+) -> str:
+    """Rows of (true image, visible points [V,2], rendered image, label, dashed region or
+    None): the model queried on a dense lattice given only the visible points, stitched into
+    an image; `outlines` (a row's list of [V, 2] rings, canvas pixels) drawn over the
+    rendering, where the true shape's edge is."""
     fig = Figure(figsize=(8.4, 4.2 * len(rows)))
     axes = np.asarray(fig.subplots(len(rows), 2)).reshape(len(rows), 2)
-    for (truth, visible, rendered, label, region), (ax_t, ax_r) in zip(rows, axes, strict=True):
+    for r, ((truth, visible, rendered, label, region), (ax_t, ax_r)) in enumerate(
+        zip(rows, axes, strict=True)
+    ):
         ax_t.imshow(truth, cmap="gray", vmin=0, vmax=1)
         ax_t.scatter(visible[:, 0], visible[:, 1], s=14, c="orange", edgecolors="k", lw=0.5)
         ax_t.set_title("truth and the visible points", fontsize=9)
         ax_r.imshow(np.nan_to_num(rendered, nan=0.0), cmap="gray", vmin=0, vmax=1)
         ax_r.set_title(label, fontsize=9)
+        for ring in outlines[r] if outlines else ():
+            closed = np.concatenate([ring, ring[:1]])
+            ax_r.plot(closed[:, 0] - 0.5, closed[:, 1] - 0.5, c="tab:orange", lw=0.9, ls="--")
         for ax in (ax_t, ax_r):
             if region is not None:
                 x0, y0, x1, y1 = region
