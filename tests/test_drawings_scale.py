@@ -356,3 +356,20 @@ def test_hash_split_end_to_end(tmp_path):
     }
     assert set(run.scene.unseen().library.names) == held
     assert not held & set(run.scene.library.names) and run.scene.count == 26 - len(held)
+
+
+@needs_icons
+def test_one_drawing_written_two_ways_is_one_drawing():
+    # Tabler's brand-vsco and poker-chip draw the same circles and strokes in another order:
+    # their true drawings (svgelements, shapely) are one region, so the set keeps one
+    a, b = (pen_region(sources.icon_text(n), 2.0) for n in ("brand-vsco", "poker-chip"))
+    assert shapely.symmetric_difference(a, b).area < 1e-6 * a.area
+    with pytest.warns(rectbert.warn.RectbertWarning, match="poker-chip is brand-vsco"):
+        scene = rectbert.scene("icon", icons=("brand-vsco", "poker-chip", "home"))
+    assert scene.library.names == ("brand-vsco", "home")
+
+
+def pen_region(text: str, width: float):
+    strokes, filled = true_drawing(text)
+    parts = [shapely.LineString(s).buffer(width / 2, quad_segs=16) for s in strokes]
+    return shapely.union_all(parts + [Polygon(f).buffer(width / 2, quad_segs=16) for f in filled])

@@ -90,6 +90,9 @@ def outline(strokes: list[np.ndarray], width: float, tolerance: float | None = N
         if len(filled):
             areas = [Polygon(f).buffer(width / 2, **pen) for f in filled]
             shape = shapely.union_all([shape, *areas])
+        # snapped to the key grid and normalised first, so that the same region drawn in
+        # another order (float noise apart) simplifies alike and stays one drawing (key())
+        shape = shapely.normalize(shapely.set_precision(shapely.make_valid(shape), KEY_GRID))
         shape = shapely.simplify(shape, tolerance / 2, preserve_topology=True)
     shape = shapely.make_valid(shape)
     parts = [g for g in getattr(shape, "geoms", [shape]) if isinstance(g, Polygon) and g.area]
