@@ -136,6 +136,7 @@ def test_kanji_selection_by_stroke_count_is_kanjivgs():
         ("strokes:8-1", "1 <= lo <= hi"),
         ("strokes:0-3", "1 <= lo <= hi"),
         ("strokes:a", "'strokes:lo-hi' or 'strokes:n'"),
+        ("strokes:31-40", "KanjiVG draws no character of 31-40 strokes (1 to 30)"),
         ("木☃", "KanjiVG has no drawing of"),
     ],
 )
@@ -373,3 +374,13 @@ def pen_region(text: str, width: float):
     strokes, filled = true_drawing(text)
     parts = [shapely.LineString(s).buffer(width / 2, quad_segs=16) for s in strokes]
     return shapely.union_all(parts + [Polygon(f).buffer(width / 2, quad_segs=16) for f in filled])
+
+
+def test_an_option_of_several_families_names_them_all():
+    from experiments import cli
+    from rectbert.recipes import sparse
+    from tests.conftest import build
+
+    with pytest.raises(cli.Error) as e:
+        build(sparse, "--scene=rect", "--unseen_fraction=0.5")
+    assert str(e.value).endswith("unset with --scene=rect (an option of glyph, icon, kanji)")

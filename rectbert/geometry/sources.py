@@ -128,7 +128,11 @@ def kanji_selection(text: str) -> tuple[str, ...]:
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if not 1 <= lo <= hi:
             raise MissingError(f"a stroke range 'strokes:lo-hi' has 1 <= lo <= hi; got {text!r}")
-        return tuple(c for c in kanji_all() if lo <= kanji_stroke_count(c) <= hi)
+        chars = tuple(c for c in kanji_all() if lo <= kanji_stroke_count(c) <= hi)
+        if not chars:
+            most = max(map(kanji_stroke_count, kanji_all()))
+            raise MissingError(f"KanjiVG draws no character of {text[8:]} strokes (1 to {most})")
+        return chars
     if text.startswith("strokes:"):
         raise MissingError(f"a stroke range is 'strokes:lo-hi' or 'strokes:n'; got {text!r}")
     chars = tuple(dict.fromkeys(c for c in text if not c.isspace()))

@@ -175,8 +175,13 @@ def scene(v: dict, name: str | None = None, among: tuple[str, ...] = ()) -> scen
     for other in scenes.SCENES.values():
         for f in scenes.options(other):
             if f.name not in allowed and v.get(f.name) is not None:
+                having = [n for n, c in sorted(scenes.SCENES.items())
+                          if f.name in {g.name for g in scenes.options(c)}]  # fmt: skip
                 raise config.ConfigError(
-                    "scene", f.name, v[f.name], f"unset with {said} (an option of {other.name})"
+                    "scene",
+                    f.name,
+                    v[f.name],
+                    f"unset with {said} (an option of {', '.join(having)})",
                 )
     given = {f.name: v.get(f.name) for f in scenes.options(scenes.SCENES[name])}
     return scenes.scene(name, **{k: x for k, x in given.items() if x is not None})
