@@ -127,6 +127,8 @@ def _unseen_row(task, held, predict, params, batch, i: int, lattice, spacing: fl
     vis = ~batch.mask[i]
     img = _rendered(task, predict, params, batch.points[i][vis], batch.tokens[i][vis], lattice)
     name = held.name_of(np.asarray(shape)[0]) if hasattr(held, "name_of") else "a shape"
+    # the figures' font draws Latin only: a kanji is named by its code point
+    name = "".join(c if c.isascii() else f"U+{ord(c):04X}" for c in name)
     return (
         truth,
         np.asarray(batch.points[i][vis]),
