@@ -187,7 +187,7 @@ def test_icon_categories_are_the_files_own():
         m = re.fullmatch(r"pytablericons/icons/outline/(.+)\.svg", str(f))
         if m:
             head = dist.locate_file(f).read_text(encoding="utf-8").split("-->")[0]
-            c = re.search(r"category: (.*)", head)
+            c = re.search(r"(?im)^category: (.*)", head)  # two write Category:
             cats[m.group(1)] = c.group(1).strip() if c else ""
     assert len(cats) == 4577
     food = sorted(n for n, c in cats.items() if c == "Food")

@@ -170,7 +170,7 @@ def _icon_set() -> frozenset[str]:
     return frozenset(icon_names())
 
 
-_CATEGORY = re.compile(r"^category:\s*(.+?)\s*$", re.M)
+_CATEGORY = re.compile(r"^category:\s*(.+?)\s*$", re.M | re.I)  # two files write Category:
 
 
 @functools.cache

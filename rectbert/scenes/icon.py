@@ -42,7 +42,7 @@ class Icon(Drawn):
     """A Tabler outline icon, drawn as Tabler draws it and placed as glyph's letters are.
 
     Tabler Icons (tabler.io/icons, MIT) are the optional extra `icons`. `icons` names the set:
-    icon names, 'category:<name>' (the category Tabler's file gives; several allowed; 755 icons
+    icon names, 'category:<name>' (the category Tabler's file gives; several allowed; 753 icons
     have none) or 'all' (4,577). Every <path> and <circle> is flattened (lines exact; arcs,
     circles, quadratic and cubic Béziers to within 0.04 canvas pixel at the largest size) and
     drawn with a round pen, as Tabler's SVG says (stroke-linecap and stroke-linejoin round; a
