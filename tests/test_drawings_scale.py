@@ -384,3 +384,16 @@ def test_an_option_of_several_families_names_them_all():
     with pytest.raises(cli.Error) as e:
         build(sparse, "--scene=rect", "--unseen_fraction=0.5")
     assert str(e.value).endswith("unset with --scene=rect (an option of glyph, icon, kanji)")
+
+
+@needs_kanji
+def test_one_drawing_moved_in_its_box_is_one_drawing():
+    # KanjiVG draws ⻖ as 阝 moved 27.711864 units to the left (its paths, by hand): the round
+    # pen's polygon must not depend on where in the box the drawing sits
+    paths = [sources._kanji_paths(c) for c in "⻖阝"]
+    first = [tuple(map(float, re.findall(r"-?[\d.]+", p.split()[1]))) for p in paths[0]]
+    again = [tuple(map(float, re.findall(r"-?[\d.]+", p[1:].split("c")[0]))) for p in paths[1]]
+    assert np.allclose(np.subtract(again, first), [27.711864, 0.0])
+    with pytest.warns(rectbert.warn.RectbertWarning, match="阝 is ⻖"):
+        scene = rectbert.scene("kanji", kanji="⻖阝口")
+    assert scene.library.names == ("⻖", "口")

@@ -183,14 +183,18 @@ def library(names, parts_of, em: float, weight: float, tolerance=None, say=None)
     shapes_, centres = [], []
     for i, name in enumerate(names):
         strokes, filled = parts_of(name)  # MissingError: no such drawing
-        strokes, filled = [s / em for s in strokes], [f / em for f in filled]
+        # centred on the strokes' box and snapped to SNAP ems before thickening: shapely's
+        # buffer is not translation-invariant to the vertex, so the same drawing elsewhere in
+        # its box (KanjiVG's ⻖ is 阝 moved by 27.71 units) would not be one drawing (key())
+        mid = _middle([*strokes, *filled]) / em
+        strokes, filled = ([_snapped(s / em - mid) for s in part] for part in (strokes, filled))
         try:
             shape = outline(strokes, weight, tolerance, filled)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
         x0, y0, x1, y1 = shape.bounds
         shapes_.append(shapely.affinity.translate(shape, -(x0 + x1) / 2, -(y0 + y1) / 2))
-        centres.append(((x0 + x1) / 2, (y0 + y1) / 2))
+        centres.append((mid[0] + (x0 + x1) / 2, mid[1] + (y0 + y1) / 2))
         progress.done(i + 1)
     known = {i: key(shapes_[i]) for i in _maybe_repeated(shapes_)}
     first: dict[bytes, int] = {}  # key -> the row kept
@@ -217,6 +221,22 @@ def library(names, parts_of, em: float, weight: float, tolerance=None, say=None)
         {g: known[i] for g, i in enumerate(kept) if i in known},
         np.asarray(centres)[kept],
     )
+
+
+SNAP = 1e-9  # ems: the grid a drawing's centred strokes are snapped to before thickening
+
+
+def _middle(polylines) -> np.ndarray:
+    """The centre of the polylines' box (0, 0 for none)."""
+    pts = [p for p in polylines if np.size(p)]
+    if not pts:
+        return np.zeros(2)
+    pts = np.concatenate(pts)
+    return (pts.min(0) + pts.max(0)) / 2
+
+
+def _snapped(v: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(v, np.float64) / SNAP) * SNAP
 
 
 def _maybe_repeated(shapes_) -> set[int]:
