@@ -220,7 +220,7 @@ def test_an_outline_float64_cannot_thicken_is_refused_in_one_line():
     with pytest.raises(ValueError, match="make no polygon"):
         drawings.outline([], 0.1)
     with pytest.raises(ValueError, match="^bar: strokes 1e-300 wide"):
-        drawings.library(["bar"], lambda name: (line, ()), 1.0, 1e-300)
+        drawings.library(["bar"], lambda name: (line, ()), 1.0, 1e-300, 1e-6)
 
 
 def test_tokens_refuse_a_drawing_index_between_two_drawings():

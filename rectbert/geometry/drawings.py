@@ -129,6 +129,54 @@ def turned_key(shape, degrees: float) -> bytes:
     return key(shapely.affinity.translate(turned, -(x0 + x1) / 2, -(y0 + y1) / 2))
 
 
+def turned(shape, degrees: float):
+    """The centred polygon turned by `degrees` about its centre, centred again on its box."""
+    import shapely.affinity
+
+    out = shapely.affinity.rotate(shape, degrees, origin=(0.0, 0.0))
+    x0, y0, x1, y1 = out.bounds
+    return shapely.affinity.translate(out, -(x0 + x1) / 2, -(y0 + y1) / 2)
+
+
+def near_pairs(shapes_a, shapes_b, within: float, *, later=False) -> list[tuple[int, int]]:
+    """Every (i, j) whose centred polygons a_i and b_j are within `within` ems of each other:
+    the Hausdorff distance of their boundaries (densified) at most that. What tells two
+    drawings apart beyond the accuracy of the polygons themselves (Tabler's clipboard-off and
+    report-off differ by 0.004 px). Measured only where necessary conditions hold: box sides
+    within 2 `within`, areas within `within` x their perimeters, and eight of a_i's vertices
+    within `within` of b_j's boundary. later: shapes_b is shapes_a, and only j > i is asked."""
+    import shapely
+
+    def prints(shapes_):
+        b = np.array([s.bounds for s in shapes_]).reshape(-1, 4)
+        size = np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], -1)
+        return size, np.array([s.area for s in shapes_]), np.array([s.length for s in shapes_])
+
+    (size_a, area_a, len_a), (size_b, area_b, len_b) = prints(shapes_a), prints(shapes_b)
+    edges_b = [s.boundary for s in shapes_b]
+    order = np.argsort(area_b, kind="stable")
+    sorted_area, longest = area_b[order], float(len_b.max(initial=0.0))
+    out = []
+    for i, a in enumerate(shapes_a):
+        reach = within * (len_a[i] + longest)
+        lo, hi = np.searchsorted(sorted_area, [area_a[i] - reach, area_a[i] + reach])
+        js = order[lo:hi]
+        ok = np.abs(size_a[i] - size_b[js]).max(-1) <= 2 * within
+        ok &= np.abs(area_a[i] - area_b[js]) <= within * (len_a[i] + len_b[js])
+        if not ok.any():
+            continue
+        verts = shapely.get_coordinates(a.boundary)
+        probe = shapely.points(verts[np.linspace(0, len(verts) - 1, 8).astype(int)])
+        for j in js[ok]:
+            if later and j <= i:
+                continue
+            if shapely.distance(edges_b[j], probe).max() > within:
+                continue
+            if shapely.hausdorff_distance(a.boundary, edges_b[j], densify=0.5) <= within:
+                out.append((i, int(j)))
+    return out
+
+
 def rings(shape) -> list[np.ndarray]:
     """Every ring of a (Multi)Polygon as [V, 2] vertices (the closing vertex dropped),
     exteriors counter-clockwise, holes clockwise."""
@@ -158,24 +206,24 @@ class Library:
     counts: np.ndarray  # [G] int32: each drawing's own boundary segments
     centres: np.ndarray  # [G, 2] float64: where each box centre was, in the library's em units
     shapes: tuple  # the shapely polygons, centred and in em units (tests, figures)
-    known: dict = dataclasses.field(default_factory=dict, repr=False)  # row -> key, made so far
+    within: float = 0.0  # ems: two drawings nearer than this are one (near_pairs)
 
     @functools.cached_property
     def keys(self) -> tuple[bytes, ...]:
         """key() of each shape."""
-        return tuple(
-            self.known[g] if g in self.known else key(s) for g, s in enumerate(self.shapes)
-        )
+        return tuple(key(s) for s in self.shapes)
 
 
-def library(names, parts_of, em: float, weight: float, tolerance=None, say=None) -> Library:
+def library(
+    names, parts_of, em: float, weight: float, within: float, tolerance=None, say=None
+) -> Library:
     """The Library of the distinct drawings of `names`: parts_of(name) -> (strokes, filled),
     polylines in units where one em is `em`; strokes `weight` em wide, thickened by outline()
     (`tolerance` in ems: None, square caps and mitre joins; a number, a round pen). A drawing
-    whose polygon repeats one before it (key(): Hershey's rowmans capitals are futural's,
-    futural's l is its I) is left out, and one warning (once a process) says how many, naming
-    a few. A build of more than rate.EVERY seconds says its progress to `say` (default
-    stdout)."""
+    within `within` ems of one before it (near_pairs: Hershey's rowmans capitals are
+    futural's, futural's l is its I, Tabler's report-off is clipboard-off to 0.004 px) is left
+    out, and one warning (once a process) says how many, naming a few. A build of more than
+    rate.EVERY seconds says its progress to `say` (default stdout)."""
     import shapely.affinity
 
     names = tuple(names)
@@ -196,17 +244,11 @@ def library(names, parts_of, em: float, weight: float, tolerance=None, say=None)
         shapes_.append(shapely.affinity.translate(shape, -(x0 + x1) / 2, -(y0 + y1) / 2))
         centres.append((mid[0] + (x0 + x1) / 2, mid[1] + (y0 + y1) / 2))
         progress.done(i + 1)
-    known = {i: key(shapes_[i]) for i in _maybe_repeated(shapes_)}
-    first: dict[bytes, int] = {}  # key -> the row kept
-    kept, repeats = [], []
-    for i, name in enumerate(names):
-        k = known.get(i)
-        if k in first:
-            repeats.append(f"{name} is {names[first[k]]}")
-            continue
-        if k is not None:
-            first[k] = i
-        kept.append(i)
+    first = {}  # a repeat -> the earliest drawing it is
+    for i, j in near_pairs(shapes_, shapes_, within, later=True):
+        first[j] = min(first.get(j, i), first.get(i, i))
+    kept = [i for i in range(len(names)) if i not in first]
+    repeats = [f"{names[j]} is {names[i]}" for j, i in sorted(first.items())]
     if repeats:
         n, total = len(repeats), len(names)
         verb = "repeats an earlier one and is" if n == 1 else "repeat an earlier one and are"
@@ -218,7 +260,7 @@ def library(names, parts_of, em: float, weight: float, tolerance=None, say=None)
     return _arrays(
         tuple(names[i] for i in kept),
         tuple(shapes_[i] for i in kept),
-        {g: known[i] for g, i in enumerate(kept) if i in known},
+        within,
         np.asarray(centres)[kept],
     )
 
@@ -239,30 +281,13 @@ def _snapped(v: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(v, np.float64) / SNAP) * SNAP
 
 
-def _maybe_repeated(shapes_) -> set[int]:
-    """The drawings whose area is within reach of another's: snapping to KEY_GRID moves a
-    vertex by under KEY_GRID, so two polygons of one key() differ in area by at most
-    KEY_GRID x (the sum of their perimeters). Only these need a key to find the repeats."""
-    area = np.array([s.area for s in shapes_])
-    reach = KEY_GRID * np.array([s.length for s in shapes_])
-    order = np.argsort(area, kind="stable")
-    out, widest = set(), 2 * float(reach.max(initial=0.0))
-    for n, i in enumerate(order):
-        for j in order[n + 1 :]:
-            if area[j] - area[i] > widest:
-                break
-            if area[j] - area[i] <= reach[i] + reach[j]:
-                out.update((int(i), int(j)))
-    return out
-
-
 def subset(lib: Library, rows) -> Library:
     """The Library of these rows of `lib` (a bool mask or indices), in their order."""
     rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
     return _arrays(
         tuple(lib.names[i] for i in rows),
         tuple(lib.shapes[i] for i in rows),
-        {g: lib.known[i] for g, i in enumerate(rows) if i in lib.known},
+        lib.within,
         lib.centres[rows],
     )
 
@@ -274,7 +299,7 @@ def listed(items, most: int = 6) -> str:
     return shown if len(items) <= most else f"{shown} and {len(items) - most} more"
 
 
-def _arrays(names, shapes_, known, centres) -> Library:
+def _arrays(names, shapes_, within, centres) -> Library:
     """The Library of these centred polygons: their rings as padded arrays."""
     ring_sets = [rings(shape) for shape in shapes_]
     s = max(sum(len(r) for r in rs) for rs in ring_sets)
@@ -300,5 +325,5 @@ def _arrays(names, shapes_, known, centres) -> Library:
         counts,
         np.asarray(centres, np.float64).reshape(g, 2),
         shapes_,
-        known,
+        within,
     )

@@ -123,6 +123,8 @@ def kanji_selection(text: str) -> tuple[str, ...]:
     text = text.strip()
     if text == "all":
         return kanji_all()
+    if text.lower() == "all" or (text.lower().startswith("strokes:") and text[:8] != "strokes:"):
+        raise MissingError(f"'all' and 'strokes:' are written in lower case; got {text!r}")
     m = STROKES.fullmatch(text)
     if m:
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))

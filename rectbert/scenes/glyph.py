@@ -23,14 +23,16 @@ def _chars(font: str, glyphs: str) -> str:
 
 
 @functools.cache
-def _hershey_library(fonts: tuple[str, ...], glyphs: str, weight: float) -> drawings.Library:
+def _hershey_library(
+    fonts: tuple[str, ...], glyphs: str, weight: float, within: float
+) -> drawings.Library:
     keys = tuple(f"{font}:{c}" for font in fonts for c in _chars(font, glyphs))
 
     def parts(key):
         font, c = key.split(":", 1)
         return sources.hershey_strokes(font, c), ()
 
-    return drawings.library(keys, parts, sources.HERSHEY_EM, weight)
+    return drawings.library(keys, parts, sources.HERSHEY_EM, weight, within)
 
 
 @register
@@ -53,6 +55,9 @@ class Glyph(Drawn):
     hash of 'font:character'."""
 
     name: ClassVar[str] = "glyph"
+    tolerance_px: ClassVar[float] = (
+        0.1  # two drawings nearer than this, at the largest size, are one
+    )
     set_field: ClassVar[str] = "glyphs"
     font: tuple[str, ...] = option(
         ("futural",), "Hershey fonts 'a,b' of the glyph set.", kind="names"
@@ -79,6 +84,11 @@ class Glyph(Drawn):
                 (len(set(self.font)) == len(self.font), "font", "each font once"),
                 (len(names(self.glyphs)) > 0, "glyphs", "at least one character"),
                 (
+                    self.glyphs == ALL or self.glyphs.strip().lower() != ALL,
+                    "glyphs",
+                    "'all' in lower case for every glyph (the characters A and L: 'AL')",
+                ),
+                (
                     all(f in fonts for f in self.unseen_fonts),
                     "unseen_fonts",
                     f"Hershey fonts 'a,b' (or empty): of {list(fonts)}",
@@ -98,7 +108,8 @@ class Glyph(Drawn):
         self._check_held_out("unseen_glyphs" if self.unseen_glyphs else "unseen_fonts")
 
     def _drawings(self):
-        return _hershey_library(tuple(self.font), self.glyphs, float(self.stroke_weight))
+        within = self.tolerance_px / float(self.glyph_size[1])  # ems: nearer, one drawing
+        return _hershey_library(tuple(self.font), self.glyphs, float(self.stroke_weight), within)
 
     def _named(self) -> bool:
         return bool(self.unseen_glyphs or self.unseen_fonts)

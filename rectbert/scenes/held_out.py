@@ -14,14 +14,20 @@ def rows(scene, whole: drawings.Library) -> np.ndarray:
     """[G] which drawings of the whole set are held out of training: those a family holds
     out as a group, and those whose name's drawings.hashed number is under
     unseen_fraction; less any that is a training drawing turned by an angle the scene
-    places it at (then it is one: it trains). The same on every machine."""
+    places it at (then it is one: it trains; again until none is). The same on every
+    machine."""
     held = scene._held_rows(whole) | (drawings.hashed(whole.names) < scene.unseen_fraction)
     turns = quarter_turns(scene)
-    if turns and held.any() and not held.all():
-        trained = set(k for k, h in zip(whole.keys, held, strict=True) if not h)
-        for g in np.flatnonzero(held):
-            if any(drawings.turned_key(whole.shapes[g], t) in trained for t in turns):
-                held[g] = False
+    moved = bool(turns)
+    while moved and held.any() and not held.all():
+        moved = False
+        out = np.flatnonzero(held)
+        trained = [whole.shapes[g] for g in np.flatnonzero(~held)]
+        for t in turns:
+            turned = [drawings.turned(whole.shapes[g], t) for g in out]
+            for a, _ in drawings.near_pairs(turned, trained, whole.within):
+                moved |= bool(held[out[a]])
+                held[out[a]] = False
     return held
 
 
@@ -50,24 +56,23 @@ def check_split(scene, whole: drawings.Library) -> None:
 def check_named(scene, field: str) -> None:
     """The held-out set made now (a missing drawing, or one too wide, is refused in one
     line naming `field`, before any compute), not mid-run; and refused where it shares a
-    drawing with the training set, by polygon (drawings.key), whatever their names."""
+    drawing with the training set, by polygon (drawings.near_pairs), whatever their names."""
     try:
         held = scene._held_out()
     except config.ConfigError as e:
         raise config.error(scene, field, f"a set the scene can draw: {e.allowed}") from None
     if held is None:
         return
-    trained = dict(zip(scene.library.keys, scene.library.names, strict=True))
-    turns = quarter_turns(scene)
+    trained, lib = scene.library, held.library
+    same = {}  # held-out row -> (the training drawing it is, the turn)
+    for t in [0.0, *quarter_turns(scene)]:
+        shapes_ = [drawings.turned(s, t) if t else s for s in lib.shapes]
+        for a, b in drawings.near_pairs(shapes_, trained.shapes, trained.within):
+            same.setdefault(a, (trained.names[b], t))
     shared = []
-    lib = held.library
-    for k, name, shape in zip(lib.keys, lib.names, lib.shapes, strict=True):
-        found = [(k, 0.0)] + [(drawings.turned_key(shape, t), t) for t in turns]
-        same = next(((trained[k], t) for k, t in found if k in trained), None)
-        if same is not None:
-            other, t = same
-            turned = f" turned {t:g} degrees" if t else ""
-            shared.append(name if other == name and not t else f"{name} is {other}{turned}")
+    for a, (other, t) in sorted(same.items()):
+        name, turned = lib.names[a], f" turned {t:g} degrees" if t else ""
+        shared.append(name if other == name and not t else f"{name} is {other}{turned}")
     if shared:
         raise config.error(
             scene,

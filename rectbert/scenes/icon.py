@@ -33,7 +33,7 @@ def _icon_library(icons: tuple[str, ...], weight: float, tolerance: float) -> dr
         return sources.icon_parts(name, (tolerance - pen) * sources.ICON_EM)
 
     chosen = sources.icon_selection(icons)
-    return drawings.library(chosen, parts, sources.ICON_EM, weight, pen)
+    return drawings.library(chosen, parts, sources.ICON_EM, weight, tolerance, pen)
 
 
 @register

@@ -24,7 +24,7 @@ def _kanji_library(kanji: str, weight: float, tolerance: float) -> drawings.Libr
         return sources.kanji_strokes(c, (tolerance - pen) * sources.KANJI_EM), ()
 
     chars = sources.kanji_selection(kanji)
-    return drawings.library(chars, parts, sources.KANJI_EM, weight, pen)
+    return drawings.library(chars, parts, sources.KANJI_EM, weight, tolerance, pen)
 
 
 @register
