@@ -27,6 +27,7 @@ COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
     "ceiling_report",
     "compare_runs",
     "coverage_cost",
+    "drawn_sets",
     "glyph_posterior",
     "kmeans",
     "oracle",

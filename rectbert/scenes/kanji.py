@@ -34,14 +34,14 @@ class Kanji(Drawn):
 
     KanjiVG (CC BY-SA 3.0, kanjivg.tagaini.net) is the optional extra `kanji`. `kanji` names the
     set: characters, 'strokes:lo-hi' (every character KanjiVG draws with lo to hi strokes, by
-    code point: strokes:1-8 is 1,602) or 'all' (6,703). Each stroke's centreline (cubic Béziers)
-    is flattened to within 0.04 canvas pixel at the largest size and drawn with a round pen as
-    KanjiVG's SVG draws it (round caps and joins; arcs and simplification within 0.06:
-    drawings.outline): the polygon is within 0.1 pixel of the true stroke. Parameters (kanji
-    index, size, angle, x, y); size is the side of KanjiVG's 109-unit box in canvas pixels. A
-    kanji whose polygon repeats an earlier one's (KanjiVG draws the radical ⺉ as 刂) is left out
-    of the set, with a warning. Held out of training, evaluated as unseen: unseen_kanji (none of
-    the training set's polygons) or unseen_fraction."""
+    code point: strokes:1-8 is 1,602) or 'all' (6,703); 'All' or 'STROKES:' are refused. Each
+    stroke's centreline (cubic Béziers) is flattened to within 0.04 canvas pixel at the largest
+    size and drawn with a round pen as KanjiVG's SVG draws it (round caps and joins; arcs and
+    simplification within 0.06: drawings.outline): the polygon is within 0.1 pixel of the true
+    stroke. Parameters (kanji index, size, angle, x, y); size is the side of KanjiVG's 109-unit
+    box in canvas pixels. A kanji whose polygon repeats an earlier one's (KanjiVG draws the
+    radical ⺉ as 刂) is left out of the set, with a warning. Held out of training, evaluated as
+    unseen: unseen_kanji (none of the training set's polygons) or unseen_fraction."""
 
     name: ClassVar[str] = "kanji"
     set_field: ClassVar[str] = "kanji"
