@@ -208,20 +208,6 @@ def test_a_refused_set_is_one_line_its_repeats_said_only_when_it_runs(fresh_warn
     assert len(told) == 1 and told[0].startswith("26 of the 52 drawings repeat"), told
 
 
-def test_a_drawing_turned_and_turned_back_is_the_same_drawing():
-    # a quarter turn there and back gives the same region (shapely) but -0.0 where 0.0 was
-    # (W and X have zero coordinates): the key must not tell them apart
-    from rectbert.geometry import drawings
-
-    for c in "WX":
-        shape = polygon("futural", c)
-        back = shapely.affinity.rotate(
-            shapely.affinity.rotate(shape, 90, origin=(0, 0)), -90, origin=(0, 0)
-        )
-        assert same(shape, back)
-        assert drawings.turned_key(back, 0.0) == drawings.key(shape), c
-
-
 def test_a_held_warning_still_obeys_a_filter_by_module(fresh_warnings, tmp_path):
     # the checks' warnings are issued again after them, from the module that raised them
     with warnings.catch_warnings(record=True) as said:

@@ -18,7 +18,6 @@ Coordinates are the library's own (Hershey font units, KanjiVG's 109-unit box, T
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import math
 
@@ -26,10 +25,9 @@ import numpy as np
 
 from rectbert import rate, warn
 
-# Two drawings are one when their centred em-unit polygons agree on this grid (key()): coarse
-# enough that the float64 noise of thickening a translated copy (~1e-16 em) never tells them
-# apart, fine enough that no two drawings merge (Hershey's coordinates step by 1/32 em); and
-# 2^6 divides 10^6, so the multiples of 1/64 em a centred Hershey drawing has sit on the grid.
+# A round pen's polygon is snapped to this grid before it is simplified, so that float64 noise
+# (~1e-16 em) cannot make one region simplify two ways; far below the 0.1 px a drawing is
+# accurate to (0.0002 px at 224 px). Two drawings are one by near_pairs, not by this grid.
 KEY_GRID = 1e-6
 PEN_SHARE = 0.6  # of a round-pen drawing's tolerance: the pen (outline); the rest flattens curves
 
@@ -91,7 +89,7 @@ def outline(strokes: list[np.ndarray], width: float, tolerance: float | None = N
             areas = [Polygon(f).buffer(width / 2, **pen) for f in filled]
             shape = shapely.union_all([shape, *areas])
         # snapped to the key grid and normalised first, so that the same region drawn in
-        # another order (float noise apart) simplifies alike and stays one drawing (key())
+        # another order (float noise apart) simplifies alike and stays one drawing (near_pairs)
         shape = shapely.normalize(shapely.set_precision(shapely.make_valid(shape), KEY_GRID))
         shape = shapely.simplify(shape, tolerance / 2, preserve_topology=True)
     shape = shapely.make_valid(shape)
@@ -105,28 +103,6 @@ def outline(strokes: list[np.ndarray], width: float, tolerance: float | None = N
     if not parts:  # no strokes, or none with a length or a width
         raise ValueError(f"strokes {width:g} wide make no polygon: their union is empty")
     return shapely.MultiPolygon(parts) if len(parts) > 1 else parts[0]
-
-
-def key(shape) -> bytes:
-    """The drawing's polygon in a canonical form, as bytes: equal for two polygons that cover
-    the same region to within KEY_GRID (whatever their vertices' order, start, or collinear
-    vertices), so a set can tell a drawing it repeats. `shape` in em units, centred."""
-    import shapely
-
-    snapped = shapely.normalize(shapely.set_precision(shape, KEY_GRID))
-    snapped = shapely.set_precision(shapely.simplify(snapped, KEY_GRID), KEY_GRID)
-    snapped = shapely.transform(shapely.normalize(snapped), lambda xy: xy + 0.0)  # -0 is 0
-    return shapely.to_wkb(snapped)
-
-
-def turned_key(shape, degrees: float) -> bytes:
-    """key() of the centred polygon turned by `degrees` about its centre, then centred again
-    on its box (as library() centres a drawing)."""
-    import shapely.affinity
-
-    turned = shapely.affinity.rotate(shape, degrees, origin=(0.0, 0.0))
-    x0, y0, x1, y1 = turned.bounds
-    return key(shapely.affinity.translate(turned, -(x0 + x1) / 2, -(y0 + y1) / 2))
 
 
 def turned(shape, degrees: float):
@@ -193,9 +169,8 @@ class Library:
     centres: the boundary segments a -> b [G, S, 2] (region on the left; a row's first
     counts[g] are its own, the rest padding that weighs 0), their weights [G, S], the vertices
     [G, V, 2] (padding repeats a vertex) and the half-extent radius [G] (the farthest vertex
-    from the centre), all in em units (the library's em = 1); and each drawing's polygon
-    key() (what tells two sets' drawings apart; made when first asked for, as it costs a
-    fifth of the build)."""
+    from the centre), all in em units (the library's em = 1); and `within`, the distance in
+    ems under which two drawings are one (near_pairs)."""
 
     names: tuple[str, ...]
     a: np.ndarray
@@ -207,11 +182,6 @@ class Library:
     centres: np.ndarray  # [G, 2] float64: where each box centre was, in the library's em units
     shapes: tuple  # the shapely polygons, centred and in em units (tests, figures)
     within: float = 0.0  # ems: two drawings nearer than this are one (near_pairs)
-
-    @functools.cached_property
-    def keys(self) -> tuple[bytes, ...]:
-        """key() of each shape."""
-        return tuple(key(s) for s in self.shapes)
 
 
 def library(
@@ -233,7 +203,7 @@ def library(
         strokes, filled = parts_of(name)  # MissingError: no such drawing
         # centred on the strokes' box and snapped to SNAP ems before thickening: shapely's
         # buffer is not translation-invariant to the vertex, so the same drawing elsewhere in
-        # its box (KanjiVG's ⻖ is 阝 moved by 27.71 units) would not be one drawing (key())
+        # its box (KanjiVG's ⻖ is 阝 moved by 27.71 units) would differ by more than noise
         mid = _middle([*strokes, *filled]) / em
         strokes, filled = ([_snapped(s / em - mid) for s in part] for part in (strokes, filled))
         try:
