@@ -67,10 +67,12 @@ CASES = {  # scene (options), held-out examples, visible counts (of 24), prior d
     "glyph-small": ("glyph", {"glyphs": "LOT"}, 2, (1, 2), 50_000, 0.08),
     "kanji": ("kanji", {"kanji": "一二人口日木"}, 4, (1, 2, 4), 100_000, 0.08),
     "kanji-small": ("kanji", {"kanji": "一人口"}, 2, (1, 2), 50_000, 0.08),
+    "icon-small": ("icon", {"icons": ("home", "star", "heart")}, 2, (1, 2), 50_000, 0.08),
 }
-# the cases of minutes each (measured: rect-8-12 2 min, junction 11, glyph 7, kanji 21) run by
+# the cases of minutes each (measured: rect-8-12 2 min, junction 11, glyph 7, kanji 21; three
+# icons of some 300 segments each over 8 minutes, unfinished) run by
 # `python -m benchmarks.oracle_rejection --cases=...` (RESULTS.md); the slow tier runs the rest
-BENCHMARK_ONLY = ("rect-8-12", "junction", "glyph", "kanji")
+BENCHMARK_ONLY = ("rect-8-12", "junction", "glyph", "kanji", "icon-small")
 # every registered family the oracle serves and no case above pins: checked at its defaults
 # on two examples, so a family added is a family checked against rejection (a family whose
 # oracle is slow at its defaults pins a small case here, as glyph and kanji do)
