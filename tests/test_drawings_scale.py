@@ -109,6 +109,13 @@ def check_coverage(scene, rows):
     return np.abs(got - want).max()
 
 
+def refused_in_one_line(family: str, opts: dict, field: str, says: str) -> None:
+    """The family refuses these options in one line naming `field` and saying `says`."""
+    with pytest.raises(config.ConfigError) as e:
+        rectbert.scene(family, **opts)
+    assert e.value.field == field and says in str(e.value) and "\n" not in str(e.value)
+
+
 def spread(names, k: int) -> str | tuple:
     """k names spread evenly over a sorted set (not only its first ones)."""
     idx = np.linspace(0, len(names) - 1, k).round().astype(int)
@@ -143,9 +150,7 @@ def test_kanji_selection_by_stroke_count_is_kanjivgs():
     ],
 )
 def test_kanji_selection_refused_in_one_line(value, says):
-    with pytest.raises(config.ConfigError) as e:
-        rectbert.scene("kanji", kanji=value)
-    assert e.value.field == "kanji" and says in str(e.value) and "\n" not in str(e.value)
+    refused_in_one_line("kanji", {"kanji": value}, "kanji", says)
 
 
 @needs_kanji
@@ -225,9 +230,7 @@ def test_icon_categories_are_the_files_own():
     ],
 )  # fmt: skip
 def test_icon_refusals_in_one_line(opts, field, says):
-    with pytest.raises(config.ConfigError) as e:
-        rectbert.scene("icon", **opts)
-    assert e.value.field == field and says in str(e.value) and "\n" not in str(e.value)
+    refused_in_one_line("icon", opts, field, says)
 
 
 def test_icons_refused_without_the_extra(monkeypatch):
@@ -314,9 +317,7 @@ def test_kanji_hash_split_hand_computed():
     ],
 )  # fmt: skip
 def test_split_refusals_in_one_line(opts, field, says):
-    with pytest.raises(config.ConfigError) as e:
-        rectbert.scene("glyph", **opts)
-    assert e.value.field == field and says in str(e.value) and "\n" not in str(e.value)
+    refused_in_one_line("glyph", opts, field, says)
 
 
 def test_a_held_drawing_that_is_a_trained_one_turned_trains():
