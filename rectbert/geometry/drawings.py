@@ -18,12 +18,14 @@ Coordinates are the library's own (Hershey font units, KanjiVG's 109-unit box, T
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 
 import numpy as np
 
 from rectbert import rate, warn
+from rectbert.geometry import lines
 
 # A round pen's polygon is snapped to this grid before it is simplified, so that float64 noise
 # (~1e-16 em) cannot make one region simplify two ways; far below the 0.1 px a drawing is
@@ -163,14 +165,17 @@ def rings(shape) -> list[np.ndarray]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Library:
     """Drawings as fixed-size arrays, one row per distinct drawing, centred on their boxes'
     centres: the boundary segments a -> b [G, S, 2] (region on the left; a row's first
     counts[g] are its own, the rest padding that weighs 0), their weights [G, S], the vertices
     [G, V, 2] (padding repeats a vertex) and the half-extent radius [G] (the farthest vertex
     from the centre), all in em units (the library's em = 1); and `within`, the distance in
-    ems under which two drawings are one (near_pairs)."""
+    ems under which two drawings are one (near_pairs). The centrelines the polygons were drawn
+    around (`lines`: each drawing's polylines, the same frame; filled parts' rings too) as
+    segments c_a -> c_b [G, T, 2] (a row's first line_counts[g] its own), and `pen`, the
+    stroke width in ems. Compared by identity (junctions() is cached per library)."""
 
     names: tuple[str, ...]
     a: np.ndarray
@@ -182,6 +187,35 @@ class Library:
     centres: np.ndarray  # [G, 2] float64: where each box centre was, in the library's em units
     shapes: tuple  # the shapely polygons, centred and in em units (tests, figures)
     within: float = 0.0  # ems: two drawings nearer than this are one (near_pairs)
+    lines: tuple = ()  # per drawing, its centrelines: a tuple of [V, 2] float64 polylines
+    c_a: np.ndarray | None = None  # [G, T, 2] float32 centreline segment starts
+    c_b: np.ndarray | None = None  # [G, T, 2] ends
+    line_counts: np.ndarray | None = None  # [G] int32: each drawing's own centreline segments
+    pen: float = 0.0  # ems: the stroke width
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (a library lives as long as its scene's cache)
+    def junctions(self, corner_angle: float) -> tuple[np.ndarray, np.ndarray]:
+        """([G, J, 2] float32 each drawing's junctions in ems (lines.junctions: candidates
+        nearer than one stroke width are one), padded; [G] int32 how many are its own)."""
+        found = [lines.junctions(ls, corner_angle, self.pen) for ls in self.lines]
+        most = max([len(f) for f in found] + [1])
+        out = np.zeros((len(found), most, 2), np.float32)
+        for g, f in enumerate(found):
+            out[g, : len(f)] = f
+        return out, np.array([len(f) for f in found], np.int32)
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019
+    def corners(self) -> np.ndarray:
+        """[G, C, 2] float32 each polygon's corners in ems (lines.corners of its rings: where
+        the boundary turns, not a round pen's arcs), NaN for padding."""
+        found = [
+            np.concatenate([lines.corners(r) for r in rings(shape)] + [np.zeros((0, 2))])
+            for shape in self.shapes
+        ]
+        out = np.full((len(found), max([len(f) for f in found] + [1]), 2), np.nan, np.float32)
+        for g, f in enumerate(found):
+            out[g, : len(f)] = f
+        return out
 
 
 def library(
@@ -198,7 +232,7 @@ def library(
 
     names = tuple(names)
     progress = rate.Rate("building the drawings", len(names), say or rate.SAY, unit="drawings")
-    shapes_, centres = [], []
+    shapes_, centres, drawn = [], [], []
     for i, name in enumerate(names):
         strokes, filled = parts_of(name)  # MissingError: no such drawing
         # centred on the strokes' box and snapped to SNAP ems before thickening: shapely's
@@ -211,8 +245,10 @@ def library(
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
         x0, y0, x1, y1 = shape.bounds
-        shapes_.append(shapely.affinity.translate(shape, -(x0 + x1) / 2, -(y0 + y1) / 2))
-        centres.append((mid[0] + (x0 + x1) / 2, mid[1] + (y0 + y1) / 2))
+        box = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        shapes_.append(shapely.affinity.translate(shape, -box[0], -box[1]))
+        centres.append(mid + box)
+        drawn.append(tuple(np.asarray(s, np.float64) - box for s in (*strokes, *filled)))
         progress.done(i + 1)
     first = {}  # a repeat -> the earliest drawing it is
     for i, j in near_pairs(shapes_, shapes_, within, later=True):
@@ -232,6 +268,8 @@ def library(
         tuple(shapes_[i] for i in kept),
         within,
         np.asarray(centres)[kept],
+        tuple(drawn[i] for i in kept),
+        weight,
     )
 
 
@@ -259,6 +297,8 @@ def subset(lib: Library, rows) -> Library:
         tuple(lib.shapes[i] for i in rows),
         lib.within,
         lib.centres[rows],
+        tuple(lib.lines[i] for i in rows),
+        lib.pen,
     )
 
 
@@ -269,8 +309,9 @@ def listed(items, most: int = 6) -> str:
     return shown if len(items) <= most else f"{shown} and {len(items) - most} more"
 
 
-def _arrays(names, shapes_, within, centres) -> Library:
-    """The Library of these centred polygons: their rings as padded arrays."""
+def _arrays(names, shapes_, within, centres, lines_=None, pen=0.0) -> Library:
+    """The Library of these centred polygons and centrelines: their rings and segments as
+    padded arrays."""
     ring_sets = [rings(shape) for shape in shapes_]
     s = max(sum(len(r) for r in rs) for rs in ring_sets)
     g = len(names)
@@ -284,6 +325,14 @@ def _arrays(names, shapes_, within, centres) -> Library:
         a[i, :n], b[i, :n], w[i, :n] = starts, ends, 1.0
         verts[i, :n], verts[i, n:] = starts, starts[0]
     radius = np.max(np.linalg.norm(verts, axis=-1), -1)
+    lines_ = tuple(lines_) if lines_ is not None else tuple(() for _ in names)
+    segs = [lines.segments(ls) for ls in lines_]
+    t = max([len(sa) for sa, _ in segs] + [1])
+    c_a, c_b = np.zeros((g, t, 2)), np.zeros((g, t, 2))
+    line_counts = np.zeros(g, np.int32)
+    for i, (sa, sb) in enumerate(segs):
+        line_counts[i] = len(sa)
+        c_a[i, : len(sa)], c_b[i, : len(sb)] = sa, sb
     f32 = np.float32
     return Library(
         names,
@@ -296,4 +345,9 @@ def _arrays(names, shapes_, within, centres) -> Library:
         np.asarray(centres, np.float64).reshape(g, 2),
         shapes_,
         within,
+        lines_,
+        c_a.astype(f32),
+        c_b.astype(f32),
+        line_counts,
+        float(pen),
     )

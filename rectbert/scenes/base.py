@@ -281,12 +281,25 @@ class Scene:
         raise NotImplementedError
 
     def corners(self, params_NxD):
-        """[N, C, 2] the shape's corners (the `nocorners` point sampler avoids them)."""
+        """[N, C, 2] the shape's corners, NaN for a padding slot (the `nocorners` point sampler
+        avoids them)."""
         raise NotImplementedError(f"scene {self.name!r} has no corners")
 
-    def boundary_points(self, key, params_NxD, p: int):
-        """[N, p, 2] points uniform along the shape's boundary (the `edges` point sampler)."""
-        raise NotImplementedError(f"scene {self.name!r} has no boundary sampler")
+    def boundary(self, params_NxD):
+        """The shape's boundary as segments, the `edges` point sampler's support: ([N, S, 2]
+        starts, [N, S, 2] ends, [N, S] weights, 0 for padding), canvas pixels."""
+        raise NotImplementedError(f"scene {self.name!r} has no boundary")
+
+    def centrelines(self, params_NxD):
+        """The strokes' centrelines as segments, the `strokes` point sampler's support:
+        ([N, T, 2] starts, [N, T, 2] ends, [N, T] weights, 0 for padding), canvas pixels."""
+        raise NotImplementedError(f"scene {self.name!r} has no strokes")
+
+    def junction_points(self, params_NxD, corner_angle: float):
+        """The drawing's junctions (stroke ends, corners under `corner_angle` degrees, where
+        strokes meet or cross; geometry/lines.py), the `junctions` point sampler's:
+        ([N, J, 2] canvas pixels, [N, J] bool: a junction, not padding)."""
+        raise NotImplementedError(f"scene {self.name!r} has no junctions")
 
     def record(self) -> dict:
         """Returns the family's name and options, JSON-able (config.json records it;

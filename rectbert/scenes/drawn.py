@@ -210,19 +210,41 @@ class Drawn(Scene):
     def placed(self, params_NxD):
         """The placed polygon's boundary: ([N, S, 2] starts, [N, S, 2] ends, [N, S] weights),
         each row's own segments first (placed_counts)."""
+        lib, idx = self.library, self._index(jnp.asarray(params_NxD, jnp.float32))
+        moved = self._moved(params_NxD, lib.a), self._moved(params_NxD, lib.b)
+        return *moved, jnp.asarray(lib.weight)[idx]
+
+    def _moved(self, params_NxD, v_GxSx2):
+        """[N, S, 2] each row's drawing's em-unit points v (one row of v per drawing) placed on
+        the canvas (size, angle, x, y), as placed() moves the polygon."""
         p = jnp.asarray(params_NxD, jnp.float32)
-        idx = self._index(p)
-        size, angle = p[:, 1, None, None], p[:, 2, None]
-        c, s = jnp.cos(angle), jnp.sin(angle)
+        v = jnp.asarray(v_GxSx2)[self._index(p)] * p[:, 1, None, None]
+        c, s = jnp.cos(p[:, 2, None]), jnp.sin(p[:, 2, None])
+        x = c * v[..., 0] - s * v[..., 1]
+        y = s * v[..., 0] + c * v[..., 1]
+        return jnp.stack([x, y], -1) + p[:, None, 3:5]
+
+    def boundary(self, params_NxD):
+        return self.placed(params_NxD)
+
+    def corners(self, params_NxD):
+        """The polygon's corners (Library.corners: where its boundary turns by more than 60
+        degrees; a round pen's arcs have none), NaN for padding."""
+        return self._moved(params_NxD, self.library.corners())
+
+    def centrelines(self, params_NxD):
+        """The centrelines the polygon was drawn around (Library.lines), as segments."""
         lib = self.library
+        w = jnp.arange(lib.c_a.shape[1])[None] < jnp.asarray(lib.line_counts)[:, None]
+        idx = self._index(jnp.asarray(params_NxD, jnp.float32))
+        return self._moved(params_NxD, lib.c_a), self._moved(params_NxD, lib.c_b), w[idx] * 1.0
 
-        def move(v):  # [N, S, 2] em units -> canvas pixels
-            v = jnp.asarray(v)[idx] * size
-            x = c * v[..., 0] - s * v[..., 1]
-            y = s * v[..., 0] + c * v[..., 1]
-            return jnp.stack([x, y], -1) + p[:, None, 3:5]
-
-        return move(lib.a), move(lib.b), jnp.asarray(lib.weight)[idx]
+    def junction_points(self, params_NxD, corner_angle: float):
+        """The drawing's junctions (Library.junctions, found once per set and angle)."""
+        table, counts = self.library.junctions(float(corner_angle))
+        idx = self._index(jnp.asarray(params_NxD, jnp.float32))
+        valid = jnp.arange(table.shape[1])[None] < jnp.asarray(counts)[idx][:, None]
+        return self._moved(params_NxD, table), valid
 
     def placed_counts(self, params_NxD):
         """[N] each placed drawing's own boundary segments (the first of placed()'s rows): what

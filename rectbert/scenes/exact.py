@@ -94,3 +94,62 @@ def boundary_coverage(
         )
     total = area / cell**2
     return jnp.clip(total, 0.0, 1.0) if clip else total
+
+
+def union_boundary(quads_NxKx4x2, used_NxK, origin_Nx2):
+    """The boundary of the union of K convex quadrilaterals (counter-clockwise, in the (x, y)
+    sense of polygons.signed_area; an unused one left out) as directed segments, region on the
+    left: ([N, S, 2] starts, [N, S, 2] ends, [N, S] weights 1, or 0 for an unused quad's),
+    S = 4 K x K. Computed relative to origin_Nx2 (a point near the shapes: float32 digits).
+
+    Each edge loses its parts inside the other quads (an interval of the edge per convex quad,
+    Cyrus-Beck); of the complement of those K - 1 intervals (at most K gaps, sorted by start)
+    each gap is a segment. A point on another quad's boundary counts as inside it: edges two
+    quads share in opposite directions (a straight bar through a junction) both go, as they
+    cancel. Edges shared in the same direction (two quads alike: probability 0 under the
+    priors that use this) would both go."""
+    quads = jnp.asarray(quads_NxKx4x2, jnp.float32) - jnp.asarray(origin_Nx2)[:, None, None]
+    used = jnp.asarray(used_NxK, bool)
+    k = quads.shape[1]
+    a, b = quads, jnp.roll(quads, -1, -2)  # edge l of quad i: a[:, i, l] -> b[:, i, l]
+
+    if k > 1:
+        others = np.array([[m for m in range(k) if m != i] for i in range(k)])  # [k, k-1]
+        q, d = a[:, others], (b - a)[:, others]  # [N, k, k-1, 4 (m's edges), 2]
+
+        def side(pt):  # cross(d, pt - q) >= 0 inside; pt [N, k, 4 (i's edges), 2]
+            rel = pt[:, :, :, None, None, :] - q[:, :, None]  # [N, k, 4, k-1, 4, 2]
+            return d[:, :, None, ..., 0] * rel[..., 1] - d[:, :, None, ..., 1] * rel[..., 0]
+
+        sa, sb = side(a), side(b)  # [N, k, 4, k-1, 4]
+        den = sa - sb
+        t = sa / jnp.where(den == 0, 1.0, den)
+        lower = jnp.max(jnp.where(den < 0, t, 0.0), -1)
+        upper = jnp.min(jnp.where(den > 0, t, 1.0), -1)
+        never = jnp.any((den == 0) & (sa < 0), -1)
+        t_in, t_out = jnp.maximum(lower, 0.0), jnp.minimum(upper, 1.0)  # [N, k, 4, k-1]
+        empty = never | (t_in >= t_out) | ~used[:, others][:, :, None, :]
+        t_in, t_out = jnp.where(empty, 0.0, t_in), jnp.where(empty, 0.0, t_out)  # covers none
+        order = jnp.argsort(t_in, -1)
+        t_in = jnp.take_along_axis(t_in, order, -1)
+        reach = jax.lax.cummax(jnp.take_along_axis(t_out, order, -1), axis=t_out.ndim - 1)
+        starts = jnp.concatenate([jnp.zeros_like(t_in[..., :1]), reach], -1)
+        ends = jnp.concatenate([t_in, jnp.ones_like(t_in[..., :1])], -1)  # [N, k, 4, k]
+    else:
+        starts, ends = jnp.zeros((*a.shape[:3], 1)), jnp.ones((*a.shape[:3], 1))
+    starts = jnp.clip(starts, 0.0, 1.0)
+    ends = jnp.maximum(jnp.clip(ends, 0.0, 1.0), starts)
+    step = (b - a)[..., None, :]
+    j = jnp.asarray(origin_Nx2, jnp.float32)[:, None, None, None]
+    seg_a = j + a[..., None, :] + starts[..., None] * step  # [N, k, 4, k, 2]
+    seg_b = j + a[..., None, :] + ends[..., None] * step
+    weight = jnp.broadcast_to(used[:, :, None, None], starts.shape).astype(jnp.float32)
+    n = quads.shape[0]
+    return seg_a.reshape(n, -1, 2), seg_b.reshape(n, -1, 2), weight.reshape(n, -1)
+
+
+def boundary_vertices(a_NxSx2, b_NxSx2, weight_NxS):
+    """[N, S, 2] the start of each boundary segment of positive length and weight (a vertex
+    of the region), NaN for the others."""
+    on = (weight_NxS > 0) & jnp.any(a_NxSx2 != b_NxSx2, -1)
+    return jnp.where(on[..., None], a_NxSx2, jnp.nan)

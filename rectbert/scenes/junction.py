@@ -15,7 +15,7 @@ import numpy as np
 from rectbert import config
 from rectbert.geometry import shapes
 from rectbert.scenes.base import Scene, option, register, sampler
-from rectbert.scenes.exact import boundary_coverage, compiled
+from rectbert.scenes.exact import boundary_coverage, boundary_vertices, compiled, union_boundary
 
 
 @register
@@ -105,54 +105,31 @@ class Junction(Scene):
         return j + along * u + side * nrm
 
     def _boundary(self, params_NxD):
-        """The union's boundary as directed segments, counter-clockwise: ([N, S, 2] starts,
-        [N, S, 2] ends, [N, S] weights 1, or 0 for an unused slot's), S = 4 slots x slots.
-
-        Each stroke edge loses its parts inside the other strokes (an interval of the edge per
-        convex stroke, Cyrus-Beck); of the complement of those slots - 1 intervals (at most
-        `slots` gaps, sorted by start) each gap is a segment. A point on another stroke's
-        boundary counts as inside it: edges two strokes share in opposite directions (a
-        straight bar through the junction) both go, as they cancel. Edges shared in the same
-        direction (two strokes at one angle: probability 0 under the prior) would both go."""
-        quads = self.polygons(params_NxD)  # [N, k, 4, 2], counter-clockwise
+        """The union's boundary as directed segments, counter-clockwise (exact.union_boundary
+        of the stroke quads, relative to the junction for float32 digits)."""
         p = jnp.asarray(params_NxD, jnp.float32)
-        quads = quads - p[:, None, None, :2]  # relative to the junction: float32 digits
-        used = p[:, 3::2] > 0  # [N, k]
-        k = self.slots
-        a, b = quads, jnp.roll(quads, -1, -2)  # edge l of stroke i: a[:, i, l] -> b[:, i, l]
-        if k > 1:
-            others = np.array([[m for m in range(k) if m != i] for i in range(k)])  # [k, k-1]
-            q, d = a[:, others], (b - a)[:, others]  # [N, k, k-1, 4 (m's edges), 2]
+        return union_boundary(self.polygons(p), p[:, 3::2] > 0, p[:, :2])
 
-            def side(pt):  # cross(d, pt - q) >= 0 inside; pt [N, k, 4 (i's edges), 2]
-                rel = pt[:, :, :, None, None, :] - q[:, :, None]  # [N, k, 4, k-1, 4, 2]
-                return d[:, :, None, ..., 0] * rel[..., 1] - d[:, :, None, ..., 1] * rel[..., 0]
+    def boundary(self, params_NxD):
+        return self._boundary(params_NxD)
 
-            sa, sb = side(a), side(b)  # [N, k, 4, k-1, 4]
-            den = sa - sb
-            t = sa / jnp.where(den == 0, 1.0, den)
-            lower = jnp.max(jnp.where(den < 0, t, 0.0), -1)
-            upper = jnp.min(jnp.where(den > 0, t, 1.0), -1)
-            never = jnp.any((den == 0) & (sa < 0), -1)
-            t_in, t_out = jnp.maximum(lower, 0.0), jnp.minimum(upper, 1.0)  # [N, k, 4, k-1]
-            empty = never | (t_in >= t_out) | ~used[:, others][:, :, None, :]
-            t_in, t_out = jnp.where(empty, 0.0, t_in), jnp.where(empty, 0.0, t_out)  # covers none
-            order = jnp.argsort(t_in, -1)
-            t_in = jnp.take_along_axis(t_in, order, -1)
-            reach = jax.lax.cummax(jnp.take_along_axis(t_out, order, -1), axis=t_out.ndim - 1)
-            starts = jnp.concatenate([jnp.zeros_like(t_in[..., :1]), reach], -1)
-            ends = jnp.concatenate([t_in, jnp.ones_like(t_in[..., :1])], -1)  # [N, k, 4, k]
-        else:
-            starts, ends = jnp.zeros((*a.shape[:3], 1)), jnp.ones((*a.shape[:3], 1))
-        starts = jnp.clip(starts, 0.0, 1.0)
-        ends = jnp.maximum(jnp.clip(ends, 0.0, 1.0), starts)
-        step = (b - a)[..., None, :]
-        j = p[:, None, None, None, :2]
-        seg_a = j + a[..., None, :] + starts[..., None] * step  # [N, k, 4, k, 2]
-        seg_b = j + a[..., None, :] + ends[..., None] * step
-        weight = jnp.broadcast_to(used[:, :, None, None], starts.shape).astype(jnp.float32)
-        n = p.shape[0]
-        return seg_a.reshape(n, -1, 2), seg_b.reshape(n, -1, 2), weight.reshape(n, -1)
+    def corners(self, params_NxD):
+        return boundary_vertices(*self._boundary(params_NxD))
+
+    def centrelines(self, params_NxD):
+        p = jnp.asarray(params_NxD, jnp.float32)
+        j = jnp.broadcast_to(p[:, None, :2], (p.shape[0], self.slots, 2))
+        angle = p[:, 4::2, None]
+        end = j + p[:, 3::2, None] * jnp.concatenate([jnp.cos(angle), jnp.sin(angle)], -1)
+        return j, end, (p[:, 3::2] > 0).astype(jnp.float32)
+
+    def junction_points(self, params_NxD, corner_angle: float):
+        """The junction point itself and each stroke's far end (a straight stroke has no corner,
+        and strokes leaving one point cross nowhere else)."""
+        del corner_angle
+        j, end, used = self.centrelines(params_NxD)
+        pts = jnp.concatenate([j[:, :1], end], 1)
+        return pts, jnp.concatenate([jnp.ones_like(used[:, :1]), used], 1) > 0
 
     @compiled
     def coverage(self, params_NxD, points_NxPx2, *, cell=shapes.CELL, grid=shapes.GRID):

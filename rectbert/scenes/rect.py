@@ -146,17 +146,14 @@ class Rect(Scene):
     def corners(self, params_NxD):
         return jnp.asarray(params_NxD)[:, jnp.array([[0, 1], [2, 1], [0, 3], [2, 3]])]
 
-    def boundary_points(self, key, params_NxD, p: int):
-        r = jnp.asarray(params_NxD, jnp.float32)
-        x0, y0, x1, y1 = (r[:, i, None] for i in range(4))
-        w, h = x1 - x0, y1 - y0
-        t = jax.random.uniform(key, (r.shape[0], p)) * 2 * (w + h)
-        # walk the perimeter: top edge, right edge, bottom edge (backwards), left edge (backwards)
-        x = jnp.select([t < w, t < w + h, t < 2 * w + h], [x0 + t, x1, x1 - (t - w - h)], x0)
-        y = jnp.select(
-            [t < w, t < w + h, t < 2 * w + h], [y0, y0 + (t - w), y1], y1 - (t - 2 * w - h)
-        )
-        return jnp.stack([x, y], axis=-1)
+    def boundary(self, params_NxD):
+        return ring_boundary(self.corners(params_NxD)[:, jnp.array([0, 1, 3, 2])])
+
+
+def ring_boundary(polygon_NxVx2):
+    """One closed polygon's edges as boundary() segments: ([N, V, 2] starts, ends, weights 1)."""
+    a = jnp.asarray(polygon_NxVx2, jnp.float32)
+    return a, jnp.roll(a, -1, 1), jnp.ones(a.shape[:2], jnp.float32)
 
 
 def on_canvas(rects_NxMx4: np.ndarray, size: int) -> str | None:

@@ -13,7 +13,7 @@ import numpy as np
 from rectbert import config
 from rectbert.geometry import shapes
 from rectbert.scenes.base import Scene, option, register, sampler
-from rectbert.scenes.exact import compiled
+from rectbert.scenes.exact import boundary_vertices, compiled, union_boundary
 from rectbert.scenes.rect import Rect, on_canvas
 
 
@@ -127,8 +127,14 @@ class Rects(Scene):
         r = np.asarray(params_D, np.float64).reshape(self.num_rects, 4)
         return [self._one().outlines(x)[0] for x in r if np.any(x != 0)]
 
+    def boundary(self, params_NxD):
+        """The union's boundary (exact.union_boundary of the used slots' rectangles)."""
+        r = jnp.asarray(params_NxD, jnp.float32).reshape(-1, self.num_rects, 4)
+        quads = r[..., jnp.array([[0, 1], [2, 1], [2, 3], [0, 3]])]  # counter-clockwise
+        centre = jnp.full((r.shape[0], 2), self.size / 2, jnp.float32)
+        return union_boundary(quads, jnp.any(r != 0, -1), centre)
+
     def corners(self, params_NxD):
-        """[N, 4 num_rects, 2]: an empty slot's corners lie far off the canvas."""
-        r = jnp.asarray(params_NxD, jnp.float32).reshape(-1, 4)
-        far = jnp.where(jnp.all(r == 0, -1, keepdims=True), -1e6, r)
-        return self._one().corners(far).reshape(jnp.shape(params_NxD)[0], -1, 2)
+        """[N, 16 num_rects, 2] the union's vertices (its convex and concave corners; a corner
+        inside another rectangle is none), NaN for padding."""
+        return boundary_vertices(*self.boundary(params_NxD))

@@ -14,6 +14,7 @@ from rectbert import config
 from rectbert.geometry import shapes
 from rectbert.scenes.base import Scene, option, register, sampler
 from rectbert.scenes.exact import compiled, polygon_coverage
+from rectbert.scenes.rect import ring_boundary
 
 
 @register
@@ -108,3 +109,6 @@ class Rotated(Scene):
 
     def corners(self, params_NxD):
         return self.polygons(params_NxD)
+
+    def boundary(self, params_NxD):
+        return ring_boundary(self.polygons(params_NxD))
