@@ -17,7 +17,7 @@ from benchmarks import usage
 from rectbert import config, scenes
 from rectbert.analysis import oracle
 from rectbert.data import tasks
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 
 FLAGS = flags.FLAGS
 

@@ -81,7 +81,7 @@ def prepare(folder: str, names, examples: int, visible: int, junction_examples: 
     import rectbert
     from rectbert.analysis import oracle_curve
     from rectbert.data import tasks
-    from rectbert.data.scene_tasks import SparseTask
+    from rectbert.data.sparse_task import SparseTask
 
     counts = {}
     for name in names:

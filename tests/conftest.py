@@ -15,7 +15,7 @@ from hypothesis import settings
 from experiments import cli
 from rectbert import scenes
 from rectbert.data import squares, tasks
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.model.encoder import ModelConfig
 from rectbert.recipes import sparse
 from rectbert.training import engine, train

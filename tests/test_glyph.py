@@ -333,7 +333,7 @@ def test_kanji_refuses_without_the_extra(monkeypatch):
 def test_unseen_eval_set_draws_from_the_held_out_glyphs():
     """The unseen set's tokens are the codebook's nearest to shapely's areas of the held-out
     glyphs' polygons (N-Z), and none of the training glyphs."""
-    from rectbert.data.scene_tasks import SparseTask
+    from rectbert.data.sparse_task import SparseTask
     from rectbert.data.tasks import MaskSpec
 
     scene = rectbert.scene("glyph", glyphs="ABCDEFGHIJKLM", unseen_glyphs="NOPQRSTUVWXYZ")
@@ -410,7 +410,7 @@ def test_batched_components_equal_components_one_by_one(monkeypatch):
     components run one by one give, from the same keys (a planted batch that ignores the
     index fails); and the posterior over the letter follows the evidence."""
     from rectbert.analysis import mixture, oracle
-    from rectbert.data.scene_tasks import SparseTask
+    from rectbert.data.sparse_task import SparseTask
     from rectbert.data.tasks import MaskSpec
     from rectbert.scenes import drawn
 

@@ -8,7 +8,7 @@ import pytest
 
 from rectbert.analysis import oracle, report
 from rectbert.data import points, tasks
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.geometry import codebook, shapes
 from rectbert.training import metrics
 from tests.conftest import RECT

@@ -16,7 +16,7 @@ from shapely.ops import unary_union
 import rectbert
 from rectbert.analysis import oracle
 from rectbert.data import tasks
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.scenes.junction import Junction
 from tests import references
 

@@ -16,7 +16,7 @@ import pytest
 from rectbert import scenes
 from rectbert.analysis import oracle, oracle_curve
 from rectbert.data import tasks
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.geometry import codebook
 from tests.conftest import family_param, installed
 

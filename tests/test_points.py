@@ -9,7 +9,7 @@ import pytest
 
 from rectbert import config, scenes
 from rectbert.data import points
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.data.tasks import MaskSpec
 from tests.conftest import RECT
 
@@ -63,4 +63,5 @@ def test_a_sampler_the_scene_cannot_serve_is_refused_naming_the_ones_it_can():
             SparseTask(scene=Dot(), mask=MaskSpec(4), sampler=name)
         assert e.value.field == "sampler" and "['uniform']" in e.value.allowed, e.value
     assert SparseTask(scene=Dot(), mask=MaskSpec(4)).sampler == "uniform"
-    assert all(s.supports(RECT) for s in points.SAMPLERS.values())
+    served = {n for n, s in points.SAMPLERS.items() if s.supports(RECT)}
+    assert served == {"uniform", "edges", "near", "nocorners"}, served  # no strokes

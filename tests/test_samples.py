@@ -19,7 +19,7 @@ from experiments import cli
 from rectbert import config
 from rectbert.analysis import oracle, oracle_curve
 from rectbert.analysis.samples import figure, measures, posterior, sampler, scores, settings
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.data.tasks import Batch
 from rectbert.recipes import sample as sample_recipe
 from rectbert.recipes import sparse
@@ -290,7 +290,7 @@ def test_grid_completions_keep_the_visible_and_grid_truths_are_shapes(sparse_tas
 def test_scenes_the_oracle_cannot_sample_get_accuracy_and_diversity_only(sparse_task, tmp_path):
     from rectbert import scenes
     from rectbert.data import tasks
-    from rectbert.data.scene_tasks import SparseTask
+    from rectbert.data.sparse_task import SparseTask
     from rectbert.model import encoder
     from rectbert.training import evaluation
 

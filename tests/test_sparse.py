@@ -9,7 +9,8 @@ import pytest
 
 from rectbert.analysis import render
 from rectbert.data import keys
-from rectbert.data.scene_tasks import nearest_visible_tokens, patches
+from rectbert.data.scene_tasks import patches
+from rectbert.data.sparse_task import nearest_visible_tokens
 from rectbert.geometry import codebook, shapes
 from rectbert.model import encoder as model_lib
 from rectbert.model import losses

@@ -10,7 +10,7 @@ import numpy as np
 import rectbert
 from rectbert.analysis import oracle
 from rectbert.data import tasks
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.model import encoder
 from rectbert.recipes import sparse_study
 from rectbert.training.engine import TrainConfig

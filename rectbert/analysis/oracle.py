@@ -76,8 +76,14 @@ def unsupported(task) -> str | None:
     why = task.scene.oracle_unsupported()
     if why:
         return f"the oracle does not support {why}"
-    if task.name == "sparse" and not points.get(task.sampler).uniform:
-        return f"the oracle's likelihood needs uniform points; this run's are {task.sampler!r}"
+    if task.name != "sparse":
+        return None
+    for what, name in (("points", task.sampler), ("hidden points", task.query_sampler)):
+        if name and not points.get(name).uniform:
+            return (
+                f"the oracle's likelihood needs points placed independently of the shape; this "
+                f"run's {what} are {name!r}, whose places say where the shape is"
+            )
     return None
 
 

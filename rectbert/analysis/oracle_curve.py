@@ -87,6 +87,12 @@ class CurveConfig:
         counts = visible_counts(visible, task.num_points)
         if counts is None:
             raise config.error(self, "visible", counts_allowed(task.num_points, "points"))
+        if getattr(task, "split_points", False):
+            raise ValueError(
+                "the oracle curve cannot be measured: it shows each count's first points of the "
+                "held-out examples, and with --query_points or --occlude the hidden points fall "
+                "elsewhere than the visible"
+            )
         why = oracle.unsupported(task) if oracle_needed else None
         if why:
             raise ValueError(f"the oracle curve cannot be measured: {why}")

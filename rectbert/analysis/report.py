@@ -94,7 +94,10 @@ def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_sp
     confusion = _figure(workdir, "confusion.png")
     curves.confusion(batch.tokens[hidden], preds[hidden], task.num_tokens, confusion)
     lattice = render.dense_lattice(dense_spacing)
-    rows = [_dense_rows(task, predict, params, batch, i, lattice, dense_spacing) for i in range(2)]
+    rows = [
+        _dense_rows(task, predict, params, batch, preds, i, lattice, dense_spacing)
+        for i in range(2)
+    ]
     panels.dense_rendering(
         [dense for dense, _ in rows],
         _figure(workdir, "dense_rendering.png"),
@@ -103,7 +106,7 @@ def sparse_figures(workdir, task, predict, params, batch, preds, title, dense_sp
     panels.dense_rendering(
         [occluded for _, occluded in rows],
         _figure(workdir, "occlusion.png"),
-        title="occlusion: the model fills a region it has no points in",
+        title="occlusion: the model fills a region it has no points in (truth left)",
     )
     unseen = task.unseen_eval_set()
     if unseen is not None:  # drawings never trained on: the model's rendering, the true edge
@@ -138,14 +141,22 @@ def _unseen_row(task, held, predict, params, batch, i: int, lattice, spacing: fl
     )
 
 
-def _dense_rows(task, predict, params, batch, i: int, lattice, spacing: float):
+def _dense_rows(task, predict, params, batch, preds, i: int, lattice, spacing: float):
     """Example i rendered from its visible points, and from as many points of its shape drawn
-    outside the OCCLUDED square: two rows of panels.dense_rendering."""
+    outside the OCCLUDED square (or, with --occlude, its own box and visible points): two rows
+    of panels.dense_rendering."""
     shape = batch.scenes[i : i + 1]
     truth = np.asarray(task.scene.rasterise(shape))[0]
     vis = ~batch.mask[i]
     img = _rendered(task, predict, params, batch.points[i][vis], batch.tokens[i][vis], lattice)
     dense = (truth, np.asarray(batch.points[i][vis]), img, f"queried every {spacing:g} px", None)
+    boxes = task.eval_boxes() if hasattr(task, "eval_boxes") else None
+    if boxes is not None:  # the run's own task: its box, its visible points around it
+        hidden = np.asarray(batch.mask[i])
+        right = int(np.sum((np.asarray(preds[i]) == np.asarray(batch.tokens[i]))[hidden]))
+        label = f"the dashed box hidden: {right} of {hidden.sum()} queries in it right"
+        box = tuple(float(v) for v in np.asarray(boxes[i]))
+        return dense, (truth, np.asarray(batch.points[i][vis]), img, label, box)
     key = jax.random.fold_in(keys.key(task.seed, "figures"), i)
     cand = points.uniform(key, task.scene, shape, 400)[0]
     x0, y0, x1, y1 = OCCLUDED

@@ -18,7 +18,7 @@ from rectbert import config as config_lib
 from rectbert import scenes
 from rectbert.analysis import oracle, oracle_curve
 from rectbert.analysis.samples import sampler
-from rectbert.data import scene_tasks, squares, tasks
+from rectbert.data import scene_tasks, sparse_task, squares, tasks
 from rectbert.data.tasks import Batch
 from rectbert.files import FileError
 from rectbert.geometry import codebook as codebook_lib
@@ -154,7 +154,7 @@ class Run:
         return Batch(points=jnp.asarray(points_BxPx2, jnp.float32), tokens=tokens, mask=~visible)
 
 
-_TASKS = {c.name: c for c in (squares.SquaresTask, scene_tasks.GridTask, scene_tasks.SparseTask)}
+_TASKS = {c.name: c for c in (squares.SquaresTask, scene_tasks.GridTask, sparse_task.SparseTask)}
 
 
 def _task(workdir: str, record: dict):

@@ -15,11 +15,10 @@ import numpy as np
 
 from rectbert import config, scenes
 from rectbert.config import setting
-from rectbert.data import keys, masking, points
+from rectbert.data import keys
 from rectbert.data.tasks import (
     BUDGET,
     MAX_ELEMENTS,
-    MAX_LEN,
     Batch,
     MaskSpec,
     Task,
@@ -30,7 +29,6 @@ from rectbert.data.tasks import (
     masked,
     presentations_setting,
     seed_setting,
-    size_checks,
     stream_indices,
 )
 from rectbert.files import FileError
@@ -226,174 +224,3 @@ class GridTask(SceneTask):
             "eval/pixel_mse": jnp.mean((recon - images) ** 2),
             "eval/codebook_pixel_mse": jnp.mean((floor - images) ** 2),
         }
-
-
-def nearest_visible_tokens(batch: Batch):
-    """[B, L] for each position, the token of the nearest visible point (a baseline)."""
-    d_BxLxL = jnp.sum((batch.points[:, :, None] - batch.points[:, None, :]) ** 2, axis=-1)
-    d_BxLxL = jnp.where(batch.mask[:, None, :], jnp.inf, d_BxLxL)
-    nearest_BxL = jnp.argmin(d_BxLxL, axis=-1)
-    return jnp.take_along_axis(batch.tokens, nearest_BxL, axis=1)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SparseTask(SceneTask):
-    """`num_points` points per shape at continuous coordinates; each token exact from the shape.
-
-    With a fixed training set the points are redrawn every step, or with `fixed_points`
-    drawn once per shape (the write-up's regime, where the model memorises).
-
-    `extra_targets`: each training example also carries this many more points of its shape,
-    all hidden. With context attention (required) a hidden point's prediction depends only on
-    the visible points and itself, so these are further draws of the very conditional the
-    task evaluates — more supervised tokens per forward pass, the evaluation unchanged
-    (Transformer Neural Processes train on many targets per context the same way).
-    """
-
-    num_points: int = setting(24, "Points per shape.")
-    sampler: str = setting(
-        "uniform", "Where points fall.", flag="point_sampler", choices=points.SAMPLERS
-    )
-    fixed_points: bool = setting(False, "Fixed set: draw each shape's points only once.")
-    extra_targets: int = setting(
-        0,
-        "More hidden points per training example, targets only (context attention): more "
-        "supervision per step, the evaluated task unchanged.",
-    )
-    name: ClassVar[str] = "sparse"
-    lattice: ClassVar[bool] = False
-    seq_len = property(lambda self: self.num_points)
-
-    def __post_init__(self):
-        room = f"at most {MAX_LEN} points per example, whose [L, L] attention scores {BUDGET}"
-        config.validate(
-            self,
-            [
-                (
-                    2 <= self.num_points <= MAX_LEN,
-                    "num_points",
-                    f"an integer in [2, {MAX_LEN}] ({room})",
-                ),
-                (
-                    lambda: points.SAMPLERS[self.sampler].supports(self.scene),
-                    "sampler",
-                    f"one the {self.scene.name} scene supports: "
-                    f"{[n for n, s in points.SAMPLERS.items() if s.supports(self.scene)]}",
-                ),
-                (
-                    not self.fixed_points or self.num_train > 0,
-                    "fixed_points",
-                    "false with fresh shapes (num_train=0): there is no set to fix points of",
-                ),
-                (
-                    0 <= self.extra_targets <= MAX_LEN - self.num_points,
-                    "extra_targets",
-                    f"an integer in [0, {MAX_LEN - self.num_points}] (with num_points: {room})",
-                ),
-                (
-                    not (self.extra_targets and self.fixed_points),
-                    "extra_targets",
-                    "0 with fixed_points (new points each step would unfix them)",
-                ),
-            ],
-        )
-        super().__post_init__()
-
-    def check(self, model_cfg, train_cfg) -> None:
-        if self.extra_targets and model_cfg.attention != "context":
-            allowed = "context with extra targets (full attention would show them to the model)"
-            raise config.error(model_cfg, "attention", allowed)
-        said = " (num_points + extra_targets)" if self.extra_targets else ""
-        size_checks(model_cfg, train_cfg, self.num_points + self.extra_targets, said)
-
-    def examples(self, key, params_NxD, spec: MaskSpec | None = None) -> Batch:
-        """Points, exact patch values, tokens and a mask for each shape."""
-        k_points, k_mask = jax.random.split(key)
-        pts, values = self._points(k_points, params_NxD, self.num_points)
-        return masked(k_mask, pts, self.tokens_of(values), spec or self.mask, values, params_NxD)
-
-    def _points(self, key, params_NxD, n: int):
-        """([N, n, 2] points of each shape from the sampler, [N, n, G] their exact values)."""
-        pts = points.sample(self.sampler, key, self.scene, params_NxD, n)
-        return pts, self.scene.coverage(params_NxD, pts)
-
-    @constant
-    def _fixed_examples(self):
-        if not self.fixed_points:
-            return None
-        return self.examples(keys.key(self.seed, "fixed_points"), self.train_params)
-
-    @constant
-    def majority_token(self):
-        """The most common token of the training distribution (a baseline), an int32 scalar."""
-        k_shapes, k_examples = jax.random.split(keys.key(self.seed, "baseline"))
-        params = self.train_params
-        if params is None:
-            params = self.scene.sample(k_shapes, 2048)
-        counts = jnp.bincount(
-            self.examples(k_examples, params).tokens.ravel(), length=self.num_tokens
-        )
-        return jnp.argmax(counts)
-
-    def _fixed_batch(self, key, idx_B, spec) -> Batch:
-        ex = self._fixed_examples
-        return masked(
-            key, ex.points[idx_B], ex.tokens[idx_B], spec, ex.values[idx_B], ex.scenes[idx_B]
-        )
-
-    def train_batch(self, step, batch: int) -> Batch:
-        k_data, k_points = jax.random.split(keys.key(self.seed, "data"))
-        k_step = jax.random.fold_in(k_points, step)
-        if self.fixed_points:
-            idx = stream_indices(k_data, step, batch, self.num_train, self.presentations)
-            return self._fixed_batch(k_step, idx, self.mask)
-        params = self.shapes_at(k_data, step, batch)
-        out = self.examples(k_step, params)
-        if not self.extra_targets:
-            return out
-        k_extra = jax.random.fold_in(keys.key(self.seed, "extra_targets"), step)  # moves no
-        pts, values = self._points(k_extra, params, self.extra_targets)  # other draw
-        return Batch(
-            jnp.concatenate([out.points, pts], 1),
-            jnp.concatenate([out.tokens, self.tokens_of(values)], 1),
-            jnp.concatenate([out.mask, jnp.ones(pts.shape[:2], bool)], 1),
-            jnp.concatenate([out.values, values], 1),
-            params,
-        )
-
-    def eval_set(self) -> Batch:
-        return self.eval_batch(
-            jax.random.fold_in(keys.key(self.seed, "held_out"), 1), self.eval_params
-        )
-
-    def eval_batch(self, key, params_NxD) -> Batch:
-        """These shapes as evaluation examples (new points; the fixed mask's count)."""
-        return self.examples(key, params_NxD, fixed(self.mask))
-
-    def train_eval_set(self, batch: int) -> Batch:
-        """Shapes the model trained on (those of the first steps), with new points (with
-        fixed_points: the very examples trained on, with new masks)."""
-        k = jax.random.fold_in(keys.key(self.seed, "held_out"), 2)
-        if self.fixed_points:
-            idx = jnp.arange(self.eval_examples) % self.num_train
-            return self._fixed_batch(k, idx, fixed(self.mask))
-        k_data, _ = jax.random.split(keys.key(self.seed, "data"))
-        steps = -(-self.eval_examples // batch)
-        params = jnp.concatenate([self.shapes_at(k_data, s, batch) for s in range(steps)])
-        return self.examples(k, params[: self.eval_examples], fixed(self.mask))
-
-    def eval_extra(self, pred_NxL, batch: Batch) -> dict:
-        """The two baselines on the same held-out examples, and per-token accuracy."""
-        mask = batch.mask
-        right = pred_NxL == batch.tokens
-        nearest = nearest_visible_tokens(batch)
-        out = {
-            "eval/majority_accuracy": masking.masked_mean(
-                batch.tokens == self.majority_token, mask
-            ),
-            "eval/nearest_accuracy": masking.masked_mean(nearest == batch.tokens, mask),
-        }
-        for k in range(self.num_tokens):
-            sel = mask & (batch.tokens == k)
-            out[f"eval/token_accuracy/{k:02d}"] = jnp.sum(right & sel) / jnp.maximum(sel.sum(), 1)
-        return out

@@ -11,7 +11,7 @@ from rectbert.analysis import oracle_curve, report
 from rectbert.analysis.oracle_curve import CurveConfig
 from rectbert.analysis.samples import figure as samples_figure
 from rectbert.analysis.samples.settings import ScoreConfig
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.recipes import common
 from rectbert.training import evaluation, train
 from rectbert.training.engine import RunConfig

@@ -20,7 +20,7 @@ from rectbert import config, scenes
 from rectbert.analysis import calls, oracle
 from rectbert.config import setting
 from rectbert.data import keys
-from rectbert.data.scene_tasks import SparseTask
+from rectbert.data.sparse_task import SparseTask
 from rectbert.files import write_atomic
 from rectbert.model import encoder, positions
 from rectbert.recipes import common, sparse
