@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 CORNER_ANGLE = 120.0  # degrees: a vertex whose two segments meet at less than this is a corner
+TOUCH_PAIRS = 2**22  # touches(): (point, segment) pairs at once (~160 MB of float32 work)
 SAME = 1e-9  # two vertices nearer than this (relative to the drawing's size) are one
 
 
@@ -62,6 +63,33 @@ def along(key, a_NxSx2, b_NxSx2, weight_NxS, p: int, lo: float, hi: float):
     return jnp.where(total[:, -1:, None] > 0, jnp.clip(on, lo, hi), box)
 
 
+def touches(a_NxSx2, b_NxSx2, weight_NxS, points_NxPx2, half: float):
+    """[N, P] whether the square of half-side `half` centred on each point meets the region
+    whose boundary is each row's segments of weight > 0 (directed rings, any orientation):
+    some boundary segment crosses the square, or its centre is inside (the square then lies
+    inside, as no boundary crosses it). Exact but for contacts of zero area (a shape's exact
+    coverage has float32 noise of 1e-7 far from it: coverage > 0 is not this test). Rows in
+    batches of at most TOUCH_PAIRS (point, segment) pairs (jax.lax.map)."""
+
+    def row(args):
+        a, b, w, pts = args
+        rel_a = a[None] - pts[:, None]  # [P, S, 2]: the square is [-half, half]^2
+        rel_b = b[None] - pts[:, None]
+        crosses = clip_segments(rel_a, rel_b, -half, half)[2] & (w[None] > 0)
+        # the winding number of the boundary around the centre (a ray along +x)
+        ya, yb = rel_a[..., 1], rel_b[..., 1]
+        cross = rel_a[..., 0] * rel_b[..., 1] - rel_a[..., 1] * rel_b[..., 0]
+        up = (ya <= 0) & (yb > 0) & (cross > 0)
+        down = (yb <= 0) & (ya > 0) & (cross < 0)
+        winding = jnp.sum(jnp.where(w[None] > 0, up.astype(jnp.int32) - down, 0), -1)
+        return jnp.any(crosses, -1) | (winding != 0)
+
+    args = (a_NxSx2, b_NxSx2, weight_NxS, points_NxPx2)
+    rows = max(1, TOUCH_PAIRS // max(1, points_NxPx2.shape[1] * a_NxSx2.shape[1]))
+    xs = tuple(jnp.asarray(x, jnp.float32) for x in args)
+    return jax.lax.map(row, xs, batch_size=min(rows, points_NxPx2.shape[0]))
+
+
 def segments(polylines) -> tuple[np.ndarray, np.ndarray]:
     """([S, 2] starts, [S, 2] ends) of every segment of the polylines (each [V, 2])."""
     pieces = [np.asarray(p, np.float64) for p in polylines if len(p) >= 2]
@@ -75,13 +103,16 @@ def junctions(polylines, corner_angle: float = CORNER_ANGLE, merge: float = 0.0)
     """[J, 2] the junctions of a line drawing, from its centrelines (polylines [V, 2] each).
 
     Candidates, each exact from the polylines: the two ends of every open polyline (a closed
-    one, its first vertex its last, has none); every vertex where it turns so that its two
-    segments meet at an angle under `corner_angle` degrees (180: every turn; a closed
-    polyline's seam too); and every point where two segments meet or cross that are not
-    neighbours on one polyline (a stroke ending on another, two crossing). Candidates nearer
-    than `merge` to one another (single linkage) are one junction, at their mean; exact
-    repeats are always one. Overlapping collinear segments meet nowhere in particular: they
-    add their ends only if those are ends or corners.
+    one, its first vertex its last, has none); every vertex where it turns so that its
+    chords `merge` along it either side (at least to the next vertex: with merge 0, its two
+    segments) meet at an angle under `corner_angle` degrees (180: every turn; a closed
+    polyline's seam too), the sharpest of those within `merge` of each other (KanjiVG draws
+    a corner as a tight curve: many small turns); and every point where two segments meet
+    or cross that are not neighbours on one polyline (a stroke ending on another, two
+    crossing). Candidates nearer than `merge` to one another (single linkage) are one
+    junction, at the mean of the distinct ones (a point found twice counts once).
+    Overlapping collinear segments meet nowhere in particular: they add their ends only if
+    those are ends or corners.
     """
     lines = [_deduped(p) for p in polylines]
     lines = [p for p in lines if len(p) >= 2]
@@ -94,9 +125,9 @@ def junctions(polylines, corner_angle: float = CORNER_ANGLE, merge: float = 0.0)
         closed = len(p) > 2 and np.linalg.norm(p[0] - p[-1]) <= same
         if not closed:
             found += [p[0], p[-1]]
-        found += list(_corners(p, closed, corner_angle))
+        found += list(_corners(p, closed, corner_angle, merge))
     found += _meetings(lines, same)
-    return _merged(np.asarray(found, np.float64).reshape(-1, 2), max(merge, same))
+    return _merged(np.asarray(found, np.float64).reshape(-1, 2), max(merge, same), same)
 
 
 def _deduped(p) -> np.ndarray:
@@ -117,20 +148,44 @@ def corners(ring_Vx2, corner_angle: float = CORNER_ANGLE) -> np.ndarray:
     return _corners(np.concatenate([p, p[:1]]), True, corner_angle)
 
 
-def _corners(p: np.ndarray, closed: bool, corner_angle: float) -> np.ndarray:
-    """The vertices of polyline p whose segments meet at under corner_angle degrees."""
+def _corners(p: np.ndarray, closed: bool, corner_angle: float, reach: float = 0.0):
+    """The vertices of polyline p where it turns so that its chords, `reach` along it either
+    side (at least to the next vertex), meet at under corner_angle degrees: a tight curve,
+    flattened into many small turns, is one corner, at its sharpest vertex (those within
+    `reach` of a sharper one are left out)."""
+    step = np.linalg.norm(np.diff(p, axis=0), axis=-1)
+    s = np.concatenate([[0.0], np.cumsum(step)])
+    total = s[-1]
+    at_i = np.arange(len(p) - 1) if closed else np.arange(1, len(p) - 1)
+    if not len(at_i):
+        return np.zeros((0, 2))
+    prev_len = np.where(at_i > 0, step[at_i - 1], step[-1])
+    next_len = step[at_i]
+    back_s = s[at_i] - np.maximum(reach, prev_len)
+    ahead_s = s[at_i] + np.maximum(reach, next_len)
     if closed:
-        p = p[:-1]
-        before, after = np.roll(p, 1, 0), np.roll(p, -1, 0)
-        at = p
+        back_s, ahead_s = np.mod(back_s, total), np.mod(ahead_s, total)
     else:
-        before, at, after = p[:-2], p[1:-1], p[2:]
-    u, v = before - at, after - at
-    cos = np.sum(u * v, -1) / np.maximum(
-        np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-300
-    )
+        back_s, ahead_s = np.clip(back_s, 0, total), np.clip(ahead_s, 0, total)
+
+    def point(t):
+        return np.stack([np.interp(t, s, p[:, 0]), np.interp(t, s, p[:, 1])], -1)
+
+    at = p[at_i]
+    u, v = point(back_s) - at, point(ahead_s) - at
+    norms = np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1)
+    cos = np.sum(u * v, -1) / np.maximum(norms, 1e-300)
     angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))  # 180: straight on
-    return at[angle < corner_angle]
+    sharp = np.flatnonzero(angle < corner_angle)
+    keep = []
+    for k in sharp:  # the sharpest within reach (the first of equals)
+        gap = np.abs(s[at_i[sharp]] - s[at_i[k]])
+        if closed:
+            gap = np.minimum(gap, total - gap)
+        near = sharp[(gap <= reach) & (sharp != k)]
+        if np.all((angle[near] > angle[k]) | ((angle[near] == angle[k]) & (near > k))):
+            keep.append(k)
+    return at[keep]
 
 
 def _meetings(lines, same: float) -> list:
@@ -185,9 +240,12 @@ def _distance(q, a, b) -> float:
     return float(np.linalg.norm(q - (a + t * d)))
 
 
-def _merged(points_Jx2: np.ndarray, within: float) -> np.ndarray:
+def _merged(points_Jx2: np.ndarray, within: float, same: float = 0.0) -> np.ndarray:
     """The points with those nearer than `within` to one another (single linkage) replaced by
-    their mean, in order of first appearance."""
+    the mean of their distinct ones (nearer than `same`: one), in order of first appearance."""
+    d = np.linalg.norm(points_Jx2[:, None] - points_Jx2[None], axis=-1)
+    first = ~np.any(np.tril(d <= same, -1), 1)  # no earlier point the same
+    points_Jx2, d = points_Jx2[first], d[np.ix_(first, first)]
     n = len(points_Jx2)
     group = np.arange(n)
 
@@ -197,7 +255,6 @@ def _merged(points_Jx2: np.ndarray, within: float) -> np.ndarray:
             i = group[i]
         return i
 
-    d = np.linalg.norm(points_Jx2[:, None] - points_Jx2[None], axis=-1)
     for i, j in zip(*np.nonzero(np.triu(d <= within, 1)), strict=True):
         group[root(j)] = root(i)
     roots = np.array([root(i) for i in range(n)], int)
