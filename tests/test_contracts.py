@@ -185,12 +185,19 @@ def supported(sampler):
     ]
 
 
+@functools.cache
+def compiled_sampler(name: str, scene, p: int):
+    """The sampler as one compiled program of (key, params) (a scene is hashable)."""
+    return jax.jit(lambda k, x: point_samplers.sample(name, k, scene, x, p))
+
+
 @pytest.mark.parametrize("name", sorted(point_samplers.SAMPLERS))
 def test_point_sampler_draws_p_points_inside_the_bounds_one_set_per_key(name):
     sampler = point_samplers.get(name)
     served = supported(sampler)
     assert served, f"{name} serves no registered scene"
     lo, hi = shapes.point_bounds()
+    moves = []  # per family: whether other shapes moved the points (same key)
     for family in served:
         scene, params, _, _ = case(family, ())
         got = np.asarray(point_samplers.sample(name, jax.random.key(4), scene, params, 40))
@@ -200,10 +207,17 @@ def test_point_sampler_draws_p_points_inside_the_bounds_one_set_per_key(name):
         np.testing.assert_array_equal(np.asarray(again), got, err_msg=f"{name} on {family}")
         other = point_samplers.sample(name, jax.random.key(5), scene, params, 40)
         assert not np.array_equal(np.asarray(other), got), (name, family)
+        # jit-able: one compiled program gives the eager points, to float32 rounding
+        jitted = compiled_sampler(name, scene, 40)
+        fast = np.asarray(jitted(jax.random.key(4), params))
+        np.testing.assert_allclose(fast, got, rtol=0, atol=1e-3, err_msg=f"{name} on {family}")
+        moved = np.asarray(scene.sample(jax.random.key(9), 64))[:N]
+        elsewhere = np.asarray(jitted(jax.random.key(4), moved))
         if sampler.uniform:  # independent of the shape, as the oracle's likelihood assumes
-            moved = np.asarray(scene.sample(jax.random.key(9), 64))[:N]
-            same = point_samplers.sample(name, jax.random.key(4), scene, moved, 40)
-            np.testing.assert_array_equal(np.asarray(same), got, err_msg=f"{name} on {family}")
+            np.testing.assert_array_equal(elsewhere, fast, err_msg=f"{name} on {family}")
+        moves.append(not np.allclose(elsewhere, fast, rtol=0, atol=1e-3))
+    # one that says it is not uniform (the oracle refuses it) does follow the shape somewhere
+    assert sampler.uniform or any(moves), f"{name} says it depends on the shape but never does"
 
 
 # ------------------------------------------------------- position embeddings and geometry
