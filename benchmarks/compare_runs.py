@@ -60,6 +60,11 @@ def check(workdirs, visible, examples: int):
     if task.name != "sparse":
         said = f"trained sparse runs ({workdirs[0]} is a {task.name} run)"
         raise usage.refuse("workdirs", workdirs, said)
+    if oracle_curve.unnested(task):
+        said = (
+            f"runs scored at nested visible counts ({workdirs[0]}: {oracle_curve.unnested(task)})"
+        )
+        raise usage.refuse("workdirs", workdirs, said)
     for w, other in zip(workdirs[1:], others, strict=True):
         if other.record() != task.record() or not np.array_equal(other.codebook, task.codebook):
             raise usage.refuse("workdirs", w, f"a run of {workdirs[0]}'s task")

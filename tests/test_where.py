@@ -386,3 +386,20 @@ def test_query_points_on_the_strokes_and_the_oracle_refuses_them():
     assert isinstance(why, str) and "hidden points" in why and "'strokes'" in why, why
     assert oracle.unsupported(task(RECT, occlude="60,60,140,140")) is None
     assert oracle.unsupported(task(RECT, occlude="random:40,100")) is None
+
+
+def test_the_oracle_curve_refuses_a_task_whose_hidden_points_fall_elsewhere():
+    # it re-hides each count's first points of the held-out examples: with a box (or a query
+    # sampler) those would be points drawn as visible ones shown hidden, and the reverse
+    from rectbert.analysis import oracle_curve
+    from rectbert.analysis.report import SparseReport
+
+    for kw in ({"occlude": "60,60,140,140"}, {"query_sampler": "near"}):
+        split = task(RECT, **kw)
+        with pytest.raises(ValueError, match="hidden points fall elsewhere"):
+            oracle_curve.held_out(split, 3, 4)
+        with pytest.raises(config.ConfigError) as e:
+            SparseReport(oracle_curve=True).check(split)
+        assert e.value.field == "oracle_curve" and "\n" not in str(e.value), e.value
+        SparseReport(eval_oracle="near" not in kw.values()).check(split)  # the box: scored
+    assert oracle_curve.unnested(task(RECT)) is None

@@ -87,16 +87,23 @@ class CurveConfig:
         counts = visible_counts(visible, task.num_points)
         if counts is None:
             raise config.error(self, "visible", counts_allowed(task.num_points, "points"))
-        if getattr(task, "split_points", False):
-            raise ValueError(
-                "the oracle curve cannot be measured: it shows each count's first points of the "
-                "held-out examples, and with --query_points or --occlude the hidden points fall "
-                "elsewhere than the visible"
-            )
+        if unnested(task):
+            raise ValueError(f"the oracle curve cannot be measured: {unnested(task)}")
         why = oracle.unsupported(task) if oracle_needed else None
         if why:
             raise ValueError(f"the oracle curve cannot be measured: {why}")
         return counts
+
+
+def unnested(task) -> str | None:
+    """Why a task's held-out examples cannot be shown at nested visible counts, or None: with
+    --query_points or --occlude a point's place depends on whether it is hidden."""
+    if not getattr(task, "split_points", False):
+        return None
+    return (
+        "its hidden points fall elsewhere than its visible ones (--query_points or --occlude), "
+        "so a count's first points are not the task's visible points"
+    )
 
 
 def order(task, examples: int):
@@ -108,6 +115,8 @@ def order(task, examples: int):
 def held_out(task, visible: int, examples: int, base: Batch | None = None) -> Batch:
     """The first `examples` held-out examples with `visible` points shown (nested in v);
     `base`: those examples, when already made (task.eval_set() is not free)."""
+    if unnested(task):
+        raise ValueError(f"no nested visible counts: {unnested(task)}")
     if base is None:
         base = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())  # one program
     return dataclasses.replace(base, mask=jnp.asarray(order(task, examples) >= visible))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
-from rectbert.analysis import calls, oracle, render
+from rectbert.analysis import calls, oracle, oracle_curve, render
 from rectbert.analysis.samples import settings as samples_settings
 from rectbert.config import setting
 from rectbert.data import keys, points
@@ -240,3 +240,5 @@ class SparseReport:
         for name in ("eval_oracle", "oracle_curve"):
             if getattr(self, name) and why:
                 raise config.error(self, name, f"off for this run ({why})")
+        if self.oracle_curve and oracle_curve.unnested(task):
+            raise config.error(self, "oracle_curve", f"off ({oracle_curve.unnested(task)})")

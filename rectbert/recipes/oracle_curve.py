@@ -38,6 +38,9 @@ def build(v: dict) -> Plan:
     why = oracle.unsupported(task)
     if why:
         raise config.error(given, "workdir", f"a run the oracle can score ({why})")
+    if oracle_curve.unnested(task):
+        allowed = f"a run seen at nested visible counts ({oracle_curve.unnested(task)})"
+        raise config.error(given, "workdir", allowed)
     curve.counts(task)
     return Plan(run, task, curve)
 
