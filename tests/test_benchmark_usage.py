@@ -20,6 +20,7 @@ from benchmarks import (
     oracle_speed,
     train_throughput,
     usage,
+    where_points,
 )
 from tests.conftest import copy, run_module
 
@@ -36,6 +37,7 @@ COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
     "scaling",
     "time_to_ceiling",
     "train_throughput",
+    "where_points",
 ]
 
 
@@ -264,6 +266,51 @@ def test_train_throughput_refuses_peer_only_without_json(tmp_path):
         "--peer_only=True is not allowed: true only with --json (its rows go there)"
     )
     assert train_throughput.check(30, ["fast"], "small", 0, str(tmp_path / "p.json"), True) == 64
+
+
+# ----------------------------------------------------------------------------- where_points
+def test_where_points_refuses_samplers_the_flagfile_s_scene_does_not_serve_before_any_run(
+    tmp_path,
+):
+    flagfile = tmp_path / "a.flags"
+    flagfile.write_text("--scene=rect\n--max_side=150\n")
+    check = where_points.check
+    assert refused(check, "", ["uniform"], ["0"]).startswith("--flagfile_run= is")
+    said = refused(check, str(flagfile), ["uniform", "strokes"], ["0"])  # no strokes on rect
+    assert said == (
+        "--samplers=uniform,strokes is not allowed: distinct names of ['uniform', 'edges', "
+        "'near', 'nocorners'] (rect serves)"
+    ), said
+    assert refused(check, str(flagfile), ["near", "near"], ["0"]).startswith("--samplers=near,")
+    assert refused(check, str(flagfile), ["near"], ["-1"]).startswith("--seeds=")
+    assert refused(check, str(flagfile), ["near"], ["1", "1"]).startswith("--seeds=1,1 is")
+    assert refused(check, str(flagfile), [], ["0"], "junctions").startswith("--query_points=")
+    flagfile.write_text("--scene=rect\n--max_side=9999\n")  # the scene refuses it
+    assert "max_side" in refused(check, str(flagfile), ["near"], ["0"])
+    flagfile.write_text("--scene=glyph\n--occlude=random:40,80\n")
+    assert refused(check, str(flagfile), ["strokes"], ["0"]).endswith("flagfile's --occlude")
+    assert check(str(flagfile), [], ["0", "2"]) == (("",), (0, 2))
+    flagfile.write_text("--scene=glyph\n--glyphs=ABC\n")
+    assert check(str(flagfile), ["junctions"], ["0"], "uniform") == (("junctions",), (0,))
+
+
+def test_where_points_table_pairs_by_seed():
+    rows = lambda acc, near, unseen: [  # noqa: E731
+        {"eval/masked_accuracy": a, "eval/nearest_accuracy": b, "eval/majority_accuracy": 0.5,
+         "eval/unseen_masked_accuracy": u, "eval/unseen_nearest_accuracy": 0.3}
+        for a, b, u in zip(acc, near, unseen, strict=True)
+    ]  # fmt: skip
+    text = where_points.table(
+        {
+            "uniform": rows([0.7, 0.8], [0.5, 0.6], [0.6, 0.7]),
+            "junctions": rows([0.7, 0.9], [0.5, 0.5], [0.7, 0.9]),
+        }  # fmt: skip
+    )
+    lines = text.splitlines()
+    # model - nearest 0.2, 0.2: mean 0.2, se 0; unseen - first: 0.1, 0.2 -> 0.15 +- 0.05
+    assert lines[2].startswith("| uniform | 0.750 ± 0.071 | 0.550 ± 0.071 |"), lines[2]
+    assert lines[3].endswith("| +0.300 ± 0.100 | +0.150 ± 0.050 |"), lines[3]
+    assert "| +0.200 ± 0.000 | — |" in lines[2], lines[2]
 
 
 # ------------------------------------------------------------------------- the commands

@@ -15,8 +15,6 @@ from scipy import stats
 from shapely.geometry import MultiLineString
 
 import rectbert
-from rectbert import config
-from rectbert.analysis import oracle
 from rectbert.data import points
 from rectbert.data.sparse_task import SparseTask
 from rectbert.data.tasks import MaskSpec
@@ -314,92 +312,3 @@ def test_near_windows_touch_the_shape_on_every_family(family):
 
 
 # ----------------------------------------------------------------------------- (e) occlusion
-@pytest.mark.parametrize("occlude", ["60,60,140,140", "random:40,100"])
-def test_occlusion_hides_the_points_in_the_box_and_shows_those_outside(occlude):
-    t = task(RECT, occlude=occlude)
-    params = RECT.sample(jax.random.key(17), 64)
-    key = jax.random.key(18)
-    batch = jax.jit(t.examples)(key, params)
-    boxes = np.asarray(t.hidden_boxes(key, 64), np.float64)
-    pts, hidden = np.asarray(batch.points, np.float64), np.asarray(batch.mask)
-    assert boxes.shape == (64, 4) and np.all(hidden.sum(1) == 8)
-    if occlude.startswith("random"):
-        sides = boxes[:, 2:] - boxes[:, :2]
-        assert np.all((sides >= 40 - 1e-4) & (sides <= 100 + 1e-4)), sides
-        assert np.all(boxes[:, :2] >= LO - 1e-4) and np.all(boxes[:, 2:] <= HI + 1e-4)
-        assert len(np.unique(boxes[:, 0])) == 64  # a box per example
-    else:
-        np.testing.assert_array_equal(boxes, np.broadcast_to([60, 60, 140, 140], (64, 4)))
-    lo, hi = boxes[:, None, :2], boxes[:, None, 2:]
-    closed = np.all((pts >= lo - 1e-4) & (pts <= hi + 1e-4), -1)
-    half_open = np.all((pts >= lo) & (pts < hi), -1)
-    assert np.all(closed[hidden]), "a hidden point outside its example's box"
-    assert not np.any(half_open[~hidden]), "a visible point inside its example's box"
-    assert in_region(pts).all()
-
-
-@pytest.mark.parametrize(
-    "kw,field",
-    [
-        (dict(occlude="1,2,3"), "occlude"),
-        (dict(occlude="random:0,10"), "occlude"),
-        (dict(occlude="200,200,100,100"), "occlude"),
-        (dict(occlude="60,60,140,140", sampler="edges"), "occlude"),
-        (dict(query_sampler="strokes"), "query_sampler"),
-        (
-            dict(sampler="junctions", junction_fallback="junctions", scene="junction"),
-            "junction_fallback",
-        ),
-    ],
-    ids=[
-        "three numbers",
-        "random sides from 0",
-        "reversed box",
-        "box with edges",
-        "strokes on rect",
-        "junctions falling back on junctions",
-    ],
-)
-def test_bad_where_settings_are_refused_in_one_line(kw, field):
-    kw = dict(kw)
-    scene = rectbert.scene(kw.pop("scene")) if "scene" in kw else RECT
-    with pytest.raises(config.ConfigError) as e:
-        task(scene, **kw)
-    assert e.value.field == field, e.value
-    assert "\n" not in str(e.value), str(e.value)
-
-
-# ----------------------------------------------------------------------------- (f) queries
-def test_query_points_on_the_strokes_and_the_oracle_refuses_them():
-    scene = rectbert.scene("glyph")
-    t = task(scene, query_sampler="strokes")
-    params = np.asarray(scene.sample(jax.random.key(19), 6))
-    batch = jax.jit(t.examples)(jax.random.key(20), params)
-    pts, hidden = np.asarray(batch.points), np.asarray(batch.mask)
-    far = 0
-    for i, p in enumerate(params):
-        d = distances(centrelines_of(scene, p), pts[i])
-        assert d[hidden[i]].max() <= TOL, f"row {i}: a hidden point off the strokes"
-        far += int(np.sum(d[~hidden[i]] > 1.0))
-    assert far > 0, "the visible points are uniform, not on the strokes"
-    why = oracle.unsupported(t)
-    assert isinstance(why, str) and "hidden points" in why and "'strokes'" in why, why
-    assert oracle.unsupported(task(RECT, occlude="60,60,140,140")) is None
-    assert oracle.unsupported(task(RECT, occlude="random:40,100")) is None
-
-
-def test_the_oracle_curve_refuses_a_task_whose_hidden_points_fall_elsewhere():
-    # it re-hides each count's first points of the held-out examples: with a box (or a query
-    # sampler) those would be points drawn as visible ones shown hidden, and the reverse
-    from rectbert.analysis import oracle_curve
-    from rectbert.analysis.report import SparseReport
-
-    for kw in ({"occlude": "60,60,140,140"}, {"query_sampler": "near"}):
-        split = task(RECT, **kw)
-        with pytest.raises(ValueError, match="hidden points fall elsewhere"):
-            oracle_curve.held_out(split, 3, 4)
-        with pytest.raises(config.ConfigError) as e:
-            SparseReport(oracle_curve=True).check(split)
-        assert e.value.field == "oracle_curve" and "\n" not in str(e.value), e.value
-        SparseReport(eval_oracle="near" not in kw.values()).check(split)  # the box: scored
-    assert oracle_curve.unnested(task(RECT)) is None

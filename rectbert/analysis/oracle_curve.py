@@ -88,7 +88,7 @@ class CurveConfig:
         if counts is None:
             raise config.error(self, "visible", counts_allowed(task.num_points, "points"))
         if unnested(task):
-            raise ValueError(f"the oracle curve cannot be measured: {unnested(task)}")
+            raise config.error(self, "visible", f"unset for this run ({unnested(task)})")
         why = oracle.unsupported(task) if oracle_needed else None
         if why:
             raise ValueError(f"the oracle curve cannot be measured: {why}")

@@ -240,5 +240,6 @@ class SparseReport:
         for name in ("eval_oracle", "oracle_curve"):
             if getattr(self, name) and why:
                 raise config.error(self, name, f"off for this run ({why})")
-        if self.oracle_curve and oracle_curve.unnested(task):
-            raise config.error(self, "oracle_curve", f"off ({oracle_curve.unnested(task)})")
+        for name in ("oracle_curve", "samples"):  # both show nested visible counts
+            if getattr(self, name) and oracle_curve.unnested(task):
+                raise config.error(self, name, f"off ({oracle_curve.unnested(task)})")

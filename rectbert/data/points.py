@@ -11,6 +11,7 @@ function here and its @register; the registry's contract test covers it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
@@ -110,7 +111,7 @@ def uniform(key, scene, params_NxD, p: int, options=Options()):
 
 
 @register(
-    "edges", "uniform along the shape's boundary (its part in the region)", needs=("boundary",)
+    "edges", "uniform along the shape's boundary (its part in the region; none there: uniform)", needs=("boundary",)
 )
 def edges(key, scene, params_NxD, p: int, options=Options()):
     del options
@@ -119,7 +120,7 @@ def edges(key, scene, params_NxD, p: int, options=Options()):
 
 @register(
     "strokes",
-    "uniform along the strokes' centrelines (their part in the region)",
+    "uniform along the strokes' centrelines (their part in the region; none there: uniform)",
     needs=("centrelines",),
 )
 def strokes(key, scene, params_NxD, p: int, options=Options()):
@@ -202,6 +203,7 @@ def nocorners(key, scene, params_NxD, p: int, options=Options()):
 
 # ----------------------------------------------------------------------------- occlusion
 RANDOM = "random:"
+MAX_HIDDEN = 0.75  # of the point region a box may cover: outside, a draw is kept 1 time in 4
 
 
 def parse_box(text: str):
@@ -212,9 +214,11 @@ def parse_box(text: str):
         return None
     lo, hi = shapes.point_bounds()
     span = hi - lo
+    side = math.floor(math.sqrt(MAX_HIDDEN) * span * 10) / 10  # a square of MAX_HIDDEN
     allowed = (
-        f"'x0,y0,x1,y1' inside the point region [{lo:g}, {hi:g}]^2 with x0 < x1, y0 < y1 and "
-        f"not all of it, or '{RANDOM}<min>,<max>' sides with 0 < min <= max < {span:g}"
+        f"'x0,y0,x1,y1' inside the point region [{lo:g}, {hi:g}]^2 with x0 < x1, y0 < y1, "
+        f"at most {MAX_HIDDEN:.0%} of it, or '{RANDOM}<min>,<max>' sides with "
+        f"0 < min <= max <= {side:g} (the visible points need room outside the box)"
     )
     kind = "random" if text.startswith(RANDOM) else "box"
     try:
@@ -224,9 +228,9 @@ def parse_box(text: str):
     if kind == "box":
         ok = len(numbers) == 4 and lo <= numbers[0] < numbers[2] <= hi
         ok = ok and lo <= numbers[1] < numbers[3] <= hi
-        ok = ok and (numbers[2] - numbers[0]) * (numbers[3] - numbers[1]) < span**2
+        ok = ok and (numbers[2] - numbers[0]) * (numbers[3] - numbers[1]) <= MAX_HIDDEN * span**2
     else:
-        ok = len(numbers) == 2 and 0 < numbers[0] <= numbers[1] < span
+        ok = len(numbers) == 2 and 0 < numbers[0] <= numbers[1] <= side
     if not ok:
         raise ValueError(allowed)
     return kind, numbers

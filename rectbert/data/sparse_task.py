@@ -36,6 +36,9 @@ def nearest_visible_tokens(batch: Batch):
     return jnp.take_along_axis(batch.tokens, nearest_BxL, axis=1)
 
 
+BOX_KEY = 0x0B0C5  # folded into an example's key for its hidden box (hidden_boxes)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class SparseTask(SceneTask):
     """`num_points` points per shape at continuous coordinates; each token exact from the shape.
@@ -193,22 +196,22 @@ class SparseTask(SceneTask):
         hidden = masking.sample_mask(
             k_mask, n, self.num_points, count=spec.count, schedule=spec.schedule
         )
-        pts, values = self._points(k_points, params_NxD, hidden)
+        pts, values = self._points(k_points, params_NxD, hidden, self.hidden_boxes(key, n))
         return Batch(pts, self.tokens_of(values), hidden, values, params_NxD)
 
-    def _points(self, key, params_NxD, hidden_NxP):
+    def _points(self, key, params_NxD, hidden_NxP, boxes_Nx4=None):
         """([N, P, 2] points of each shape, [N, P, G] their exact values): from the sampler,
-        or the hidden ones (hidden_NxP) from the query sampler or inside the box."""
+        or the hidden ones (hidden_NxP) from the query sampler, or inside each example's box
+        (boxes_Nx4, with --occlude) and the visible outside it."""
         n, p = hidden_NxP.shape
         opts = self.point_options
         if not self.split_points:
             pts = points.sample(self.sampler, key, self.scene, params_NxD, p, opts)
         else:
-            k_box, k_seen, k_asked = jax.random.split(key, 3)
-            box = points.parse_box(self.occlude)
-            if box is not None:
-                where = points.boxes(k_box, box, n)
-                seen, asked = points.outside(k_seen, where, p), points.inside(k_asked, where, p)
+            k_seen, k_asked = jax.random.split(key)
+            if boxes_Nx4 is not None:
+                seen = points.outside(k_seen, boxes_Nx4, p)
+                asked = points.inside(k_asked, boxes_Nx4, p)
             else:
                 seen = points.sample(self.sampler, k_seen, self.scene, params_NxD, p, opts)
                 asked = points.sample(self.query_sampler, k_asked, self.scene, params_NxD, p, opts)
@@ -216,11 +219,12 @@ class SparseTask(SceneTask):
         return pts, self.scene.coverage(params_NxD, pts)
 
     def hidden_boxes(self, key, n: int):
-        """[n, 4] the boxes examples(key, ...) of n shapes hid (--occlude), or None."""
+        """[n, 4] the boxes examples(key, ...) of n shapes hides (--occlude; from the key
+        alone, never the shapes), or None."""
         box = points.parse_box(self.occlude)
         if box is None:
             return None
-        return points.boxes(jax.random.split(jax.random.split(key)[0], 3)[0], box, n)
+        return points.boxes(jax.random.fold_in(key, BOX_KEY), box, n)
 
     @constant
     def _fixed_examples(self):
@@ -230,13 +234,17 @@ class SparseTask(SceneTask):
 
     @constant
     def majority_token(self):
-        """The most common token of the training distribution (a baseline), an int32 scalar."""
+        """The most common token of the training distribution (a baseline), an int32 scalar: of
+        its hidden points where they fall elsewhere than the visible."""
         k_shapes, k_examples = jax.random.split(keys.key(self.seed, "baseline"))
         params = self.train_params
         if params is None:
             params = self.scene.sample(k_shapes, 2048)
+        ex = self.examples(k_examples, params)
+        # where the hidden points fall elsewhere, theirs (the baseline is scored on them)
+        weight = ex.mask if self.split_points else jnp.ones_like(ex.mask)
         counts = jnp.bincount(
-            self.examples(k_examples, params).tokens.ravel(), length=self.num_tokens
+            ex.tokens.ravel(), weight.ravel().astype(jnp.int32), length=self.num_tokens
         )
         return jnp.argmax(counts)
 
@@ -258,7 +266,8 @@ class SparseTask(SceneTask):
             return out
         k_extra = jax.random.fold_in(keys.key(self.seed, "extra_targets"), step)  # moves no
         every = jnp.ones((batch, self.extra_targets), bool)  # all hidden: where queries fall
-        pts, values = self._points(k_extra, params, every)  # other draw
+        box = self.hidden_boxes(k_step, batch)  # the example's own box
+        pts, values = self._points(k_extra, params, every, box)  # other draw
         return Batch(
             jnp.concatenate([out.points, pts], 1),
             jnp.concatenate([out.tokens, self.tokens_of(values)], 1),

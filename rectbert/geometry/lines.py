@@ -118,7 +118,8 @@ def junctions(polylines, corner_angle: float = CORNER_ANGLE, merge: float = 0.0)
     lines = [p for p in lines if len(p) >= 2]
     if not lines:
         return np.zeros((0, 2))
-    scale = max(float(np.abs(p).max()) for p in lines) or 1.0
+    every = np.concatenate(lines)
+    scale = float(np.ptp(every, axis=0).max()) or 1.0  # the drawing's size, not where it is
     same = SAME * scale
     found = []
     for p in lines:

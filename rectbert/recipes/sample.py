@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from rectbert import config
+from rectbert.analysis import oracle_curve
 from rectbert.analysis.samples import figure
 from rectbert.analysis.samples.settings import ScoreConfig
 from rectbert.recipes import finished
@@ -34,6 +35,9 @@ class Plan:
 def build(v: dict) -> Plan:
     given, samples = config.build(finished.FinishedRun, v), config.build(ScoreConfig, v)
     run, task = given.load(("sparse", "grid"), "the samples go in it")
+    if oracle_curve.unnested(task):
+        allowed = f"a run seen at nested visible counts ({oracle_curve.unnested(task)})"
+        raise config.error(given, "workdir", allowed)
     try:
         samples.counts(task)
     except config.ConfigError as e:

@@ -144,8 +144,8 @@ def union_boundary(quads_NxKx4x2, used_NxK, origin_Nx2):
     seg_a = j + a[..., None, :] + starts[..., None] * step  # [N, k, 4, k, 2]
     seg_b = j + a[..., None, :] + ends[..., None] * step
     weight = jnp.broadcast_to(used[:, :, None, None], starts.shape).astype(jnp.float32)
-    n = quads.shape[0]
-    return seg_a.reshape(n, -1, 2), seg_b.reshape(n, -1, 2), weight.reshape(n, -1)
+    n, s = quads.shape[0], 4 * k * k  # an empty batch too (no -1 to infer)
+    return seg_a.reshape(n, s, 2), seg_b.reshape(n, s, 2), weight.reshape(n, s)
 
 
 def boundary_vertices(a_NxSx2, b_NxSx2, weight_NxS):

@@ -135,6 +135,6 @@ class Rects(Scene):
         return union_boundary(quads, jnp.any(r != 0, -1), centre)
 
     def corners(self, params_NxD):
-        """[N, 16 num_rects, 2] the union's vertices (its convex and concave corners; a corner
+        """[N, 4 num_rects^2, 2] the union's vertices (its convex and concave corners; a corner
         inside another rectangle is none), NaN for padding."""
         return boundary_vertices(*self.boundary(params_NxD))

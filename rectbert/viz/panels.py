@@ -305,3 +305,25 @@ def samples(truth, visible_Vx2, rows: list[tuple], path: str, *, title: str = ""
     if title:
         fig.suptitle(title, fontsize=9)
     return save(fig, path)
+
+
+def point_samplers(image, junctions_Jx2, columns: list[tuple], path: str, *, title: str = ""):
+    """One drawing seen by several point samplers: columns of (label, points [P, 2]) over its
+    image (canvas pixels), its junctions ringed in every panel."""
+    fig = Figure(figsize=(2.6 * len(columns), 2.9))
+    axes = np.atleast_1d(fig.subplots(1, len(columns)))
+    box = (0, shapes.CANVAS, shapes.CANVAS, 0)
+    j = np.asarray(junctions_Jx2, np.float64).reshape(-1, 2)
+    for ax, (label, pts) in zip(axes, columns, strict=True):
+        ax.imshow(1 - np.asarray(image), cmap="gray", vmin=0, vmax=1, extent=box)
+        ax.scatter(j[:, 0], j[:, 1], s=70, facecolors="none", edgecolors="tab:blue", lw=0.8)
+        p = np.asarray(pts)
+        ax.scatter(p[:, 0], p[:, 1], s=12, c="tab:orange", edgecolors="k", lw=0.4)
+        lo, hi = shapes.point_bounds()
+        ax.add_patch(Rectangle((lo, lo), hi - lo, hi - lo, fill=False, ec="0.6", lw=0.6, ls=":"))
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save(fig, path)

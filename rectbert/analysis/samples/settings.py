@@ -99,6 +99,10 @@ class ScoreConfig:
         compute; with `scoring`, also the task's sampler (the posterior needs uniform points)."""
         if task.name not in ("sparse", "grid"):
             raise ValueError(f"samples are scored for sparse and grid runs; this is {task.name}")
+        if oracle_curve.unnested(task):
+            raise config.error(
+                self, "visible", f"unset for this run ({oracle_curve.unnested(task)})"
+            )
         counts = oracle_curve.visible_counts(self.visible or default_visible(task), task.seq_len)
         if counts is None:
             raise config.error(self, "visible", oracle_curve.counts_allowed(task.seq_len))
