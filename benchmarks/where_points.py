@@ -15,8 +15,9 @@ settings is refused by it. The samplers are checked against the flagfile's scene
 before any run. Then one row per
 sampler: held-out masked accuracy, the nearest-visible and majority baselines on the same
 points, the unseen set's accuracy and nearest baseline where the scene holds drawings out,
-each mean +- sd over the seeds; model - nearest, and (after the first sampler) the unseen
-accuracy's difference from the first sampler's, paired by seed: mean +- its standard error.
+each mean +- sd over the seeds; model - nearest, unseen - held-out and (after the first
+sampler) the unseen accuracy's difference from the first sampler's, paired by seed: mean +-
+its standard error.
 """
 
 from __future__ import annotations
@@ -138,17 +139,23 @@ def paired(a, b) -> str:
 
 
 def table(results: dict) -> str:
-    """Markdown: one row per sampler, results[sampler] a list of last-eval rows (one a seed)."""
+    """Markdown: one row per sampler, results[sampler] a list of last-eval rows (one a seed).
+    Differences are paired by seed: model − nearest on the same points, unseen − held-out
+    (the same run), unseen − the first row's unseen (the same seeds' shapes)."""
     first = next(iter(results.values()))
     cols = [c for c, k in KEYS.items() if all(k in r for r in first)]
+    unseen = "unseen" in cols
     head = ["points", *cols, "model − nearest"]
-    head += ["unseen − first"] if "unseen" in cols and len(results) > 1 else []
+    head += ["unseen − held-out"] if unseen else []
+    head += ["unseen − first"] if unseen and len(results) > 1 else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, rows in results.items():
         got = {c: [r[KEYS[c]] for r in rows] for c in cols}
         cells = [name or "(the flagfile's)", *(mean_sd(got[c]) for c in cols)]
         cells.append(paired(got["held-out"], got["nearest"]))
-        if len(head) > len(cols) + 2:
+        if unseen:
+            cells.append(paired(got["unseen"], got["held-out"]))
+        if unseen and len(results) > 1:
             base = [r[KEYS["unseen"]] for r in first]
             cells.append("—" if rows is first else paired(got["unseen"], base))
         lines.append("| " + " | ".join(cells) + " |")

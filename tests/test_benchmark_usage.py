@@ -309,8 +309,9 @@ def test_where_points_table_pairs_by_seed():
     lines = text.splitlines()
     # model - nearest 0.2, 0.2: mean 0.2, se 0; unseen - first: 0.1, 0.2 -> 0.15 +- 0.05
     assert lines[2].startswith("| uniform | 0.750 ± 0.071 | 0.550 ± 0.071 |"), lines[2]
-    assert lines[3].endswith("| +0.300 ± 0.100 | +0.150 ± 0.050 |"), lines[3]
-    assert "| +0.200 ± 0.000 | — |" in lines[2], lines[2]
+    # junctions: model - nearest 0.2, 0.4; unseen - held-out 0, 0; unseen - first 0.1, 0.2
+    assert lines[3].endswith("| +0.300 ± 0.100 | +0.000 ± 0.000 | +0.150 ± 0.050 |"), lines[3]
+    assert lines[2].endswith("| +0.200 ± 0.000 | -0.100 ± 0.000 | — |"), lines[2]
 
 
 # ------------------------------------------------------------------------- the commands

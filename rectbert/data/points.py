@@ -111,7 +111,9 @@ def uniform(key, scene, params_NxD, p: int, options=Options()):
 
 
 @register(
-    "edges", "uniform along the shape's boundary (its part in the region; none there: uniform)", needs=("boundary",)
+    "edges",
+    "uniform along the shape's boundary (its part in the region; none there: uniform)",
+    needs=("boundary",),
 )
 def edges(key, scene, params_NxD, p: int, options=Options()):
     del options
