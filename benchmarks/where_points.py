@@ -192,25 +192,32 @@ def figure(workdir: str, samplers, path: str) -> str:
     return panels.point_samplers(image, junctions, columns, path, title=title)
 
 
-def main(argv):
-    del argv
-    query = FLAGS.query_points
-    samplers, seeds = check(FLAGS.flagfile_run, FLAGS.samplers, FLAGS.seeds, query)
-    name = os.path.splitext(os.path.basename(FLAGS.flagfile_run))[0]
+def study(flagfile: str, samplers, seeds, root: str, query: str = "", figure_path: str = ""):
+    """Every (sampler, seed) run, then the table (and the figure); returns the table."""
+    samplers, seeds = check(flagfile, samplers, seeds, query)
+    name = os.path.splitext(os.path.basename(flagfile))[0]
     name += f"_query_{query}" if query else ""
-    results = {}
-    for s in samplers:
-        results[s] = [
-            run_one(
-                FLAGS.flagfile_run, s, k, os.path.join(FLAGS.root, name, s or "own", f"seed{k}")
-            )
+    results = {
+        s: [
+            run_one(flagfile, s, k, os.path.join(root, name, s or "own", f"seed{k}"), query)
             for k in seeds
         ]
-    print(f"\n{name}, seeds {', '.join(map(str, seeds))}:\n")
-    print(table(results), flush=True)
-    if FLAGS.figure and samplers != ("",):
-        first = os.path.join(FLAGS.root, name, samplers[0], f"seed{seeds[0]}")
-        print(f"\n{figure(first, samplers, FLAGS.figure)}")
+        for s in samplers
+    }
+    text = table(results)
+    print(f"\n{name}, seeds {', '.join(map(str, seeds))}:\n\n{text}", flush=True)
+    if figure_path and samplers != ("",):
+        first = os.path.join(root, name, samplers[0], f"seed{seeds[0]}")
+        print(f"\n{figure(first, samplers, figure_path)}")
+    return text
+
+
+def main(argv):
+    del argv
+    study(
+        FLAGS.flagfile_run, FLAGS.samplers, FLAGS.seeds, FLAGS.root, FLAGS.query_points,
+        FLAGS.figure,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -294,6 +294,29 @@ def test_where_points_refuses_samplers_the_flagfile_s_scene_does_not_serve_befor
     assert check(str(flagfile), ["junctions"], ["0"], "uniform") == (("junctions",), (0,))
 
 
+def test_where_points_passes_each_run_its_sampler_seed_and_query_points(tmp_path, monkeypatch):
+    flagfile = tmp_path / "g.flags"
+    flagfile.write_text("--scene=glyph\n--glyphs=ABC\n")
+    calls = []
+
+    def ran(cmd):
+        calls.append(cmd[3:])
+        return types.SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(where_points.subprocess, "run", ran)
+    monkeypatch.setattr(where_points, "last_eval", lambda w: {"eval/masked_accuracy": 0.5,
+                        "eval/nearest_accuracy": 0.4, "eval/majority_accuracy": 0.3})  # fmt: skip
+    where_points.study(
+        str(flagfile), ["junctions", "strokes"], ["0", "2"], str(tmp_path), "uniform"
+    )
+    root = f"{tmp_path}/g_query_uniform"
+    assert calls == [
+        [f"--flagfile={flagfile}", f"--seed={k}", f"--workdir={root}/{s}/seed{k}",
+         f"--point_sampler={s}", "--query_points=uniform"]
+        for s in ("junctions", "strokes") for k in (0, 2)
+    ]  # fmt: skip
+
+
 def test_where_points_table_pairs_by_seed():
     rows = lambda acc, near, unseen: [  # noqa: E731
         {"eval/masked_accuracy": a, "eval/nearest_accuracy": b, "eval/majority_accuracy": 0.5,
