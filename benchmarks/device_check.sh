@@ -112,7 +112,7 @@ if want scenes; then
 # the full-size flagfile of every scene beyond rect, shortened to ${SCENE_ARGS[0]}: steps/s
 # at full size (x 50,000 steps = the full run's time) and a finished evaluation with figures
 for run in sparse_rotated sparse_rects sparse_junction grid_rotated sparse_glyph sparse_kanji \
-  sparse_kanji_unseen sparse_icon_unseen; do
+  sparse_kanji_unseen sparse_icon_unseen sparse_kanji_junctions sparse_kanji_occlude; do
   step "scene at full size: $run ${SCENE_ARGS[*]}"
   need="import HersheyFonts, shapely, importlib.metadata as m"
   [[ $run == sparse_kanji* ]] && need+="; m.distribution('kanjivg')"
