@@ -17,7 +17,8 @@ sampler: held-out masked accuracy, the nearest-visible and majority baselines on
 points, the unseen set's accuracy and nearest baseline where the scene holds drawings out,
 each mean +- sd over the seeds; model - nearest, unseen - held-out and (after the first
 sampler) the unseen accuracy's difference from the first sampler's, paired by seed: mean +-
-its standard error.
+its standard error. --figure=<png>: one held-out drawing of the first run seen by each
+sampler, its junctions ringed (docs/figures/kanji_samplers.png).
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _first_kept(key, draw, refused, shape, draws: int):
     """Exact rejection, batched: `draws` candidates per point drawn at once and the first
     shape[1] kept of each row taken, in draw order (each still uniform on what is kept); a
     row with fewer kept redraws its missing points (_redrawn). One large call instead of a
-    round per refusal: the coverage a rejection costs is paid once, not every round."""
+    round per refusal: the batch's test is paid about once, not once a round."""
     n, p = shape[:2]
     k_many, k_rest = jax.random.split(key)
     many = draw(k_many, (n, draws * p, 2))
