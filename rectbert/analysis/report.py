@@ -159,8 +159,7 @@ def _dense_rows(task, predict, params, batch, preds, i: int, lattice, spacing: f
         return dense, (truth, np.asarray(batch.points[i][vis]), img, label, box)
     key = jax.random.fold_in(keys.key(task.seed, "figures"), i)
     cand = points.uniform(key, task.scene, shape, 400)[0]
-    x0, y0, x1, y1 = OCCLUDED
-    outside = ~((cand[:, 0] >= x0) & (cand[:, 0] < x1) & (cand[:, 1] >= y0) & (cand[:, 1] < y1))
+    outside = ~points.in_box(cand[None], jnp.asarray([OCCLUDED], jnp.float32))[0]
     pts = cand[outside][: task.num_points - task.mask.count]
     toks = task.tokens_of(task.scene.coverage(shape, pts[None])[0])
     img = _rendered(task, predict, params, pts, toks, lattice)
