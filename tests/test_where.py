@@ -292,8 +292,7 @@ def test_near_is_uniform_among_the_windows_that_touch_the_rectangle():
         assert test.pvalue > 1e-4, (rect, test)
 
 
-# the drawn families' and junction's coverage compiles for seconds: those in the slow tier
-NEAR_CASES = [family_param(f, slow=f not in ("rect", "rotated", "rects")) for f in POLYGON_FAMILIES]
+NEAR_CASES = [family_param(f) for f in POLYGON_FAMILIES]  # ~0.5-1.2 s each: the default tier
 
 
 @pytest.mark.parametrize("family", NEAR_CASES)
