@@ -1,5 +1,6 @@
-"""Points on lines: uniform along segments (a boundary, a drawing's centrelines) in jax, and a
-drawing's junctions found exactly from its centrelines in numpy.
+"""Points on lines: uniform along segments (a boundary, a drawing's centrelines) and whether a
+window meets a region given by its boundary (touches), in jax; a drawing's junctions found
+exactly from its centrelines, in numpy.
 
 A junction is where a line drawing does something: a stroke ends, turns sharper than a corner
 angle, or meets or crosses another (L, T, Y, X). junctions() finds every one of a drawing's
