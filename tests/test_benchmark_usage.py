@@ -216,8 +216,12 @@ def test_oracle_speed_refuses_visible_counts_that_hide_nothing():
     assert refused(oracle_speed.check, ["rect"], 6, 2, 19, "no-such-rev").startswith(
         "--against=no-such-rev is not allowed: a git revision"
     )
-    names, root = oracle_speed.check(["junction"], 6, 2, 23, "HEAD")
-    assert names == ["junction"] and os.path.isdir(os.path.join(root, "benchmarks"))
+    assert refused(oracle_speed.check, ["rect"], 6, 2, ["4", "x"], "HEAD").startswith(
+        "--visible=4,x is not allowed: one or more integers"
+    )
+    names, counts, root = oracle_speed.check(["junction"], 6, 2, ["4", "23"], "HEAD")
+    assert names == ["junction"] and counts == (4, 23)
+    assert os.path.isdir(os.path.join(root, "benchmarks"))
 
 
 class Stop(Exception):
@@ -233,7 +237,7 @@ def test_oracle_speed_prepares_only_the_scenes_asked_for(monkeypatch, tmp_path):
 
     monkeypatch.setattr(rectbert, "scene", scene)
     with pytest.raises(Stop):
-        oracle_speed.prepare(str(tmp_path), ["junction"], 1, 19, 1)
+        oracle_speed.prepare(str(tmp_path), ["junction"], 1, (19,), 1, 1)
     assert asked == ["junction"]  # not rect's codebook first
 
 
@@ -251,7 +255,7 @@ def test_oracle_speed_removes_its_folder_and_worktree_whatever_happens(monkeypat
         oracle_speed, "subprocess", types.SimpleNamespace(run=lambda c, **_: commands.append(c))
     )
     with pytest.raises(stop):
-        oracle_speed.compare("/repo", "HEAD", ["rect"], 1, 19, 1)
+        oracle_speed.compare("/repo", "HEAD", ["rect"], (19,), (1, 1, 1))
     assert os.listdir(tmp_path) == []
     tree = commands[0][-2]
     assert commands == [

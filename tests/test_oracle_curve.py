@@ -158,7 +158,15 @@ def test_the_curve_of_a_uniform_model_against_a_sure_oracle_by_hand(
         b = len(probs)
         one = np.ones((b, 1))
         return oracle.Posterior(
-            probs, np.full(b, 192.0), one, one > 0, one, 0 * one[:, 0], 0.1 + one[:, 0]
+            probs,
+            np.full(b, 192.0),
+            one,
+            one > 0,
+            one,
+            0 * one[:, 0],
+            0.1 + one[:, 0],
+            2 + 0 * one.astype(int),
+            0 * one[:, 0],
         )
 
     def uniform(params, batch):

@@ -12,7 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rectbert.analysis.smc import _mean_exp, _replicas
+from rectbert.analysis.smc import _mean_exp
+from rectbert.analysis.stages import screen, settle, sizes, walk
 
 
 def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen=None):
@@ -31,7 +32,7 @@ def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cf
     (p1 - p2)^2 over the hidden tokens (at most `chains`; 0 when a replica found nothing).
     Each replica's estimate is its own mixture (its own evidences): the ESS measures the
     weighing's noise too."""
-    runs, log_prior_m = _component_runs(
+    runs, log_prior_m, walked, log_bound_m = _component_runs(
         key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen
     )
     probs_m2 = runs[0]  # [M, 2, P, K]
@@ -59,7 +60,16 @@ def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cf
     error = jnp.where(both, jnp.abs(z2[0] - z2[1]) / jnp.maximum(z2[0] + z2[1], 1e-30), jnp.inf)
     pick_key = jax.random.split(key, runs[0].shape[0])[0]
     x, live = _pick_chains(pick_key, runs, scene, components, cfg.chains)
-    return probs, ess, x, live, components, log_evidence, error
+    # what was left out, at most: the bounds of components settled with no exact match, and
+    # of SMC runs stopped under their floor
+    out = (walked == 0) & ~jnp.any(jnp.isfinite(log_z_m2), -1)
+    log_out = jnp.logaddexp(
+        jax.nn.logsumexp(jnp.where(out, log_prior_m + log_bound_m, -jnp.inf)),
+        jax.nn.logsumexp(log_prior_m + _mean_exp(runs[5])),
+    )
+    dropped = jnp.exp(log_out - jnp.logaddexp(log_out, log_evidence))
+    dropped = jnp.where(jnp.isfinite(log_out), jnp.nan_to_num(dropped, nan=1.0), 0.0)
+    return probs, ess, x, live, components, log_evidence, error, walked, dropped
 
 
 def shared_budget(cfg, m_count: int):
@@ -75,36 +85,157 @@ def shared_budget(cfg, m_count: int):
     return dataclasses.replace(cfg, num_samples=samples, chains=chains)
 
 
-def _component_runs(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen):
-    """Both replicas of every component (_replicas), each output stacked over components
-    ([M, 2, ...]; chain states lifted into the scene's parameters), and [M] log p(m).
+STOP = 1e-4  # a component's SMC stops once its evidence bound is under this share of the
+# evidence already found (stages.walk's floor)
 
-    Components of one shape (Scene.component_batch: e.g. one per glyph) run as one program
-    mapped over their index; others (junction's 2-4 strokes: different dimensions) each as
-    its own, unrolled."""
+
+def _component_runs(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen):
+    """Both replicas of every component, each output stacked over components ([M, 2, ...];
+    chain states lifted into the scene's parameters; the last, [M, 2], the log bound of an
+    evidence whose SMC stopped under its floor), [M] log p(m), [M] how each was sampled
+    (screened()) and [M] the log evidence bounds of the screening.
+
+    Every component is screened first (stages.screen: importance sampling); then, in order of
+    screened evidence bound, each runs SMC or is settled by importance alone, SMC stopping
+    once the component cannot hold STOP of the evidence found so far. Components of one
+    shape (Scene.component_batch: e.g. one per glyph) run as one program scanned over their
+    index; others (junction's 2-4 strokes: different dimensions) each as its own, unrolled."""
     batch = scene.component_batch()
     args = (points_Px2, tokens_P, visible_P, centroids_KxG)
-    if batch is not None:
-        log_prior, scene_of = batch
-        m_all = jnp.arange(len(log_prior))
-        keys = jax.random.split(key, len(log_prior))
-        share = shared_budget(cfg, len(log_prior))
+    if batch is None:
+        return _unrolled(key, args, scene, cfg, seen)
+    log_prior, scene_of = batch
+    log_prior = jnp.asarray(log_prior, jnp.float32)
+    m_all = jnp.arange(log_prior.shape[0])
+    keys = jax.random.split(key, log_prior.shape[0])
+    share = _half(shared_budget(cfg, log_prior.shape[0]))
+    screens = jax.lax.map(
+        lambda a: _both(lambda k: screen(k, *args, scene_of(a[1]), share, seen), a[0]),
+        (keys, m_all),
+    )  # [M, 2, ...]
+    # the FULL components of largest bound run SMC with the whole config's chains (the
+    # screening's proposals stay shared); others with the shared chains
+    full = dataclasses.replace(share, chains=cfg.chains // 2)
+    big = sizes(full, points_Px2.shape[0], seen)[1]
+    tiers = screened(_scalars(screens), log_prior, full.chains)
+    log_bound = _mean_exp(screens.log_bound)
 
-        def one(a):
-            k, m = a
-            out = _replicas(k, *args, scene_of(m), share, seen)
-            return (*out[:2], scene.lift(m, out[2].reshape(-1, out[2].shape[-1])), *out[3:])
+    def one(ref, a):
+        s, m, tier = a
+        part, floor = scene_of(m), ref + math.log(STOP) - log_prior[m]
+        tier = jnp.where(log_bound[m] < floor, 0, tier)  # its screening bound is under it too
+        out = jax.lax.switch(
+            tier,
+            [
+                lambda: _both_of(settle, s, args, part, full, seen),
+                lambda: _padded(_both_of(walk, s, args, part, share, seen, floor), big),
+                lambda: _both_of(walk, s, args, part, full, seen, floor),
+            ],
+        )
+        ref = jnp.where(tier > 0, jnp.logaddexp(ref, log_prior[m] + _mean_exp(out[4])), ref)
+        lifted = scene.lift(m, out[2].reshape(-1, out[2].shape[-1]))
+        return ref, ((*out[:2], lifted, *out[3:]), tier)
 
-        runs = jax.lax.map(one, (keys, m_all))
-        return runs, jnp.asarray(log_prior, jnp.float32)
+    order = jnp.argsort(-(log_prior + log_bound))
+    pick = jax.tree.map(lambda x: x[order], (screens, m_all, tiers))
+    _, (runs, tiers) = jax.lax.scan(one, _settled_evidence(screens.by_is, log_prior, tiers), pick)
+    runs, tiers = jax.tree.map(lambda x: x[jnp.argsort(order)], (runs, tiers))
+    return runs, log_prior, tiers, log_bound
+
+
+def _settled_evidence(by_is, log_prior_M, tiers_M):
+    """log of the evidence the components settled by importance alone found: where SMC's
+    floors start."""
+    log_z = jnp.where(by_is.weight > 0, by_is.log_z, -jnp.inf)  # [M, 2]
+    return jax.nn.logsumexp(jnp.where(tiers_M == 0, log_prior_M + _mean_exp(log_z), -jnp.inf))
+
+
+def _unrolled(key, args, scene, cfg, seen):
+    """_component_runs of components of different shapes (Scene.components), in their order."""
     parts = scene.components()
+    log_prior = jnp.asarray([w for w, _ in parts], jnp.float32)
     keys = jax.random.split(key, len(parts))
-    runs = []
-    for m, (kc, (_, sc)) in enumerate(zip(keys, parts, strict=True)):
-        out = _replicas(kc, *args, sc, cfg, seen)
+    half = _half(cfg)
+    screens = [
+        _both(lambda k, sc=sc: screen(k, *args, sc, half, seen), kc, sc.branches)
+        for kc, (_, sc) in zip(keys, parts, strict=True)
+    ]
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *(_scalars(s) for s in screens))
+    tiers = screened(stacked, log_prior, half.chains)
+    by_is = jax.tree.map(lambda *x: jnp.stack(x), *(s.by_is for s in screens))
+    ref, runs = _settled_evidence(by_is, log_prior, tiers), []
+    for m, (s, (_, sc)) in enumerate(zip(screens, parts, strict=True)):
+        floor = ref + math.log(STOP) - log_prior[m]
+        out = jax.lax.cond(
+            tiers[m] > 0,
+            lambda s=s, sc=sc, floor=floor: _both_of(walk, s, args, sc, half, seen, floor),
+            lambda s=s, sc=sc: _both_of(settle, s, args, sc, half, seen),
+        )
+        ref = jnp.where(tiers[m] > 0, jnp.logaddexp(ref, log_prior[m] + _mean_exp(out[4])), ref)
         runs.append((*out[:2], scene.lift(m, out[2].reshape(-1, out[2].shape[-1])), *out[3:]))
-    stacked = [jnp.stack([r[i] for r in runs]) for i in range(5)]
-    return stacked, jnp.asarray([w for w, _ in parts], jnp.float32)
+    runs = [jnp.stack([r[i] for r in runs]) for i in range(6)]
+    return runs, log_prior, tiers, _mean_exp(jnp.stack([s.log_bound for s in screens]))
+
+
+def _half(cfg):
+    """Each replica's config: half the proposals and chains."""
+    return dataclasses.replace(cfg, num_samples=cfg.num_samples // 2, chains=cfg.chains // 2)
+
+
+def _both(fn, key, branches=False):
+    """fn(key) of both replicas' keys (split(key)), stacked: one after the other where the
+    coverage branches (lax.cond: vmap would compute both branches), else as one batch."""
+    keys = jax.random.split(key)
+    return jax.lax.map(fn, keys) if branches else jax.vmap(fn)(keys)
+
+
+def _both_of(fn, s, args, scene, cfg, seen, *more):
+    """fn(one replica's Screened, *args, scene, cfg, seen, *more) of both replicas, stacked."""
+
+    def one(r):
+        return fn(r, *args, scene, cfg, seen, *more)
+
+    return jax.lax.map(one, s) if scene.branches else jax.vmap(one)(s)
+
+
+def _padded(out, chains: int):
+    """Both replicas' outputs with their states padded to `chains` a replica (copies of the
+    last, not live)."""
+    probs, found, x, live, *rest = out
+    more = chains - x.shape[1]
+    x = jnp.concatenate([x, jnp.repeat(x[:, -1:], more, 1)], 1)
+    live = jnp.concatenate([live, jnp.zeros((2, more), bool)], 1)
+    return probs, found, x, live, *rest
+
+
+def _scalars(s):
+    """What screened() reads of a component's two Screened: [2] log evidence bounds, [2]
+    importance ESS."""
+    return s.log_bound, s.by_is.weight
+
+
+FULL = 1  # of a set's components, the FULL of largest bound run with the whole config's chains
+
+
+def screened(scalars, log_prior_M, chains: int):
+    """[M] how each component is sampled, from its importance stage (stages.Screened): 0 by its
+    importance estimate alone (stages.settle), 1 SMC, 2 SMC with the whole config's chains (a
+    set's FULL of largest evidence bound; the others the shared budget). A single component
+    runs SMC (2).
+
+    Of a mixture, a component's share is its evidence bound's (Screened.log_bound, the
+    replicas' mean, x p(m)) of the sum of all. A component runs SMC unless importance's ESS
+    (both replicas) is at least its share of `chains` (the ESS a replica aims at: the
+    config's chains, not stretched): the mixture's predictive, whose variance is the sum of
+    share^2 / ESS, is then as sharp as one of `chains`."""
+    log_bound_Mx2, ess_Mx2 = scalars[:2]
+    if log_prior_M.shape[0] == 1:
+        return jnp.full(1, 2, jnp.int32)
+    log_b = log_prior_M + _mean_exp(log_bound_Mx2)
+    share = jnp.exp(log_b - jax.nn.logsumexp(log_b))  # NaN where no bound is finite
+    go = jnp.min(ess_Mx2, -1) < jnp.nan_to_num(share, nan=1.0) * chains
+    rank = jnp.argsort(jnp.argsort(-jnp.where(go, log_b, -jnp.inf)))
+    return jnp.where(go, jnp.where(rank < FULL, 2, 1), 0).astype(jnp.int32)
 
 
 def _pick_chains(key, runs, scene, components_M, chains):

@@ -55,34 +55,32 @@ def differential(key, x, logp, beta, target, scene, shrinks, half):
     """One slice move of half the chains (even or odd rows) along the difference of two
     chains of the other half (ensemble slice sampling's differential move: affine-invariant,
     so it follows a posterior's correlations; the direction does not depend on the moved
-    chain, which keeps each chain's target invariant)."""
-    chains = x.shape[0]
-    rows = jnp.arange(chains)
-    mine = rows % 2 == half
+    chain, which keeps each chain's target invariant). Only the moving half is evaluated."""
+    mine_x, mine_logp, others = x[half::2], logp[half::2], x[1 - half :: 2]
+    n = mine_x.shape[0]
     k_a, k_b, k_level, k_pos, key = jax.random.split(key, 5)
-    others = jnp.flatnonzero(~mine, size=chains - chains // 2 if half else chains // 2)
-    a = others[jax.random.randint(k_a, (chains,), 0, others.shape[0])]
-    b = others[jax.random.randint(k_b, (chains,), 0, others.shape[0])]
-    direction = x[a] - x[b]  # [C, D]
-    level = logp + jnp.log(jax.random.uniform(k_level, (chains,)))
-    lo = -jax.random.uniform(k_pos, (chains,))  # bracket [lo, lo + 1] in units of direction
+    a = jax.random.randint(k_a, (n,), 0, others.shape[0])
+    b = jax.random.randint(k_b, (n,), 0, others.shape[0])
+    direction = others[a] - others[b]  # [n, D]
+    level = mine_logp + jnp.log(jax.random.uniform(k_level, (n,)))
+    lo = -jax.random.uniform(k_pos, (n,))  # bracket [lo, lo + 1] in units of direction
 
     def shrink(_, c):
-        key, x, logp, lo, hi = c
+        key, y, logp_y, lo, hi = c
         key, k_try = jax.random.split(key)
-        t = lo + (hi - lo) * jax.random.uniform(k_try, (chains,))
-        prop = scene.wrap(start + t[:, None] * direction)
+        t = lo + (hi - lo) * jax.random.uniform(k_try, (n,))
+        prop = scene.wrap(mine_x + t[:, None] * direction)
         logp_p = target(prop, beta)
-        ok = (logp_p > level) & mine
-        x = jnp.where(ok[:, None], prop, x)
-        logp = jnp.where(ok, logp_p, logp)
+        ok = logp_p > level
+        y = jnp.where(ok[:, None], prop, y)
+        logp_y = jnp.where(ok, logp_p, logp_y)
         lo = jnp.where(ok, t, jnp.where(t < 0, t, lo))
         hi = jnp.where(ok, t, jnp.where(t >= 0, t, hi))
-        return key, x, logp, lo, hi
+        return key, y, logp_y, lo, hi
 
-    start = x
-    _, x, logp, _, _ = jax.lax.fori_loop(0, shrinks, shrink, (key, x, logp, lo, lo + 1.0))
-    return x, logp
+    init = (key, mine_x, mine_logp, lo, lo + 1.0)
+    _, y, logp_y, _, _ = jax.lax.fori_loop(0, shrinks, shrink, init)
+    return x.at[half::2].set(y), logp.at[half::2].set(logp_y)
 
 
 def count(scene, cfg) -> int:

@@ -18,7 +18,8 @@ import numpy as np
 from rectbert import config
 from rectbert.analysis import calls
 from rectbert.analysis.mixture import posterior_one
-from rectbert.analysis.smc import replica, seen_points
+from rectbert.analysis.smc import seen_points
+from rectbert.analysis.stages import replica
 from rectbert.data import points
 
 
@@ -105,6 +106,9 @@ class Posterior:
     components: np.ndarray  # [B, M] p(component | visible tokens) (Scene.components)
     log_evidence: np.ndarray  # [B] log p(visible tokens), the points' density left out
     evidence_error: np.ndarray  # [B] relative Monte Carlo error of the evidence (replicas)
+    walked: np.ndarray  # [B, M] how each component was sampled: 0 importance alone, 1 SMC,
+    # 2 SMC with the whole config's chains (mixture.screened)
+    dropped: np.ndarray  # [B] at most this share of the evidence was screened out unseen
 
 
 CHUNK = 1  # examples a call (calls.in_chunks): as fast as more (lax.map runs them in turn)

@@ -1,5 +1,6 @@
 """The oracle's sampler: adaptive importance sampling, then tempered sequential Monte Carlo
-with slice-sampling moves, in two independent replicas whose disagreement measures the ESS.
+with slice-sampling moves, in two independent replicas whose disagreement measures the ESS
+(a replica, in its two stages: stages.py).
 
 Everything here is traced inside one jit per (scene, config); `cfg` is an oracle.OracleConfig.
 """
@@ -203,7 +204,7 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0):
 BETA_MAX = 40.0  # a mismatch weighs exp(-40): past this the tempering jumps to the posterior
 
 
-def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg):
+def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, floor=-jnp.inf):
     """Sequential Monte Carlo from the importance pool to the posterior: chains drawn from the
     pool tempered at the largest beta that keeps an ESS of `chains` (weights prior / proposal
     x exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
@@ -241,23 +242,27 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg):
         # go on until a mismatch weighs exp(-BETA_MAX) and half the chains are on the
         # posterior (chains all tied at one mismatch leave the ESS alone: beta jumps to the
         # cap without any chain on the posterior), or anneal_steps
-        _, _, mism, beta, _, i = carry
+        _, _, mism, beta, log_z, i = carry
         done = (beta >= BETA_MAX) & (jnp.mean(mism == 0) >= 0.5)
-        return (i < cfg.anneal_steps) & ~done
+        return (i < cfg.anneal_steps) & ~done & (log_z >= floor)
 
     key, x, mism, _, log_z, _ = jax.lax.while_loop(
         cold, anneal, (key, x, lik.mismatches(x), beta, log_z, 0)
     )
     key, k_pick = jax.random.split(key)
-    on = mism == 0
+    # stopped under the floor: Z <= Z(beta) < exp(floor), the estimate is dropped, its bound kept
+    stopped = log_z < floor
+    on = (mism == 0) & ~stopped
+    log_stop = jnp.where(stopped, log_z, -jnp.inf)
     log_z = log_z + jnp.log(jnp.mean(on.astype(jnp.float32)))
     x = x[jax.random.categorical(k_pick, jnp.where(on, 0.0, -jnp.inf), shape=(c,))]
-    return x, lik.target(x, jnp.inf), jnp.sum(on), log_z
+    return x, lik.target(x, jnp.inf), jnp.sum(on), log_z, log_stop
 
 
-def _exact_sweeps(key, x, logp, brackets: Brackets, lik: Likelihood, cfg):
-    """`mcmc_steps` slice sweeps of the exact posterior; after each, every chain on it counts
-    its tokens at all points: ([P, K] counts, states, log posterior)."""
+def _exact_sweeps(key, x, logp, brackets: Brackets, lik: Likelihood, cfg, steps=None):
+    """`mcmc_steps` (or `steps`, which may be traced) slice sweeps of the exact posterior;
+    after each, every chain on it counts its tokens at all points: ([P, K] counts, states,
+    log posterior)."""
     shape = (lik.points_Px2.shape[0], lik.centroids_KxG.shape[0])
 
     def exact(_, carry):
@@ -270,7 +275,8 @@ def _exact_sweeps(key, x, logp, brackets: Brackets, lik: Likelihood, cfg):
         return key, x, logp, counts + jnp.einsum("c,cpk->pk", live, one_hot)
 
     counts = jnp.zeros(shape)
-    _, x, logp, counts = jax.lax.fori_loop(0, cfg.mcmc_steps, exact, (key, x, logp, counts))
+    steps = cfg.mcmc_steps if steps is None else steps
+    _, x, logp, counts = jax.lax.fori_loop(0, steps, exact, (key, x, logp, counts))
     return counts, x, logp
 
 
@@ -298,64 +304,3 @@ def _weighed(key, pool: Pool, lik: Likelihood, hard, cfg):
     probs_is = probs_is / jnp.maximum(w_sum, 1e-30)
     fallback = jnp.minimum(hard[:, 1] - hard[:, 0], 8.0 * scale)
     return Estimate(probs_is, ess_is, log_z_is), fallback
-
-
-def replica(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen=None):
-    """One estimate for one example, of one fixed-dimension scene (a mixture's component):
-    the posterior-predictive token probabilities [P, K], whether it found the posterior at
-    all, the chains' states, which are on it, and the log evidence (log Z: the prior
-    probability of the visible tokens). Importance sampling, all rounds weighted by the
-    balance heuristic (prior / mean of the rounds' proposal densities: multiple importance
-    sampling), then tempered SMC. The likelihood looks at `seen` points (the visible ones
-    first: seen_points), the counted sweeps' tokens at all of them."""
-    lik = Likelihood.of(points_Px2, tokens_P, visible_P, centroids_KxG, scene, seen)
-    # a visible token other than the empty patch's means coverage > 0: the shape meets that
-    # point's window, which bounds its parameters (exactly: the box holds the posterior)
-    zero_token = codebook.quantise(jnp.zeros(centroids_KxG.shape[1]), centroids_KxG)
-    hard = scene.hard_bounds(points_Px2, visible_P & (tokens_P != zero_token))
-    # the likelihood costs proposals (and chains) x points seen: where it sees fewer (fewer
-    # visible), the same cost buys more of both, where the posterior is broad and they pay
-    stretch = points_Px2.shape[0] / lik.first_S.shape[0]
-    walk = dataclasses.replace(cfg, chains=int(round(cfg.chains * stretch)))
-    key, pool, boxes, share = _importance(
-        key, lik, hard, int(round(cfg.num_samples * stretch)), cfg
-    )
-    log_prior = scene.log_density(pool.params)
-    log_q_mix = jax.nn.logsumexp(
-        jax.vmap(lambda b: _log_q(pool.params, log_prior, b, share))(boxes), 0
-    )
-    pool = dataclasses.replace(pool, log_w=log_prior - log_q_mix)
-    key, k_pick, k_walk, k_exact = jax.random.split(key, 4)
-    by_is, fallback = _weighed(k_pick, pool, lik, hard, cfg)
-    brackets = Brackets(hard, fallback)
-    x, logp, live_chains, log_z = _tempered_move(k_walk, pool, brackets, lik, walk)
-    counts, x, logp = _exact_sweeps(k_exact, x, logp, brackets, lik, cfg)
-    by_mc = Estimate(counts / jnp.maximum(counts.sum(-1, keepdims=True), 1e-30), live_chains, log_z)
-    probs, found, log_z = _pooled(by_is, by_mc)
-    return probs, found, x, jnp.isfinite(logp), log_z
-
-
-def _pooled(a: Estimate, b: Estimate):
-    """(predictive, whether either found the posterior, log evidence) of two estimates,
-    pooled by their weights: importance's by its ESS, SMC's by its chains on the posterior
-    (both estimate Z; IS is the sharper one where it found many matches)."""
-    weight = a.weight + b.weight
-    probs = (a.weight * a.probs + b.weight * b.probs) / jnp.maximum(weight, 1e-30)
-    log_z = jax.nn.logsumexp(
-        jnp.stack([a.log_z, b.log_z]),
-        b=jnp.stack([a.weight, b.weight]) / jnp.maximum(weight, 1e-30),
-    )
-    return probs, weight > 0, log_z
-
-
-def _replicas(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen):
-    """Two independent replicas of half the samples and chains each (`replica`), stacked."""
-    half = dataclasses.replace(cfg, num_samples=cfg.num_samples // 2, chains=cfg.chains // 2)
-
-    def one(k):
-        return replica(k, points_Px2, tokens_P, visible_P, centroids_KxG, scene, half, seen)
-
-    # a coverage that branches (lax.cond) runs one replica after the other: vmap would
-    # compute both branches
-    keys = jax.random.split(key)
-    return jax.lax.map(one, keys) if scene.branches else jax.vmap(one)(keys)
