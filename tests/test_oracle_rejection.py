@@ -65,6 +65,9 @@ CASES = {  # scene (options), held-out examples, visible counts (of 24), prior d
     # the drawing is the component (one sampler program mapped over them, a shared budget)
     "glyph": ("glyph", {"glyphs": "AHLOTX"}, 4, (1, 2, 4), 100_000, 0.08),
     "glyph-small": ("glyph", {"glyphs": "LOT"}, 2, (1, 2), 50_000, 0.08),
+    # letters that share strokes, where SMC runs (importance alone is not enough): the
+    # screening of components (mixture.screened, a floor under which SMC stops) checked
+    "glyph-shared": ("glyph", {"glyphs": "EFLT"}, 4, (4, 8), 100_000, 0.08),
     "kanji": ("kanji", {"kanji": "一二人口日木"}, 4, (1, 2, 4), 100_000, 0.08),
     "kanji-small": ("kanji", {"kanji": "一人口"}, 2, (1, 2), 50_000, 0.08),
     "icon-small": ("icon", {"icons": ("home", "star", "heart")}, 2, (1, 2), 50_000, 0.08),
