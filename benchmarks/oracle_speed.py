@@ -1,7 +1,8 @@
 """The oracle's speed and its likelihood's values, this tree against a git revision, in one run.
 
 python -m benchmarks.oracle_speed [--against=0625b10] [--scenes=rect,rotated,rects,junction,
-    glyph,kanji] [--examples=6] [--junction_examples=2] [--drawn_examples=4] [--visible=19]
+    glyph,kanji,rects-1-4] [--examples=6] [--junction_examples=2] [--drawn_examples=4]
+    [--visible=4,19]
 
 For each scene and visible count: the same held-out examples (made here, passed to both)
 through oracle.posterior one example a call (the first call compiles and is not timed),
@@ -25,10 +26,11 @@ import time
 
 import numpy as np
 
-SCENES = {  # name -> options; rects with 1-4 rectangles is a mixture here, 2 fixed at the ref
+SCENES = {  # what --scenes names -> options (the family: the name, up to a "-")
     "rect": {},
     "rotated": {},
     "rects": {"num_rects": 2},
+    "rects-1-4": {"num_rects": 4, "min_rects": 1},  # a mixture of 4 components
     "junction": {},
     "glyph": {},  # the 26 futural capitals: 26 components
     "kanji": {},  # the 30 default kanji: 30 components
@@ -46,7 +48,7 @@ def measure(folder: str) -> None:
     spec = json.load(open(os.path.join(folder, "spec.json")))
     out = {"rectbert": os.path.dirname(rectbert.__file__)}
     for name, opts in spec["scenes"].items():
-        scene = rectbert.scene(name, **opts)
+        scene = rectbert.scene(name.split("-")[0], **opts)
         d = np.load(os.path.join(folder, f"{name}.npz"))
         out[name] = {"coverage_ms": _coverage(folder, spec["tag"], name, scene, d)}
         for v in spec["visible"]:
@@ -112,7 +114,7 @@ def prepare(folder: str, names, examples: int, visible, junction: int, drawn: in
 
     counts = {}
     for name in names:
-        scene = rectbert.scene(name, **SCENES[name])
+        scene = rectbert.scene(name.split("-")[0], **SCENES[name])
         counts[name] = junction if name == "junction" else drawn if name in DRAWN else examples
         n = counts[name] + 1  # the first compiles
         task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), eval_examples=n, seed=1)
@@ -215,7 +217,10 @@ def report(folder: str, names, against: str, visible) -> None:
 
     ours, ref = (json.load(open(os.path.join(folder, f"{t}.json"))) for t in TAGS)
     assert ours["rectbert"] != ref["rectbert"], "both runs imported the same tree"
-    print(f"oracle per example (compile excluded); ours vs {against}")
+    print(
+        f"oracle per example (compile excluded); ours (this working tree) vs {against}; every "
+        "example of ours first, then the revision's"
+    )
     for name in names:
         cov = [np.load(os.path.join(folder, f"{name}_{t}_coverage.npy")) for t in TAGS]
         cents = np.load(_path(folder, name, visible[0]))["centroids"]
@@ -248,7 +253,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("examples", 6, "Held-out examples timed per scene (one a call).")
     flags.DEFINE_integer("junction_examples", 2, "The same for junction (slow at the ref).")
     flags.DEFINE_integer("drawn_examples", 4, f"The same for {' and '.join(DRAWN)}.")
-    flags.DEFINE_list("visible", ["19"], f"Visible points of each example (of {POINTS}), 'a,b'.")
+    flags.DEFINE_list(
+        "visible", ["4", "19"], f"Visible points of each example (of {POINTS}), 'a,b'."
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The oracle's mixture: every component of a scene's prior (Scene.components, or one program
-mapped over Scene.component_batch) sampled by smc's two replicas, weighed by its evidence;
+scanned over Scene.component_batch) screened, then sampled where it matters by two replicas
+(stages.py), weighed by its evidence;
 the posterior predictive, the ESS measured from the replicas, p(component | visible), the
 evidence and its Monte Carlo error, and chain states in the scene's own parameters.
 """
@@ -19,7 +20,9 @@ from rectbert.analysis.stages import screen, settle, sizes, walk
 def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen=None):
     """For one example: posterior-predictive token probabilities [P, K], the ESS, the chains'
     states [C, D] and which are on the posterior [C], the posterior over the scene's
-    components [M] and the log evidence with its Monte Carlo error (both replicas' totals).
+    components [M], the log evidence with its Monte Carlo error (both replicas' totals),
+    how each component was sampled [M] (_component_runs) and the share of the evidence left
+    out by the screening, at most (_dropped).
 
     A scene whose prior is a mixture of fixed-dimension components (Scene.components: e.g.
     junction's 2, 3 or 4 strokes) is sampled per component and the components weighed by
@@ -60,16 +63,21 @@ def posterior_one(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cf
     error = jnp.where(both, jnp.abs(z2[0] - z2[1]) / jnp.maximum(z2[0] + z2[1], 1e-30), jnp.inf)
     pick_key = jax.random.split(key, runs[0].shape[0])[0]
     x, live = _pick_chains(pick_key, runs, scene, components, cfg.chains)
-    # what was left out, at most: the bounds of components settled with no exact match, and
-    # of SMC runs stopped under their floor
-    out = (walked == 0) & ~jnp.any(jnp.isfinite(log_z_m2), -1)
+    dropped = _dropped(walked, log_z_m2, log_prior_m, log_bound_m, runs[5], log_evidence)
+    return probs, ess, x, live, components, log_evidence, error, walked, dropped
+
+
+def _dropped(tiers_M, log_z_Mx2, log_prior_M, log_bound_M, log_stop_Mx2, log_evidence):
+    """The share of the evidence left out, at most (as far as the screening's estimates of
+    the bounds go): the bounds of components not started (UNDER), of those settled by
+    importance with no exact match, and of SMC runs stopped under their floor."""
+    out = (tiers_M == UNDER) | ((tiers_M == 0) & ~jnp.any(jnp.isfinite(log_z_Mx2), -1))
     log_out = jnp.logaddexp(
-        jax.nn.logsumexp(jnp.where(out, log_prior_m + log_bound_m, -jnp.inf)),
-        jax.nn.logsumexp(log_prior_m + _mean_exp(runs[5])),
+        jax.nn.logsumexp(jnp.where(out, log_prior_M + log_bound_M, -jnp.inf)),
+        jax.nn.logsumexp(log_prior_M + _mean_exp(log_stop_Mx2)),
     )
     dropped = jnp.exp(log_out - jnp.logaddexp(log_out, log_evidence))
-    dropped = jnp.where(jnp.isfinite(log_out), jnp.nan_to_num(dropped, nan=1.0), 0.0)
-    return probs, ess, x, live, components, log_evidence, error, walked, dropped
+    return jnp.where(jnp.isfinite(log_out), jnp.nan_to_num(dropped, nan=1.0), 0.0)
 
 
 def shared_budget(cfg, m_count: int):
@@ -87,19 +95,24 @@ def shared_budget(cfg, m_count: int):
 
 STOP = 1e-4  # a component's SMC stops once its evidence bound is under this share of the
 # evidence already found (stages.walk's floor)
+UNDER = 3  # screened()'s tiers, and a component whose bound was under its floor: not started
 
 
 def _component_runs(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen):
     """Both replicas of every component, each output stacked over components ([M, 2, ...];
     chain states lifted into the scene's parameters; the last, [M, 2], the log bound of an
     evidence whose SMC stopped under its floor), [M] log p(m), [M] how each was sampled
-    (screened()) and [M] the log evidence bounds of the screening.
+    (screened()'s tiers, UNDER for one whose bound was under its floor) and [M] the log
+    evidence bounds of the screening.
 
-    Every component is screened first (stages.screen: importance sampling); then, in order of
-    screened evidence bound, each runs SMC or is settled by importance alone, SMC stopping
-    once the component cannot hold STOP of the evidence found so far. Components of one
-    shape (Scene.component_batch: e.g. one per glyph) run as one program scanned over their
-    index; others (junction's 2-4 strokes: different dimensions) each as its own, unrolled."""
+    Every component is screened first (stages.screen: importance sampling); then, one after
+    the other, each runs SMC or is settled by importance alone, SMC stopping once the
+    component cannot hold STOP of the evidence found so far (the replicas share these
+    decisions: each replica's estimates stay its own, their disagreement a little less than
+    independent runs'). Components of one shape (Scene.component_batch: e.g. one per glyph)
+    run as one program scanned over their index, in order of screened evidence bound, the
+    largest first; others (junction's 2-4 strokes: different dimensions) each as its own,
+    unrolled in their own order."""
     batch = scene.component_batch()
     args = (points_Px2, tokens_P, visible_P, centroids_KxG)
     if batch is None:
@@ -115,43 +128,67 @@ def _component_runs(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, 
     )  # [M, 2, ...]
     # the FULL components of largest bound run SMC with the whole config's chains (the
     # screening's proposals stay shared); others with the shared chains
-    full = dataclasses.replace(share, chains=cfg.chains // 2)
+    full = share
+    if cfg.screen:
+        full = dataclasses.replace(share, chains=max(cfg.chains // 2, share.chains))
     big = sizes(full, points_Px2.shape[0], seen)[1]
-    tiers = screened(_scalars(screens), log_prior, full.chains)
+    tiers = screened(_scalars(screens.log_bound, screens.by_is), log_prior, full.chains, cfg.screen)
     log_bound = _mean_exp(screens.log_bound)
 
     def one(ref, a):
         s, m, tier = a
-        part, floor = scene_of(m), ref + math.log(STOP) - log_prior[m]
-        tier = jnp.where(log_bound[m] < floor, 0, tier)  # its screening bound is under it too
-        out = jax.lax.switch(
-            tier,
-            [
-                lambda: _both_of(settle, s, args, part, full, seen),
-                lambda: _padded(_both_of(walk, s, args, part, share, seen, floor), big),
-                lambda: _both_of(walk, s, args, part, full, seen, floor),
-            ],
-        )
-        ref = jnp.where(tier > 0, jnp.logaddexp(ref, log_prior[m] + _mean_exp(out[4])), ref)
+        part = scene_of(m)
+
+        def run(tier, floor):
+            floor = floor if cfg.screen else None
+            return jax.lax.switch(
+                tier,
+                [
+                    lambda: _both_of(settle, s, args, part, full, seen),
+                    lambda: _padded(_both_of(walk, s, args, part, share, seen, floor), big),
+                    lambda: _both_of(walk, s, args, part, full, seen, floor),
+                    lambda: _both_of(settle, s, args, part, full, seen),
+                ],
+            )
+
+        ref, out, tier = _turn(ref, tier, log_prior[m], log_bound[m], cfg, run)
         lifted = scene.lift(m, out[2].reshape(-1, out[2].shape[-1]))
         return ref, ((*out[:2], lifted, *out[3:]), tier)
 
     order = jnp.argsort(-(log_prior + log_bound))
     pick = jax.tree.map(lambda x: x[order], (screens, m_all, tiers))
-    _, (runs, tiers) = jax.lax.scan(one, _settled_evidence(screens.by_is, log_prior, tiers), pick)
+    ref = _settled_evidence(screens.by_is, log_prior, tiers)
+    _, (runs, tiers) = jax.lax.scan(one, ref, pick)
     runs, tiers = jax.tree.map(lambda x: x[jnp.argsort(order)], (runs, tiers))
     return runs, log_prior, tiers, log_bound
+
+
+def _turn(ref, tier, log_prior, log_bound, cfg, run):
+    """One component's turn: its floor (the log evidence under which its SMC stops: STOP of
+    the evidence `ref` found so far, over its prior); UNDER where its screening bound is
+    already under it (settled, not started); run(tier, floor)'s outputs; `ref` with what it
+    found. (ref, outputs, tier)."""
+    floor = ref + math.log(STOP) - log_prior if cfg.screen else jnp.float32(-jnp.inf)
+    tier = jnp.where((tier > 0) & (log_bound < floor), UNDER, tier)
+    out = run(tier, floor)
+    found = jnp.logaddexp(ref, log_prior + _mean_exp(out[4]))
+    return jnp.where(tier > 0, found, ref), out, tier  # tier 0: in ref already
 
 
 def _settled_evidence(by_is, log_prior_M, tiers_M):
     """log of the evidence the components settled by importance alone found: where SMC's
     floors start."""
-    log_z = jnp.where(by_is.weight > 0, by_is.log_z, -jnp.inf)  # [M, 2]
-    return jax.nn.logsumexp(jnp.where(tiers_M == 0, log_prior_M + _mean_exp(log_z), -jnp.inf))
+    return jax.nn.logsumexp(jnp.where(tiers_M == 0, log_prior_M + _is_evidence(by_is), -jnp.inf))
+
+
+def _is_evidence(by_is):
+    """[M] log of the importance estimates of the evidence, the two replicas' mean."""
+    return _mean_exp(jnp.where(by_is.weight > 0, by_is.log_z, -jnp.inf))
 
 
 def _unrolled(key, args, scene, cfg, seen):
-    """_component_runs of components of different shapes (Scene.components), in their order."""
+    """_component_runs of components of different shapes (Scene.components), in their order;
+    a single one (rect, rotated) runs SMC to the end, its program as it was."""
     parts = scene.components()
     log_prior = jnp.asarray([w for w, _ in parts], jnp.float32)
     keys = jax.random.split(key, len(parts))
@@ -160,21 +197,28 @@ def _unrolled(key, args, scene, cfg, seen):
         _both(lambda k, sc=sc: screen(k, *args, sc, half, seen), kc, sc.branches)
         for kc, (_, sc) in zip(keys, parts, strict=True)
     ]
-    stacked = jax.tree.map(lambda *x: jnp.stack(x), *(_scalars(s) for s in screens))
-    tiers = screened(stacked, log_prior, half.chains)
-    by_is = jax.tree.map(lambda *x: jnp.stack(x), *(s.by_is for s in screens))
-    ref, runs = _settled_evidence(by_is, log_prior, tiers), []
+    # what the screening reads, stacked (the components' states differ in shape)
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *((s.log_bound, s.by_is) for s in screens))
+    tiers = screened(_scalars(*stacked), log_prior, half.chains, cfg.screen)
+    log_bound = _mean_exp(stacked[0])
+    ref, runs, turned = _settled_evidence(stacked[1], log_prior, tiers), [], []
     for m, (s, (_, sc)) in enumerate(zip(screens, parts, strict=True)):
-        floor = ref + math.log(STOP) - log_prior[m]
-        out = jax.lax.cond(
-            tiers[m] > 0,
-            lambda s=s, sc=sc, floor=floor: _both_of(walk, s, args, sc, half, seen, floor),
-            lambda s=s, sc=sc: _both_of(settle, s, args, sc, half, seen),
-        )
-        ref = jnp.where(tiers[m] > 0, jnp.logaddexp(ref, log_prior[m] + _mean_exp(out[4])), ref)
+        if len(parts) == 1 or not cfg.screen:  # no floor, no choice
+            out, tier = _both_of(walk, s, args, sc, half, seen), tiers[m]
+        else:
+
+            def run(tier, floor, s=s, sc=sc):
+                return jax.lax.cond(
+                    (tier == 1) | (tier == 2),
+                    lambda: _both_of(walk, s, args, sc, half, seen, floor),
+                    lambda: _both_of(settle, s, args, sc, half, seen),
+                )
+
+            ref, out, tier = _turn(ref, tiers[m], log_prior[m], log_bound[m], cfg, run)
         runs.append((*out[:2], scene.lift(m, out[2].reshape(-1, out[2].shape[-1])), *out[3:]))
+        turned.append(tier)
     runs = [jnp.stack([r[i] for r in runs]) for i in range(6)]
-    return runs, log_prior, tiers, _mean_exp(jnp.stack([s.log_bound for s in screens]))
+    return runs, log_prior, jnp.stack(turned), log_bound
 
 
 def _half(cfg):
@@ -208,31 +252,35 @@ def _padded(out, chains: int):
     return probs, found, x, live, *rest
 
 
-def _scalars(s):
-    """What screened() reads of a component's two Screened: [2] log evidence bounds, [2]
-    importance ESS."""
-    return s.log_bound, s.by_is.weight
+def _scalars(log_bound_Mx2, by_is):
+    """What screened() reads of the components' Screened ([M, 2, ...]): [M, 2] log evidence
+    bounds, [M, 2] importance ESS, [M] the importance estimates' log evidence."""
+    return log_bound_Mx2, by_is.weight, _is_evidence(by_is)
 
 
 FULL = 1  # of a set's components, the FULL of largest bound run with the whole config's chains
 
 
-def screened(scalars, log_prior_M, chains: int):
-    """[M] how each component is sampled, from its importance stage (stages.Screened): 0 by its
-    importance estimate alone (stages.settle), 1 SMC, 2 SMC with the whole config's chains (a
-    set's FULL of largest evidence bound; the others the shared budget). A single component
-    runs SMC (2).
+def screened(scalars, log_prior_M, chains: int, screen: bool = True):
+    """[M] how each component is sampled, from its importance stage (stages.Screened): 0 by
+    its importance estimate alone (stages.settle), 1 SMC, 2 SMC with the whole config's
+    chains (a set's FULL of largest evidence bound; the others the shared budget; a mixture
+    of components of different shapes runs each on the whole config). A single component,
+    and every one where screen=False, runs SMC (2).
 
-    Of a mixture, a component's share is its evidence bound's (Screened.log_bound, the
-    replicas' mean, x p(m)) of the sum of all. A component runs SMC unless importance's ESS
-    (both replicas) is at least its share of `chains` (the ESS a replica aims at: the
-    config's chains, not stretched): the mixture's predictive, whose variance is the sum of
-    share^2 / ESS, is then as sharp as one of `chains`."""
-    log_bound_Mx2, ess_Mx2 = scalars[:2]
-    if log_prior_M.shape[0] == 1:
-        return jnp.full(1, 2, jnp.int32)
+    A component runs SMC unless importance's ESS (both replicas) is at least its share of
+    `chains` (the ESS a replica aims at: the config's chains, not stretched): the mixture's
+    predictive, whose variance is the sum of share^2 / ESS, is then as sharp as one of
+    `chains`. Its share is taken at its largest: its evidence bound (Screened.log_bound, the
+    replicas' mean) x p(m), over that plus the others' importance estimates x p."""
+    log_bound_Mx2, ess_Mx2, log_z_M = scalars
+    m_count = log_prior_M.shape[0]
+    if m_count == 1 or not screen:
+        return jnp.full(m_count, 2, jnp.int32)
     log_b = log_prior_M + _mean_exp(log_bound_Mx2)
-    share = jnp.exp(log_b - jax.nn.logsumexp(log_b))  # NaN where no bound is finite
+    log_z = log_prior_M + log_z_M
+    others = jnp.where(jnp.eye(m_count, dtype=bool), -jnp.inf, log_z[None, :])
+    share = jnp.exp(log_b - jnp.logaddexp(log_b, jax.nn.logsumexp(others, -1)))
     go = jnp.min(ess_Mx2, -1) < jnp.nan_to_num(share, nan=1.0) * chains
     rank = jnp.argsort(jnp.argsort(-jnp.where(go, log_b, -jnp.inf)))
     return jnp.where(go, jnp.where(rank < FULL, 2, 1), 0).astype(jnp.int32)

@@ -38,6 +38,9 @@ class OracleConfig:
     # resampled, then moved); fewer when beta reaches BETA_MAX (IS found the posterior)
     mcmc_steps: int = 4  # exact-posterior sweeps whose tokens are counted
     shrinks: int = 3  # tries per coordinate and sweep
+    screen: bool = True  # a mixture's components screened first (mixture.screened): SMC only
+    # where it matters, stopped under a floor; False: every component runs SMC on the shared
+    # budget to the end (slower: to compare with)
     ensemble_moves: int | None = None  # per sweep, after the coordinates: moves of each half
     # of the chains along the difference of two chains of the other half (they follow a
     # posterior's correlations); None: the scene's Scene.ensemble_moves
@@ -265,18 +268,25 @@ def predict_batch(
 
 
 def summary(post: Posterior) -> dict:
-    """Over the examples: the evidence's median relative Monte Carlo error and, per component
-    (in Scene.components' order: junction 2, 3, 4 strokes; rects min_rects ... num_rects),
-    the mean posterior probability; each example's own are in the Posterior."""
+    """Over the examples: the evidence's median relative Monte Carlo error; per component
+    (in Scene.components' order: junction 2, 3, 4 strokes; rects min_rects ... num_rects)
+    the mean posterior probability; the largest share of the evidence left out by the
+    screening (a bound: Posterior.dropped) and the mean count of components that ran SMC;
+    each example's own are in the Posterior."""
     return {
         "oracle_median_evidence_error": float(np.median(post.evidence_error)),
         "oracle_components": [round(float(c), 4) for c in post.components.mean(0)],
+        "oracle_max_dropped": float(post.dropped.max()) if post.dropped.size else 0.0,
+        "oracle_mean_walked": float((post.walked > 0).sum(-1).mean()) if post.walked.size else 0.0,
     }
 
 
 def _scalars(summary_: dict) -> dict:
     """summary() as eval/ scalars: a mixture's components one each (eval/oracle_component_m)."""
-    out = {"eval/oracle_median_evidence_error": summary_["oracle_median_evidence_error"]}
+    out = {
+        k: summary_[f"oracle_{k}"] for k in ("median_evidence_error", "max_dropped", "mean_walked")
+    }
+    out = {f"eval/oracle_{k}": v for k, v in out.items()}
     parts = summary_["oracle_components"]
     out.update({f"eval/oracle_component_{m}": c for m, c in enumerate(parts) if len(parts) > 1})
     return out

@@ -208,6 +208,21 @@ def row(visible: int, s: dict, ess_E, min_ess: float) -> dict:
     return out
 
 
+ROW_ESS = 100  # a row's oracle is converged where the median ESS is at least this, and
+ROW_EVIDENCE = 0.2  # (a mixture) the replicas' evidences disagree by a median of at most this
+
+
+def converged(r: dict) -> dict:
+    """The row with `oracle_converged`: whether its median ESS is ROW_ESS or more and, for a
+    mixture (whose p(component | visible) the evidence weighs), the median relative
+    disagreement of the replicas' evidences ROW_EVIDENCE or less. A row that is not is
+    kept, and said."""
+    mixture = len(r.get("oracle_components", ())) > 1
+    ok = r["oracle_median_ess"] >= ROW_ESS
+    ok = ok and not (mixture and r["oracle_median_evidence_error"] > ROW_EVIDENCE)
+    return {**r, "oracle_converged": bool(ok)}
+
+
 def curve(
     task,
     predict,
@@ -241,7 +256,7 @@ def curve(
             say=log,
         )
         s = scores(batch.tokens, np.asarray(batch.mask), probs_m, post.probs)
-        rows.append({**row(v, s, post.ess, cfg.min_ess), **oracle.summary(post)})
+        rows.append(converged({**row(v, s, post.ess, cfg.min_ess), **oracle.summary(post)}))
         pooled.append(s)
         r, elapsed = rows[-1], time.time() - start
         log(
@@ -249,6 +264,7 @@ def curve(
             f" (x{r['model_over_oracle']:.4f})  NLL {r['model_nll']:.3f} / {r['oracle_nll']:.3f}"
             f"  KL {r['kl']:.4f}  unreliable {r['oracle_unreliable']}/{examples}"
             f"  [{elapsed:.0f} s, ETA {elapsed / (i + 1) * (len(counts) - i - 1):.0f} s]"
+            + ("" if r["oracle_converged"] else "  (row UNRELIABLE: the oracle not converged)")
         )
     cat = {k: np.concatenate([s[k] for s in pooled]) for k in pooled[0]}
     calib = {

@@ -73,7 +73,7 @@ class Pool:
     tokens: jax.Array
     mism: jax.Array
     log_w: jax.Array | None
-    per_round: int
+    per_round: int | jax.Array  # (an array where it passed through a program: stages.Screened)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,9 +209,12 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
     pool tempered at the largest beta that keeps an ESS of `chains` (weights prior / proposal
     x exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
     chains), chains reweighted and resampled, one slice sweep at beta (brackets from the
-    chains' spread), until beta reaches BETA_MAX or anneal_steps. Last, the exact posterior:
-    chains off it dropped by resampling. Returns (states, log posterior, how many chains were
-    on the posterior before that last resampling, log evidence).
+    chains' spread), until beta reaches BETA_MAX or anneal_steps, or (a mixture's component
+    that cannot matter) the estimate of the tempered evidence Z(beta) >= Z falls under
+    exp(floor). Last, the exact posterior: chains off it dropped by resampling. Returns
+    (states, log posterior, how many chains were on the posterior before that last
+    resampling, log evidence, whether it stopped under the floor, and then the log of that
+    bound, else -inf). A stopped run's states are all off the posterior, its evidence 0.
 
     The evidence Z = integral of prior x 1[every visible token matches] is SMC's normalising
     constant: the importance stage's estimate of the first tempered target's (pool weights
@@ -222,7 +225,7 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
     base = jnp.where(jnp.isfinite(pool_log_w), pool_log_w, -1e30)
     beta = _next_beta(jnp.float32(0.0), pool_mism, float(c), base)
     start = jnp.where(jnp.isfinite(pool_log_w), pool_log_w - beta * pool_mism, -jnp.inf)
-    log_z = jax.nn.logsumexp(start) - jnp.log(float(pool.per_round))
+    log_z = jax.nn.logsumexp(start) - jnp.log(jnp.asarray(pool.per_round, jnp.float32))
     x = pool.params[jax.random.categorical(k_start, start, shape=(c,))]
 
     def anneal(carry):
@@ -256,7 +259,8 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
     log_stop = jnp.where(stopped, log_z, -jnp.inf)
     log_z = log_z + jnp.log(jnp.mean(on.astype(jnp.float32)))
     x = x[jax.random.categorical(k_pick, jnp.where(on, 0.0, -jnp.inf), shape=(c,))]
-    return x, lik.target(x, jnp.inf), jnp.sum(on), log_z, log_stop
+    logp = jnp.where(stopped, -jnp.inf, lik.target(x, jnp.inf))
+    return x, logp, jnp.sum(on), log_z, stopped, log_stop
 
 
 def _exact_sweeps(key, x, logp, brackets: Brackets, lik: Likelihood, cfg, steps=None):
@@ -288,7 +292,7 @@ def _weighed(key, pool: Pool, lik: Likelihood, hard, cfg):
     the self-normalised estimate stays consistent; its ESS is the subset's)."""
     params, mism, k = pool.params, pool.mism, lik.centroids_KxG.shape[0]
     log_w = jnp.where(mism == 0, pool.log_w, -jnp.inf)
-    log_z_is = jax.nn.logsumexp(log_w) - jnp.log(float(pool.per_round))
+    log_z_is = jax.nn.logsumexp(log_w) - jnp.log(jnp.asarray(pool.per_round, jnp.float32))
     top = jnp.max(log_w)
     w = jnp.exp(log_w - jnp.where(jnp.isfinite(top), top, 0.0))  # all 0 when nothing matched
     w_sum = jnp.sum(w)

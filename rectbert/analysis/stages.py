@@ -32,10 +32,10 @@ class Screened(NamedTuple):
     """One replica's importance stage, all SMC starts from (arrays: it passes through lax.map
     and lax.cond): SMC's keys, the pool (every round's proposals, their tokens at the seen
     points, mismatches and log weights), the hard bounds [D, 2] and fallback brackets [D],
-    the importance Estimate, and log U, U = the pool's estimate of E_prior exp(-BETA_SCREEN x
+    the importance Estimate, log U, U = the pool's estimate of E_prior exp(-BETA_SCREEN x
     mismatches) >= Z: a bound on the evidence (in expectation), tight where the posterior's
     neighbours of one mismatch are not far more probable than it, which a mixture screens
-    its components by (mixture.py)."""
+    its components by (mixture.py); and the proposals a round."""
 
     keys: jax.Array
     params: jax.Array
@@ -46,6 +46,7 @@ class Screened(NamedTuple):
     fallback: jax.Array
     by_is: Estimate
     log_bound: jax.Array
+    per_round: jax.Array  # proposals a round (the evidence's divisor; whatever SMC's config)
 
 
 def _lik_and_sizes(points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen):
@@ -83,8 +84,18 @@ def screen(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen
     tempered = jnp.where(jnp.isfinite(pool.log_w), pool.log_w - BETA_SCREEN * pool.mism, -jnp.inf)
     log_bound = jax.nn.logsumexp(tempered) - jnp.log(float(n))
     keys = jnp.stack([k_walk, k_exact])
+    per_round = jnp.float32(n)
     return Screened(
-        keys, pool.params, pool.tokens, pool.mism, pool.log_w, hard, fallback, by_is, log_bound
+        keys,
+        pool.params,
+        pool.tokens,
+        pool.mism,
+        pool.log_w,
+        hard,
+        fallback,
+        by_is,
+        log_bound,
+        per_round,
     )
 
 
@@ -96,18 +107,18 @@ def walk(
     bound of the evidence where SMC stopped under `floor` (-inf where it did not). SMC stops
     as soon as its estimate of the tempered evidence Z(beta) >= Z falls under exp(floor) (a
     mixture's component that cannot matter); its estimate is then dropped (the importance
-    estimate stays), and no exact sweep runs."""
-    lik, n, chains = _lik_and_sizes(
+    estimate stays), and no exact sweep runs. floor None: none (no stop, a fixed count of
+    exact sweeps: a single scene's program as it was)."""
+    lik, _, chains = _lik_and_sizes(
         points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen
     )
-    pool = Pool(s.params, s.tokens, s.mism, s.log_w, n)
+    pool = Pool(s.params, s.tokens, s.mism, s.log_w, s.per_round)
     brackets = Brackets(s.hard, s.fallback)
     stretched = dataclasses.replace(cfg, chains=chains)
-    floor = -jnp.inf if floor is None else floor
-    x, logp, live_chains, log_z, log_stop = _tempered_move(
-        s.keys[0], pool, brackets, lik, stretched, floor
+    x, logp, live_chains, log_z, stopped, log_stop = _tempered_move(
+        s.keys[0], pool, brackets, lik, stretched, -jnp.inf if floor is None else floor
     )
-    steps = jnp.where(jnp.isfinite(log_stop), 0, cfg.mcmc_steps)
+    steps = None if floor is None else jnp.where(stopped, 0, cfg.mcmc_steps)
     counts, x, logp = _exact_sweeps(s.keys[1], x, logp, brackets, lik, cfg, steps)
     by_mc = Estimate(counts / jnp.maximum(counts.sum(-1, keepdims=True), 1e-30), live_chains, log_z)
     probs, found, log_z = _pooled(s.by_is, by_mc)
@@ -118,7 +129,7 @@ def settle(s: Screened, points_Px2, tokens_P, visible_P, centroids_KxG, scene, c
     """replica's outputs from its importance stage alone (no SMC): the importance estimate,
     and as many states as SMC's chains, resampled from the exact matches by weight (none
     live where there is none)."""
-    _, _, chains = _lik_and_sizes(points_Px2, tokens_P, visible_P, centroids_KxG, scene, cfg, seen)
+    chains = sizes(cfg, points_Px2.shape[0], seen)[1]
     on = (s.mism == 0) & jnp.isfinite(s.log_w)
     logits = jnp.where(jnp.any(on), jnp.where(on, s.log_w, -jnp.inf), 0.0)
     pick = jax.random.categorical(s.keys[0], logits, shape=(chains,))
