@@ -195,3 +195,13 @@ def test_the_curve_of_a_uniform_model_against_a_sure_oracle_by_hand(
     assert sum(calib["oracle"]["count"]) == sum(r["hidden_tokens"] for r in rows)
     for name in ("oracle_curve.png", "reliability.png"):
         assert os.path.getsize(tmp_path / "figures" / name) > 0
+
+
+def test_a_row_is_converged_with_enough_ess_and_for_a_mixture_agreeing_evidences():
+    one = {"oracle_median_ess": 150.0, "oracle_median_evidence_error": 0.5}
+    one["oracle_components"] = [1.0]
+    assert oracle_curve.converged(one)["oracle_converged"]  # one component: no weighing
+    mix = {**one, "oracle_components": [0.5, 0.5]}
+    assert not oracle_curve.converged(mix)["oracle_converged"]  # 0.5 > 0.2
+    assert oracle_curve.converged({**mix, "oracle_median_evidence_error": 0.2})["oracle_converged"]
+    assert not oracle_curve.converged({**one, "oracle_median_ess": 99.0})["oracle_converged"]

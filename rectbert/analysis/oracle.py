@@ -3,7 +3,8 @@ given the visible (point, token) pairs, and what is computed from it — the pos
 predictive, posterior samples, a consistency search, the oracle's held-out accuracy.
 
 The ceiling every sparse model is measured against (uniformly sampled points, any scene the
-sampler supports); the sampler itself is in smc.py.
+sampler supports); the sampler itself is in smc.py (a replica's stages: stages.py; a
+mixture's components, screened: mixture.py).
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class Posterior:
     log_evidence: np.ndarray  # [B] log p(visible tokens), the points' density left out
     evidence_error: np.ndarray  # [B] relative Monte Carlo error of the evidence (replicas)
     walked: np.ndarray  # [B, M] how each component was sampled: 0 importance alone, 1 SMC,
-    # 2 SMC with the whole config's chains (mixture.screened)
-    dropped: np.ndarray  # [B] at most this share of the evidence was screened out unseen
+    # 2 SMC with the whole config's chains (mixture.screened), 3 not started (mixture.UNDER)
+    dropped: np.ndarray  # [B] at most this share of the evidence was left out by the
+    # screening (as far as its estimated bounds go: mixture._dropped)
 
 
 CHUNK = 1  # examples a call (calls.in_chunks): as fast as more (lax.map runs them in turn)
@@ -277,7 +279,9 @@ def summary(post: Posterior) -> dict:
         "oracle_median_evidence_error": float(np.median(post.evidence_error)),
         "oracle_components": [round(float(c), 4) for c in post.components.mean(0)],
         "oracle_max_dropped": float(post.dropped.max()) if post.dropped.size else 0.0,
-        "oracle_mean_walked": float((post.walked > 0).sum(-1).mean()) if post.walked.size else 0.0,
+        "oracle_mean_walked": (
+            float(np.isin(post.walked, (1, 2)).sum(-1).mean()) if post.walked.size else 0.0
+        ),
     }
 
 

@@ -28,9 +28,10 @@ from rectbert.scenes.exact import boundary_coverage, compiled
 # and 1.3 % at 8 px; at 1e-5 em, 0.3 % and 8 %; from 1e-6 em its rings cross themselves, and
 # from about 1e-16 em there is no polygon left (drawings.outline refuses).
 MIN_STROKE_WEIGHT = 1e-4
-# The oracle samples every drawing of a set as a mixture component (components()): the 26
-# futural capitals take 18-29 s an example on a 2-core CPU, and the cost grows with the set, so
-# a set of more drawings than this is refused for the oracle (oracle_unsupported), in one line
+# The oracle screens every drawing of a set as a mixture component (components()): the 26
+# futural capitals take about 3-4 s an example on a 2-core CPU, the 30 kanji 20-30 s, and the
+# screening alone grows with the set, so a set of more drawings than this is refused for the
+# oracle (oracle_unsupported), in one line
 ORACLE_MAX_DRAWINGS = 128
 
 
@@ -361,9 +362,9 @@ class Drawn(Scene):
         if self.count <= ORACLE_MAX_DRAWINGS:
             return None
         return (
-            f"a set of {self.count} drawings: it samples each drawing as a mixture component "
-            "(the 26 futural capitals take 18-29 s an example on a 2-core CPU, and the cost "
-            f"grows with the set), at most {ORACLE_MAX_DRAWINGS}"
+            f"a set of {self.count} drawings: it screens each drawing as a mixture component "
+            "(the 30 default kanji take 20-30 s an example on a 2-core CPU, and the cost grows "
+            f"with the set), at most {ORACLE_MAX_DRAWINGS}"
         )
 
     def unseen(self) -> Scene | None:
