@@ -105,14 +105,11 @@ def _component_runs(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, 
     (screened()'s tiers, UNDER for one whose bound was under its floor) and [M] the log
     evidence bounds of the screening.
 
-    Every component is screened first (stages.screen: importance sampling); then, one after
-    the other, each runs SMC or is settled by importance alone, SMC stopping once the
-    component cannot hold STOP of the evidence found so far (the replicas share these
-    decisions: each replica's estimates stay its own, their disagreement a little less than
-    independent runs'). Components of one shape (Scene.component_batch: e.g. one per glyph)
-    run as one program scanned over their index, in order of screened evidence bound, the
-    largest first; others (junction's 2-4 strokes: different dimensions) each as its own,
-    unrolled in their own order."""
+    Every component is screened first (stages.screen); then one after the other each runs
+    SMC or is settled by importance alone, SMC stopping once the component cannot hold STOP
+    of the evidence found so far (the replicas share these decisions). Components of one
+    shape (Scene.component_batch) are scanned in order of bound, the largest first; others
+    (junction's 2-4 strokes: different dimensions) unrolled in their own order (_unrolled)."""
     batch = scene.component_batch()
     args = (points_Px2, tokens_P, visible_P, centroids_KxG)
     if batch is None:
