@@ -139,12 +139,11 @@ def _component_runs(key, points_Px2, tokens_P, visible_P, centroids_KxG, scene, 
         def run(tier, floor):
             floor = floor if cfg.screen else None
             return jax.lax.switch(
-                tier,
+                jnp.where(tier == UNDER, 0, tier),  # not started: settled
                 [
                     lambda: _both_of(settle, s, args, part, full, seen),
                     lambda: _padded(_both_of(walk, s, args, part, share, seen, floor), big),
                     lambda: _both_of(walk, s, args, part, full, seen, floor),
-                    lambda: _both_of(settle, s, args, part, full, seen),
                 ],
             )
 
