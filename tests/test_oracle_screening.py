@@ -36,6 +36,31 @@ def test_screened_settles_what_importance_has_and_gives_the_largest_bound_the_fu
     assert mixture.screened((bounds, ess, found), prior, 96, screen=False).tolist() == [2] * 3
 
 
+def test_a_component_runs_smc_whatever_its_screening_bound_and_a_stop_is_said():
+    # the screening's bound is a Monte Carlo estimate that can fall e^20 short (rects, 1-4,
+    # at 20 visible: the 4-rectangle component was skipped on it and given p = 0): whatever
+    # it says, a component the tiers send to SMC starts it; the floor is STOP of the evidence
+    # found so far over the component's prior (by hand: e^0 x 1e-4 / 0.25), and a run that
+    # reports a stop (a finite log_stop) is STOPPED, one that does not keeps its tier
+    cfg, calls_ = oracle.OracleConfig(), []
+
+    def run(log_stop):
+        def go(tier, floor):
+            calls_.append((int(tier), float(floor)))
+            return (None, None, None, None, jnp.asarray([-3.0, -3.0]), jnp.full(2, log_stop))
+
+        return go
+
+    ref, _, tier = mixture._turn(jnp.float32(0.0), jnp.int32(1), np.log(0.25), cfg, run(-np.inf))
+    floor = np.log(mixture.STOP) - np.log(0.25)
+    assert calls_ == [(1, pytest.approx(floor, abs=1e-5))] and int(tier) == 1
+    assert float(ref) == pytest.approx(np.logaddexp(0.0, np.log(0.25) - 3.0), abs=1e-6)
+    _, _, tier = mixture._turn(jnp.float32(0.0), jnp.int32(2), np.log(0.25), cfg, run(-30.0))
+    assert calls_[-1][0] == 2 and int(tier) == mixture.STOPPED
+    _, _, tier = mixture._turn(jnp.float32(0.0), jnp.int32(0), np.log(0.25), cfg, run(-np.inf))
+    assert calls_[-1][0] == 0 and int(tier) == 0  # settled: its evidence is in ref already
+
+
 def _rect_example(visible: int):
     scene = rectbert.scene("rect")
     task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), eval_examples=1, seed=3)

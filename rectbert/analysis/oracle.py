@@ -111,7 +111,7 @@ class Posterior:
     log_evidence: np.ndarray  # [B] log p(visible tokens), the points' density left out
     evidence_error: np.ndarray  # [B] relative Monte Carlo error of the evidence (replicas)
     walked: np.ndarray  # [B, M] how each component was sampled: 0 importance alone, 1 SMC,
-    # 2 SMC with the whole config's chains (mixture.screened), 3 not started (mixture.UNDER)
+    # 2 SMC with the whole config's chains (mixture.screened), 3 SMC stopped under its floor
     dropped: np.ndarray  # [B] at most this share of the evidence was left out by the
     # screening (as far as its estimated bounds go: mixture._dropped)
 
