@@ -225,7 +225,7 @@ def test_run_tokens_and_oracle_curve_refuse_bad_inputs(run, monkeypatch):
     # oracle_curve: a bare count is one count; other types and configs are refused before
     # any compute
     seen = []
-    monkeypatch.setattr(trained.oracle_curve, "curve", lambda *a: seen.append(a[3]) or a)
+    monkeypatch.setattr(trained.oracle_curve, "curve", lambda *a, **k: seen.append(a[3]) or a)
     run.oracle_curve(visible=3, examples=4)
     run.oracle_curve(visible=np.int64(2), examples=4)
     assert seen == [(3,), (2,)]

@@ -13,7 +13,9 @@ from sklearn.calibration import calibration_curve
 
 import rectbert
 from experiments import cli
+from rectbert import config
 from rectbert.analysis import oracle, oracle_curve
+from rectbert.data.sparse_task import SparseTask
 from rectbert.data.tasks import MaskSpec
 from rectbert.recipes import oracle_curve as curve_recipe
 from rectbert.recipes import sparse
@@ -122,6 +124,8 @@ def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(
         (["--curve_visible=x"], "curve_visible"),
         (["--curve_examples=0"], "curve_examples"),
         (["--curve_examples=100000"], "curve_examples"),
+        (["--curve_on=unseen"], "curve_on"),  # a rect run holds no drawings out
+        (["--curve_on=train"], "curve_on"),
     ],
 )
 def test_bad_curve_flags_fail_in_one_line_before_any_compute(tmp_path, args, flag):
@@ -144,16 +148,13 @@ def test_the_curve_command_refuses_what_it_cannot_score(tmp_path):
         oracle.check(scene)
 
 
-def test_the_curve_of_a_uniform_model_against_a_sure_oracle_by_hand(
-    tmp_path, monkeypatch, sparse_task
-):
-    # oracle_curve.run's bookkeeping, files and formulas at two counts, with a model that is
-    # uniform over the K tokens and an oracle that is always right and sure: its accuracy 1,
-    # its NLL the floor's, KL(oracle || model) = log K, the model right where the truth is 0
-    # (its argmax). The real oracle through the commands: the end-to-end test (slow tier).
-    k = sparse_task.num_tokens
+def _sure_oracle(k: int, seen: list | None = None):
+    """A posterior_batch always right and sure (probability 1 on the true token); each call's
+    (scene, batch) appended to `seen`."""
 
     def sure(key, batch, centroids, scene, cfg=None, chunk=256, say=None):
+        if seen is not None:
+            seen.append((scene, batch))
         probs = np.eye(k)[np.asarray(batch.tokens)]
         b = len(probs)
         one = np.ones((b, 1))
@@ -169,9 +170,22 @@ def test_the_curve_of_a_uniform_model_against_a_sure_oracle_by_hand(
             0 * one[:, 0],
         )
 
-    def uniform(params, batch):
-        return jnp.zeros((*batch.tokens.shape, k))
+    return sure
 
+
+def _uniform_model(k: int):
+    return lambda params, batch: jnp.zeros((*batch.tokens.shape, k))
+
+
+def test_the_curve_of_a_uniform_model_against_a_sure_oracle_by_hand(
+    tmp_path, monkeypatch, sparse_task
+):
+    # oracle_curve.run's bookkeeping, files and formulas at two counts, with a model that is
+    # uniform over the K tokens and an oracle that is always right and sure: its accuracy 1,
+    # its NLL the floor's, KL(oracle || model) = log K, the model right where the truth is 0
+    # (its argmax). The real oracle through the commands: the end-to-end test (slow tier).
+    k = sparse_task.num_tokens
+    sure, uniform = _sure_oracle(k), _uniform_model(k)
     monkeypatch.setattr(oracle, "posterior_batch", sure)
     task = dataclasses.replace(sparse_task, mask=MaskSpec(5, "anycount"), eval_examples=6)
     cfg = oracle_curve.CurveConfig(visible=(23, 1), examples=6)
@@ -205,3 +219,35 @@ def test_a_row_is_converged_with_enough_ess_and_for_a_mixture_agreeing_evidences
     assert not oracle_curve.converged(mix)["oracle_converged"]  # 0.5 > 0.2
     assert oracle_curve.converged({**mix, "oracle_median_evidence_error": 0.2})["oracle_converged"]
     assert not oracle_curve.converged({**one, "oracle_median_ess": 99.0})["oracle_converged"]
+
+
+def test_the_unseen_curve_scores_drawings_never_trained_on_against_their_own_prior(
+    tmp_path, monkeypatch
+):
+    # on="unseen": the examples are the run's unseen set (letters X Y Z only, none of the
+    # training A-F), the oracle's prior is theirs (the scene's unseen part), and the files
+    # end in _unseen beside (not over) the held-out curve's
+    scene = rectbert.scene("glyph", glyphs="ABCDEF", unseen_glyphs="XYZ")
+    task = SparseTask(scene, MaskSpec(5, "anycount"), eval_examples=6, seed=0)
+    task = task.with_codebook(task.fit_codebook()[0])
+    seen = []
+    monkeypatch.setattr(oracle, "posterior_batch", _sure_oracle(task.num_tokens, seen))
+    cfg = oracle_curve.CurveConfig(visible=(4, 12), examples=6, on="unseen")
+    uniform = _uniform_model(task.num_tokens)
+    rows = oracle_curve.run(task, uniform, None, 7, str(tmp_path), cfg, log=lambda *a: None)
+    assert [r["on"] for r in rows] == ["unseen", "unseen"]
+    for prior, batch in seen:
+        assert [n.split(":")[-1] for n in prior.library.names] == ["X", "Y", "Z"]
+        names = {prior.name_of(p).split(":")[-1] for p in np.asarray(batch.scenes)}
+        assert names and names <= {"X", "Y", "Z"}
+    shown = [np.unique((~np.asarray(batch.mask)).sum(1)).tolist() for _, batch in seen]
+    assert shown == [[4], [12]]
+    assert not (tmp_path / "oracle_curve.json").exists()
+    assert json.loads((tmp_path / "oracle_curve_unseen.json").read_text()) == rows
+    made = json.loads((tmp_path / "calibration_unseen.json").read_text())["made_from"]
+    assert made["on"] == "unseen" and made["visible"] == [4, 12]
+    for name in ("oracle_curve_unseen.png", "reliability_unseen.png"):
+        assert os.path.getsize(tmp_path / "figures" / name) > 0
+    held = dataclasses.replace(task, scene=task.scene.unseen())  # itself holds nothing out
+    with pytest.raises(config.ConfigError, match="on"):
+        oracle_curve.CurveConfig(on="unseen").counts(held)

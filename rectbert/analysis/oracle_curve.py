@@ -30,6 +30,7 @@ VISIBLE = (1, 2, 4, 8, 12, 16, 20, 23)  # of 24 points (the curve's default coun
 FLOOR = 1e-3  # the oracle's probabilities, for its NLL only, mixed with this share of uniform
 BINS = 10  # reliability diagram / ECE: equal-width confidence bins
 SAY = calls.SAY
+ON = ("held_out", "unseen")  # the examples a curve scores (CurveConfig.on)
 
 
 def default_visible(num_points: int) -> tuple[int, ...]:
@@ -75,6 +76,14 @@ class CurveConfig:
     examples: int = setting(
         256, "Held-out examples the oracle curve scores.", flag="curve_examples"
     )
+    on: str = setting(
+        "held_out",
+        "Which examples the oracle curve scores: held_out (the run's held-out set) or unseen "
+        "(drawings held out of training: --unseen_glyphs, --unseen_fraction, ...; the oracle's "
+        "prior then those drawings); files of unseen end in _unseen.",
+        flag="curve_on",
+        choices=ON,
+    )
 
     def counts(self, task, *, oracle_needed: bool = True) -> tuple[int, ...]:
         """The sorted counts for this sparse task (a ConfigError naming the field, before any
@@ -89,6 +98,11 @@ class CurveConfig:
             raise config.error(self, "visible", counts_allowed(task.num_points, "points"))
         if unnested(task):
             raise config.error(self, "visible", f"unset for this run ({unnested(task)})")
+        if self.on not in ON:
+            raise config.error(self, "on", " or ".join(ON))
+        if self.on == "unseen" and task.scene.unseen() is None:
+            allowed = "held_out (this run's scene holds no drawings out of training)"
+            raise config.error(self, "on", allowed)
         why = oracle.unsupported(task) if oracle_needed else None
         if why:
             raise ValueError(f"the oracle curve cannot be measured: {why}")
@@ -110,6 +124,14 @@ def order(task, examples: int):
     """[E, P] each example's random rank of its points: the first v are visible at count v."""
     noise = jax.random.uniform(keys.key(task.seed, "curve"), (examples, task.seq_len))
     return np.argsort(np.argsort(np.asarray(noise), axis=1), axis=1)
+
+
+def examples_on(task, on: str, examples: int):
+    """(the scene whose prior the oracle takes, the `examples` first examples) of the run's
+    held-out set (on="held_out") or of its drawings never trained on (on="unseen")."""
+    if on == "unseen":
+        return task.scene.unseen(), jax.tree.map(lambda a: a[:examples], task.unseen_eval_set())
+    return task.scene, jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())
 
 
 def held_out(task, visible: int, examples: int, base: Batch | None = None) -> Batch:
@@ -231,19 +253,20 @@ def curve(
     examples: int = 256,
     cfg: oracle.OracleConfig | None = None,
     log=SAY,
+    on: str = "held_out",
 ):
     """(rows, calibration): the curve at each visible count (default: default_visible) on
-    the task's first `examples` held-out examples, and the reliability diagrams of model and
-    oracle over every hidden token of every count. `predict(params, batch)` gives logits
+    the task's first `examples` held-out examples (on="unseen": of its drawings never trained
+    on, the oracle's prior theirs), and the reliability diagrams of model and oracle over
+    every hidden token of every count. `predict(params, batch)` gives logits
     (evaluation.make_predict)."""
     given = () if visible is None else visible
-    counts = CurveConfig(tuple(given) if not isinstance(given, str) else given, examples).counts(
-        task
-    )
+    given = tuple(given) if not isinstance(given, str) else given
+    counts = CurveConfig(given, examples, on).counts(task)
     cfg = cfg or oracle.OracleConfig()
     rows, pooled = [], []
     start = time.time()
-    base = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())  # one program
+    scene, base = examples_on(task, on, examples)
     for i, v in enumerate(counts):
         batch = held_out(task, v, examples, base)
         probs_m = model_probs(predict, params, batch)
@@ -251,7 +274,7 @@ def curve(
             jax.random.fold_in(keys.key(task.seed, "oracle"), 1000 + v),
             batch,
             task.codebook,
-            task.scene,
+            scene,
             cfg,
             say=log,
         )
@@ -274,24 +297,28 @@ def curve(
     return rows, calib
 
 
-def write(workdir_path: str, rows: list[dict], calib: dict, *, title: str = "") -> list[str]:
+def write(
+    workdir_path: str, rows: list[dict], calib: dict, *, title: str = "", on: str = "held_out"
+) -> list[str]:
     """oracle_curve.json (the rows), calibration.json, figures/oracle_curve.png and
-    figures/reliability.png; each written atomically (a reader never sees half a file), the
-    numbers before the figures. Both JSON files record the step and the counts they were
-    made from (the rows each; calibration.json as its `made_from`), so a pair left unmatched
-    by a kill between the two writes shows."""
-    made_from = {k: rows[0][k] for k in ("step", "mask_schedule") if k in rows[0]}
+    figures/reliability.png (on="unseen": each name ending in _unseen); each written
+    atomically (a reader never sees half a file), the numbers before the figures. Both JSON
+    files record the step and the counts they were made from (the rows each;
+    calibration.json as its `made_from`), so a pair left unmatched by a kill between the two
+    writes shows."""
+    made_from = {k: rows[0][k] for k in ("step", "mask_schedule", "on") if k in rows[0]}
     made_from.update(visible=[r["visible"] for r in rows], examples=rows[0]["examples"])
-    c_path = os.path.join(workdir_path, "calibration.json")
+    end = "" if on == "held_out" else f"_{on}"
+    c_path = os.path.join(workdir_path, f"calibration{end}.json")
     write_atomic(c_path, json.dumps({"made_from": made_from, **calib}, indent=1) + "\n")
-    path = os.path.join(workdir_path, "oracle_curve.json")
+    path = os.path.join(workdir_path, f"oracle_curve{end}.json")
     write_atomic(path, json.dumps(rows, indent=1) + "\n")
     figs = os.path.join(workdir_path, "figures")
     return [
         c_path,
         path,
-        curves.oracle_curve(rows, os.path.join(figs, "oracle_curve.png"), title=title),
-        curves.reliability(calib, os.path.join(figs, "reliability.png"), title=title),
+        curves.oracle_curve(rows, os.path.join(figs, f"oracle_curve{end}.png"), title=title),
+        curves.reliability(calib, os.path.join(figs, f"reliability{end}.png"), title=title),
     ]
 
 
@@ -299,12 +326,13 @@ def run(task, predict, params, step: int, workdir: str, cfg: CurveConfig, log=SA
     """The curve of the run at `step`, written into `workdir` (rows record the checkpoint's
     step and the training schedule); says what it does and where it wrote."""
     counts = cfg.counts(task)
-    n = f"{len(counts)} visible counts x {cfg.examples} held-out examples"
+    which = "held-out" if cfg.on == "held_out" else "unseen"
+    n = f"{len(counts)} visible counts x {cfg.examples} {which} examples"
     log(f"oracle curve: {n} (step {step})")
-    rows, calib = curve(task, predict, params, counts, cfg.examples, log=log)
-    for r in rows:  # which checkpoint and training regime the file describes
-        r["step"], r["mask_schedule"] = step, task.mask.schedule
-    title = f"{task.scene.name}, step {step}, {cfg.examples} held-out examples"
-    for path in write(workdir, rows, calib, title=title):
+    rows, calib = curve(task, predict, params, counts, cfg.examples, log=log, on=cfg.on)
+    for r in rows:  # which checkpoint, training regime and examples the file describes
+        r["step"], r["mask_schedule"], r["on"] = step, task.mask.schedule, cfg.on
+    title = f"{task.scene.name}, step {step}, {cfg.examples} {which} examples"
+    for path in write(workdir, rows, calib, title=title, on=cfg.on):
         log(f"wrote {path}")
     return rows

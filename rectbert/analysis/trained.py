@@ -53,13 +53,15 @@ class Run:
             task = task.with_codebook(self.codebook)
         return task
 
-    def oracle_curve(self, visible=None, examples: int = 256, cfg=None):
+    def oracle_curve(self, visible=None, examples: int = 256, cfg=None, on: str = "held_out"):
         """The model against the Bayes-optimal oracle at each visible count (sparse runs).
 
         Args:
             visible: a count or counts of visible points (None: oracle_curve.default_visible).
             examples: the task's first held-out examples scored.
             cfg: an oracle.OracleConfig (None: its defaults).
+            on: "held_out" (the run's held-out set) or "unseen" (its drawings never trained
+                on: the first `examples` of its unseen set, the oracle's prior theirs).
 
         Returns:
             (rows, calibration) of oracle_curve.curve: a row per count (accuracy, NLL, KL,
@@ -80,7 +82,7 @@ class Run:
         if task.name != "sparse":
             raise ValueError(f"workdir={self.workdir!r}: the oracle curve needs a sparse run")
         predict = _predict_fn(self.model_config)
-        return oracle_curve.curve(task, predict, self.params, visible, examples, cfg)
+        return oracle_curve.curve(task, predict, self.params, visible, examples, cfg, on=on)
 
     def tokens(self, shapes_BxD, points_BxPx2):
         """The true tokens of shapes at points: exact coverage, quantised with the codebook.
