@@ -134,6 +134,19 @@ def test_two_letters_that_both_explain_the_points_are_both_kept(monkeypatch):
     print(f"p(E), p(F) {post.components.round(3).tolist()}; walked {post.walked.tolist()}")
     assert np.isin(post.walked, (1, 2)).all()  # both run SMC: the case checks the screening
     assert post.components.min() >= 0.03
+    # every screening bound planted at e^-10000 (the estimate can fall that short where no
+    # proposal comes close): both letters are still sampled and kept (the bound once
+    # skipped the second letter, which left it nothing)
+    real = stages.screen
+    monkeypatch.setattr(
+        mixture, "screen", lambda *a: real(*a)._replace(log_bound=jnp.float32(-1e4))
+    )
+    monkeypatch.setattr(calls, "_COMPILED", {})  # the compiled oracle holds the screening
+    jax.clear_caches()
+    tiny = oracle.posterior(jax.random.key(0), *three, task.codebook, scene)
+    print(f"bounds planted tiny: p(E), p(F) {tiny.components.round(3).tolist()}")
+    assert tiny.components.min() >= 0.03
+    monkeypatch.setattr(mixture, "screen", real)
     # planted: a floor 10^8 too high stops the second letter's SMC at once, and it is lost
     monkeypatch.setattr(mixture, "STOP", 1e4)
     monkeypatch.setattr(calls, "_COMPILED", {})  # the compiled oracle holds the floor

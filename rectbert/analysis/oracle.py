@@ -273,7 +273,8 @@ def summary(post: Posterior) -> dict:
     """Over the examples: the evidence's median relative Monte Carlo error; per component
     (in Scene.components' order: junction 2, 3, 4 strokes; rects min_rects ... num_rects)
     the mean posterior probability; the largest share of the evidence left out by the
-    screening (a bound: Posterior.dropped) and the mean count of components that ran SMC;
+    screening (a bound: Posterior.dropped) and the mean count of components that ran SMC to
+    the end (walked 1 or 2);
     each example's own are in the Posterior."""
     return {
         "oracle_median_evidence_error": float(np.median(post.evidence_error)),

@@ -103,7 +103,7 @@ class CurveConfig:
         if self.on == "unseen" and task.scene.unseen() is None:
             allowed = "held_out (this run's scene holds no drawings out of training)"
             raise config.error(self, "on", allowed)
-        why = oracle.unsupported(task) if oracle_needed else None
+        why = oracle.unsupported(scored(task, self.on)) if oracle_needed else None
         if why:
             raise ValueError(f"the oracle curve cannot be measured: {why}")
         return counts
@@ -124,6 +124,12 @@ def order(task, examples: int):
     """[E, P] each example's random rank of its points: the first v are visible at count v."""
     noise = jax.random.uniform(keys.key(task.seed, "curve"), (examples, task.seq_len))
     return np.argsort(np.argsort(np.asarray(noise), axis=1), axis=1)
+
+
+def scored(task, on: str):
+    """The task whose prior the oracle takes for the examples `on` names: the run's own, or
+    (unseen) the same with its scene's unseen part."""
+    return dataclasses.replace(task, scene=task.scene.unseen()) if on == "unseen" else task
 
 
 def examples_on(task, on: str, examples: int):
@@ -279,7 +285,8 @@ def curve(
             say=log,
         )
         s = scores(batch.tokens, np.asarray(batch.mask), probs_m, post.probs)
-        rows.append(converged({**row(v, s, post.ess, cfg.min_ess), **oracle.summary(post)}))
+        r = {**row(v, s, post.ess, cfg.min_ess), **oracle.summary(post), "on": on}
+        rows.append(converged(r))
         pooled.append(s)
         r, elapsed = rows[-1], time.time() - start
         log(
@@ -306,6 +313,8 @@ def write(
     files record the step and the counts they were made from (the rows each;
     calibration.json as its `made_from`), so a pair left unmatched by a kill between the two
     writes shows."""
+    if on not in ON:
+        raise ValueError(f"on must be one of {ON}; got {on!r}")
     made_from = {k: rows[0][k] for k in ("step", "mask_schedule", "on") if k in rows[0]}
     made_from.update(visible=[r["visible"] for r in rows], examples=rows[0]["examples"])
     end = "" if on == "held_out" else f"_{on}"
@@ -331,7 +340,7 @@ def run(task, predict, params, step: int, workdir: str, cfg: CurveConfig, log=SA
     log(f"oracle curve: {n} (step {step})")
     rows, calib = curve(task, predict, params, counts, cfg.examples, log=log, on=cfg.on)
     for r in rows:  # which checkpoint, training regime and examples the file describes
-        r["step"], r["mask_schedule"], r["on"] = step, task.mask.schedule, cfg.on
+        r["step"], r["mask_schedule"] = step, task.mask.schedule
     title = f"{task.scene.name}, step {step}, {cfg.examples} {which} examples"
     for path in write(workdir, rows, calib, title=title, on=cfg.on):
         log(f"wrote {path}")

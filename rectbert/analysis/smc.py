@@ -201,6 +201,8 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0):
     return jnp.where(_ess(base_log_w - (hi - beta) * mism) >= target_ess, hi, lo)
 
 
+STOP_AFTER = 2  # tempered sweeps before a run may stop under its floor: the first estimate
+# is the importance pool's, which can fall short of Z(beta) by far (stages.Screened)
 BETA_MAX = 40.0  # a mismatch weighs exp(-40): past this the tempering jumps to the posterior
 
 
@@ -211,10 +213,11 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
     chains), chains reweighted and resampled, one slice sweep at beta (brackets from the
     chains' spread), until beta reaches BETA_MAX or anneal_steps, or (a mixture's component
     that cannot matter) the estimate of the tempered evidence Z(beta) >= Z falls under
-    exp(floor). Last, the exact posterior: chains off it dropped by resampling. Returns
-    (states, log posterior, how many chains were on the posterior before that last
-    resampling, log evidence, whether it stopped under the floor, and then the log of that
-    bound, else -inf). A stopped run's states are all off the posterior, its evidence 0.
+    exp(floor) after STOP_AFTER sweeps at least. Last, the exact posterior: chains off it
+    dropped by resampling. Returns (states, log posterior, how many chains were on the
+    posterior before that last resampling, log evidence, whether it stopped under the floor,
+    and then the log of that bound, else -inf). A stopped run's states are all off the
+    posterior, its evidence 0.
 
     The evidence Z = integral of prior x 1[every visible token matches] is SMC's normalising
     constant: the importance stage's estimate of the first tempered target's (pool weights
@@ -247,7 +250,8 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
         # cap without any chain on the posterior), or anneal_steps
         _, _, mism, beta, log_z, i = carry
         done = (beta >= BETA_MAX) & (jnp.mean(mism == 0) >= 0.5)
-        return (i < cfg.anneal_steps) & ~done & (log_z >= floor)
+        above = (log_z >= floor) | (i < STOP_AFTER)  # a stop is read off moved chains
+        return (i < cfg.anneal_steps) & ~done & above
 
     key, x, mism, _, log_z, _ = jax.lax.while_loop(
         cold, anneal, (key, x, lik.mismatches(x), beta, log_z, 0)
