@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import string
 
 import jax.numpy as jnp
 import numpy as np
@@ -249,5 +250,14 @@ def test_the_unseen_curve_scores_drawings_never_trained_on_against_their_own_pri
     for name in ("oracle_curve_unseen.png", "reliability_unseen.png"):
         assert os.path.getsize(tmp_path / "figures" / name) > 0
     held = dataclasses.replace(task, scene=task.scene.unseen())  # itself holds nothing out
-    with pytest.raises(config.ConfigError, match="on"):
-        oracle_curve.CurveConfig(on="unseen").counts(held)
+    with pytest.raises(config.ConfigError, match=r"CurveConfig\.on=.*holds no drawings"):
+        oracle_curve.CurveConfig(on="unseen", examples=6).counts(held)
+    # the oracle's limits are the unseen set's: more than its cap of drawings is refused
+    chars = string.ascii_letters + string.digits  # 61 characters in 3 fonts: over the cap
+    many = rectbert.scene(
+        "glyph", glyphs="A", unseen_glyphs=chars[1:], unseen_fonts=("timesr", "timesi", "timesib")
+    )
+    big = SparseTask(many, MaskSpec(5, "anycount"), eval_examples=6, seed=0)
+    with pytest.raises(ValueError, match="cannot be measured"):
+        oracle_curve.CurveConfig(on="unseen", examples=6).counts(big)
+    oracle_curve.CurveConfig(examples=6).counts(big)  # the held-out set: one letter

@@ -1,6 +1,7 @@
 """The oracle curve of a trained sparse run (at any of its checkpoints): the model against
 the Bayes-optimal oracle at every number of visible points — oracle_curve.json,
-calibration.json, figures/oracle_curve.png and figures/reliability.png in its workdir.
+calibration.json, figures/oracle_curve.png and figures/reliability.png in its workdir (with
+--curve_on=unseen, on its drawings never trained on: each name ending in _unseen).
 It holds the workdir's lock while it writes (one writer: a run still training there, or
 another analysis, is refused naming its process).
 
@@ -13,7 +14,7 @@ import dataclasses
 
 from rectbert import config
 from rectbert.analysis import oracle, oracle_curve
-from rectbert.analysis.oracle_curve import CurveConfig
+from rectbert.analysis.oracle_curve import ON, CurveConfig
 from rectbert.recipes import finished
 from rectbert.training import evaluation, signals
 from rectbert.training import workdir as workdir_lib
@@ -35,7 +36,7 @@ class Plan:
 def build(v: dict) -> Plan:
     given, curve = config.build(finished.FinishedRun, v), config.build(CurveConfig, v)
     run, task = given.load(("sparse",), "the curve's files go in it")
-    why = oracle.unsupported(task)
+    why = oracle.unsupported(oracle_curve.scored(task, curve.on)) if curve.on in ON else None
     if why:
         raise config.error(given, "workdir", f"a run the oracle can score ({why})")
     if oracle_curve.unnested(task):
