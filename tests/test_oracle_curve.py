@@ -92,7 +92,8 @@ def test_curve_end_to_end_on_a_run_through_both_entry_points_and_load_run(
     calib = json.loads((workdir / "calibration.json").read_text())
     assert sum(calib["model"]["count"]) == sum(r["hidden_tokens"] for r in rows)
     # the pair says what it was made from: a kill between the two writes shows
-    made = {"step": 3, "mask_schedule": "anycount", "visible": [1, 23], "examples": 4}
+    made = {"step": 3, "mask_schedule": "anycount", "on": "held_out", "visible": [1, 23]}
+    made["examples"] = 4
     assert calib["made_from"] == made
     # the same points through load_run: its task, its predict, the curve's masks
     run = rectbert.load_run(str(workdir))
