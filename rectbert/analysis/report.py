@@ -224,7 +224,8 @@ class SparseReport:
     oracle_curve: bool = setting(
         False,
         "At the final evaluation (also of a finished workdir) score model and oracle at every "
-        "visible count of --curve_visible: oracle_curve.json, figures/oracle_curve.png.",
+        "visible count of --curve_visible: oracle_curve.json, figures/oracle_curve.png "
+        "(--curve_on=unseen: of the drawings never trained on, oracle_curve_unseen.json, ...).",
     )
     samples: bool = samples_settings.samples_setting()
 
