@@ -33,9 +33,10 @@ class Screened(NamedTuple):
     and lax.cond): SMC's keys, the pool (every round's proposals, their tokens at the seen
     points, mismatches and log weights), the hard bounds [D, 2] and fallback brackets [D],
     the importance Estimate, log U, U = the pool's estimate of E_prior exp(-BETA_SCREEN x
-    mismatches) >= Z: a bound on the evidence (in expectation), tight where the posterior's
-    neighbours of one mismatch are not far more probable than it, which a mixture screens
-    its components by (mixture.py); and the proposals a round."""
+    mismatches) >= Z: a bound on the evidence in expectation only (where no proposal comes
+    close it falls short of Z by e^20 or more), so a mixture orders its components and
+    sizes their shares by it, never skips one on it (mixture.py); and the proposals a
+    round."""
 
     keys: jax.Array
     params: jax.Array
