@@ -134,22 +134,39 @@ def window_area(a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, cell, grid):
 
 def _corner_integrals(a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, cell, grid):
     """[N, P, grid(X), grid(Y)] the corner integrals F(X_i, Y_j) of window_area, summed over
-    these S segments (F is a sum over segments: chunks of them add up)."""
+    these S segments (F is a sum over segments: chunks of them add up).
+
+    Laid out [N, P, X, Y, S], segments innermost: the sum over them runs along contiguous
+    memory, which XLA's CPU code vectorises, and each (segment, X)'s division is taken once
+    for its grid + 1 thresholds (_clamped_means), not once per threshold: the oracle on the
+    26 capitals ran 1.6x (4 visible) and 2.1x (19 visible) faster than with S outside X
+    and Y, the tokens equal (benchmarks/oracle_speed.py, one run on a 2-core CPU)."""
     dt = jnp.float32
     lo = jnp.asarray(corner_NxPx2, dt)[:, :, None, :]  # [N, P, 1, 2]
     a = jnp.asarray(a_NxSx2, dt)[:, None] - lo  # [N, P, S, 2], relative: float32 digits
     b = jnp.asarray(b_NxSx2, dt)[:, None] - lo
-    xa, ya, xb, yb = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
-    dx = xb - xa
+    xa, ya, xb, yb = (v[:, :, None, :] for v in (a[..., 0], a[..., 1], b[..., 0], b[..., 1]))
+    dx = xb - xa  # [N, P, 1, S]
     slope = (yb - ya) / jnp.where(dx == 0, 1.0, dx)
-    ends = cell * jnp.arange(1, grid + 1, dtype=dt)  # X_i - x_L and Y_j - y_B
-    ca = jnp.clip(xa[..., None], 0, ends)  # [N, P, S, grid(X)]
-    cb = jnp.clip(xb[..., None], 0, ends)
-    ya_c = (ya[..., None] + (ca - xa[..., None]) * slope[..., None])[..., None]
-    yb_c = (yb[..., None] + (cb - xb[..., None]) * slope[..., None])[..., None]
-    below = _mean_relu(ya_c, yb_c, 0.0) - _mean_relu(ya_c, yb_c, ends)  # [N, P, S, X, Y]
-    w = jnp.asarray(weight_NxS, dt)[:, None, :, None, None]
-    return -jnp.sum(w * (cb - ca)[..., None] * below, axis=2)  # [N, P, X, Y]
+    ends = cell * jnp.arange(1, grid + 1, dtype=dt)[:, None]  # [X, 1]: X_i - x_L, Y_j - y_B
+    ca, cb = jnp.clip(xa, 0, ends), jnp.clip(xb, 0, ends)  # [N, P, X, S]
+    ya_c = ya + (ca - xa) * slope
+    yb_c = yb + (cb - xb) * slope
+    means = _clamped_means(ya_c[:, :, :, None], yb_c[:, :, :, None], ends)  # [N, P, X, Y+1, S]
+    below = means[:, :, :, :1] - means[:, :, :, 1:]  # [N, P, X, Y, S]
+    w = jnp.asarray(weight_NxS, dt)[:, None, None, None, :]
+    return -jnp.sum(w * (cb - ca)[:, :, :, None, :] * below, axis=-1)  # [N, P, X, Y]
+
+
+def _clamped_means(ya, yb, ends_Yx1):
+    """[..., Y + 1, S] _mean_relu(ya, yb, c) at c = 0 and at each of ends (ya, yb [..., 1, S]),
+    its one division shared by every c."""
+    c = jnp.concatenate([jnp.zeros((1, 1), ends_Yx1.dtype), ends_Yx1])  # [Y + 1, 1]
+    hi, lo = jnp.maximum(ya, yb), jnp.minimum(ya, yb)
+    half_inv = 0.5 / jnp.maximum(hi - lo, 1e-30)
+    p, q = hi - c, c - lo
+    crossing = jnp.where(p * q > 0, p * p * half_inv, 0.0)
+    return jnp.where(lo >= c, (ya + yb) / 2 - c, jnp.where(hi <= c, 0.0, crossing))
 
 
 def _cells(f_NxPxXxY, grid):
