@@ -2,9 +2,11 @@
 suite (tests/test_oracle_rejection.py holds the reference and every case; the suite's slow
 tier runs all but its BENCHMARK_ONLY ones, which are this command's default).
 
-python -m benchmarks.oracle_rejection [--cases=rect-8-12,junction,glyph,kanji]
+python -m benchmarks.oracle_rejection [--cases=rect-8-12,junction,glyph,kanji,icon-small]
 Prints, per case, the examples with >= 200 accepted shapes, argmax agreement and mean TV,
-and whether the test's thresholds hold; exits 1 if any case fails them.
+and whether the test's thresholds hold; exits 1 if any case fails them. The HARD cases
+(--cases=glyph-8,rects-1-3-8,junction-8: 8 visible on the mixtures, 8 letters; ~36 min) are
+named, not run by default: the mixtures' two fail (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """The command's flags (defined when it runs: benchmarks share flag names)."""
-    flags.DEFINE_list("cases", list(reference.BENCHMARK_ONLY), f"Cases of {list(reference.CASES)}.")
+    default = [c for c in reference.BENCHMARK_ONLY if c not in reference.HARD]
+    flags.DEFINE_list("cases", default, f"Cases of {list(reference.CASES)}.")
 
 
 def main(argv) -> None:

@@ -71,11 +71,21 @@ CASES = {  # scene (options), held-out examples, visible counts (of 24), prior d
     "kanji": ("kanji", {"kanji": "一二人口日木"}, 4, (1, 2, 4), 100_000, 0.08),
     "kanji-small": ("kanji", {"kanji": "一人口"}, 2, (1, 2), 50_000, 0.08),
     "icon-small": ("icon", {"icons": ("home", "star", "heart")}, 2, (1, 2), 50_000, 0.08),
+    # where the curve's mixtures get hard: 8 visible, 10^6 draws (>= 200 accepted on some
+    # examples only: the case needs half its (example, count) pairs to qualify), and a set of
+    # 8 letters. Measured: glyph-8 holds; junction-8 fails on p(k | visible) (0.117 off over
+    # its 3 qualifying examples), rects-1-3-8 on qualifying (2 of 6) and p(k | visible)
+    # (0.131 off over those 2): the mixtures' weighing is not converged there (RESULTS.md)
+    "junction-8": ("junction", {}, 6, (8,), 1_000_000, 0.08),
+    "rects-1-3-8": ("rects", {"num_rects": 3, "min_rects": 1}, 6, (8,), 1_000_000, 0.08),
+    "glyph-8": ("glyph", {"glyphs": "ACEFHLOT"}, 4, (1, 2, 4, 8), 100_000, 0.08),
 }
-# the cases of minutes each (measured: rect-8-12 2 min, junction 11, glyph 7, kanji 21; three
-# icons of some 300 segments each over 8 minutes, unfinished) run by
+# the cases of minutes each (measured: rect-8-12 2 min, junction 11, glyph 7, kanji 21,
+# glyph-8 8, rects-1-3-8 3, junction-8 25; three icons of some 300 segments each over 8
+# minutes, unfinished) run by
 # `python -m benchmarks.oracle_rejection --cases=...` (RESULTS.md); the slow tier runs the rest
-BENCHMARK_ONLY = ("rect-8-12", "junction", "glyph", "kanji", "icon-small")
+HARD = ("glyph-8", "rects-1-3-8", "junction-8")  # known to fail (but glyph-8): not a default
+BENCHMARK_ONLY = ("rect-8-12", "junction", "glyph", "kanji", "icon-small", *HARD)
 # every registered family the oracle serves and no case above pins: checked at its defaults
 # on two examples, so a family added is a family checked against rejection (a family whose
 # oracle is slow at its defaults pins a small case here, as glyph and kanji do)
@@ -146,7 +156,8 @@ def test_the_oracle_matches_rejection_sampling_from_the_prior(case):
         + f"; evidence / acceptance rate: median |log| {np.median(np.abs(evidence)):.3f}, "
         f"max {np.abs(evidence).max():.3f}"
     )
-    assert qualified >= n * len(counts) // 2  # (example, count) pairs with enough accepted
+    enough = n * len(counts) // 2  # (example, count) pairs with enough accepted
+    assert qualified >= enough, f"{qualified} (example, count) pairs qualified, under {enough}"
     # near-ties flip; the mean TV is mostly Monte Carlo noise: the oracle's ESS ~ 200 alone
     # gives ~0.03-0.06 on these broad posteriors (two oracle runs differ by that much), the
     # reference's 2,000 samples ~0.02. Measured (agreement / TV): rect 0.986 / 0.037, rect at
@@ -154,10 +165,11 @@ def test_the_oracle_matches_rejection_sampling_from_the_prior(case):
     # rectangles' posterior is the hardest: its allowance is looser). Planted in the oracle,
     # a likelihood that lets one visible token mismatch fails here; importance weights that
     # forget the proposal's density do not (the SMC that follows corrects them).
-    assert agree.mean() >= 0.9
-    assert tv.mean() <= max_tv
+    assert agree.mean() >= 0.9, f"argmax agreement {agree.mean():.3f} < 0.9"
+    assert tv.mean() <= max_tv, f"mean TV {tv.mean():.3f} > {max_tv}"
     if comp.size:  # the posterior over the count: planted, equal components fail here
-        assert comp.mean() <= COMPONENT_TOL
+        assert comp.mean() <= COMPONENT_TOL, f"p(k | v) off by {comp.mean():.3f} > {COMPONENT_TOL}"
     # the evidence (what weighs a mixture's components) against rejection's acceptance rate,
     # itself within ~7 % (>= 200 accepted): the median within EVIDENCE_TOL in log
-    assert np.median(np.abs(evidence)) <= EVIDENCE_TOL
+    off = np.median(np.abs(evidence))
+    assert off <= EVIDENCE_TOL, f"evidence off by a median |log| {off:.3f} > {EVIDENCE_TOL}"
