@@ -138,9 +138,10 @@ def _corner_integrals(a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, cell, grid):
 
     Laid out [N, P, X, Y, S], segments innermost: the sum over them runs along contiguous
     memory, which XLA's CPU code vectorises, and each (segment, X)'s division is taken once
-    for its grid + 1 thresholds (_clamped_means), not once per threshold: the oracle on the
-    26 capitals ran 1.6x (4 visible) and 2.1x (19 visible) faster than with S outside X
-    and Y, the tokens equal (benchmarks/oracle_speed.py, one run on a 2-core CPU)."""
+    for its grid + 1 thresholds (_clamped_means), not once per threshold. Against S outside
+    X and Y, the tokens equal: the oracle 1.6-2.1x faster on the 26 capitals, 1.3-1.5x on
+    the 30 kanji (one run each of benchmarks/oracle_speed.py on a 2-core CPU, whose times
+    move by 20 % and more between runs); slower than before for a handful of segments (8)."""
     dt = jnp.float32
     lo = jnp.asarray(corner_NxPx2, dt)[:, :, None, :]  # [N, P, 1, 2]
     a = jnp.asarray(a_NxSx2, dt)[:, None] - lo  # [N, P, S, 2], relative: float32 digits
