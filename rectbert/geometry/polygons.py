@@ -14,11 +14,14 @@ import jax
 import jax.numpy as jnp
 
 
-def _mean_relu(ya, yb, c):
-    """E[max(Y - c, 0)] for Y uniform between ya and yb (exact, and stable when ya == yb)."""
+def _mean_relu(ya, yb, c, half_inv=None):
+    """E[max(Y - c, 0)] for Y uniform between ya and yb (exact, and stable when ya == yb);
+    half_inv, 1 / (2 |yb - ya|), may be given where many c share one segment."""
     hi, lo = jnp.maximum(ya, yb), jnp.minimum(ya, yb)
+    if half_inv is None:
+        half_inv = 0.5 / jnp.maximum(hi - lo, 1e-30)
     p, q = hi - c, c - lo
-    crossing = jnp.where(p * q > 0, p * p / (2 * jnp.maximum(hi - lo, 1e-30)), 0.0)
+    crossing = jnp.where(p * q > 0, p * p * half_inv, 0.0)
     return jnp.where(lo >= c, (ya + yb) / 2 - c, jnp.where(hi <= c, 0.0, crossing))
 
 
@@ -163,11 +166,8 @@ def _clamped_means(ya, yb, ends_Yx1):
     """[..., Y + 1, S] _mean_relu(ya, yb, c) at c = 0 and at each of ends (ya, yb [..., 1, S]),
     its one division shared by every c."""
     c = jnp.concatenate([jnp.zeros((1, 1), ends_Yx1.dtype), ends_Yx1])  # [Y + 1, 1]
-    hi, lo = jnp.maximum(ya, yb), jnp.minimum(ya, yb)
-    half_inv = 0.5 / jnp.maximum(hi - lo, 1e-30)
-    p, q = hi - c, c - lo
-    crossing = jnp.where(p * q > 0, p * p * half_inv, 0.0)
-    return jnp.where(lo >= c, (ya + yb) / 2 - c, jnp.where(hi <= c, 0.0, crossing))
+    half_inv = 0.5 / jnp.maximum(jnp.abs(yb - ya), 1e-30)
+    return _mean_relu(ya, yb, c, half_inv)
 
 
 def _cells(f_NxPxXxY, grid):
