@@ -3,6 +3,7 @@ hand-derived impossibilities and shapely's areas, the MMD's joint sensitivity, a
 samples command end to end."""
 
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -30,11 +31,11 @@ JOINT = np.array([0.31, 0.02, 0.03, 0.15, 0.05, 0.10, 0.25, 0.09])  # index = x0
 CONFIGS = np.array(list(itertools.product([0, 1], repeat=3)))  # [8, 3], row i = bits of i
 
 
-def exact_conditionals(params, batch: Batch):
+def exact_conditionals(params, batch: Batch, joint=JOINT):
     """A 'model' whose every answer is the enumerated joint's exact conditional: logits
     [B, 3, 2] of each token given the visible ones (the other hidden ones summed out)."""
     del params
-    table, configs = jnp.asarray(JOINT), jnp.asarray(CONFIGS)
+    table, configs = jnp.asarray(joint), jnp.asarray(CONFIGS)
     agree = jnp.all(
         (configs[None] == batch.tokens[:, None]) | batch.mask[:, None], axis=-1
     )  # [B, 8] configs consistent with what is visible
@@ -81,6 +82,125 @@ def test_joint_sampling_in_random_order_draws_the_joint_and_independent_its_marg
     assert np.all(given[:, 0] == 1)
     cond = JOINT * (CONFIGS[:, 0] == 1)
     assert 0.5 * np.abs(empirical(given) - cond / cond.sum()).sum() < 0.015
+
+
+def counted(predict):
+    """predict, and a list whose length is the number of times the jitted sampler called it."""
+    seen = []
+
+    def wrapped(params, batch):
+        jax.debug.callback(lambda: seen.append(1), ordered=True)
+        return predict(params, batch)
+
+    return wrapped, seen
+
+
+@pytest.mark.parametrize("name", sorted(sampler.SAMPLERS))
+def test_every_joint_sampler_keeps_the_visible_and_the_exact_ones_draw_the_joint(name):
+    """The registry's contract, entry by entry: one set of draws per key, what is visible
+    kept, as many model calls as the entry says, and an entry that says it is exact draws
+    the enumerated joint (and its conditional given x0 = 1) from the exact conditionals."""
+    entry, n = sampler.SAMPLERS[name], 20000
+    cfg = sampler.SampleConfig(order=name)
+    key = jax.random.key(3)
+    joint = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n), key, cfg))
+    assert joint.shape == (n, 3) and set(np.unique(joint)) <= {0, 1}, name
+    np.testing.assert_array_equal(sampler.sample(PREDICT, None, hidden_batch(n), key, cfg), joint)
+    other = sampler.sample(PREDICT, None, hidden_batch(n), jax.random.key(4), cfg)
+    assert not np.array_equal(np.asarray(other), joint), name
+    given = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n, visible=1), key, cfg))
+    assert np.all(given[:, 0] == 1), name
+    predict, seen = counted(exact_conditionals)
+    small = Batch(
+        jnp.asarray(np.random.default_rng(0).uniform(0, 256, (2, 3, 2))),
+        jnp.zeros((2, 3), jnp.int32),
+        jnp.asarray([[True] * 3, [False, True, True]]),
+    )
+    counted_cfg = dataclasses.replace(cfg, remask=0.5, rounds=2)  # a round: ceil(1.5) = 2
+    jax.block_until_ready(sampler.sample(predict, None, small, key, counted_cfg))
+    jax.effects_barrier()
+    most = sampler.calls(counted_cfg, 3)
+    assert len(seen) <= most if entry.adaptive else len(seen) == most, (name, len(seen))
+    if entry.exact:
+        assert 0.5 * np.abs(empirical(joint) - JOINT).sum() < 0.015, name
+        cond = JOINT * (CONFIGS[:, 0] == 1)
+        assert 0.5 * np.abs(empirical(given) - cond / cond.sum()).sum() < 0.015, name
+
+
+# two modes (all 0, all 1) and a little mass on each of the six mixed token sets
+MODES = np.array([0.45, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.45])
+
+
+def test_repair_redraws_the_strays_and_nothing_when_none_is_under_its_threshold():
+    predict = jax.jit(functools.partial(exact_conditionals, joint=MODES))
+    n, key = 20000, jax.random.key(6)
+
+    def constant(cfg):
+        t = np.asarray(sampler.sample(predict, None, hidden_batch(n), key, cfg))
+        return np.mean(t.min(1) == t.max(1)), t
+
+    plain, first = constant(sampler.SampleConfig())
+    assert abs(plain - 0.9) < 0.015  # ancestral: the joint's 0.9 of constant sets
+    # by hand: in 0 0 1, p(x2 = 1 | 0 0) = (0.1/6) / (0.45 + 0.1/6) = 0.036 < 0.2: redrawn;
+    # p(x0 = 0 | 0 1) = p(x1 = 0 | 0 1) = 0.5 are kept. The redraw is a constant set with
+    # probability 0.96, and a round later the rest; 8 rounds leave under 1e-3 mixed
+    repaired, fixed = constant(sampler.SampleConfig(order="repair"))
+    assert repaired > 0.99, repaired
+    # threshold 0 (nothing is under it) and 0 rounds: the first draw, untouched; it is the
+    # remask sampler's first draw too (from the same key)
+    for cfg in (dict(threshold=0.0), dict(rounds=0)):
+        untouched = sampler.sample(
+            predict, None, hidden_batch(n), key, sampler.SampleConfig(order="repair", **cfg)
+        )
+        first_draw = sampler.sample(
+            predict, None, hidden_batch(n), key, sampler.SampleConfig(order="remask", rounds=0)
+        )
+        np.testing.assert_array_equal(untouched, first_draw)
+    assert not np.array_equal(first_draw, fixed)
+
+
+def counting(params, batch: Batch):
+    """A 'model' whose every hidden token's sure answer is how many tokens are known: at
+    temperature 0 the completion records the step at which each position was revealed."""
+    del params
+    known = jnp.sum(~batch.mask, axis=1)
+    return jnp.log(jax.nn.one_hot(known, 16) + 1e-9)[:, None].repeat(batch.mask.shape[1], 1)
+
+
+def test_the_orders_by_hand_spread_reveals_the_farthest_point_first():
+    # points on a line, x = 0 (visible), 10, 50, 100, 104: farthest from {0} is 104 (step 1);
+    # then from {0, 104}: 10 -> 10, 50 -> 50, 100 -> 4: 50 (step 2); then 10 (5 from... 10
+    # from 0, 40 from 50) vs 100 (4 from 104): 10 (step 3); then 100 (step 4)
+    x = jnp.asarray([[0.0, 10.0, 50.0, 100.0, 104.0]])
+    batch = Batch(
+        jnp.stack([x, jnp.zeros_like(x)], -1),
+        jnp.zeros((1, 5), jnp.int32),
+        jnp.asarray([[False, True, True, True, True]]),
+    )
+    greedy = dict(temperature=0)
+    got = sampler.sample(
+        counting, None, batch, jax.random.key(0), sampler.SampleConfig(order="spread", **greedy)
+    )
+    np.testing.assert_array_equal(np.asarray(got)[0], [0, 3, 2, 4, 1])
+    # two a step: 104, then 50 (farthest from 0 and 104: not 100, its neighbour) with 1
+    # known; then 10 and 100 with 3 known
+    two = sampler.SampleConfig(order="spread", per_step=2, **greedy)
+    np.testing.assert_array_equal(
+        np.asarray(sampler.sample(counting, None, batch, jax.random.key(0), two))[0],
+        [0, 3, 1, 3, 1],
+    )
+    # random order: each key a permutation of the steps
+    perms = {
+        tuple(
+            np.asarray(
+                sampler.sample(
+                    counting, None, batch, jax.random.key(k), sampler.SampleConfig(**greedy)
+                )
+            )[0]
+        )
+        for k in range(20)
+    }
+    assert all(sorted(p[1:]) == [1, 2, 3, 4] for p in perms) and len(perms) > 5
 
 
 def test_greedy_decoding_hand_computed_in_both_orders():
@@ -183,6 +303,31 @@ def test_mmd_sees_the_joint_law_not_only_the_marginals():
     assert measures.diversity(x, hidden) == pytest.approx(2 / 3)
 
 
+def test_pairwise_tv_against_counting_every_pair_by_hand():
+    import collections
+
+    rng = np.random.default_rng(5)
+    for s, t, length in [(8, 8, 6), (5, 11, 9), (16, 3, 4)]:
+        x, y = rng.integers(0, 4, (s, length)), rng.integers(0, 4, (t, length))
+        hidden = rng.random(length) < 0.7
+        hidden[:2] = True
+        h = np.flatnonzero(hidden)
+        tvs = []
+        for a, b in itertools.combinations(h, 2):
+            px = collections.Counter(zip(x[:, a], x[:, b], strict=True))
+            py = collections.Counter(zip(y[:, a], y[:, b], strict=True))
+            tvs.append(0.5 * sum(abs(px[k] / s - py[k] / t) for k in set(px) | set(py)))
+        assert measures.pairwise_tv(x, y, hidden) == pytest.approx(np.mean(tvs))
+    # by hand: the same law is 0 apart; (0, 0) always against (1, 1) always is 1 apart; and
+    # equal marginals with the opposite coupling are 1 apart at the pair, 0 at each token
+    same = np.array([[0, 1, 2], [1, 0, 2]])
+    assert measures.pairwise_tv(same, same[::-1], np.array([True, True, False])) == 0
+    assert measures.pairwise_tv(np.zeros((3, 2), int), np.ones((2, 2), int), np.ones(2, bool)) == 1
+    equal, opposite = np.array([[0, 0], [1, 1]]), np.array([[0, 1], [1, 0]])
+    assert measures.pairwise_tv(equal, opposite, np.ones(2, bool)) == 1
+    assert np.isnan(measures.pairwise_tv(equal, opposite, np.array([True, False])))
+
+
 @pytest.mark.slow  # the oracle's posterior and consistency search, compiled for the run: 55 s
 def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys, anycount_run):
     workdir = pathlib.Path(copy(anycount_run, tmp_path))
@@ -202,6 +347,9 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys, anycount
         ("independent", None),
         ("joint", "random"),
         ("joint", "confident"),
+        ("joint", "spread"),
+        ("joint", "remask"),
+        ("joint", "repair"),
         ("oracle", None),
         ("oracle_marginals", None),
     ]
@@ -209,7 +357,7 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys, anycount
         assert r["examples"] == 2 and r["samples_per_example"] == 2 and r["step"] == 3
         sampled = r["method"] in ("independent", "joint")
         assert r["temperature"] == (0.8 if sampled else None)
-        for name in ("accuracy", "diversity", "consistent_fraction", "mmd"):
+        for name in ("accuracy", "diversity", "consistent_fraction", "mmd", "pairwise_tv"):
             assert np.isfinite(r[name]) and r[name + "_stderr"] >= 0
         assert 0 <= r["consistent_fraction"] <= 1
     # the oracle's own posterior samples are shapes: the search finds (nearly) all of them
@@ -241,6 +389,11 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys, anycount
         (["--samples_per_example=97"], "samples_per_example"),
         (["--sample_temperature=0"], "sample_temperature"),
         (["--sample_temperature=nan"], "sample_temperature"),
+        (["--joint_samplers=random,gibbs"], "joint_samplers"),
+        (["--sampler_rounds=-1"], "sampler_rounds"),
+        (["--repair_threshold=1.5"], "repair_threshold"),
+        (["--remask_share=0"], "remask_share"),
+        (["--remask_share=1.5"], "remask_share"),
     ],
 )
 def test_bad_sample_flags_fail_in_one_line_before_any_compute(tmp_path, args, flag):

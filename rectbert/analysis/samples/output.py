@@ -17,6 +17,7 @@ def line(label: str, r: dict, elapsed: float) -> str:
     scores = f"accuracy {r['accuracy']:.3f}  diversity {r['diversity']:.3f}"
     if r["mmd"] is not None:
         scores += f"  consistent {r['consistent_fraction']:.3f}  MMD {r['mmd']:.4f}"
+        scores += f"  pair TV {r['pairwise_tv']:.3f}"
     return f"  visible {r['visible']:2d} {label:18s} {scores}  [{elapsed:.0f} s]"
 
 

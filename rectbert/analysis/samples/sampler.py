@@ -1,13 +1,30 @@
-"""Completions drawn from the model: independent per token, or joint (MaskGIT-style).
+"""Completions drawn from the model: independent per token, or joint, by a registry of joint
+samplers.
 
 The model gives each hidden token's distribution given the visible ones. Argmax or sampling
 at every hidden position independently need not describe any one shape; joint sampling
 reveals the hidden positions a few at a time, each new token drawn from the model given
-every token known so far and then treated as visible. With a random order and one token per
-step this is ancestral sampling: exact when the model's conditionals are the posterior's.
-Most-confident-first (MaskGIT) reveals first the positions whose drawn token the model gives
-the highest probability: greedier, not an exact sampler.
+every token known so far and then treated as visible. Which positions are revealed when, and
+whether drawn tokens are drawn again, is the joint sampler (SAMPLERS, by SampleConfig.order):
 
+- random: a random order, `per_step` tokens a step; at one a step this is ancestral sampling,
+  exact when the model's conditionals are a joint's;
+- confident: most-confident-first (MaskGIT): the drawn tokens the model gives the highest
+  probability first. Greedier, not an exact sampler;
+- spread: the hidden points farthest from every known point first (a farthest-point order,
+  decided by where the points are, never by what was drawn: exact as random is; with
+  per_step > 1, each of a step's picks the farthest from what is known and from the picks
+  before it);
+- remask: random, then `rounds` rounds that hide a random `remask` share of the drawn tokens
+  again and redraw them given the rest (in random order): a blocked Gibbs chain on the
+  model's conditionals, which keeps an exact joint exact (ReMDM's remasking, for masked
+  diffusion);
+- repair: random, then up to `rounds` rounds that redraw, given the rest, every drawn token
+  the model gives less than `threshold` given all the others (its strays: one token off
+  breaks a shape). Not exact: it leaves alone what the model already believes.
+
+Adding one: a function (predict, params, batch, key, cfg) -> [B, L] tokens, traced inside
+jit, and its @register; the registry's contract test (tests/test_samples.py) covers it.
 Works on any Batch (squares, grid and sparse tasks): `mask` says what is hidden.
 """
 
@@ -15,6 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,38 +42,86 @@ from rectbert import config
 from rectbert.data.tasks import Batch
 
 METHODS = ("argmax", "independent", "joint")
-ORDERS = ("random", "confident")
+
+
+@dataclasses.dataclass(frozen=True)
+class JointSampler:
+    fn: Callable  # (predict, params, batch, key, cfg) -> [B, L] int32, traced inside jit
+    help: str
+    exact: bool  # draws the joint when the model's conditionals are a joint's exact ones
+    calls: Callable  # (hidden count H, cfg) -> the model calls it makes for H hidden
+    adaptive: bool  # calls is the most it makes: it stops early on what it draws
+
+
+SAMPLERS: dict[str, JointSampler] = {}
+
+
+def register(
+    name: str, help: str, *, exact: bool, calls: Callable | None = None, adaptive: bool = False
+):
+    def add(fn):
+        SAMPLERS[name] = JointSampler(fn, help, exact, calls or _one_pass, adaptive)
+        return fn
+
+    return add
+
+
+def _one_pass(h: int, cfg) -> int:
+    return -(-h // cfg.per_step)
+
+
+def _is_int(x, lo: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= lo
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleConfig:
     method: str = "joint"  # METHODS
-    order: str = "random"  # joint only: ORDERS
+    order: str = "random"  # joint only: the joint sampler, a name in SAMPLERS
     temperature: float = 1.0  # logits / temperature (tempered()); 0: argmax draws (joint: greedy)
     per_step: int = 1  # joint only: positions revealed per model call
+    rounds: int = 8  # remask, repair: rounds of hiding and redrawing after the first draw
+    remask: float = 0.25  # remask: the share of the drawn tokens hidden again a round
+    threshold: float = 0.2  # repair: a drawn token below this given all others is redrawn
 
     def __post_init__(self):
+        t = self.temperature
         config.validate(
             self,
             [
                 (self.method in METHODS, "method", f"one of {METHODS}"),
-                (self.order in ORDERS, "order", f"one of {ORDERS}"),
+                (self.order in SAMPLERS, "order", f"one of {tuple(SAMPLERS)}"),
                 (
-                    isinstance(self.temperature, int | float)
-                    and not isinstance(self.temperature, bool)
-                    and 0 <= self.temperature < float("inf"),
+                    isinstance(t, int | float)
+                    and not isinstance(t, bool)
+                    and 0 <= t < float("inf"),
                     "temperature",
                     "a number >= 0 (0: argmax)",
                 ),
+                (_is_int(self.per_step, 1), "per_step", "an integer >= 1"),
+                (_is_int(self.rounds, 0), "rounds", "an integer >= 0"),
                 (
-                    isinstance(self.per_step, int)
-                    and not isinstance(self.per_step, bool)
-                    and self.per_step >= 1,
-                    "per_step",
-                    "an integer >= 1",
+                    isinstance(self.remask, int | float)
+                    and not isinstance(self.remask, bool)
+                    and 0 < self.remask <= 1,
+                    "remask",
+                    "a share in (0, 1]",
+                ),
+                (
+                    isinstance(self.threshold, int | float)
+                    and not isinstance(self.threshold, bool)
+                    and 0 <= self.threshold <= 1,
+                    "threshold",
+                    "a probability in [0, 1]",
                 ),
             ],
         )
+
+
+def calls(cfg: SampleConfig, hidden: int) -> int:
+    """The model calls one completion of `hidden` hidden tokens makes (joint: its sampler's;
+    an adaptive one's most)."""
+    return SAMPLERS[cfg.order].calls(hidden, cfg) if cfg.method == "joint" else 1
 
 
 def tempered(logits_BxLxK, temperature: float):
@@ -85,43 +152,168 @@ def _draw(key, logits_BxLxK, temperature: float):
     return tokens.astype(jnp.int32), jnp.take_along_axis(logp, tokens[..., None], -1)[..., 0]
 
 
-@functools.partial(jax.jit, static_argnames=("predict", "cfg"))
-def _sample(predict, params, batch: Batch, key, cfg: SampleConfig):
-    hidden = jnp.asarray(batch.mask, bool)
-    known = jnp.where(hidden, 0, batch.tokens).astype(jnp.int32)
-    if cfg.method != "joint":
-        logits = predict(params, dataclasses.replace(batch, tokens=known, mask=hidden))
-        draws, _ = _draw(key, logits, 0.0 if cfg.method == "argmax" else cfg.temperature)
-        return jnp.where(hidden, draws, known)
-    k_order, k_loop = jax.random.split(key)
-    priority = jax.random.uniform(k_order, hidden.shape)  # the random order
+def reveal(predict, params, batch: Batch, key, tokens, hidden, cfg: SampleConfig, priority):
+    """Every `hidden` position drawn, `cfg.per_step` a model call: each call draws every
+    hidden token given those known (`tokens` where not hidden) and keeps the per_step with
+    the highest priority(logp of the draws [B, L], hidden [B, L]) -> [B, L]."""
 
     def body(carry):
         key, tokens, hidden = carry
         key, k_draw = jax.random.split(key)
         logits = predict(params, dataclasses.replace(batch, tokens=tokens, mask=hidden))
         draws, logp = _draw(k_draw, logits, cfg.temperature)
-        score = priority if cfg.order == "random" else logp
-        score = jnp.where(hidden, score, -jnp.inf)
+        score = jnp.where(hidden, priority(logp, hidden), -jnp.inf)
         rank = jnp.argsort(jnp.argsort(-score, axis=1), axis=1)
-        reveal = hidden & (rank < cfg.per_step)
-        return key, jnp.where(reveal, draws, tokens), hidden & ~reveal
+        shown = hidden & (rank < cfg.per_step)
+        return key, jnp.where(shown, draws, tokens), hidden & ~shown
 
-    _, tokens, _ = jax.lax.while_loop(lambda c: jnp.any(c[2]), body, (k_loop, known, hidden))
-    return tokens
+    return jax.lax.while_loop(lambda c: jnp.any(c[2]), body, (key, tokens, hidden))[1]
+
+
+def _start(batch: Batch):
+    """(hidden [B, L] bool, the known tokens: 0 where hidden)."""
+    hidden = jnp.asarray(batch.mask, bool)
+    return hidden, jnp.where(hidden, 0, batch.tokens).astype(jnp.int32)
+
+
+@register("random", "a random order (one a step: ancestral sampling)", exact=True)
+def random_order(predict, params, batch: Batch, key, cfg: SampleConfig):
+    hidden, known = _start(batch)
+    k_order, k_loop = jax.random.split(key)
+    priority = jax.random.uniform(k_order, hidden.shape)
+    return reveal(predict, params, batch, k_loop, known, hidden, cfg, lambda *_: priority)
+
+
+@register("confident", "most-confident-first (MaskGIT): greedier, not exact", exact=False)
+def confident(predict, params, batch: Batch, key, cfg: SampleConfig):
+    hidden, known = _start(batch)
+    _, k_loop = jax.random.split(key)
+    return reveal(predict, params, batch, k_loop, known, hidden, cfg, lambda logp, _: logp)
+
+
+@register("spread", "the hidden points farthest from every known point first", exact=True)
+def spread(predict, params, batch: Batch, key, cfg: SampleConfig):
+    hidden, known = _start(batch)
+    k_tie, k_loop = jax.random.split(key)
+    pts = jnp.asarray(batch.points, jnp.float32)
+    dist = jnp.linalg.norm(pts[:, :, None] - pts[:, None, :], axis=-1)  # [B, L, L]
+    tie = 1e-3 * jax.random.uniform(k_tie, hidden.shape)  # ties (none known yet) at random
+
+    def priority(_, hidden_now):
+        """The step's per_step picks, one at a time: each the farthest from what is known
+        and from the picks before it (so two neighbours are not revealed together)."""
+
+        def pick(i, state):
+            taken, score = state
+            far = jnp.min(jnp.where((hidden_now & ~taken)[:, None, :], jnp.inf, dist), -1)
+            far = jnp.where(jnp.isfinite(far), far, 0.0) + tie
+            far = jnp.where(hidden_now & ~taken, far, -jnp.inf)
+            best = jax.nn.one_hot(jnp.argmax(far, 1), far.shape[1], dtype=bool)
+            best = best & jnp.isfinite(jnp.max(far, 1, keepdims=True))  # none left: no pick
+            return taken | best, jnp.where(best, cfg.per_step - i, score)
+
+        start = (jnp.zeros_like(hidden_now), jnp.zeros(hidden_now.shape))
+        return jax.lax.fori_loop(0, cfg.per_step, pick, start)[1]
+
+    return reveal(predict, params, batch, k_loop, known, hidden, cfg, priority)
+
+
+def _remask_calls(h: int, cfg) -> int:
+    again = max(math.ceil(cfg.remask * h - 1e-6), min(h, 1))  # as remask() counts them
+    return _one_pass(h, cfg) + cfg.rounds * _one_pass(again, cfg)
+
+
+@register(
+    "remask",
+    "random, then `rounds` rounds redrawing a random `remask` share of the drawn tokens",
+    exact=True,
+    calls=_remask_calls,
+)
+def remask(predict, params, batch: Batch, key, cfg: SampleConfig):
+    hidden, _ = _start(batch)
+    k_first, k_rounds = jax.random.split(key)
+    tokens = random_order(predict, params, batch, k_first, cfg)
+    h = hidden.sum(1)
+    # each round hides ceil(remask x H) of a row's H drawn tokens (at least one), at random
+    again = jnp.maximum(jnp.ceil(cfg.remask * h - 1e-6), jnp.minimum(h, 1))
+
+    def one_round(r, tokens):
+        k_pick, k_redraw = jax.random.split(jax.random.fold_in(k_rounds, r))
+        u = jnp.where(hidden, jax.random.uniform(k_pick, hidden.shape), jnp.inf)
+        rank = jnp.argsort(jnp.argsort(u, axis=1), axis=1)
+        redo = hidden & (rank < again[:, None])
+        start = jnp.where(redo, 0, tokens)
+        sub = dataclasses.replace(batch, tokens=start, mask=redo)
+        return random_order(predict, params, sub, k_redraw, cfg)
+
+    return jax.lax.fori_loop(0, cfg.rounds, one_round, tokens)
+
+
+def leave_one_out(predict, params, batch: Batch, tokens):
+    """[B, L] log p(token i | every other token) under the model: one call on B x L rows, row
+    (b, i) the example b with position i alone hidden."""
+    b, length = tokens.shape
+    rows = jax.tree.map(lambda a: jnp.repeat(a, length, axis=0), batch)
+    alone = jnp.tile(jnp.eye(length, dtype=bool), (b, 1))
+    logits = predict(
+        params, dataclasses.replace(rows, tokens=jnp.repeat(tokens, length, 0), mask=alone)
+    )
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1).reshape(b, length, length, -1)
+    at_i = logp[:, jnp.arange(length), jnp.arange(length)]  # [B, L, K]: row i, position i
+    return jnp.take_along_axis(at_i, tokens[..., None], -1)[..., 0]
+
+
+def _repair_calls(h: int, cfg) -> int:
+    return _one_pass(h, cfg) + cfg.rounds * (1 + _one_pass(h, cfg))
+
+
+@register(
+    "repair",
+    "random, then rounds redrawing every drawn token under `threshold` given all the others",
+    exact=False,
+    calls=_repair_calls,
+    adaptive=True,
+)
+def repair(predict, params, batch: Batch, key, cfg: SampleConfig):
+    hidden, _ = _start(batch)
+    k_first, k_rounds = jax.random.split(key)
+    tokens = random_order(predict, params, batch, k_first, cfg)
+    floor = jnp.log(jnp.float32(cfg.threshold))
+
+    def strays(tokens):
+        return hidden & (leave_one_out(predict, params, batch, tokens) < floor)
+
+    def one_round(state):
+        r, tokens, redo = state
+        sub = dataclasses.replace(batch, tokens=jnp.where(redo, 0, tokens), mask=redo)
+        tokens = random_order(predict, params, sub, jax.random.fold_in(k_rounds, r), cfg)
+        return r + 1, tokens, jnp.where(r + 1 < cfg.rounds, strays(tokens), False)
+
+    start = (0, tokens, strays(tokens) if cfg.rounds else jnp.zeros_like(hidden))
+    return jax.lax.while_loop(lambda s: jnp.any(s[2]), one_round, start)[1]
+
+
+@functools.partial(jax.jit, static_argnames=("predict", "cfg"))
+def _sample(predict, params, batch: Batch, key, cfg: SampleConfig):
+    if cfg.method != "joint":
+        hidden, known = _start(batch)
+        logits = predict(params, dataclasses.replace(batch, tokens=known, mask=hidden))
+        draws, _ = _draw(key, logits, 0.0 if cfg.method == "argmax" else cfg.temperature)
+        return jnp.where(hidden, draws, known)
+    return SAMPLERS[cfg.order].fn(predict, params, batch, key, cfg)
 
 
 def sample(predict, params, batch: Batch, key, cfg: SampleConfig = SampleConfig()):
     """Completions of a batch's hidden tokens drawn from the model. Jitted; joint sampling
-    makes ceil(most hidden in any example / per_step) model calls.
+    makes calls(cfg, most hidden in any example) model calls.
 
     Args:
         predict: (params, batch) -> logits [B, L, K] (evaluation.make_predict's function).
         params: the model's parameters.
         batch: a Batch; its mask says what is hidden (the hidden tokens are never read).
         key: a jax.random key.
-        cfg: SampleConfig: joint in random order by default; most-confident-first, argmax,
-            independent, a temperature, positions revealed per call.
+        cfg: SampleConfig: joint in random order by default; the joint sampler (`order`, one
+            of SAMPLERS), argmax, independent, a temperature, positions revealed per call.
 
     Returns:
         [B, L] int32: batch.tokens where visible, drawn from the model where batch.mask.

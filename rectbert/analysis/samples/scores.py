@@ -55,7 +55,7 @@ class Completions:
 def complete(task, predict, params, batch, key, cfg: ScoreConfig, posterior_cfg, say=None):
     """Every method's completions of `batch` (the oracle's where it scores the scene)."""
     made, post = {}, None
-    for m in methods(cfg.temperature):
+    for m in methods(cfg):
         if m.cfg is not None:
             k = jax.random.fold_in(key, m.key)
             made[m.label] = draw(predict, params, batch, k, m.cfg, cfg.per_example)
@@ -101,7 +101,7 @@ def score(
         ok = None
         if c.posterior is not None:
             ok = consistent_by_method(task, c, jax.random.fold_in(k_v, 200), check_cfg, log)
-        for m in methods(cfg.temperature):
+        for m in methods(cfg):
             if m.label in c.made:
                 rows.append(measures.row(m, v, c, ok, cfg))
                 log(output.line(m.label, rows[-1], time.time() - start))

@@ -29,24 +29,6 @@ class Method:
         return self.cfg is not None and self.cfg.method != "argmax"
 
 
-def methods(temperature: float = 1.0) -> list[Method]:
-    """The model's samplers, then the oracle's two references (module doc)."""
-    cfg = sampler.SampleConfig(temperature=temperature)
-    joint = [
-        Method(f"joint ({o})", "joint", o, dataclasses.replace(cfg, order=o), key=2 + i)
-        for i, o in enumerate(sampler.ORDERS)
-    ]
-    return [
-        Method("argmax", "argmax", cfg=sampler.SampleConfig(method="argmax"), key=0),
-        Method(
-            "independent", "independent", cfg=dataclasses.replace(cfg, method="independent"), key=1
-        ),
-        *joint,
-        Method("oracle", "oracle"),
-        Method("oracle_marginals", "oracle_marginals"),
-    ]
-
-
 def default_visible(task) -> tuple[int, ...]:
     """VISIBLE's counts below the sequence length (grid: the task's own visible count)."""
     if task.name != "sparse":
@@ -88,11 +70,56 @@ class ScoreConfig:
         flag="sample_temperature",
     )
 
+    samplers: tuple[str, ...] = setting(
+        (),
+        "The joint samplers scored, a comma list of "
+        f"{','.join(sampler.SAMPLERS)}; empty: every one.",
+        flag="joint_samplers",
+        kind="names",
+    )
+    sampler_rounds: int = setting(
+        sampler.SampleConfig.rounds,
+        "The remask and repair samplers' rounds of hiding and redrawing after the first draw.",
+    )
+    remask_share: float = setting(
+        sampler.SampleConfig.remask,
+        "The share of the drawn tokens the remask sampler hides a round.",
+    )
+    repair_threshold: float = setting(
+        sampler.SampleConfig.threshold,
+        "The repair sampler redraws a drawn token the model gives less than this given all "
+        "the others.",
+    )
+
     def __post_init__(self):
         t = self.temperature
         number = isinstance(t, int | float) and not isinstance(t, bool)
         allowed = "a finite number > 0 (argmax is its own row)"
-        config.validate(self, [(number and t > 0, "temperature", allowed)])
+        names = isinstance(self.samplers, tuple) and all(
+            n in sampler.SAMPLERS for n in self.samplers
+        )
+        config.validate(
+            self,
+            [
+                (number and t > 0, "temperature", allowed),
+                (names, "samplers", f"names from {','.join(sampler.SAMPLERS)} (empty: all)"),
+            ],
+        )
+        try:  # the remask knobs, refused as SampleConfig refuses them, under their own names
+            self.sample_config()
+        except config.ConfigError as e:
+            field = {"rounds": "sampler_rounds", "remask": "remask_share"}
+            field = field.get(e.field, "repair_threshold")
+            raise config.error(self, field, e.allowed) from None
+
+    def sample_config(self) -> sampler.SampleConfig:
+        """How each joint completion is drawn (its order set per method)."""
+        return sampler.SampleConfig(
+            temperature=self.temperature,
+            rounds=self.sampler_rounds,
+            remask=self.remask_share,
+            threshold=self.repair_threshold,
+        )
 
     def counts(self, task, *, scoring: bool = True) -> tuple[int, ...]:
         """The sorted counts for this task, or a ConfigError naming the field, before any
@@ -115,6 +142,26 @@ class ScoreConfig:
         if scoring and scored(task) and oracle.unsupported(task):  # supported, but its points
             raise config.error(task, "sampler", "uniform: the posterior's likelihood assumes it")
         return counts
+
+
+def methods(cfg: ScoreConfig) -> list[Method]:
+    """The model's samplers (the joint ones cfg.samplers names, all where empty), then the
+    oracle's two references (module doc). Each keeps its fold_in index whatever is chosen."""
+    one = cfg.sample_config()
+    joint = [
+        Method(f"joint ({o})", "joint", o, dataclasses.replace(one, order=o), key=2 + i)
+        for i, o in enumerate(sampler.SAMPLERS)
+        if not cfg.samplers or o in cfg.samplers
+    ]
+    return [
+        Method("argmax", "argmax", cfg=sampler.SampleConfig(method="argmax"), key=0),
+        Method(
+            "independent", "independent", cfg=dataclasses.replace(one, method="independent"), key=1
+        ),
+        *joint,
+        Method("oracle", "oracle"),
+        Method("oracle_marginals", "oracle_marginals"),
+    ]
 
 
 def scored(task) -> bool:
