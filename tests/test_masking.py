@@ -40,3 +40,13 @@ def test_anycount_schedule_hides_every_count_from_1_to_L_minus_1_with_the_cosine
     assert np.all(np.abs(freq - pmf) <= 4 * np.sqrt(pmf / n) + 1e-3), (freq, pmf)
     with pytest.raises(ValueError, match="at least 2 tokens"):
         masking.sample_mask(jax.random.key(1), 2, 1, count=1, schedule="anycount")
+
+
+def test_anyorder_schedule_hides_every_count_from_1_to_L_minus_1_alike():
+    length, n = 24, 23_000
+    m = np.asarray(masking.sample_mask(jax.random.key(3), n, length, count=5, schedule="anyorder"))
+    freq = np.bincount(m.sum(1), minlength=length + 1) / n
+    assert freq[0] == 0 and freq[length] == 0  # never none, never all
+    assert np.all(np.abs(freq[1:length] - 1 / 23) <= 4 * np.sqrt(1 / 23 / n)), freq
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        masking.sample_mask(jax.random.key(1), 2, 1, count=1, schedule="anyorder")

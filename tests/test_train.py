@@ -13,7 +13,7 @@ import pytest
 
 import rectbert
 from rectbert.data import squares, tasks
-from rectbert.model import losses
+from rectbert.model import encoder, losses
 from rectbert.training import checkpoint, engine, metrics, train
 from rectbert.training import workdir as workdir_lib
 from rectbert.training.engine import RunConfig
@@ -45,6 +45,15 @@ def test_masked_loss_by_hand_and_no_gradient_at_visible_positions():
     )
     # the model never sees a masked token
     np.testing.assert_array_equal(np.asarray(batch.model_inputs(3))[mask], 3)
+    # averaged per example: row 0's two hidden tokens, then row 1's one, the rows alike
+    out = encoder.EncoderOutput(logits=logits, aux=None)
+    per_example = losses.training_loss(out, batch, average="example")
+    row0 = -np.mean([logp[0, 0, tokens[0, 0]], logp[0, 2, tokens[0, 2]]])
+    want = (row0 - logp[1, 3, tokens[1, 3]]) / 2
+    np.testing.assert_allclose(float(per_example), want, rtol=1e-6)
+    np.testing.assert_allclose(float(losses.training_loss(out, batch)), float(loss), rtol=1e-6)
+    with pytest.raises(ValueError, match="average"):
+        losses.training_loss(out, batch, average="pair")
 
 
 def test_first_step_regression():

@@ -41,7 +41,8 @@ class MaskSpec:
     schedule: str = setting(
         "fixed",
         "fixed count; cosine: MaskGIT's schedule; anycount: 1 ... L-1 hidden (one model for "
-        "every visible count).",
+        "every visible count); anyorder: 1 ... L-1 hidden, each count alike (with "
+        "--loss_average=example: any-order autoregression's objective).",
         flag="mask_schedule",
         choices=masking.SCHEDULES,
     )

@@ -12,8 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rectbert.data.masking import masked_mean
+from rectbert.data.masking import example_mean, masked_mean
 
+AVERAGES = {
+    "token": "every hidden token of the batch alike",
+    "example": "each example's hidden tokens first, then the examples alike (with "
+    "--mask_schedule=anyorder: any-order autoregression's objective, every step of a random "
+    "order once)",
+}
 LOSSES = {
     "ce": "cross-entropy with the true token",
     "smooth": "cross-entropy with label smoothing (--label_smoothing)",
@@ -64,8 +70,10 @@ def training_loss(
     soft_temperature=0.05,
     aux_weight=0.0,
     centroids_KxG=None,
+    average="token",
 ):
-    """The loss to minimise over hidden positions (an EncoderOutput); visible ones add nothing."""
+    """The loss to minimise over hidden positions (an EncoderOutput); visible ones add nothing.
+    `average`: AVERAGES."""
     targets = target_distribution(
         batch,
         output.logits.shape[-1],
@@ -74,10 +82,13 @@ def training_loss(
         soft_temperature=soft_temperature,
         centroids_KxG=centroids_KxG,
     )
-    loss = masked_mean(optax.softmax_cross_entropy(output.logits, targets), batch.mask)
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {list(AVERAGES)}; got {average!r}")
+    mean = example_mean if average == "example" else masked_mean
+    loss = mean(optax.softmax_cross_entropy(output.logits, targets), batch.mask)
     if aux_weight:
         mse_BxL = jnp.mean((output.aux - batch.values) ** 2, axis=-1)
-        loss = loss + aux_weight * masked_mean(mse_BxL, batch.mask)
+        loss = loss + aux_weight * mean(mse_BxL, batch.mask)
     return loss
 
 

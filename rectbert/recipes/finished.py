@@ -9,6 +9,7 @@ import os
 from rectbert import config
 from rectbert.analysis import trained
 from rectbert.config import setting
+from rectbert.data import masking
 from rectbert.warn import warn
 
 
@@ -47,7 +48,7 @@ class FinishedRun:
 
 def note_transfer(task, what: str) -> None:
     """A run trained at a fixed count, analysed at others: what that measures."""
-    if task.mask.schedule != "anycount":
+    if task.mask.schedule not in masking.ANY_COUNT:
         warn(
             f"this run trained with --mask_schedule={task.mask.schedule} (count "
             f"{task.mask.count}); {what} at counts it never saw measure how it transfers"

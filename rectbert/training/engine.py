@@ -58,6 +58,9 @@ class TrainConfig:
     label_smoothing: float = setting(0.1, "Label smoothing for --loss=smooth.")
     soft_temperature: float = setting(0.05, "Temperature of --loss=soft targets.")
     aux_weight: float = setting(0.0, "Weight of a regression of the 16 patch values (0: off).")
+    loss_average: str = setting(
+        "token", "How the hidden tokens' losses are averaged.", choices=losses.AVERAGES
+    )
     param_sharding: str = setting(
         "replicated",
         "Parameters and optimiser state: a copy per device, or split over the data axis.",
@@ -87,6 +90,11 @@ class TrainConfig:
                 (0 <= self.label_smoothing < 1, "label_smoothing", "a fraction in [0, 1)"),
                 (self.soft_temperature > 0, "soft_temperature", "a number > 0"),
                 (self.aux_weight >= 0, "aux_weight", "a weight >= 0"),
+                (
+                    self.loss_average in losses.AVERAGES,
+                    "loss_average",
+                    f"one of {tuple(losses.AVERAGES)}",
+                ),
             ],
         )
 
@@ -220,6 +228,7 @@ def make_train_step(task, model, tx, cfg: TrainConfig, shardings, mesh: Mesh):
                 soft_temperature=cfg.soft_temperature,
                 aux_weight=cfg.aux_weight,
                 centroids_KxG=task.centroids,
+                average=cfg.loss_average,
             )
             return loss, losses.masked_accuracy(out.logits, batch)
 
