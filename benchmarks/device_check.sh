@@ -151,12 +151,13 @@ for run in sparse_anycount sparse_anycount_rotated sparse_anycount_junction; do
   rc=${PIPESTATUS[0]}
   echo "$run wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
   if [[ $run == sparse_anycount ]]; then  # completions of the full-size model, scored
-    step "samples: $run, $SAMPLES examples x 4 completions at 2 visible"
+    # the random (ancestral) and repair samplers: repair's gain on a card-sized model
+    step "samples: $run, $SAMPLES examples x 4 completions at 2 and 8 visible, random and repair"
     start=$SECONDS
     limit=$(left 90)
-    timeout "$limit" python -m experiments.sample --workdir="$OUT/$run" --sample_visible=2 \
-      --sample_examples=$SAMPLES --samples_per_example=4 2>&1 \
-      | grep -e "visible" -e "rror" | tail -10 | keep
+    timeout "$limit" python -m experiments.sample --workdir="$OUT/$run" --sample_visible=2,8 \
+      --sample_examples=$SAMPLES --samples_per_example=4 --joint_samplers=random,repair 2>&1 \
+      | grep -e "visible" -e "rror" | tail -14 | keep
     rc=${PIPESTATUS[0]}
     echo "samples wall $(( SECONDS - start )) s, exit $rc (124: stopped at the ${limit} s limit)" | keep
   fi

@@ -17,6 +17,7 @@ from benchmarks import (
     ceiling_report,
     compare_runs,
     glyph_posterior,
+    joint_samples,
     oracle_speed,
     train_throughput,
     usage,
@@ -30,6 +31,7 @@ COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
     "coverage_cost",
     "drawn_sets",
     "glyph_posterior",
+    "joint_samples",
     "kmeans",
     "oracle",
     "oracle_rejection",
@@ -122,6 +124,28 @@ def test_compare_runs_refuses_more_examples_than_the_runs_hold(anycount_run):
     assert refused(compare_runs.check, runs, ["1"], 17).startswith("--examples=17 is not")
     loaded, counts = compare_runs.check(runs, ["1", "23"], 16)
     assert len(loaded) == 2 and counts == (1, 23)
+
+
+# --------------------------------------------------------------------------- joint_samples
+def test_joint_samples_refuses_what_it_cannot_pair_or_score(anycount_run, tmp_path):
+    def check(workdirs=(anycount_run,), against=(), samplers=("random",), visible=("3",), n=2):
+        return joint_samples.check(
+            list(workdirs), list(against), list(samplers), list(visible), n, 2
+        )
+
+    assert refused(check, ()).startswith("--workdirs= is not allowed: one or more")
+    assert refused(check, (anycount_run,) * 2, (anycount_run,)).startswith(
+        f"--against={anycount_run} is not allowed: one run per workdir (2)"
+    )
+    assert refused(check, (anycount_run,), (), ("gibbs",)).startswith("--samplers=gibbs is not")
+    assert refused(check, (anycount_run,), (), ("random",), ("24",)).startswith("--visible=24 is")
+    too_many = refused(check, (anycount_run,), (), ("random",), ("3",), 17)
+    assert too_many.startswith("--examples=17 is not allowed: an integer in [2, 16]"), too_many
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert refused(check, (str(empty),)).startswith(f"--workdirs={empty} is not allowed")
+    runs, others, names, counts = check(against=(anycount_run,), samplers=("repair", "random"))
+    assert len(runs) == len(others) == 1 and names == ["repair", "random"] and counts == (3,)
 
 
 # -------------------------------------------------------------------------- ceiling_report

@@ -362,7 +362,8 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys, anycount
         assert 0 <= r["consistent_fraction"] <= 1
     # the oracle's own posterior samples are shapes: the search finds (nearly) all of them
     assert min(r["consistent_fraction"] for r in rows if r["method"] == "oracle") >= 0.8
-    assert os.path.getsize(workdir / "figures" / "samples.png") > 0
+    for name in ("samples.png", "samples_by_count.png"):
+        assert os.path.getsize(workdir / "figures" / name) > 0
     # the experiment's flag on the finished workdir rewrites the file
     cli.run(sparse, f"--workdir={workdir}", *ANYCOUNT, "--samples", "--sample_visible=2", *few)
     assert {r["visible"] for r in json.loads(out.read_text())} == {2}

@@ -271,15 +271,31 @@ def oracle_posterior(
 def samples(truth, visible_Vx2, rows: list[tuple], path: str, *, title: str = "", extent=256.0):
     """A grid of dense renderings: the truth with the visible points, then one row per method
     (label, images); every image spans the canvas [0, extent]^2."""
-    cols = max(len(images) for _, images in rows)
-    fig = Figure(figsize=(1.5 * (cols + 1), 1.6 * len(rows) + 0.4))
+    return completions([(truth, visible_Vx2, rows)], path, title=title, extent=extent)
+
+
+def completions(blocks: list[tuple], path: str, *, title: str = "", extent=256.0, height=1.6):
+    """Blocks of rows of dense renderings, one block per (example, visible set): (truth, its
+    visible points [V, 2], rows of (label, images)); the truth at the left of the block's
+    first row, the visible points (orange) on every image; each spans [0, extent]^2."""
+    rows = [(label, images, b) for b, (_, _, block) in enumerate(blocks) for label, images in block]
+    cols = max(len(images) for _, images, _ in rows)
+    tall = height * len(rows) + 0.4
+    fig = Figure(figsize=(1.5 * (cols + 1), tall))
     axes = np.asarray(fig.subplots(len(rows), cols + 1, squeeze=False))
+    fig.subplots_adjust(top=1 - 0.45 / tall, bottom=0.1 / tall, hspace=0.3)  # title: 0.45 in
     box = (0, extent, extent, 0)
-    for r, (label, images) in enumerate(rows):
+
+    def points(ax, b):
+        v = np.asarray(blocks[b][1]).reshape(-1, 2)
+        ax.scatter(v[:, 0], v[:, 1], s=9, c="orange", edgecolors="k", lw=0.4)
+
+    for r, (label, images, b) in enumerate(rows):
         first = axes[r, 0]
-        if r == 0:
-            first.imshow(truth, cmap="gray", vmin=0, vmax=1, extent=box)
+        if r == 0 or rows[r - 1][2] != b:
+            first.imshow(blocks[b][0], cmap="gray", vmin=0, vmax=1, extent=box)
             first.set_title("truth", fontsize=8)
+            points(first, b)
         else:
             first.set_visible(False)
         for c in range(cols):
@@ -287,9 +303,7 @@ def samples(truth, visible_Vx2, rows: list[tuple], path: str, *, title: str = ""
             if c < len(images):
                 img = np.nan_to_num(np.asarray(images[c], np.float64), nan=0.0)
                 ax.imshow(img, cmap="gray", vmin=0, vmax=1, extent=box)
-                ax.scatter(
-                    visible_Vx2[:, 0], visible_Vx2[:, 1], s=9, c="orange", edgecolors="k", lw=0.4
-                )
+                points(ax, b)
             else:
                 ax.set_visible(False)
             if c == 0:
@@ -299,9 +313,6 @@ def samples(truth, visible_Vx2, rows: list[tuple], path: str, *, title: str = ""
             ax.set_yticks([])
             ax.set_xlim(0, extent)
             ax.set_ylim(extent, 0)
-    axes[0, 0].scatter(
-        visible_Vx2[:, 0], visible_Vx2[:, 1], s=9, c="orange", edgecolors="k", lw=0.4
-    )
     if title:
         fig.suptitle(title, fontsize=9)
     return save(fig, path)

@@ -1,5 +1,7 @@
-"""figures/samples.png: one example's few visible points completed by every method, each
-completion rendered densely (sparse: the model queried on a lattice; grid: patches stitched)."""
+"""figures/samples.png: one example's few visible points completed by every method; and
+figures/samples_by_count.png: a few examples at 2, 4 and 8 visible, the posterior's samples
+beside the model's joint samples. Each completion rendered densely (sparse: the model queried
+on a lattice every 8 px; grid: patches stitched)."""
 
 from __future__ import annotations
 
@@ -46,15 +48,19 @@ def dense(task, predict, params, points_Px2, tokens_P, known_P, lattice_Mx2, key
     return np.asarray(sampler.sample(predict, params, batch, key, cfg))[:, n:].reshape(-1)[:m]
 
 
-def _example(task, c) -> int:
+SHOWN = ("repair", "random")  # the joint samplers samples_by_count.png shows, where scored
+
+
+def _example(task, c, n: int = 1):
     """The first example with a visible token other than the empty patch's (and a posterior,
-    where the oracle scores the scene)."""
+    where the oracle scores the scene); n > 1: the first n such (a list)."""
     zero = int(codebook.quantise(jnp.zeros(task.codebook.shape[1]), task.codebook))
     vis, tokens = ~np.asarray(c.batch.mask), np.asarray(c.batch.tokens)
     found = None if c.posterior is None else c.posterior.found
     usable = [e for e in range(vis.shape[0]) if found is None or found[e]] or [0]
     informative = [e for e in usable if np.any(tokens[e][vis[e]] != zero)]
-    return (informative or usable)[0]
+    ranked = informative + [e for e in usable if e not in informative]
+    return ranked[0] if n == 1 else ranked[:n]
 
 
 def _renderers(task, predict, params, batch, e: int, spacing: float):
@@ -89,7 +95,7 @@ def _renderers(task, predict, params, batch, e: int, spacing: float):
 
 def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spacing: float = 8.0):
     """figures/samples.png: from one example's few visible points (the smallest count >= 2),
-    `shown` posterior samples, joint samples (both orders), independent samples and the
+    `shown` posterior samples, joint samples (each sampler scored), independent samples and the
     independent argmax, each rendered densely (sparse: the model queried on a lattice given
     the completion; grid: the completion's patches stitched). `kept`: scores.score's."""
     v = next((c for c in sorted(kept) if c >= 2), min(kept))
@@ -102,7 +108,7 @@ def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spac
         size = 16 if task.name == "grid" else 64
         drawn = scene.rasterise(jnp.asarray(c.posterior.params[e, 0, :shown]), size=size)
         rows.append(("oracle: posterior samples", list(np.asarray(drawn))))
-    for label in ("joint (random)", "joint (confident)"):
+    for label in [m for m in c.made if m.startswith("joint")]:  # those scored
         comp = c.made[label][e, :shown]
         images = [completion(t, jax.random.fold_in(key, i)) for i, t in enumerate(comp)]
         rows.append((f"model: {label} samples", images))
@@ -114,6 +120,37 @@ def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spac
     shown_points = np.asarray(c.batch.points[e])[~np.asarray(c.batch.mask[e])]
     title = f"{task.name}: {scene.name}, {v} visible points (orange); the truth at left"
     return panels.samples(truth, shown_points, rows, path, title=title, extent=float(scene.size))
+
+
+def by_count(task, predict, params, kept: dict, path: str, *, examples=2, shown=6, spacing=8.0):
+    """figures/samples_by_count.png: for `examples` held-out examples at each of the first
+    three counts >= 2, `shown` posterior samples (exact rasters) above the model's joint
+    samples by each sampler of SHOWN that was scored, each rendered densely."""
+    counts = [v for v in sorted(kept) if v >= 2][:3] or sorted(kept)[:1]
+    key = jax.random.fold_in(keys.key(task.seed, "figures"), 2000)
+    blocks = []
+    for e in _example(task, kept[counts[0]], examples):
+        truth = np.asarray(task.scene.rasterise(kept[counts[0]].batch.scenes[e : e + 1], 64))[0]
+        for v in counts:
+            c = kept[v]
+            completion, _ = _renderers(task, predict, params, c.batch, e, spacing)
+            rows = []
+            if c.posterior is not None and c.posterior.found[e]:
+                size = 16 if task.name == "grid" else 64
+                drawn = task.scene.rasterise(jnp.asarray(c.posterior.params[e, 0, :shown]), size)
+                rows.append((f"{v} visible: posterior samples", list(np.asarray(drawn))))
+            for label in [f"joint ({o})" for o in SHOWN if f"joint ({o})" in c.made]:
+                comp = c.made[label][e, :shown]
+                images = [completion(t, jax.random.fold_in(key, i)) for i, t in enumerate(comp)]
+                rows.append((f"{v} visible: model, {label}", images))
+            visible = np.asarray(c.batch.points[e])[~np.asarray(c.batch.mask[e])]
+            if rows:
+                blocks.append((truth, visible, rows))
+    if not blocks:
+        return None  # neither a posterior nor a sampler of SHOWN to draw
+    title = f"{task.name}: {task.scene.name}, completions at {counts} visible (orange)"
+    extent = float(task.scene.size)
+    return panels.completions(blocks, path, title=title, extent=extent, height=1.3)
 
 
 def run(task, predict, params, step: int, workdir: str, cfg: ScoreConfig, log=output.say):
@@ -133,4 +170,9 @@ def run(task, predict, params, step: int, workdir: str, cfg: ScoreConfig, log=ou
     log(f"wrote {output.write(workdir, rows)}")  # the JSON first: drawing may fail
     path = os.path.join(workdir, "figures", "samples.png")
     log(f"wrote {figure(task, predict, params, kept, path)}")
+    path = by_count(
+        task, predict, params, kept, os.path.join(workdir, "figures", "samples_by_count.png")
+    )
+    if path is not None:
+        log(f"wrote {path}")
     return rows
