@@ -1,11 +1,13 @@
 """Every registered entry against its registry's contract: scene families (rectbert.scenes),
-position embeddings and relative geometries (through the encoder), point samplers. The
+position embeddings and relative geometries (through the encoder), point samplers, joint
+samplers (against an enumerated joint law: tests/test_samples.py). The
 cases come from the registries, so an entry added is an entry tested, and a broken one fails
 with its name; tests elsewhere pin specific entries' exact values.
 
 The references are independent: shapely's areas of the rings a scene's outlines() gives
 (tests/references.py), a baseline encoder without the entry, brute-force bounds."""
 
+import dataclasses
 import functools
 import json
 
@@ -16,12 +18,23 @@ import pytest
 
 import rectbert
 from rectbert import scenes
+from rectbert.analysis.samples import sampler
 from rectbert.data import points as point_samplers
+from rectbert.data.tasks import Batch
 from rectbert.geometry import shapes
 from rectbert.model import encoder, positions, relative
 from rectbert.model.encoder import Encoder, ModelConfig
 from tests import references
 from tests.conftest import family_param, installed
+from tests.test_samples import (
+    CONFIGS,
+    JOINT,
+    PREDICT,
+    counted,
+    empirical,
+    exact_conditionals,
+    hidden_batch,
+)
 
 # every family at its defaults, and option sets pinned here beside them (a variant reaches
 # code the defaults do not: a count of rectangles from 1, strokes from 2, a free angle; the
@@ -311,3 +324,36 @@ def test_scene_family_says_what_it_is_in_one_line_that_scenes_help_shows_whole(n
     assert lines and lines[0].endswith("."), f"{name}: a docstring opening with one sentence"
     assert len(lines) == 1 or not lines[1].strip(), f"{name}: its summary is one line"
     assert f"{name}: {lines[0]}" in cli.define(sparse)["scene"].help
+
+
+# ------------------------------------------------------------------------- joint samplers
+@pytest.mark.parametrize("name", sorted(sampler.SAMPLERS))
+def test_every_joint_sampler_keeps_the_visible_and_the_exact_ones_draw_the_joint(name):
+    """The registry's contract, entry by entry: one set of draws per key, what is visible
+    kept, as many model calls as the entry says, and an entry that says it is exact draws
+    the enumerated joint (and its conditional given x0 = 1) from the exact conditionals."""
+    entry, n = sampler.SAMPLERS[name], 20000
+    cfg = sampler.SampleConfig(order=name)
+    key = jax.random.key(3)
+    joint = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n), key, cfg))
+    assert joint.shape == (n, 3) and set(np.unique(joint)) <= {0, 1}, name
+    np.testing.assert_array_equal(sampler.sample(PREDICT, None, hidden_batch(n), key, cfg), joint)
+    other = sampler.sample(PREDICT, None, hidden_batch(n), jax.random.key(4), cfg)
+    assert not np.array_equal(np.asarray(other), joint), name
+    given = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n, visible=1), key, cfg))
+    assert np.all(given[:, 0] == 1), name
+    predict, seen = counted(exact_conditionals)
+    small = Batch(
+        jnp.asarray(np.random.default_rng(0).uniform(0, 256, (2, 3, 2))),
+        jnp.zeros((2, 3), jnp.int32),
+        jnp.asarray([[True] * 3, [False, True, True]]),
+    )
+    counted_cfg = dataclasses.replace(cfg, remask=0.5, rounds=2)  # a round: ceil(1.5) = 2
+    jax.block_until_ready(sampler.sample(predict, None, small, key, counted_cfg))
+    jax.effects_barrier()
+    most = sampler.calls(counted_cfg, 3)
+    assert len(seen) <= most if entry.adaptive else len(seen) == most, (name, len(seen))
+    if entry.exact:
+        assert 0.5 * np.abs(empirical(joint) - JOINT).sum() < 0.015, name
+        cond = JOINT * (CONFIGS[:, 0] == 1)
+        assert 0.5 * np.abs(empirical(given) - cond / cond.sum()).sum() < 0.015, name

@@ -9,6 +9,7 @@ import pytest
 
 from experiments import cli
 from rectbert import scenes
+from rectbert.analysis.samples import sampler
 from rectbert.data import points
 from rectbert.model import positions, relative
 from rectbert.recipes import codebook, grid, sparse, sparse_study, squares
@@ -94,6 +95,7 @@ EXPERIMENTS = sorted(
         ("docs/design.md", "point samplers' registry (`points`:", points.SAMPLERS),
         ("docs/design.md", "position embeddings' registry (`positions`:", positions.POSITIONS),
         ("docs/design.md", "in attention (`relative`:", relative.RELATIVES),
+        ("docs/design.md", "joint samplers' registry (`sampler`:", sampler.SAMPLERS),
     ],
     ids=lambda x: x if isinstance(x, str) else "",
 )

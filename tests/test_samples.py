@@ -95,38 +95,6 @@ def counted(predict):
     return wrapped, seen
 
 
-@pytest.mark.parametrize("name", sorted(sampler.SAMPLERS))
-def test_every_joint_sampler_keeps_the_visible_and_the_exact_ones_draw_the_joint(name):
-    """The registry's contract, entry by entry: one set of draws per key, what is visible
-    kept, as many model calls as the entry says, and an entry that says it is exact draws
-    the enumerated joint (and its conditional given x0 = 1) from the exact conditionals."""
-    entry, n = sampler.SAMPLERS[name], 20000
-    cfg = sampler.SampleConfig(order=name)
-    key = jax.random.key(3)
-    joint = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n), key, cfg))
-    assert joint.shape == (n, 3) and set(np.unique(joint)) <= {0, 1}, name
-    np.testing.assert_array_equal(sampler.sample(PREDICT, None, hidden_batch(n), key, cfg), joint)
-    other = sampler.sample(PREDICT, None, hidden_batch(n), jax.random.key(4), cfg)
-    assert not np.array_equal(np.asarray(other), joint), name
-    given = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n, visible=1), key, cfg))
-    assert np.all(given[:, 0] == 1), name
-    predict, seen = counted(exact_conditionals)
-    small = Batch(
-        jnp.asarray(np.random.default_rng(0).uniform(0, 256, (2, 3, 2))),
-        jnp.zeros((2, 3), jnp.int32),
-        jnp.asarray([[True] * 3, [False, True, True]]),
-    )
-    counted_cfg = dataclasses.replace(cfg, remask=0.5, rounds=2)  # a round: ceil(1.5) = 2
-    jax.block_until_ready(sampler.sample(predict, None, small, key, counted_cfg))
-    jax.effects_barrier()
-    most = sampler.calls(counted_cfg, 3)
-    assert len(seen) <= most if entry.adaptive else len(seen) == most, (name, len(seen))
-    if entry.exact:
-        assert 0.5 * np.abs(empirical(joint) - JOINT).sum() < 0.015, name
-        cond = JOINT * (CONFIGS[:, 0] == 1)
-        assert 0.5 * np.abs(empirical(given) - cond / cond.sum()).sum() < 0.015, name
-
-
 # two modes (all 0, all 1) and a little mass on each of the six mixed token sets
 MODES = np.array([0.45, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.45])
 
