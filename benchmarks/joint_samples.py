@@ -30,6 +30,7 @@ from rectbert import config
 from rectbert.analysis import oracle_curve
 from rectbert.analysis.samples import measures, posterior, sampler, scores
 from rectbert.analysis.samples.settings import ScoreConfig
+from rectbert.data import keys
 from rectbert.model import losses
 from rectbert.training import evaluation
 
@@ -57,6 +58,9 @@ def check(workdirs, against, samplers, visible, examples, per_example):
         raise usage.refuse("against", against, f"one run per workdir ({len(workdirs)})")
     names = usage.names("samplers", samplers, sampler.SAMPLERS)
     counts = usage.integers("visible", visible, 1)
+    for flag, given in (("samplers", names), ("visible", counts), ("workdirs", workdirs)):
+        if len(set(given)) < len(given):  # one counted twice would halve its errors
+            raise usage.refuse(flag, given, "no name or count twice")
     runs, others = _loaded("workdirs", workdirs), _loaded("against", against)
     tasks = [run.task() for run in runs]
     for w, task in zip(workdirs, tasks, strict=True):
@@ -70,7 +74,7 @@ def check(workdirs, against, samplers, visible, examples, per_example):
             raise usage.refuse("workdirs", w, f"a run the samples score ({e.allowed})") from None
         except ValueError as e:
             raise usage.refuse("workdirs", w, f"a run the samples score ({e})") from None
-    for w, run, task in zip(against, others, tasks, strict=True):
+    for w, run, task in zip(against, others, tasks[: len(against)], strict=True):
         mine = run.task()
         same = (mine.scene, mine.seed, mine.seq_len) == (task.scene, task.seed, task.seq_len)
         if not (same and np.array_equal(run.codebook, task.codebook)):
@@ -115,12 +119,19 @@ def score_all(runs, others, names, counts, examples, s) -> dict:
         base = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())
         for v in counts:
             batch = oracle_curve.held_out(task, v, examples, base)
-            key = jax.random.fold_in(jax.random.key(task.seed), v)
-            post = posterior.posterior(task, batch, key, s, posterior.POSTERIOR)
-            found = [("oracle", _scored(task, batch, post, post.tokens[:, 0], key))]
+            key = jax.random.fold_in(keys.key(task.seed, "samples"), v)  # as experiments.sample
+            post = posterior.posterior(
+                task, batch, jax.random.fold_in(key, 99), s, posterior.POSTERIOR
+            )
+            found = [
+                (
+                    "oracle",
+                    _scored(task, batch, post, post.tokens[:, 0], jax.random.fold_in(key, 200)),
+                )
+            ]
             for group, r in [("workdirs", run)] + ([("against", others[i])] if others else []):
-                for n, name in enumerate(names):
-                    k = jax.random.fold_in(key, 10 + n)
+                for name in names:
+                    k = jax.random.fold_in(key, 2 + list(sampler.SAMPLERS).index(name))
                     found.append(((group, name), per_example(r, task, batch, post, name, s, k)))
             for label, got in found:
                 entry = pooled.setdefault((label, v), {k: [] for k in SCORES})

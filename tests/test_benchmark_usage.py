@@ -144,8 +144,13 @@ def test_joint_samples_refuses_what_it_cannot_pair_or_score(anycount_run, tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     assert refused(check, (str(empty),)).startswith(f"--workdirs={empty} is not allowed")
+    twice = refused(check, (anycount_run,), (), ("random", "random"))
+    assert twice.startswith("--samplers=random,random is not allowed: no name or count twice")
+    assert refused(check, (anycount_run,), (), ("random",), ("3", "3")).startswith("--visible=3,3")
     runs, others, names, counts = check(against=(anycount_run,), samplers=("repair", "random"))
     assert len(runs) == len(others) == 1 and names == ["repair", "random"] and counts == (3,)
+    runs, others, _, _ = check()  # alone: its samplers against each other
+    assert len(runs) == 1 and others == []
 
 
 # -------------------------------------------------------------------------- ceiling_report
