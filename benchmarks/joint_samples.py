@@ -17,6 +17,7 @@ its diversity the target, its pairwise TV the estimator's floor).
 
 from __future__ import annotations
 
+import functools
 import json
 
 import jax
@@ -92,10 +93,13 @@ def _loaded(flag: str, workdirs) -> list:
     return out
 
 
+_predict = functools.cache(evaluation.make_predict)  # one function a model: compiled once
+
+
 def per_example(run, task, batch, post, name: str, s: int, key) -> dict:
     """{score: [B] values} of one sampler's s completions of each example (NaN where the
     posterior was not reached)."""
-    predict = evaluation.make_predict(run.model_config)
+    predict = _predict(run.model_config)
     comp = scores.draw(predict, run.params, batch, key, sampler.SampleConfig(order=name), s)
     return _scored(task, batch, post, comp, jax.random.fold_in(key, 1))
 
@@ -145,7 +149,7 @@ def _mean_se(x, runs: int = 1) -> str:
     """The mean +- its standard error over examples; with several runs (seeds, their examples
     in turn), also the standard deviation of the runs' own means."""
     ok = x[np.isfinite(x)]
-    text = f"{ok.mean():.3f} +- {ok.std() / np.sqrt(max(ok.size, 1)):.3f}"
+    text = f"{ok.mean():.3f} +- {ok.std(ddof=1) / np.sqrt(max(ok.size, 1)):.3f}"
     if runs > 1:
         means = [np.nanmean(part) for part in np.split(x, runs)]
         text += f" (sd over {runs} runs {np.std(means, ddof=1):.3f})"
@@ -183,7 +187,6 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every restore at INFO
     usage.integer("examples", FLAGS.examples, 2)
     usage.integer("per_example", FLAGS.per_example, 2)
-    out = usage.output("json", FLAGS.json)
     runs, others, names, counts = check(
         FLAGS.workdirs,
         FLAGS.against,
@@ -192,6 +195,7 @@ def main(argv):
         FLAGS.examples,
         FLAGS.per_example,
     )
+    out = usage.output("json", FLAGS.json)  # made only once every other flag is allowed
     pooled = score_all(runs, others, names, counts, FLAGS.examples, FLAGS.per_example)
     report(pooled, names, counts, bool(others), len(runs))
     if out:

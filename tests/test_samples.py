@@ -53,12 +53,14 @@ def empirical(tokens_Nx3):
 
 
 def hidden_batch(n, visible=None):
-    """n examples, every token hidden (or token 0 shown as `visible`)."""
+    """n examples, every token hidden (or token 0 shown as `visible`), at points spread over
+    the canvas (the joint does not depend on them; the spread order does)."""
     mask = np.ones((n, 3), bool)
     tokens = np.zeros((n, 3), np.int32)
     if visible is not None:
         mask[:, 0], tokens[:, 0] = False, visible
-    return Batch(jnp.zeros((n, 3, 2)), jnp.asarray(tokens), jnp.asarray(mask))
+    points = np.random.default_rng(n).uniform(0, 256, (n, 3, 2))
+    return Batch(jnp.asarray(points, jnp.float32), jnp.asarray(tokens), jnp.asarray(mask))
 
 
 def test_joint_sampling_in_random_order_draws_the_joint_and_independent_its_marginals():
@@ -95,6 +97,19 @@ def counted(predict):
     return wrapped, seen
 
 
+def test_remask_rounds_are_gibbs_steps_that_reach_the_joint_from_a_wrong_start():
+    """Three tokens drawn at once (per_step 3: independently, far from the joint), then single
+    token Gibbs rounds (remask 0.3 of 3: one token a round) on the exact conditionals: the
+    chain's law approaches the joint; without rounds it stays the product of the marginals."""
+    n, key = 20000, jax.random.key(8)
+    marg = np.array([JOINT[CONFIGS[:, i] == 1].sum() for i in range(3)])
+    product = np.prod(np.where(CONFIGS == 1, marg, 1 - marg), axis=1)
+    for rounds, law, tol in [(0, product, 0.015), (30, JOINT, 0.02)]:
+        cfg = sampler.SampleConfig(order="remask", per_step=3, remask=0.3, rounds=rounds)
+        drawn = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n), key, cfg))
+        assert 0.5 * np.abs(empirical(drawn) - law).sum() < tol, rounds
+
+
 # two modes (all 0, all 1) and a little mass on each of the six mixed token sets
 MODES = np.array([0.45, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.1 / 6, 0.45])
 
@@ -125,6 +140,20 @@ def test_repair_redraws_the_strays_and_nothing_when_none_is_under_its_threshold(
         )
         np.testing.assert_array_equal(untouched, first_draw)
     assert not np.array_equal(first_draw, fixed)
+
+
+@pytest.mark.parametrize("budget", [sampler.LOO_ELEMENTS, 1])  # one call; a call a position
+def test_leave_one_out_is_each_token_given_all_the_others_by_hand(monkeypatch, budget):
+    monkeypatch.setattr(sampler, "LOO_ELEMENTS", budget)
+    tokens = jnp.asarray(CONFIGS)  # every token set of 3 bits
+    batch = Batch(jnp.zeros((8, 3, 2)), tokens, jnp.zeros((8, 3), bool))
+    got = np.asarray(sampler.leave_one_out(exact_conditionals, None, batch, tokens))
+    for row, bits in enumerate(CONFIGS):
+        for i in range(3):
+            flipped = bits.copy()
+            flipped[i] = 1 - bits[i]
+            mine, other = (JOINT[int("".join(map(str, b)), 2)] for b in (bits, flipped))
+            assert got[row, i] == pytest.approx(np.log(mine / (mine + other)), abs=1e-5)
 
 
 def counting(params, batch: Batch):
@@ -201,6 +230,9 @@ def test_greedy_decoding_hand_computed_in_both_orders():
         (dict(order="left"), "order"),
         (dict(temperature=-1.0), "temperature"),
         (dict(per_step=0), "per_step"),
+        (dict(rounds=10_001), "rounds"),
+        (dict(remask=0.0), "remask"),
+        (dict(threshold=1.5), "threshold"),
         (dict(temperature=True), "temperature"),
         (dict(temperature=float("inf")), "temperature"),
     ],
@@ -360,6 +392,7 @@ def test_samples_end_to_end_through_both_entry_points(tmp_path, capsys, anycount
         (["--sample_temperature=nan"], "sample_temperature"),
         (["--joint_samplers=random,gibbs"], "joint_samplers"),
         (["--sampler_rounds=-1"], "sampler_rounds"),
+        (["--sampler_rounds=100000000000"], "sampler_rounds"),
         (["--repair_threshold=1.5"], "repair_threshold"),
         (["--remask_share=0"], "remask_share"),
         (["--remask_share=1.5"], "remask_share"),

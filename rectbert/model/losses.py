@@ -17,8 +17,8 @@ from rectbert.data.masking import example_mean, masked_mean
 AVERAGES = {
     "token": "every hidden token of the batch alike",
     "example": "each example's hidden tokens first, then the examples alike (with "
-    "--mask_schedule=anyorder: any-order autoregression's objective, every step of a random "
-    "order once)",
+    "--mask_schedule=anyorder: an unbiased estimate of any-order autoregression's objective, "
+    "each example one step of a random order, all steps alike but the first, nothing known)",
 }
 LOSSES = {
     "ce": "cross-entropy with the true token",

@@ -53,14 +53,14 @@ SHOWN = ("repair", "random")  # the joint samplers samples_by_count.png shows, w
 
 def _example(task, c, n: int = 1):
     """The first example with a visible token other than the empty patch's (and a posterior,
-    where the oracle scores the scene); n > 1: the first n such (a list)."""
+    where the oracle scores the scene): a list of the first n such."""
     zero = int(codebook.quantise(jnp.zeros(task.codebook.shape[1]), task.codebook))
     vis, tokens = ~np.asarray(c.batch.mask), np.asarray(c.batch.tokens)
     found = None if c.posterior is None else c.posterior.found
     usable = [e for e in range(vis.shape[0]) if found is None or found[e]] or [0]
     informative = [e for e in usable if np.any(tokens[e][vis[e]] != zero)]
     ranked = informative + [e for e in usable if e not in informative]
-    return ranked[0] if n == 1 else ranked[:n]
+    return ranked[:n]
 
 
 def _renderers(task, predict, params, batch, e: int, spacing: float):
@@ -100,7 +100,7 @@ def figure(task, predict, params, kept: dict, path: str, *, shown: int = 8, spac
     the completion; grid: the completion's patches stitched). `kept`: scores.score's."""
     v = next((c for c in sorted(kept) if c >= 2), min(kept))
     c, scene = kept[v], task.scene
-    e = _example(task, c)
+    e = _example(task, c)[0]
     completion, visible = _renderers(task, predict, params, c.batch, e, spacing)
     key = jax.random.fold_in(keys.key(task.seed, "figures"), 1000 + v)
     rows = []
@@ -154,8 +154,9 @@ def by_count(task, predict, params, kept: dict, path: str, *, examples=2, shown=
 
 
 def run(task, predict, params, step: int, workdir: str, cfg: ScoreConfig, log=output.say):
-    """Score the completions of the run at `step` and write samples.json and
-    figures/samples.png into `workdir`; says what it does and where it wrote."""
+    """Score the completions of the run at `step` and write samples.json,
+    figures/samples.png and figures/samples_by_count.png into `workdir`; says what it does
+    and where it wrote."""
     counts = cfg.counts(task)
     log(
         f"samples: {len(counts)} visible counts x {cfg.examples} held-out examples x "

@@ -42,13 +42,15 @@ from rectbert import config
 from rectbert.data.tasks import Batch
 
 METHODS = ("argmax", "independent", "joint")
+MAX_ROUNDS = 10_000  # remask and repair rounds (each at least one model call per example)
 
 
 @dataclasses.dataclass(frozen=True)
 class JointSampler:
     fn: Callable  # (predict, params, batch, key, cfg) -> [B, L] int32, traced inside jit
     help: str
-    exact: bool  # draws the joint when the model's conditionals are a joint's exact ones
+    exact: bool  # draws the joint when the model's conditionals are a joint's exact ones (at
+    # per_step 1 and temperature 1: several tokens a call are drawn independently)
     calls: Callable  # (hidden count H, cfg) -> the model calls it makes for H hidden
     adaptive: bool  # calls is the most it makes: it stops early on what it draws
 
@@ -99,7 +101,11 @@ class SampleConfig:
                     "a number >= 0 (0: argmax)",
                 ),
                 (_is_int(self.per_step, 1), "per_step", "an integer >= 1"),
-                (_is_int(self.rounds, 0), "rounds", "an integer >= 0"),
+                (
+                    _is_int(self.rounds, 0) and self.rounds <= MAX_ROUNDS,
+                    "rounds",
+                    f"an integer in [0, {MAX_ROUNDS}]",
+                ),
                 (
                     isinstance(self.remask, int | float)
                     and not isinstance(self.remask, bool)
@@ -218,9 +224,14 @@ def spread(predict, params, batch: Batch, key, cfg: SampleConfig):
     return reveal(predict, params, batch, k_loop, known, hidden, cfg, priority)
 
 
+def _again(h: int, cfg) -> int:
+    """How many of a row's h drawn tokens a remask round hides: ceil(remask x h), at least one
+    (worked out in float64 on the host: float32's rounding moves the ceiling)."""
+    return max(math.ceil(cfg.remask * h - 1e-9), min(h, 1))
+
+
 def _remask_calls(h: int, cfg) -> int:
-    again = max(math.ceil(cfg.remask * h - 1e-6), min(h, 1))  # as remask() counts them
-    return _one_pass(h, cfg) + cfg.rounds * _one_pass(again, cfg)
+    return _one_pass(h, cfg) + cfg.rounds * _one_pass(_again(h, cfg), cfg)
 
 
 @register(
@@ -233,9 +244,8 @@ def remask(predict, params, batch: Batch, key, cfg: SampleConfig):
     hidden, _ = _start(batch)
     k_first, k_rounds = jax.random.split(key)
     tokens = random_order(predict, params, batch, k_first, cfg)
-    h = hidden.sum(1)
-    # each round hides ceil(remask x H) of a row's H drawn tokens (at least one), at random
-    again = jnp.maximum(jnp.ceil(cfg.remask * h - 1e-6), jnp.minimum(h, 1))
+    table = jnp.asarray([_again(h, cfg) for h in range(hidden.shape[1] + 1)], jnp.int32)
+    again = table[hidden.sum(1)]  # [B] tokens hidden again a round, per row
 
     def one_round(r, tokens):
         k_pick, k_redraw = jax.random.split(jax.random.fold_in(k_rounds, r))
@@ -249,21 +259,33 @@ def remask(predict, params, batch: Batch, key, cfg: SampleConfig):
     return jax.lax.fori_loop(0, cfg.rounds, one_round, tokens)
 
 
+LOO_ELEMENTS = 2**26  # a leave-one-out call's rows x L x L at most (its attention's size)
+
+
 def leave_one_out(predict, params, batch: Batch, tokens):
-    """[B, L] log p(token i | every other token) under the model: one call on B x L rows, row
-    (b, i) the example b with position i alone hidden."""
+    """[B, L] log p(token i | every other token) under the model: rows (b, i), the example b
+    with position i alone hidden, in calls of B x c rows (c positions a call, as many as keep
+    B c L^2 under LOO_ELEMENTS: one call where B L^3 fits)."""
     b, length = tokens.shape
-    rows = jax.tree.map(lambda a: jnp.repeat(a, length, axis=0), batch)
-    alone = jnp.tile(jnp.eye(length, dtype=bool), (b, 1))
-    logits = predict(
-        params, dataclasses.replace(rows, tokens=jnp.repeat(tokens, length, 0), mask=alone)
-    )
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1).reshape(b, length, length, -1)
-    at_i = logp[:, jnp.arange(length), jnp.arange(length)]  # [B, L, K]: row i, position i
-    return jnp.take_along_axis(at_i, tokens[..., None], -1)[..., 0]
+    c = max(1, min(length, LOO_ELEMENTS // max(b * length * length, 1)))
+    blocks = -(-length // c)
+    at = jnp.minimum(jnp.arange(blocks * c), length - 1).reshape(blocks, c)  # padded: repeats
+
+    def block(positions_C):
+        rows = jax.tree.map(lambda a: jnp.repeat(a, c, axis=0), batch)
+        alone = jnp.tile(jax.nn.one_hot(positions_C, length, dtype=bool), (b, 1))
+        mine = dataclasses.replace(rows, tokens=jnp.repeat(tokens, c, 0), mask=alone)
+        logp = jax.nn.log_softmax(predict(params, mine).astype(jnp.float32), -1)
+        logp = logp.reshape(b, c, length, -1)[:, jnp.arange(c), positions_C]  # [B, c, K]
+        return jnp.take_along_axis(logp, tokens[:, positions_C, None], -1)[..., 0]  # [B, c]
+
+    out = jax.lax.map(block, at)  # [blocks, B, c]
+    return jnp.moveaxis(out, 0, 1).reshape(b, blocks * c)[:, :length]
 
 
 def _repair_calls(h: int, cfg) -> int:
+    """Each round one leave-one-out pass (counted as one call: it is ceil(L / c) calls of
+    leave_one_out's blocks) and at most every drawn token again."""
     return _one_pass(h, cfg) + cfg.rounds * (1 + _one_pass(h, cfg))
 
 
@@ -278,19 +300,21 @@ def repair(predict, params, batch: Batch, key, cfg: SampleConfig):
     hidden, _ = _start(batch)
     k_first, k_rounds = jax.random.split(key)
     tokens = random_order(predict, params, batch, k_first, cfg)
+    if hidden.shape[0] == 0:
+        return tokens
     floor = jnp.log(jnp.float32(cfg.threshold))
 
-    def strays(tokens):
-        return hidden & (leave_one_out(predict, params, batch, tokens) < floor)
-
-    def one_round(state):
-        r, tokens, redo = state
+    def one_round(state):  # the strays found, then redrawn; none found: the last round
+        r, tokens, _ = state
+        redo = hidden & (leave_one_out(predict, params, batch, tokens) < floor)
         sub = dataclasses.replace(batch, tokens=jnp.where(redo, 0, tokens), mask=redo)
         tokens = random_order(predict, params, sub, jax.random.fold_in(k_rounds, r), cfg)
-        return r + 1, tokens, jnp.where(r + 1 < cfg.rounds, strays(tokens), False)
+        return r + 1, tokens, jnp.any(redo)
 
-    start = (0, tokens, strays(tokens) if cfg.rounds else jnp.zeros_like(hidden))
-    return jax.lax.while_loop(lambda s: jnp.any(s[2]), one_round, start)[1]
+    def more(state):
+        return (state[0] < cfg.rounds) & state[2]
+
+    return jax.lax.while_loop(more, one_round, (0, tokens, jnp.bool_(True)))[1]
 
 
 @functools.partial(jax.jit, static_argnames=("predict", "cfg"))

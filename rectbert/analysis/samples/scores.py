@@ -3,8 +3,8 @@ the posterior?
 
 For each held-out example at each visible count (nested visible sets, as the oracle curve's),
 every method completes the hidden tokens `per_example` times: independent argmax (one
-completion), independent sampling, joint sampling in random order and most-confident-first
-(sampler.py); two references come from the oracle: its posterior samples (`oracle`)
+completion), independent sampling, and each joint sampler of sampler.SAMPLERS that is asked
+for; two references come from the oracle: its posterior samples (`oracle`)
 and its per-token posterior marginals drawn independently (`oracle_marginals`: independent
 sampling at its best). What is drawn: settings.py; the oracle's references: posterior.py;
 the scores of a row: measures.py; what is said and written: output.py.

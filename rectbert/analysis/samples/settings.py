@@ -41,8 +41,8 @@ def samples_setting():
     return setting(
         False,
         "At the final evaluation (also of a finished workdir) draw completions (argmax, "
-        "independent, joint) and score them against the prior: samples.json, "
-        "figures/samples.png.",
+        "independent, every joint sampler) and score them against the prior: samples.json, "
+        "figures/samples.png, figures/samples_by_count.png.",
     )
 
 
