@@ -82,7 +82,7 @@ def test_sampling_at_a_tiny_temperature_is_greedy_decoding(method, temperature):
     key = jax.random.key(3)
 
     def draws(t):
-        cfg = sampler.SampleConfig(method=method, temperature=t)
+        cfg = sampler.SampleConfig(method=method, order="random", temperature=t)
         return np.asarray(sampler.sample(chained, None, batch, key, cfg))
 
     greedy = draws(0.0)  # independent: each position's argmax; joint: greedy, random order

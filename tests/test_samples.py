@@ -66,7 +66,8 @@ def hidden_batch(n, visible=None):
 def test_joint_sampling_in_random_order_draws_the_joint_and_independent_its_marginals():
     n = 20000
     key = jax.random.key(0)
-    joint = sampler.sample(PREDICT, None, hidden_batch(n), key)
+    ancestral = sampler.SampleConfig(order="random")
+    joint = sampler.sample(PREDICT, None, hidden_batch(n), key, ancestral)
     got = empirical(np.asarray(joint))
     assert 0.5 * np.abs(got - JOINT).sum() < 0.015
     marg = np.array([JOINT[CONFIGS[:, i] == 1].sum() for i in range(3)])
@@ -77,10 +78,12 @@ def test_joint_sampling_in_random_order_draws_the_joint_and_independent_its_marg
     )
     assert 0.5 * np.abs(empirical(np.asarray(indep)) - product).sum() < 0.015
     # revealing every hidden token at once is independent sampling too
-    at_once = sampler.sample(PREDICT, None, hidden_batch(n), key, sampler.SampleConfig(per_step=3))
+    at_once = sampler.sample(
+        PREDICT, None, hidden_batch(n), key, dataclasses.replace(ancestral, per_step=3)
+    )
     assert 0.5 * np.abs(empirical(np.asarray(at_once)) - product).sum() < 0.015
     # given x0 = 1, the joint's conditional law of (x1, x2), and x0 kept
-    given = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n, visible=1), key))
+    given = np.asarray(sampler.sample(PREDICT, None, hidden_batch(n, visible=1), key, ancestral))
     assert np.all(given[:, 0] == 1)
     cond = JOINT * (CONFIGS[:, 0] == 1)
     assert 0.5 * np.abs(empirical(given) - cond / cond.sum()).sum() < 0.015
@@ -122,12 +125,12 @@ def test_repair_redraws_the_strays_and_nothing_when_none_is_under_its_threshold(
         t = np.asarray(sampler.sample(predict, None, hidden_batch(n), key, cfg))
         return np.mean(t.min(1) == t.max(1)), t
 
-    plain, first = constant(sampler.SampleConfig())
+    plain, first = constant(sampler.SampleConfig(order="random"))
     assert abs(plain - 0.9) < 0.015  # ancestral: the joint's 0.9 of constant sets
     # by hand: in 0 0 1, p(x2 = 1 | 0 0) = (0.1/6) / (0.45 + 0.1/6) = 0.036 < 0.2: redrawn;
     # p(x0 = 0 | 0 1) = p(x1 = 0 | 0 1) = 0.5 are kept. The redraw is a constant set with
     # probability 0.96, and a round later the rest; 8 rounds leave under 1e-3 mixed
-    repaired, fixed = constant(sampler.SampleConfig(order="repair"))
+    repaired, fixed = constant(sampler.SampleConfig())  # the default
     assert repaired > 0.99, repaired
     # threshold 0 (nothing is under it) and 0 rounds: the first draw, untouched; it is the
     # remask sampler's first draw too (from the same key)
@@ -191,7 +194,11 @@ def test_the_orders_by_hand_spread_reveals_the_farthest_point_first():
         tuple(
             np.asarray(
                 sampler.sample(
-                    counting, None, batch, jax.random.key(k), sampler.SampleConfig(**greedy)
+                    counting,
+                    None,
+                    batch,
+                    jax.random.key(k),
+                    sampler.SampleConfig(order="random", **greedy),
                 )
             )[0]
         )

@@ -125,8 +125,8 @@ class Run:
         Args:
             points_BxPx2, tokens_BxP, visible_BxP: as predict's.
             key: a jax.random key.
-            cfg: a SampleConfig (None: joint in random order; the joint samplers of
-                sampler.SAMPLERS by its `order`, argmax, independent).
+            cfg: a SampleConfig (None: SampleConfig(), joint by the repair sampler; the
+                joint samplers of sampler.SAMPLERS by its `order`, argmax, independent).
 
         Returns:
             [B, P] int32: the visible tokens kept, the others drawn.
