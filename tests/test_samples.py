@@ -436,6 +436,7 @@ def test_grid_completions_keep_the_visible_and_grid_truths_are_shapes(sparse_tas
     params = params["params"]
     predict = evaluation.make_predict(cfg)
     drawn = np.asarray(
+        # the default sampler (repair: its leave-one-out pass over 169 positions too)
         sampler.sample(predict, params, batch, jax.random.key(1), sampler.SampleConfig(per_step=8))
     )
     visible = ~np.asarray(batch.mask)

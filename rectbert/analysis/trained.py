@@ -125,8 +125,10 @@ class Run:
         Args:
             points_BxPx2, tokens_BxP, visible_BxP: as predict's.
             key: a jax.random key.
-            cfg: a SampleConfig (None: SampleConfig(), joint by the repair sampler; the
-                joint samplers of sampler.SAMPLERS by its `order`, argmax, independent).
+            cfg: a SampleConfig (None: SampleConfig(), joint by the repair sampler: up to
+                H + 8 (1 + H) model calls for H hidden, each round one leave-one-out pass
+                of B x P rows; SampleConfig(order="random") is ancestral sampling, H calls;
+                the joint samplers of sampler.SAMPLERS by its `order`, argmax, independent).
 
         Returns:
             [B, P] int32: the visible tokens kept, the others drawn.

@@ -9,7 +9,7 @@ whether drawn tokens are drawn again, is the joint sampler (SAMPLERS, by SampleC
 
 - random: a random order, `per_step` tokens a step; at one a step this is ancestral sampling,
   exact when the model's conditionals are a joint's (the default until repair measured
-  better: shapes 2-3x as often on rect and rotated quick models, docs/samples.md);
+  better: shapes 1.3-2.1x as often on rect and rotated quick models, docs/samples.md);
 - confident: most-confident-first (MaskGIT): the drawn tokens the model gives the highest
   probability first. Greedier, not an exact sampler;
 - spread: the hidden points farthest from every known point first (a farthest-point order,
@@ -25,7 +25,7 @@ whether drawn tokens are drawn again, is the joint sampler (SAMPLERS, by SampleC
   one token off breaks a shape). Not exact: it leaves alone what the model already believes.
 
 Adding one: a function (predict, params, batch, key, cfg) -> [B, L] tokens, traced inside
-jit, and its @register; the registry's contract test (tests/test_samples.py) covers it.
+jit, and its @register; the registry's contract test (tests/test_contracts.py) covers it.
 Works on any Batch (squares, grid and sparse tasks): `mask` says what is hidden.
 """
 
@@ -81,7 +81,8 @@ def _is_int(x, lo: int) -> bool:
 class SampleConfig:
     method: str = "joint"  # METHODS
     order: str = "repair"  # joint only: the joint sampler, a name in SAMPLERS (docs: samples)
-    temperature: float = 1.0  # logits / temperature (tempered()); 0: argmax draws (joint: greedy)
+    temperature: float = 1.0  # logits / temperature (tempered()); 0: argmax draws (joint, random
+    # or confident order: greedy decoding; repair: greedy, then argmax redraws of its strays)
     per_step: int = 1  # joint only: positions revealed per model call
     rounds: int = 8  # remask, repair: rounds of hiding and redrawing after the first draw
     remask: float = 0.25  # remask: the share of the drawn tokens hidden again a round
