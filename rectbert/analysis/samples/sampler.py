@@ -226,6 +226,20 @@ def spread(predict, params, batch: Batch, key, cfg: SampleConfig):
     return reveal(predict, params, batch, k_loop, known, hidden, cfg, priority)
 
 
+def _then_redraw(predict, params, batch: Batch, key, cfg: SampleConfig):
+    """What remask and repair share: (hidden [B, L], the first draw (random order), the
+    rounds' key, and redraw(tokens, redo, key): the `redo` positions drawn again, in random
+    order, given every other token)."""
+    hidden, _ = _start(batch)
+    k_first, k_rounds = jax.random.split(key)
+
+    def redraw(tokens, redo, k):
+        sub = dataclasses.replace(batch, tokens=jnp.where(redo, 0, tokens), mask=redo)
+        return random_order(predict, params, sub, k, cfg)
+
+    return hidden, random_order(predict, params, batch, k_first, cfg), k_rounds, redraw
+
+
 def _again(h: int, cfg) -> int:
     """How many of a row's h drawn tokens a remask round hides: ceil(remask x h), at least one
     (worked out in float64 on the host: float32's rounding moves the ceiling)."""
@@ -243,9 +257,7 @@ def _remask_calls(h: int, cfg) -> int:
     calls=_remask_calls,
 )
 def remask(predict, params, batch: Batch, key, cfg: SampleConfig):
-    hidden, _ = _start(batch)
-    k_first, k_rounds = jax.random.split(key)
-    tokens = random_order(predict, params, batch, k_first, cfg)
+    hidden, tokens, k_rounds, redraw = _then_redraw(predict, params, batch, key, cfg)
     table = jnp.asarray([_again(h, cfg) for h in range(hidden.shape[1] + 1)], jnp.int32)
     again = table[hidden.sum(1)]  # [B] tokens hidden again a round, per row
 
@@ -253,10 +265,7 @@ def remask(predict, params, batch: Batch, key, cfg: SampleConfig):
         k_pick, k_redraw = jax.random.split(jax.random.fold_in(k_rounds, r))
         u = jnp.where(hidden, jax.random.uniform(k_pick, hidden.shape), jnp.inf)
         rank = jnp.argsort(jnp.argsort(u, axis=1), axis=1)
-        redo = hidden & (rank < again[:, None])
-        start = jnp.where(redo, 0, tokens)
-        sub = dataclasses.replace(batch, tokens=start, mask=redo)
-        return random_order(predict, params, sub, k_redraw, cfg)
+        return redraw(tokens, hidden & (rank < again[:, None]), k_redraw)
 
     return jax.lax.fori_loop(0, cfg.rounds, one_round, tokens)
 
@@ -299,9 +308,7 @@ def _repair_calls(h: int, cfg) -> int:
     adaptive=True,
 )
 def repair(predict, params, batch: Batch, key, cfg: SampleConfig):
-    hidden, _ = _start(batch)
-    k_first, k_rounds = jax.random.split(key)
-    tokens = random_order(predict, params, batch, k_first, cfg)
+    hidden, tokens, k_rounds, redraw = _then_redraw(predict, params, batch, key, cfg)
     if hidden.shape[0] == 0:
         return tokens
     floor = jnp.log(jnp.float32(cfg.threshold))
@@ -309,9 +316,7 @@ def repair(predict, params, batch: Batch, key, cfg: SampleConfig):
     def one_round(state):  # the strays found, then redrawn; none found: the last round
         r, tokens, _ = state
         redo = hidden & (leave_one_out(predict, params, batch, tokens) < floor)
-        sub = dataclasses.replace(batch, tokens=jnp.where(redo, 0, tokens), mask=redo)
-        tokens = random_order(predict, params, sub, jax.random.fold_in(k_rounds, r), cfg)
-        return r + 1, tokens, jnp.any(redo)
+        return r + 1, redraw(tokens, redo, jax.random.fold_in(k_rounds, r)), jnp.any(redo)
 
     def more(state):
         return (state[0] < cfg.rounds) & state[2]
