@@ -1,6 +1,6 @@
 """Which tokens are hidden: an exact count, an exact ratio, MaskGIT's cosine schedule (over
 every count, or over 1 ... L-1 so that one model answers at any number of visible tokens), or
-every count from 1 to L-1 alike (any-order autoregression's: each step of a random order).
+every count from 1 to L-1 alike (any-order autoregression's: any step of a random order).
 
 Every mask has an exact number of positions per example, chosen uniformly without replacement.
 """
@@ -33,7 +33,7 @@ def sample_mask(key, batch: int, length: int, *, count: int, schedule: str = "fi
     ceil(cos(pi/2 * r) * length) tokens, at least 1 — so the ratio runs over all of (0, 1].
     anycount: the same cosine over 1 ... length - 1 hidden (at least one token stays visible):
     ceil(cos(pi/2 * r) * (length - 1)), at least 1. anyorder: 1 ... length - 1 hidden, each
-    count alike (as many visible as a random order's step has known: every step once).
+    count alike (each example one step of a random order, the steps alike, drawn at random).
     Every count has probability > 0.
     """
     if schedule == "fixed":
