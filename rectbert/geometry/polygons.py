@@ -250,3 +250,64 @@ def window_area_counted(
     f0 = jnp.zeros((n + 1, p, grid, grid), dt)
     f = jax.lax.while_loop(lambda carry: carry[0] < steps, step, (0, f0))[1]
     return _cells(f[:n], grid)
+
+
+BELOW = 1e-2  # px: a segment wholly this far under a window adds nothing to its integrals
+# (its clamped heights are 0; the margin covers the rounding of the clipped ends' heights)
+
+
+def touched(a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, side, counts_N=None):
+    """[N, P] whether any segment of row n can add to point p's window_area, the square
+    [corner, corner + side]^2: one whose x-extent meets the window's and that is not wholly
+    under it. Every other term of window_area is exactly 0 (an x-extent clipped to nothing,
+    or heights clamped to 0), so a window no segment touches has area exactly 0: outside the
+    region (a window wholly inside it has segments above). A NaN coordinate touches."""
+    dt = jnp.float32
+    lo = jnp.asarray(corner_NxPx2, dt)[:, :, None, :]  # [N, P, 1, 2]
+    a = jnp.asarray(a_NxSx2, dt)[:, None] - lo  # [N, P, S, 2]
+    b = jnp.asarray(b_NxSx2, dt)[:, None] - lo
+    left = jnp.maximum(a[..., 0], b[..., 0]) <= 0
+    right = jnp.minimum(a[..., 0], b[..., 0]) >= side
+    under = jnp.maximum(a[..., 1], b[..., 1]) <= -BELOW
+    live = jnp.asarray(weight_NxS)[:, None] != 0
+    if counts_N is not None:
+        s = a.shape[2]
+        live = live & (jnp.arange(s) < jnp.asarray(counts_N).reshape(-1, 1))[:, None]
+    return jnp.any(live & ~(left | right | under), -1)
+
+
+PARTS = 8  # touched pairs are computed in blocks of 1 / PARTS of all pairs: at most that
+# share of the work is spent on padding
+
+
+def on_touched(area, a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, cell, grid, counts_N=None):
+    """[N, P, grid*grid] area(a, b, w, counts, corner) (window_area or window_area_counted,
+    one row per (shape, point) pair) computed for the pairs some segment touches (touched)
+    only, 0 elsewhere: the same values, for the work of the touched pairs (on drawings and
+    junctions about half of them). The touched pairs are taken in blocks of ceil(N P /
+    PARTS), as many blocks as they fill (a loop of traced trip count: under vmap it runs to
+    the batch's largest)."""
+    dt = jnp.float32
+    corner = jnp.asarray(corner_NxPx2, dt)
+    n, p = corner.shape[:2]
+    total = n * p
+    if total == 0:
+        return jnp.zeros((n, p, grid * grid), dt)
+    hit = touched(a_NxSx2, b_NxSx2, weight_NxS, corner, cell * grid, counts_N).reshape(total)
+    m = -(-total // PARTS)
+    order = jnp.nonzero(hit, size=m * PARTS, fill_value=total)[0]  # touched pairs first
+    counts = None if counts_N is None else jnp.asarray(counts_N).reshape(n)
+    a, b, w = (jnp.asarray(x, dt) for x in (a_NxSx2, b_NxSx2, weight_NxS))
+
+    def block(carry):
+        j, out = carry
+        pair = jax.lax.dynamic_slice(order, (j * m,), (m,))
+        row, col = jnp.minimum(pair, total - 1) // p, jnp.minimum(pair, total - 1) % p
+        args = (a[row], b[row], w[row]) + (() if counts is None else (counts[row],))
+        got = area(*args, corner[row, col][:, None], cell, grid)[:, 0]  # [m, grid*grid]
+        return j + 1, out.at[pair].set(got, mode="drop")  # pair == total: padding, dropped
+
+    blocks = -(-jnp.sum(hit) // m)
+    out = jnp.zeros((total, grid * grid), dt)
+    out = jax.lax.while_loop(lambda c: c[0] < blocks, block, (0, out))[1]
+    return out.reshape(n, p, grid * grid)

@@ -86,8 +86,10 @@ def boundary_coverage(
     without counts every row pays for all S segments, with them each row pays for about its
     own count (polygons.window_area_counted), with the same result to float32 rounding."""
     corner = jnp.asarray(points_NxPx2, jnp.float32) - grid * cell / 2
-    if counts_N is None:
-        area = polygons.window_area(a_NxSx2, b_NxSx2, weight_NxS, corner, cell, grid)
+    if counts_N is None:  # the windows no segment touches are 0: computed no further
+        area = polygons.on_touched(
+            polygons.window_area, a_NxSx2, b_NxSx2, weight_NxS, corner, cell, grid
+        )
     else:
         area = polygons.window_area_counted(
             a_NxSx2, b_NxSx2, weight_NxS, counts_N, corner, cell, grid
