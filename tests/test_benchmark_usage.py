@@ -38,6 +38,7 @@ COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
     "oracle_speed",
     "scaling",
     "time_to_ceiling",
+    "touched",
     "train_throughput",
     "where_points",
 ]
@@ -376,6 +377,7 @@ COMMAND_CASES = [  # module, flags ({run}: anycount_run, {glyph}: glyph_record),
     ("compare_runs", ["--workdirs={run},{run}", "--examples=1000"], "error: --examples=1000 is"),
     ("ceiling_report", ["--json={bad}"], "error: {bad}: row 0 (default): held_out_right is"),
     ("oracle_speed", ["--visible=24"], "error: --visible=24 is not allowed: an integer in [1, 23]"),
+    ("touched", ["--scenes=rect"], "error: --scenes=rect is not allowed: one or more names"),
     ("scaling", ["--json=x.json"], "error: Unknown command line flag 'json'"),  # not its flag
 ]
 

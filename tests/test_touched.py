@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rectbert.geometry import polygons
+from rectbert.scenes.exact import boundary_coverage
 from tests.test_coverage_cost import CELL, GRID, padded, reference, shapes_
 
 SIDE = CELL * GRID
@@ -87,3 +88,18 @@ def test_under_vmap_each_batch_member_is_its_own(case):
     both = jax.vmap(lambda c: culled(*segs, c))(jnp.stack([corner, far]))
     np.testing.assert_allclose(np.asarray(both[0]) / CELL**2, want, atol=1e-5)
     assert np.all(np.asarray(both[1]) == 0)
+
+
+def test_a_large_batch_takes_the_touched_path_with_every_windows_values(case, monkeypatch):
+    """boundary_coverage from TOUCHED_PAIRS pairs on: on_touched's values (its loop runs:
+    counted), those of window_area."""
+    shapes, pts, segs, want = case
+    many = np.tile(pts, (1, -(-polygons.TOUCHED_PAIRS // pts.size * 2), 1))  # >= the size
+    assert many.shape[0] * many.shape[1] >= polygons.TOUCHED_PAIRS
+    calls, real = [], polygons.on_touched
+    monkeypatch.setattr(polygons, "on_touched", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = np.asarray(boundary_coverage(*segs, many, CELL, GRID))
+    assert calls == [1]
+    every = polygons.window_area(*segs, jnp.asarray(many) - SIDE / 2, CELL, GRID)
+    np.testing.assert_allclose(got, np.clip(np.asarray(every) / CELL**2, 0, 1), atol=1e-5)
+    np.testing.assert_allclose(got[:, : pts.shape[1]], want, atol=1e-5)

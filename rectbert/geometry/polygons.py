@@ -276,6 +276,12 @@ def touched(a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, side, counts_N=None):
     return jnp.any(live & ~(left | right | under), -1)
 
 
+TOUCHED_PAIRS = 2**14  # boundary_coverage takes on_touched from this many pairs a call: on
+# 20,000 prior shapes x 24 points (the rejection checks', a data set's) 1.6x faster on
+# junctions, 2.3x on letters, 1.4x on rotated rectangles (benchmarks/touched.py). Under it
+# lie the oracle's calls (96-3,072 shapes at 4-24 points), whose time is not coverage's
+# but that of a million small operations an example: there the loop saved nothing
+# (benchmarks/oracle_speed.py), so they keep window_area
 PARTS = 8  # touched pairs are computed in blocks of 1 / PARTS of all pairs: at most that
 # share of the work is spent on padding
 

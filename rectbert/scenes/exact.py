@@ -81,15 +81,21 @@ def boundary_coverage(
     region whose counter-clockwise boundary is the directed segments a -> b (each weighted;
     polygons.window_area), clipped to [0, 1] unless clip=False.
 
-    counts_N (optional, may be traced): row i's segments are its first counts_N[i], the rest
-    padding (left out). A set of drawings is padded to its largest one's segment count S;
-    without counts every row pays for all S segments, with them each row pays for about its
-    own count (polygons.window_area_counted), with the same result to float32 rounding."""
+    Without counts, in a batch of polygons.TOUCHED_PAIRS (shape, point) pairs or more, only the
+    windows some segment touches are computed (polygons.on_touched: the others are exactly
+    0). counts_N (optional, may be traced): row i's segments are its
+    first counts_N[i], the rest padding (left out). A set of drawings is padded to its
+    largest one's segment count S; without counts every row pays for all S segments, with
+    them each row pays for about its own count (polygons.window_area_counted), with the same
+    result to float32 rounding."""
     corner = jnp.asarray(points_NxPx2, jnp.float32) - grid * cell / 2
-    if counts_N is None:  # the windows no segment touches are 0: computed no further
+    pairs = corner.shape[0] * corner.shape[1]
+    if counts_N is None and pairs >= polygons.TOUCHED_PAIRS:  # untouched windows are 0
         area = polygons.on_touched(
             polygons.window_area, a_NxSx2, b_NxSx2, weight_NxS, corner, cell, grid
         )
+    elif counts_N is None:
+        area = polygons.window_area(a_NxSx2, b_NxSx2, weight_NxS, corner, cell, grid)
     else:
         area = polygons.window_area_counted(
             a_NxSx2, b_NxSx2, weight_NxS, counts_N, corner, cell, grid
