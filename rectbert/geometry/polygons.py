@@ -287,12 +287,12 @@ PARTS = 8  # touched pairs are computed in blocks of 1 / PARTS of all pairs: at 
 
 
 def on_touched(area, a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, cell, grid, counts_N=None):
-    """[N, P, grid*grid] area(a, b, w, counts, corner) (window_area or window_area_counted,
-    one row per (shape, point) pair) computed for the pairs some segment touches (touched)
-    only, 0 elsewhere: the same values, for the work of the touched pairs (on drawings and
-    junctions about half of them). The touched pairs are taken in blocks of ceil(N P /
-    PARTS), as many blocks as they fill (a loop of traced trip count: under vmap it runs to
-    the batch's largest)."""
+    """[N, P, grid*grid] area(a, b, w, counts, corner) (window_area, or window_area_counted:
+    correct, but its loop per pair is far slower; one row per (shape, point) pair) computed
+    for the pairs some segment touches (touched) only, 0 elsewhere: the same values, for
+    the work of the touched pairs (on drawings and junctions about half of them). The
+    touched pairs are taken in blocks of ceil(N P / PARTS), as many blocks as they fill (a
+    loop of traced trip count: under vmap it runs to the batch's largest)."""
     dt = jnp.float32
     corner = jnp.asarray(corner_NxPx2, dt)
     n, p = corner.shape[:2]
