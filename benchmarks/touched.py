@@ -28,6 +28,7 @@ from rectbert.geometry import codebook, polygons, shapes
 
 FLAGS = flags.FLAGS
 SCENES = ("junction", "glyph", "rotated")  # coverage by boundary segments, without counts
+MOST_PAIRS = 10**6  # shapes x points a call (every window's path: GBs beyond)
 
 
 def define_flags() -> None:
@@ -44,6 +45,8 @@ def check(scenes, shapes_, points: int, repeats: int):
     counts = usage.integers("shapes", shapes_, 1, 10**6)
     usage.integer("points", points, 1, 10**4)
     usage.integer("repeats", repeats, 1, 1000)
+    most = MOST_PAIRS // points  # every window's program holds pairs x segments x 20 floats
+    usage.integers("shapes", [str(c) for c in counts], 1, max(1, most))
     return names, counts
 
 

@@ -395,3 +395,14 @@ def test_the_command_refuses_in_one_line_with_status_1(request, tmp_path, module
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert lines[0].startswith(start.format(**names)) and out.stdout == "", lines[0]
+
+
+def test_touched_refuses_more_pairs_than_it_can_hold_before_any_compute():
+    from benchmarks import touched
+
+    said = refused(touched.check, ["glyph"], ["100000"], 24, 3)
+    assert said.startswith("--shapes=100000 is not allowed: one or more integers in [1, 41666]")
+    assert touched.check(["glyph", "rotated"], ["20000", "96"], 24, 5) == (
+        ["glyph", "rotated"],
+        (20000, 96),
+    )

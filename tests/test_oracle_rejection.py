@@ -69,7 +69,7 @@ CASES = {  # scene (options), held-out examples, visible counts (of 24), prior d
     # screening of components (mixture.screened, a floor under which SMC stops) checked
     "glyph-shared": ("glyph", {"glyphs": "EFLT"}, 4, (4, 8), 100_000, 0.08),
     "kanji": ("kanji", {"kanji": "一二人口日木"}, 4, (1, 2, 4), 100_000, 0.08),
-    "kanji-small": ("kanji", {"kanji": "一人口"}, 2, (1, 2), 20_000, 0.08),  # tokens: 1 min each
+    "kanji-small": ("kanji", {"kanji": "一人口"}, 2, (1, 2), 20_000, 0.08),  # 5e4: 2 min a draw set
     "icon-small": ("icon", {"icons": ("home", "star", "heart")}, 2, (1, 2), 50_000, 0.08),
     # where the curve's mixtures get hard: 8 visible, 10^6 draws (>= 200 accepted on some
     # examples only: the case needs half its (example, count) pairs to qualify), and a set of

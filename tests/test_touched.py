@@ -64,14 +64,14 @@ def test_touched_windows_alone_give_every_windows_values_and_shapelys(case):
 
 @pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
 def test_every_count_of_touched_pairs_from_none_to_all(case, share):
-    """N P = 42 pairs (not a multiple of PARTS): none touched (no block runs), some, all (every
-    block, the last one partly padding)."""
+    """N P = 7 x 9 = 63 pairs (blocks of 8: the last one partly padding): none touched (no
+    block runs), some, all (every block)."""
     shapes, pts, segs, want = case
     rng = np.random.default_rng(4)
     n = len(shapes)
-    inside = np.repeat(pts[:, 6:7], 7, 1)  # [N, 7, 2] windows with area
+    inside = np.repeat(pts[:, 6:7], 9, 1)  # [N, 9, 2] windows with area
     far = np.full_like(inside, 500.0)
-    pick = rng.uniform(size=(n, 7, 1)) < share
+    pick = rng.uniform(size=(n, 9, 1)) < share
     corner = jnp.asarray(np.where(pick, inside, far)) - SIDE / 2
     got = np.asarray(culled(*segs, corner))
     every = np.asarray(polygons.window_area(*segs, corner, CELL, GRID))
@@ -90,16 +90,40 @@ def test_under_vmap_each_batch_member_is_its_own(case):
     assert np.all(np.asarray(both[1]) == 0)
 
 
-def test_a_large_batch_takes_the_touched_path_with_every_windows_values(case, monkeypatch):
-    """boundary_coverage from TOUCHED_PAIRS pairs on: on_touched's values (its loop runs:
-    counted), those of window_area."""
+def test_from_touched_pairs_on_boundary_coverage_takes_the_touched_path(case, monkeypatch):
+    """boundary_coverage at TOUCHED_PAIRS pairs calls on_touched (values those of window_area
+    and shapely's), one pair fewer does not."""
     shapes, pts, segs, want = case
-    many = np.tile(pts, (1, -(-polygons.TOUCHED_PAIRS // pts.size * 2), 1))  # >= the size
-    assert many.shape[0] * many.shape[1] >= polygons.TOUCHED_PAIRS
+    size = pts.shape[0] * pts.shape[1]
     calls, real = [], polygons.on_touched
     monkeypatch.setattr(polygons, "on_touched", lambda *a, **k: calls.append(1) or real(*a, **k))
-    got = np.asarray(boundary_coverage(*segs, many, CELL, GRID))
-    assert calls == [1]
-    every = polygons.window_area(*segs, jnp.asarray(many) - SIDE / 2, CELL, GRID)
-    np.testing.assert_allclose(got, np.clip(np.asarray(every) / CELL**2, 0, 1), atol=1e-5)
-    np.testing.assert_allclose(got[:, : pts.shape[1]], want, atol=1e-5)
+    for threshold, taken in [(size, [1]), (size + 1, [])]:
+        monkeypatch.setattr(polygons, "TOUCHED_PAIRS", threshold)
+        calls.clear()
+        got = np.asarray(boundary_coverage(*segs, pts, CELL, GRID))
+        assert calls == taken
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["rotated", "junction", "glyph"])
+def test_on_scenes_every_untouched_window_is_exactly_zero(name):
+    """Long segments across windows (a rotated rectangle's, a stroke's), segments at a
+    window's edges: on 256 prior shapes x 24 points, window_area is exactly 0 wherever
+    touched says no segment reaches, and on_touched equals it."""
+    import rectbert
+
+    scene = rectbert.scene(name)
+    params = scene.sample(jax.random.key(5), 256)
+    a, b, w = scene.boundary(params)[:3]
+    rng = np.random.default_rng(6)
+    pts = rng.uniform(0, scene.size, (256, 24, 2)).astype(np.float32)
+    # windows whose left, right or bottom edge lies on a segment's end, or just past it
+    ends = np.asarray(a)[np.arange(256), rng.integers(0, a.shape[1], 256)]  # [256, 2]
+    shift = np.array([[SIDE / 2, 0], [-SIDE / 2, 0], [0, -SIDE / 2], [0, -SIDE / 2 - 0.005]])
+    pts[:, :4] = ends[:, None] + shift[None]
+    corner = jnp.asarray(pts) - SIDE / 2
+    every = np.asarray(polygons.window_area(a, b, w, corner, CELL, GRID))
+    hit = np.asarray(polygons.touched(a, b, w, corner, SIDE))
+    assert np.all(every[~hit] == 0), np.abs(every[~hit]).max()
+    assert 0.2 < hit.mean() < 0.9  # the test has both kinds
+    np.testing.assert_allclose(np.asarray(culled(a, b, w, corner)), every, atol=ROUNDING)

@@ -256,12 +256,13 @@ BELOW = 1e-2  # px: a segment wholly this far under a window adds nothing to its
 # (its clamped heights are 0; the margin covers the rounding of the clipped ends' heights)
 
 
-def touched(a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, side, counts_N=None):
+def touched(a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, side):
     """[N, P] whether any segment of row n can add to point p's window_area, the square
     [corner, corner + side]^2: one whose x-extent meets the window's and that is not wholly
     under it. Every other term of window_area is exactly 0 (an x-extent clipped to nothing,
     or heights clamped to 0), so a window no segment touches has area exactly 0: outside the
-    region (a window wholly inside it has segments above). A NaN coordinate touches."""
+    region (a window wholly inside it has segments above). For finite inputs: a NaN
+    coordinate of a live segment touches, a NaN weight or inf is not looked for."""
     dt = jnp.float32
     lo = jnp.asarray(corner_NxPx2, dt)[:, :, None, :]  # [N, P, 1, 2]
     a = jnp.asarray(a_NxSx2, dt)[:, None] - lo  # [N, P, S, 2]
@@ -270,25 +271,24 @@ def touched(a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, side, counts_N=None):
     right = jnp.minimum(a[..., 0], b[..., 0]) >= side
     under = jnp.maximum(a[..., 1], b[..., 1]) <= -BELOW
     live = jnp.asarray(weight_NxS)[:, None] != 0
-    if counts_N is not None:
-        s = a.shape[2]
-        live = live & (jnp.arange(s) < jnp.asarray(counts_N).reshape(-1, 1))[:, None]
     return jnp.any(live & ~(left | right | under), -1)
 
 
-TOUCHED_PAIRS = 2**14  # boundary_coverage takes on_touched from this many pairs a call: on
-# 20,000 prior shapes x 24 points (the rejection checks', a data set's) 1.6x faster on
-# junctions, 2.3x on letters, 1.4x on rotated rectangles (benchmarks/touched.py). Under it
-# lie the oracle's calls (96-3,072 shapes at 4-24 points), whose time is not coverage's
-# but that of a million small operations an example: there the loop saved nothing
-# (benchmarks/oracle_speed.py), so they keep window_area
+TOUCHED_PAIRS = 2**16  # boundary_coverage takes on_touched from this many pairs a call:
+# on 20,000 prior shapes x 24 points in one compiled call (a rejection check's) 1.6x faster
+# on junctions, 2.3x on letters, 1.4x on rotated rectangles (benchmarks/touched.py). The
+# oracle's calls stay under it (at most 13,824 pairs at the default config, 27,648 with
+# benchmarks/oracle.py --double): their time is not coverage's but that of a million small
+# operations an example, and there the loop saved nothing (benchmarks/oracle_speed.py).
+# Outside a trace a scene's coverage runs in chunks of its chunk_pairs (junction 2^13:
+# never this path; drawings 2^16)
 PARTS = 8  # touched pairs are computed in blocks of 1 / PARTS of all pairs: at most that
 # share of the work is spent on padding
 
 
-def on_touched(area, a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, cell, grid, counts_N=None):
-    """[N, P, grid*grid] area(a, b, w, counts, corner) (window_area, or window_area_counted:
-    correct, but its loop per pair is far slower; one row per (shape, point) pair) computed
+def on_touched(area, a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, cell, grid):
+    """[N, P, grid*grid] area(a, b, w, corner, cell, grid) (window_area: one row per (shape,
+    point) pair; window_area_counted's loop per pair was 5x slower than its own) computed
     for the pairs some segment touches (touched) only, 0 elsewhere: the same values, for
     the work of the touched pairs (on drawings and junctions about half of them). The
     touched pairs are taken in blocks of ceil(N P / PARTS), as many blocks as they fill (a
@@ -299,18 +299,16 @@ def on_touched(area, a_NxSx2, b_NxSx2, weight_NxS, corner_NxPx2, cell, grid, cou
     total = n * p
     if total == 0:
         return jnp.zeros((n, p, grid * grid), dt)
-    hit = touched(a_NxSx2, b_NxSx2, weight_NxS, corner, cell * grid, counts_N).reshape(total)
+    hit = touched(a_NxSx2, b_NxSx2, weight_NxS, corner, cell * grid).reshape(total)
     m = -(-total // PARTS)
     order = jnp.nonzero(hit, size=m * PARTS, fill_value=total)[0]  # touched pairs first
-    counts = None if counts_N is None else jnp.asarray(counts_N).reshape(n)
     a, b, w = (jnp.asarray(x, dt) for x in (a_NxSx2, b_NxSx2, weight_NxS))
 
     def block(carry):
         j, out = carry
         pair = jax.lax.dynamic_slice(order, (j * m,), (m,))
         row, col = jnp.minimum(pair, total - 1) // p, jnp.minimum(pair, total - 1) % p
-        args = (a[row], b[row], w[row]) + (() if counts is None else (counts[row],))
-        got = area(*args, corner[row, col][:, None], cell, grid)[:, 0]  # [m, grid*grid]
+        got = area(a[row], b[row], w[row], corner[row, col][:, None], cell, grid)[:, 0]
         return j + 1, out.at[pair].set(got, mode="drop")  # pair == total: padding, dropped
 
     blocks = -(-jnp.sum(hit) // m)

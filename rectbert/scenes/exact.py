@@ -83,7 +83,8 @@ def boundary_coverage(
 
     Without counts, in a batch of polygons.TOUCHED_PAIRS (shape, point) pairs or more, only the
     windows some segment touches are computed (polygons.on_touched: the others are exactly
-    0). counts_N (optional, may be traced): row i's segments are its
+    0; a traced loop: that path is not reverse-differentiable). counts_N (optional, may be
+    traced): row i's segments are its
     first counts_N[i], the rest padding (left out). A set of drawings is padded to its
     largest one's segment count S; without counts every row pays for all S segments, with
     them each row pays for about its own count (polygons.window_area_counted), with the same
