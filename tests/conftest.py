@@ -131,6 +131,25 @@ def installed(family: str) -> bool:
     return True
 
 
+# flags whose run builds thousands of drawings (every icon: 30 s here; the kanji of 1-8
+# strokes and their junctions: 12 s): a test that only validates such a command is slow
+BIG_LIBRARIES = ("--icons=all", "--kanji=strokes:1-8")
+
+
+def builds_a_big_library(args) -> bool:
+    """Whether these command-line arguments (a --flagfile's lines among them) ask for one of
+    BIG_LIBRARIES."""
+    for a in args:
+        a = a.strip()
+        if a in BIG_LIBRARIES:
+            return True
+        if a.startswith("--flagfile="):
+            with open(os.path.join(ROOT, a.removeprefix("--flagfile="))) as f:
+                if builds_a_big_library(f):
+                    return True
+    return False
+
+
 def family_param(name: str, *rest, id=None, family=None, slow=False):
     """pytest.param(name, *rest) skipped where the scene family's (default: `name`) optional
     extra is not installed; in the slow tier with `slow`."""

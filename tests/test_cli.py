@@ -13,7 +13,7 @@ from experiments import cli
 from rectbert import scenes
 from rectbert.recipes import codebook as codebook_recipe
 from rectbert.recipes import grid, sparse, sparse_study, squares
-from tests.conftest import ROOT, build, installed, parse, run_module
+from tests.conftest import ROOT, build, builds_a_big_library, installed, parse, run_module
 
 DISTRIBUTED = ["--distributed", "--coordinator_address=127.0.0.1:9", "--num_processes=2"]
 BAD_FLAGS = [
@@ -194,14 +194,21 @@ def test_any_flags_validate_or_fail_in_one_line_writing_nothing(tmp_path, recipe
 RECIPES = {"grid": grid, "squares": squares, "sparse": sparse}
 
 
-def test_every_flagfile_opens_with_its_command_and_validates():
-    folder = os.path.join(ROOT, "experiments", "flags")
-    for name in sorted(os.listdir(folder)):
-        recipe = RECIPES[name.split("_")[0]]
-        with open(os.path.join(folder, name)) as f:
-            first = f.readline()
-        assert first.startswith(f"# python -m experiments.{recipe.NAME} --flagfile="), name
-        assert build(recipe, f"--flagfile={os.path.join(folder, name)}"), name
+FLAGS = os.path.join(ROOT, "experiments", "flags")
+
+
+def flagfile_param(name: str):
+    big = builds_a_big_library([f"--flagfile={os.path.join(FLAGS, name)}"])
+    return pytest.param(name, marks=[pytest.mark.slow] * big)
+
+
+@pytest.mark.parametrize("name", [flagfile_param(n) for n in sorted(os.listdir(FLAGS))])
+def test_every_flagfile_opens_with_its_command_and_validates(name):
+    recipe = RECIPES[name.split("_")[0]]
+    with open(os.path.join(FLAGS, name)) as f:
+        first = f.readline()
+    assert first.startswith(f"# python -m experiments.{recipe.NAME} --flagfile="), name
+    assert build(recipe, f"--flagfile={os.path.join(FLAGS, name)}"), name
 
 
 # every experiment, and each scene where it takes one: flags.txt re-runs the same run

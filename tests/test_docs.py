@@ -13,7 +13,7 @@ from rectbert.analysis.samples import sampler
 from rectbert.data import points
 from rectbert.model import positions, relative
 from rectbert.recipes import codebook, grid, sparse, sparse_study, squares
-from tests.conftest import ROOT
+from tests.conftest import ROOT, builds_a_big_library
 
 RECIPES = {r.NAME: r for r in (squares, grid, sparse, codebook, sparse_study)}
 PAGES = ["README.md", *(os.path.join("docs", f) for f in sorted(os.listdir(f"{ROOT}/docs")))]
@@ -39,7 +39,14 @@ def _argv(command: str) -> list[str]:
     return [a for a in shlex.split(command) if a != "&"][2:]
 
 
-@pytest.mark.parametrize("where,command", commands(), ids=lambda x: x[:60])
+def command_param(where: str, command: str):
+    big = builds_a_big_library(_argv(command))
+    return pytest.param(
+        where, command, marks=[pytest.mark.slow] * big, id=f"{where}-{command}"[:60]
+    )
+
+
+@pytest.mark.parametrize("where,command", [command_param(*c) for c in commands()])
 def test_every_command_in_the_docs_builds(tmp_path, where, command):
     name, *args = _argv(command)
     name = name.removeprefix("experiments.")

@@ -90,6 +90,7 @@ def test_an_atomic_write_that_fails_names_the_file_and_leaves_it_as_it_was(tmp_p
     assert os.listdir(tmp_path) == ["taken"]  # no temporary file left
 
 
+@pytest.mark.slow  # two runs, one that fails at a save: 13 s here
 def test_a_failed_checkpoint_save_is_one_line_and_the_next_run_resumes(
     tmp_path, monkeypatch, squares_run
 ):

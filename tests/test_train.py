@@ -375,6 +375,7 @@ class NaNAfterStep4(squares.SquaresTask):
         return b.replace(points=jnp.where(step >= 4, jnp.nan, b.points))
 
 
+@pytest.mark.slow  # two runs that stop at a NaN: 9 s here
 def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
     task = NaNAfterStep4(mask=tasks.MaskSpec(count=13), presentations=2, eval_examples=64)
     model = dataclasses.replace(MODEL, position="sincos")
