@@ -18,6 +18,7 @@ from benchmarks import (
     compare_runs,
     glyph_posterior,
     joint_samples,
+    oracle_profile,
     oracle_speed,
     train_throughput,
     usage,
@@ -34,6 +35,7 @@ COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
     "joint_samples",
     "kmeans",
     "oracle",
+    "oracle_profile",
     "oracle_rejection",
     "oracle_speed",
     "scaling",
@@ -406,3 +408,33 @@ def test_touched_refuses_more_pairs_than_it_can_hold_before_any_compute():
         ["glyph", "rotated"],
         (20000, 96),
     )
+
+
+# -------------------------------------------------------------------------- oracle_profile
+def test_oracle_profile_refuses_bad_counts_and_sums_a_trace_by_hand():
+    assert "--visible=24 is not allowed" in refused(oracle_profile.check, 24, 8)
+    assert "--top=0 is not allowed" in refused(oracle_profile.check, 19, 0)
+
+    def op(name, ts, dur):
+        return {"ph": "X", "name": name, "ts": ts, "dur": dur, "args": {"hlo_op": name}}
+
+    events = [
+        op("while.2", 0, 100),  # nests the others: its time is theirs
+        op("ynn_fusion.7", 0, 60),
+        op("ynn_fusion.9", 60, 30),
+        op("copy.1", 90, 4),
+        op("copy.3", 94, 6),
+        {"ph": "X", "name": "PjitFunction(f)", "ts": 0, "dur": 500, "args": {}},  # not XLA's
+    ]
+    names = {"ynn_fusion.7": "jit(coverage)/reduce_sum", "ynn_fusion.9": "quantise/reduce"}
+    lines = oracle_profile.summary(events, names, 8)
+    # by hand: 4 operations, 100 us over a 100 us span; the two copies under 10 us, 10 us
+    assert lines[0] == (
+        "4 operations, 0.00 s of operation time over a 0.00 s span; 2 under 10 us: 0.00 s (10%)"
+    )
+    assert lines[2].split() == ["0.00", "s", "90%", "ynn_fusion"]
+    assert lines[3].split() == ["0.00", "s", "10%", "copy"]
+    assert lines[5].split()[1:] == ["s", "60%", "jit(coverage)/reduce_sum", "(1)"]
+    assert lines[6].split()[1:] == ["s", "30%", "quantise/reduce", "(1)"]
+    assert lines[7].split()[1:] == ["s", "6%", "copy.3", "(1)"]  # unnamed: its own name
+    assert oracle_profile.summary([], names, 8) == ["no XLA operation was traced"]

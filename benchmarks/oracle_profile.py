@@ -1,0 +1,141 @@
+"""Where one oracle example's time goes: a `jax.profiler` trace of oracle.posterior, its XLA
+operations summed by kind and by the source operation they were compiled from.
+
+python -m benchmarks.oracle_profile [--scene=junction] [--visible=19] [--top=8]
+
+One held-out example of the scene's sparse task (anycount masks, its own codebook, seed 1)
+at --visible visible points: a first call compiles (not traced), then the second example is
+traced. Prints the operations' count and time (those nesting others, while, cond and call,
+left out: their time is their children's), how many took under 10 us and their time, and the
+--top kinds of fusion and the --top source operations (the compiled program's op_name of
+each fusion, read from its text) by time with their shares. A few large fusions holding most
+of the time means the arithmetic sets it; many small ones holding it, their count.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+import rectbert
+from benchmarks import usage
+
+FLAGS = flags.FLAGS
+SCENES = ("rect", "rotated", "rects", "junction", "glyph", "kanji")
+NESTING = ("while", "cond", "call")  # operations whose time is their children's
+SMALL_US = 10.0
+
+
+def define_flags() -> None:
+    """The command's flags (defined when it runs: benchmarks share flag names)."""
+    flags.DEFINE_enum("scene", "junction", list(SCENES), "The scene, at its defaults.")
+    flags.DEFINE_integer("visible", 19, "Visible points of the example's 24.")
+    flags.DEFINE_integer("top", 8, "Kinds and source operations printed.")
+
+
+def check(visible: int, top: int) -> None:
+    """A usage.Error naming the flag, before any compute."""
+    usage.integer("visible", visible, 1, 23)
+    usage.integer("top", top, 1, 1000)
+
+
+def example(name: str, visible: int):
+    """(scene, [2, P, 2] points, [2, P] tokens, [2, P] visible, centroids): two held-out
+    examples of the scene's task."""
+    from rectbert.analysis import oracle_curve
+    from rectbert.data import tasks
+    from rectbert.data.sparse_task import SparseTask
+
+    scene = rectbert.scene(name)
+    task = SparseTask(scene, tasks.MaskSpec(5, "anycount"), eval_examples=2, seed=1)
+    task = task.with_codebook(task.fit_codebook()[0])
+    b = oracle_curve.held_out(task, visible, 2)
+    return scene, np.asarray(b.points), np.asarray(b.tokens), ~np.asarray(b.mask), task.codebook
+
+
+def source_ops(compiled_text: str) -> dict[str, str]:
+    """{fusion name: its op_name, less the jit and loop prefixes} from a compiled program."""
+    out = {}
+    for m in re.finditer(r"%([\w.\-]+) = [^\n]*?metadata=\{op_name=\"([^\"]*)\"", compiled_text):
+        parts = [p for p in m.group(2).split("/") if p not in ("while", "body", "closed_call")]
+        out[m.group(1)] = "/".join(parts[-3:])
+    return out
+
+
+def summary(events, names: dict[str, str], top: int) -> list[str]:
+    """The lines printed, from the trace's complete events."""
+    ops = [e for e in events if e.get("args", {}).get("hlo_op")]
+    leaf = [e for e in ops if not e["name"].startswith(NESTING)]
+    if not leaf:
+        return ["no XLA operation was traced"]
+    dur = np.array([e.get("dur", 0.0) for e in leaf], float)  # microseconds
+    span = max(e["ts"] + e.get("dur", 0.0) for e in ops) - min(e["ts"] for e in ops)
+    small = dur < SMALL_US
+    lines = [
+        f"{len(leaf):,} operations, {dur.sum() / 1e6:.2f} s of operation time over a "
+        f"{span / 1e6:.2f} s span; {small.sum():,} under {SMALL_US:g} us: "
+        f"{dur[small].sum() / 1e6:.2f} s ({dur[small].sum() / dur.sum():.0%})"
+    ]
+    kinds, sources, calls = collections.Counter(), collections.Counter(), collections.Counter()
+    for e, d in zip(leaf, dur, strict=True):
+        op = e["args"]["hlo_op"]
+        kinds[re.sub(r"[.\d]+$", "", op)] += d
+        sources[names.get(op, op)] += d
+        calls[names.get(op, op)] += 1
+    total = dur.sum()
+    lines.append("by kind:")
+    lines += [f"  {t / 1e6:7.2f} s {t / total:4.0%}  {k}" for k, t in kinds.most_common(top)]
+    lines.append("by source operation (calls):")
+    lines += [
+        f"  {t / 1e6:7.2f} s {t / total:4.0%}  {s} ({calls[s]:,})"
+        for s, t in sources.most_common(top)
+    ]
+    return lines
+
+
+def main(argv) -> None:
+    del argv  # none (usage.run)
+    check(FLAGS.visible, FLAGS.top)
+    from rectbert.analysis import oracle, smc
+
+    scene, pts, tok, vis, centroids = example(FLAGS.scene, FLAGS.visible)
+    oracle.posterior(jax.random.key(0), pts[:1], tok[:1], vis[:1], centroids, scene)  # compiled
+    cfg, seen = oracle.OracleConfig(), smc.seen_points(int(vis[1].sum()), pts.shape[1])
+    args = (jnp.asarray(pts[1:]), jnp.asarray(tok[1:], jnp.int32), jnp.asarray(vis[1:]))
+    lowered = oracle._posterior.lower(
+        jax.random.split(jax.random.key(1), 1),
+        *args,
+        jnp.asarray(centroids, jnp.float32),
+        scene=scene,
+        cfg=cfg,
+        seen=seen,
+    )
+    names = source_ops(lowered.compile().as_text())
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        with jax.profiler.trace(folder):
+            oracle.posterior(jax.random.key(1), pts[1:], tok[1:], vis[1:], centroids, scene)
+        took = time.perf_counter() - start
+        found = glob.glob(os.path.join(folder, "**", "*.trace.json.gz"), recursive=True)
+        trace = json.load(gzip.open(found[0]))
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    events = [e for e in events if e.get("ph") == "X"]
+    print(f"{FLAGS.scene}, {FLAGS.visible} visible: one example traced in {took:.1f} s")
+    for line in summary(events, names, FLAGS.top):
+        print(line)
+
+
+if __name__ == "__main__":
+    define_flags()
+    usage.run(main)
