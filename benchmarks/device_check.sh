@@ -28,12 +28,14 @@ REL=${REL:-rope}  # the relative geometry (--relative) timed against today's fas
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if python -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
   SIZE=seed GRID=experiments/flags/grid_seed.flags
+  THROUGHPUT=()
   SCENE_ARGS=(--num_steps=1500 --log_every=500 --eval_every=1500 --checkpoint_every=1500)
   CURVE=64 SAMPLES=16
   TTC=(--configs=gpu --validation_examples=512 --eval_every=500)
   REL_TTC=(--configs=gpu_$REL --validation_examples=512 --eval_every=500)
 else  # tests the script: tiny sizes
   SIZE=small GRID=experiments/flags/grid_quick.flags
+  THROUGHPUT=(--batch_size=8)  # two variants in the relative step's 120 s on a busy 2-core CPU
   SCENE_ARGS=(--num_steps=2 --log_every=1 --eval_every=2 --checkpoint_every=2 --batch_size=8
     --eval_examples=32 --embed_dim=32 --mlp_dim=64 --num_layers=1 --num_heads=2 --dtype=float32)
   CURVE=2 SAMPLES=2
@@ -85,7 +87,7 @@ fi
 
 if want relative; then
 step "relative geometry: the write-up's model, fast vs fast_$REL (same batch), then ${REL_TTC[*]}"
-timeout "$(left 120)" python -m benchmarks.train_throughput --size=$SIZE --nopeer \
+timeout "$(left 120)" python -m benchmarks.train_throughput --size=$SIZE "${THROUGHPUT[@]}" --nopeer \
   --variants=fast,fast_$REL --json="$OUT/throughput_relative.json" 2>&1 | grep -e "^rectbert" \
   -e "rror" | keep
 start=$SECONDS
