@@ -5,11 +5,14 @@ python -m benchmarks.oracle_profile [--scene=junction] [--visible=19] [--top=8]
 
 One held-out example of the scene's sparse task (anycount masks, its own codebook, seed 1)
 at --visible visible points: a first call compiles (not traced), then the second example is
-traced. Prints the operations' count and time (those nesting others, while, cond and call,
-left out: their time is their children's), how many took under 10 us and their time, and the
---top kinds of fusion and the --top source operations (the compiled program's op_name of
-each fusion, read from its text) by time with their shares. A few large fusions holding most
-of the time means the arithmetic sets it; many small ones holding it, their count.
+traced. Counted: the operations of the oracle's own program (the trace's other programs,
+such as the key splits, left out), less those nesting others (while, cond, call: their time
+is their children's). Prints their count and time, how many took under 10 us and their
+time, and by time with their shares the --top kinds (the operation's name less its number:
+fusions, copies, sorts) and the --top source operations: each operation's op_name in the
+very program traced (calls.compiled's, read from its text), less the jit, loop-body and
+call wrappers. A few large fusions holding most of the time means the arithmetic sets it;
+many small ones holding it, their count.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
@@ -35,6 +37,8 @@ FLAGS = flags.FLAGS
 SCENES = ("rect", "rotated", "rects", "junction", "glyph", "kanji")
 NESTING = ("while", "cond", "call")  # operations whose time is their children's
 SMALL_US = 10.0
+MODULE = "jit__posterior"  # the oracle's program, as the trace names it
+WRAPPERS = re.compile(r"^(jit\(_posterior\)|while|body|closed_call)$")
 
 
 def define_flags() -> None:
@@ -65,20 +69,20 @@ def example(name: str, visible: int):
 
 
 def source_ops(compiled_text: str) -> dict[str, str]:
-    """{fusion name: its op_name, less the jit and loop prefixes} from a compiled program."""
+    """{operation name: its op_name less the WRAPPERS} from a compiled program's text (an
+    operation without metadata is left out: it is named by its own name)."""
     out = {}
     for m in re.finditer(r"%([\w.\-]+) = [^\n]*?metadata=\{op_name=\"([^\"]*)\"", compiled_text):
-        parts = [p for p in m.group(2).split("/") if p not in ("while", "body", "closed_call")]
-        out[m.group(1)] = "/".join(parts[-3:])
+        out[m.group(1)] = "/".join(p for p in m.group(2).split("/") if not WRAPPERS.match(p))
     return out
 
 
 def summary(events, names: dict[str, str], top: int) -> list[str]:
     """The lines printed, from the trace's complete events."""
-    ops = [e for e in events if e.get("args", {}).get("hlo_op")]
-    leaf = [e for e in ops if not e["name"].startswith(NESTING)]
-    if not leaf:
-        return ["no XLA operation was traced"]
+    ops = [e for e in events if e.get("args", {}).get("hlo_module") == MODULE]
+    leaf = [e for e in ops if not e["args"].get("hlo_op", "").startswith(NESTING)]
+    if not leaf or not sum(e.get("dur", 0.0) for e in leaf):
+        return [f"no operation of {MODULE} was traced"]
     dur = np.array([e.get("dur", 0.0) for e in leaf], float)  # microseconds
     span = max(e["ts"] + e.get("dur", 0.0) for e in ops) - min(e["ts"] for e in ops)
     small = dur < SMALL_US
@@ -89,14 +93,15 @@ def summary(events, names: dict[str, str], top: int) -> list[str]:
     ]
     kinds, sources, calls = collections.Counter(), collections.Counter(), collections.Counter()
     for e, d in zip(leaf, dur, strict=True):
-        op = e["args"]["hlo_op"]
+        op = e["args"].get("hlo_op", e["name"])
         kinds[re.sub(r"[.\d]+$", "", op)] += d
         sources[names.get(op, op)] += d
         calls[names.get(op, op)] += 1
     total = dur.sum()
     lines.append("by kind:")
     lines += [f"  {t / 1e6:7.2f} s {t / total:4.0%}  {k}" for k, t in kinds.most_common(top)]
-    lines.append("by source operation (calls):")
+    unnamed = sum(1 for e in leaf if e["args"].get("hlo_op") not in names)
+    lines.append(f"by source operation (calls; {unnamed:,} operations had no op_name):")
     lines += [
         f"  {t / 1e6:7.2f} s {t / total:4.0%}  {s} ({calls[s]:,})"
         for s, t in sources.most_common(top)
@@ -107,31 +112,26 @@ def summary(events, names: dict[str, str], top: int) -> list[str]:
 def main(argv) -> None:
     del argv  # none (usage.run)
     check(FLAGS.visible, FLAGS.top)
-    from rectbert.analysis import oracle, smc
+    from rectbert.analysis import calls, oracle
 
     scene, pts, tok, vis, centroids = example(FLAGS.scene, FLAGS.visible)
     oracle.posterior(jax.random.key(0), pts[:1], tok[:1], vis[:1], centroids, scene)  # compiled
-    cfg, seen = oracle.OracleConfig(), smc.seen_points(int(vis[1].sum()), pts.shape[1])
-    args = (jnp.asarray(pts[1:]), jnp.asarray(tok[1:], jnp.int32), jnp.asarray(vis[1:]))
-    lowered = oracle._posterior.lower(
-        jax.random.split(jax.random.key(1), 1),
-        *args,
-        jnp.asarray(centroids, jnp.float32),
-        scene=scene,
-        cfg=cfg,
-        seen=seen,
-    )
-    names = source_ops(lowered.compile().as_text())
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
         with jax.profiler.trace(folder):
+            start = time.perf_counter()
             oracle.posterior(jax.random.key(1), pts[1:], tok[1:], vis[1:], centroids, scene)
-        took = time.perf_counter() - start
+            took = time.perf_counter() - start
         found = glob.glob(os.path.join(folder, "**", "*.trace.json.gz"), recursive=True)
-        trace = json.load(gzip.open(found[0]))
+        if not found:
+            raise SystemExit(f"error: jax.profiler wrote no trace under {folder}")
+        with gzip.open(found[0]) as f:
+            trace = json.load(f)
+    # the very program traced: calls.compiled's (its key starts with the jitted function)
+    traced = [p for k, p in calls._COMPILED.items() if k[0] is oracle._posterior]
+    names = source_ops(traced[-1].as_text())
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     events = [e for e in events if e.get("ph") == "X"]
-    print(f"{FLAGS.scene}, {FLAGS.visible} visible: one example traced in {took:.1f} s")
+    print(f"{FLAGS.scene}, {FLAGS.visible} visible: one example in {took:.1f} s, traced")
     for line in summary(events, names, FLAGS.top):
         print(line)
 

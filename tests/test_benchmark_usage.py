@@ -415,26 +415,54 @@ def test_oracle_profile_refuses_bad_counts_and_sums_a_trace_by_hand():
     assert "--visible=24 is not allowed" in refused(oracle_profile.check, 24, 8)
     assert "--top=0 is not allowed" in refused(oracle_profile.check, 19, 0)
 
-    def op(name, ts, dur):
-        return {"ph": "X", "name": name, "ts": ts, "dur": dur, "args": {"hlo_op": name}}
+    def op(name, ts, dur, module="jit__posterior"):
+        return {"ph": "X", "name": name, "ts": ts, "dur": dur, "args": {"hlo_op": name}} | (
+            {"args": {"hlo_op": name, "hlo_module": module}}
+        )
 
     events = [
-        op("while.2", 0, 100),  # nests the others: its time is theirs
-        op("ynn_fusion.7", 0, 60),
-        op("ynn_fusion.9", 60, 30),
-        op("copy.1", 90, 4),
-        op("copy.3", 94, 6),
-        {"ph": "X", "name": "PjitFunction(f)", "ts": 0, "dur": 500, "args": {}},  # not XLA's
+        op("while.2", 1e6, 2e6),  # nests the others: its time is theirs
+        op("ynn_fusion.7", 1e6, 1.2e6),
+        op("ynn_fusion.9", 2.2e6, 0.6e6),
+        op("copy.1", 2.8e6, 4),
+        op("copy.3", 2.8e6 + 4, 0.2e6 - 4),  # ends with the while, at 3 s
+        op("copy.5", 0, 9e6, module="jit__threefry_split"),  # another program
+        {"ph": "X", "name": "PjitFunction(f)", "ts": 0, "dur": 9e6, "args": {}},  # not XLA's
     ]
     names = {"ynn_fusion.7": "jit(coverage)/reduce_sum", "ynn_fusion.9": "quantise/reduce"}
     lines = oracle_profile.summary(events, names, 8)
-    # by hand: 4 operations, 100 us over a 100 us span; the two copies under 10 us, 10 us
+    # by hand: 4 operations of 2.0 s over the while's 2.0 s span (1 to 3 s); one under 10 us
     assert lines[0] == (
-        "4 operations, 0.00 s of operation time over a 0.00 s span; 2 under 10 us: 0.00 s (10%)"
+        "4 operations, 2.00 s of operation time over a 2.00 s span; 1 under 10 us: 0.00 s (0%)"
     )
-    assert lines[2].split() == ["0.00", "s", "90%", "ynn_fusion"]
-    assert lines[3].split() == ["0.00", "s", "10%", "copy"]
-    assert lines[5].split()[1:] == ["s", "60%", "jit(coverage)/reduce_sum", "(1)"]
-    assert lines[6].split()[1:] == ["s", "30%", "quantise/reduce", "(1)"]
-    assert lines[7].split()[1:] == ["s", "6%", "copy.3", "(1)"]  # unnamed: its own name
-    assert oracle_profile.summary([], names, 8) == ["no XLA operation was traced"]
+    assert lines[1:4] == ["by kind:", "     1.80 s  90%  ynn_fusion", "     0.20 s  10%  copy"]
+    assert lines[4] == "by source operation (calls; 2 operations had no op_name):"
+    assert lines[5:] == [
+        "     1.20 s  60%  jit(coverage)/reduce_sum (1)",
+        "     0.60 s  30%  quantise/reduce (1)",
+        "     0.20 s  10%  copy.3 (1)",  # unnamed: its own name
+        "     0.00 s   0%  copy.1 (1)",
+    ]
+    assert oracle_profile.summary(events[-2:], names, 8) == [
+        "no operation of jit__posterior was traced"
+    ]
+
+
+def test_oracle_profile_names_each_operation_by_its_source_less_the_wrappers():
+    wrapped = "jit(_posterior)/while/body/closed_call"
+    text = "\n".join(
+        [
+            "  %ynn_fusion.47 = f32[96,24,4,4]{3,2,1,0} fusion(%a, %b), kind=kCustom, "
+            f'metadata={{op_name="{wrapped}/cond/branch_0_fun/while/body/jit(coverage)/'
+            'reduce_sum" stack_frame_id=3}',
+            "  %copy.3 = f32[4]{0} copy(%c)",
+            f'  %sort.2 = (f32[8]{{0}}) sort(%d), metadata={{op_name="{wrapped}/cond/'
+            'branch_1_fun/jit(coverage)/jit(argsort)/sort"}',
+            '  %while.9 = (s32[]) while(%e), metadata={op_name="jit(_posterior)/while"}',
+        ]
+    )
+    assert oracle_profile.source_ops(text) == {
+        "ynn_fusion.47": "cond/branch_0_fun/jit(coverage)/reduce_sum",
+        "sort.2": "cond/branch_1_fun/jit(coverage)/jit(argsort)/sort",
+        "while.9": "",
+    }

@@ -42,7 +42,7 @@ def _argv(command: str) -> list[str]:
 def command_param(where: str, command: str):
     big = builds_a_big_library(_argv(command))
     return pytest.param(
-        where, command, marks=[pytest.mark.slow] * big, id=f"{where}-{command}"[:60]
+        where, command, marks=[pytest.mark.slow] * big, id=f"{where[:60]}-{command[:60]}"
     )
 
 
