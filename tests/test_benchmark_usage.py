@@ -416,9 +416,8 @@ def test_oracle_profile_refuses_bad_counts_and_sums_a_trace_by_hand():
     assert "--top=0 is not allowed" in refused(oracle_profile.check, 19, 0)
 
     def op(name, ts, dur, module="jit__posterior"):
-        return {"ph": "X", "name": name, "ts": ts, "dur": dur, "args": {"hlo_op": name}} | (
-            {"args": {"hlo_op": name, "hlo_module": module}}
-        )
+        args = {"hlo_op": name, "hlo_module": module}
+        return {"ph": "X", "name": name, "ts": ts, "dur": dur, "args": args}
 
     events = [
         op("while.2", 1e6, 2e6),  # nests the others: its time is theirs
