@@ -175,7 +175,9 @@ def test_the_moves_keep_a_correlated_target_and_differential_ones_mix_it_faster(
     def run(key, x):
         def one(c, k):
             x, logp = c
-            x, logp = moves.slice_sweep(k, x, logp, 1.0, jnp.full(2, 2.5), target, scene, cfg)
+            lik = moves.Plain(target, scene)
+            zero = jnp.zeros(x.shape[0], jnp.int32)
+            x, logp, _ = moves.slice_sweep(k, x, logp, zero, 1.0, jnp.full(2, 2.5), lik, cfg)
             return (x, logp), None
 
         (x, _), _ = jax.lax.scan(one, (x, target(x, 1.0)), jax.random.split(key, 10))
@@ -188,3 +190,57 @@ def test_the_moves_keep_a_correlated_target_and_differential_ones_mix_it_faster(
     long = np.array([1.0, 1.0]) / np.sqrt(2)
     memory = np.corrcoef(np.asarray(x0) @ long, x @ long)[0, 1]
     assert (memory < 0.3) if ensemble else (memory > 0.5), memory
+
+
+def _junction_likelihood(seen: int, visible: int):
+    """The scene, a junction's Likelihood of one drawn example (24 uniform points, the first
+    `visible` of them visible; 8 centroids: empty, full and 6 random patches) and the
+    example's component (its stroke count's)."""
+    from rectbert.analysis import smc
+    from rectbert.geometry import codebook
+
+    scene = rectbert.scene("junction")
+    rng = np.random.default_rng(5)
+    truth = scene.sample(jax.random.key(5), 1)
+    pts = jnp.asarray(rng.uniform(0, 256, (24, 2)), jnp.float32)
+    cents = np.concatenate([np.zeros((1, 16)), np.ones((1, 16)), rng.uniform(0, 1, (6, 16))])
+    cents = jnp.asarray(cents, jnp.float32)
+    tokens = codebook.quantise(scene.coverage(truth, pts[None])[0], cents)
+    vis = jnp.arange(24) < visible
+    part = scene.components()[int(scene.component_of(truth)[0])][1]
+    return scene, smc.Likelihood.of(pts, tokens, vis, cents, scene, seen), part
+
+
+@pytest.mark.parametrize("beta", [0.7, jnp.inf])
+def test_gated_moves_take_what_evaluating_every_chain_takes(beta):
+    # the sweep judges only the chains still shrinking whose prior clears the slice's level,
+    # gathered in blocks: it must take every candidate a sweep evaluating every chain takes
+    # (moves.Plain), bit for bit, and carry each chain's mismatches (a numpy recount)
+    from rectbert.analysis import moves
+
+    scene, lik, _ = _junction_likelihood(8, 8)
+    x = scene.sample(jax.random.key(6), 40)  # of 2-4 strokes: unused slots leave the prior
+    mism = lik.mismatches(x)
+    logp = lik.target(x, beta)
+    width = jnp.full(scene.param_dim, 30.0)
+    cfg = oracle.OracleConfig()
+
+    @jax.jit
+    def both(key):
+        gated = moves.slice_sweep(key, x, logp, mism, beta, width, lik, cfg)
+        plain = moves.slice_sweep(
+            key, x, logp, mism, beta, width, moves.Plain(lik.target, scene), cfg
+        )
+        return gated, plain
+
+    (xg, lg, mg), (xp, lp, _) = both(jax.random.key(7))
+    np.testing.assert_array_equal(np.asarray(xg), np.asarray(xp))
+    np.testing.assert_array_equal(np.asarray(lg), np.asarray(lp))
+    assert np.mean(np.any(np.asarray(xg) != np.asarray(x), -1)) > 0.3  # chains moved
+    # the carried mismatches, recounted: tokens at the visible points, nearest centroid
+    cov = np.asarray(scene.coverage(xg, jnp.broadcast_to(lik.points_Px2[:8], (40, 8, 2))))
+    cents = np.asarray(lik.centroids_KxG)
+    toks = np.argmin(((cov[:, :, None] - cents[None, None]) ** 2).sum(-1), -1)
+    want = (toks != np.asarray(lik.tokens_S)[None, :8]).sum(-1)
+    prior_ok = np.isfinite(np.asarray(scene.log_density(xg)))
+    np.testing.assert_array_equal(np.asarray(mg)[prior_ok], want[prior_ok])

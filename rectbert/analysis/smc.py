@@ -52,8 +52,24 @@ class Likelihood:
 
     def target(self, params_NxD, beta):
         """log prior - beta x mismatches (beta inf: the exact posterior, -inf off it)."""
-        mism, log_p = self.mismatches(params_NxD), self.scene.log_density(params_NxD)
-        return jnp.where(mism == 0, log_p, log_p - beta * mism)
+        return tempered(self.scene.log_density(params_NxD), self.mismatches(params_NxD), beta)
+
+    def gated(self, params_NxD, beta, level_N, need_N):
+        """(log target [N], visible mismatches [N]) of the rows need_N whose prior exceeds
+        level_N, -inf (mismatches 0) for the others: a slice move's question, whether the
+        target exceeds the level, which no other row can answer yes (mismatches only lower a
+        prior). Only those rows' coverage is computed, gathered first in the scene's
+        oracle_blocks blocks (_on_rows), so the work follows their count; in one block, every
+        row's. Each row's verdict, and the value of each row computed, equal target()'s (the
+        same tokens, the same float32 formula)."""
+        log_p = self.scene.log_density(params_NxD)
+        go = need_N & (log_p > level_N)
+        blocks = self.scene.oracle_blocks
+        if blocks > 1:
+            mism = _on_rows(self.mismatches, go, params_NxD, blocks)
+        else:
+            mism = self.mismatches(params_NxD)
+        return jnp.where(go, tempered(log_p, mism, beta), -jnp.inf), jnp.where(go, mism, 0)
 
     def pool_tokens(self, pool: Pool, pick_M):
         """[M, P] tokens of the pool's rows `pick_M` at every point: the pool's own where the
@@ -108,6 +124,35 @@ def _log_volume(box_Dx2):
 
 def _inside(params_NxD, box_Dx2):
     return jnp.all((params_NxD >= box_Dx2[:, 0]) & (params_NxD <= box_Dx2[:, 1]), axis=-1)
+
+
+def tempered(log_prior_N, mism_N, beta):
+    """[N] log prior - beta x mismatches; beta inf: the exact posterior, -inf off it."""
+    return jnp.where(mism_N == 0, log_prior_N, log_prior_N - beta * mism_N)
+
+
+def _on_rows(fn, rows_N, x_NxD, blocks: int):
+    """[N] fn(x [M, D]) -> [M] integers of the rows rows_N only (0 elsewhere): the rows taken
+    first (jnp.nonzero), in blocks of ceil(N / blocks), as many blocks as they fill (a loop
+    of traced trip count: under vmap it runs to the batch's largest).
+
+    Measured on junction at 19 visible (96 chains a replica), the oracle against judging
+    every row: 1.40x faster with 16 blocks, 1.35x with 8; judging the first 6 seen points
+    first and the rest only for the rows they leave was slower (1.23x), since a row's
+    boundary (half its coverage's cost at one point) is then computed twice."""
+    n = x_NxD.shape[0]
+    m = -(-n // blocks)
+    order = jnp.nonzero(rows_N, size=m * -(-n // m), fill_value=n)[0]
+
+    def block(carry):
+        j, out = carry
+        rows = jax.lax.dynamic_slice(order, (j * m,), (m,))
+        got = fn(x_NxD[jnp.minimum(rows, n - 1)])
+        return j + 1, out.at[rows].set(got.astype(out.dtype), mode="drop")  # n: padding
+
+    blocks = -(-jnp.sum(rows_N) // m)
+    out = jnp.zeros(n, jnp.int32)
+    return jax.lax.while_loop(lambda c: c[0] < blocks, block, (0, out))[1]
 
 
 def _tokens(scene, params_NxD, points_Px2, centroids_KxG):
@@ -237,12 +282,12 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
         nxt = _next_beta(beta, mism, c / 2)
         log_inc = -(nxt - beta) * mism
         log_z = log_z + _mean_exp(log_inc)
-        x = x[jax.random.categorical(k_pick, log_inc, shape=(c,))]
+        pick = jax.random.categorical(k_pick, log_inc, shape=(c,))
+        x, mism = x[pick], mism[pick]
         width = brackets.widths(x)
-        x, _ = moves.slice_sweep(
-            k_move, x, lik.target(x, nxt), nxt, width, lik.target, lik.scene, cfg
-        )
-        return key, x, lik.mismatches(x), nxt, log_z, i + 1
+        logp = tempered(lik.scene.log_density(x), mism, nxt)
+        x, _, mism = moves.slice_sweep(k_move, x, logp, mism, nxt, width, lik, cfg)
+        return key, x, mism, nxt, log_z, i + 1
 
     def cold(carry):
         # go on until a mismatch weighs exp(-BETA_MAX) and half the chains are on the
@@ -262,8 +307,9 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
     on = (mism == 0) & ~stopped
     log_stop = jnp.where(stopped, log_z, -jnp.inf)
     log_z = log_z + jnp.log(jnp.mean(on.astype(jnp.float32)))
-    x = x[jax.random.categorical(k_pick, jnp.where(on, 0.0, -jnp.inf), shape=(c,))]
-    logp = jnp.where(stopped, -jnp.inf, lik.target(x, jnp.inf))
+    pick = jax.random.categorical(k_pick, jnp.where(on, 0.0, -jnp.inf), shape=(c,))
+    x, mism = x[pick], mism[pick]
+    logp = jnp.where(stopped, -jnp.inf, tempered(lik.scene.log_density(x), mism, jnp.inf))
     return x, logp, jnp.sum(on), log_z, stopped, log_stop
 
 
@@ -272,12 +318,13 @@ def _exact_sweeps(key, x, logp, brackets: Brackets, lik: Likelihood, cfg, steps=
     after each, every chain on it counts its tokens at all points: ([P, K] counts, states,
     log posterior)."""
     shape = (lik.points_Px2.shape[0], lik.centroids_KxG.shape[0])
+    zero = jnp.zeros(x.shape[0], jnp.int32)  # the chains' mismatches: none on the posterior
 
     def exact(_, carry):
         key, x, logp, counts = carry
         key, k_move = jax.random.split(key)
         width = brackets.widths(x)
-        x, logp = moves.slice_sweep(k_move, x, logp, jnp.inf, width, lik.target, lik.scene, cfg)
+        x, logp, _ = moves.slice_sweep(k_move, x, logp, zero, jnp.inf, width, lik, cfg)
         live = jnp.isfinite(logp).astype(jnp.float32)
         one_hot = jax.nn.one_hot(lik.tokens(x), shape[1])
         return key, x, logp, counts + jnp.einsum("c,cpk->pk", live, one_hot)

@@ -139,6 +139,12 @@ class Scene:
     # posterior's correlations (rotated's centre, sides and angle); a family whose posterior
     # the coordinate moves mix alone (rect's axis-aligned edges) sets 0 and runs faster
     ensemble_moves: ClassVar[int] = 2
+    # the oracle's slice moves: the chains whose candidate may be taken are gathered and
+    # judged in this many blocks, so the work follows their count (smc.Likelihood.gated);
+    # 1 judges every chain at once. Pays where coverage is dear (junction's union, a
+    # drawing's outline: 1.5x); where it is cheap the blocks' own operations cost more
+    # than they save (rotated 0.6x, rect 0.8x with 16: benchmarks/RESULTS.md)
+    oracle_blocks: ClassVar[int] = 1
     # distributions it reads beyond rectbert's own requirements (an optional extra): without
     # them it is refused when made, in one line naming the extra; the tests skip it
     requires: ClassVar[tuple[str, ...]] = ()

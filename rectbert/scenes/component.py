@@ -41,6 +41,7 @@ class One(Scene):
     free_angle = property(lambda self: self.parent._angles()[0] < self.parent._angles()[1])
     param_dim = property(lambda self: 4 if self.free_angle else 3)
     chunk_pairs = property(lambda self: self.parent.chunk_pairs)
+    oracle_blocks = property(lambda self: self.parent.oracle_blocks)
 
     def _keep(self):
         return [1, 2, 3, 4] if self.free_angle else [1, 3, 4]

@@ -121,6 +121,7 @@ class Drawn(Scene):
     # (shape, point) pairs a coverage call: its work memory is a chunk's of segments at a time
     # (exact.boundary_coverage with counts), not the set's largest drawing's
     chunk_pairs: ClassVar[int] = 2**16
+    oracle_blocks: ClassVar[int] = 16  # the slice moves' blocks (Scene's): outlines are dear
 
     def _angles(self):
         lo, hi = self.rotation

@@ -46,6 +46,7 @@ class Junction(Scene):
     slots: ClassVar[int] = 4
     chunk_pairs: ClassVar[int] = 2**13  # ~33 KB of clipping work a (shape, point) pair
     branches: ClassVar[bool] = True  # coverage: the non-empty boundary segments, or all
+    oracle_blocks: ClassVar[int] = 16  # 96 chains a replica: blocks of 6 (Scene's)
     segment_cap: ClassVar[int | None] = None  # how many non-empty (None: 4 x slots + 4)
 
     def __post_init__(self):
@@ -140,7 +141,7 @@ class Junction(Scene):
         # the empty segments (a gap of length 0) add exactly 0: compute the non-empty ones
         # first, up to cap of them; a batch with more in any shape takes every segment
         on = (seg[2] > 0) & jnp.any(seg[0] != seg[1], -1)
-        first = jnp.argsort(~on, axis=-1, stable=True)[:, :cap]
+        first = firsts(on, cap)
         kept = [
             jnp.take_along_axis(x, first.reshape(first.shape + (1,) * (x.ndim - 2)), 1) for x in seg
         ]
@@ -220,3 +221,12 @@ def _strokes(k: int) -> type[Junction]:
         (Junction,),
         {"slots": k, "param_dim": 3 + 2 * k, "__doc__": f"A junction of {k} strokes."},
     )
+
+
+def firsts(on_NxS, k: int):
+    """[N, k] the indices of each row's first k True entries in order, then of its False
+    ones in order (argsort(~on, stable=True)[:, :k]): by lax.top_k of distinct keys, 9x
+    faster on a CPU than XLA's sort (0.09 against 0.59 ms for 96 rows of 64 here)."""
+    s = on_NxS.shape[-1]
+    i = jnp.arange(s, dtype=jnp.float32)
+    return jax.lax.top_k(jnp.where(on_NxS, s - i, -1 - i), k)[1]
