@@ -193,9 +193,8 @@ def test_the_moves_keep_a_correlated_target_and_differential_ones_mix_it_faster(
 
 
 def _junction_likelihood(seen: int, visible: int):
-    """The scene, a junction's Likelihood of one drawn example (24 uniform points, the first
-    `visible` of them visible; 8 centroids: empty, full and 6 random patches) and the
-    example's component (its stroke count's)."""
+    """The scene and a junction's Likelihood of one drawn example (24 uniform points, the
+    first `visible` of them visible; 8 centroids: empty, full and 6 random patches)."""
     from rectbert.analysis import smc
     from rectbert.geometry import codebook
 
@@ -207,18 +206,18 @@ def _junction_likelihood(seen: int, visible: int):
     cents = jnp.asarray(cents, jnp.float32)
     tokens = codebook.quantise(scene.coverage(truth, pts[None])[0], cents)
     vis = jnp.arange(24) < visible
-    part = scene.components()[int(scene.component_of(truth)[0])][1]
-    return scene, smc.Likelihood.of(pts, tokens, vis, cents, scene, seen), part
+    return scene, smc.Likelihood.of(pts, tokens, vis, cents, scene, seen)
 
 
 @pytest.mark.parametrize("beta", [0.7, jnp.inf])
 def test_gated_moves_take_what_evaluating_every_chain_takes(beta):
     # the sweep judges only the chains still shrinking whose prior clears the slice's level,
-    # gathered in blocks: it must take every candidate a sweep evaluating every chain takes
-    # (moves.Plain), bit for bit, and carry each chain's mismatches (a numpy recount)
+    # gathered in blocks: it must take every candidate a plain slice sweep evaluating every
+    # chain at every shrink takes (written here, the same random draws), bit for bit, and
+    # carry each chain's mismatches (a numpy recount)
     from rectbert.analysis import moves
 
-    scene, lik, _ = _junction_likelihood(8, 8)
+    scene, lik = _junction_likelihood(8, 8)
     x = scene.sample(jax.random.key(6), 40)  # of 2-4 strokes: unused slots leave the prior
     mism = lik.mismatches(x)
     logp = lik.target(x, beta)
@@ -228,12 +227,9 @@ def test_gated_moves_take_what_evaluating_every_chain_takes(beta):
     @jax.jit
     def both(key):
         gated = moves.slice_sweep(key, x, logp, mism, beta, width, lik, cfg)
-        plain = moves.slice_sweep(
-            key, x, logp, mism, beta, width, moves.Plain(lik.target, scene), cfg
-        )
-        return gated, plain
+        return gated, _reference_sweep(key, x, logp, beta, width, lik.target, scene, cfg.shrinks)
 
-    (xg, lg, mg), (xp, lp, _) = both(jax.random.key(7))
+    (xg, lg, mg), (xp, lp) = both(jax.random.key(7))
     np.testing.assert_array_equal(np.asarray(xg), np.asarray(xp))
     np.testing.assert_array_equal(np.asarray(lg), np.asarray(lp))
     assert np.mean(np.any(np.asarray(xg) != np.asarray(x), -1)) > 0.3  # chains moved
@@ -244,3 +240,47 @@ def test_gated_moves_take_what_evaluating_every_chain_takes(beta):
     want = (toks != np.asarray(lik.tokens_S)[None, :8]).sum(-1)
     prior_ok = np.isfinite(np.asarray(scene.log_density(xg)))
     np.testing.assert_array_equal(np.asarray(mg)[prior_ok], want[prior_ok])
+
+
+def _reference_sweep(key, x, logp, beta, width, target, scene, shrinks):
+    """A plain slice sweep (coordinate by coordinate, then scene.ensemble_moves differential
+    moves of each half), every chain evaluated at every shrink; the random draws in the
+    order moves.slice_sweep makes them."""
+    chains, dim = x.shape
+    for j in range(dim):
+        key, k_level, k_pos = jax.random.split(key, 3)
+        level = logp + jnp.log(jax.random.uniform(k_level, (chains,)))
+        start, here = x, x[:, j]
+        lo = here - width[j] * jax.random.uniform(k_pos, (chains,))
+        hi = lo + width[j]
+        for _ in range(shrinks):
+            key, k_try = jax.random.split(key)
+            cand = lo + (hi - lo) * jax.random.uniform(k_try, (chains,))
+            prop = scene.wrap(start.at[:, j].set(cand))
+            ok = target(prop, beta) > level
+            x, logp = jnp.where(ok[:, None], prop, x), jnp.where(ok, target(prop, beta), logp)
+            lo = jnp.where(ok, cand, jnp.where(cand < here, cand, lo))
+            hi = jnp.where(ok, cand, jnp.where(cand >= here, cand, hi))
+    for _ in range(scene.ensemble_moves):
+        for half in (0, 1):
+            key, sub = jax.random.split(key)
+            mine, mine_logp, others = x[half::2], logp[half::2], x[1 - half :: 2]
+            n = mine.shape[0]
+            k_a, k_b, k_level, k_pos, sub = jax.random.split(sub, 5)
+            a = jax.random.randint(k_a, (n,), 0, others.shape[0])
+            b = jax.random.randint(k_b, (n,), 0, others.shape[0])
+            direction = others[a] - others[b]
+            level = mine_logp + jnp.log(jax.random.uniform(k_level, (n,)))
+            lo = -jax.random.uniform(k_pos, (n,))
+            hi, y, logp_y = lo + 1.0, mine, mine_logp
+            for _ in range(shrinks):
+                sub, k_try = jax.random.split(sub)
+                t = lo + (hi - lo) * jax.random.uniform(k_try, (n,))
+                prop = scene.wrap(mine + t[:, None] * direction)
+                ok = target(prop, beta) > level
+                y = jnp.where(ok[:, None], prop, y)
+                logp_y = jnp.where(ok, target(prop, beta), logp_y)
+                lo = jnp.where(ok, t, jnp.where(t < 0, t, lo))
+                hi = jnp.where(ok, t, jnp.where(t >= 0, t, hi))
+            x, logp = x.at[half::2].set(y), logp.at[half::2].set(logp_y)
+    return x, logp

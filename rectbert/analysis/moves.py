@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 class Plain(NamedTuple):
     """A log density fn(x [N, D], beta) -> [N] as moves judge candidates (lik.gated): every
-    row evaluated, no mismatches counted (0)."""
+    row evaluated, no mismatches counted (0: not for smc's tempering, which reads them)."""
 
     fn: Callable
     scene: object

@@ -143,7 +143,7 @@ class Scene:
     # judged in this many blocks, so the work follows their count (smc.Likelihood.gated);
     # 1 judges every chain at once. Pays where coverage is dear (junction's union, a
     # drawing's outline: 1.5x); where it is cheap the blocks' own operations cost more
-    # than they save (rotated 0.6x, rect 0.8x with 16: benchmarks/RESULTS.md)
+    # than they save (docs/oracle.md, the speed section)
     oracle_blocks: ClassVar[int] = 1
     # distributions it reads beyond rectbert's own requirements (an optional extra): without
     # them it is refused when made, in one line naming the extra; the tests skip it
