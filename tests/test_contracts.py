@@ -174,6 +174,10 @@ def test_scene_components_are_a_prior_whose_parts_lift_into_its_density(name, op
     parts = scene.components()
     log_p = np.array([lp for lp, _ in parts], np.float64)
     assert np.logaddexp.reduce(log_p) == pytest.approx(0.0, abs=1e-5), name  # p(m) sums to one
+    # the oracle runs each part's slice moves in the family's blocks (a positive count)
+    blocks = scene.oracle_blocks
+    assert isinstance(blocks, int) and blocks >= 1, (name, blocks)
+    assert all(part.oracle_blocks == blocks for _, part in parts), name
     batch = scene.component_batch()
     if batch is not None:  # the same prior, as one program mapped over the index
         np.testing.assert_allclose(np.asarray(batch[0]), log_p, atol=1e-6, err_msg=name)

@@ -154,9 +154,9 @@ def _on_rows(fn, rows_N, x_NxD, blocks: int):
         got = fn(x_NxD[jnp.where(rows < n, rows, rows[0])])  # padding: a row of the block
         return j + 1, out.at[rows].set(got.astype(out.dtype), mode="drop")  # n: padding
 
-    blocks = -(-jnp.sum(rows_N) // m)
+    trips = -(-jnp.sum(rows_N) // m)
     out = jnp.zeros(n, jnp.int32)
-    return jax.lax.while_loop(lambda c: c[0] < blocks, block, (0, out))[1]
+    return jax.lax.while_loop(lambda c: c[0] < trips, block, (0, out))[1]
 
 
 def _tokens(scene, params_NxD, points_Px2, centroids_KxG):
