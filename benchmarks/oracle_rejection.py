@@ -5,8 +5,8 @@ tier runs all but its BENCHMARK_ONLY ones, which are this command's default).
 python -m benchmarks.oracle_rejection [--cases=rect-8-12,junction,glyph,kanji,icon-small]
 Prints, per case, the examples with >= 200 accepted shapes, argmax agreement and mean TV,
 and whether the test's thresholds hold; exits 1 if any case fails them. The HARD cases
-(--cases=glyph-8,rects-1-3-8,junction-8: 8 visible on the mixtures, 8 letters; ~36 min) are
-named, not run by default: the mixtures' two fail (benchmarks/RESULTS.md).
+(--cases=glyph-8,rects-1-3-8,junction-8: 8 visible on the mixtures, 8 letters; ~14 min) are
+named, not run by default: the mixtures' two hold near their thresholds (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
