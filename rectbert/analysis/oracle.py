@@ -36,7 +36,8 @@ class OracleConfig:
     chains: int = 192  # sequential Monte Carlo chains (half to each replica), stretched as
     # num_samples; the states returned and the ESS's cap: this many
     anneal_steps: int = 16  # at most this many tempered sweeps (beta raised adaptively, chains
-    # resampled, then moved); fewer when beta reaches BETA_MAX (IS found the posterior)
+    # resampled, then moved); fewer when beta reaches BETA_MAX (IS found the posterior);
+    # beta rises 1 a sweep at most while no chain matches (smc.TIED_STEP): it may stop short
     mcmc_steps: int = 4  # exact-posterior sweeps whose tokens are counted
     shrinks: int = 3  # tries per coordinate and sweep
     screen: bool = True  # a mixture's components screened first (mixture.screened): SMC only

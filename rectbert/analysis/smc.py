@@ -238,14 +238,16 @@ def _ess(log_w):
 def _next_beta(beta, mism, target_ess, base_log_w=0.0):
     """The largest beta' in [beta, BETA_MAX] whose reweighting base x exp(-(beta' - beta) x
     mismatches) keeps an ESS of target_ess (bisection; mismatches are small integers), and
-    at most beta + TIED_STEP while no state (base weight > 0) matches every visible token.
+    at most beta + TIED_STEP while the states of 0 mismatches hold less weight than one
+    average state (no chain on the posterior; in the importance pool, no match that counts).
 
     The ESS sees only the states the chains are in. Where none has 0 mismatches, the states
     with fewer mismatches than any chain hold a share of the next target that no weight
-    shows, and a step of d multiplies it by up to e^d: chains tied at one mismatch leave the
-    ESS alone, and without the cap beta jumped to BETA_MAX from them, where the evidence's
-    estimate misses that share (by e^60 on junction at 19 visible) and the chains waited
-    there for a move to find the posterior (37 % of the sweeps on six junctions at 8 visible)."""
+    shows, which a step of d multiplies by up to e^(d x the chains' fewest mismatches):
+    chains tied at one mismatch leave the ESS alone, and without the cap beta jumped to
+    BETA_MAX from them, where the evidence's estimate misses that share (by e^60 on junction
+    at 19 visible) and the chains waited there for a move to find the posterior (37 % of the
+    sweeps on six junctions at 8 visible)."""
 
     def body(_, bounds):
         lo, hi = bounds
@@ -253,8 +255,9 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0):
         ok = _ess(base_log_w - (mid - beta) * mism) >= target_ess
         return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
 
-    weighed = jnp.broadcast_to(base_log_w > -1e29, mism.shape)  # the pool's -1e30: no weight
-    none_on = ~jnp.any(weighed & (mism == 0))
+    w = jnp.exp(jnp.broadcast_to(base_log_w, mism.shape) - jnp.max(base_log_w))
+    matched = jnp.sum(jnp.where(mism == 0, w, 0.0)) / jnp.maximum(jnp.sum(w), 1e-30)
+    none_on = matched * jnp.sum(w > 0) < 1  # the matches: less than an average state's weight
     hi = jnp.where(none_on, jnp.minimum(beta + TIED_STEP, BETA_MAX), BETA_MAX).astype(jnp.float32)
     lo, _ = jax.lax.fori_loop(0, 30, body, (beta, hi))
     return jnp.where(_ess(base_log_w - (hi - beta) * mism) >= target_ess, hi, lo)
@@ -268,9 +271,9 @@ TIED_STEP = 1.0  # beta's largest step while no chain matches every visible toke
 
 def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, floor=-jnp.inf):
     """Sequential Monte Carlo from the importance pool to the posterior: chains drawn from the
-    pool tempered at the largest beta that keeps an ESS of `chains` (weights prior / proposal
-    x exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
-    chains; by TIED_STEP at most while no chain is on the posterior), chains reweighted and
+    pool at the largest beta that keeps an ESS of `chains` (weights prior / proposal x
+    exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
+    chains; both by TIED_STEP at most while nothing is on the posterior), chains reweighted and
     resampled, one slice sweep at beta (brackets from the chains' spread), until beta reaches
     BETA_MAX or anneal_steps, or (a mixture's component that cannot matter) the estimate of
     the tempered evidence Z(beta) >= Z falls under exp(floor) after STOP_AFTER sweeps at
