@@ -20,6 +20,7 @@ from benchmarks import (
     joint_samples,
     oracle_profile,
     oracle_speed,
+    oracle_tempering,
     train_throughput,
     usage,
     where_points,
@@ -38,6 +39,7 @@ COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
     "oracle_profile",
     "oracle_rejection",
     "oracle_speed",
+    "oracle_tempering",
     "scaling",
     "time_to_ceiling",
     "touched",
@@ -408,6 +410,21 @@ def test_touched_refuses_more_pairs_than_it_can_hold_before_any_compute():
         ["glyph", "rotated"],
         (20000, 96),
     )
+
+
+# ------------------------------------------------------------------------ oracle_tempering
+def test_oracle_tempering_refuses_a_scene_counts_and_caps_it_cannot_compare():
+    said = refused(oracle_tempering.check, "nope", ["8"], 12, 40.0)
+    assert said.startswith("--scene=nope is not allowed: a scene the oracle serves"), said
+    assert "--visible=24 is not allowed" in refused(
+        oracle_tempering.check, "junction", ["24"], 12, 40.0
+    )
+    assert "--examples=1 is not allowed" in refused(
+        oracle_tempering.check, "junction", ["8"], 1, 40.0
+    )
+    for bad in (1.0, 0.0, -2.0, 41.0, float("inf"), float("nan")):  # the default's, or none
+        assert "--against=" in refused(oracle_tempering.check, "junction", ["8"], 12, bad)
+    assert oracle_tempering.check("rects", ["8", "19"], 12, 2.0) == ("rects", (8, 19))
 
 
 # -------------------------------------------------------------------------- oracle_profile

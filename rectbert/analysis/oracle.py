@@ -37,12 +37,14 @@ class OracleConfig:
     # num_samples; the states returned and the ESS's cap: this many
     anneal_steps: int = 16  # at most this many tempered sweeps (beta raised adaptively, chains
     # resampled, then moved); fewer when beta reaches BETA_MAX (IS found the posterior);
-    # beta rises 1 a sweep at most while no chain matches (smc.TIED_STEP): it may stop short
+    # beta rises tied_step a sweep at most while no chain matches: it may stop short
     mcmc_steps: int = 4  # exact-posterior sweeps whose tokens are counted
     shrinks: int = 3  # tries per coordinate and sweep
     screen: bool = True  # a mixture's components screened first (mixture.screened): SMC only
     # where it matters, stopped under a floor; False: every component runs SMC on the shared
     # budget to the end (slower: to compare with)
+    tied_step: float = 1.0  # beta's largest step while nothing is on the posterior (no chain,
+    # or no pool match of an average sample's weight: smc._next_beta); 40: the ESS alone
     ensemble_moves: int | None = None  # per sweep, after the coordinates: moves of each half
     # of the chains along the difference of two chains of the other half (they follow a
     # posterior's correlations); None: the scene's Scene.ensemble_moves
@@ -61,6 +63,7 @@ class OracleConfig:
                 (self.anneal_steps >= 0, "anneal_steps", "an integer >= 0"),
                 (self.mcmc_steps >= 1, "mcmc_steps", "an integer >= 1 (its tokens are counted)"),
                 (self.shrinks >= 1, "shrinks", "an integer >= 1"),
+                (0 < self.tied_step <= 40, "tied_step", "a number in (0, 40] (40: no cap)"),
                 (
                     self.ensemble_moves is None or self.ensemble_moves >= 0,
                     "ensemble_moves",

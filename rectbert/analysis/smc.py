@@ -235,10 +235,10 @@ def _ess(log_w):
     return jnp.sum(w) ** 2 / jnp.maximum(jnp.sum(w**2), 1e-30)
 
 
-def _next_beta(beta, mism, target_ess, base_log_w=0.0):
+def _next_beta(beta, mism, target_ess, base_log_w=0.0, *, step):
     """The largest beta' in [beta, BETA_MAX] whose reweighting base x exp(-(beta' - beta) x
     mismatches) keeps an ESS of target_ess (bisection; mismatches are small integers), and
-    at most beta + TIED_STEP while the states of 0 mismatches hold less weight than one
+    at most beta + step while the states of 0 mismatches hold less weight than one
     average state (no chain on the posterior; in the importance pool, no match that counts).
 
     The ESS sees only the states the chains are in. Where none has 0 mismatches, the states
@@ -258,7 +258,7 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0):
     w = jnp.exp(jnp.broadcast_to(base_log_w, mism.shape) - jnp.max(base_log_w))
     matched = jnp.sum(jnp.where(mism == 0, w, 0.0)) / jnp.maximum(jnp.sum(w), 1e-30)
     none_on = matched * jnp.sum(w > 0) < 1  # the matches: less than an average state's weight
-    hi = jnp.where(none_on, jnp.minimum(beta + TIED_STEP, BETA_MAX), BETA_MAX).astype(jnp.float32)
+    hi = jnp.where(none_on, jnp.minimum(beta + step, BETA_MAX), BETA_MAX).astype(jnp.float32)
     lo, _ = jax.lax.fori_loop(0, 30, body, (beta, hi))
     return jnp.where(_ess(base_log_w - (hi - beta) * mism) >= target_ess, hi, lo)
 
@@ -266,21 +266,20 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0):
 STOP_AFTER = 2  # tempered sweeps before a run may stop under its floor: the first estimate
 # is the importance pool's, which can fall short of Z(beta) by far (stages.Screened)
 BETA_MAX = 40.0  # a mismatch weighs exp(-40): past this the tempering jumps to the posterior
-TIED_STEP = 1.0  # beta's largest step while no chain matches every visible token (_next_beta)
 
 
 def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, floor=-jnp.inf):
     """Sequential Monte Carlo from the importance pool to the posterior: chains drawn from the
     pool at the largest beta that keeps an ESS of `chains` (weights prior / proposal x
     exp(-beta x mismatches)), then per annealed sweep: beta raised adaptively (ESS half the
-    chains; both by TIED_STEP at most while nothing is on the posterior), chains reweighted and
-    resampled, one slice sweep at beta (brackets from the chains' spread), until beta reaches
-    BETA_MAX or anneal_steps, or (a mixture's component that cannot matter) the estimate of
-    the tempered evidence Z(beta) >= Z falls under exp(floor) after STOP_AFTER sweeps at
-    least. Last, the exact posterior: chains off it dropped by resampling. Returns (states,
-    log posterior, how many chains were on the posterior before that last resampling, log
-    evidence, whether it stopped under the floor, and then the log of that bound, else
-    -inf). A stopped run's states are all off the posterior, its evidence 0.
+    chains; both by cfg.tied_step at most while nothing is on the posterior), chains
+    reweighted and resampled, one slice sweep at beta (brackets from the chains' spread),
+    until beta reaches BETA_MAX or anneal_steps, or (a mixture's component that cannot
+    matter) the estimate of the tempered evidence Z(beta) >= Z falls under exp(floor) after
+    STOP_AFTER sweeps at least. Last, the exact posterior: chains off it dropped by
+    resampling. Returns (states, log posterior, how many chains were on the posterior before
+    that last resampling, log evidence, whether it stopped under the floor, and then the log
+    of that bound, else -inf; a stopped run's states are all off it, its evidence 0).
 
     The evidence Z = integral of prior x 1[every visible token matches] is SMC's normalising
     constant: the importance stage's estimate of the first tempered target's (pool weights
@@ -289,7 +288,7 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
     pool_log_w, pool_mism, c = pool.log_w, pool.mism, cfg.chains
     key, k_start = jax.random.split(key)
     base = jnp.where(jnp.isfinite(pool_log_w), pool_log_w, -1e30)
-    beta = _next_beta(jnp.float32(0.0), pool_mism, float(c), base)
+    beta = _next_beta(jnp.float32(0.0), pool_mism, float(c), base, step=cfg.tied_step)
     start = jnp.where(jnp.isfinite(pool_log_w), pool_log_w - beta * pool_mism, -jnp.inf)
     log_z = jax.nn.logsumexp(start) - jnp.log(jnp.asarray(pool.per_round, jnp.float32))
     x = pool.params[jax.random.categorical(k_start, start, shape=(c,))]
@@ -297,7 +296,7 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
     def anneal(carry):
         key, x, mism, beta, log_z, i = carry
         key, k_pick, k_move = jax.random.split(key, 3)
-        nxt = _next_beta(beta, mism, c / 2)
+        nxt = _next_beta(beta, mism, c / 2, step=cfg.tied_step)
         log_inc = -(nxt - beta) * mism
         log_z = log_z + _mean_exp(log_inc)
         pick = jax.random.categorical(k_pick, log_inc, shape=(c,))
@@ -310,7 +309,7 @@ def _tempered_move(key, pool: Pool, brackets: Brackets, lik: Likelihood, cfg, fl
     def cold(carry):
         # go on until a mismatch weighs exp(-BETA_MAX) and half the chains are on the
         # posterior (beta reaches the cap with fewer only where the ESS allowed the jump:
-        # _next_beta's TIED_STEP holds it while none is on), or anneal_steps
+        # _next_beta's step holds it while none is on), or anneal_steps
         _, _, mism, beta, log_z, i = carry
         done = (beta >= BETA_MAX) & (jnp.mean(mism == 0) >= 0.5)
         above = (log_z >= floor) | (i < STOP_AFTER)  # a stop is read off moved chains
