@@ -5,9 +5,9 @@ tier runs all but its BENCHMARK_ONLY ones, which are this command's default).
 python -m benchmarks.oracle_rejection [--cases=rect-8-12,junction,glyph,kanji,icon-small]
 Prints, per case, the examples with >= 200 accepted shapes, argmax agreement and mean TV,
 and whether the test's thresholds hold; exits 1 if any case fails them. The HARD cases
-(--cases=glyph-8,rects-1-3-8,junction-8: 8 visible on the mixtures, 8 letters; ~14 min, 8
-of them glyph-8's, measured before the tempering cap) are named, not run by default: the
-mixtures' two hold, p(k | v) within 0.1 (benchmarks/RESULTS.md).
+(--cases=glyph-8,rects-1-3-8,junction-8: 8 visible on the mixtures, 8 letters; ~14 min:
+glyph-8 8 min before the tempering cap, the mixtures 1 and 5 with it) are named, not run
+by default: the mixtures' two hold, p(k | v) within 0.1 (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

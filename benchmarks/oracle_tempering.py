@@ -39,8 +39,11 @@ def check(scene: str, visible, examples: int, against: float):
     import rectbert
     from rectbert.analysis import oracle
 
-    if scene not in rectbert.scenes.SCENES or rectbert.scene(scene).oracle_unsupported():
-        served = sorted(rectbert.scenes.SCENES)
+    def _refused(name):
+        return rectbert.scene(name).oracle_unsupported()
+
+    if scene not in rectbert.scenes.SCENES or _refused(scene):
+        served = [n for n in sorted(rectbert.scenes.SCENES) if not _refused(n)]
         raise usage.refuse("scene", scene, f"a scene the oracle serves, one of {served}")
     counts = usage.integers("visible", visible, 1, 23)
     usage.integer("examples", examples, 2, 512)
@@ -65,7 +68,8 @@ def main(argv) -> None:
     task = task.with_codebook(task.fit_codebook()[0])
     cfgs = {"default": oracle.OracleConfig()}
     cfgs["against"] = dataclasses.replace(cfgs["default"], tied_step=FLAGS.against)
-    print(f"{scene_name}: tied_step 1 (default) against {FLAGS.against:g}, {n} examples")
+    steps = (cfgs["default"].tied_step, FLAGS.against)
+    print(f"{scene_name}: tied_step {steps[0]:g} (default) against {steps[1]:g}, {n} examples")
     print("| visible | s an example | speed-up | median ESS | disagreement | ESS >= 100 |")
     print("|---|---|---|---|---|---|")
     for v in counts:

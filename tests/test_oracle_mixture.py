@@ -311,11 +311,13 @@ def _largest_beta(beta, mism, target, base=None, top=40.0):
         # chains on the posterior: the ESS alone decides, past where the cap would stop
         (5.0, [0] * 10 + [1] * 80 + [2] * 6, 48, None, False),
         (5.0, [0] + [1] * 95, 1.5, None, False),  # one chain on is one
+        (5.0, [0] + [1] * 40, 1.5, None, False),  # of 41 too (float32: 1/41 x 41 < 1)
         # the importance pool's first step: a match without weight (the pool's -1e30: off
         # the prior's support) or with a negligible one (e^-30) is no match; one of an
         # average sample's weight is
         (0.0, [0] * 3 + [1] * 93, 90, [-1e30] * 3 + [0.0] * 93, True),
         (0.0, [0] + [1] * 95, 90, [-30.0] + [0.0] * 95, True),
+        (0.0, [0] * 3 + [1] * 93, 90, [-1e30] * 96, True),  # nothing weighed at all
         (0.0, [0] + [1] * 95, 60, [0.0] * 96, False),
     ],
 )

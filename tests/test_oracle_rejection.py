@@ -84,7 +84,11 @@ CASES = {  # scene (options), held-out examples, visible counts (of 24), prior d
 # glyph-8 8, rects-1-3-8 1, junction-8 5; three icons of some 300 segments each over 8
 # minutes, unfinished) run by
 # `python -m benchmarks.oracle_rejection --cases=...` (RESULTS.md); the slow tier runs the rest
-HARD = ("glyph-8", "rects-1-3-8", "junction-8")  # hard: p(k | v) within 0.1 (0.082 / 0.051)
+HARD = (
+    "glyph-8",
+    "rects-1-3-8",
+    "junction-8",
+)  # hard: p(k | v) within 0.1 (rects 0.051, junction 0.082)
 BENCHMARK_ONLY = ("rect-8-12", "junction", "glyph", "kanji", "icon-small", *HARD)
 # every registered family the oracle serves and no case above pins: checked at its defaults
 # on two examples, so a family added is a family checked against rejection (a family whose

@@ -255,9 +255,13 @@ def _next_beta(beta, mism, target_ess, base_log_w=0.0, *, step):
         ok = _ess(base_log_w - (mid - beta) * mism) >= target_ess
         return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
 
-    w = jnp.exp(jnp.broadcast_to(base_log_w, mism.shape) - jnp.max(base_log_w))
-    matched = jnp.sum(jnp.where(mism == 0, w, 0.0)) / jnp.maximum(jnp.sum(w), 1e-30)
-    none_on = matched * jnp.sum(w > 0) < 1  # the matches: less than an average state's weight
+    base = jnp.broadcast_to(base_log_w, mism.shape)
+    weighed = base > -1e29  # the pool's -1e30: a sample off the prior's support
+    w = jnp.where(weighed, jnp.exp(base - jnp.max(base)), 0.0)
+    # the matches hold less than an average weighed state's weight (sums, not a share: a
+    # share's float32 rounding reads one chain of 41 as 0.99999994 of one)
+    on_w = jnp.sum(jnp.where(mism == 0, w, 0.0))
+    none_on = (on_w * jnp.sum(weighed) < jnp.sum(w)) | ~jnp.any(weighed)
     hi = jnp.where(none_on, jnp.minimum(beta + step, BETA_MAX), BETA_MAX).astype(jnp.float32)
     lo, _ = jax.lax.fori_loop(0, 30, body, (beta, hi))
     return jnp.where(_ess(base_log_w - (hi - beta) * mism) >= target_ess, hi, lo)
