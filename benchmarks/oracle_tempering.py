@@ -9,7 +9,8 @@ seed 1), each run by both configs with its own key, the two interleaved example 
 (which goes first alternates) so the machine's drift falls on both; the first call of each
 compiles and is not timed. Prints seconds an example of each, the speed-up as the geometric
 mean of the paired ratios with its standard error, the median ESS, the median relative
-disagreement of the two replicas' evidences, and how many examples reach ESS >= 100.
+disagreement of the two replicas' evidences, and how many examples reach ESS >= 100; a
+progress line after each example (examples/s, ETA).
 """
 
 from __future__ import annotations
@@ -86,11 +87,17 @@ def main(argv) -> None:
 
         for name in cfgs:  # compiled, not timed
             one(cfgs[name], example(0), jax.random.key(0))
-        got = {name: [] for name in cfgs}
+        got, began = {name: [] for name in cfgs}, time.perf_counter()
         for e in range(n):
             for name in list(cfgs)[:: 1 if e % 2 == 0 else -1]:
                 got[name].append(one(cfgs[name], example(e), jax.random.key(100 + e)))
-            print(f"  example {e + 1}/{n} done", flush=True)
+            took = time.perf_counter() - began
+            rate = (e + 1) / took
+            print(
+                f"  {v} visible: {e + 1}/{n} examples, {rate:.2f} examples/s (both configs), "
+                f"ETA {(n - e - 1) / rate:.0f} s",
+                flush=True,
+            )
         d, a = (np.asarray(got[k], np.float64) for k in ("default", "against"))
         log_ratio = np.log(a[:, 0] / d[:, 0])
         speed = math.exp(log_ratio.mean())
