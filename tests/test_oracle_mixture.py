@@ -245,23 +245,38 @@ def test_gated_moves_take_what_evaluating_every_chain_takes(beta):
 def _reference_sweep(key, x, logp, beta, width, target, scene, shrinks):
     """A plain slice sweep (coordinate by coordinate, then scene.ensemble_moves differential
     moves of each half), every chain evaluated at every shrink; the random draws in the
-    order moves.slice_sweep makes them."""
+    order moves.slice_sweep makes them. Loops, not unrolled: the target is compiled once a
+    loop (unrolled, this test's compilation took 30-40 s)."""
     chains, dim = x.shape
-    for j in range(dim):
+
+    def coordinate(j, carry):
+        key, x, logp = carry
         key, k_level, k_pos = jax.random.split(key, 3)
         level = logp + jnp.log(jax.random.uniform(k_level, (chains,)))
         start, here = x, x[:, j]
         lo = here - width[j] * jax.random.uniform(k_pos, (chains,))
-        hi = lo + width[j]
-        for _ in range(shrinks):
+
+        def shrink(_, c):
+            key, x, logp, lo, hi = c
             key, k_try = jax.random.split(key)
             cand = lo + (hi - lo) * jax.random.uniform(k_try, (chains,))
             prop = scene.wrap(start.at[:, j].set(cand))
-            ok = target(prop, beta) > level
-            x, logp = jnp.where(ok[:, None], prop, x), jnp.where(ok, target(prop, beta), logp)
+            t = target(prop, beta)
+            ok = t > level
+            x, logp = jnp.where(ok[:, None], prop, x), jnp.where(ok, t, logp)
             lo = jnp.where(ok, cand, jnp.where(cand < here, cand, lo))
             hi = jnp.where(ok, cand, jnp.where(cand >= here, cand, hi))
-    for _ in range(scene.ensemble_moves):
+            return key, x, logp, lo, hi
+
+        key, x, logp, _, _ = jax.lax.fori_loop(
+            0, shrinks, shrink, (key, x, logp, lo, lo + width[j])
+        )
+        return key, x, logp
+
+    key, x, logp = jax.lax.fori_loop(0, dim, coordinate, (key, x, logp))
+
+    def ensemble(_, carry):
+        key, x, logp = carry
         for half in (0, 1):
             key, sub = jax.random.split(key)
             mine, mine_logp, others = x[half::2], logp[half::2], x[1 - half :: 2]
@@ -272,18 +287,26 @@ def _reference_sweep(key, x, logp, beta, width, target, scene, shrinks):
             direction = others[a] - others[b]
             level = mine_logp + jnp.log(jax.random.uniform(k_level, (n,)))
             lo = -jax.random.uniform(k_pos, (n,))
-            hi, y, logp_y = lo + 1.0, mine, mine_logp
-            for _ in range(shrinks):
+
+            def shrink(_, c, mine=mine, direction=direction, level=level):
+                sub, y, logp_y, lo, hi = c
                 sub, k_try = jax.random.split(sub)
-                t = lo + (hi - lo) * jax.random.uniform(k_try, (n,))
+                t = lo + (hi - lo) * jax.random.uniform(k_try, lo.shape)
                 prop = scene.wrap(mine + t[:, None] * direction)
-                ok = target(prop, beta) > level
-                y = jnp.where(ok[:, None], prop, y)
-                logp_y = jnp.where(ok, target(prop, beta), logp_y)
+                got = target(prop, beta)
+                ok = got > level
+                y, logp_y = jnp.where(ok[:, None], prop, y), jnp.where(ok, got, logp_y)
                 lo = jnp.where(ok, t, jnp.where(t < 0, t, lo))
                 hi = jnp.where(ok, t, jnp.where(t >= 0, t, hi))
+                return sub, y, logp_y, lo, hi
+
+            _, y, logp_y, _, _ = jax.lax.fori_loop(
+                0, shrinks, shrink, (sub, mine, mine_logp, lo, lo + 1.0)
+            )
             x, logp = x.at[half::2].set(y), logp.at[half::2].set(logp_y)
-    return x, logp
+        return key, x, logp
+
+    return jax.lax.fori_loop(0, scene.ensemble_moves, ensemble, (key, x, logp))[1:]
 
 
 def _largest_beta(beta, mism, target, base=None, top=40.0):
