@@ -5,14 +5,18 @@ python -m benchmarks.oracle_speed [--against=0625b10] [--scenes=rect,rotated,rec
     [--visible=4,19]
 
 For each scene and visible count: the same held-out examples (made here, passed to both)
-through oracle.posterior one example a call (the first call compiles and is not timed),
+through oracle.posterior one example a call (the first call compiles and is not timed), the
+two trees alternating example by example (which goes first alternates too), so the
+machine's drift, which moves this CPU's speed by up to 2.5x within a run, falls on both;
 examples/s and the median / minimum measured ESS of each tree, and their ratio; how far the
 two trees' answers are apart (the mean total variation of the hidden tokens' predictive and
 of p(component | visible), each a Monte Carlo estimate: they agree to within the samplers'
 noise, not exactly); and the scene's coverage of 256 prior shapes at 24 points each, both
 trees: the largest difference and the share of equal tokens (the exact likelihood must not
-change a value), and the time of one compiled coverage of 64 shapes x 24 points. The
-revision runs in a `git worktree` in a subprocess, with only the API both trees share.
+change a value), and the time of one compiled coverage of 64 shapes x 24 points (the trees
+alternating, ten calls each). Each tree runs in its own subprocess (the revision in a
+`git worktree`), with only the API both trees share, and waits for its turn; a progress
+line after each example (examples/s, ETA).
 """
 
 from __future__ import annotations
@@ -39,67 +43,156 @@ DRAWN = ("glyph", "kanji")  # slow at the revisions before the screening: fewer 
 POINTS = 24  # points of each held-out example (the sparse task's default) and prior shape
 
 
-def measure(folder: str) -> None:
-    """In whichever tree is first on sys.path: per scene and visible count, the coverage and
-    the timed examples (folder/spec.json says which), written to folder/<tag>.json."""
-
+def serve(folder: str) -> None:
+    """In whichever tree is first on sys.path: a loop that reads one request a line on stdin
+    (JSON: a scene's coverage timed, or one example through the oracle) and answers it in
+    one JSON line on stdout; "quit" ends it. Between requests it waits, using no CPU."""
     import rectbert
 
     spec = json.load(open(os.path.join(folder, "spec.json")))
-    out = {"rectbert": os.path.dirname(rectbert.__file__)}
-    for name, opts in spec["scenes"].items():
-        scene = rectbert.scene(name.split("-")[0], **opts)
-        d = np.load(os.path.join(folder, f"{name}.npz"))
-        out[name] = {"coverage_ms": _coverage(folder, spec["tag"], name, scene, d)}
-        for v in spec["visible"]:
-            out[name][str(v)] = _timed(spec, name, scene, np.load(_path(folder, name, v)), v)
-    json.dump(out, open(os.path.join(folder, f"{spec['tag']}.json"), "w"))
+    scenes = {n: rectbert.scene(n.split("-")[0], **opts) for n, opts in spec["scenes"].items()}
+    say(os.path.dirname(rectbert.__file__))
+    for line in sys.stdin:
+        ask = json.loads(line)
+        if ask["do"] == "quit":
+            return
+        name = ask["name"]
+        if ask["do"] == "coverage":
+            d = np.load(os.path.join(folder, f"{name}.npz"))
+            say(_coverage(folder, ask["tag"], name, scenes[name], d, ask["repeats"]))
+        else:
+            d = np.load(_path(folder, name, ask["visible"]))
+            say(_one(scenes[name], d, ask["example"]))
+
+
+def say(answer) -> None:
+    print(json.dumps(answer), flush=True)
 
 
 def _path(folder: str, name: str, visible: int) -> str:
     return os.path.join(folder, f"{name}_{visible}.npz")
 
 
-def _coverage(folder: str, tag: str, name: str, scene, d) -> float:
-    """Saves the scene's coverage of the prior shapes; the ms of one of 64 x 24 points."""
+def _coverage(folder: str, tag: str, name: str, scene, d, repeats: int) -> float:
+    """The ms of one compiled coverage of 64 x 24 points (repeats calls); where repeats is
+    0, the coverage of every prior shape saved (and this size compiled) instead."""
     import jax
 
-    cov = np.asarray(scene.coverage(d["shapes"], d["shape_points"]))
     small = (d["shapes"][:64], d["shape_points"][:64])
-    jax.block_until_ready(scene.coverage(*small))  # compiled for this size
+    if not repeats:
+        cov = np.asarray(scene.coverage(d["shapes"], d["shape_points"]))
+        np.save(os.path.join(folder, f"{name}_{tag}_coverage.npy"), cov)
+        jax.block_until_ready(scene.coverage(*small))  # compiled for this size
+        return 0.0
     t = time.perf_counter()
-    for _ in range(10):
+    for _ in range(repeats):
         jax.block_until_ready(scene.coverage(*small))
-    coverage_ms = (time.perf_counter() - t) / 10 * 1e3
-    np.save(os.path.join(folder, f"{name}_{tag}_coverage.npy"), cov)
-    return coverage_ms
+    return (time.perf_counter() - t) / repeats * 1e3
 
 
-def _timed(spec, name: str, scene, d, visible: int) -> dict:
-    """Each example through oracle.posterior, one a call, the first (it compiles) untimed:
-    seconds, ESS, and the answers (saved for the comparison of the trees)."""
+def _one(scene, d, e: int) -> dict:
+    """Example e through oracle.posterior: seconds, ESS, the predictive and p(component)."""
     import jax
 
     from rectbert.analysis import oracle
 
-    times, ess, probs, parts = [], [], [], []
-    n = spec["examples"][name] + 1  # the first call compiles
-    for e in range(n):
-        t = time.perf_counter()
-        args = (d["points"][e : e + 1], d["tokens"][e : e + 1], d["visible"][e : e + 1])
-        post = oracle.posterior(jax.random.key(e), *args, d["centroids"], scene)
-        times.append(time.perf_counter() - t)  # numpy outputs: the call has finished
-        ess.append(float(post.ess[0]))
-        probs.append(post.probs[0])
-        parts.append(post.components[0])
-        print(f"  {spec['tag']} {name} at {visible}: example {e} {times[-1]:.1f} s", flush=True)
-    folder = spec["folder"]
+    t = time.perf_counter()
+    args = (d["points"][e : e + 1], d["tokens"][e : e + 1], d["visible"][e : e + 1])
+    post = oracle.posterior(jax.random.key(e), *args, d["centroids"], scene)
+    took = time.perf_counter() - t  # numpy outputs: the call has finished
+    parts = np.asarray(post.components[0]).tolist()
+    return dict(s=took, ess=float(post.ess[0]), probs=post.probs[0].tolist(), components=parts)
+
+
+class Tree:
+    """One tree's serve() loop in a subprocess: ask() sends a request, waits for its answer."""
+
+    def __init__(self, tag: str, path: str, folder: str):
+        env = dict(os.environ, PYTHONPATH=path)
+        code = f"import sys; sys.path.insert(0, {path!r}); " + (
+            f"sys.path.insert(1, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            f"import oracle_speed; oracle_speed.serve({folder!r})"
+        )
+        self.tag = tag
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=path,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.root = self._read()
+
+    def ask(self, **request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            raise RuntimeError(f"the {self.tag} tree's process ended (exit code {code})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.ask(do="quit")
+            except (OSError, RuntimeError, ValueError):
+                pass
+            self.proc.kill()
+        self.proc.wait()
+
+
+def measure(folder: str, trees, names, visible, counts) -> dict:
+    """Both trees, alternating: each scene's coverage (saved, then ten calls timed each,
+    turn by turn), then each visible count's examples (the first, compiling, untimed, then
+    one example of each tree in turn, which goes first alternating). {tag: results}."""
+    out = {t.tag: {"rectbert": t.root} for t in trees}
+    total = sum(counts[n] for n in names) * len(visible)
+    done, began = 0, time.perf_counter()
+    for name in names:
+        for t in trees:
+            t.ask(do="coverage", name=name, tag=t.tag, repeats=0)
+            out[t.tag][name] = {"coverage_ms": []}
+        for _ in range(10):
+            for t in trees:
+                ms = t.ask(do="coverage", name=name, tag=t.tag, repeats=1)
+                out[t.tag][name]["coverage_ms"].append(ms)
+        for t in trees:
+            out[t.tag][name]["coverage_ms"] = float(np.mean(out[t.tag][name]["coverage_ms"]))
+        for v in visible:
+            got = {t.tag: [] for t in trees}
+            for e in range(counts[name] + 1):  # the first compiles
+                for t in trees[:: 1 if e % 2 == 0 else -1]:
+                    got[t.tag].append(t.ask(do="example", name=name, visible=v, example=e))
+                if e:
+                    done += 1
+                    rate = done / (time.perf_counter() - began)
+                    print(
+                        f"  {name} at {v}: example {e}/{counts[name]}, "
+                        + ", ".join(f"{t.tag} {got[t.tag][-1]['s']:.1f} s" for t in trees)
+                        + f"; {done}/{total} examples, {rate:.2f} examples/s (both trees), "
+                        f"ETA {(total - done) / rate:.0f} s",
+                        flush=True,
+                    )
+            for tag, rows in got.items():
+                _save(folder, name, v, tag, rows[1:])
+                out[tag][name][str(v)] = {
+                    "per_example_s": [r["s"] for r in rows[1:]],
+                    "ess": [r["ess"] for r in rows[1:]],
+                }
+    return out
+
+
+def _save(folder: str, name: str, visible: int, tag: str, rows) -> None:
     np.savez(
-        os.path.join(folder, f"{name}_{visible}_{spec['tag']}_answers.npz"),
-        probs=np.stack(probs[1:]),
-        components=np.stack(parts[1:]),
+        os.path.join(folder, f"{name}_{visible}_{tag}_answers.npz"),
+        probs=np.asarray([r["probs"] for r in rows]),
+        components=np.asarray([r["components"] for r in rows]),
     )
-    return {"per_example_s": times[1:], "ess": ess[1:]}
 
 
 def prepare(folder: str, names, examples: int, visible, junction: int, drawn: int) -> dict:
@@ -177,23 +270,22 @@ def compare(root: str, against: str, names, visible, sizes) -> None:
     error, an interrupt), the revision's worktree in it. sizes: examples timed per scene,
     for junction and for the drawn scenes."""
     with tempfile.TemporaryDirectory(prefix="oracle_speed_") as folder:
-        tree = os.path.join(folder, "tree")
+        tree, trees = os.path.join(folder, "tree"), []
         try:
             add = ["git", "worktree", "add", "--detach", "-q", tree, against]
             subprocess.run(add, cwd=root, check=True)
             counts = prepare(folder, names, sizes[0], visible, sizes[1], sizes[2])
+            spec = {"scenes": {n: SCENES[n] for n in names}}
+            json.dump(spec, open(os.path.join(folder, "spec.json"), "w"))
             for tag, path in (("ours", root), ("ref", tree)):
-                spec = {"scenes": {n: SCENES[n] for n in names}, "examples": counts, "tag": tag}
-                spec.update(visible=list(visible), folder=folder)
-                json.dump(spec, open(os.path.join(folder, "spec.json"), "w"))
-                env = dict(os.environ, PYTHONPATH=path)
-                code = f"import sys; sys.path.insert(0, {path!r}); " + (
-                    f"sys.path.insert(1, {os.path.dirname(__file__)!r}); "
-                    f"import oracle_speed; oracle_speed.measure({folder!r})"
-                )
-                subprocess.run([sys.executable, "-c", code], env=env, cwd=path, check=True)
+                trees.append(Tree(tag, path, folder))
+            got = measure(folder, trees, names, visible, counts)
+            for tag, results in got.items():
+                json.dump(results, open(os.path.join(folder, f"{tag}.json"), "w"))
             report(folder, names, against, visible)
         finally:
+            for t in trees:
+                t.close()
             remove = ["git", "worktree", "remove", "--force", tree]
             subprocess.run(remove, cwd=root, capture_output=True)
 
@@ -212,14 +304,24 @@ def _apart(folder: str, name: str, visible: int) -> tuple[float, float]:
 TAGS = ("ours", "ref")
 
 
+def _paired(ours_s, ref_s) -> str:
+    """The speed-up, ref's time over ours, as the geometric mean of the examples' paired
+    ratios, with its standard error (where there are two examples or more)."""
+    log_ratio = np.log(np.asarray(ref_s) / np.asarray(ours_s))
+    speed = float(np.exp(log_ratio.mean()))
+    if len(log_ratio) < 2:
+        return f"{speed:.2f}x"
+    return f"{speed:.2f}x ± {speed * log_ratio.std(ddof=1) / np.sqrt(len(log_ratio)):.2f} paired"
+
+
 def report(folder: str, names, against: str, visible) -> None:
     from rectbert.geometry import codebook
 
     ours, ref = (json.load(open(os.path.join(folder, f"{t}.json"))) for t in TAGS)
     assert ours["rectbert"] != ref["rectbert"], "both runs imported the same tree"
     print(
-        f"oracle per example (compile excluded); ours (this working tree) vs {against}; every "
-        "example of ours first, then the revision's"
+        f"oracle per example (compile excluded); ours (this working tree) vs {against}, the "
+        "two alternating example by example"
     )
     for name in names:
         cov = [np.load(os.path.join(folder, f"{name}_{t}_coverage.npy")) for t in TAGS]
@@ -236,7 +338,8 @@ def report(folder: str, names, against: str, visible) -> None:
             tv, parts = _apart(folder, name, v)
             print(
                 f"SUMMARY {name} at {v} visible: {speed_a:.2f} vs {speed_b:.2f} examples/s "
-                f"({speed_a / speed_b:.2f}x, {np.mean(a['per_example_s']):.1f} vs "
+                f"({_paired(a['per_example_s'], b['per_example_s'])}, "
+                f"{np.mean(a['per_example_s']):.1f} vs "
                 f"{np.mean(b['per_example_s']):.1f} s an example, {len(a['ess'])} examples); "
                 f"ESS median {np.median(a['ess']):.0f} vs {np.median(b['ess']):.0f}, min "
                 f"{min(a['ess']):.0f} vs {min(b['ess']):.0f}; apart: predictive TV {tv:.3f}, "

@@ -482,3 +482,33 @@ def test_oracle_profile_names_each_operation_by_its_source_less_the_wrappers():
         "sort.2": "cond/branch_1_fun/jit(coverage)/jit(argsort)/sort",
         "while.9": "",
     }
+
+
+def test_oracle_speed_alternates_the_trees_example_by_example(tmp_path, capsys):
+    # the machine's speed drifts within a run: each tree's examples are timed turn by turn,
+    # which tree goes first alternating, the first (compiling) example of each left out
+    asked = []
+
+    class Fake:
+        def __init__(self, tag, seconds):
+            self.tag, self.root, self.seconds = tag, f"/{tag}", seconds
+
+        def ask(self, **request):
+            asked.append((self.tag, request["do"], request.get("example")))
+            if request["do"] == "coverage":
+                return 1.0
+            return dict(s=self.seconds, ess=9.0, probs=[[1.0]], components=[1.0])
+
+    trees = [Fake("ours", 1.0), Fake("ref", 2.0)]
+    got = oracle_speed.measure(str(tmp_path), trees, ["rect"], (4,), {"rect": 3})
+    examples = [(tag, e) for tag, do, e in asked if do == "example"]
+    assert examples == [
+        ("ours", 0), ("ref", 0), ("ref", 1), ("ours", 1), ("ours", 2), ("ref", 2), ("ref", 3),
+        ("ours", 3),
+    ]  # fmt: skip
+    coverage = [tag for tag, do, _ in asked if do == "coverage"]
+    assert coverage == ["ours", "ref"] * 11  # saved once each, then ten timed calls each, in turn
+    assert got["ours"]["rect"]["4"]["per_example_s"] == [1.0] * 3
+    assert got["ref"]["rect"]["4"]["per_example_s"] == [2.0] * 3
+    assert "3/3 examples" in capsys.readouterr().out
+    assert oracle_speed._paired([1.0, 1.0], [2.0, 2.0]) == "2.00x ± 0.00 paired"
