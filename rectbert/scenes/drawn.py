@@ -255,7 +255,9 @@ class Drawn(Scene):
 
     def _coverage(self, params_NxD, points_NxPx2, cell, grid):
         placed = self.placed(params_NxD)
-        if self.library.a.shape[1] <= polygons.CHUNK:  # one chunk holds any drawing: no saving
+        n, p, s = *points_NxPx2.shape[:2], self.library.a.shape[1]
+        # one chunk holds any drawing: no saving; a small batch: every segment is faster
+        if s <= polygons.CHUNK or n * p * s * grid * (grid + 1) <= polygons.DENSE_WORK:
             return boundary_coverage(*placed, points_NxPx2, cell, grid)
         counts = self.placed_counts(params_NxD)
         return boundary_coverage(*placed, points_NxPx2, cell, grid, counts_N=counts)
