@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import shapely
+from shapely.geometry import LineString
 from shapely.ops import unary_union
 
 import rectbert
@@ -88,12 +89,10 @@ def test_union_boundary_of_straight_bars_through_the_junction_equals_shapely(ang
     np.testing.assert_allclose(got, want, atol=2e-5)
 
 
-def test_more_boundary_segments_than_the_cap_take_every_segment():
-    @dataclasses.dataclass(frozen=True)
-    class Tight(Junction):
-        segment_cap = 2  # every junction has more: the branch that takes all of them
-
-    scene, tight = rectbert.scene("junction"), Tight()
+def test_the_non_empty_boundary_segments_alone_give_shapelys_areas():
+    # the coverage computes the first segment_cap non-empty boundary segments only, and all
+    # of them where a shape in the batch has more
+    scene = rectbert.scene("junction")
     params = scene.sample(jax.random.key(3), 6)
     pts = jnp.asarray(np.random.default_rng(1).uniform(30, 226, (6, 40, 2)), jnp.float32)
     want = np.stack(
@@ -102,8 +101,30 @@ def test_more_boundary_segments_than_the_cap_take_every_segment():
             for p, q in zip(np.asarray(params), np.asarray(pts), strict=True)
         ]
     )
-    np.testing.assert_allclose(np.asarray(tight.coverage(params, pts)), want, atol=2e-5)
-    np.testing.assert_allclose(np.asarray(scene.coverage(params, pts)), want, atol=2e-5)
+    # the counts by shapely: each quad's edges less the parts inside the other quads
+    most = max(_boundary_pieces(references.junction_of(p)) for p in np.asarray(params))
+    for cap in [None, 2, most - 1, most]:  # the default, then all of them twice, then the cap
+
+        @dataclasses.dataclass(frozen=True)
+        class Capped(Junction):
+            segment_cap = cap
+
+        got = np.asarray(Capped().coverage(params, pts))
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg=str(cap))
+
+
+def _boundary_pieces(quads) -> int:
+    """The non-empty pieces of the union's boundary: each edge of each quad less the parts
+    inside (or on) the other quads, one piece per maximal run left (shapely)."""
+    pieces = 0
+    for i, q in enumerate(quads):
+        others = unary_union([o for j, o in enumerate(quads) if j != i])
+        ring = list(q.exterior.coords)
+        for start, end in zip(ring[:-1], ring[1:], strict=True):
+            left = LineString([start, end]).difference(others)
+            parts = getattr(left, "geoms", [left])
+            pieces += sum(1 for part in parts if part.length > 1e-6)
+    return pieces
 
 
 def test_wrap_is_the_same_shape_inside_the_support():
