@@ -46,12 +46,17 @@ POINTS = 24  # points of each held-out example (the sparse task's default) and p
 def serve(folder: str) -> None:
     """In whichever tree is first on sys.path: a loop that reads one request a line on stdin
     (JSON: a scene's coverage timed, or one example through the oracle) and answers it in
-    one JSON line on stdout; "quit" ends it. Between requests it waits, using no CPU."""
+    one JSON line on stdout; "quit" ends it. Between requests it waits, using no CPU. The
+    answers go to stdout as it was; anything else written there (a library's print, a
+    progress line) goes to stderr instead, so it cannot break a line of the answers."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     import rectbert
 
     spec = json.load(open(os.path.join(folder, "spec.json")))
     scenes = {n: rectbert.scene(n.split("-")[0], **opts) for n, opts in spec["scenes"].items()}
-    say(os.path.dirname(rectbert.__file__))
+    say(answers, os.path.dirname(rectbert.__file__))
     for line in sys.stdin:
         ask = json.loads(line)
         if ask["do"] == "quit":
@@ -59,14 +64,15 @@ def serve(folder: str) -> None:
         name = ask["name"]
         if ask["do"] == "coverage":
             d = np.load(os.path.join(folder, f"{name}.npz"))
-            say(_coverage(folder, ask["tag"], name, scenes[name], d, ask["repeats"]))
+            say(answers, _coverage(folder, ask["tag"], name, scenes[name], d, ask["repeats"]))
         else:
             d = np.load(_path(folder, name, ask["visible"]))
-            say(_one(scenes[name], d, ask["example"]))
+            say(answers, _one(scenes[name], d, ask["example"]))
 
 
-def say(answer) -> None:
-    print(json.dumps(answer), flush=True)
+def say(answers, answer) -> None:
+    answers.write(json.dumps(answer) + "\n")
+    answers.flush()
 
 
 def _path(folder: str, name: str, visible: int) -> str:

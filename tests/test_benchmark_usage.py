@@ -512,3 +512,31 @@ def test_oracle_speed_alternates_the_trees_example_by_example(tmp_path, capsys):
     assert got["ref"]["rect"]["4"]["per_example_s"] == [2.0] * 3
     assert "3/3 examples" in capsys.readouterr().out
     assert oracle_speed._paired([1.0, 1.0], [2.0, 2.0]) == "2.00x ± 0.00 paired"
+
+
+@pytest.mark.slow  # a process (~3 s)
+def test_oracle_speed_answers_on_their_own_line_whatever_else_prints(tmp_path):
+    # a tree's process answers one JSON line a request on stdout; a library's print there
+    # would break the protocol, so serve() sends everything else to stderr
+    import subprocess
+    import sys
+
+    json.dump({"scenes": {"x": {}}}, open(tmp_path / "spec.json", "w"))
+    open(tmp_path / "x.npz", "wb").close()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); from benchmarks import oracle_speed; "
+        "import rectbert; rectbert.scene = lambda name, **options: None; "
+        "oracle_speed.np.load = lambda path: None; "
+        "oracle_speed._coverage = lambda *a: (print('noise'), 1.5)[1]; "
+        f"oracle_speed.serve({str(tmp_path)!r})"
+    )
+    ask = '{"do": "coverage", "name": "x", "tag": "t", "repeats": 1}\n{"do": "quit"}\n'
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=ask, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and json.loads(lines[1]) == 1.5, done.stdout
+    assert json.loads(lines[0]).endswith("rectbert")  # the tree's package, first
+    assert "noise" in done.stderr
