@@ -116,6 +116,9 @@ def test_scene_coverage_is_shapelys_cell_areas_of_its_outlines(name, opts):
     want = references.coverage(scene, params, pts)
     np.testing.assert_allclose(got, want, atol=5e-5, err_msg=name)
     assert (want[:, 8:16] > 0).any(), name  # the points near the outline see the shape
+    # nested lists, as a user may pass them, give the same
+    listed = scene.coverage(np.asarray(params)[:2].tolist(), np.asarray(pts)[:2, :3].tolist())
+    np.testing.assert_allclose(np.asarray(listed), got[:2, :3], atol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("name,opts", CASES)

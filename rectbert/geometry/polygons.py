@@ -187,12 +187,14 @@ def _cells(f_NxPxXxY, grid):
 # live intermediate, whatever S. Measured on a CPU only: a GPU may want larger steps.
 CHUNK = 64
 ITEM_WORK = 2**20
-DENSE_WORK = 2**21  # a batch whose window_area holds this many floats a live intermediate (N
+DENSE_WORK = 2**20  # a batch whose window_area holds this many floats a live intermediate (N
 # x P x S x grid x (grid + 1)) or fewer is faster computed whole, padding and all, than
-# counted: the oracle's slice moves judge a few shapes at a time. Padded / counted time on
-# 328 segments (the 30 kanji's padding; counts median ~200), `python -m benchmarks.
-# coverage_cost --largest=328 --median=200 --shapes=N --points=P`: 0.60-0.81 from 2 x 4 to
-# 24 x 4 and 6 x 24 (0.05-0.9 Mi floats), 0.86 at 12 x 24 (1.9 Mi), 1.24 at 24 x 24 (3.8 Mi)
+# counted, where the padding is at most the set's mean drawing again (drawn.py): the oracle's
+# slice moves judge a few shapes at a time. Padded / counted time on 328 segments (the 30
+# kanji's padding; counts median ~200), `python -m benchmarks.coverage_cost --largest=328
+# --median=200 --shapes=N --points=P`: 0.60-0.81 from 2 x 4 to 24 x 4 and 6 x 24 (0.05-0.9
+# million floats), 0.86 at 12 x 24 (1.9 million), 1.24 at 24 x 24 (3.8 million). Half the
+# crossing: the oracle maps its two replicas as one batch (vmap), which doubles the work.
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "grid", "chunk", "items"))

@@ -254,10 +254,13 @@ class Drawn(Scene):
         return jnp.asarray(self.library.counts)[self._index(jnp.asarray(params_NxD, jnp.float32))]
 
     def _coverage(self, params_NxD, points_NxPx2, cell, grid):
-        placed = self.placed(params_NxD)
-        n, p, s = *points_NxPx2.shape[:2], self.library.a.shape[1]
-        # one chunk holds any drawing: no saving; a small batch: every segment is faster
-        if s <= polygons.CHUNK or n * p * s * grid * (grid + 1) <= polygons.DENSE_WORK:
+        placed, lib = self.placed(params_NxD), self.library
+        points_NxPx2 = jnp.asarray(points_NxPx2, jnp.float32)  # a list, too
+        n, p, s = *points_NxPx2.shape[:2], lib.a.shape[1]
+        # one chunk holds any drawing: no saving; a small batch of a set padded to at most
+        # twice its mean drawing: every segment, padding and all, is faster (DENSE_WORK)
+        small = n * p * s * grid * (grid + 1) <= polygons.DENSE_WORK
+        if s <= polygons.CHUNK or (small and s <= 2 * float(np.mean(lib.counts))):
             return boundary_coverage(*placed, points_NxPx2, cell, grid)
         counts = self.placed_counts(params_NxD)
         return boundary_coverage(*placed, points_NxPx2, cell, grid, counts_N=counts)
