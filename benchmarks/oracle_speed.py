@@ -6,23 +6,25 @@ python -m benchmarks.oracle_speed [--against=0625b10] [--scenes=rect,rotated,rec
 
 For each scene and visible count: the same held-out examples (made here, passed to both)
 through oracle.posterior one example a call (the first call compiles and is not timed), the
-two trees alternating example by example (which goes first alternates too), so the
-machine's drift, which moves this CPU's speed by up to 2.5x within a run, falls on both;
-examples/s and the median / minimum measured ESS of each tree, and their ratio; how far the
-two trees' answers are apart (the mean total variation of the hidden tokens' predictive and
-of p(component | visible), each a Monte Carlo estimate: they agree to within the samplers'
-noise, not exactly); and the scene's coverage of 256 prior shapes at 24 points each, both
-trees: the largest difference and the share of equal tokens (the exact likelihood must not
-change a value), and the time of one compiled coverage of 64 shapes x 24 points (the trees
-alternating, ten calls each). Each tree runs in its own subprocess (the revision in a
-`git worktree`), with only the API both trees share, and waits for its turn; a progress
-line after each example (examples/s, ETA).
+two trees alternating example by example (which goes first alternates too: with an odd count
+of examples the revision goes first once more), so the machine's drift, which moves this
+CPU's speed by up to 2.5x within a run, falls on both; examples/s and the median / minimum
+measured ESS of each tree, and their ratio; how far the two trees' answers are apart (the
+mean total variation of the hidden tokens' predictive and of p(component | visible), each a
+Monte Carlo estimate: they agree to within the samplers' noise, not exactly); and the
+scene's coverage of 256 prior shapes at 24 points each, both trees: the largest difference
+and the share of equal tokens (the exact likelihood must not change a value), and the time
+of one compiled coverage of 64 shapes x 24 points (the trees alternating, ten calls each).
+Each tree runs in its own subprocess (the revision in a `git worktree`), with only the API
+both trees share, and waits for its turn; a progress line after each example (examples/s,
+ETA).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,9 +48,11 @@ POINTS = 24  # points of each held-out example (the sparse task's default) and p
 def serve(folder: str) -> None:
     """In whichever tree is first on sys.path: a loop that reads one request a line on stdin
     (JSON: a scene's coverage timed, or one example through the oracle) and answers it in
-    one JSON line on stdout; "quit" ends it. Between requests it waits, using no CPU. The
-    answers go to stdout as it was; anything else written there (a library's print, a
-    progress line) goes to stderr instead, so it cannot break a line of the answers."""
+    one JSON line on stdout; "quit" or the end of stdin ends it. Between requests it waits,
+    using no CPU. The answers go to stdout as it was; anything else written there (a
+    library's print, a progress line) goes to stderr instead, so it cannot break a line of
+    the answers. It ignores an interrupt: the parent's, which kills it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the parent's: it kills us
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -111,7 +115,9 @@ def _one(scene, d, e: int) -> dict:
 
 
 class Tree:
-    """One tree's serve() loop in a subprocess: ask() sends a request, waits for its answer."""
+    """One tree's serve() loop in a subprocess: start() reads its package's path, ask()
+    sends a request and waits for its answer, close() kills it (at once: it holds nothing
+    to save, and a request in flight may take minutes)."""
 
     def __init__(self, tag: str, path: str, folder: str):
         env = dict(os.environ, PYTHONPATH=path)
@@ -119,7 +125,7 @@ class Tree:
             f"sys.path.insert(1, {os.path.dirname(os.path.abspath(__file__))!r}); "
             f"import oracle_speed; oracle_speed.serve({folder!r})"
         )
-        self.tag = tag
+        self.tag, self.root = tag, None
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code],
             env=env,
@@ -128,11 +134,16 @@ class Tree:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+
+    def start(self) -> None:
         self.root = self._read()
 
     def ask(self, **request):
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            self._read()  # it ended: says how
         return self._read()
 
     def _read(self):
@@ -143,12 +154,7 @@ class Tree:
         return json.loads(line)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.ask(do="quit")
-            except (OSError, RuntimeError, ValueError):
-                pass
-            self.proc.kill()
+        self.proc.kill()
         self.proc.wait()
 
 
@@ -285,15 +291,18 @@ def compare(root: str, against: str, names, visible, sizes) -> None:
             json.dump(spec, open(os.path.join(folder, "spec.json"), "w"))
             for tag, path in (("ours", root), ("ref", tree)):
                 trees.append(Tree(tag, path, folder))
+                trees[-1].start()
             got = measure(folder, trees, names, visible, counts)
             for tag, results in got.items():
                 json.dump(results, open(os.path.join(folder, f"{tag}.json"), "w"))
             report(folder, names, against, visible)
         finally:
-            for t in trees:
-                t.close()
-            remove = ["git", "worktree", "remove", "--force", tree]
-            subprocess.run(remove, cwd=root, capture_output=True)
+            try:
+                for t in trees:
+                    t.close()
+            finally:  # even if a second interrupt cuts the closing short
+                remove = ["git", "worktree", "remove", "--force", tree]
+                subprocess.run(remove, cwd=root, capture_output=True)
 
 
 def _apart(folder: str, name: str, visible: int) -> tuple[float, float]:

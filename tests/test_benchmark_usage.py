@@ -514,7 +514,7 @@ def test_oracle_speed_alternates_the_trees_example_by_example(tmp_path, capsys):
     assert oracle_speed._paired([1.0, 1.0], [2.0, 2.0]) == "2.00x ± 0.00 paired"
 
 
-@pytest.mark.slow  # a process (~3 s)
+@pytest.mark.slow  # a process (~1 s)
 def test_oracle_speed_answers_on_their_own_line_whatever_else_prints(tmp_path):
     # a tree's process answers one JSON line a request on stdout; a library's print there
     # would break the protocol, so serve() sends everything else to stderr
