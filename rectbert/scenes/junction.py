@@ -47,7 +47,7 @@ class Junction(Scene):
     chunk_pairs: ClassVar[int] = 2**13  # ~33 KB of clipping work a (shape, point) pair
     branches: ClassVar[bool] = True  # coverage: the non-empty boundary segments, or all
     oracle_blocks: ClassVar[int] = 16  # 96 chains a replica: blocks of 6 (Scene's)
-    segment_cap: ClassVar[int | None] = None  # how many non-empty (None: cap(slots))
+    segment_cap: ClassVar[int | None] = None  # non-empty ones first (None: segment_cap(slots))
 
     def __post_init__(self):
         w = self.stroke_width
