@@ -86,6 +86,33 @@ def pytest_configure(config):
     os.environ["XLA_FLAGS"] = _xla_flags(config.option.markexpr)
 
 
+# The slow tier's longest tests (cold, 2026-12-06: 50-195 s each, most of them compiling the
+# oracle at full optimisation), run first: started last, one of them held the tier's end alone
+# while the other worker idled. Prefixes of node ids; a renamed one just loses its place.
+FIRST = (
+    "tests/test_oracle_screening.py::test_screening_leaves_the_posterior",
+    "tests/test_oracle_screening.py::test_two_letters_that_both_explain",
+    "tests/test_glyph.py::test_batched_components_equal_components",
+    "tests/test_oracle_rejection.py::test_the_oracle_matches_rejection_sampling",
+    "tests/test_stages.py::test_a_signal_in_a_final_stage_stops_it",
+    "tests/test_samples.py::test_samples_end_to_end_through_both_entry_points",
+    "tests/test_oracle_screening.py::test_the_letter_drawn_is_found_among_eight",
+    "tests/test_tutorial.py::test_the_tutorial_runs_from_top_to_bottom",
+    "tests/test_relative.py::test_the_device_checks_relative_step_runs_here",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `-m slow`, the longest tests (FIRST) first, in its order; the rest as collected."""
+    if config.option.markexpr.strip() != "slow":
+        return
+
+    def rank(item):
+        return next((i for i, p in enumerate(FIRST) if item.nodeid.startswith(p)), len(FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 # Hypothesis: 25 examples per property in the default tier, 100 in CI (CI=true)
 settings.register_profile("default", max_examples=25)
 settings.register_profile("ci", max_examples=100)
