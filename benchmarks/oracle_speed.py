@@ -319,14 +319,19 @@ def _apart(folder: str, name: str, visible: int) -> tuple[float, float]:
 TAGS = ("ours", "ref")
 
 
-def _paired(ours_s, ref_s) -> str:
-    """The speed-up, ref's time over ours, as the geometric mean of the examples' paired
-    ratios, with its standard error (where there are two examples or more)."""
-    log_ratio = np.log(np.asarray(ref_s) / np.asarray(ours_s))
+def speedup(ours_s, ref_s) -> tuple[float, float]:
+    """(the speed-up, ref's time over ours, as the geometric mean of the examples' paired
+    ratios; its standard error, NaN under two examples)."""
+    log_ratio = np.log(np.asarray(ref_s, np.float64) / np.asarray(ours_s, np.float64))
     speed = float(np.exp(log_ratio.mean()))
     if len(log_ratio) < 2:
-        return f"{speed:.2f}x"
-    return f"{speed:.2f}x ± {speed * log_ratio.std(ddof=1) / np.sqrt(len(log_ratio)):.2f} paired"
+        return speed, float("nan")
+    return speed, speed * float(log_ratio.std(ddof=1)) / float(np.sqrt(len(log_ratio)))
+
+
+def _paired(ours_s, ref_s) -> str:
+    speed, se = speedup(ours_s, ref_s)
+    return f"{speed:.2f}x" if np.isnan(se) else f"{speed:.2f}x ± {se:.2f} paired"
 
 
 def report(folder: str, names, against: str, visible) -> None:

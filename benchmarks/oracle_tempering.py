@@ -16,13 +16,13 @@ progress line after each example (examples/s, ETA).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import numpy as np
 from absl import flags
 
 from benchmarks import usage
+from benchmarks.oracle_speed import speedup
 
 FLAGS = flags.FLAGS
 
@@ -99,9 +99,7 @@ def main(argv) -> None:
                 flush=True,
             )
         d, a = (np.asarray(got[k], np.float64) for k in ("default", "against"))
-        log_ratio = np.log(a[:, 0] / d[:, 0])
-        speed = math.exp(log_ratio.mean())
-        se = speed * log_ratio.std(ddof=1) / math.sqrt(n)
+        speed, se = speedup(d[:, 0], a[:, 0])
         print(
             f"| {v} | {d[:, 0].mean():.2f} / {a[:, 0].mean():.2f} | {speed:.2f}x ± {se:.2f} "
             f"| {np.median(d[:, 1]):.0f} / {np.median(a[:, 1]):.0f} "

@@ -8,6 +8,7 @@ import os
 import pkgutil
 import types
 
+import numpy as np
 import pytest
 from absl import flags
 
@@ -512,6 +513,10 @@ def test_oracle_speed_alternates_the_trees_example_by_example(tmp_path, capsys):
     assert got["ref"]["rect"]["4"]["per_example_s"] == [2.0] * 3
     assert "3/3 examples" in capsys.readouterr().out
     assert oracle_speed._paired([1.0, 1.0], [2.0, 2.0]) == "2.00x ± 0.00 paired"
+    # by hand: ratios 2 and 8, logs ln 2 and 3 ln 2: the geometric mean 4, the logs' sd
+    # sqrt 2 ln 2, so the standard error 4 x ln 2 (sd / sqrt 2)
+    speed, se = oracle_speed.speedup([1.0, 1.0], [2.0, 8.0])
+    assert np.isclose(speed, 4.0) and np.isclose(se, 4 * np.log(2))
 
 
 @pytest.mark.slow  # a process (~1 s)
