@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import threading
 
@@ -78,3 +79,24 @@ def save_array(path: str, array) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array))
     write_atomic(path, buffer.getvalue())
+
+
+def keep(path: str, made_for: dict, payload: dict) -> None:
+    """A JSON file of `payload` that says what it was made for (read back by kept), written
+    atomically: a result a later run reuses where it was made for the same thing."""
+    write_atomic(path, json.dumps({"made_for": made_for, **payload}) + "\n")
+
+
+def kept(path: str, made_for: dict) -> tuple[dict | None, str]:
+    """(the payload keep() wrote at `path`, "") where it was made for `made_for` (compared as
+    JSON), else (None, why not: "absent", "made for another ...", "unreadable ...")."""
+    if not os.path.exists(path):
+        return None, "absent"
+    try:
+        with open(path) as f:
+            held = json.load(f)
+        if held["made_for"] != json.loads(json.dumps(made_for)):
+            return None, "made for another run or setting"
+        return held, ""
+    except (OSError, ValueError, KeyError, TypeError) as e:  # torn, foreign or not JSON
+        return None, f"unreadable ({type(e).__name__})"

@@ -263,3 +263,60 @@ def test_the_unseen_curve_scores_drawings_never_trained_on_against_their_own_pri
     with pytest.raises(ValueError, match="cannot be measured"):
         oracle_curve.CurveConfig(on="unseen", examples=6).counts(big)
     oracle_curve.CurveConfig(examples=6).counts(big)  # the held-out set: one letter
+
+
+def _noisy_oracle(k: int, asked: list, stop_at: int | None = None):
+    """A posterior_batch of random probabilities, its own for each visible count (seeded by
+    it), that records the counts it is asked for and raises KeyboardInterrupt (a ^C) when
+    asked for its stop_at-th count."""
+    sure = _sure_oracle(k)
+
+    def noisy(key, batch, centroids, scene, cfg=None, chunk=256, say=None):
+        v = int((~np.asarray(batch.mask)).sum(1)[0])
+        asked.append(v)
+        if len(asked) == stop_at:
+            raise KeyboardInterrupt
+        post = sure(key, batch, centroids, scene)
+        probs = np.random.default_rng(v).dirichlet(np.ones(k), post.probs.shape[:2])
+        return dataclasses.replace(post, probs=probs)
+
+    return noisy
+
+
+def test_a_stopped_curve_resumes_where_it_stopped(tmp_path, monkeypatch, sparse_task):
+    # each count is kept as it is done; stopped by ^C in its second count and run again, the
+    # curve computes only the counts it had not done, and its files are those of one run
+    # straight through; a kept file made for other parameters, or torn, is set aside
+    k, said = sparse_task.num_tokens, []
+    task = dataclasses.replace(sparse_task, mask=MaskSpec(5, "anycount"), eval_examples=6)
+    cfg = oracle_curve.CurveConfig(visible=(23, 1, 4), examples=6)
+    params, other = {"w": np.arange(3.0)}, {"w": np.arange(3.0) + 1}
+
+    def curve(workdir, asked, stop_at=None, weights=params):
+        monkeypatch.setattr(oracle, "posterior_batch", _noisy_oracle(k, asked, stop_at))
+        uniform = _uniform_model(k)
+        return oracle_curve.run(task, uniform, weights, 7, str(workdir), cfg, log=said.append)
+
+    straight, there = tmp_path / "straight", tmp_path / "stopped"
+    straight.mkdir(), there.mkdir()
+    asked = []
+    rows = curve(straight, asked)
+    assert asked == [1, 4, 23]
+    kept = there / "oracle_curve.partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        curve(there, asked := [], stop_at=2)
+    assert kept.exists() and not (there / "oracle_curve.json").exists()
+    assert curve(there, asked := []) == rows and asked == [4, 23]  # 1 was kept
+    assert any("visible  1: kept from an earlier run" in s for s in said)
+    for name in ("oracle_curve.json", "calibration.json"):
+        assert (there / name).read_text() == (straight / name).read_text()
+    assert not kept.exists()  # every count is in the files
+    # kept for another model (a run trained anew to the same step): every count again
+    with pytest.raises(KeyboardInterrupt):
+        curve(there, [], stop_at=2)
+    curve(there, asked := [], weights=other)
+    assert asked == [1, 4, 23]
+    assert any("made for another run or setting: starting over" in s for s in said)
+    kept.write_text('{"made_for": {"st')  # torn
+    assert curve(there, asked := []) == rows and asked == [1, 4, 23]
+    assert any("is unreadable (JSONDecodeError): starting over" in s for s in said)

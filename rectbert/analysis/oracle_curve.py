@@ -9,6 +9,7 @@ example are not independent).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rectbert import config
-from rectbert.analysis import calls, oracle
+from rectbert.analysis import calls, kept_counts, oracle
 from rectbert.config import setting
 from rectbert.data import keys
 from rectbert.data.tasks import Batch
@@ -260,48 +261,70 @@ def curve(
     cfg: oracle.OracleConfig | None = None,
     log=SAY,
     on: str = "held_out",
+    partial: kept_counts.Partial | None = None,
 ):
     """(rows, calibration): the curve at each visible count (default: default_visible) on
     the task's first `examples` held-out examples (on="unseen": of its drawings never trained
     on, the oracle's prior theirs), and the reliability diagrams of model and oracle over
     every hidden token of every count. `predict(params, batch)` gives logits
-    (evaluation.make_predict)."""
+    (evaluation.make_predict). With `partial`, each count is kept there as it is done and
+    the counts it already holds are taken from it (kept_counts.Partial: a resumed curve)."""
     given = () if visible is None else visible
     given = tuple(given) if not isinstance(given, str) else given
     counts = CurveConfig(given, examples, on).counts(task)
     cfg = cfg or oracle.OracleConfig()
-    rows, pooled = [], []
+    done = partial.load(log) if partial else {}
+    rows, pooled, todo = [], [], [v for v in counts if v not in done]
     start = time.time()
     scene, base = examples_on(task, on, examples)
-    for i, v in enumerate(counts):
-        batch = held_out(task, v, examples, base)
-        probs_m = model_probs(predict, params, batch)
-        post = oracle.posterior_batch(
-            jax.random.fold_in(keys.key(task.seed, "oracle"), 1000 + v),
-            batch,
-            task.codebook,
-            scene,
-            cfg,
-            say=log,
-        )
-        s = scores(batch.tokens, np.asarray(batch.mask), probs_m, post.probs)
-        r = {**row(v, s, post.ess, cfg.min_ess), **oracle.summary(post), "on": on}
-        rows.append(converged(r))
+    for v in counts:
+        if v in done:
+            r, s = done[v]
+            log(f"  visible {v:2d}: kept from an earlier run ({partial.path})")
+        else:
+            r, s = _count(task, predict, params, v, examples, base, scene, cfg, on, log)
+            done[v] = r, s
+            if partial:
+                partial.save(done)
+            i, elapsed = todo.index(v) + 1, time.time() - start
+            log(
+                _said(r, examples)
+                + f"  [{elapsed:.0f} s, ETA {elapsed / i * (len(todo) - i):.0f} s]"
+            )
+        rows.append(r)
         pooled.append(s)
-        r, elapsed = rows[-1], time.time() - start
-        log(
-            f"  visible {v:2d}: model {r['model_accuracy']:.4f} oracle {r['oracle_accuracy']:.4f}"
-            f" (x{r['model_over_oracle']:.4f})  NLL {r['model_nll']:.3f} / {r['oracle_nll']:.3f}"
-            f"  KL {r['kl']:.4f}  unreliable {r['oracle_unreliable']}/{examples}"
-            f"  [{elapsed:.0f} s, ETA {elapsed / (i + 1) * (len(counts) - i - 1):.0f} s]"
-            + ("" if r["oracle_converged"] else "  (row UNRELIABLE: the oracle not converged)")
-        )
     cat = {k: np.concatenate([s[k] for s in pooled]) for k in pooled[0]}
     calib = {
         who: calibration(cat[f"{who}_confidence"], cat[f"{who}_correct"])
         for who in ("model", "oracle")
     }
     return rows, calib
+
+
+def _count(task, predict, params, v, examples, base, scene, cfg, on, log):
+    """(row, scores) of one visible count."""
+    batch = held_out(task, v, examples, base)
+    probs_m = model_probs(predict, params, batch)
+    post = oracle.posterior_batch(
+        jax.random.fold_in(keys.key(task.seed, "oracle"), 1000 + v),
+        batch,
+        task.codebook,
+        scene,
+        cfg,
+        say=log,
+    )
+    s = scores(batch.tokens, np.asarray(batch.mask), probs_m, post.probs)
+    return converged({**row(v, s, post.ess, cfg.min_ess), **oracle.summary(post), "on": on}), s
+
+
+def _said(r: dict, examples: int) -> str:
+    return (
+        f"  visible {r['visible']:2d}: model {r['model_accuracy']:.4f} oracle"
+        f" {r['oracle_accuracy']:.4f} (x{r['model_over_oracle']:.4f})  NLL {r['model_nll']:.3f}"
+        f" / {r['oracle_nll']:.3f}  KL {r['kl']:.4f}  unreliable {r['oracle_unreliable']}/"
+        f"{examples}"
+        + ("" if r["oracle_converged"] else "  (row UNRELIABLE: the oracle not converged)")
+    )
 
 
 def write(
@@ -338,10 +361,20 @@ def run(task, predict, params, step: int, workdir: str, cfg: CurveConfig, log=SA
     which = "held-out" if cfg.on == "held_out" else "unseen"
     n = f"{len(counts)} visible counts x {cfg.examples} {which} examples"
     log(f"oracle curve: {n} (step {step})")
-    rows, calib = curve(task, predict, params, counts, cfg.examples, log=log, on=cfg.on)
+    end = "" if cfg.on == "held_out" else f"_{cfg.on}"
+    # what the kept counts were made for: a run trained anew to the same step differs
+    made_for = {"step": step, "examples": cfg.examples, "on": cfg.on, "seed": task.seed}
+    made_for.update(params=kept_counts.fingerprint(params), oracle=repr(oracle.OracleConfig()))
+    path = os.path.join(workdir, f"oracle_curve{end}.partial.json")
+    partial = kept_counts.Partial(path, made_for)
+    rows, calib = curve(
+        task, predict, params, counts, cfg.examples, log=log, on=cfg.on, partial=partial
+    )
     for r in rows:  # which checkpoint, training regime and examples the file describes
         r["step"], r["mask_schedule"] = step, task.mask.schedule
     title = f"{task.scene.name}, step {step}, {cfg.examples} {which} examples"
     for path in write(workdir, rows, calib, title=title, on=cfg.on):
         log(f"wrote {path}")
+    with contextlib.suppress(FileNotFoundError):  # every count is in the files now
+        os.remove(partial.path)
     return rows

@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from rectbert import config, scenes
+from rectbert import config, files, scenes
 from rectbert.analysis import calls, oracle
 from rectbert.config import setting
 from rectbert.data import keys
@@ -210,14 +210,10 @@ def ceiling(task, root: str, examples: int, main: bool) -> dict:
     rows_vary = ("num_train", "presentations", "fixed_points")  # not the held-out shapes
     made_for = {k: v for k, v in task.record().items() if k not in rows_vary}
     book = hashlib.sha256(np.asarray(task.codebook, np.float32).tobytes()).hexdigest()
-    made_for.update(examples=examples, codebook_sha256=book)
-    if os.path.exists(path):
-        try:
-            cached = json.load(open(path))
-            if cached.get("made_for") == json.loads(json.dumps(made_for)):
-                return cached["scores"]
-        except (OSError, ValueError, KeyError):  # torn or foreign: made again
-            pass
+    made_for.update(examples=examples, codebook_sha256=book, oracle=repr(oracle.OracleConfig()))
+    held, _ = files.kept(path, made_for)  # torn, foreign or another sampler's: made again
+    if held is not None and "scores" in held:
+        return held["scores"]
     print(f"oracle: {examples} held-out {task.scene.name} shapes (the ceiling column)", flush=True)
     start = time.time()
     batch = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())
@@ -231,7 +227,7 @@ def ceiling(task, root: str, examples: int, main: bool) -> dict:
         flush=True,
     )
     if main:
-        write_atomic(path, json.dumps({"made_for": made_for, "scores": scores}, indent=1) + "\n")
+        files.keep(path, made_for, {"scores": scores})
     return scores
 
 
