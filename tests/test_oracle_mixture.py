@@ -230,37 +230,38 @@ def _junction_likelihood(seen: int, visible: int):
     return scene, smc.Likelihood.of(pts, tokens, vis, cents, scene, seen)
 
 
-@pytest.mark.parametrize("beta", [0.7, jnp.inf])
-def test_gated_moves_take_what_evaluating_every_chain_takes(beta):
+def test_gated_moves_take_what_evaluating_every_chain_takes():
     # the sweep judges only the chains still shrinking whose prior clears the slice's level,
     # gathered in blocks: it must take every candidate a plain slice sweep evaluating every
     # chain at every shrink takes (written here, the same random draws), bit for bit, and
-    # carry each chain's mismatches (a numpy recount)
+    # carry each chain's mismatches (a numpy recount); tempered and exact (beta inf), one
+    # program (beta an argument: one compilation)
     from rectbert.analysis import moves
 
     scene, lik = _junction_likelihood(8, 8)
     x = scene.sample(jax.random.key(6), 40)  # of 2-4 strokes: unused slots leave the prior
     mism = lik.mismatches(x)
-    logp = lik.target(x, beta)
     width = jnp.full(scene.param_dim, 30.0)
     cfg = oracle.OracleConfig()
 
     @jax.jit
-    def both(key):
+    def both(key, beta):
+        logp = lik.target(x, beta)
         gated = moves.slice_sweep(key, x, logp, mism, beta, width, lik, cfg)
         return gated, _reference_sweep(key, x, logp, beta, width, lik.target, scene, cfg.shrinks)
 
-    (xg, lg, mg), (xp, lp) = both(jax.random.key(7))
-    np.testing.assert_array_equal(np.asarray(xg), np.asarray(xp))
-    np.testing.assert_array_equal(np.asarray(lg), np.asarray(lp))
-    assert np.mean(np.any(np.asarray(xg) != np.asarray(x), -1)) > 0.3  # chains moved
-    # the carried mismatches, recounted: tokens at the visible points, nearest centroid
-    cov = np.asarray(scene.coverage(xg, jnp.broadcast_to(lik.points_Px2[:8], (40, 8, 2))))
-    cents = np.asarray(lik.centroids_KxG)
-    toks = np.argmin(((cov[:, :, None] - cents[None, None]) ** 2).sum(-1), -1)
-    want = (toks != np.asarray(lik.tokens_S)[None, :8]).sum(-1)
-    prior_ok = np.isfinite(np.asarray(scene.log_density(xg)))
-    np.testing.assert_array_equal(np.asarray(mg)[prior_ok], want[prior_ok])
+    for beta in (0.7, np.inf):
+        (xg, lg, mg), (xp, lp) = both(jax.random.key(7), jnp.float32(beta))
+        np.testing.assert_array_equal(np.asarray(xg), np.asarray(xp), err_msg=f"beta {beta}")
+        np.testing.assert_array_equal(np.asarray(lg), np.asarray(lp), err_msg=f"beta {beta}")
+        assert np.mean(np.any(np.asarray(xg) != np.asarray(x), -1)) > 0.3  # chains moved
+        # the carried mismatches, recounted: tokens at the visible points, nearest centroid
+        cov = np.asarray(scene.coverage(xg, jnp.broadcast_to(lik.points_Px2[:8], (40, 8, 2))))
+        cents = np.asarray(lik.centroids_KxG)
+        toks = np.argmin(((cov[:, :, None] - cents[None, None]) ** 2).sum(-1), -1)
+        want = (toks != np.asarray(lik.tokens_S)[None, :8]).sum(-1)
+        prior_ok = np.isfinite(np.asarray(scene.log_density(xg)))
+        np.testing.assert_array_equal(np.asarray(mg)[prior_ok], want[prior_ok], f"beta {beta}")
 
 
 def _reference_sweep(key, x, logp, beta, width, target, scene, shrinks):
