@@ -84,6 +84,8 @@ def save_array(path: str, array) -> None:
 def keep(path: str, made_for: dict, payload: dict) -> None:
     """A JSON file of `payload` that says what it was made for (read back by kept), written
     atomically: a result a later run reuses where it was made for the same thing."""
+    if "made_for" in payload:
+        raise ValueError("a kept payload has no key 'made_for': it says what the file was made for")
     write_atomic(path, json.dumps({"made_for": made_for, **payload}) + "\n")
 
 
@@ -95,8 +97,11 @@ def kept(path: str, made_for: dict) -> tuple[dict | None, str]:
     try:
         with open(path) as f:
             held = json.load(f)
-        if held["made_for"] != json.loads(json.dumps(made_for)):
-            return None, "made for another run or setting"
+        want = json.loads(json.dumps(made_for))
+        if held["made_for"] != want:
+            keys = set(want) | set(held["made_for"])
+            differ = sorted(k for k in keys if held["made_for"].get(k) != want.get(k))
+            return None, f"made for another {', '.join(differ)}"
         return held, ""
-    except (OSError, ValueError, KeyError, TypeError) as e:  # torn, foreign or not JSON
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # torn, not JSON
         return None, f"unreadable ({type(e).__name__})"

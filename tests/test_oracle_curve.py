@@ -286,14 +286,15 @@ def _noisy_oracle(k: int, asked: list, stop_at: int | None = None):
 def test_a_stopped_curve_resumes_where_it_stopped(tmp_path, monkeypatch, sparse_task):
     # each count is kept as it is done; stopped by ^C in its second count and run again, the
     # curve computes only the counts it had not done, and its files are those of one run
-    # straight through; a kept file made for other parameters, or torn, is set aside
+    # straight through; a kept file made for other parameters, torn or malformed, is said
+    # and set aside (never reused, never lost); counts another curve kept stay kept
     k, said = sparse_task.num_tokens, []
     task = dataclasses.replace(sparse_task, mask=MaskSpec(5, "anycount"), eval_examples=6)
-    cfg = oracle_curve.CurveConfig(visible=(23, 1, 4), examples=6)
     params, other = {"w": np.arange(3.0)}, {"w": np.arange(3.0) + 1}
 
-    def curve(workdir, asked, stop_at=None, weights=params):
+    def curve(workdir, asked, stop_at=None, weights=params, visible=(23, 1, 4), examples=6):
         monkeypatch.setattr(oracle, "posterior_batch", _noisy_oracle(k, asked, stop_at))
+        cfg = oracle_curve.CurveConfig(visible=visible, examples=examples)
         uniform = _uniform_model(k)
         return oracle_curve.run(task, uniform, weights, 7, str(workdir), cfg, log=said.append)
 
@@ -302,21 +303,44 @@ def test_a_stopped_curve_resumes_where_it_stopped(tmp_path, monkeypatch, sparse_
     asked = []
     rows = curve(straight, asked)
     assert asked == [1, 4, 23]
-    kept = there / "oracle_curve.partial.json"
+    kept, aside = there / "oracle_curve.partial.json", there / "oracle_curve.partial.json.set-aside"
     with pytest.raises(KeyboardInterrupt):
         curve(there, asked := [], stop_at=2)
     assert kept.exists() and not (there / "oracle_curve.json").exists()
     assert curve(there, asked := []) == rows and asked == [4, 23]  # 1 was kept
-    assert any("visible  1: kept from an earlier run" in s for s in said)
+    assert any(s.startswith("  visible  1: model") and "(kept from an earlier" in s for s in said)
     for name in ("oracle_curve.json", "calibration.json"):
         assert (there / name).read_text() == (straight / name).read_text()
     assert not kept.exists()  # every count is in the files
-    # kept for another model (a run trained anew to the same step): every count again
+    # kept for another model (a run trained anew to the same step): every count again, the
+    # kept file (1 and 4) set aside as it was
+    with pytest.raises(KeyboardInterrupt):
+        curve(there, [], stop_at=3)
+    before = kept.read_text()
+    with pytest.raises(KeyboardInterrupt):
+        curve(there, asked := [], stop_at=1, weights=other)
+    assert aside.read_text() == before and not kept.exists()
+    assert any("made for another params: set aside" in s for s in said)
+    # kept for other examples (the first 5 of the 6): set aside too
+    aside.rename(kept)
+    with pytest.raises(KeyboardInterrupt):
+        curve(there, asked := [], stop_at=1, examples=5)
+    assert aside.read_text() == before and not kept.exists()
+    # counts a curve of other counts kept stay kept: only 23 is left to do
+    aside.rename(kept)
+    curve(there, asked := [], visible=(1,))
+    assert asked == [] and kept.exists()
+    assert curve(there, asked := []) == rows and asked == [23] and not kept.exists()
+    # torn, or a count malformed: said, set aside, every count again (no crash)
+    kept.write_text('{"made_for": {"st')
+    assert curve(there, asked := []) == rows and asked == [1, 4, 23]
+    assert any("is unreadable (JSONDecodeError" in s for s in said)
     with pytest.raises(KeyboardInterrupt):
         curve(there, [], stop_at=2)
-    curve(there, asked := [], weights=other)
-    assert asked == [1, 4, 23]
-    assert any("made for another run or setting: starting over" in s for s in said)
-    kept.write_text('{"made_for": {"st')  # torn
-    assert curve(there, asked := []) == rows and asked == [1, 4, 23]
-    assert any("is unreadable (JSONDecodeError): starting over" in s for s in said)
+    held = json.loads(kept.read_text())
+    for bad in ([], "x", {"example": [0]}):
+        held["counts"][0]["scores"] = bad
+        kept.write_text(json.dumps(held))
+        with pytest.raises(KeyboardInterrupt):
+            curve(there, asked := [], stop_at=1)
+        assert asked == [1] and json.loads(aside.read_text()) == held, bad

@@ -9,7 +9,6 @@ example are not independent).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -207,6 +206,18 @@ def scores(tokens_BxP, hidden_BxP, model_BxPxK, oracle_BxPxK) -> dict:
     }
 
 
+SCORES = (  # the per-token scores of a count (scores())
+    "example",
+    "model_correct",
+    "oracle_correct",
+    "model_nll",
+    "oracle_nll",
+    "kl",
+    "model_confidence",
+    "oracle_confidence",
+)
+
+
 def row(visible: int, s: dict, ess_E, min_ess: float) -> dict:
     """One curve point: each metric's mean over hidden tokens and its standard error over
     examples; the paired model - oracle accuracy; ECEs; unreliable oracle examples."""
@@ -273,14 +284,18 @@ def curve(
     given = tuple(given) if not isinstance(given, str) else given
     counts = CurveConfig(given, examples, on).counts(task)
     cfg = cfg or oracle.OracleConfig()
+    scene, base = examples_on(task, on, examples)
+    if partial:  # kept for these very examples, codebook and oracle
+        made_for = {**partial.made_for, "oracle": repr(cfg), "backend": jax.default_backend()}
+        made_for["examples_sha"] = kept_counts.fingerprint(base.points, base.tokens, task.codebook)
+        partial = dataclasses.replace(partial, made_for=made_for)
     done = partial.load(log) if partial else {}
     rows, pooled, todo = [], [], [v for v in counts if v not in done]
     start = time.time()
-    scene, base = examples_on(task, on, examples)
     for v in counts:
         if v in done:
             r, s = done[v]
-            log(f"  visible {v:2d}: kept from an earlier run ({partial.path})")
+            log(_said(r, examples) + f"  (kept from an earlier run: {partial.path})")
         else:
             r, s = _count(task, predict, params, v, examples, base, scene, cfg, on, log)
             done[v] = r, s
@@ -363,10 +378,10 @@ def run(task, predict, params, step: int, workdir: str, cfg: CurveConfig, log=SA
     log(f"oracle curve: {n} (step {step})")
     end = "" if cfg.on == "held_out" else f"_{cfg.on}"
     # what the kept counts were made for: a run trained anew to the same step differs
-    made_for = {"step": step, "examples": cfg.examples, "on": cfg.on, "seed": task.seed}
-    made_for.update(params=kept_counts.fingerprint(params), oracle=repr(oracle.OracleConfig()))
+    made_for = {"format": kept_counts.FORMAT, "step": step, "on": cfg.on, "seed": task.seed}
+    made_for["params"] = kept_counts.fingerprint(params)
     path = os.path.join(workdir, f"oracle_curve{end}.partial.json")
-    partial = kept_counts.Partial(path, made_for)
+    partial = kept_counts.Partial(path, made_for, SCORES)
     rows, calib = curve(
         task, predict, params, counts, cfg.examples, log=log, on=cfg.on, partial=partial
     )
@@ -375,6 +390,5 @@ def run(task, predict, params, step: int, workdir: str, cfg: CurveConfig, log=SA
     title = f"{task.scene.name}, step {step}, {cfg.examples} {which} examples"
     for path in write(workdir, rows, calib, title=title, on=cfg.on):
         log(f"wrote {path}")
-    with contextlib.suppress(FileNotFoundError):  # every count is in the files now
-        os.remove(partial.path)
+    partial.finish(counts)
     return rows

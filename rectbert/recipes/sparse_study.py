@@ -211,9 +211,11 @@ def ceiling(task, root: str, examples: int, main: bool) -> dict:
     made_for = {k: v for k, v in task.record().items() if k not in rows_vary}
     book = hashlib.sha256(np.asarray(task.codebook, np.float32).tobytes()).hexdigest()
     made_for.update(examples=examples, codebook_sha256=book, oracle=repr(oracle.OracleConfig()))
-    held, _ = files.kept(path, made_for)  # torn, foreign or another sampler's: made again
+    held, why = files.kept(path, made_for)  # torn, foreign or another sampler's: made again
     if held is not None and "scores" in held:
         return held["scores"]
+    if why != "absent":
+        print(f"note: {path} is {why}: measured again", flush=True)
     print(f"oracle: {examples} held-out {task.scene.name} shapes (the ceiling column)", flush=True)
     start = time.time()
     batch = jax.tree.map(lambda a: a[:examples], jax.jit(task.eval_set)())
