@@ -24,8 +24,8 @@ class Partial:
     parameters, a hash of the examples scored and the codebook, the oracle's config, the
     backend, FORMAT), so a curve stopped part-way resumes where it stopped: the oracle's keys
     are fixed per count, so its rows are those of one run straight through. A file made for
-    anything else, or unreadable, is said and set aside (renamed *.set-aside), never reused
-    nor lost. `fields`: the per-token scores each count holds."""
+    anything else, or unreadable, is said and set aside (renamed *.set-aside, which replaces
+    the one set aside before), never reused. `fields`: the per-token scores each count holds."""
 
     path: str
     made_for: dict
