@@ -287,7 +287,7 @@ def test_a_stopped_curve_resumes_where_it_stopped(tmp_path, monkeypatch, sparse_
     # each count is kept as it is done; stopped by ^C in its second count and run again, the
     # curve computes only the counts it had not done, and its files are those of one run
     # straight through; a kept file made for other parameters, torn or malformed, is said
-    # and set aside (never reused, never lost); counts another curve kept stay kept
+    # and set aside (never reused; the file kept as it was); counts another curve kept stay kept
     k, said = sparse_task.num_tokens, []
     task = dataclasses.replace(sparse_task, mask=MaskSpec(5, "anycount"), eval_examples=6)
     params, other = {"w": np.arange(3.0)}, {"w": np.arange(3.0) + 1}
