@@ -179,14 +179,16 @@ def test_a_signal_in_a_final_stage_stops_it_and_says_what_was_kept(tmp_path, any
     )
     assert done.returncode == 0, done.stderr
     assert "trained to step 3" in done.stdout and os.path.exists(f"{workdir}/oracle_curve.json")
-    # the curve command: Ctrl-C, nothing of it written, the workdir free again
+    # the curve command: Ctrl-C after its first count, that count kept for the re-run (and
+    # named), the curve itself not written, the workdir free again
     other = copy(anycount_run, tmp_path)
     proc = _start("experiments.oracle_curve", f"--workdir={other}", "--curve_examples=8")
     rc, err = _stop_at(proc, "  visible", signal.SIGINT)
     assert rc == 128 + signal.SIGINT, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "during the oracle curve at step 3" in lines[0], err
-    assert "nothing of it written" in lines[0]
+    assert "kept oracle_curve.partial.json" in lines[0], err
+    assert os.path.exists(os.path.join(other, "oracle_curve.partial.json"))
     assert not os.path.exists(os.path.join(other, "oracle_curve.json"))
     with workdir_lib.lock(other):  # released
         pass
@@ -208,6 +210,7 @@ def test_a_stop_during_the_samples_is_seen_in_seconds(tmp_path, anycount_run):
     assert time.time() - start < 5 and proc.returncode == 128 + signal.SIGTERM, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "during the samples at step 3" in lines[0], err
+    assert "nothing of it written" in lines[0], err
     assert not os.path.exists(os.path.join(workdir, "samples.json"))
     with workdir_lib.lock(workdir):  # released
         pass
