@@ -303,6 +303,7 @@ def test_a_stopped_curve_resumes_where_it_stopped(tmp_path, monkeypatch, sparse_
     asked = []
     rows = curve(straight, asked)
     assert asked == [1, 4, 23]
+    assert said[0] == "oracle curve: visible counts 1, 4, 23 x 6 held-out examples (step 7)"
     kept, aside = there / "oracle_curve.partial.json", there / "oracle_curve.partial.json.set-aside"
     with pytest.raises(KeyboardInterrupt):
         curve(there, asked := [], stop_at=2)

@@ -369,12 +369,17 @@ def write(
     ]
 
 
+def count_list(counts) -> str:
+    """'visible count 8', 'visible counts 1, 4, 23': what a stage's first line names."""
+    return f"visible count{'s' * (len(counts) != 1)} {', '.join(map(str, counts))}"
+
+
 def run(task, predict, params, step: int, workdir: str, cfg: CurveConfig, log=SAY) -> list:
     """The curve of the run at `step`, written into `workdir` (rows record the checkpoint's
     step and the training schedule); says what it does and where it wrote."""
     counts = cfg.counts(task)
     which = "held-out" if cfg.on == "held_out" else "unseen"
-    n = f"{len(counts)} visible counts x {cfg.examples} {which} examples"
+    n = f"{count_list(counts)} x {cfg.examples} {which} examples"
     log(f"oracle curve: {n} (step {step})")
     end = "" if cfg.on == "held_out" else f"_{cfg.on}"
     # what the kept counts were made for: a run trained anew to the same step differs

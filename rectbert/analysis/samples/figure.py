@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rectbert.analysis import render
+from rectbert.analysis import oracle_curve, render
 from rectbert.analysis.samples import output, sampler, scores
 from rectbert.analysis.samples.scores import draw
 from rectbert.analysis.samples.settings import ScoreConfig, scored
@@ -159,7 +159,7 @@ def run(task, predict, params, step: int, workdir: str, cfg: ScoreConfig, log=ou
     and where it wrote."""
     counts = cfg.counts(task)
     log(
-        f"samples: {len(counts)} visible counts x {cfg.examples} held-out examples x "
+        f"samples: {oracle_curve.count_list(counts)} x {cfg.examples} held-out examples x "
         f"{cfg.per_example} completions per method (step {step})"
     )
     if not scored(task):
