@@ -19,9 +19,9 @@ from benchmarks import (
     compare_runs,
     glyph_posterior,
     joint_samples,
+    oracle_config,
     oracle_profile,
     oracle_speed,
-    oracle_tempering,
     train_throughput,
     usage,
     where_points,
@@ -37,10 +37,10 @@ COMMANDS = [  # the benchmarks run as `python -m benchmarks.<name>`
     "joint_samples",
     "kmeans",
     "oracle",
+    "oracle_config",
     "oracle_profile",
     "oracle_rejection",
     "oracle_speed",
-    "oracle_tempering",
     "scaling",
     "time_to_ceiling",
     "touched",
@@ -413,19 +413,34 @@ def test_touched_refuses_more_pairs_than_it_can_hold_before_any_compute():
     )
 
 
-# ------------------------------------------------------------------------ oracle_tempering
-def test_oracle_tempering_refuses_a_scene_counts_and_caps_it_cannot_compare():
-    said = refused(oracle_tempering.check, "nope", ["8"], 12, 40.0)
+# --------------------------------------------------------------------------- oracle_config
+def test_oracle_config_refuses_a_scene_counts_and_configs_it_cannot_compare():
+    said = refused(oracle_config.check, "nope", ["8"], 12, ["tied_step=40"])
     assert said.startswith("--scene=nope is not allowed: a scene the oracle serves"), said
     assert "--visible=24 is not allowed" in refused(
-        oracle_tempering.check, "junction", ["24"], 12, 40.0
+        oracle_config.check, "junction", ["24"], 12, ["tied_step=40"]
     )
     assert "--examples=1 is not allowed" in refused(
-        oracle_tempering.check, "junction", ["8"], 1, 40.0
+        oracle_config.check, "junction", ["8"], 1, ["tied_step=40"]
     )
-    for bad in (1.0, 0.0, -2.0, 41.0, float("inf"), float("nan")):  # the default's, or none
-        assert "--against=" in refused(oracle_tempering.check, "junction", ["8"], 12, bad)
-    assert oracle_tempering.check("rects", ["8", "19"], 12, 2.0) == ("rects", (8, 19))
+    for bad in (
+        ["tied_step=1"],  # the default's: nothing to compare
+        ["nope=3"],
+        ["shrinks"],
+        ["shrinks=2.5"],
+        ["tied_step=nan"],
+        ["shrinks=2", "shrinks=3"],
+        ["screen=0"],
+        [],
+    ):
+        said = refused(oracle_config.check, "junction", ["8"], 12, bad)
+        assert said.startswith(f"--against={','.join(bad)} is not allowed: 'field=value"), said
+    for bad, why in ((["shrinks=0"], "shrinks=0: must be"), (["tied_step=41"], "tied_step=41")):
+        assert why in refused(oracle_config.check, "junction", ["8"], 12, bad)
+    scene, counts, other = oracle_config.check("rects", ["8", "19"], 12, ["anneal_steps=8"])
+    assert (scene, counts, other.anneal_steps, other.shrinks) == ("rects", (8, 19), 8, 3)
+    other = oracle_config.check("rects", ["8"], 2, ["screen=False", "tied_step=2"])[2]
+    assert (other.screen, other.tied_step) == (False, 2.0)
 
 
 # -------------------------------------------------------------------------- oracle_profile
