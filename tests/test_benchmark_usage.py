@@ -2,6 +2,7 @@
 file) and what is allowed, before any compute, through the checks each benchmark's main runs
 first (in this process); a few as the commands themselves (slow)."""
 
+import dataclasses
 import importlib
 import json
 import os
@@ -423,24 +424,36 @@ def test_oracle_config_refuses_a_scene_counts_and_configs_it_cannot_compare():
     assert "--examples=1 is not allowed" in refused(
         oracle_config.check, "junction", ["8"], 1, ["tied_step=40"]
     )
-    for bad in (
-        ["tied_step=1"],  # the default's: nothing to compare
-        ["nope=3"],
-        ["shrinks"],
-        ["shrinks=2.5"],
-        ["tied_step=nan"],
-        ["shrinks=2", "shrinks=3"],
-        ["screen=0"],
-        [],
-    ):
-        said = refused(oracle_config.check, "junction", ["8"], 12, bad)
-        assert said.startswith(f"--against={','.join(bad)} is not allowed: 'field=value"), said
-    for bad, why in ((["shrinks=0"], "shrinks=0: must be"), (["tied_step=41"], "tied_step=41")):
-        assert why in refused(oracle_config.check, "junction", ["8"], 12, bad)
+
+    def why(*bad, scene="junction"):
+        said = refused(oracle_config.check, scene, ["8"], 12, list(bad))
+        assert said.startswith(f"--against={','.join(bad)} is not allowed: "), said
+        return said.split(" is not allowed: ", 1)[1]
+
+    assert why("tied_step=1").startswith("the default sampler on junction")
+    assert why("ensemble_moves=2").startswith("the default sampler on junction")  # its own
+    assert why("ensemble_moves=0", scene="rect").startswith("the default sampler on rect")
+    assert why().startswith("the default sampler")
+    assert why("min_ess=50").startswith("'min_ess' is not one of")  # a report's, not sampling
+    assert why("nope=3").startswith("'nope' is not one of")
+    assert why("shrinks").startswith("shrinks is an integer")
+    for bad in ("shrinks=2.5", "shrinks=8.0", "shrinks=inf", "shrinks=-2", "chains=99999999999"):
+        assert why(bad).startswith(bad.split("=")[0] + " is an integer"), bad
+    for bad in ("tied_step=nan", "tied_step=inf", "tied_step=1_0", "tied_step=x"):
+        assert why(bad) == "tied_step is a finite number", bad
+    assert why("screen=0") == "screen is true or false"
+    assert why("shrinks=2", "shrinks=3") == "shrinks is given twice"
+    assert why("shrinks=0") == "OracleConfig.shrinks=0: must be an integer >= 1"
+    assert why("tied_step=41").startswith("OracleConfig.tied_step=41.0: must be a number in (0")
+    from rectbert.analysis import oracle
+
+    fields = {f.name for f in dataclasses.fields(oracle.OracleConfig())}
+    assert set(oracle_config.SAMPLING) == fields - {"min_ess"}  # a new field: say which
     scene, counts, other = oracle_config.check("rects", ["8", "19"], 12, ["anneal_steps=8"])
     assert (scene, counts, other.anneal_steps, other.shrinks) == ("rects", (8, 19), 8, 3)
     other = oracle_config.check("rects", ["8"], 2, ["screen=False", "tied_step=2"])[2]
     assert (other.screen, other.tied_step) == (False, 2.0)
+    assert oracle_config.check("rect", ["8"], 2, ["ensemble_moves=2"])[2].ensemble_moves == 2
 
 
 # -------------------------------------------------------------------------- oracle_profile

@@ -331,6 +331,7 @@ def test_a_stopped_curve_resumes_where_it_stopped(tmp_path, monkeypatch, sparse_
     aside.rename(kept)
     curve(there, asked := [], visible=(1,))
     assert asked == [] and kept.exists()
+    assert "oracle curve: visible count 1 x 6 held-out examples (step 7)" in said
     assert curve(there, asked := []) == rows and asked == [23] and not kept.exists()
     # torn, or a count malformed: said, set aside, every count again (no crash)
     kept.write_text('{"made_for": {"st')
