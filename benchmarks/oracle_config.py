@@ -142,8 +142,7 @@ def main(argv) -> None:
         print(f"(the ESS's cap: {cfgs['default'].chains} / {other.chains} chains)")
     print(
         "| visible | s an example | speed-up (default s / other s) | median ESS | disagreement "
-        "| ESS >= 100 "
-        "| accuracy | TV apart |"
+        "| ESS >= 100 | accuracy | TV apart |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for v in counts:

@@ -456,6 +456,26 @@ def test_oracle_config_refuses_a_scene_counts_and_configs_it_cannot_compare():
     assert oracle_config.check("rect", ["8"], 2, ["ensemble_moves=2"])[2].ensemble_moves == 2
 
 
+def test_oracle_config_row_by_hand():
+    # two examples of three points, the last two hidden; two classes. Default: 4 s and 2 s,
+    # the other 1 s and 1 s, so it buys sqrt(4 x 2) = 2.83x (geometric mean of the pairs)
+    def post(probs, ess, err):
+        return types.SimpleNamespace(probs=[np.asarray(probs)], ess=[ess], evidence_error=[err])
+
+    tokens = np.array([[0, 1, 0], [1, 1, 0]])
+    visible = np.array([[True, False, False], [True, False, False]])
+    a = [[0.5, 0.5], [0.2, 0.8], [0.9, 0.1]]  # hidden argmax 1, 0: right, right
+    b = [[0.5, 0.5], [0.6, 0.4], [0.3, 0.7]]  # hidden argmax 0, 1: wrong, wrong
+    default = [(4.0, post(a, 150.0, 0.1)), (2.0, post(a, 50.0, 0.3))]
+    other = [(1.0, post(b, 20.0, 0.5)), (1.0, post(a, 120.0, 0.7))]
+    row = oracle_config._row(19, default, other, (None, tokens, visible), 2)
+    # ± 2.83 x sd(ln 4, ln 2) / sqrt 2 = 0.98; accuracy over the 4 hidden tokens: 4/4 and 2/4;
+    # TV: b against a on example 0 (0.4 and 0.6), 0 on example 1: mean 0.25
+    want = "| 19 | 3.00 / 1.00 | 2.83x ± 0.98 | 100 / 70 | 0.20 / 0.60 | 1 / 1 of 2 "
+    want += "| 1.000 / 0.500 | 0.250 |"
+    assert row == want, row
+
+
 # -------------------------------------------------------------------------- oracle_profile
 def test_oracle_profile_refuses_bad_counts_and_sums_a_trace_by_hand():
     assert "--visible=24 is not allowed" in refused(oracle_profile.check, 24, 8)
