@@ -25,10 +25,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tests build many identical small programs (a tiny model's step, its evaluation), and most
 # of the suite's time is XLA compiling them: XLA's persistent compilation cache compiles each
 # once and keeps it between runs of the suite (the first run here: ~4 min; the next ones
-# under 2, 2026-12-07), in ~/.cache/rectbert/xla-tests/<jax version> (RECTBERT_TEST_XLA_CACHE elsewhere;
-# emptied when it passes CACHE_LIMIT). xdist's workers and the subprocesses they start
-# share it. A cache only skips compilation: it changes no result (the key is the program, its
-# options and the backend, so an edited program is compiled anew).
+# under 2, 2026-12-07), in ~/.cache/rectbert/xla-tests/<jax version>
+# (RECTBERT_TEST_XLA_CACHE elsewhere; emptied when it passes CACHE_LIMIT). xdist's workers
+# and the subprocesses they start share it. A cache only skips compilation: it changes no
+# result (the key is the program, its options and the backend, so an edited program is
+# compiled anew).
 CACHE_LIMIT = 512 * 2**20
 
 
