@@ -511,6 +511,11 @@ def test_oracle_profile_refuses_bad_counts_and_sums_a_trace_by_hand():
     assert oracle_profile.summary(events[-2:], names, 8) == [
         "no operation of jit__posterior was traced"
     ]
+    # against the call's untraced seconds: 2.00 s of operations in a call of 4 s, by hand
+    assert oracle_profile.summary(events, names, 8, untraced=4.0)[-1] == (
+        "the operations' 2.00 s are 50% of the call's 4.00 s untraced: read their shares, "
+        "not their seconds"
+    )
 
 
 def test_oracle_profile_names_each_operation_by_its_source_less_the_wrappers():
