@@ -5,8 +5,9 @@ python -m benchmarks.oracle_profile [--scene=junction] [--visible=19] [--top=8]
 
 One held-out example of the scene's sparse task (anycount masks, its own codebook, seed 1)
 at --visible visible points: a first call compiles (not traced), then the second example is
-timed untraced, then traced with the same key (the last line sets the operations' seconds
-against the untraced call's: the trace slows them, so its shares are what it gives).
+timed untraced, then traced with the same key (where operations were traced, the last line
+sets their seconds against the untraced call's: the trace's seconds are not the call's, and
+its shares are unverified).
 Counted: the operations of the oracle's own program (the trace's other programs,
 such as the key splits, left out), less those nesting others (while, cond, call: their time
 is their children's). Prints their count and time, how many took under 10 us and their
@@ -81,9 +82,9 @@ def source_ops(compiled_text: str) -> dict[str, str]:
 
 def summary(events, names: dict[str, str], top: int, untraced: float | None = None) -> list[str]:
     """The lines printed, from the trace's complete events; with `untraced`, the seconds
-    the same call took without the profiler, a last line setting the operations against it
-    (tracing slows each operation, and not all of a call's time is in operations it counts:
-    on junction at 19 visible, 1.5 s of operations in a call of 3.2 s untraced)."""
+    the same call took without the profiler, a last line setting the operations' seconds
+    against it (they differ: on junction at 19 visible, 1.5 s of operations in a traced call
+    of 5.9 s, 3.2 s untraced)."""
     ops = [e for e in events if e.get("args", {}).get("hlo_module") == MODULE]
     leaf = [e for e in ops if not e["args"].get("hlo_op", "").startswith(NESTING)]
     if not leaf or not sum(e.get("dur", 0.0) for e in leaf):
@@ -113,8 +114,9 @@ def summary(events, names: dict[str, str], top: int, untraced: float | None = No
     ]
     if untraced is not None:
         lines.append(
-            f"the operations' {total / 1e6:.2f} s are {total / 1e6 / untraced:.0%} of the call's "
-            f"{untraced:.2f} s untraced: read their shares, not their seconds"
+            f"operations {total / 1e6:.2f} s traced, the call {untraced:.2f} s untraced "
+            f"({total / 1e6 / untraced:.0%}): the trace's seconds are not the call's, and its "
+            "shares are unverified"
         )
     return lines
 

@@ -513,8 +513,8 @@ def test_oracle_profile_refuses_bad_counts_and_sums_a_trace_by_hand():
     ]
     # against the call's untraced seconds: 2.00 s of operations in a call of 4 s, by hand
     assert oracle_profile.summary(events, names, 8, untraced=4.0)[-1] == (
-        "the operations' 2.00 s are 50% of the call's 4.00 s untraced: read their shares, "
-        "not their seconds"
+        "operations 2.00 s traced, the call 4.00 s untraced (50%): the trace's seconds are "
+        "not the call's, and its shares are unverified"
     )
 
 
