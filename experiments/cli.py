@@ -21,7 +21,7 @@ from rectbert import config, scenes
 from rectbert.analysis import calls
 from rectbert.files import FileError
 from rectbert.recipes import common
-from rectbert.training import checkpoint, metrics, signals
+from rectbert.training import checkpoint, distributed, metrics, signals
 from rectbert.training.distributed import DistributedConfig
 from rectbert.training.signals import Interrupted
 from rectbert.warn import RectbertWarning
@@ -274,6 +274,7 @@ def _leave(code: int, line: str) -> None:
     teardown in interpreter shutdown could print tracebacks or crash (a segfault after a
     signal): the process ends without it."""
     print(line, file=sys.stderr, flush=True)
+    distributed.stop()  # process 0 hosts the job: it waits for the others to leave
     sys.stdout.flush()
     logging.shutdown()
     os._exit(code)
@@ -303,6 +304,7 @@ def main(recipe) -> None:
         try:
             with signals.promptly():  # training defers a stop to its next step; the rest stop now
                 invoke(recipe, fv, argv)
+                distributed.stop()  # before the interpreter's teardown, as _leave does
         except Error as e:
             _leave(1, f"error: {e}")
         except (Interrupted, KeyboardInterrupt) as e:

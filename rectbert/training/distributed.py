@@ -70,3 +70,18 @@ class DistributedConfig:
             raise config.error(
                 self, "distributed", f"a reachable job ({str(e).splitlines()[0]})"
             ) from None
+
+
+def stop() -> None:
+    """Leave the job, where this process joined one: jax.distributed.shutdown(), a barrier of
+    every process. Process 0 hosts the job's coordination service, and a process whose
+    service is gone aborts (SIGABRT, a C++ stack on its output): so process 0 must not exit
+    while another is still leaving, as it did when one process stopped by a signal was
+    still closing its checkpoint as process 0 exited. A failure to leave is one line; the
+    exit goes on."""
+    if not jax.distributed.is_initialized():
+        return
+    try:
+        jax.distributed.shutdown()
+    except Exception as e:  # noqa: BLE001 - the run's own exit line and code come first
+        print(f"warning: leaving the distributed job failed: {e}".splitlines()[0], flush=True)
