@@ -4,6 +4,7 @@ the coordinator, the process count and this process's index; elsewhere they are 
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import jax
 
@@ -84,4 +85,5 @@ def stop() -> None:
     try:
         jax.distributed.shutdown()
     except Exception as e:  # noqa: BLE001 - the run's own exit line and code come first
-        print(f"warning: leaving the distributed job failed: {e}".splitlines()[0], flush=True)
+        line = f"warning: leaving the distributed job failed: {e}".splitlines()[0]
+        print(line, file=sys.stderr, flush=True)  # where the project's warnings go
