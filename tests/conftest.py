@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Tests build many identical small programs (a tiny model's step, its evaluation), and most
 # of the suite's time is XLA compiling them: XLA's persistent compilation cache compiles each
-# once and keeps it between runs of the suite (the first run here: ~4 min; the next ones
-# under 2, 2026-12-07), in ~/.cache/rectbert/xla-tests/<jax version>
+# once and keeps it between runs of the suite (the first run here: under 3 min; the next
+# ones under 2, 2026-12-07), in ~/.cache/rectbert/xla-tests/<jax version>
 # (RECTBERT_TEST_XLA_CACHE elsewhere; emptied when it passes CACHE_LIMIT). xdist's workers
 # and the subprocesses they start share it. A cache only skips compilation: it changes no
 # result (the key is the program, its options and the backend, so an edited program is
@@ -60,25 +60,62 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 # XLA's LLVM optimisation level 0 compiles ~40 % faster; the default tier's tests check
-# behaviour, not speed, of programs that run for milliseconds. The slow tier (`-m slow`) is
-# compiled fully optimised: its oracle checks run for minutes, 4.4x slower at level 0
-# (measured on the eight-letter screening test: 294 s against 67 s). RECTBERT_TEST_XLA_FLAGS
-# overrides both ("" runs every tier optimised). Set before any test computes (XLA reads it
-# when the CPU backend starts); subprocesses inherit it. Added to it, none of
-# --xla_llvm_disable_expensive_passes=true, --xla_cpu_use_thunk_runtime=false or
-# --xla_cpu_parallel_codegen_split_count=1 compiled faster (the gated-moves test, cold: 28.6,
-# 29.4, 28.9 s against 25.1 and 25.7 s, 2026-12-07).
+# behaviour, not speed, of programs that run for milliseconds. With it, XLA CPU's older loop
+# emitters (EMITTERS) compile a third faster again: the default tier with nothing compiled
+# took 2 min 45 s and 2 min 49 s against 4 min 4 s and 4 min 11 s (2026-12-07; 5 min of CPU
+# against 7.5), every test passing with either. The slow tier (`-m slow`) is compiled fully
+# optimised, with neither: its oracle checks run for minutes, 4.4x slower at level 0
+# (measured on the eight-letter screening test: 294 s against 67 s), and fully optimised the
+# older emitters compile slower (the junction oracle's program: 86 s against 47 s).
+# RECTBERT_TEST_XLA_FLAGS overrides both ("" runs every tier optimised). Set before any test
+# computes (XLA reads it when the CPU backend starts); subprocesses inherit it. None of
+# --xla_llvm_disable_expensive_passes=true, --xla_cpu_use_thunk_runtime=false,
+# --xla_cpu_parallel_codegen_split_count=1 or --xla_cpu_copy_insertion_use_region_analysis=false
+# compiled faster (2026-12-07; benchmarks/RESULTS.md).
 LEVEL_0 = "--xla_backend_optimization_level=0"
+EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 
 
 def _xla_flags(markexpr: str) -> str:
     """XLA_FLAGS as the run found them (kept for xdist's workers, which inherit the
-    controller's), then the tier's: "" under `-m slow` (exactly), else LEVEL_0, or
-    RECTBERT_TEST_XLA_FLAGS where it is set. A slow test named by its id runs at LEVEL_0."""
+    controller's), then the tier's: "" under `-m slow` (exactly), else LEVEL_0 and EMITTERS
+    where this XLA knows that flag (_knows), or RECTBERT_TEST_XLA_FLAGS where it is set. A
+    slow test named by its id runs as the default tier."""
     base = os.environ.setdefault("RECTBERT_TEST_XLA_BASE", os.environ.get("XLA_FLAGS", ""))
     given = os.environ.get("RECTBERT_TEST_XLA_FLAGS")
-    ours = given if given is not None else ("" if markexpr.strip() == "slow" else LEVEL_0)
+    if given is not None:
+        ours = given
+    elif markexpr.strip() == "slow":
+        ours = ""
+    else:
+        ours = " ".join([LEVEL_0] + ([EMITTERS] if _knows(EMITTERS) else []))
     return " ".join([base, ours]).strip()
+
+
+def _knows(flag: str) -> bool:
+    """Whether this jaxlib's XLA accepts `flag` (it aborts the process at an unknown one): a
+    process of its own asks once (~1 s); the answer is kept in the compilation cache, whose
+    folder is per jax version, and in RECTBERT_TEST_XLA_KNOWS ("flag yes|no") for xdist's
+    workers."""
+    kept = os.path.join(os.environ["RECTBERT_TEST_XLA_CACHE"], "knows-" + flag.strip("-"))
+    answer = os.environ.get("RECTBERT_TEST_XLA_KNOWS", "").rpartition(" ")
+    answer = answer[2] if answer[0] == flag else None
+    if answer is None and os.path.exists(kept):
+        with open(kept) as f:
+            answer = f.read().strip()
+    if answer not in ("yes", "no"):
+        env = {**os.environ, "XLA_FLAGS": flag, "JAX_PLATFORMS": "cpu"}
+        probe = [sys.executable, "-c", "import jax; jax.devices()"]
+        ok = subprocess.run(probe, env=env, capture_output=True, check=False).returncode == 0
+        answer = "yes" if ok else "no"
+        try:
+            os.makedirs(os.path.dirname(kept), exist_ok=True)
+            with open(kept, "w") as f:
+                f.write(answer)
+        except OSError:
+            pass
+    os.environ["RECTBERT_TEST_XLA_KNOWS"] = f"{flag} {answer}"
+    return answer == "yes"
 
 
 def pytest_configure(config):
