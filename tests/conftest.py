@@ -66,12 +66,11 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # against 7.5), every test passing with either. The slow tier (`-m slow`) is compiled fully
 # optimised, with neither: its oracle checks run for minutes, 4.4x slower at level 0
 # (measured on the eight-letter screening test: 294 s against 67 s), and fully optimised the
-# older emitters compile slower (the junction oracle's program: 86 s against 47 s).
+# older emitters compile slower (the junction oracle's program and a first example: 86 s
+# against 47 s).
 # RECTBERT_TEST_XLA_FLAGS overrides both ("" runs every tier optimised). Set before any test
-# computes (XLA reads it when the CPU backend starts); subprocesses inherit it. None of
-# --xla_llvm_disable_expensive_passes=true, --xla_cpu_use_thunk_runtime=false,
-# --xla_cpu_parallel_codegen_split_count=1 or --xla_cpu_copy_insertion_use_region_analysis=false
-# compiled faster (2026-12-07; benchmarks/RESULTS.md).
+# computes (XLA reads it when the CPU backend starts); subprocesses inherit it. Other flags
+# that compiled no faster are listed in benchmarks/RESULTS.md.
 LEVEL_0 = "--xla_backend_optimization_level=0"
 EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 
@@ -93,29 +92,26 @@ def _xla_flags(markexpr: str) -> str:
 
 
 def _knows(flag: str) -> bool:
-    """Whether this jaxlib's XLA accepts `flag` (it aborts the process at an unknown one): a
-    process of its own asks once (~1 s); the answer is kept in the compilation cache, whose
-    folder is per jax version, and in RECTBERT_TEST_XLA_KNOWS ("flag yes|no") for xdist's
-    workers."""
-    kept = os.path.join(os.environ["RECTBERT_TEST_XLA_CACHE"], "knows-" + flag.strip("-"))
-    answer = os.environ.get("RECTBERT_TEST_XLA_KNOWS", "").rpartition(" ")
-    answer = answer[2] if answer[0] == flag else None
-    if answer is None and os.path.exists(kept):
-        with open(kept) as f:
-            answer = f.read().strip()
-    if answer not in ("yes", "no"):
+    """Whether this jaxlib's XLA accepts `flag`: a process of its own asks (~1 s), since XLA
+    aborts the process at an unknown one; once a run, the answer handed to xdist's workers in
+    RECTBERT_TEST_XLA_KNOWS ("flag yes|no"). Asked anew every run: a kept answer would
+    outlive an upgraded jaxlib."""
+    handed, _, answer = os.environ.get("RECTBERT_TEST_XLA_KNOWS", "").rpartition(" ")
+    if handed != flag or answer not in ("yes", "no"):
         env = {**os.environ, "XLA_FLAGS": flag, "JAX_PLATFORMS": "cpu"}
         probe = [sys.executable, "-c", "import jax; jax.devices()"]
-        ok = subprocess.run(probe, env=env, capture_output=True, check=False).returncode == 0
-        answer = "yes" if ok else "no"
         try:
-            os.makedirs(os.path.dirname(kept), exist_ok=True)
-            with open(kept, "w") as f:
-                f.write(answer)
-        except OSError:
-            pass
+            done = subprocess.run(probe, env=env, capture_output=True, check=False, timeout=120)
+            answer = "yes" if done.returncode == 0 else "no"
+        except subprocess.TimeoutExpired:
+            answer = "no"
     os.environ["RECTBERT_TEST_XLA_KNOWS"] = f"{flag} {answer}"
     return answer == "yes"
+
+
+def pytest_report_header(config):
+    """The XLA flags the run compiles with, on pytest's first lines (a flag left out shows)."""
+    return f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '')!r}"
 
 
 def pytest_configure(config):

@@ -1,7 +1,9 @@
 """The suite's own XLA flags (tests/conftest.py): the default tier's faster-compiling flags,
 and a flag this jaxlib does not know left out, not handed to XLA (which aborts at one)."""
 
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -11,37 +13,48 @@ UNKNOWN = "--xla_no_such_flag_at_all=true"
 
 
 @pytest.fixture
-def fresh(tmp_path, monkeypatch):
-    """An empty cache folder and no answer handed down: _knows must ask."""
-    monkeypatch.setenv("RECTBERT_TEST_XLA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("RECTBERT_TEST_XLA_KNOWS", raising=False)
+def fresh(monkeypatch):
+    """No answer handed down (set, so that monkeypatch restores what the test leaves)."""
+    monkeypatch.setenv("RECTBERT_TEST_XLA_KNOWS", "")
     monkeypatch.delenv("RECTBERT_TEST_XLA_FLAGS", raising=False)
-    return tmp_path / "cache"
+    monkeypatch.setenv("RECTBERT_TEST_XLA_BASE", "")
+
+
+def runs_with(flag: str) -> bool:
+    """The reference: whether XLA computes something with `flag` set."""
+    env = {**os.environ, "XLA_FLAGS": flag, "JAX_PLATFORMS": "cpu"}
+    code = "import jax.numpy as jnp; assert float(jnp.arange(4.0).sum()) == 6.0"
+    return (
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0
+    )
 
 
 @pytest.mark.slow  # processes of their own
-def test_an_unknown_flag_is_refused_once_and_the_answer_kept(fresh, monkeypatch):
+def test_a_flag_is_asked_of_xla_once_a_run_and_the_answer_handed_down(fresh, monkeypatch):
+    assert runs_with(UNKNOWN) is False and runs_with(conftest.EMITTERS) is True
     assert conftest._knows(UNKNOWN) is False
-    assert (fresh / ("knows-" + UNKNOWN.strip("-"))).read_text() == "no"
-    assert conftest._knows(conftest.LEVEL_0) is True  # one it does know
+    assert os.environ["RECTBERT_TEST_XLA_KNOWS"] == f"{UNKNOWN} no"
+    assert conftest._knows(conftest.EMITTERS) is True
+    assert os.environ["RECTBERT_TEST_XLA_KNOWS"] == f"{conftest.EMITTERS} yes"
 
-    def no_probe(*args, **kwargs):
+    def asked(*args, **kwargs):
         raise AssertionError("asked again")
 
-    monkeypatch.setattr(subprocess, "run", no_probe)
-    monkeypatch.delenv("RECTBERT_TEST_XLA_KNOWS")  # a worker: the kept answer alone
-    assert conftest._knows(UNKNOWN) is False
-    assert conftest._knows(conftest.LEVEL_0) is True
+    monkeypatch.setattr(subprocess, "run", asked)
+    for answer in ("no", "yes"):  # a worker takes the controller's answer as it is
+        monkeypatch.setenv("RECTBERT_TEST_XLA_KNOWS", f"{UNKNOWN} {answer}")
+        assert conftest._knows(UNKNOWN) is (answer == "yes")
+    with pytest.raises(AssertionError, match="asked again"):  # an answer of another flag
+        conftest._knows(conftest.EMITTERS)
 
 
-@pytest.mark.slow  # a process of its own
 def test_the_default_tier_adds_the_emitters_flag_only_where_xla_knows_it(fresh, monkeypatch):
-    monkeypatch.setenv("RECTBERT_TEST_XLA_BASE", "")
-    assert conftest._xla_flags("slow") == ""
-    default = conftest._xla_flags("not slow").split()
-    assert default[0] == conftest.LEVEL_0
-    assert (conftest.EMITTERS in default) == conftest._knows(conftest.EMITTERS)
-    monkeypatch.setattr(conftest, "EMITTERS", UNKNOWN)
-    assert conftest._xla_flags("not slow") == conftest.LEVEL_0
+    for knows in (True, False):
+        monkeypatch.setattr(conftest, "_knows", lambda flag, knows=knows: knows)
+        want = [conftest.LEVEL_0] + [conftest.EMITTERS] * knows
+        assert conftest._xla_flags("not slow").split() == want
+        assert conftest._xla_flags("slow") == ""
+    monkeypatch.setenv("RECTBERT_TEST_XLA_BASE", "--mine")
+    assert conftest._xla_flags("slow") == "--mine"
     monkeypatch.setenv("RECTBERT_TEST_XLA_FLAGS", "--given")
-    assert conftest._xla_flags("slow") == "--given"
+    assert conftest._xla_flags("not slow") == "--mine --given"
