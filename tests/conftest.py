@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Tests build many identical small programs (a tiny model's step, its evaluation), and most
 # of the suite's time is XLA compiling them: XLA's persistent compilation cache compiles each
-# once and keeps it between runs of the suite (the first run here: under 3 min; the next
+# once and keeps it between runs of the suite (the first run here: about 3 min; the next
 # ones under 2, 2026-12-07), in ~/.cache/rectbert/xla-tests/<jax version>
 # (RECTBERT_TEST_XLA_CACHE elsewhere; emptied when it passes CACHE_LIMIT). xdist's workers
 # and the subprocesses they start share it. A cache only skips compilation: it changes no
@@ -62,12 +62,12 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # XLA's LLVM optimisation level 0 compiles ~40 % faster; the default tier's tests check
 # behaviour, not speed, of programs that run for milliseconds. With it, XLA CPU's older loop
 # emitters (EMITTERS) compile a third faster again: the default tier with nothing compiled
-# took 2 min 45 s and 2 min 49 s against 4 min 4 s and 4 min 11 s (2026-12-07; 5 min of CPU
-# against 7.5), every test passing with either. The slow tier (`-m slow`) is compiled fully
-# optimised, with neither: its oracle checks run for minutes, 4.4x slower at level 0
-# (measured on the eight-letter screening test: 294 s against 67 s), and fully optimised the
-# older emitters compile slower (the junction oracle's program and a first example: 86 s
-# against 47 s).
+# took 2 min 45 s to 3 min 12 s in five runs, against 4 min 4 s to 4 min 49 s (2026-12-07;
+# 0.63x and 0.67x in runs one after the other), every test passing with either. The slow
+# tier (`-m slow`) is compiled fully optimised, with neither: its oracle checks run for
+# minutes, 4.4x slower at level 0 (measured on the eight-letter screening test: 294 s
+# against 67 s), and fully optimised the older emitters compile slower (the junction
+# oracle's program and a first example: 86 s against 47 s).
 # RECTBERT_TEST_XLA_FLAGS overrides both ("" runs every tier optimised). Set before any test
 # computes (XLA reads it when the CPU backend starts); subprocesses inherit it. Other flags
 # that compiled no faster are listed in benchmarks/RESULTS.md.
