@@ -61,9 +61,9 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # XLA's LLVM optimisation level 0 compiles ~40 % faster; the default tier's tests check
 # behaviour, not speed, of programs that run for milliseconds. With it, XLA CPU's older loop
-# emitters (EMITTERS) compile a third faster again: the default tier with nothing compiled
-# took 2 min 45 s to 3 min 12 s in five runs, against 4 min 4 s to 4 min 49 s (2026-12-07;
-# 0.63x and 0.67x in runs one after the other), every test passing with either. The slow
+# emitters (EMITTERS) take a third off again: the default tier with nothing compiled took
+# 0.63x and 0.67x the time in runs one after the other (2026-12-07: 3 min 3 s against 4 min
+# 49 s, 2 min 49 s against 4 min 11 s), every test passing with either. The slow
 # tier (`-m slow`) is compiled fully optimised, with neither: its oracle checks run for
 # minutes, 4.4x slower at level 0 (measured on the eight-letter screening test: 294 s
 # against 67 s), and fully optimised the older emitters compile slower (the junction
