@@ -30,11 +30,15 @@ def runs_with(flag: str) -> bool:
 
 @pytest.mark.slow  # processes of their own
 def test_a_flag_is_asked_of_xla_once_a_run_and_the_answer_handed_down(fresh, monkeypatch):
-    assert runs_with(UNKNOWN) is False and runs_with(conftest.EMITTERS) is True
+    assert runs_with(UNKNOWN) is False  # the reference refuses it too
     assert conftest._knows(UNKNOWN) is False
     assert os.environ["RECTBERT_TEST_XLA_KNOWS"] == f"{UNKNOWN} no"
-    assert conftest._knows(conftest.EMITTERS) is True
-    assert os.environ["RECTBERT_TEST_XLA_KNOWS"] == f"{conftest.EMITTERS} yes"
+    # the flag used: whatever this jaxlib says (the suite runs without it where refused)
+    knows = runs_with(conftest.EMITTERS)
+    assert conftest._knows(conftest.EMITTERS) is knows
+    assert (
+        os.environ["RECTBERT_TEST_XLA_KNOWS"] == f"{conftest.EMITTERS} {'yes' if knows else 'no'}"
+    )
 
     def asked(*args, **kwargs):
         raise AssertionError("asked again")
